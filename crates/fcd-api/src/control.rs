@@ -1,0 +1,582 @@
+//! Control-plane operations: the rules that span the metadata store, the code store and the
+//! instance manager, independent of HTTP.
+//!
+//! Updates are compare-and-swap on the record's etag, so two concurrent writers never lose each
+//! other's change silently (the loser gets `ConcurrentUpdateError`). Invocations resolve
+//! functions through an in-memory cache that every write through this process invalidates, so
+//! the invoke path never touches the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
+
+use fcd_core::FcError;
+use fcd_core::limits::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
+use fcd_core::model::{CodeRef, Function, FunctionUpdate, Service, ServiceUpdate};
+use fcd_core::names::{check_function_name, check_service_name};
+use fcd_runtime::{FunctionSpec, InstanceManager};
+use fcd_store::code::{CodeError, CodeStore};
+use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredService};
+
+type FnKey = (String, String, String);
+
+/// How long a GetFunctionCode URL stays valid.
+const CODE_URL_TTL_SECS: u64 = 3600;
+
+pub struct Control {
+    store: Arc<dyn MetadataStore>,
+    code: CodeStore,
+    runtime: Arc<InstanceManager>,
+    region: String,
+    url_secret: Vec<u8>,
+    cache: RwLock<HashMap<FnKey, Arc<FunctionSpec>>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> FcError {
+    tracing::error!(error = %e, "{context}");
+    FcError::Internal
+}
+
+fn code_error(e: CodeError) -> FcError {
+    match e {
+        CodeError::Io(e) => internal("code store", e),
+        CodeError::Missing(d) => internal("code store", format!("package {d} is missing")),
+        other => FcError::invalid(other.to_string()),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A page of a listing plus where the next page starts.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// FC's paging parameters, as sent by the SDKs.
+#[derive(Debug, Default, Clone)]
+pub struct Paging {
+    pub prefix: Option<String>,
+    pub start_key: Option<String>,
+    pub next_token: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl Paging {
+    fn query(&self) -> Result<(ListQuery, usize), FcError> {
+        let limit = self.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+        if limit == 0 || limit > LIST_LIMIT_MAX {
+            return Err(FcError::invalid(format!(
+                "limit {limit} is out of range: it must be between 1 and {LIST_LIMIT_MAX}"
+            )));
+        }
+        // Both startKey and nextToken are lower bounds on the name; the larger one wins.
+        let from = match (&self.start_key, &self.next_token) {
+            (Some(a), Some(b)) => Some(a.max(b).clone()),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        let q = ListQuery {
+            prefix: self.prefix.clone().filter(|p| !p.is_empty()),
+            from,
+            // One extra row tells whether there is a next page, and where it starts.
+            limit: limit + 1,
+        };
+        Ok((q, limit as usize))
+    }
+}
+
+fn page<T>(mut items: Vec<T>, limit: usize, name: impl Fn(&T) -> String) -> Page<T> {
+    let next_token = if items.len() > limit {
+        items.truncate(limit + 1);
+        items.pop().map(|x| name(&x))
+    } else {
+        None
+    };
+    Page { items, next_token }
+}
+
+fn check_if_match(if_match: Option<&str>, etag: &str) -> Result<(), FcError> {
+    match if_match {
+        Some(m) if !m.is_empty() && m.trim_matches('"') != etag => Err(FcError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+impl Control {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        code: CodeStore,
+        runtime: Arc<InstanceManager>,
+        region: String,
+        url_secret: Vec<u8>,
+    ) -> Control {
+        Control {
+            store,
+            code,
+            runtime,
+            region,
+            url_secret,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn runtime(&self) -> &Arc<InstanceManager> {
+        &self.runtime
+    }
+
+    // ---- services ----
+
+    pub async fn create_service(
+        &self,
+        account: &str,
+        u: ServiceUpdate,
+    ) -> Result<StoredService, FcError> {
+        let name = u
+            .service_name
+            .clone()
+            .ok_or_else(|| FcError::invalid("serviceName is required"))?;
+        check_service_name(&name)?;
+        let service = Service::create(new_id(), name.clone(), u, fcd_core::time::now())?;
+        let stored = StoredService {
+            service,
+            etag: new_id(),
+        };
+        match self.store.insert_service(account, &stored).await {
+            Ok(()) => Ok(stored),
+            Err(StoreError::AlreadyExists) => Err(FcError::ServiceAlreadyExists(name)),
+            Err(e) => Err(internal("insert service", e)),
+        }
+    }
+
+    pub async fn get_service(&self, account: &str, name: &str) -> Result<StoredService, FcError> {
+        match self.store.get_service(account, name).await {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(FcError::ServiceNotFound(name.to_owned())),
+            Err(e) => Err(internal("get service", e)),
+        }
+    }
+
+    pub async fn update_service(
+        &self,
+        account: &str,
+        name: &str,
+        u: ServiceUpdate,
+        if_match: Option<&str>,
+    ) -> Result<StoredService, FcError> {
+        let current = self.get_service(account, name).await?;
+        check_if_match(if_match, &current.etag)?;
+        let mut service = current.service.clone();
+        service.apply(u, fcd_core::time::now())?;
+        let stored = StoredService {
+            service,
+            etag: new_id(),
+        };
+        match self
+            .store
+            .replace_service(account, &stored, &current.etag)
+            .await
+        {
+            Ok(()) => {
+                self.forget_service(account, name);
+                Ok(stored)
+            }
+            Err(StoreError::NotFound) => Err(FcError::ServiceNotFound(name.to_owned())),
+            Err(StoreError::Conflict) => Err(FcError::ConcurrentUpdate(format!(
+                "service '{name}' was modified by another request; read it again and retry"
+            ))),
+            Err(e) => Err(internal("update service", e)),
+        }
+    }
+
+    pub async fn delete_service(
+        &self,
+        account: &str,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), FcError> {
+        let current = self.get_service(account, name).await?;
+        check_if_match(if_match, &current.etag)?;
+        match self.store.delete_service(account, name).await {
+            Ok(()) => {
+                self.forget_service(account, name);
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(FcError::ServiceNotFound(name.to_owned())),
+            Err(StoreError::NotEmpty) => Err(FcError::ServiceNotEmpty(name.to_owned())),
+            Err(e) => Err(internal("delete service", e)),
+        }
+    }
+
+    pub async fn list_services(
+        &self,
+        account: &str,
+        p: &Paging,
+    ) -> Result<Page<StoredService>, FcError> {
+        let (q, limit) = p.query()?;
+        let items = self
+            .store
+            .list_services(account, &q)
+            .await
+            .map_err(|e| internal("list services", e))?;
+        Ok(page(items, limit, |s| s.service.service_name.clone()))
+    }
+
+    // ---- functions ----
+
+    async fn store_code(
+        &self,
+        zip_b64: &str,
+        expected_checksum: Option<&str>,
+    ) -> Result<fcd_store::code::StoredCode, FcError> {
+        let stored = self.code.put_base64(zip_b64).await.map_err(code_error)?;
+        if let Some(want) = expected_checksum.filter(|c| !c.is_empty())
+            && want != stored.checksum
+        {
+            return Err(FcError::invalid(format!(
+                "X-Fc-Code-Checksum {want} does not match the code package's CRC-64 {}",
+                stored.checksum
+            )));
+        }
+        Ok(stored)
+    }
+
+    pub async fn create_function(
+        &self,
+        account: &str,
+        service: &str,
+        mut u: FunctionUpdate,
+        code_checksum: Option<&str>,
+    ) -> Result<StoredFunction, FcError> {
+        let name = u
+            .function_name
+            .clone()
+            .ok_or_else(|| FcError::invalid("functionName is required"))?;
+        check_function_name(&name)?;
+        // Fail on a missing service before spending time on the code package.
+        self.get_service(account, service).await?;
+        let zip = u
+            .code
+            .take()
+            .and_then(|c| {
+                if c.oss_bucket_name.is_some() || c.oss_object_name.is_some() {
+                    u.code = Some(c);
+                    None
+                } else {
+                    c.zip_file
+                }
+            })
+            .filter(|z| !z.is_empty());
+        let zip = match zip {
+            Some(z) => z,
+            None if u.code.is_some() => {
+                // Let validation explain why OSS code is refused.
+                Function::create(
+                    new_id(),
+                    name.clone(),
+                    u,
+                    CodeRef {
+                        checksum: String::new(),
+                        size: 0,
+                    },
+                    String::new(),
+                )?;
+                return Err(FcError::invalid("code.zipFile is required"));
+            }
+            None => return Err(FcError::invalid("code.zipFile is required")),
+        };
+        // Validate the config before storing code, so bad requests leave nothing behind.
+        Function::create(
+            new_id(),
+            name.clone(),
+            u.clone(),
+            CodeRef {
+                checksum: String::new(),
+                size: 0,
+            },
+            String::new(),
+        )?;
+        let code = self.store_code(&zip, code_checksum).await?;
+        let function = Function::create(
+            new_id(),
+            name.clone(),
+            u,
+            CodeRef {
+                checksum: code.checksum.clone(),
+                size: code.size,
+            },
+            fcd_core::time::now(),
+        )?;
+        let stored = StoredFunction {
+            function,
+            code_digest: code.digest,
+            etag: new_id(),
+        };
+        match self.store.insert_function(account, service, &stored).await {
+            Ok(()) => Ok(stored),
+            Err(StoreError::AlreadyExists) => Err(FcError::FunctionAlreadyExists {
+                service: service.to_owned(),
+                function: name,
+            }),
+            Err(StoreError::ParentNotFound) => Err(FcError::ServiceNotFound(service.to_owned())),
+            Err(StoreError::LimitExceeded(m)) => Err(FcError::LimitExceeded(m)),
+            Err(e) => Err(internal("insert function", e)),
+        }
+    }
+
+    pub async fn get_function(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<StoredFunction, FcError> {
+        match self.store.get_function(account, service, name).await {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => {
+                // FC names the missing service when that is what is missing.
+                self.get_service(account, service).await?;
+                Err(FcError::FunctionNotFound {
+                    service: service.to_owned(),
+                    function: name.to_owned(),
+                })
+            }
+            Err(e) => Err(internal("get function", e)),
+        }
+    }
+
+    pub async fn update_function(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+        mut u: FunctionUpdate,
+        if_match: Option<&str>,
+        code_checksum: Option<&str>,
+    ) -> Result<StoredFunction, FcError> {
+        let current = self.get_function(account, service, name).await?;
+        check_if_match(if_match, &current.etag)?;
+        let mut function = current.function.clone();
+        // Validate everything on a scratch copy before storing any code.
+        let zip = u
+            .code
+            .as_ref()
+            .and_then(|c| c.zip_file.clone())
+            .filter(|z| !z.is_empty());
+        function.clone().apply(u.clone(), None, String::new())?;
+        u.code = None;
+        let (code_ref, digest) = match zip {
+            Some(z) => {
+                let c = self.store_code(&z, code_checksum).await?;
+                (
+                    Some(CodeRef {
+                        checksum: c.checksum,
+                        size: c.size,
+                    }),
+                    c.digest,
+                )
+            }
+            None => (None, current.code_digest.clone()),
+        };
+        function.apply(u, code_ref, fcd_core::time::now())?;
+        let stored = StoredFunction {
+            function,
+            code_digest: digest,
+            etag: new_id(),
+        };
+        match self
+            .store
+            .replace_function(account, service, &stored, &current.etag)
+            .await
+        {
+            Ok(()) => {
+                self.forget_function(account, service, name).await;
+                Ok(stored)
+            }
+            Err(StoreError::NotFound) => Err(FcError::FunctionNotFound {
+                service: service.to_owned(),
+                function: name.to_owned(),
+            }),
+            Err(StoreError::Conflict) => Err(FcError::ConcurrentUpdate(format!(
+                "function '{name}' was modified by another request; read it again and retry"
+            ))),
+            Err(e) => Err(internal("update function", e)),
+        }
+    }
+
+    pub async fn delete_function(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), FcError> {
+        let current = self.get_function(account, service, name).await?;
+        check_if_match(if_match, &current.etag)?;
+        match self.store.delete_function(account, service, name).await {
+            Ok(()) => {
+                self.forget_function(account, service, name).await;
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(FcError::FunctionNotFound {
+                service: service.to_owned(),
+                function: name.to_owned(),
+            }),
+            Err(e) => Err(internal("delete function", e)),
+        }
+    }
+
+    pub async fn list_functions(
+        &self,
+        account: &str,
+        service: &str,
+        p: &Paging,
+    ) -> Result<Page<StoredFunction>, FcError> {
+        self.get_service(account, service).await?;
+        let (q, limit) = p.query()?;
+        let items = self
+            .store
+            .list_functions(account, service, &q)
+            .await
+            .map_err(|e| internal("list functions", e))?;
+        Ok(page(items, limit, |f| f.function.function_name.clone()))
+    }
+
+    // ---- code downloads ----
+
+    fn code_signature(&self, digest: &str, expires: u64) -> String {
+        let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(&self.url_secret) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(format!("{digest}\n{expires}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A pre-signed, time-limited path (with query) from which the function's zip downloads.
+    pub async fn code_url_path(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<(String, String), FcError> {
+        let f = self.get_function(account, service, name).await?;
+        let expires = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + CODE_URL_TTL_SECS;
+        let sig = self.code_signature(&f.code_digest, expires);
+        Ok((
+            format!(
+                "/code-packages/{}?expires={expires}&signature={sig}",
+                f.code_digest
+            ),
+            f.function.code_checksum,
+        ))
+    }
+
+    /// The zip behind a pre-signed code URL, if the URL is genuine and unexpired.
+    pub async fn code_download(
+        &self,
+        digest: &str,
+        expires: u64,
+        signature: &str,
+    ) -> Result<Vec<u8>, FcError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let expected = self.code_signature(digest, expires);
+        let genuine = !expected.is_empty()
+            && expected.len() == signature.len()
+            && expected
+                .bytes()
+                .zip(signature.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !genuine || expires < now || !digest.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(FcError::AccessDenied(
+                "the code URL is invalid or has expired".into(),
+            ));
+        }
+        tokio::fs::read(self.code.zip_path(digest))
+            .await
+            .map_err(|e| internal("read code package", e))
+    }
+
+    // ---- invocation ----
+
+    /// The function to run for an invocation, from the cache when possible.
+    pub async fn resolve(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<Arc<FunctionSpec>, FcError> {
+        let key = (account.to_owned(), service.to_owned(), name.to_owned());
+        if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let svc = self.get_service(account, service).await?;
+        let f = self.get_function(account, service, name).await?;
+        let code_dir = self
+            .code
+            .ensure_extracted(&f.code_digest)
+            .await
+            .map_err(code_error)?;
+        let log = |key: &str| {
+            svc.service
+                .log_config
+                .as_ref()
+                .and_then(|c| c.get(key))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let resolved = Arc::new(FunctionSpec {
+            account_id: account.to_owned(),
+            service_name: service.to_owned(),
+            log_project: log("project"),
+            log_store: log("logstore"),
+            function: f.function,
+            code_dir,
+            qualifier: "LATEST".to_owned(),
+            version_id: None,
+            revision: format!("{}/{}", svc.etag, f.etag),
+        });
+        if let Ok(mut c) = self.cache.write() {
+            c.insert(key, resolved.clone());
+        }
+        Ok(resolved)
+    }
+
+    fn forget_service(&self, account: &str, service: &str) {
+        if let Ok(mut c) = self.cache.write() {
+            c.retain(|(a, s, _), _| !(a == account && s == service));
+        }
+    }
+
+    async fn forget_function(&self, account: &str, service: &str, name: &str) {
+        if let Ok(mut c) = self.cache.write() {
+            c.remove(&(account.to_owned(), service.to_owned(), name.to_owned()));
+        }
+        self.runtime.retire(account, service, name).await;
+    }
+}

@@ -1,0 +1,52 @@
+//! Rendering of platform errors as FC's error body.
+//!
+//! Handlers return [`ApiError`]; its response carries only the status and the [`FcError`] in the
+//! response extensions. The outermost middleware ([`crate::auth`]) knows the request id and
+//! renders the body, so every error, wherever it arises, gets the same
+//! `{"ErrorCode","ErrorMessage","Code","Message","RequestId"}` shape and `X-Fc-Request-Id`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fcd_core::FcError;
+
+/// A platform error leaving a handler.
+#[derive(Debug)]
+pub struct ApiError(pub FcError);
+
+impl From<FcError> for ApiError {
+    fn from(e: FcError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = status.into_response();
+        resp.extensions_mut().insert(self.0);
+        resp
+    }
+}
+
+/// The body and headers of an error response for request `request_id`.
+pub fn render(err: &FcError, request_id: &str) -> Response {
+    let message = err.to_string();
+    let body = serde_json::json!({
+        "ErrorCode": err.code(),
+        "ErrorMessage": message,
+        "Code": err.code(),
+        "Message": message,
+        "RequestId": request_id,
+    });
+    let status =
+        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

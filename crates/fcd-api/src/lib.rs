@@ -1,0 +1,35 @@
+//! The HTTP face of fcd: FC's OpenAPI (2021-04-06 and the 2016-08-15 paths of the classic SDKs)
+//! on axum.
+//!
+//! Every request passes through [`auth`] (request id, body buffering, signature, account), then
+//! a route in [`routes`] that parses its input and calls [`control`], which owns the rules that
+//! span the store, the code store and the instance manager. Errors of every layer arrive as
+//! [`fcd_core::FcError`] and are rendered as FC's error body in one place ([`error`]).
+
+pub mod auth;
+pub mod control;
+pub mod error;
+pub mod routes;
+
+use std::sync::Arc;
+
+pub use auth::{AccessKey, Keyring};
+pub use control::Control;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub keyring: Arc<Keyring>,
+    pub control: Arc<Control>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The complete API router.
+pub fn router(state: AppState) -> axum::Router {
+    routes::router(state)
+}

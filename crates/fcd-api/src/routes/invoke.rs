@@ -1,0 +1,116 @@
+//! InvokeFunction: the hot path. Resolve the function from the in-memory cache, hand the body
+//! to the instance manager, and shape FC's response headers.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+
+use fcd_core::FcError;
+use fcd_runtime::{InvokeError, InvokeRequest, StartError};
+
+use super::{Ctx, PathParams, QueryParams, check_qualifier, header_str};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// The list real FC sends on every invocation response.
+const EXPOSE_HEADERS: &str = "Date,x-fc-request-id,x-fc-error-type,x-fc-code-checksum,x-fc-invocation-duration,x-fc-max-memory-usage,x-fc-log-result,x-fc-invocation-code-version";
+
+fn invoke_error(e: InvokeError) -> FcError {
+    match e {
+        InvokeError::ShuttingDown => FcError::ServiceUnavailable,
+        InvokeError::Start(StartError::UnsupportedRuntime(r)) => {
+            FcError::invalid(StartError::UnsupportedRuntime(r).to_string())
+        }
+        InvokeError::Start(other) => FcError::FunctionNotStarted(other.to_string()),
+    }
+}
+
+fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+pub(super) async fn invoke(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+    q: QueryParams,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (service, path_q) = p.service();
+    let qualifier = path_q.or_else(|| q.string("qualifier"));
+    check_qualifier(&service, qualifier.as_deref())?;
+    match header_str(&headers, "x-fc-invocation-type") {
+        None => {}
+        Some(t) if t.eq_ignore_ascii_case("sync") => {}
+        Some(t) if t.eq_ignore_ascii_case("async") => {
+            return Err(ApiError(FcError::invalid(
+                "asynchronous invocation (X-Fc-Invocation-Type: Async) is not available on this fcd server yet; invoke synchronously",
+            )));
+        }
+        Some(t) => {
+            return Err(ApiError(FcError::invalid(format!(
+                "X-Fc-Invocation-Type '{t}' is invalid: use Sync or Async"
+            ))));
+        }
+    }
+    let log_tail =
+        header_str(&headers, "x-fc-log-type").is_some_and(|t| t.eq_ignore_ascii_case("tail"));
+    let trace_id = header_str(&headers, "x-fc-trace-id").map(str::to_owned);
+    let spec = s
+        .control
+        .resolve(&c.account_id, &service, p.get("function"))
+        .await?;
+    tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %spec.function.function_name, "invoke");
+    let outcome = s
+        .control
+        .runtime()
+        .invoke(
+            &spec,
+            InvokeRequest {
+                request_id: c.request_id.clone(),
+                trace_id,
+                body,
+                log_tail,
+            },
+        )
+        .await
+        .map_err(|e| ApiError(invoke_error(e)))?;
+
+    let mut resp = (StatusCode::OK, outcome.body).into_response();
+    let h = resp.headers_mut();
+    let billed_ms = (outcome.duration.as_secs_f64() * 1000.0).ceil() as u64;
+    put(h, "x-fc-code-checksum", &spec.function.code_checksum);
+    put(h, "x-fc-invocation-duration", &billed_ms.to_string());
+    put(
+        h,
+        "x-fc-max-memory-usage",
+        &format!("{:.2}", outcome.max_memory_mb),
+    );
+    put(
+        h,
+        "x-fc-invocation-service-version",
+        spec.version_id.as_deref().unwrap_or("LATEST"),
+    );
+    put(h, "x-fc-instance-id", &outcome.instance_id);
+    put(h, "access-control-expose-headers", EXPOSE_HEADERS);
+    match &outcome.error_type {
+        Some(kind) => {
+            put(h, "x-fc-error-type", kind);
+            put(h, "content-type", "application/json");
+        }
+        None => put(h, "content-type", "application/octet-stream"),
+    }
+    if let Some(log) = &outcome.log_tail {
+        put(
+            h,
+            "x-fc-log-result",
+            &base64::engine::general_purpose::STANDARD.encode(log.as_bytes()),
+        );
+    }
+    Ok(resp)
+}

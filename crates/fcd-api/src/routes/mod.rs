@@ -1,0 +1,218 @@
+//! Routes of the FC API, one module per resource. Handlers only extract and validate their
+//! input, call [`crate::control::Control`], and shape FC's JSON.
+//!
+//! Every route answers under both `/2021-04-06` and `/2016-08-15`: the classic SDKs use the
+//! older prefix for the same resources with the same JSON.
+
+mod code;
+mod functions;
+mod invoke;
+mod services;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use fcd_core::FcError;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/services", get(services::list).post(services::create))
+        .route(
+            "/services/{service}",
+            get(services::get)
+                .put(services::update)
+                .delete(services::delete),
+        )
+        .route(
+            "/services/{service}/functions",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/services/{service}/functions/{function}",
+            get(functions::get)
+                .put(functions::update)
+                .delete(functions::delete),
+        )
+        .route(
+            "/services/{service}/functions/{function}/code",
+            get(functions::code),
+        )
+        .route(
+            "/services/{service}/functions/{function}/invocations",
+            post(invoke::invoke),
+        );
+    Router::new()
+        .nest("/2021-04-06", api.clone())
+        .nest("/2016-08-15", api)
+        .route("/code-packages/{digest}", get(code::download))
+        // The auth layer already enforced FC's size limits while buffering the body.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .fallback(unsupported)
+        .method_not_allowed_fallback(unsupported)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::layer,
+        ))
+        .with_state(state)
+}
+
+async fn unsupported(req: Request) -> ApiError {
+    ApiError(FcError::PathNotSupported {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    })
+}
+
+/// The authenticated caller; present on every request past [`crate::auth::layer`].
+pub(crate) struct Ctx(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(Ctx)
+            .ok_or(ApiError(FcError::Internal))
+    }
+}
+
+/// Path parameters, percent-decoded by axum; a segment that does not decode is FC's
+/// `InvalidArgument` rather than axum's plain-text rejection.
+pub(crate) struct PathParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParams(p.0))
+            .map_err(|e| ApiError(FcError::invalid(format!("invalid path: {e}"))))
+    }
+}
+
+impl PathParams {
+    pub(crate) fn get(&self, name: &str) -> &str {
+        self.0.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The service segment, split into name and qualifier (`svc.prod` in 2016-08-15 paths).
+    pub(crate) fn service(&self) -> (String, Option<String>) {
+        let raw = self.get("service");
+        match raw.split_once('.') {
+            Some((name, q)) => (name.to_owned(), Some(q.to_owned())),
+            None => (raw.to_owned(), None),
+        }
+    }
+}
+
+/// The query string, form-decoded (the SDKs send `+` for spaces).
+pub(crate) struct QueryParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        Ok(QueryParams(
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+        ))
+    }
+}
+
+impl QueryParams {
+    pub(crate) fn string(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    pub(crate) fn u32(&self, name: &str) -> ApiResult<Option<u32>> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError(FcError::invalid(format!(
+                    "{name} '{v}' is not a valid number"
+                )))
+            }),
+        }
+    }
+
+    pub(crate) fn paging(&self) -> ApiResult<crate::control::Paging> {
+        Ok(crate::control::Paging {
+            prefix: self.string("prefix"),
+            start_key: self.string("startKey"),
+            next_token: self.string("nextToken"),
+            limit: self.u32("limit")?,
+        })
+    }
+}
+
+/// Parses a JSON request body into `T`, with FC's error for anything malformed.
+pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(FcError::invalid(format!(
+            "the request body is not valid: {e}"
+        )))
+    })
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Only `LATEST` exists until versions and aliases land; anything else names a version or
+/// alias that does not exist.
+pub(crate) fn check_qualifier(service: &str, qualifier: Option<&str>) -> ApiResult<()> {
+    match qualifier {
+        None | Some("") | Some("LATEST") => Ok(()),
+        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(ApiError(FcError::VersionNotFound {
+                service: service.to_owned(),
+                version: q.to_owned(),
+            }))
+        }
+        Some(q) => Err(ApiError(FcError::AliasNotFound {
+            service: service.to_owned(),
+            alias: q.to_owned(),
+        })),
+    }
+}
+
+/// A JSON response with FC's content type and the resource's ETag.
+pub(crate) fn json_response(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+    etag: Option<&str>,
+) -> Response {
+    let body = match serde_json::to_vec(value) {
+        Ok(b) => b,
+        Err(_) => return ApiError(FcError::Internal).into_response(),
+    };
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    resp
+}

@@ -1,0 +1,146 @@
+//! The single error type of the platform and its mapping to FC error codes and HTTP statuses.
+//!
+//! Every layer converts its own failures into [`FcError`]; the API layer renders it as FC's error
+//! body. Keeping the code/status table here means the mapping lives in exactly one place.
+
+/// A platform error as Function Compute reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FcError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("required HTTP header {0} was not specified")]
+    MissingRequiredHeader(String),
+    #[error("'{method}' against '{path}' is not supported")]
+    PathNotSupported { method: String, path: String },
+    #[error("payload size exceeds maximum allowed size ({limit} bytes)")]
+    EntityTooLarge { limit: u64 },
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your access key and signing method"
+    )]
+    SignatureNotMatch,
+    #[error("invalid access key ID '{0}'")]
+    InvalidAccessKeyId(String),
+    #[error("the difference between the request time '{0}' and the server's time is too large")]
+    RequestTimeTooSkewed(String),
+    #[error("service '{0}' does not exist")]
+    ServiceNotFound(String),
+    #[error("function '{function}' does not exist in service '{service}'")]
+    FunctionNotFound { service: String, function: String },
+    #[error("version '{version}' of service '{service}' does not exist")]
+    VersionNotFound { service: String, version: String },
+    #[error("alias '{alias}' of service '{service}' does not exist")]
+    AliasNotFound { service: String, alias: String },
+    #[error("service '{0}' already exists")]
+    ServiceAlreadyExists(String),
+    #[error("function '{function}' already exists in service '{service}'")]
+    FunctionAlreadyExists { service: String, function: String },
+    #[error("service '{0}' is not empty: delete its functions first")]
+    ServiceNotEmpty(String),
+    #[error("the resource being modified has been changed")]
+    PreconditionFailed,
+    #[error("ConcurrentUpdateError: {0}")]
+    ConcurrentUpdate(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("The function either cannot be started or exited. {0}")]
+    FunctionNotStarted(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    ResourceThrottled(String),
+    #[error("an internal error has occurred. Please retry.")]
+    Internal,
+    #[error("the server is shutting down")]
+    ServiceUnavailable,
+}
+
+impl FcError {
+    /// FC's `ErrorCode` for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FcError::InvalidArgument(_) => "InvalidArgument",
+            FcError::MissingRequiredHeader(_) => "MissingRequiredHeader",
+            FcError::PathNotSupported { .. } => "PathNotSupported",
+            FcError::EntityTooLarge { .. } => "EntityTooLarge",
+            FcError::AccessDenied(_) => "AccessDenied",
+            FcError::SignatureNotMatch => "SignatureNotMatch",
+            FcError::InvalidAccessKeyId(_) => "InvalidAccessKeyID",
+            FcError::RequestTimeTooSkewed(_) => "RequestTimeTooSkewed",
+            FcError::ServiceNotFound(_) => "ServiceNotFound",
+            FcError::FunctionNotFound { .. } => "FunctionNotFound",
+            FcError::VersionNotFound { .. } => "VersionNotFound",
+            FcError::AliasNotFound { .. } => "AliasNotFound",
+            FcError::ServiceAlreadyExists(_) => "ServiceAlreadyExists",
+            FcError::FunctionAlreadyExists { .. } => "FunctionAlreadyExists",
+            FcError::ServiceNotEmpty(_) => "ServiceNotEmpty",
+            FcError::PreconditionFailed => "PreconditionFailed",
+            FcError::ConcurrentUpdate(_) => "ConcurrentUpdateError",
+            FcError::LimitExceeded(_) => "LimitExceededError",
+            FcError::FunctionNotStarted(_) => "FunctionNotStarted",
+            FcError::ResourceExhausted(_) => "ResourceExhausted",
+            FcError::ResourceThrottled(_) => "ResourceThrottled",
+            FcError::Internal => "InternalServerError",
+            FcError::ServiceUnavailable => "ServiceUnavailable",
+        }
+    }
+
+    /// The HTTP status FC answers this error with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            FcError::InvalidArgument(_)
+            | FcError::MissingRequiredHeader(_)
+            | FcError::PathNotSupported { .. }
+            | FcError::EntityTooLarge { .. }
+            | FcError::LimitExceeded(_) => 400,
+            FcError::AccessDenied(_)
+            | FcError::SignatureNotMatch
+            | FcError::InvalidAccessKeyId(_)
+            | FcError::RequestTimeTooSkewed(_) => 403,
+            FcError::ServiceNotFound(_)
+            | FcError::FunctionNotFound { .. }
+            | FcError::VersionNotFound { .. }
+            | FcError::AliasNotFound { .. } => 404,
+            FcError::ServiceAlreadyExists(_)
+            | FcError::FunctionAlreadyExists { .. }
+            | FcError::ConcurrentUpdate(_) => 409,
+            FcError::ServiceNotEmpty(_)
+            | FcError::PreconditionFailed
+            | FcError::FunctionNotStarted(_) => 412,
+            FcError::ResourceExhausted(_) => 429,
+            FcError::Internal => 500,
+            FcError::ResourceThrottled(_) | FcError::ServiceUnavailable => 503,
+        }
+    }
+
+    /// Shorthand for the most common error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        FcError::InvalidArgument(msg.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_match_fc() {
+        let e = FcError::FunctionNotFound {
+            service: "s".into(),
+            function: "f".into(),
+        };
+        assert_eq!(e.code(), "FunctionNotFound");
+        assert_eq!(e.http_status(), 404);
+        assert_eq!(e.to_string(), "function 'f' does not exist in service 's'");
+        assert_eq!(
+            FcError::InvalidAccessKeyId("x".into()).code(),
+            "InvalidAccessKeyID"
+        );
+        assert_eq!(FcError::ServiceNotEmpty("s".into()).http_status(), 412);
+        assert_eq!(
+            FcError::EntityTooLarge { limit: 10 }.to_string(),
+            "payload size exceeds maximum allowed size (10 bytes)"
+        );
+    }
+}

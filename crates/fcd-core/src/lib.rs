@@ -1,0 +1,14 @@
+//! Domain model of fcd: services, functions, their validation rules and FC's limits, and the one
+//! error type every layer reports in. No IO happens here.
+//!
+//! The model types derive serde with FC's camelCase field names because the same shapes are what
+//! the store persists and what the API returns; fields fcd accepts but does not act on yet are
+//! kept as raw JSON objects so they round-trip unchanged.
+
+pub mod error;
+pub mod limits;
+pub mod model;
+pub mod names;
+pub mod time;
+
+pub use error::FcError;

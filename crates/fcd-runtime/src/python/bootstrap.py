@@ -1,0 +1,793 @@
+# fcd Python runtime bootstrap.
+#
+# fcd starts one of these per function instance as
+#     python3 -u -X utf8 bootstrap.py
+# with cwd = the function's code directory.  It serves the custom-runtime
+# (CAPort) HTTP contract on 0.0.0.0:$FC_SERVER_PORT so that fcd talks to the
+# built-in Python runtimes exactly as it talks to a custom runtime:
+#
+#   POST /invoke       run the handler as handler(event: bytes, context)
+#   POST /initialize   run the initializer once (successfully) per process
+#   GET|POST /pre-stop, /pre-freeze   run the lifecycle hooks as fn(context)
+#
+# Success: 200 + "x-fc-status: 200", body = result.
+# Failure: 404 + "x-fc-status: 404" + "x-fc-error-type: UnhandledInvocationError"
+#          + JSON {"errorMessage", "errorType", "stackTrace"}.
+#
+# Standard library only; must run on Python 3.9+.  Startup is kept cheap: the
+# HTTP layer is a small hand-written HTTP/1.1 server on a raw socket (one
+# daemon thread per connection) instead of http.server, whose imports (email,
+# http.client, mimetypes, ...) alone cost ~20 ms.
+
+import os
+import sys
+
+# --------------------------------------------------------------------------
+# Configuration captured before the environment is scrubbed.
+# --------------------------------------------------------------------------
+
+_env = os.environ
+_THIS_FILE = os.path.abspath(__file__)
+_CODE_DIR = _env.get("FC_FUNC_CODE_PATH") or os.getcwd()
+_PORT_STR = _env.get("FC_SERVER_PORT") or _env.get("FC_CUSTOM_LISTEN_PORT") or "9000"
+_DEFAULT_HANDLER = _env.get("FC_FUNCTION_HANDLER", "")
+_DEFAULT_INITIALIZER = _env.get("FC_FUNCTION_INITIALIZER", "")
+_LOG_LEVEL_NAME = _env.get("FC_SERVER_LOG_LEVEL", "")
+_ENV_MEMORY = _env.get("FC_FUNCTION_MEMORY_SIZE", "")
+_ENV_FUNCTION_NAME = _env.get("FC_FUNCTION_NAME", "")
+_ENV_SERVICE_NAME = _env.get("FC_SERVICE_NAME", "")
+_ENV_REGION = _env.get("FC_REGION", "")
+_ENV_ACCOUNT_ID = _env.get("FC_ACCOUNT_ID", "")
+_ENV_QUALIFIER = _env.get("FC_QUALIFIER", "")
+_ENV_VERSION_ID = _env.get("FC_VER_ID", "")
+
+_SAFE_FC_ENV = frozenset((
+    "FC_FUNC_CODE_PATH", "FC_FUNCTION_MEMORY_SIZE", "FC_RUNTIME_VERSION",
+    "FC_ACCOUNT_ID", "FC_FUNCTION_HANDLER", "FC_FUNCTION_NAME",
+    "FC_SERVICE_NAME", "FC_VER_ID", "FC_QUALIFIER", "FC_REGION",
+    "FC_INSTANCE_ID", "FC_SNAPSHOT_FLAG", "FC_CUSTOM_LISTEN_PORT",
+    "FC_SERVER_PORT",
+))
+
+
+def _scrub_env():
+    for key in [k for k in _env if k.startswith("FC_") and k not in _SAFE_FC_ENV]:
+        try:
+            del _env[key]
+        except KeyError:
+            pass
+
+
+def _setup_sys_path():
+    here = os.path.dirname(_THIS_FILE)
+    code = os.path.abspath(_CODE_DIR)
+    # Drop the bootstrap's own directory (python put it at sys.path[0]);
+    # the code dir goes first, then the layer dirs, then the rest.
+    ver = "python%d.%d" % sys.version_info[:2]
+    layers = [p for p in ("/opt/python", "/opt/python/lib/" + ver + "/site-packages")
+              if os.path.isdir(p)]
+    skip = set(layers)
+    skip.update(("", here, code))
+    sys.path[:] = [code] + layers + [p for p in sys.path if p not in skip]
+
+
+# --------------------------------------------------------------------------
+# Output streams and logging.
+# --------------------------------------------------------------------------
+
+_OUT = sys.stdout
+_ERR = sys.stderr
+for _s in (_OUT, _ERR):
+    try:
+        _s.reconfigure(line_buffering=True)
+    except Exception:
+        pass
+
+import threading  # noqa: E402
+import time  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+
+_LOG_RECORD_LIMIT = 128 * 1024
+
+# Request id of the most recently started request; used by the root logger
+# (process-global, as in FC: may be wrong under instance concurrency > 1).
+_current_request_id = ""
+
+
+class _FCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def format(self, record):
+        if not hasattr(record, "fc_request_id"):
+            record.fc_request_id = _current_request_id
+        s = logging.Formatter.format(self, record)
+        if len(s) > _LOG_RECORD_LIMIT:
+            s = s[:_LOG_RECORD_LIMIT]
+        return s
+
+
+class _RequestLogger(logging.Logger):
+    """A logger bound to one request id; propagates to the root handlers."""
+
+    def __init__(self, request_id):
+        logging.Logger.__init__(self, "fc_request_logger")
+        self.parent = logging.root
+        self._fc_request_id = request_id
+
+    def makeRecord(self, *args, **kwargs):
+        rv = logging.Logger.makeRecord(self, *args, **kwargs)
+        rv.fc_request_id = self._fc_request_id
+        return rv
+
+
+def _setup_logging():
+    level = logging.INFO
+    name = _LOG_LEVEL_NAME.strip()
+    if name:
+        if name.isdigit():
+            level = int(name)
+        else:
+            lv = logging.getLevelName(name.upper())
+            if isinstance(lv, int):
+                level = lv
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(_ERR)
+    handler.setFormatter(_FCFormatter(
+        "%(asctime)s.%(msecs)03dZ %(fc_request_id)s [%(levelname)s] %(message)s",
+        "%Y-%m-%dT%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _utc_stamp():
+    t = time.time()
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)),
+                         int(t * 1000) % 1000)
+
+
+def _flush_streams():
+    for s in (sys.stdout, sys.stderr, _OUT, _ERR):
+        try:
+            s.flush()
+        except Exception:
+            pass
+
+
+def _marker(text):
+    # Flush anything the user wrote first so markers keep their order.
+    _flush_streams()
+    try:
+        _OUT.write(text)
+        _OUT.flush()
+    except Exception:
+        pass
+
+
+def _log_error_text(request_id, text):
+    try:
+        _ERR.write("%s %s [ERROR] %s\n" % (_utc_stamp(), request_id, text.rstrip("\n")))
+        _ERR.flush()
+    except Exception:
+        pass
+
+
+# --------------------------------------------------------------------------
+# Context object.
+# --------------------------------------------------------------------------
+
+def _int_or(value, default):
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return int(float(value))
+        except ValueError:
+            return default
+
+
+class Credentials(object):
+    __slots__ = ("access_key_id", "access_key_secret", "security_token")
+
+    def __init__(self, access_key_id, access_key_secret, security_token):
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret
+        self.security_token = security_token
+
+    # camelCase aliases (python2.7 compatibility in FC).
+    @property
+    def accessKeyId(self):
+        return self.access_key_id
+
+    @property
+    def accessKeySecret(self):
+        return self.access_key_secret
+
+    @property
+    def securityToken(self):
+        return self.security_token
+
+    def to_json(self):
+        return {"accessKeyId": self.access_key_id,
+                "accessKeySecret": self.access_key_secret,
+                "securityToken": self.security_token}
+
+
+class FunctionMeta(object):
+    __slots__ = ("name", "handler", "memory", "timeout", "initializer",
+                 "initialization_timeout")
+
+    def __init__(self, name, handler, memory, timeout, initializer,
+                 initialization_timeout):
+        self.name = name
+        self.handler = handler
+        self.memory = memory
+        self.timeout = timeout
+        self.initializer = initializer
+        self.initialization_timeout = initialization_timeout
+
+    def to_json(self):
+        return {"name": self.name, "handler": self.handler,
+                "memory": self.memory, "timeout": self.timeout}
+
+
+class ServiceMeta(object):
+    __slots__ = ("name", "log_project", "log_store", "qualifier", "version_id")
+
+    def __init__(self, name, log_project, log_store, qualifier, version_id):
+        self.name = name
+        self.log_project = log_project
+        self.log_store = log_store
+        self.qualifier = qualifier
+        self.version_id = version_id
+
+    def to_json(self):
+        return {"name": self.name, "logProject": self.log_project,
+                "logStore": self.log_store, "qualifier": self.qualifier,
+                "versionId": self.version_id}
+
+
+class Tracing(object):
+    __slots__ = ("span_context", "jaeger_endpoint", "span_baggages")
+
+    def __init__(self, span_context, jaeger_endpoint, span_baggages):
+        self.span_context = span_context
+        self.jaeger_endpoint = jaeger_endpoint
+        self.span_baggages = span_baggages
+
+    def to_json(self):
+        return {"openTracingSpanContext": self.span_context,
+                "openTracingSpanBaggages": self.span_baggages,
+                "jaegerEndpoint": self.jaeger_endpoint}
+
+
+def _decode_baggages(value):
+    if not value:
+        return {}
+    try:
+        import binascii
+        raw = binascii.a2b_base64(value.strip())
+        obj = json.loads(raw.decode("utf-8"))
+        return obj if isinstance(obj, dict) else {}
+    except Exception:
+        return {}
+
+
+class FCContext(object):
+    __slots__ = ("request_id", "credentials", "function", "service", "region",
+                 "account_id", "retry_count", "tracing", "_logger")
+
+    def __init__(self, headers, handler):
+        g = headers.get
+        self.request_id = g("x-fc-request-id", "")
+        self.credentials = Credentials(g("x-fc-access-key-id", ""),
+                                       g("x-fc-access-key-secret", ""),
+                                       g("x-fc-security-token", ""))
+        self.function = FunctionMeta(
+            g("x-fc-function-name") or _ENV_FUNCTION_NAME,
+            handler,
+            _int_or(g("x-fc-function-memory") or _ENV_MEMORY, None),
+            _int_or(g("x-fc-function-timeout"), None),
+            g("x-fc-function-initializer") or _DEFAULT_INITIALIZER,
+            _int_or(g("x-fc-initialization-timeout"), None))
+        self.service = ServiceMeta(
+            g("x-fc-service-name") or _ENV_SERVICE_NAME,
+            g("x-fc-service-logproject", ""),
+            g("x-fc-service-logstore", ""),
+            g("x-fc-qualifier") or _ENV_QUALIFIER,
+            g("x-fc-version-id") or _ENV_VERSION_ID)
+        self.region = g("x-fc-region") or _ENV_REGION
+        self.account_id = g("x-fc-account-id") or _ENV_ACCOUNT_ID
+        self.retry_count = _int_or(g("x-fc-retry-count"), 0)
+        self.tracing = Tracing(g("x-fc-tracing-opentracing-span-context", ""),
+                               g("x-fc-tracing-jaeger-endpoint", ""),
+                               _decode_baggages(g("x-fc-tracing-opentracing-span-baggages")))
+        self._logger = None
+
+    @property
+    def requestId(self):
+        return self.request_id
+
+    def getLogger(self):
+        lg = self._logger
+        if lg is None:
+            lg = self._logger = _RequestLogger(self.request_id)
+        return lg
+
+    def to_json(self):
+        return {"requestId": self.request_id,
+                "credentials": self.credentials.to_json(),
+                "function": self.function.to_json(),
+                "service": self.service.to_json(),
+                "region": self.region,
+                "accountId": self.account_id,
+                "retryCount": self.retry_count,
+                "tracing": self.tracing.to_json()}
+
+
+# --------------------------------------------------------------------------
+# Handler loading and error reporting.
+# --------------------------------------------------------------------------
+
+class _LoadError(Exception):
+    def __init__(self, error_type, message, exc=None):
+        Exception.__init__(self, message)
+        self.error_type = error_type
+        self.message = message
+        self.exc = exc
+
+
+_handler_cache = {}
+_handler_cache_lock = threading.Lock()
+
+
+_RUNTIME_FILES = frozenset((_THIS_FILE, __file__))
+
+
+def _is_runtime_frame(filename):
+    return filename in _RUNTIME_FILES or filename.startswith("<frozen importlib")
+
+
+def _user_frames(tb):
+    import traceback
+    return [fs for fs in traceback.extract_tb(tb) if not _is_runtime_frame(fs.filename)]
+
+
+def _stack_trace(exc):
+    out = []
+    for fs in _user_frames(exc.__traceback__):
+        out.append(['File "%s"' % fs.filename, "line %s" % fs.lineno,
+                    "in %s" % fs.name, fs.line or ""])
+    if isinstance(exc, SyntaxError) and exc.filename:
+        out.append(['File "%s"' % exc.filename, "line %s" % exc.lineno,
+                    "in <module>", (exc.text or "").strip()])
+    return out
+
+
+def _format_traceback(exc):
+    import traceback
+    try:
+        te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+        te.stack = traceback.StackSummary.from_list(_user_frames(exc.__traceback__))
+        return "".join(te.format())
+    except Exception:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _load_handler(handler):
+    fn = _handler_cache.get(handler)
+    if fn is not None:
+        return fn
+    if not handler or "." not in handler:
+        raise _LoadError("InvalidHandleName", "Invalid handler '%s'" % handler)
+    modpath, _, fname = handler.rpartition(".")
+    if not modpath or not fname:
+        raise _LoadError("InvalidHandleName", "Invalid handler '%s'" % handler)
+    modname = modpath.strip("/").replace("/", ".")
+    if not modname or ".." in modname or modname.startswith("."):
+        raise _LoadError("InvalidHandleName", "Invalid handler '%s'" % handler)
+    with _handler_cache_lock:
+        fn = _handler_cache.get(handler)
+        if fn is not None:
+            return fn
+        try:
+            __import__(modname)
+            module = sys.modules[modname]
+        except SyntaxError as e:
+            raise _LoadError("UserCodeSyntaxError",
+                             "Syntax error in module '%s'" % modpath, e)
+        except ImportError as e:
+            raise _LoadError("ImportModuleError",
+                             "Unable to import module '%s'" % modpath, e)
+        except SystemExit:
+            raise
+        except BaseException as e:  # noqa: B902 - any module init failure
+            raise _LoadError("UserCodeError",
+                             "Module initialization error: '%s'" % (e,), e)
+        try:
+            fn = getattr(module, fname)
+        except AttributeError:
+            raise _LoadError("HandlerNotFound",
+                             "Handler '%s' is missing on module '%s'" % (fname, modpath))
+        _handler_cache[handler] = fn
+        return fn
+
+
+def _error_body(error_type, message, stack):
+    return json.dumps({"errorMessage": message, "errorType": error_type,
+                       "stackTrace": stack}, indent=4).encode("utf-8")
+
+
+def _describe_failure(request_id, exc):
+    """Log the failure to stderr; return (errorType, body bytes)."""
+    if isinstance(exc, _LoadError):
+        inner = exc.exc
+        text = "%s: %s" % (exc.error_type, exc.message)
+        if inner is not None:
+            text += "\n" + _format_traceback(inner)
+        _log_error_text(request_id, text)
+        stack = _stack_trace(inner) if inner is not None else []
+        return _error_body(exc.error_type, exc.message, stack)
+    _log_error_text(request_id, _format_traceback(exc))
+    try:
+        msg = str(exc)
+    except Exception:
+        msg = "<unprintable %s object>" % type(exc).__name__
+    return _error_body(type(exc).__name__, msg, _stack_trace(exc))
+
+
+def _exit_from_handler(e):
+    _flush_streams()
+    code = e.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        try:
+            _ERR.write("%s\n" % (code,))
+        except Exception:
+            pass
+        code = 1
+    _flush_streams()
+    os._exit(code & 0xFF)
+
+
+# --------------------------------------------------------------------------
+# Result conversion.
+# --------------------------------------------------------------------------
+
+def _json_default(obj):
+    dec = sys.modules.get("decimal")
+    if dec is not None and isinstance(obj, dec.Decimal):
+        return float(obj)
+    dt = sys.modules.get("datetime")
+    if dt is not None and isinstance(obj, dt.date):  # datetime is a date
+        return obj.isoformat()
+    to_json = getattr(obj, "to_json", None)
+    if callable(to_json):
+        return to_json()
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+def _to_body(result):
+    if result is None:
+        return b""
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, str):
+        return result.encode("utf-8")
+    if isinstance(result, (bytearray, memoryview)):
+        return bytes(result)
+    return json.dumps(result, indent=4, sort_keys=True,
+                      default=_json_default).encode("utf-8")
+
+
+# --------------------------------------------------------------------------
+# Endpoint implementations.  Each returns (status, extra_headers, body).
+# --------------------------------------------------------------------------
+
+_OK_HEADERS = (("x-fc-status", "200"),)
+_FAIL_HEADERS = (("x-fc-status", "404"),
+                 ("x-fc-error-type", "UnhandledInvocationError"),
+                 ("content-type", "application/json"))
+
+
+def _invoke(headers, body):
+    global _current_request_id
+    rid = headers.get("x-fc-request-id", "")
+    _current_request_id = rid
+    handler = headers.get("x-fc-function-handler") or _DEFAULT_HANDLER
+    _marker("FC Invoke Start RequestId: %s\n" % rid)
+    try:
+        fn = _load_handler(handler)
+        result = fn(body, FCContext(headers, handler))
+        payload = _to_body(result)
+    except SystemExit as e:
+        _marker("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+        _exit_from_handler(e)
+    except BaseException as e:  # noqa: B902 - report every failure
+        err = _describe_failure(rid, e)
+        _marker("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+        return 404, _FAIL_HEADERS, err
+    _marker("FC Invoke End RequestId: %s\n" % rid)
+    return 200, _OK_HEADERS, payload
+
+
+def _run_hook(label, rid, handler, headers):
+    """Run fn(context) between '<label> Start/End' markers."""
+    global _current_request_id
+    _current_request_id = rid
+    _marker("FC %s Start RequestId: %s\n" % (label, rid))
+    try:
+        fn = _load_handler(handler)
+        fn(FCContext(headers, headers.get("x-fc-function-handler") or _DEFAULT_HANDLER))
+    except SystemExit as e:
+        _marker("FC %s End RequestId: %s, Error: Unhandled function error\n" % (label, rid))
+        _exit_from_handler(e)
+    except BaseException as e:  # noqa: B902
+        err = _describe_failure(rid, e)
+        _marker("FC %s End RequestId: %s, Error: Unhandled function error\n" % (label, rid))
+        return 404, _FAIL_HEADERS, err
+    _marker("FC %s End RequestId: %s\n" % (label, rid))
+    return 200, _OK_HEADERS, b""
+
+
+_initialized = False
+_init_lock = threading.Lock()
+
+
+def _initialize(headers, body):
+    global _initialized
+    handler = headers.get("x-fc-function-initializer") or _DEFAULT_INITIALIZER
+    with _init_lock:
+        if _initialized or not handler:
+            return 200, _OK_HEADERS, b""
+        result = _run_hook("Initialize", headers.get("x-fc-request-id", ""), handler, headers)
+        if result[0] == 200:
+            _initialized = True
+        return result
+
+
+def _pre_stop(headers, body):
+    handler = headers.get("x-fc-instance-lifecycle-pre-stop-handler", "")
+    if not handler:
+        return 200, _OK_HEADERS, b""
+    return _run_hook("PreStop", headers.get("x-fc-request-id", ""), handler, headers)
+
+
+def _pre_freeze(headers, body):
+    handler = headers.get("x-fc-instance-lifecycle-pre-freeze-handler", "")
+    if not handler:
+        return 200, _OK_HEADERS, b""
+    return _run_hook("PreFreeze", headers.get("x-fc-request-id", ""), handler, headers)
+
+
+_ROUTES = {
+    ("POST", "/invoke"): _invoke,
+    ("POST", "/initialize"): _initialize,
+    ("GET", "/pre-stop"): _pre_stop,
+    ("POST", "/pre-stop"): _pre_stop,
+    ("GET", "/pre-freeze"): _pre_freeze,
+    ("POST", "/pre-freeze"): _pre_freeze,
+}
+
+
+def _not_found(method, path):
+    body = json.dumps({"errorMessage": "no route for %s %s" % (method, path),
+                       "errorType": "NotFound"}).encode("utf-8")
+    return 404, (("content-type", "application/json"),), body
+
+
+# --------------------------------------------------------------------------
+# Minimal HTTP/1.1 server: keep-alive, Content-Length always, no idle timeout.
+# --------------------------------------------------------------------------
+
+_REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found",
+            411: "Length Required", 413: "Payload Too Large",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            501: "Not Implemented", 505: "HTTP Version Not Supported"}
+_MAX_LINE = 65536
+_MAX_HEADERS = 256
+
+
+class _BadRequest(Exception):
+    def __init__(self, status, message):
+        Exception.__init__(self, message)
+        self.status = status
+
+
+def _send(sock, status, headers, body, close):
+    parts = ["HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown"))]
+    for k, v in headers:
+        parts.append("%s: %s\r\n" % (k, v))
+    parts.append("Content-Length: %d\r\n" % len(body))
+    if close:
+        parts.append("Connection: close\r\n")
+    parts.append("\r\n")
+    head = "".join(parts).encode("latin-1")
+    if len(body) <= 65536:
+        sock.sendall(head + body)
+    else:
+        sock.sendall(head)
+        sock.sendall(body)
+
+
+def _read_chunked(rfile):
+    chunks = []
+    while True:
+        line = rfile.readline(_MAX_LINE + 1)
+        if not line.endswith(b"\n"):
+            raise _BadRequest(400, "bad chunk size line")
+        size_str = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_str, 16)
+        except ValueError:
+            raise _BadRequest(400, "bad chunk size")
+        if size == 0:
+            # Trailers, up to the empty line.
+            while True:
+                t = rfile.readline(_MAX_LINE + 1)
+                if not t or t in (b"\r\n", b"\n"):
+                    break
+            return b"".join(chunks)
+        data = rfile.read(size)
+        if len(data) != size:
+            raise EOFError()
+        chunks.append(data)
+        rfile.readline(_MAX_LINE + 1)  # CRLF after chunk data
+
+
+def _serve_connection(sock):
+    rfile = sock.makefile("rb", 65536)
+    try:
+        while True:
+            line = rfile.readline(_MAX_LINE + 1)
+            while line in (b"\r\n", b"\n"):  # tolerate stray CRLFs between requests
+                line = rfile.readline(_MAX_LINE + 1)
+            if not line:
+                return
+            close = False
+            try:
+                if len(line) > _MAX_LINE:
+                    raise _BadRequest(400, "request line too long")
+                words = line.decode("latin-1").split()
+                if len(words) != 3:
+                    raise _BadRequest(400, "bad request line")
+                method, target, version = words
+                if not version.startswith("HTTP/1."):
+                    raise _BadRequest(505, "unsupported HTTP version")
+                headers = {}
+                while True:
+                    h = rfile.readline(_MAX_LINE + 1)
+                    if not h:
+                        return
+                    if h in (b"\r\n", b"\n"):
+                        break
+                    if len(h) > _MAX_LINE or len(headers) >= _MAX_HEADERS:
+                        raise _BadRequest(431, "headers too large")
+                    name, sep, value = h.decode("latin-1").partition(":")
+                    if not sep:
+                        raise _BadRequest(400, "bad header line")
+                    name = name.strip().lower()
+                    value = value.strip()
+                    if name in headers:
+                        headers[name] = headers[name] + ", " + value
+                    else:
+                        headers[name] = value
+                conn_hdr = headers.get("connection", "").lower()
+                if version == "HTTP/1.0":
+                    close = "keep-alive" not in conn_hdr
+                else:
+                    close = "close" in conn_hdr
+                if headers.get("expect", "").lower() == "100-continue":
+                    sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                te = headers.get("transfer-encoding", "").lower()
+                if te:
+                    if te.rsplit(",", 1)[-1].strip() != "chunked":
+                        raise _BadRequest(501, "unsupported transfer-encoding")
+                    body = _read_chunked(rfile)
+                else:
+                    cl = headers.get("content-length")
+                    if cl:
+                        try:
+                            n = int(cl)
+                        except ValueError:
+                            raise _BadRequest(400, "bad content-length")
+                        if n < 0:
+                            raise _BadRequest(400, "bad content-length")
+                        body = rfile.read(n) if n else b""
+                        if len(body) != n:
+                            return
+                    else:
+                        body = b""
+            except _BadRequest as e:
+                msg = json.dumps({"errorMessage": str(e), "errorType": "BadRequest"})
+                _send(sock, e.status, (("content-type", "application/json"),),
+                      msg.encode("utf-8"), True)
+                return
+            path = target.split("?", 1)[0]
+            if path.startswith("http://") or path.startswith("https://"):
+                path = "/" + path.split("://", 1)[1].partition("/")[2]
+            route = _ROUTES.get((method, path))
+            try:
+                if route is None:
+                    status, rh, rbody = _not_found(method, path)
+                else:
+                    status, rh, rbody = route(headers, body)
+            except Exception as e:  # bug in the bootstrap itself
+                status, rh = 500, (("content-type", "application/json"),)
+                rbody = json.dumps({"errorMessage": "runtime error: %r" % (e,),
+                                    "errorType": "RuntimeError"}).encode("utf-8")
+            _send(sock, status, rh, rbody, close)
+            if close:
+                return
+    except (OSError, EOFError, ValueError):
+        return
+    finally:
+        try:
+            rfile.close()
+        except Exception:
+            pass
+        try:
+            sock.close()
+        except Exception:
+            pass
+
+
+def _on_sigterm(signum, frame):
+    try:
+        _flush_streams()
+        _ERR.write("%s fcd-python-runtime received SIGTERM, thread stacks:\n" % _utc_stamp())
+        _ERR.flush()
+        import faulthandler
+        faulthandler.dump_traceback(file=_ERR, all_threads=True)
+        _flush_streams()
+    except Exception:
+        pass
+    os._exit(143)
+
+
+def main():
+    import socket
+    import signal
+    try:
+        port = int(_PORT_STR)
+    except ValueError:
+        _ERR.write("fcd python bootstrap: invalid port %r\n" % (_PORT_STR,))
+        return 1
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _scrub_env()
+    _setup_sys_path()
+    _setup_logging()
+    try:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", port))
+        listener.listen(1024)
+    except OSError as e:
+        _ERR.write("fcd python bootstrap: cannot listen on 0.0.0.0:%d: %s\n" % (port, e))
+        return 1
+    IPPROTO_TCP, TCP_NODELAY = socket.IPPROTO_TCP, socket.TCP_NODELAY
+    Thread = threading.Thread
+    while True:
+        try:
+            conn, _addr = listener.accept()
+        except InterruptedError:
+            continue
+        except OSError as e:
+            # e.g. EMFILE: back off briefly instead of spinning.
+            _ERR.write("fcd python bootstrap: accept failed: %s\n" % (e,))
+            time.sleep(0.05)
+            continue
+        try:
+            conn.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        except OSError:
+            pass
+        Thread(target=_serve_connection, args=(conn,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

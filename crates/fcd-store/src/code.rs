@@ -1,0 +1,435 @@
+//! Code packages: validated once, kept content-addressed, extracted once, read-only afterwards.
+//!
+//! A package is addressed by the SHA-256 of its zip (its CRC-64, FC's `codeChecksum`, is too weak
+//! to address by). Layout under the root: `<digest>.zip` (the original bytes, served back by
+//! GetFunctionCode) and `<digest>/` (the extracted tree). Both are written under a temporary
+//! name and renamed into place, so a crash never leaves a half-written package behind a real
+//! name.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use fcd_core::limits::{CODE_ENTRIES_MAX, CODE_UNCOMPRESSED_MAX, CODE_ZIP_MAX};
+
+/// CRC-64/XZ (ECMA-182, reflected) — the variant OSS and FC use for `codeChecksum`.
+const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    #[error("code.zipFile is not valid base64")]
+    InvalidBase64,
+    #[error("the code package is {size} bytes, more than the {limit} bytes allowed")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the code package is not a valid zip file: {0}")]
+    NotAZip(String),
+    #[error(
+        "the code package contains an unsafe entry '{0}' (absolute path, '..' or a link out of the package)"
+    )]
+    UnsafeEntry(String),
+    #[error("the code package has more than {0} entries")]
+    TooManyEntries(usize),
+    #[error("the code package expands to more than {0} bytes")]
+    UncompressedTooLarge(u64),
+    #[error("code package {0} is missing from the code store")]
+    Missing(String),
+    #[error("code store io: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What the store knows about an accepted package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCode {
+    /// CRC-64 of the zip as a decimal string.
+    pub checksum: String,
+    pub size: u64,
+    /// Hex SHA-256 of the zip: the package's address.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeStore {
+    root: PathBuf,
+}
+
+impl CodeStore {
+    pub fn open(root: PathBuf) -> io::Result<CodeStore> {
+        fs::create_dir_all(&root)?;
+        Ok(CodeStore { root })
+    }
+
+    /// Decodes, validates, stores and extracts a base64 zip (CreateFunction's `code.zipFile`).
+    pub async fn put_base64(&self, b64: &str) -> Result<StoredCode, CodeError> {
+        // base64 inflates by 4/3; reject before decoding anything huge.
+        if b64.len() / 4 * 3 > CODE_ZIP_MAX + 3 {
+            return Err(CodeError::TooLarge {
+                size: b64.len() / 4 * 3,
+                limit: CODE_ZIP_MAX,
+            });
+        }
+        let b64 = b64.to_owned();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let zip = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| CodeError::InvalidBase64)?;
+            this.put_zip_blocking(zip)
+        })
+        .await
+        .map_err(|e| CodeError::Io(io::Error::other(e)))?
+    }
+
+    fn put_zip_blocking(&self, zip: Vec<u8>) -> Result<StoredCode, CodeError> {
+        if zip.len() > CODE_ZIP_MAX {
+            return Err(CodeError::TooLarge {
+                size: zip.len(),
+                limit: CODE_ZIP_MAX,
+            });
+        }
+        let digest = hex::encode(Sha256::digest(&zip));
+        let stored = StoredCode {
+            checksum: CRC64.checksum(&zip).to_string(),
+            size: zip.len() as u64,
+            digest: digest.clone(),
+        };
+        let dir = self.dir(&digest);
+        if !dir.is_dir() {
+            let tmp = self.temp_path(&digest);
+            let result = extract(&zip, &tmp);
+            if let Err(e) = result {
+                remove_tree(&tmp);
+                return Err(e);
+            }
+            if fs::rename(&tmp, &dir).is_err() {
+                // Another request extracted the same package first; theirs is as good as ours.
+                remove_tree(&tmp);
+                if !dir.is_dir() {
+                    return Err(CodeError::Io(io::Error::other(
+                        "could not move extracted code into place",
+                    )));
+                }
+            }
+        }
+        let zip_path = self.zip_path(&digest);
+        if !zip_path.is_file() {
+            let tmp = self.temp_path(&digest);
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&zip)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &zip_path)?;
+        }
+        Ok(stored)
+    }
+
+    /// The original zip of a package.
+    pub fn zip_path(&self, digest: &str) -> PathBuf {
+        self.root.join(format!("{digest}.zip"))
+    }
+
+    /// The extracted tree of a package.
+    pub fn dir(&self, digest: &str) -> PathBuf {
+        self.root.join(digest)
+    }
+
+    /// The extracted tree, re-extracting from the zip if the tree was removed.
+    pub async fn ensure_extracted(&self, digest: &str) -> Result<PathBuf, CodeError> {
+        let dir = self.dir(digest);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let zip_path = self.zip_path(digest);
+        let this = self.clone();
+        let digest = digest.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let zip = fs::read(&zip_path).map_err(|_| CodeError::Missing(digest.clone()))?;
+            this.put_zip_blocking(zip)?;
+            Ok(this.dir(&digest))
+        })
+        .await
+        .map_err(|e| CodeError::Io(io::Error::other(e)))?
+    }
+
+    fn temp_path(&self, digest: &str) -> PathBuf {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.root
+            .join(format!(".tmp-{digest}-{}-{n}", std::process::id()))
+    }
+}
+
+fn remove_tree(path: &Path) {
+    if path.is_dir() {
+        make_writable(path);
+        let _ = fs::remove_dir_all(path);
+    } else {
+        let _ = fs::remove_file(path);
+    }
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.is_dir()
+    {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+        if let Ok(rd) = fs::read_dir(path) {
+            for e in rd.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// Lexically normalises `path` relative to the package root; `None` if it climbs out.
+fn normalise_inside(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Extracts `zip` into the new directory `dest`, enforcing every safety rule.
+fn extract(zip: &[u8], dest: &Path) -> Result<(), CodeError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut archive = zip::ZipArchive::new(io::Cursor::new(zip))
+        .map_err(|e| CodeError::NotAZip(e.to_string()))?;
+    if archive.len() > CODE_ENTRIES_MAX {
+        return Err(CodeError::TooManyEntries(CODE_ENTRIES_MAX));
+    }
+    fs::create_dir_all(dest)?;
+    let mut budget = CODE_UNCOMPRESSED_MAX;
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut files: Vec<(PathBuf, u32)> = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| CodeError::NotAZip(e.to_string()))?;
+        let raw_name = entry
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| format!("entry #{i}"));
+        // The zip crate quietly strips a leading '/', but a package that names absolute paths
+        // is broken or hostile either way: refuse it rather than guess.
+        if raw_name.starts_with('/') || raw_name.starts_with('\\') {
+            return Err(CodeError::UnsafeEntry(raw_name));
+        }
+        let rel = entry
+            .enclosed_name()
+            .and_then(|p| normalise_inside(&p))
+            .ok_or_else(|| CodeError::UnsafeEntry(raw_name.clone()))?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let target = dest.join(&rel);
+        if entry.is_dir() {
+            fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if entry.is_symlink() {
+            let mut link = String::new();
+            entry
+                .read_to_string(&mut link)
+                .map_err(|_| CodeError::UnsafeEntry(raw_name.clone()))?;
+            let link = PathBuf::from(link);
+            let resolved = rel
+                .parent()
+                .map(|p| p.join(&link))
+                .unwrap_or_else(|| link.clone());
+            if link.is_absolute() || normalise_inside(&resolved).is_none() {
+                return Err(CodeError::UnsafeEntry(raw_name));
+            }
+            // Links are created after every file so that no file is ever written through one.
+            links.push((target, link));
+            continue;
+        }
+        let mut out = fs::File::create(&target)?;
+        let copied = io::copy(&mut (&mut entry).take(budget + 1), &mut out)
+            .map_err(|e| CodeError::NotAZip(e.to_string()))?;
+        if copied > budget {
+            return Err(CodeError::UncompressedTooLarge(CODE_UNCOMPRESSED_MAX));
+        }
+        budget -= copied;
+        let exec = entry.unix_mode().is_some_and(|m| m & 0o111 != 0);
+        files.push((target, if exec { 0o555 } else { 0o444 }));
+    }
+    for (path, mode) in files {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+    }
+    for (path, link) in &links {
+        if fs::symlink_metadata(path).is_ok() {
+            return Err(CodeError::UnsafeEntry(path.display().to_string()));
+        }
+        std::os::unix::fs::symlink(link, path)?;
+    }
+    // A chain of links can still climb out where each looks fine alone: check where each
+    // really ends up.
+    let root = fs::canonicalize(dest)?;
+    for (path, _) in &links {
+        if let Ok(real) = fs::canonicalize(path)
+            && !real.starts_with(&root)
+        {
+            return Err(CodeError::UnsafeEntry(
+                path.strip_prefix(dest)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+
+    fn zip_of(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for (name, body, mode) in entries {
+            w.start_file(*name, SimpleFileOptions::default().unix_permissions(*mode))
+                .unwrap();
+            w.write_all(body).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn b64(z: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(z)
+    }
+
+    #[tokio::test]
+    async fn stores_and_extracts_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().to_path_buf()).unwrap();
+        let z = zip_of(&[
+            ("index.py", b"print(1)", 0o644),
+            ("bin/bootstrap", b"#!/bin/sh", 0o755),
+        ]);
+        let c = store.put_base64(&b64(&z)).await.unwrap();
+        assert_eq!(c.size, z.len() as u64);
+        assert_eq!(c.checksum, CRC64.checksum(&z).to_string());
+        let root = store.dir(&c.digest);
+        assert_eq!(fs::read(root.join("index.py")).unwrap(), b"print(1)");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(root.join("bin/bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o555);
+        assert_eq!(fs::read(store.zip_path(&c.digest)).unwrap(), z);
+        // Same bytes, same address, no second copy.
+        assert_eq!(store.put_base64(&b64(&z)).await.unwrap(), c);
+        // A removed tree comes back from the zip.
+        remove_tree(&root);
+        assert!(
+            store
+                .ensure_extracted(&c.digest)
+                .await
+                .unwrap()
+                .join("index.py")
+                .is_file()
+        );
+    }
+
+    #[test]
+    fn crc64_is_the_xz_variant() {
+        // The standard check value of CRC-64/XZ.
+        assert_eq!(CRC64.checksum(b"123456789"), 0x995dc9bbdf1939fa);
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().to_path_buf()).unwrap();
+        assert!(matches!(
+            store.put_base64("@@@").await,
+            Err(CodeError::InvalidBase64)
+        ));
+        assert!(matches!(
+            store.put_base64(&b64(b"not a zip")).await,
+            Err(CodeError::NotAZip(_))
+        ));
+        for name in ["../evil.py", "/etc/evil", "a/../../evil"] {
+            let z = zip_of(&[(name, b"x", 0o644)]);
+            assert!(
+                matches!(
+                    store.put_base64(&b64(&z)).await,
+                    Err(CodeError::UnsafeEntry(_))
+                ),
+                "{name}"
+            );
+        }
+        // Nothing is left behind by rejected packages.
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn rejects_links_out_of_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().to_path_buf()).unwrap();
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.add_symlink("up", "../..", SimpleFileOptions::default())
+            .unwrap();
+        let z = w.finish().unwrap().into_inner();
+        assert!(matches!(
+            store.put_base64(&b64(&z)).await,
+            Err(CodeError::UnsafeEntry(_))
+        ));
+        // A link that stays inside is fine.
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.start_file("pkg/real.txt", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"r").unwrap();
+        w.add_symlink("bin/link", "../pkg/real.txt", SimpleFileOptions::default())
+            .unwrap();
+        let z = w.finish().unwrap().into_inner();
+        let c = store.put_base64(&b64(&z)).await.unwrap();
+        assert_eq!(
+            fs::read(store.dir(&c.digest).join("bin/link")).unwrap(),
+            b"r"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_zip_bombs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().to_path_buf()).unwrap();
+        // 600 MB of zeros deflates to well under a megabyte.
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.start_file(
+            "zeros",
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..600 {
+            w.write_all(&chunk).unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        assert!(z.len() < 2 << 20);
+        assert!(matches!(
+            store.put_base64(&b64(&z)).await,
+            Err(CodeError::UncompressedTooLarge(_))
+        ));
+    }
+}

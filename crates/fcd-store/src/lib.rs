@@ -1,0 +1,131 @@
+//! Persistence for fcd: the [`MetadataStore`] trait over services and functions, its embedded
+//! SQLite implementation, and the content-addressed [`code::CodeStore`] for code packages.
+//!
+//! The trait speaks in whole records plus an opaque etag so that every backend (SQLite today,
+//! PostgreSQL for multi-node later) can offer the same compare-and-swap semantics: a write
+//! names the etag it read, and loses with [`StoreError::Conflict`] if someone else wrote first.
+
+pub mod code;
+mod sqlite;
+
+use async_trait::async_trait;
+use fcd_core::model::{Function, Service};
+
+pub use sqlite::SqliteStore;
+
+/// A service as stored, with the etag of this revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredService {
+    pub service: Service,
+    pub etag: String,
+}
+
+/// A function as stored: its config, the digest that addresses its code package in the
+/// [`code::CodeStore`], and the etag of this revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFunction {
+    pub function: Function,
+    pub code_digest: String,
+    pub etag: String,
+}
+
+/// One page request of a name-ordered listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only names `>=` this (FC's `startKey`, and where a `nextToken` resumes).
+    pub from: Option<String>,
+    /// Most rows to return.
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// The parent (the service of a function) does not exist.
+    #[error("parent not found")]
+    ParentNotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not empty")]
+    NotEmpty,
+    /// The record changed since the caller read it.
+    #[error("concurrent update")]
+    Conflict,
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("corrupt record: {e}"))
+    }
+}
+
+/// Metadata of services and functions, per account.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
+    async fn get_service(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<StoredService>, StoreError>;
+    /// Replaces the service if its current etag is `expected_etag`.
+    async fn replace_service(
+        &self,
+        account: &str,
+        svc: &StoredService,
+        expected_etag: &str,
+    ) -> Result<(), StoreError>;
+    /// Deletes the service; refuses with [`StoreError::NotEmpty`] while it has functions.
+    async fn delete_service(&self, account: &str, name: &str) -> Result<(), StoreError>;
+    async fn list_services(
+        &self,
+        account: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<StoredService>, StoreError>;
+
+    /// Inserts a function; the service must exist and have room for it.
+    async fn insert_function(
+        &self,
+        account: &str,
+        service: &str,
+        f: &StoredFunction,
+    ) -> Result<(), StoreError>;
+    async fn get_function(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<Option<StoredFunction>, StoreError>;
+    async fn replace_function(
+        &self,
+        account: &str,
+        service: &str,
+        f: &StoredFunction,
+        expected_etag: &str,
+    ) -> Result<(), StoreError>;
+    async fn delete_function(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<(), StoreError>;
+    async fn list_functions(
+        &self,
+        account: &str,
+        service: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<StoredFunction>, StoreError>;
+}

@@ -1,0 +1,46 @@
+//! `fcd`: a self-hosted, wire-compatible Alibaba Cloud Function Compute (FC 2.0 API).
+//!
+//! This binary owns process-level concerns only: command-line parsing, configuration from the
+//! environment, credentials, logging, signals and the order of start-up and shutdown. Everything
+//! else lives in the library crates.
+
+mod credentials;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fcd",
+    version,
+    about = "A self-hosted, wire-compatible Alibaba Cloud Function Compute"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API server with its embedded store and instance manager.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve::run(args))
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `fcd serve`: build everything from configuration, bind, serve, and shut down in order —
+//! stop accepting, drain in-flight requests for a grace period, then stop every instance.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+
+use fcd_api::{AccessKey, AppState, Control, Keyring};
+use fcd_runtime::{InstanceManager, NetworkMode, RuntimeConfig};
+use fcd_store::SqliteStore;
+use fcd_store::code::CodeStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Network {
+    /// A private network namespace per instance where the kernel allows it, else host.
+    Auto,
+    /// Always a private namespace; fail if unavailable.
+    Namespace,
+    /// The host's network, a distinct port per instance.
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; see <data-dir>/listen-addr).
+    #[arg(long, env = "FCD_LISTEN", default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Where fcd keeps its metadata, code packages and credentials.
+    #[arg(long, env = "FCD_DATA_DIR", default_value = "./fcd-data")]
+    data_dir: PathBuf,
+    /// Region reported to functions and clients.
+    #[arg(long, env = "FCD_REGION", default_value = "cn-hangzhou")]
+    region: String,
+    /// How instances get their network.
+    #[arg(long, env = "FCD_INSTANCE_NETWORK", value_enum, default_value = "auto")]
+    instance_network: Network,
+    /// Python interpreter for the python3* runtimes.
+    #[arg(long, env = "FCD_PYTHON", default_value = "python3")]
+    python: String,
+    /// Seconds a new instance may take to start listening.
+    #[arg(long, env = "FCD_INSTANCE_START_TIMEOUT_SECS", default_value_t = 20)]
+    instance_start_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "FCD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    shutdown_grace_secs: u64,
+}
+
+/// A key for signing code-download URLs, derived so it changes when the secret does.
+fn url_secret(secret: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("fcd code urls\n{secret}").as_bytes()).to_vec()
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let (creds, generated) = crate::credentials::load(&data_dir)?;
+    if generated {
+        println!(
+            "fcd generated credentials (saved in {}):",
+            data_dir.join("credentials.json").display()
+        );
+        println!("  AccessKeyId:     {}", creds.access_key_id);
+        println!("  AccessKeySecret: {}", creds.access_key_secret);
+        println!("  AccountId:       {}", creds.account_id);
+    }
+
+    let store = SqliteStore::open(&data_dir.join("meta.db"))
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the metadata store: {e}"))?;
+    let code = CodeStore::open(data_dir.join("code"))?;
+    let runtime_dir = data_dir.join("runtime");
+    std::fs::create_dir_all(&runtime_dir)?;
+    let bootstrap = runtime_dir.join("python-bootstrap.py");
+    std::fs::write(&bootstrap, fcd_runtime::PYTHON_BOOTSTRAP)?;
+
+    let network = match args.instance_network {
+        Network::Host => NetworkMode::Host,
+        Network::Namespace | Network::Auto => NetworkMode::detect(),
+    };
+    if args.instance_network == Network::Namespace && network != NetworkMode::Namespace {
+        anyhow::bail!(
+            "--instance-network namespace: this process may not create network namespaces"
+        );
+    }
+    match network {
+        NetworkMode::Namespace => tracing::info!("instances run in private network namespaces"),
+        NetworkMode::Host => tracing::warn!(
+            "instances share the host network (reduced isolation): each listens on its own port from FC_SERVER_PORT / FC_CUSTOM_LISTEN_PORT instead of caPort"
+        ),
+    }
+    let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
+        region: args.region.clone(),
+        network,
+        python: args.python.clone(),
+        python_bootstrap: bootstrap,
+        start_timeout: Duration::from_secs(args.instance_start_timeout_secs),
+    }));
+    let control = Arc::new(Control::new(
+        Arc::new(store),
+        code,
+        runtime.clone(),
+        args.region.clone(),
+        url_secret(&creds.access_key_secret),
+    ));
+    let state = AppState {
+        keyring: Arc::new(Keyring::new([AccessKey {
+            id: creds.access_key_id.clone(),
+            secret: creds.access_key_secret.clone(),
+            account_id: creds.account_id.clone(),
+        }])),
+        control,
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let addr_file = data_dir.join("listen-addr");
+    let tmp = data_dir.join(".listen-addr.tmp");
+    std::fs::write(&tmp, addr.to_string())?;
+    std::fs::rename(&tmp, &addr_file)?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), account = %creds.account_id, region = %args.region, "fcd listening on http://{addr}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = fcd_api::router(state);
+    let mut stop_rx_server = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let incoming = NoDelayListener(listener);
+        axum::serve(incoming, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx_server.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutting down: no new requests; draining in-flight ones");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let drain = async {
+        let _ = server.await;
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(grace, drain) => {},
+        _ = term.recv() => tracing::warn!("second signal: stopping now"),
+        _ = int.recv() => tracing::warn!("second signal: stopping now"),
+    }
+    runtime.shutdown(Duration::from_millis(100)).await;
+    let _ = std::fs::remove_file(&addr_file);
+    tracing::info!("stopped");
+    drop(stop_rx);
+    Ok(())
+}
+
+/// Accepts connections with `TCP_NODELAY` set: without it, small responses wait ~40 ms for
+/// delayed ACKs.
+struct NoDelayListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (stream, addr);
+                }
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}

@@ -1,0 +1,826 @@
+"""Tests for fcd's embedded Python runtime bootstrap.
+
+The bootstrap (crates/fcd-runtime/src/python/bootstrap.py) is started the way
+fcd starts it -- ``python3 -u -X utf8 bootstrap.py`` with cwd = code dir -- on
+a free loopback port, and driven over HTTP/1.1 keep-alive with http.client.
+
+Run from the repository root:  python3 -m pytest -q tests/runtime/test_python_bootstrap.py
+Set FCD_TEST_PYTHON to run the bootstrap under another interpreter (e.g. 3.9).
+Timings are printed (run with -s to see them), never asserted.
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "python", "bootstrap.py")
+PYTHON = os.environ.get("FCD_TEST_PYTHON") or sys.executable
+TIMEOUT = 60  # generous: only guards against hangs, never decides pass/fail
+
+INDEX_PY = '''
+import json
+import logging
+import os
+import sys
+import threading
+
+counter = 0
+init_count = 0
+init_value = None
+a_started = threading.Event()
+b_started = threading.Event()
+
+
+def initializer(context):
+    global init_count, init_value
+    init_count += 1
+    init_value = "initialized:" + context.request_id
+
+
+def bad_initializer(context):
+    raise RuntimeError("init failed")
+
+
+def init_state(event, context):
+    return {"init_count": init_count, "init_value": init_value}
+
+
+def echo(event, context):
+    assert isinstance(event, bytes)
+    return event
+
+
+def ret_str(event, context):
+    return "hello \\u4e16\\u754c"
+
+
+def ret_bytes(event, context):
+    return b"\\x00\\xffraw"
+
+
+def ret_bytearray(event, context):
+    return bytearray(b"ba")
+
+
+def ret_dict(event, context):
+    return {"b": 1, "a": [1, 2], "c": {"z": None, "y": True}}
+
+
+def ret_none(event, context):
+    return None
+
+
+def noop(event, context):
+    pass
+
+
+class HasToJson(object):
+    def to_json(self):
+        return {"via": "to_json"}
+
+
+def ret_special(event, context):
+    import datetime
+    import decimal
+    return {"dec": decimal.Decimal("1.5"),
+            "dt": datetime.datetime(2020, 7, 8, 11, 54, 44),
+            "d": datetime.date(2021, 1, 2),
+            "obj": HasToJson()}
+
+
+def ret_unserializable(event, context):
+    return {"x": object()}
+
+
+def count(event, context):
+    global counter
+    counter += 1
+    return str(counter)
+
+
+def ctx(event, context):
+    c = context
+    return {
+        "request_id": c.request_id,
+        "requestId": c.requestId,
+        "cred": [c.credentials.access_key_id, c.credentials.access_key_secret,
+                 c.credentials.security_token],
+        "cred_camel": [c.credentials.accessKeyId, c.credentials.accessKeySecret,
+                       c.credentials.securityToken],
+        "function": [c.function.name, c.function.handler, c.function.memory,
+                     c.function.timeout, c.function.initializer,
+                     c.function.initialization_timeout],
+        "service": [c.service.name, c.service.log_project, c.service.log_store,
+                    c.service.qualifier, c.service.version_id],
+        "region": c.region,
+        "account_id": c.account_id,
+        "retry_count": c.retry_count,
+        "tracing": [c.tracing.span_context, c.tracing.jaeger_endpoint,
+                    c.tracing.span_baggages],
+    }
+
+
+def _helper():
+    raise ValueError("something is wrong")
+
+
+def raise_error(event, context):
+    _helper()
+
+
+def log(event, context):
+    msg = event.decode()
+    logging.info("root %s", msg)
+    logging.debug("debug-hidden %s", msg)
+    context.getLogger().info("ctx %s", msg)
+    print("printed " + msg)
+    return "logged"
+
+
+def log_a(event, context):
+    # Holds until request B is inside its handler, then logs.
+    a_started.set()
+    b_started.wait(60)
+    context.getLogger().info("ctx-A")
+    logging.info("root-A")
+    return "a"
+
+
+def log_b(event, context):
+    a_started.wait(60)
+    b_started.set()
+    return "b"
+
+
+def env(event, context):
+    return {"fc": sorted(k for k in os.environ if k.startswith("FC_")),
+            "user": os.environ.get("MY_USER_VAR"),
+            "path0": sys.path[0],
+            "cwd": os.getcwd()}
+
+
+def exit_now(event, context):
+    sys.exit(3)
+
+
+def pre_stop(context):
+    print("pre-stop ran " + context.request_id)
+
+
+def pre_freeze_fail(context):
+    raise KeyError("freeze")
+
+
+not_callable = 5
+'''
+
+FILES = {
+    "index.py": INDEX_PY,
+    "syntax_err.py": "def handler(event, context)\n    return 1\n",
+    "import_err.py": "import this_module_does_not_exist_fcd\n\ndef handler(e, c):\n    return 1\n",
+    "init_err.py": "raise RuntimeError('boom at import')\n",
+    "flaky.py": textwrap.dedent('''
+        import os
+        if not os.path.exists(os.path.join(os.path.dirname(__file__), "flaky_ok")):
+            raise ImportError("not yet")
+
+        def handler(event, context):
+            return "flaky ok"
+        '''),
+    "pkg/sub/mod.py": "def handler(event, context):\n    return 'nested ' + __name__\n",
+}
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_code_dir(path):
+    for rel, text in FILES.items():
+        full = os.path.join(str(path), rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as f:
+            f.write(text)
+    return str(path)
+
+
+class Server(object):
+    def __init__(self, code_dir, log_dir, extra_env=None):
+        self.code_dir = code_dir
+        self.port = free_port()
+        self.stdout_path = os.path.join(str(log_dir), "stdout-%d.log" % self.port)
+        self.stderr_path = os.path.join(str(log_dir), "stderr-%d.log" % self.port)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FC_")}
+        env.update({
+            "FC_FUNC_CODE_PATH": code_dir,
+            "FC_SERVER_PORT": str(self.port),
+            "FC_CUSTOM_LISTEN_PORT": str(self.port),
+            "FC_FUNCTION_HANDLER": "index.echo",
+            "FC_FUNCTION_MEMORY_SIZE": "128",
+            "FC_FUNCTION_NAME": "fn",
+            "FC_SERVICE_NAME": "svc",
+            "FC_REGION": "cn-hangzhou",
+            "FC_ACCOUNT_ID": "1234",
+            "FC_INSTANCE_ID": "inst-1",
+            "FC_QUALIFIER": "LATEST",
+            "FC_VER_ID": "LATEST",
+            "FC_RUNTIME_VERSION": "python3.10",
+            "FC_SERVER_LOG_LEVEL": "INFO",
+            "FC_FUNCTION_INITIALIZER": "index.initializer",
+            "FC_SECRET_INTERNAL": "must-not-leak",
+            "MY_USER_VAR": "user-value",
+        })
+        env.update(extra_env or {})
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.t_start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [PYTHON, "-u", "-X", "utf8", BOOTSTRAP], cwd=code_dir, env=env,
+            stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
+        self.t_connect = self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("bootstrap exited with %s: %s"
+                                     % (self.proc.returncode, self.stderr()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                return time.perf_counter() - self.t_start
+            except OSError:
+                time.sleep(0.001)
+        raise AssertionError("bootstrap did not listen in time: " + self.stderr())
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+
+    def stdout(self):
+        with open(self.stdout_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(TIMEOUT)
+        self._out.close()
+        self._err.close()
+
+
+_rid_counter = [0]
+
+
+def new_rid():
+    _rid_counter[0] += 1
+    return "req-%06d-0000-4000-8000-000000000000" % _rid_counter[0]
+
+
+def call(conn, path="/invoke", body=b"", handler=None, method="POST", rid=None,
+         headers=None, **kw):
+    h = {
+        "x-fc-request-id": rid or new_rid(),
+        "x-fc-function-memory": "512",
+        "x-fc-function-timeout": "60",
+        "content-type": "application/octet-stream",
+    }
+    if handler is not None:
+        h["x-fc-function-handler"] = handler
+    h.update(headers or {})
+    conn.request(method, path, body=body, headers=h, **kw)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def assert_failure(status, headers, body, error_type, message=None):
+    assert status == 404, body
+    assert headers["x-fc-status"] == "404"
+    assert headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert headers["content-type"] == "application/json"
+    err = json.loads(body)
+    assert err["errorType"] == error_type, err
+    if message is not None:
+        assert err["errorMessage"] == message, err
+    assert isinstance(err["stackTrace"], list)
+    for frame in err["stackTrace"]:
+        assert isinstance(frame, list) and len(frame) == 4, frame
+        assert all(isinstance(x, str) for x in frame), frame
+        assert "bootstrap.py" not in frame[0], frame
+    return err
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def code_dir(tmp_path_factory):
+    return make_code_dir(tmp_path_factory.mktemp("code"))
+
+
+@pytest.fixture(scope="module")
+def server(code_dir, tmp_path_factory):
+    srv = Server(code_dir, tmp_path_factory.mktemp("logs"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def conn(server):
+    c = server.connection()
+    yield c
+    c.close()
+
+
+@pytest.fixture()
+def fresh_server(code_dir, tmp_path):
+    servers = []
+
+    def start(**kw):
+        s = Server(code_dir, tmp_path, **kw)
+        servers.append(s)
+        return s
+    yield start
+    for s in servers:
+        s.stop()
+
+
+# ---------------------------------------------------------------------------
+# Return values and events
+# ---------------------------------------------------------------------------
+
+def test_return_str(conn):
+    status, headers, body = call(conn, handler="index.ret_str")
+    assert status == 200
+    assert headers["x-fc-status"] == "200"
+    assert "x-fc-error-type" not in headers
+    assert body == "hello \u4e16\u754c".encode("utf-8")
+
+
+def test_return_bytes_and_bytearray(conn):
+    assert call(conn, handler="index.ret_bytes")[2] == b"\x00\xffraw"
+    assert call(conn, handler="index.ret_bytearray")[2] == b"ba"
+
+
+def test_return_dict_is_pretty_sorted_json(conn):
+    status, _, body = call(conn, handler="index.ret_dict")
+    assert status == 200
+    expected = json.dumps({"b": 1, "a": [1, 2], "c": {"z": None, "y": True}},
+                          indent=4, sort_keys=True)
+    assert body.decode() == expected
+    assert body.startswith(b'{\n    "a": [\n')
+
+
+def test_return_none_is_empty(conn):
+    status, headers, body = call(conn, handler="index.ret_none")
+    assert (status, body) == (200, b"")
+    assert headers["content-length"] == "0"
+
+
+def test_return_special_types(conn):
+    status, _, body = call(conn, handler="index.ret_special")
+    assert status == 200
+    assert json.loads(body) == {"dec": 1.5, "dt": "2020-07-08T11:54:44",
+                                "d": "2021-01-02", "obj": {"via": "to_json"}}
+
+
+def test_unserializable_result_is_error(conn):
+    assert_failure(*call(conn, handler="index.ret_unserializable"), error_type="TypeError")
+
+
+def test_binary_event_all_bytes(conn):
+    event = bytes(range(256)) * 4
+    status, _, body = call(conn, body=event, handler="index.echo")
+    assert status == 200
+    assert body == event
+
+
+def test_default_handler_from_env(conn):
+    # No x-fc-function-handler header: FC_FUNCTION_HANDLER (index.echo) is used.
+    assert call(conn, body=b"dflt")[2] == b"dflt"
+
+
+def test_large_body_5mb(conn):
+    event = os.urandom(5 * 1024 * 1024)
+    status, _, body = call(conn, body=event, handler="index.echo")
+    assert status == 200
+    assert len(body) == len(event)
+    assert body == event
+
+
+def test_chunked_request_body(conn):
+    chunks = [b"abc", b"", b"defg" * 1000, bytes(range(256))]
+    status, _, body = call(conn, body=iter([c for c in chunks if c]), handler="index.echo",
+                           encode_chunked=True)
+    assert status == 200
+    assert body == b"".join(chunks)
+
+
+def test_nested_module_path(conn):
+    status, _, body = call(conn, handler="pkg/sub/mod.handler")
+    assert (status, body) == (200, b"nested pkg.sub.mod")
+
+
+# ---------------------------------------------------------------------------
+# Context
+# ---------------------------------------------------------------------------
+
+def test_context_fields(conn):
+    rid = new_rid()
+    baggage = base64.b64encode(json.dumps({"k": "v"}).encode()).decode()
+    status, _, body = call(conn, handler="index.ctx", rid=rid, headers={
+        "x-fc-access-key-id": "STS.id",
+        "x-fc-access-key-secret": "secret",
+        "x-fc-security-token": "token",
+        "x-fc-function-name": "myfunc",
+        "x-fc-function-memory": "512",
+        "x-fc-function-timeout": "30",
+        "x-fc-function-initializer": "index.initializer",
+        "x-fc-initialization-timeout": "10",
+        "x-fc-service-name": "mysvc",
+        "x-fc-service-logproject": "proj",
+        "x-fc-service-logstore": "store",
+        "x-fc-qualifier": "prod",
+        "x-fc-version-id": "3",
+        "x-fc-region": "cn-shanghai",
+        "x-fc-account-id": "9876",
+        "x-fc-retry-count": "2",
+        "x-fc-tracing-opentracing-span-context": "span-ctx",
+        "x-fc-tracing-jaeger-endpoint": "http://jaeger",
+        "x-fc-tracing-opentracing-span-baggages": baggage,
+    })
+    assert status == 200, body
+    c = json.loads(body)
+    assert c["request_id"] == rid
+    assert c["requestId"] == rid
+    assert c["cred"] == ["STS.id", "secret", "token"]
+    assert c["cred_camel"] == c["cred"]
+    assert c["function"] == ["myfunc", "index.ctx", 512, 30, "index.initializer", 10]
+    assert c["service"] == ["mysvc", "proj", "store", "prod", "3"]
+    assert c["region"] == "cn-shanghai"
+    assert c["account_id"] == "9876"
+    assert c["retry_count"] == 2
+    assert c["tracing"] == ["span-ctx", "http://jaeger", {"k": "v"}]
+
+
+def test_context_defaults(conn):
+    status, _, body = call(conn, handler="index.ctx")
+    c = json.loads(body)
+    assert c["retry_count"] == 0
+    assert c["tracing"][2] == {}
+    assert c["function"][0] == "fn"        # from FC_FUNCTION_NAME
+    assert c["service"][0] == "svc"        # from FC_SERVICE_NAME
+    assert c["region"] == "cn-hangzhou"    # from FC_REGION
+
+
+def test_environment_is_scrubbed(conn, code_dir):
+    status, _, body = call(conn, handler="index.env")
+    e = json.loads(body)
+    assert "FC_SECRET_INTERNAL" not in e["fc"]
+    assert "FC_SERVER_LOG_LEVEL" not in e["fc"]
+    assert "FC_FUNCTION_INITIALIZER" not in e["fc"]
+    for keep in ("FC_SERVER_PORT", "FC_CUSTOM_LISTEN_PORT", "FC_FUNC_CODE_PATH",
+                 "FC_FUNCTION_HANDLER", "FC_INSTANCE_ID", "FC_REGION"):
+        assert keep in e["fc"]
+    assert e["user"] == "user-value"
+    assert os.path.realpath(e["path0"]) == os.path.realpath(code_dir)
+    assert os.path.realpath(e["cwd"]) == os.path.realpath(code_dir)
+
+
+def test_warm_state_persists(conn):
+    first = int(call(conn, handler="index.count")[2])
+    second = int(call(conn, handler="index.count")[2])
+    third = int(call(conn, handler="index.count")[2])
+    assert (second, third) == (first + 1, first + 2)
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+def test_raising_handler(server, conn):
+    rid = new_rid()
+    err = assert_failure(*call(conn, handler="index.raise_error", rid=rid),
+                         error_type="ValueError", message="something is wrong")
+    trace = err["stackTrace"]
+    assert len(trace) >= 2
+    assert trace[-1][0].startswith('File "') and trace[-1][0].endswith('index.py"')
+    assert re.match(r"^line \d+$", trace[-1][1])
+    assert trace[-1][2] == "in _helper"
+    assert trace[-1][3] == 'raise ValueError("something is wrong")'
+    assert trace[-2][2] == "in raise_error"
+    assert "Traceback (most recent call last)" in server.stderr()
+    assert "ValueError: something is wrong" in server.stderr()
+    assert ("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid
+            in server.stdout())
+    # The instance keeps serving afterwards.
+    assert call(conn, body=b"after", handler="index.echo")[2] == b"after"
+
+
+@pytest.mark.parametrize("handler,error_type,message", [
+    ("nodot", "InvalidHandleName", "Invalid handler 'nodot'"),
+    ("import_err.handler", "ImportModuleError", "Unable to import module 'import_err'"),
+    ("no_such_module.handler", "ImportModuleError", "Unable to import module 'no_such_module'"),
+    ("syntax_err.handler", "UserCodeSyntaxError", "Syntax error in module 'syntax_err'"),
+    ("index.nope", "HandlerNotFound", "Handler 'nope' is missing on module 'index'"),
+    ("init_err.handler", "UserCodeError", "Module initialization error: 'boom at import'"),
+])
+def test_handler_load_errors(conn, handler, error_type, message):
+    assert_failure(*call(conn, handler=handler), error_type=error_type, message=message)
+
+
+def test_not_callable_handler(conn):
+    assert_failure(*call(conn, handler="index.not_callable"), error_type="TypeError")
+
+
+def test_failed_import_is_retried(conn, code_dir):
+    assert_failure(*call(conn, handler="flaky.handler"), error_type="ImportModuleError")
+    open(os.path.join(code_dir, "flaky_ok"), "w").close()
+    status, _, body = call(conn, handler="flaky.handler")
+    assert (status, body) == (200, b"flaky ok")
+
+
+def test_unknown_path(conn):
+    status, headers, body = call(conn, path="/nope", method="GET")
+    assert status == 404
+    assert "errorMessage" in json.loads(body)
+
+
+def test_sys_exit_in_handler_exits_process(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        call(c, handler="index.exit_now")
+    assert srv.proc.wait(TIMEOUT) == 3
+
+
+# ---------------------------------------------------------------------------
+# Logging and markers
+# ---------------------------------------------------------------------------
+
+def test_logger_format_and_markers(server, conn):
+    rid = new_rid()
+    status, _, body = call(conn, body=b"msg-42", handler="index.log", rid=rid)
+    assert (status, body) == (200, b"logged")
+    err = server.stderr()
+    ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.search(r"^%s %s \[INFO\] root msg-42$" % (ts, re.escape(rid)), err, re.M), err
+    assert re.search(r"^%s %s \[INFO\] ctx msg-42$" % (ts, re.escape(rid)), err, re.M), err
+    assert "debug-hidden msg-42" not in err
+    out = server.stdout()
+    start = out.index("FC Invoke Start RequestId: %s\n" % rid)
+    printed = out.index("printed msg-42\n")
+    end = out.index("FC Invoke End RequestId: %s\n" % rid)
+    assert start < printed < end
+
+
+def test_context_logger_is_per_request(server):
+    ca, cb = server.connection(), server.connection()
+    rid_a, rid_b = new_rid(), new_rid()
+    result = {}
+
+    def run_a():
+        result["a"] = call(ca, handler="index.log_a", rid=rid_a)
+
+    t = threading.Thread(target=run_a)
+    t.start()
+    # Send B only once A has started (its Start marker is written after the
+    # process-global request id was set, before its handler runs).
+    deadline = time.monotonic() + TIMEOUT
+    while "FC Invoke Start RequestId: %s\n" % rid_a not in server.stdout():
+        assert time.monotonic() < deadline, "request A never started"
+        time.sleep(0.005)
+    assert call(cb, handler="index.log_b", rid=rid_b)[2] == b"b"
+    t.join(TIMEOUT)
+    assert result["a"][2] == b"a"
+    err = server.stderr()
+    assert re.search(r"Z %s \[INFO\] ctx-A$" % re.escape(rid_a), err, re.M), err
+    # The root logger uses the process-global current id (FC behaviour).
+    assert re.search(r"Z %s \[INFO\] root-A$" % re.escape(rid_b), err, re.M), err
+    ca.close()
+    cb.close()
+
+
+# ---------------------------------------------------------------------------
+# Initializer and lifecycle hooks
+# ---------------------------------------------------------------------------
+
+def test_initializer_runs_once(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    # A failing initializer: 404 + JSON, and it may be retried.
+    rid0 = new_rid()
+    assert_failure(*call(c, path="/initialize",
+                         headers={"x-fc-function-initializer": "index.bad_initializer"},
+                         rid=rid0),
+                   error_type="RuntimeError", message="init failed")
+    assert ("FC Initialize End RequestId: %s, Error: Unhandled function error\n" % rid0
+            in srv.stdout())
+    # Initializer from the header.
+    rid1 = new_rid()
+    status, headers, body = call(c, path="/initialize", rid=rid1,
+                                 headers={"x-fc-function-initializer": "index.initializer"})
+    assert (status, body) == (200, b"")
+    out = srv.stdout()
+    assert out.index("FC Initialize Start RequestId: %s\n" % rid1) < \
+        out.index("FC Initialize End RequestId: %s\n" % rid1)
+    state = json.loads(call(c, handler="index.init_state")[2])
+    assert state == {"init_count": 1, "init_value": "initialized:" + rid1}
+    # A second /initialize (here relying on FC_FUNCTION_INITIALIZER) does not rerun it.
+    rid2 = new_rid()
+    assert call(c, path="/initialize", rid=rid2)[0] == 200
+    assert "FC Initialize Start RequestId: %s" % rid2 not in srv.stdout()
+    state = json.loads(call(c, handler="index.init_state")[2])
+    assert state["init_count"] == 1
+
+
+def test_initializer_load_error(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert_failure(*call(c, path="/initialize",
+                         headers={"x-fc-function-initializer": "index.missing"}),
+                   error_type="HandlerNotFound")
+
+
+def test_lifecycle_hooks(server, conn):
+    rid = new_rid()
+    status, _, body = call(conn, path="/pre-stop", method="GET", rid=rid, headers={
+        "x-fc-instance-lifecycle-pre-stop-handler": "index.pre_stop"})
+    assert (status, body) == (200, b"")
+    out = server.stdout()
+    assert out.index("FC PreStop Start RequestId: %s\n" % rid) < \
+        out.index("pre-stop ran %s\n" % rid) < out.index("FC PreStop End RequestId: %s\n" % rid)
+
+    rid = new_rid()
+    assert_failure(*call(conn, path="/pre-freeze", method="GET", rid=rid, headers={
+        "x-fc-instance-lifecycle-pre-freeze-handler": "index.pre_freeze_fail"}),
+        error_type="KeyError")
+    assert ("FC PreFreeze End RequestId: %s, Error: Unhandled function error\n" % rid
+            in server.stdout())
+
+    # POST is accepted too; no handler configured -> 200, empty body.
+    for path in ("/pre-stop", "/pre-freeze"):
+        for method in ("GET", "POST"):
+            status, _, body = call(conn, path=path, method=method)
+            assert (status, body) == (200, b"")
+
+
+# ---------------------------------------------------------------------------
+# Connection handling, signals, timings
+# ---------------------------------------------------------------------------
+
+def test_keepalive_100_requests(server):
+    c = server.connection()
+    c.connect()
+    sock = c.sock
+    local = sock.getsockname()
+    for i in range(100):
+        body = ("req %d" % i).encode()
+        status, headers, data = call(c, body=body, handler="index.echo")
+        assert (status, data) == (200, body)
+        assert headers.get("connection", "").lower() != "close"
+        assert c.sock is sock and sock.getsockname() == local
+    c.close()
+
+
+def test_connection_close_is_honoured(server):
+    c = server.connection()
+    status, headers, _ = call(c, handler="index.ret_none", headers={"connection": "close"})
+    assert status == 200
+    assert headers.get("connection", "").lower() == "close"
+    c.close()
+
+
+def test_startup_prints_nothing(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, path="/pre-stop", method="GET")[0] == 200  # a no-op round trip
+    assert srv.stdout() == ""
+    assert srv.stderr() == ""
+    c.close()
+
+
+def test_sigterm_exits_143(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, body=b"x", handler="index.echo")[2] == b"x"
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(TIMEOUT) == 143
+    assert "SIGTERM" in srv.stderr()
+    c.close()
+
+
+def _raw_latency(port, n):
+    """Mean round trip of n no-op invokes using a bare socket client (no
+    http.client parsing overhead), i.e. closer to what the bootstrap costs."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rfile = sock.makefile("rb")
+    req = ("POST /invoke HTTP/1.1\r\nHost: fc\r\nContent-Length: 2\r\n"
+           "x-fc-request-id: raw-bench\r\nx-fc-function-handler: index.noop\r\n"
+           "x-fc-function-memory: 512\r\nx-fc-function-timeout: 60\r\n\r\n{}").encode()
+
+    def one():
+        sock.sendall(req)
+        assert rfile.readline().startswith(b"HTTP/1.1 200 ")
+        length = None
+        while True:
+            line = rfile.readline()
+            if line == b"\r\n":
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        assert length == 0
+    for _ in range(50):
+        one()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        one()
+    mean = (time.perf_counter() - t0) / n
+    rfile.close()
+    sock.close()
+    return mean
+
+
+def _bare_listener_startup(port):
+    """Time until a bare `python -c` that only binds+listens accepts a connection."""
+    code = ("import socket,time;s=socket.socket();s.bind(('0.0.0.0',%d));s.listen(8);"
+            "time.sleep(120)" % port)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([PYTHON, "-u", "-X", "utf8", "-c", code])
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                return time.perf_counter() - t0
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.001)
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
+def test_measure_latency_and_startup(fresh_server, server):
+    """Prints numbers; asserts only correctness."""
+    c = server.connection()
+    call(c, handler="index.noop")  # warm the module cache
+    n = 1000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        status, _, body = call(c, handler="index.noop")
+        assert (status, body) == (200, b"")
+    mean_us = (time.perf_counter() - t0) / n * 1e6
+    c.close()
+    raw_us = _raw_latency(server.port, n) * 1e6
+
+    def python_pass():
+        t = time.perf_counter()
+        subprocess.run([PYTHON, "-u", "-X", "utf8", "-c", "pass"], check=True)
+        return time.perf_counter() - t
+
+    base = sorted(python_pass() for _ in range(5))
+    bare = sorted(_bare_listener_startup(free_port()) for _ in range(5))
+    connects, firsts = [], []
+    for _ in range(5):
+        srv = fresh_server()
+        connects.append(srv.t_connect)
+        fc = srv.connection()
+        assert call(fc, handler="index.noop")[0] == 200
+        firsts.append(time.perf_counter() - srv.t_start)
+        fc.close()
+        srv.stop()
+    connects.sort()
+    firsts.sort()
+    print("\n[fcd python bootstrap] %s" % PYTHON)
+    print("  no-op invoke, one keep-alive connection, %d calls: mean %.1f us (http.client), "
+          "%.1f us (raw socket client)" % (n, mean_us, raw_us))
+    print("  `python -c pass` (incl. interpreter teardown): min %.1f ms, median %.1f ms"
+          % (base[0] * 1e3, base[2] * 1e3))
+    print("  bare `python -c` bind+listen, to first accepted connection: "
+          "min %.1f ms, median %.1f ms" % (bare[0] * 1e3, bare[2] * 1e3))
+    print("  bootstrap, to first accepted connection: min %.1f ms, median %.1f ms"
+          % (connects[0] * 1e3, connects[2] * 1e3))
+    print("  bootstrap, to first invoke response (incl. importing index.py): "
+          "min %.1f ms, median %.1f ms" % (firsts[0] * 1e3, firsts[2] * 1e3))
