@@ -10,7 +10,9 @@ use http::{HeaderMap, HeaderValue};
 #[tokio::test]
 async fn acs3_and_fc_signatures_are_verified() {
     let srv = TestServer::start();
-    let ok = srv.call("GET", "/2021-04-06/services?limit=5", Vec::new()).await;
+    let ok = srv
+        .call("GET", "/2021-04-06/services?limit=5", Vec::new())
+        .await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert!(ok.json()["services"].is_array());
 
@@ -18,21 +20,46 @@ async fn acs3_and_fc_signatures_are_verified() {
     let mut h = HeaderMap::new();
     h.insert("host", HeaderValue::from_str(&srv.addr).unwrap());
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    fcd_sign::sign_fc(KEY_ID, SECRET, "GET", "/2016-08-15/services", "limit=5", &mut h, SystemTime::now()).unwrap();
-    let classic = srv.raw("GET", "/2016-08-15/services?limit=5", h, Vec::new()).await;
+    fcd_sign::sign_fc(
+        KEY_ID,
+        SECRET,
+        "GET",
+        "/2016-08-15/services",
+        "limit=5",
+        &mut h,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let classic = srv
+        .raw("GET", "/2016-08-15/services?limit=5", h, Vec::new())
+        .await;
     assert_eq!(classic.status, 200, "{:?}", classic.body);
 
     let cases: Vec<(&str, HeaderMap, Vec<u8>, u16, &str)> = vec![
         (
             "wrong secret",
-            srv.acs3_headers("GET", "/2021-04-06/services", b"", "nope", KEY_ID, SystemTime::now()),
+            srv.acs3_headers(
+                "GET",
+                "/2021-04-06/services",
+                b"",
+                "nope",
+                KEY_ID,
+                SystemTime::now(),
+            ),
             Vec::new(),
             403,
             "SignatureNotMatch",
         ),
         (
             "unknown key",
-            srv.acs3_headers("GET", "/2021-04-06/services", b"", SECRET, "LTAIunknown", SystemTime::now()),
+            srv.acs3_headers(
+                "GET",
+                "/2021-04-06/services",
+                b"",
+                SECRET,
+                "LTAIunknown",
+                SystemTime::now(),
+            ),
             Vec::new(),
             403,
             "InvalidAccessKeyID",
@@ -53,12 +80,25 @@ async fn acs3_and_fc_signatures_are_verified() {
         ),
         (
             "tampered body",
-            srv.acs3_headers("POST", "/2021-04-06/services", br#"{"serviceName":"a"}"#, SECRET, KEY_ID, SystemTime::now()),
+            srv.acs3_headers(
+                "POST",
+                "/2021-04-06/services",
+                br#"{"serviceName":"a"}"#,
+                SECRET,
+                KEY_ID,
+                SystemTime::now(),
+            ),
             br#"{"serviceName":"b"}"#.to_vec(),
             403,
             "SignatureNotMatch",
         ),
-        ("unsigned", HeaderMap::new(), Vec::new(), 403, "AccessDenied"),
+        (
+            "unsigned",
+            HeaderMap::new(),
+            Vec::new(),
+            403,
+            "AccessDenied",
+        ),
     ];
     for (name, headers, body, status, code) in cases {
         let method = if body.is_empty() { "GET" } else { "POST" };
@@ -75,12 +115,22 @@ async fn acs3_and_fc_signatures_are_verified() {
 async fn account_header_for_another_account_is_denied() {
     let srv = TestServer::start();
     let r = srv
-        .call_with("GET", "/2021-04-06/services", Vec::new(), &[("x-fc-account-id", "999")])
+        .call_with(
+            "GET",
+            "/2021-04-06/services",
+            Vec::new(),
+            &[("x-fc-account-id", "999")],
+        )
         .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.error_code(), "AccessDenied");
     let mine = srv
-        .call_with("GET", "/2021-04-06/services", Vec::new(), &[("x-fc-account-id", common::ACCOUNT)])
+        .call_with(
+            "GET",
+            "/2021-04-06/services",
+            Vec::new(),
+            &[("x-fc-account-id", common::ACCOUNT)],
+        )
         .await;
     assert_eq!(mine.status, 200);
 }
@@ -89,48 +139,156 @@ async fn account_header_for_another_account_is_denied() {
 async fn bad_input_gets_fc_errors_and_loses_nothing() {
     let srv = TestServer::start();
     let created = srv
-        .call("POST", "/2021-04-06/services", r#"{"serviceName":"keep","description":"d"}"#)
+        .call(
+            "POST",
+            "/2021-04-06/services",
+            r#"{"serviceName":"keep","description":"d"}"#,
+        )
         .await;
     assert_eq!(created.status, 200);
     let cases: &[(&str, &str, &str, u16, &str)] = &[
-        ("POST", "/2021-04-06/services", "{not json", 400, "InvalidArgument"),
-        ("POST", "/2021-04-06/services", r#"{"serviceName":5}"#, 400, "InvalidArgument"),
-        ("POST", "/2021-04-06/services", r#"{"serviceName":"ok","internetAccess":"yes"}"#, 400, "InvalidArgument"),
-        ("POST", "/2021-04-06/services", r#"{"serviceName":"1bad"}"#, 400, "InvalidArgument"),
-        ("POST", "/2021-04-06/services", r#"{"serviceName":"keep"}"#, 409, "ServiceAlreadyExists"),
-        ("PUT", "/2021-04-06/services/keep", r#"{"description":["x"]}"#, 400, "InvalidArgument"),
-        ("POST", "/2021-04-06/services/keep/functions", r#"{"functionName":"f","runtime":"python3","handler":"i.h","memorySize":"big"}"#, 400, "InvalidArgument"),
-        ("POST", "/2021-04-06/services/keep/functions", r#"{"functionName":"f","runtime":"python3","handler":"i.h","code":{"zipFile":"UEsDBA=="}}"#, 400, "InvalidArgument"),
-        ("GET", "/2021-04-06/nothing/here", "", 400, "PathNotSupported"),
+        (
+            "POST",
+            "/2021-04-06/services",
+            "{not json",
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2021-04-06/services",
+            r#"{"serviceName":5}"#,
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2021-04-06/services",
+            r#"{"serviceName":"ok","internetAccess":"yes"}"#,
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2021-04-06/services",
+            r#"{"serviceName":"1bad"}"#,
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2021-04-06/services",
+            r#"{"serviceName":"keep"}"#,
+            409,
+            "ServiceAlreadyExists",
+        ),
+        (
+            "PUT",
+            "/2021-04-06/services/keep",
+            r#"{"description":["x"]}"#,
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2021-04-06/services/keep/functions",
+            r#"{"functionName":"f","runtime":"python3","handler":"i.h","memorySize":"big"}"#,
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2021-04-06/services/keep/functions",
+            r#"{"functionName":"f","runtime":"python3","handler":"i.h","code":{"zipFile":"UEsDBA=="}}"#,
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "GET",
+            "/2021-04-06/nothing/here",
+            "",
+            400,
+            "PathNotSupported",
+        ),
         ("PATCH", "/2021-04-06/services", "", 400, "PathNotSupported"),
-        ("GET", "/2021-04-06/services?limit=abc", "", 400, "InvalidArgument"),
-        ("GET", "/2021-04-06/services?limit=1000", "", 400, "InvalidArgument"),
-        ("GET", "/2021-04-06/services/keep?qualifier=prod", "", 404, "AliasNotFound"),
-        ("GET", "/2021-04-06/services/keep?qualifier=3", "", 404, "VersionNotFound"),
+        (
+            "GET",
+            "/2021-04-06/services?limit=abc",
+            "",
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "GET",
+            "/2021-04-06/services?limit=1000",
+            "",
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "GET",
+            "/2021-04-06/services/keep?qualifier=prod",
+            "",
+            404,
+            "AliasNotFound",
+        ),
+        (
+            "GET",
+            "/2021-04-06/services/keep?qualifier=3",
+            "",
+            404,
+            "VersionNotFound",
+        ),
     ];
     for (method, path, body, status, code) in cases {
         let r = srv.call(method, path, *body).await;
         assert_eq!(r.status, *status, "{method} {path} {body}: {:?}", r.body);
         assert_eq!(r.error_code(), *code, "{method} {path} {body}");
         let still = srv.call("GET", "/2021-04-06/services/keep", "").await;
-        assert_eq!(still.status, 200, "server stopped serving after {method} {path}");
+        assert_eq!(
+            still.status, 200,
+            "server stopped serving after {method} {path}"
+        );
         assert_eq!(still.json()["description"], "d");
     }
-    assert_eq!(srv.call("GET", "/2021-04-06/services", "").await.json()["services"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        srv.call("GET", "/2021-04-06/services", "").await.json()["services"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 }
 
 #[tokio::test]
 async fn if_match_guards_updates() {
     let srv = TestServer::start();
-    let created = srv.call("POST", "/2021-04-06/services", r#"{"serviceName":"s"}"#).await;
-    let etag = created.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    let created = srv
+        .call("POST", "/2021-04-06/services", r#"{"serviceName":"s"}"#)
+        .await;
+    let etag = created
+        .headers
+        .get("etag")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let stale = srv
-        .call_with("PUT", "/2021-04-06/services/s", r#"{"description":"x"}"#, &[("if-match", "other")])
+        .call_with(
+            "PUT",
+            "/2021-04-06/services/s",
+            r#"{"description":"x"}"#,
+            &[("if-match", "other")],
+        )
         .await;
     assert_eq!(stale.status, 412);
     assert_eq!(stale.error_code(), "PreconditionFailed");
     let fresh = srv
-        .call_with("PUT", "/2021-04-06/services/s", r#"{"description":"x"}"#, &[("if-match", &etag)])
+        .call_with(
+            "PUT",
+            "/2021-04-06/services/s",
+            r#"{"description":"x"}"#,
+            &[("if-match", &etag)],
+        )
         .await;
     assert_eq!(fresh.status, 200);
     assert_ne!(fresh.headers.get("etag").unwrap().to_str().unwrap(), etag);
@@ -156,15 +314,25 @@ async fn generated_credentials_are_kept_private_and_reused() {
             assert!(std::time::Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(20));
         }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         let out = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let first = run();
     assert!(first.contains("AccessKeySecret:"), "{first}");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(data.join("credentials.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(data.join("credentials.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let second = run();
-    assert!(!second.contains("AccessKeySecret:"), "credentials are printed only once: {second}");
+    assert!(
+        !second.contains("AccessKeySecret:"),
+        "credentials are printed only once: {second}"
+    );
 }

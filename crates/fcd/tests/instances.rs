@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, all_gone, alive, zip_b64};
+use common::{TestServer, alive, all_gone, zip_b64};
 
 /// A custom runtime whose bootstrap starts a long-lived grandchild, then serves the contract;
 /// `/invoke` answers with the pids of the server process and the grandchild.
@@ -39,7 +39,11 @@ S(("0.0.0.0", int(os.environ.get("FC_SERVER_PORT", "9000"))), H).serve_forever()
 
 async fn deploy(srv: &TestServer, service: &str, function: &str, pid_dir: &str) {
     let r = srv
-        .call("POST", "/2021-04-06/services", format!(r#"{{"serviceName":"{service}"}}"#))
+        .call(
+            "POST",
+            "/2021-04-06/services",
+            format!(r#"{{"serviceName":"{service}"}}"#),
+        )
         .await;
     assert!(r.status == 200 || r.status == 409, "{:?}", r.body);
     let body = serde_json::json!({
@@ -50,7 +54,11 @@ async fn deploy(srv: &TestServer, service: &str, function: &str, pid_dir: &str) 
         "code": {"zipFile": zip_b64(&[("bootstrap", BOOTSTRAP, true), ("server.py", SERVER, false)])},
     });
     let r = srv
-        .call("POST", &format!("/2021-04-06/services/{service}/functions"), body.to_string())
+        .call(
+            "POST",
+            &format!("/2021-04-06/services/{service}/functions"),
+            body.to_string(),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
@@ -64,9 +72,16 @@ async fn pids(srv: &TestServer, service: &str, function: &str) -> Vec<i32> {
         )
         .await;
     assert_eq!(r.status, 200, "{:?} {}", r.body, srv.log());
-    assert!(r.headers.get("x-fc-error-type").is_none(), "{:?} {}", r.body, srv.log());
+    assert!(
+        r.headers.get("x-fc-error-type").is_none(),
+        "{:?} {}",
+        r.body,
+        srv.log()
+    );
     let text = String::from_utf8(r.body.to_vec()).unwrap();
-    text.split_whitespace().map(|p| p.parse().unwrap()).collect()
+    text.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -81,16 +96,28 @@ async fn update_and_delete_stop_instances_and_what_they_started() {
     assert_eq!(pids(&srv, "s", "f").await, first);
 
     let r = srv
-        .call("PUT", "/2021-04-06/services/s/functions/f", r#"{"description":"v2"}"#)
+        .call(
+            "PUT",
+            "/2021-04-06/services/s/functions/f",
+            r#"{"description":"v2"}"#,
+        )
         .await;
     assert_eq!(r.status, 200);
-    assert!(all_gone(&first, Duration::from_secs(20)), "update left {first:?} running");
+    assert!(
+        all_gone(&first, Duration::from_secs(20)),
+        "update left {first:?} running"
+    );
 
     let second = pids(&srv, "s", "f").await;
     assert_ne!(second, first);
-    let r = srv.call("DELETE", "/2021-04-06/services/s/functions/f", "").await;
+    let r = srv
+        .call("DELETE", "/2021-04-06/services/s/functions/f", "")
+        .await;
     assert_eq!(r.status, 204);
-    assert!(all_gone(&second, Duration::from_secs(20)), "delete left {second:?} running");
+    assert!(
+        all_gone(&second, Duration::from_secs(20)),
+        "delete left {second:?} running"
+    );
 }
 
 #[tokio::test]
@@ -104,7 +131,10 @@ async fn sigterm_stops_every_instance() {
     assert_eq!(all.len(), 4);
     let status = srv.terminate();
     assert!(status.success(), "fcd exited with {status}: {}", srv.log());
-    assert!(all_gone(&all, Duration::from_secs(5)), "{all:?} outlived fcd");
+    assert!(
+        all_gone(&all, Duration::from_secs(5)),
+        "{all:?} outlived fcd"
+    );
 }
 
 #[tokio::test]
@@ -120,6 +150,12 @@ async fn sigkill_of_fcd_still_takes_instances_down() {
     .unwrap();
     // The instance process dies with fcd (parent-death signal); its grandchild is not covered
     // by that and is documented as such, so only the instance itself is checked here.
-    assert!(all_gone(&p[..1], Duration::from_secs(10)), "instance {p:?} outlived a killed fcd");
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p[1]), nix::sys::signal::Signal::SIGKILL);
+    assert!(
+        all_gone(&p[..1], Duration::from_secs(10)),
+        "instance {p:?} outlived a killed fcd"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p[1]),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }

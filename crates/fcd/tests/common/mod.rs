@@ -40,12 +40,19 @@ impl Reply {
     /// Asserts FC's error shape and returns the error code.
     pub fn error_code(&self) -> String {
         let v = self.json();
-        let rid = self.headers.get("x-fc-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let rid = self
+            .headers
+            .get("x-fc-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         assert!(!rid.is_empty(), "X-Fc-Request-Id missing");
         assert_eq!(v["RequestId"], rid, "RequestId must match the header: {v}");
         assert_eq!(v["ErrorCode"], v["Code"], "{v}");
         assert_eq!(v["ErrorMessage"], v["Message"], "{v}");
-        assert!(v["ErrorMessage"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(
+            v["ErrorMessage"].as_str().is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
         v["ErrorCode"].as_str().unwrap_or_default().to_owned()
     }
 }
@@ -82,7 +89,11 @@ impl TestServer {
             if let Ok(a) = std::fs::read_to_string(&addr_file) {
                 break a.trim().to_owned();
             }
-            assert!(Instant::now() < deadline, "fcd did not start: {}", read_log(dir.path()));
+            assert!(
+                Instant::now() < deadline,
+                "fcd did not start: {}",
+                read_log(dir.path())
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -135,7 +146,10 @@ impl TestServer {
         h.insert("x-acs-version", HeaderValue::from_static("2021-04-06"));
         h.insert("accept", HeaderValue::from_static("application/json"));
         if !body.is_empty() && !path.ends_with("/invocations") {
-            h.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
         }
         let nonce = uuid_like();
         fcd_sign::sign_acs3(key_id, secret, method, p, q, &mut h, body, now, &nonce).unwrap();
@@ -163,10 +177,23 @@ impl TestServer {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         if !body.is_empty() && !path.ends_with("/invocations") {
-            h.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
         }
-        fcd_sign::sign_acs3(KEY_ID, SECRET, method, p, q, &mut h, &body, SystemTime::now(), &uuid_like())
-            .unwrap();
+        fcd_sign::sign_acs3(
+            KEY_ID,
+            SECRET,
+            method,
+            p,
+            q,
+            &mut h,
+            &body,
+            SystemTime::now(),
+            &uuid_like(),
+        )
+        .unwrap();
         self.raw(method, path, h, body).await
     }
 
@@ -207,15 +234,25 @@ fn read_log(dir: &Path) -> String {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{:032x}", t ^ u128::from(N.fetch_add(1, Ordering::Relaxed)) << 64)
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:032x}",
+        t ^ u128::from(N.fetch_add(1, Ordering::Relaxed)) << 64
+    )
 }
 
 /// A base64 zip of `files` (name, content, executable).
 pub fn zip_b64(files: &[(&str, &str, bool)]) -> String {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, body, exec) in files {
-        let opts = zip::write::SimpleFileOptions::default().unix_permissions(if *exec { 0o755 } else { 0o644 });
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(if *exec {
+            0o755
+        } else {
+            0o644
+        });
         w.start_file(*name, opts).unwrap();
         w.write_all(body.as_bytes()).unwrap();
     }
@@ -226,7 +263,10 @@ pub fn zip_b64(files: &[(&str, &str, bool)]) -> String {
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,
