@@ -1,5 +1,7 @@
 //! Black-box tests of the API over HTTP: signatures, FC's error body, bad input.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, SystemTime};
@@ -299,7 +301,7 @@ async fn generated_credentials_are_kept_private_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let run = || {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fcd"))
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_fcd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .env_remove("FCD_ACCESS_KEY_ID")

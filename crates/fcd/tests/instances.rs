@@ -1,6 +1,8 @@
 //! Black-box tests of instance lifecycles: processes never outlive their function, their
 //! server, or a failure.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

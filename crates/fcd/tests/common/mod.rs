@@ -1,10 +1,10 @@
 //! A real `fcd serve` on an ephemeral loopback port with a temporary data dir, and a client that
 //! signs requests exactly as the official SDKs do.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
