@@ -104,6 +104,7 @@ impl Instance {
             cwd: spec.code_dir.clone(),
             env,
             network: cfg.network,
+            read_only: Some(spec.code_dir.clone()),
         })
         .map_err(|e| StartError::Spawn(format!("could not run {}: {e}", program.display())))?;
 

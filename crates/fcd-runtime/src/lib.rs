@@ -193,10 +193,21 @@ impl Drop for InFlight<'_> {
 struct Slot {
     pool: Arc<Pool>,
     inst: Arc<Instance>,
+    /// False while the call is in progress. If the slot is dropped before the call finished,
+    /// the caller went away (HTTP 499); like FC, the instance that may still be working on the
+    /// abandoned request is replaced rather than handed the next one.
+    finished: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if !self.finished {
+            self.inst.dead.store(true, Ordering::SeqCst);
+            let inst = self.inst.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { inst.kill().await });
+            }
+        }
         self.inst.active.fetch_sub(1, Ordering::AcqRel);
         if self.inst.dead.load(Ordering::Acquire) {
             self.pool.remove(&self.inst);
@@ -278,10 +289,15 @@ impl InstanceManager {
                 (i, true)
             }
         };
-        let slot = Slot { pool, inst };
-        let inst = &slot.inst;
+        let mut slot = Slot {
+            pool,
+            inst,
+            finished: false,
+        };
+        let inst = slot.inst.clone();
         let mark = inst.logs.mark();
-        let mut outcome = self.run(spec, inst, &req, cold).await;
+        let mut outcome = self.run(spec, &inst, &req, cold).await;
+        slot.finished = true;
         if req.log_tail {
             inst.logs.sync().await;
             let lines = logs::request_log(&inst.logs.since(mark), &req.request_id);

@@ -7,6 +7,9 @@
 //! helper thread that joined it. Where namespaces are unavailable, instances share the host's
 //! network and each gets a distinct port through `FC_SERVER_PORT` / `FC_CUSTOM_LISTEN_PORT`.
 //!
+//! In that mode the instance also gets its own mount namespace in which its code directory is
+//! bind-mounted read-only.
+//!
 //! Exits are reaped with `wait4` so the peak memory of a crashed process is measured, not
 //! guessed.
 #![allow(unsafe_code)]
@@ -53,6 +56,9 @@ pub(crate) struct SpawnSpec {
     pub(crate) cwd: PathBuf,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) network: NetworkMode,
+    /// A directory to make read-only for the instance (its code), where the instance gets its
+    /// own mount namespace (together with its own network namespace).
+    pub(crate) read_only: Option<PathBuf>,
 }
 
 /// How an instance process ended.
@@ -150,6 +156,37 @@ fn loopback_up() -> io::Result<()> {
     }
 }
 
+/// In the child's fresh mount namespace: keep mount changes private, then bind the code
+/// directory onto itself read-only, so even a root function cannot change its code.
+fn code_read_only(dir: &std::ffi::CStr) -> io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    const NONE: Option<&std::ffi::CStr> = None;
+    mount(
+        NONE,
+        c"/",
+        NONE,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        NONE,
+    )
+    .map_err(io::Error::from)?;
+    mount(
+        Some(dir),
+        dir,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .map_err(io::Error::from)?;
+    mount(
+        NONE,
+        dir,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        NONE,
+    )
+    .map_err(io::Error::from)
+}
+
 pub(crate) fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     let (out_rx, out_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let err_tx = out_tx.try_clone()?;
@@ -167,14 +204,27 @@ pub(crate) fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
         .stderr(Stdio::from(err_tx))
         .process_group(0);
     let own_netns = spec.network == NetworkMode::Namespace;
+    // Prepared before fork: the child may not allocate.
+    let read_only = match (&spec.read_only, own_netns) {
+        (Some(dir), true) => Some(
+            std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                .map_err(|_| io::Error::other("code path contains a NUL byte"))?,
+        ),
+        _ => None,
+    };
     // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (prctl, unshare, socket, ioctl, close).
+    // async-signal-safe system calls (prctl, unshare, mount, socket, ioctl, close) on data
+    // prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             if own_netns {
-                nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+                    .map_err(io::Error::from)?;
                 loopback_up()?;
+                if let Some(dir) = &read_only {
+                    code_read_only(dir)?;
+                }
             }
             Ok(())
         });

@@ -338,3 +338,31 @@ async fn generated_credentials_are_kept_private_and_reused() {
         "credentials are printed only once: {second}"
     );
 }
+
+#[tokio::test]
+async fn oversized_code_package_is_refused() {
+    let srv = TestServer::start();
+    srv.call("POST", "/2021-04-06/services", r#"{"serviceName":"big"}"#)
+        .await;
+    // Just over the 100 MB inline zip limit; the content does not matter, the size does.
+    let zip = "A".repeat((100 * 1024 * 1024 + 16) / 3 * 4);
+    let body = format!(r#"{{"functionName":"f","runtime":"custom","code":{{"zipFile":"{zip}"}}}}"#);
+    let r = srv
+        .call("POST", "/2021-04-06/services/big/functions", body)
+        .await;
+    assert_eq!(
+        r.status,
+        400,
+        "{:?}",
+        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+    );
+    let code = r.error_code();
+    assert!(
+        code == "InvalidArgument" || code == "EntityTooLarge",
+        "{code}"
+    );
+    let list = srv
+        .call("GET", "/2021-04-06/services/big/functions", "")
+        .await;
+    assert_eq!(list.json()["functions"].as_array().map(Vec::len), Some(0));
+}

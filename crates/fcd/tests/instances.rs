@@ -161,3 +161,47 @@ async fn sigkill_of_fcd_still_takes_instances_down() {
         nix::sys::signal::Signal::SIGKILL,
     );
 }
+
+#[tokio::test]
+async fn code_is_read_only_to_the_function() {
+    let srv = TestServer::start();
+    let handler = r#"
+import errno, os
+def handler(event, context):
+    path = os.path.join(os.environ["FC_FUNC_CODE_PATH"], "written-by-function")
+    try:
+        open(path, "w").write("x")
+    except OSError as e:
+        return errno.errorcode.get(e.errno, "OSError")
+    return "writable"
+"#;
+    srv.call("POST", "/2021-04-06/services", r#"{"serviceName":"ro"}"#)
+        .await;
+    let body = serde_json::json!({
+        "functionName": "f", "runtime": "python3", "handler": "index.handler",
+        "code": {"zipFile": zip_b64(&[("index.py", handler, false)])},
+    });
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/ro/functions",
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/ro/functions/f/invocations",
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let got = String::from_utf8_lossy(&r.body).into_owned();
+    if srv.log().contains("private network namespaces") {
+        // Root ignores file modes, so only the read-only mount can stop this.
+        assert_eq!(got, "EROFS", "{}", srv.log());
+    } else {
+        assert!(got == "EACCES" || got == "writable", "{got}");
+    }
+}
