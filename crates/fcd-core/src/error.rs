@@ -32,11 +32,25 @@ pub enum FcError {
     VersionNotFound { service: String, version: String },
     #[error("alias '{alias}' of service '{service}' does not exist")]
     AliasNotFound { service: String, alias: String },
+    #[error("alias {alias} of service {service} already exists")]
+    AliasAlreadyExists { service: String, alias: String },
+    #[error("additionalVersionWeight {weights} should not contain major version {major}")]
+    AdditionalVersionContainsMajorVersion { weights: String, major: u64 },
+    #[error(
+        "cannot publish a version of service '{service}': nothing changed since version {version}"
+    )]
+    VersionNotChanged { service: String, version: String },
+    #[error("version {version} of service '{service}' is in use by alias '{alias}'")]
+    VersionInUse {
+        service: String,
+        version: String,
+        alias: String,
+    },
     #[error("service '{0}' already exists")]
     ServiceAlreadyExists(String),
     #[error("function '{function}' already exists in service '{service}'")]
     FunctionAlreadyExists { service: String, function: String },
-    #[error("service '{0}' is not empty: delete its functions first")]
+    #[error("service '{0}' is not empty: delete its functions, aliases and versions first")]
     ServiceNotEmpty(String),
     #[error("the resource being modified has been changed")]
     PreconditionFailed,
@@ -72,6 +86,12 @@ impl FcError {
             FcError::FunctionNotFound { .. } => "FunctionNotFound",
             FcError::VersionNotFound { .. } => "VersionNotFound",
             FcError::AliasNotFound { .. } => "AliasNotFound",
+            FcError::AliasAlreadyExists { .. } => "AliasAlreadyExists",
+            FcError::AdditionalVersionContainsMajorVersion { .. } => {
+                "AdditionalVersionContainsMajorVersion"
+            }
+            // FC documents no dedicated codes for these two; they are invalid requests.
+            FcError::VersionNotChanged { .. } | FcError::VersionInUse { .. } => "InvalidArgument",
             FcError::ServiceAlreadyExists(_) => "ServiceAlreadyExists",
             FcError::FunctionAlreadyExists { .. } => "FunctionAlreadyExists",
             FcError::ServiceNotEmpty(_) => "ServiceNotEmpty",
@@ -93,6 +113,9 @@ impl FcError {
             | FcError::MissingRequiredHeader(_)
             | FcError::PathNotSupported { .. }
             | FcError::EntityTooLarge { .. }
+            | FcError::AdditionalVersionContainsMajorVersion { .. }
+            | FcError::VersionNotChanged { .. }
+            | FcError::VersionInUse { .. }
             | FcError::LimitExceeded(_) => 400,
             FcError::AccessDenied(_)
             | FcError::SignatureNotMatch
@@ -103,6 +126,7 @@ impl FcError {
             | FcError::VersionNotFound { .. }
             | FcError::AliasNotFound { .. } => 404,
             FcError::ServiceAlreadyExists(_)
+            | FcError::AliasAlreadyExists { .. }
             | FcError::FunctionAlreadyExists { .. }
             | FcError::ConcurrentUpdate(_) => 409,
             FcError::ServiceNotEmpty(_)

@@ -10,5 +10,6 @@ pub mod limits;
 pub mod model;
 pub mod names;
 pub mod time;
+pub mod versions;
 
 pub use error::FcError;

@@ -63,6 +63,7 @@ impl Instance {
     pub(crate) async fn start(
         cfg: &RuntimeConfig,
         spec: &FunctionSpec,
+        qualifier: &str,
     ) -> Result<Arc<Instance>, StartError> {
         let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let f = &spec.function;
@@ -97,7 +98,7 @@ impl Instance {
                 return Err(StartError::UnsupportedRuntime(f.runtime.clone()));
             }
         };
-        let env = instance_env(cfg, spec, &id, port);
+        let env = instance_env(cfg, spec, &id, port, qualifier);
         let spawned = sandbox::spawn(SpawnSpec {
             program: program.clone(),
             args,
@@ -320,6 +321,7 @@ fn instance_env(
     spec: &FunctionSpec,
     id: &str,
     port: u16,
+    qualifier: &str,
 ) -> Vec<(String, String)> {
     let f = &spec.function;
     let code = spec.code_dir.display().to_string();
@@ -345,7 +347,7 @@ fn instance_env(
             f.memory_size.to_string(),
         ),
         ("FC_INSTANCE_ID".to_owned(), id.to_owned()),
-        ("FC_QUALIFIER".to_owned(), spec.qualifier.clone()),
+        ("FC_QUALIFIER".to_owned(), qualifier.to_owned()),
         ("FC_RUNTIME_VERSION".to_owned(), f.runtime.clone()),
         ("FC_SERVER_PORT".to_owned(), port.to_string()),
         ("FC_CUSTOM_LISTEN_PORT".to_owned(), port.to_string()),
@@ -396,7 +398,6 @@ fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMap {
     }
     header(&mut h, "x-fc-region", &cfg.region);
     header(&mut h, "x-fc-account-id", &spec.account_id);
-    header(&mut h, "x-fc-qualifier", &spec.qualifier);
     header(
         &mut h,
         "x-fc-version-id",

@@ -27,6 +27,8 @@ use fcd_core::model::Function;
 use instance::{CallResult, Instance};
 pub use sandbox::NetworkMode;
 
+const LATEST: &str = "LATEST";
+
 /// The Python bootstrap fcd ships inside its binary.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("python/bootstrap.py");
 
@@ -53,9 +55,7 @@ pub struct FunctionSpec {
     pub function: Function,
     /// The extracted code package.
     pub code_dir: PathBuf,
-    /// `LATEST`, a version id or an alias, as the caller named it.
-    pub qualifier: String,
-    /// The service version that runs (`None` for LATEST).
+    /// The service version that runs (`None` for LATEST). Instances are kept per version.
     pub version_id: Option<String>,
     /// Changes whenever anything above changes; instances never outlive their revision.
     pub revision: String,
@@ -65,6 +65,8 @@ pub struct FunctionSpec {
 #[derive(Debug)]
 pub struct InvokeRequest {
     pub request_id: String,
+    /// `LATEST`, a version id or an alias, as the caller named it.
+    pub qualifier: String,
     pub trace_id: Option<String>,
     pub body: Bytes,
     pub log_tail: bool,
@@ -239,7 +241,7 @@ impl InstanceManager {
             spec.account_id.clone(),
             spec.service_name.clone(),
             spec.function.function_name.clone(),
-            spec.qualifier.clone(),
+            spec.version_id.clone().unwrap_or_else(|| LATEST.to_owned()),
         );
         if let Some(p) = self.pools.read().ok().and_then(|m| m.get(&key).cloned())
             && p.revision == spec.revision
@@ -279,7 +281,7 @@ impl InstanceManager {
         let (inst, cold) = match pool.acquire(capacity) {
             Some(i) => (i, false),
             None => {
-                let i = Instance::start(&self.cfg, spec).await?;
+                let i = Instance::start(&self.cfg, spec, &req.qualifier).await?;
                 i.active.fetch_add(1, Ordering::AcqRel);
                 pool.add(i.clone());
                 if self.closed.load(Ordering::Acquire) {
@@ -323,7 +325,10 @@ impl InstanceManager {
         cold: bool,
     ) -> InvokeOutcome {
         let f = &spec.function;
-        let mut extra: Vec<(&'static str, &str)> = vec![("x-fc-request-id", &req.request_id)];
+        let mut extra: Vec<(&'static str, &str)> = vec![
+            ("x-fc-request-id", &req.request_id),
+            ("x-fc-qualifier", &req.qualifier),
+        ];
         if let Some(t) = &req.trace_id {
             extra.push(("x-fc-trace-id", t));
         }
@@ -353,14 +358,17 @@ impl InstanceManager {
         outcome(inst, invoked, verdict)
     }
 
-    /// Stops every instance of a function (after an update or delete). In-flight requests
-    /// finish first.
-    pub async fn retire(&self, account: &str, service: &str, function: &str) {
+    /// Stops the instances of one version of a function (`None`: LATEST), after an update or
+    /// delete. In-flight requests finish first; other versions' instances are not disturbed.
+    pub async fn retire(&self, account: &str, service: &str, function: Option<&str>, version: Option<&str>) {
+        let version = version.unwrap_or(LATEST);
         let removed: Vec<Arc<Pool>> = match self.pools.write() {
             Ok(mut m) => {
                 let keys: Vec<PoolKey> = m
                     .keys()
-                    .filter(|(a, s, f, _)| a == account && s == service && f == function)
+                    .filter(|(a, s, f, v)| {
+                        a == account && s == service && function.is_none_or(|x| x == f) && v == version
+                    })
                     .cloned()
                     .collect();
                 keys.iter().filter_map(|k| m.remove(k)).collect()

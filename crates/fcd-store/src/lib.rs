@@ -10,6 +10,8 @@ mod sqlite;
 
 use async_trait::async_trait;
 use fcd_core::model::{Function, Service};
+use fcd_core::versions::{Alias, VersionInfo};
+use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
 
@@ -26,6 +28,27 @@ pub struct StoredService {
 pub struct StoredFunction {
     pub function: Function,
     pub code_digest: String,
+    pub etag: String,
+}
+
+/// A published version: the service and every function (config and code) as they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionSnapshot {
+    pub info: VersionInfo,
+    pub service: Service,
+    pub functions: Vec<SnapshotFunction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotFunction {
+    pub function: Function,
+    pub code_digest: String,
+}
+
+/// An alias as stored, with the etag of this revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlias {
+    pub alias: Alias,
     pub etag: String,
 }
 
@@ -56,6 +79,15 @@ pub enum StoreError {
     Conflict,
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
+    /// Publishing found nothing new since this version.
+    #[error("nothing changed since version {0}")]
+    NotChanged(String),
+    /// The version is still routed to by this alias.
+    #[error("in use by alias {0}")]
+    InUse(String),
+    /// An alias names a version that does not exist.
+    #[error("version {0} does not exist")]
+    VersionMissing(String),
     #[error("storage backend: {0}")]
     Backend(String),
 }
@@ -88,7 +120,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         svc: &StoredService,
         expected_etag: &str,
     ) -> Result<(), StoreError>;
-    /// Deletes the service; refuses with [`StoreError::NotEmpty`] while it has functions.
+    /// Deletes the service; refuses with [`StoreError::NotEmpty`] while it has functions,
+    /// versions or aliases.
     async fn delete_service(&self, account: &str, name: &str) -> Result<(), StoreError>;
     async fn list_services(
         &self,
@@ -128,4 +161,71 @@ pub trait MetadataStore: Send + Sync + 'static {
         service: &str,
         q: &ListQuery,
     ) -> Result<Vec<StoredFunction>, StoreError>;
+
+    /// Snapshots the service and all its functions as the next version. Refuses with
+    /// [`StoreError::NotChanged`] when nothing changed since the newest version, and with
+    /// [`StoreError::Conflict`] when `expected_etag` is given and the service's differs.
+    async fn publish_version(
+        &self,
+        account: &str,
+        service: &str,
+        description: &str,
+        now: &str,
+        expected_etag: Option<&str>,
+    ) -> Result<VersionInfo, StoreError>;
+    async fn get_version(
+        &self,
+        account: &str,
+        service: &str,
+        version: u64,
+    ) -> Result<Option<VersionSnapshot>, StoreError>;
+    /// Versions from `from` (inclusive) in the given direction.
+    async fn list_versions(
+        &self,
+        account: &str,
+        service: &str,
+        from: Option<u64>,
+        limit: u32,
+        descending: bool,
+    ) -> Result<Vec<VersionInfo>, StoreError>;
+    /// Deletes a version; refuses with [`StoreError::InUse`] while an alias routes to it.
+    async fn delete_version(
+        &self,
+        account: &str,
+        service: &str,
+        version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts an alias; every version it routes to must exist.
+    async fn insert_alias(
+        &self,
+        account: &str,
+        service: &str,
+        alias: &StoredAlias,
+    ) -> Result<(), StoreError>;
+    async fn get_alias(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<Option<StoredAlias>, StoreError>;
+    async fn replace_alias(
+        &self,
+        account: &str,
+        service: &str,
+        alias: &StoredAlias,
+        expected_etag: &str,
+    ) -> Result<(), StoreError>;
+    async fn delete_alias(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<(), StoreError>;
+    async fn list_aliases(
+        &self,
+        account: &str,
+        service: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<StoredAlias>, StoreError>;
 }

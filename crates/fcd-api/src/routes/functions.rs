@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::model::FunctionUpdate;
 
-use super::{Ctx, PathParams, QueryParams, check_qualifier, header_str, json_body, json_response};
+use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, qualified};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -37,16 +37,12 @@ pub(super) async fn get(
     p: PathParams,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let (service, path_q) = p.service();
-    check_qualifier(
-        &service,
-        path_q.as_deref().or(q.string("qualifier").as_deref()),
-    )?;
-    let f = s
+    let (service, qualifier) = qualified(&p, &q);
+    let (f, _, etag) = s
         .control
-        .get_function(&c.account_id, &service, p.get("function"))
+        .function_at(&c.account_id, &service, p.get("function"), qualifier.as_deref())
         .await?;
-    Ok(json_response(StatusCode::OK, &f.function, Some(&f.etag)))
+    Ok(json_response(StatusCode::OK, &f, etag.as_deref()))
 }
 
 pub(super) async fn update(
@@ -96,17 +92,12 @@ pub(super) async fn list(
     p: PathParams,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let (service, path_q) = p.service();
-    check_qualifier(
-        &service,
-        path_q.as_deref().or(q.string("qualifier").as_deref()),
-    )?;
+    let (service, qualifier) = qualified(&p, &q);
     let page = s
         .control
-        .list_functions(&c.account_id, &service, &q.paging()?)
+        .list_functions_at(&c.account_id, &service, qualifier.as_deref(), &q.paging()?)
         .await?;
-    let functions: Vec<_> = page.items.into_iter().map(|f| f.function).collect();
-    let mut body = serde_json::json!({ "functions": functions });
+    let mut body = serde_json::json!({ "functions": page.items });
     if let Some(t) = page.next_token {
         body["nextToken"] = t.into();
     }
@@ -121,14 +112,10 @@ pub(super) async fn code(
     q: QueryParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (service, path_q) = p.service();
-    check_qualifier(
-        &service,
-        path_q.as_deref().or(q.string("qualifier").as_deref()),
-    )?;
+    let (service, qualifier) = qualified(&p, &q);
     let (path, checksum) = s
         .control
-        .code_url_path(&c.account_id, &service, p.get("function"))
+        .code_url_path(&c.account_id, &service, p.get("function"), qualifier.as_deref())
         .await?;
     // The caller reached us through this host, so the URL on it is reachable for them too.
     let host = header_str(&headers, "host").unwrap_or("127.0.0.1");

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use fcd_core::FcError;
 use fcd_runtime::{InvokeError, InvokeRequest, StartError};
 
-use super::{Ctx, PathParams, QueryParams, check_qualifier, header_str};
+use super::{Ctx, PathParams, QueryParams, header_str, qualified};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -41,9 +41,7 @@ pub(super) async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (service, path_q) = p.service();
-    let qualifier = path_q.or_else(|| q.string("qualifier"));
-    check_qualifier(&service, qualifier.as_deref())?;
+    let (service, qualifier) = qualified(&p, &q);
     match header_str(&headers, "x-fc-invocation-type") {
         None => {}
         Some(t) if t.eq_ignore_ascii_case("sync") => {}
@@ -63,7 +61,7 @@ pub(super) async fn invoke(
     let trace_id = header_str(&headers, "x-fc-trace-id").map(str::to_owned);
     let spec = s
         .control
-        .resolve(&c.account_id, &service, p.get("function"))
+        .resolve(&c.account_id, &service, p.get("function"), qualifier.as_deref())
         .await?;
     tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %spec.function.function_name, "invoke");
     let outcome = s
@@ -73,6 +71,7 @@ pub(super) async fn invoke(
             &spec,
             InvokeRequest {
                 request_id: c.request_id.clone(),
+                qualifier: qualifier.unwrap_or_else(|| "LATEST".to_owned()),
                 trace_id,
                 body,
                 log_tail,

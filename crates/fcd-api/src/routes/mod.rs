@@ -4,10 +4,12 @@
 //! Every route answers under both `/2021-04-06` and `/2016-08-15`: the classic SDKs use the
 //! older prefix for the same resources with the same JSON.
 
+mod aliases;
 mod code;
 mod functions;
 mod invoke;
 mod services;
+mod versions;
 
 use std::collections::HashMap;
 
@@ -52,6 +54,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/services/{service}/versions",
+            get(versions::list).post(versions::publish),
+        )
+        .route(
+            "/services/{service}/versions/{version}",
+            axum::routing::delete(versions::delete),
+        )
+        .route(
+            "/services/{service}/aliases",
+            get(aliases::list).post(aliases::create),
+        )
+        .route(
+            "/services/{service}/aliases/{alias}",
+            get(aliases::get).put(aliases::update).delete(aliases::delete),
         );
     Router::new()
         .nest("/2021-04-06", api.clone())
@@ -178,22 +196,12 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Only `LATEST` exists until versions and aliases land; anything else names a version or
-/// alias that does not exist.
-pub(crate) fn check_qualifier(service: &str, qualifier: Option<&str>) -> ApiResult<()> {
-    match qualifier {
-        None | Some("") | Some("LATEST") => Ok(()),
-        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
-            Err(ApiError(FcError::VersionNotFound {
-                service: service.to_owned(),
-                version: q.to_owned(),
-            }))
-        }
-        Some(q) => Err(ApiError(FcError::AliasNotFound {
-            service: service.to_owned(),
-            alias: q.to_owned(),
-        })),
-    }
+/// The service named in the path and the qualifier of the request: `svc.q` in 2016-08-15
+/// paths, else `?qualifier=`.
+pub(crate) fn qualified(p: &PathParams, q: &QueryParams) -> (String, Option<String>) {
+    let (service, path_q) = p.service();
+    let qualifier = path_q.or_else(|| q.string("qualifier")).filter(|q| !q.is_empty());
+    (service, qualifier)
 }
 
 /// A JSON response with FC's content type and the resource's ETag.

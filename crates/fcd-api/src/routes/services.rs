@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::model::ServiceUpdate;
 
-use super::{Ctx, PathParams, QueryParams, check_qualifier, header_str, json_body, json_response};
+use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, qualified};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -26,13 +26,12 @@ pub(super) async fn get(
     p: PathParams,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let (name, path_q) = p.service();
-    check_qualifier(
-        &name,
-        path_q.as_deref().or(q.string("qualifier").as_deref()),
-    )?;
-    let svc = s.control.get_service(&c.account_id, &name).await?;
-    Ok(json_response(StatusCode::OK, &svc.service, Some(&svc.etag)))
+    let (name, qualifier) = qualified(&p, &q);
+    let (svc, etag) = s
+        .control
+        .service_at(&c.account_id, &name, qualifier.as_deref())
+        .await?;
+    Ok(json_response(StatusCode::OK, &svc, etag.as_deref()))
 }
 
 pub(super) async fn update(

@@ -21,7 +21,13 @@ use fcd_runtime::{FunctionSpec, InstanceManager};
 use fcd_store::code::{CodeError, CodeStore};
 use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredService};
 
-type FnKey = (String, String, String);
+mod versions;
+pub use versions::VersionPage;
+
+/// (account, service, function, `LATEST` or a version id).
+type FnKey = (String, String, String, String);
+
+const LATEST: &str = "LATEST";
 
 /// How long a GetFunctionCode URL stays valid.
 const CODE_URL_TTL_SECS: u64 = 3600;
@@ -33,6 +39,7 @@ pub struct Control {
     region: String,
     url_secret: Vec<u8>,
     cache: RwLock<HashMap<FnKey, Arc<FunctionSpec>>>,
+    aliases: RwLock<HashMap<(String, String, String), Arc<versions::AliasRoute>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -43,12 +50,12 @@ impl std::fmt::Debug for Control {
     }
 }
 
-fn internal(context: &str, e: impl std::fmt::Display) -> FcError {
+pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> FcError {
     tracing::error!(error = %e, "{context}");
     FcError::Internal
 }
 
-fn code_error(e: CodeError) -> FcError {
+pub(crate) fn code_error(e: CodeError) -> FcError {
     match e {
         CodeError::Io(e) => internal("code store", e),
         CodeError::Missing(d) => internal("code store", format!("package {d} is missing")),
@@ -56,7 +63,7 @@ fn code_error(e: CodeError) -> FcError {
     }
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -77,7 +84,7 @@ pub struct Paging {
 }
 
 impl Paging {
-    fn query(&self) -> Result<(ListQuery, usize), FcError> {
+    pub(crate) fn query(&self) -> Result<(ListQuery, usize), FcError> {
         let limit = self.limit.unwrap_or(LIST_LIMIT_DEFAULT);
         if limit == 0 || limit > LIST_LIMIT_MAX {
             return Err(FcError::invalid(format!(
@@ -99,7 +106,7 @@ impl Paging {
     }
 }
 
-fn page<T>(mut items: Vec<T>, limit: usize, name: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, name: impl Fn(&T) -> String) -> Page<T> {
     let next_token = if items.len() > limit {
         items.truncate(limit + 1);
         items.pop().map(|x| name(&x))
@@ -109,7 +116,7 @@ fn page<T>(mut items: Vec<T>, limit: usize, name: impl Fn(&T) -> String) -> Page
     Page { items, next_token }
 }
 
-fn check_if_match(if_match: Option<&str>, etag: &str) -> Result<(), FcError> {
+pub(crate) fn check_if_match(if_match: Option<&str>, etag: &str) -> Result<(), FcError> {
     match if_match {
         Some(m) if !m.is_empty() && m.trim_matches('"') != etag => Err(FcError::PreconditionFailed),
         _ => Ok(()),
@@ -131,6 +138,7 @@ impl Control {
             region,
             url_secret,
             cache: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
         }
     }
 
@@ -469,26 +477,25 @@ impl Control {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// A pre-signed, time-limited path (with query) from which the function's zip downloads.
+    /// A pre-signed, time-limited path (with query) from which the function's zip downloads,
+    /// and the zip's checksum.
     pub async fn code_url_path(
         &self,
         account: &str,
         service: &str,
         name: &str,
+        qualifier: Option<&str>,
     ) -> Result<(String, String), FcError> {
-        let f = self.get_function(account, service, name).await?;
+        let (f, digest, _) = self.function_at(account, service, name, qualifier).await?;
         let expires = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
             + CODE_URL_TTL_SECS;
-        let sig = self.code_signature(&f.code_digest, expires);
+        let sig = self.code_signature(&digest, expires);
         Ok((
-            format!(
-                "/code-packages/{}?expires={expires}&signature={sig}",
-                f.code_digest
-            ),
-            f.function.code_checksum,
+            format!("/code-packages/{digest}?expires={expires}&signature={sig}"),
+            f.code_checksum,
         ))
     }
 
@@ -523,27 +530,56 @@ impl Control {
 
     // ---- invocation ----
 
-    /// The function to run for an invocation, from the cache when possible.
+    /// The function to run for an invocation of `qualifier` (absent: LATEST), from the cache
+    /// when possible. An alias picks one of its versions by weight.
     pub async fn resolve(
         &self,
         account: &str,
         service: &str,
         name: &str,
+        qualifier: Option<&str>,
     ) -> Result<Arc<FunctionSpec>, FcError> {
-        let key = (account.to_owned(), service.to_owned(), name.to_owned());
+        let version = match qualifier {
+            None | Some("") | Some(LATEST) => None,
+            Some(q) => Some(self.route(account, service, q).await?),
+        };
+        let key = (
+            account.to_owned(),
+            service.to_owned(),
+            name.to_owned(),
+            version.map(|v| v.to_string()).unwrap_or_else(|| LATEST.to_owned()),
+        );
         if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
         }
-        let svc = self.get_service(account, service).await?;
-        let f = self.get_function(account, service, name).await?;
+        let (svc, function, code_digest, revision) = match version {
+            None => {
+                let svc = self.get_service(account, service).await?;
+                let f = self.get_function(account, service, name).await?;
+                let revision = format!("{}/{}", svc.etag, f.etag);
+                (svc.service, f.function, f.code_digest, revision)
+            }
+            Some(v) => {
+                let snap = self.version_snapshot(account, service, v).await?;
+                let f = snap
+                    .functions
+                    .into_iter()
+                    .find(|f| f.function.function_name == name)
+                    .ok_or_else(|| FcError::FunctionNotFound {
+                        service: service.to_owned(),
+                        function: name.to_owned(),
+                    })?;
+                // A version never changes, so its number is its revision.
+                (snap.service, f.function, f.code_digest, format!("v{v}"))
+            }
+        };
         let code_dir = self
             .code
-            .ensure_extracted(&f.code_digest)
+            .ensure_extracted(&code_digest)
             .await
             .map_err(code_error)?;
         let log = |key: &str| {
-            svc.service
-                .log_config
+            svc.log_config
                 .as_ref()
                 .and_then(|c| c.get(key))
                 .and_then(|v| v.as_str())
@@ -555,11 +591,10 @@ impl Control {
             service_name: service.to_owned(),
             log_project: log("project"),
             log_store: log("logstore"),
-            function: f.function,
+            function,
             code_dir,
-            qualifier: "LATEST".to_owned(),
-            version_id: None,
-            revision: format!("{}/{}", svc.etag, f.etag),
+            version_id: version.map(|v| v.to_string()),
+            revision,
         });
         if let Ok(mut c) = self.cache.write() {
             c.insert(key, resolved.clone());
@@ -569,14 +604,19 @@ impl Control {
 
     fn forget_service(&self, account: &str, service: &str) {
         if let Ok(mut c) = self.cache.write() {
+            c.retain(|(a, s, _, _), _| !(a == account && s == service));
+        }
+        if let Ok(mut c) = self.aliases.write() {
             c.retain(|(a, s, _), _| !(a == account && s == service));
         }
     }
 
+    /// After a LATEST function changed or went away: drop its cached spec and stop its
+    /// LATEST instances. Versions are snapshots and keep running.
     async fn forget_function(&self, account: &str, service: &str, name: &str) {
         if let Ok(mut c) = self.cache.write() {
-            c.remove(&(account.to_owned(), service.to_owned(), name.to_owned()));
+            c.remove(&(account.to_owned(), service.to_owned(), name.to_owned(), LATEST.to_owned()));
         }
-        self.runtime.retire(account, service, name).await;
+        self.runtime.retire(account, service, Some(name), None).await;
     }
 }
