@@ -2,7 +2,7 @@
 //! it, its log collector, and the custom-runtime calls (`/initialize`, `/invoke`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use fcd_core::model::LifecycleHook;
+
+use crate::budget::Reservation;
 use crate::logs::Logs;
 use crate::sandbox::{self, ExitInfo, MemoryProbe, NetworkMode, SocketFactory, SpawnSpec};
 use crate::{FunctionSpec, RuntimeConfig, StartError};
@@ -38,6 +41,16 @@ pub(crate) struct Instance {
     pub(crate) dead: AtomicBool,
     /// Headers every call to this instance carries.
     base_headers: HeaderMap,
+    /// When the last request on it ended (ms on the manager's clock), for idle reclaim.
+    pub(crate) last_used_ms: AtomicU64,
+    /// A lifecycle hook (preFreeze) is running: no request may start on it meanwhile.
+    pub(crate) hook_busy: AtomicBool,
+    /// Started ahead of traffic for a provision config; never reclaimed for idleness.
+    pub(crate) provisioned: AtomicBool,
+    pre_stop: Option<LifecycleHook>,
+    pre_freeze: Option<LifecycleHook>,
+    /// Holds this instance's share of the server's budget until the instance is dropped.
+    _reservation: Reservation,
 }
 
 /// What a single call to the instance produced.
@@ -64,6 +77,7 @@ impl Instance {
         cfg: &RuntimeConfig,
         spec: &FunctionSpec,
         qualifier: &str,
+        reservation: Reservation,
     ) -> Result<Arc<Instance>, StartError> {
         let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let f = &spec.function;
@@ -139,6 +153,12 @@ impl Instance {
             active: AtomicU32::new(0),
             dead: AtomicBool::new(false),
             base_headers: base_headers(cfg, spec),
+            last_used_ms: AtomicU64::new(0),
+            hook_busy: AtomicBool::new(false),
+            provisioned: AtomicBool::new(false),
+            pre_stop: hook(spec, |lc| lc.pre_stop.as_ref()),
+            pre_freeze: hook(spec, |lc| lc.pre_freeze.as_ref()),
+            _reservation: reservation,
         });
         if let Err(e) = instance.wait_listening(cfg.start_timeout, spec).await {
             instance.kill().await;
@@ -255,6 +275,15 @@ impl Instance {
         }
     }
 
+    pub(crate) fn has_pre_freeze(&self) -> bool {
+        self.pre_freeze.is_some()
+    }
+
+    /// Whether the process has exited.
+    pub(crate) fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
     /// Peak memory so far in MB; after an exit, the peak the kernel reported for the process.
     pub(crate) fn max_memory_mb(&self) -> f64 {
         let kib = self
@@ -281,6 +310,52 @@ impl Instance {
         let _ = self.exit_info(Duration::from_secs(5)).await;
     }
 
+    /// Runs the preFreeze hook, if the function has one, while no request can start here.
+    pub(crate) async fn pre_freeze(&self) {
+        if let Some(h) = &self.pre_freeze {
+            self.hook("/pre-freeze", h).await;
+        }
+    }
+
+    async fn hook(&self, path: &str, h: &LifecycleHook) {
+        let rid = uuid::Uuid::new_v4().to_string();
+        let limit = Duration::from_secs(u64::from(h.timeout.max(1)));
+        match self
+            .call(
+                Method::GET,
+                path,
+                &[("x-fc-request-id", &rid)],
+                Bytes::new(),
+                limit,
+            )
+            .await
+        {
+            CallResult::Response { status, .. } if status < 300 => {}
+            CallResult::Response { status, .. } => {
+                tracing::warn!(instance = %self.id, hook = path, status, "lifecycle hook failed")
+            }
+            CallResult::TimedOut => {
+                tracing::warn!(instance = %self.id, hook = path, "lifecycle hook timed out")
+            }
+            CallResult::Failed(e) => {
+                tracing::warn!(instance = %self.id, hook = path, error = %e, "lifecycle hook failed")
+            }
+        }
+    }
+
+    /// Retires the instance: preStop (if configured and the instance is healthy), then SIGTERM,
+    /// then SIGKILL after `grace`.
+    pub(crate) async fn retire(&self, grace: Duration) {
+        let healthy = self.exit.borrow().is_none();
+        self.dead.store(true, Ordering::SeqCst);
+        if healthy {
+            if let Some(h) = &self.pre_stop {
+                self.hook("/pre-stop", h).await;
+            }
+        }
+        self.stop(grace).await;
+    }
+
     /// Stops the instance politely: SIGTERM, then SIGKILL after `grace`.
     pub(crate) async fn stop(&self, grace: Duration) {
         self.dead.store(true, Ordering::SeqCst);
@@ -293,6 +368,18 @@ impl Instance {
             sandbox::kill_group(self.pid);
         }
     }
+}
+
+fn hook(
+    spec: &FunctionSpec,
+    pick: impl Fn(&fcd_core::model::InstanceLifecycleConfig) -> Option<&LifecycleHook>,
+) -> Option<LifecycleHook> {
+    spec.function
+        .instance_lifecycle_config
+        .as_ref()
+        .and_then(pick)
+        .filter(|h| !h.handler.is_empty())
+        .cloned()
 }
 
 async fn handshake(stream: TcpStream) -> Result<Sender, hyper::Error> {

@@ -10,21 +10,26 @@
 //! config and code; a request for a newer revision replaces the pool, and the old instances are
 //! stopped once their in-flight requests finish.
 
+mod budget;
 mod instance;
 mod logs;
+mod metrics;
+mod pool;
 pub mod sandbox;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
 
+use budget::Budget;
 use fcd_core::model::Function;
 use instance::{CallResult, Instance};
+use pool::{Acquired, NoSlot, Pool};
 pub use sandbox::NetworkMode;
 
 const LATEST: &str = "LATEST";
@@ -43,6 +48,12 @@ pub struct RuntimeConfig {
     pub python_bootstrap: PathBuf,
     /// How long a new instance may take to accept connections.
     pub start_timeout: Duration,
+    /// Most instances the server runs at once.
+    pub max_instances: u32,
+    /// Most memory (sum of the instances' `memorySize`) the server hands out, in MB.
+    pub max_memory_mb: u64,
+    /// How long an on-demand instance may sit idle before it is stopped.
+    pub idle_timeout: Duration,
 }
 
 /// Everything needed to run one function: resolved once, shared by all its invocations.
@@ -57,6 +68,8 @@ pub struct FunctionSpec {
     pub code_dir: PathBuf,
     /// The service version that runs (`None` for LATEST). Instances are kept per version.
     pub version_id: Option<String>,
+    /// The function's `maximumInstanceCount` (on-demand config); 0 = no limit of its own.
+    pub max_instances: u32,
     /// Changes whenever anything above changes; instances never outlive their revision.
     pub revision: String,
 }
@@ -110,66 +123,26 @@ pub enum InvokeError {
     Start(#[from] StartError),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The function already runs its `maximumInstanceCount` instances, all busy.
+    #[error("the function's instances are all busy and it may not have more than {0}")]
+    FunctionThrottled(u32),
+    /// The server's instance or memory budget is used up.
+    #[error("the server has no capacity for another instance right now")]
+    ServerThrottled,
 }
 
 type PoolKey = (String, String, String, String);
-
-struct Pool {
-    revision: String,
-    instances: Mutex<Vec<Arc<Instance>>>,
-}
-
-impl Pool {
-    /// An instance with a free slot, reserved for the caller.
-    fn acquire(&self, capacity: u32) -> Option<Arc<Instance>> {
-        let list = self.instances.lock().ok()?;
-        for inst in list.iter() {
-            if inst.dead.load(Ordering::Relaxed) {
-                continue;
-            }
-            let mut cur = inst.active.load(Ordering::Relaxed);
-            while cur < capacity {
-                match inst.active.compare_exchange_weak(
-                    cur,
-                    cur + 1,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Some(inst.clone()),
-                    Err(now) => cur = now,
-                }
-            }
-        }
-        None
-    }
-
-    fn add(&self, inst: Arc<Instance>) {
-        if let Ok(mut l) = self.instances.lock() {
-            l.push(inst);
-        }
-    }
-
-    fn remove(&self, inst: &Arc<Instance>) {
-        if let Ok(mut l) = self.instances.lock() {
-            l.retain(|i| !Arc::ptr_eq(i, inst));
-        }
-    }
-
-    fn take_all(&self) -> Vec<Arc<Instance>> {
-        self.instances
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default()
-    }
-}
 
 /// Runs functions. One per server.
 pub struct InstanceManager {
     cfg: RuntimeConfig,
     pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    budget: Arc<Budget>,
     closed: AtomicBool,
     in_flight: AtomicU64,
     drained: tokio::sync::Notify,
+    clock: Instant,
+    metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for InstanceManager {
@@ -191,8 +164,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Releases an instance slot however the invocation ends; a dead instance leaves its pool.
-struct Slot {
+/// Releases an instance slot however the invocation ends.
+struct Slot<'a> {
+    mgr: &'a InstanceManager,
     pool: Arc<Pool>,
     inst: Arc<Instance>,
     /// False while the call is in progress. If the slot is dropped before the call finished,
@@ -201,7 +175,7 @@ struct Slot {
     finished: bool,
 }
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.finished {
             self.inst.dead.store(true, Ordering::SeqCst);
@@ -210,10 +184,31 @@ impl Drop for Slot {
                 rt.spawn(async move { inst.kill().await });
             }
         }
-        self.inst.active.fetch_sub(1, Ordering::AcqRel);
-        if self.inst.dead.load(Ordering::Acquire) {
-            self.pool.remove(&self.inst);
+        self.inst
+            .last_used_ms
+            .store(self.mgr.now_ms(), Ordering::Release);
+        let left = self.inst.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && !self.inst.dead.load(Ordering::Acquire) && self.inst.has_pre_freeze() {
+            // preFreeze runs between requests; the instance takes none until it is done.
+            if self
+                .inst
+                .hook_busy
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let (inst, pool) = (self.inst.clone(), self.pool.clone());
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        inst.pre_freeze().await;
+                        inst.hook_busy.store(false, Ordering::Release);
+                        pool.released(&inst);
+                    });
+                    return;
+                }
+                self.inst.hook_busy.store(false, Ordering::Release);
+            }
         }
+        self.pool.released(&self.inst);
     }
 }
 
@@ -221,14 +216,33 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// One instance as ListInstances reports it.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub version_id: String,
+}
+
+/// Why an invocation could not be placed on an instance.
+fn throttled(why: NoSlot) -> InvokeError {
+    match why {
+        NoSlot::FunctionLimit(max) => InvokeError::FunctionThrottled(max),
+        NoSlot::ServerBudget | NoSlot::Retired => InvokeError::ServerThrottled,
+    }
+}
+
 impl InstanceManager {
     pub fn new(cfg: RuntimeConfig) -> InstanceManager {
+        let budget = Budget::new(cfg.max_instances, cfg.max_memory_mb);
         InstanceManager {
             cfg,
             pools: RwLock::new(HashMap::new()),
+            budget,
             closed: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             drained: tokio::sync::Notify::new(),
+            clock: Instant::now(),
+            metrics: metrics::Metrics::default(),
         }
     }
 
@@ -236,31 +250,42 @@ impl InstanceManager {
         &self.cfg
     }
 
-    fn pool(&self, spec: &FunctionSpec) -> Arc<Pool> {
-        let key = (
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn pool_key(spec: &FunctionSpec) -> PoolKey {
+        (
             spec.account_id.clone(),
             spec.service_name.clone(),
             spec.function.function_name.clone(),
             spec.version_id.clone().unwrap_or_else(|| LATEST.to_owned()),
-        );
+        )
+    }
+
+    fn pool(&self, spec: &FunctionSpec) -> Arc<Pool> {
+        let key = Self::pool_key(spec);
         if let Some(p) = self.pools.read().ok().and_then(|m| m.get(&key).cloned())
             && p.revision == spec.revision
+            && !p.retired.load(Ordering::Acquire)
         {
             return p;
         }
-        let fresh = Arc::new(Pool {
-            revision: spec.revision.clone(),
-            instances: Mutex::new(Vec::new()),
-        });
+        let fresh = Arc::new(Pool::new(
+            spec.revision.clone(),
+            spec.function.instance_concurrency,
+        ));
         let old = match self.pools.write() {
             Ok(mut m) => match m.get(&key) {
-                Some(p) if p.revision == spec.revision => return p.clone(),
+                Some(p) if p.revision == spec.revision && !p.retired.load(Ordering::Acquire) => {
+                    return p.clone();
+                }
                 _ => m.insert(key, fresh.clone()),
             },
             Err(_) => None,
         };
         if let Some(old) = old {
-            retire_pool(old);
+            retire_pool(&old);
         }
         fresh
     }
@@ -276,32 +301,92 @@ impl InstanceManager {
         if self.closed.load(Ordering::Acquire) {
             return Err(InvokeError::ShuttingDown);
         }
-        let pool = self.pool(spec);
-        let capacity = spec.function.instance_concurrency.max(1);
-        let (inst, cold) = match pool.acquire(capacity) {
-            Some(i) => (i, false),
-            None => {
-                let i = Instance::start(&self.cfg, spec, &req.qualifier).await?;
-                i.active.fetch_add(1, Ordering::AcqRel);
-                pool.add(i.clone());
-                if self.closed.load(Ordering::Acquire) {
-                    // Shutdown began while this instance started; it must not outlive the server.
-                    i.kill().await;
+        self.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+        let start_wait = self.cfg.start_timeout
+            + Duration::from_secs(u64::from(spec.function.initialization_timeout))
+            + Duration::from_secs(1);
+        let mem = u64::from(spec.function.memory_size);
+        let (pool, inst, cold) = loop {
+            let pool = self.pool(spec);
+            pool.max_instances
+                .store(spec.max_instances, Ordering::Release);
+            let budget = &self.budget;
+            let got = pool
+                .acquire(start_wait, || {
+                    let ((n, m), (max_n, max_m)) = (budget.used(), budget.limits());
+                    n < max_n && m + mem <= max_m
+                })
+                .await;
+            match got {
+                Ok(Acquired::Warm(inst)) => break (pool, inst, false),
+                Ok(Acquired::Start(ticket)) => {
+                    let Some(reservation) = self.budget.reserve(mem) else {
+                        drop(ticket);
+                        self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+                        return Err(InvokeError::ServerThrottled);
+                    };
+                    self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    let inst =
+                        Instance::start(&self.cfg, spec, &req.qualifier, reservation).await?;
+                    if self.closed.load(Ordering::Acquire) {
+                        // Shutdown began while this instance started; it must not outlive the server.
+                        inst.kill().await;
+                        return Err(InvokeError::ShuttingDown);
+                    }
+                    // The initializer runs once per instance, before any request, with the id
+                    // of the request that caused the start.
+                    if let Some(failed) =
+                        initialize(spec, &inst, &req.request_id, &req.qualifier).await
+                    {
+                        inst.kill().await;
+                        drop(ticket);
+                        return Ok(self
+                            .finish(spec, &inst, &req, failed, inst.logs.mark())
+                            .await);
+                    }
+                    ticket.finish(inst.clone());
+                    break (pool, inst, true);
                 }
-                (i, true)
+                Err(NoSlot::Retired) => continue,
+                Err(why) => {
+                    self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+                    return Err(throttled(why));
+                }
             }
         };
+        let _ = cold;
         let mut slot = Slot {
+            mgr: self,
             pool,
             inst,
             finished: false,
         };
         let inst = slot.inst.clone();
         let mark = inst.logs.mark();
-        let mut outcome = self.run(spec, &inst, &req, cold).await;
+        let verdict_outcome = self.run(spec, &inst, &req).await;
         slot.finished = true;
+        let outcome = self.finish(spec, &inst, &req, verdict_outcome, mark).await;
+        drop(slot);
+        Ok(outcome)
+    }
+
+    /// Metrics and the log tail of a finished call.
+    async fn finish(
+        &self,
+        spec: &FunctionSpec,
+        inst: &Arc<Instance>,
+        req: &InvokeRequest,
+        mut outcome: InvokeOutcome,
+        mark: u64,
+    ) -> InvokeOutcome {
+        if outcome.error_type.is_some() {
+            self.metrics.function_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.observe(outcome.duration);
         if req.log_tail {
             inst.logs.sync().await;
+            // On a cold start the tail includes the initializer's lines of this request.
+            let mark = mark.min(inst.logs.first_mark_of(&req.request_id).unwrap_or(mark));
             let lines = logs::request_log(&inst.logs.since(mark), &req.request_id);
             let ms = outcome.duration.as_secs_f64() * 1000.0;
             let text = format!(
@@ -314,7 +399,7 @@ impl InstanceManager {
             );
             outcome.log_tail = Some(logs::tail(&text, fcd_core::limits::LOG_TAIL_MAX).to_owned());
         }
-        Ok(outcome)
+        outcome
     }
 
     async fn run(
@@ -322,7 +407,6 @@ impl InstanceManager {
         spec: &FunctionSpec,
         inst: &Arc<Instance>,
         req: &InvokeRequest,
-        cold: bool,
     ) -> InvokeOutcome {
         let f = &spec.function;
         let mut extra: Vec<(&'static str, &str)> = vec![
@@ -331,22 +415,6 @@ impl InstanceManager {
         ];
         if let Some(t) = &req.trace_id {
             extra.push(("x-fc-trace-id", t));
-        }
-        if cold && !f.initializer.is_empty() {
-            let limit = Duration::from_secs(u64::from(f.initialization_timeout.max(1)));
-            let init_started = Instant::now();
-            let res = inst
-                .call(Method::POST, "/initialize", &extra, Bytes::new(), limit)
-                .await;
-            match judge(inst, res, init_started, limit, "Initializer").await {
-                Verdict::Success(_) => {}
-                failed => {
-                    // The instance is not reused: the next request starts a fresh one and runs
-                    // the initializer again.
-                    inst.kill().await;
-                    return outcome(inst, init_started, failed);
-                }
-            }
         }
         // FC's duration is the handler's own time, without start-up and initializer.
         let invoked = Instant::now();
@@ -358,16 +426,96 @@ impl InstanceManager {
         outcome(inst, invoked, verdict)
     }
 
-    /// Stops the instances of one version of a function (`None`: LATEST), after an update or
-    /// delete. In-flight requests finish first; other versions' instances are not disturbed.
-    pub async fn retire(&self, account: &str, service: &str, function: Option<&str>, version: Option<&str>) {
+    /// Keeps `target` instances of `spec` started ahead of traffic, replacing any that die.
+    /// Call it periodically; it returns how many are up.
+    pub async fn provision(&self, spec: Arc<FunctionSpec>, qualifier: &str, target: u32) -> u32 {
+        if self.closed.load(Ordering::Acquire) {
+            return 0;
+        }
+        let pool = self.pool(&spec);
+        pool.prune_dead();
+        pool.provisioned_target.store(target, Ordering::Release);
+        let up = pool.provisioned_count();
+        if up > target {
+            // Extra ones become ordinary instances and are reclaimed once idle.
+            for inst in pool
+                .instances()
+                .into_iter()
+                .filter(|i| i.provisioned.load(Ordering::Acquire))
+                .take((up - target) as usize)
+            {
+                inst.provisioned.store(false, Ordering::Release);
+            }
+            return target;
+        }
+        for _ in up..target {
+            let Some(reservation) = self.budget.reserve(u64::from(spec.function.memory_size))
+            else {
+                tracing::warn!(function = %spec.function.function_name, "server budget exhausted: provisioned instances not all started");
+                break;
+            };
+            match Instance::start(&self.cfg, &spec, qualifier, reservation).await {
+                Ok(inst) => {
+                    let rid = uuid::Uuid::new_v4().to_string();
+                    if initialize(&spec, &inst, &rid, qualifier).await.is_some() {
+                        inst.kill().await;
+                        continue;
+                    }
+                    inst.provisioned.store(true, Ordering::Release);
+                    inst.last_used_ms.store(self.now_ms(), Ordering::Release);
+                    pool.add(inst);
+                }
+                Err(e) => {
+                    tracing::warn!(function = %spec.function.function_name, error = %e, "provisioned instance failed to start");
+                    break;
+                }
+            }
+        }
+        pool.provisioned_count()
+    }
+
+    /// Stops idle on-demand instances unused for the configured idle time. Runs until shutdown.
+    pub async fn reclaim_idle_forever(self: Arc<Self>) {
+        let idle = self.cfg.idle_timeout;
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        while !self.closed.load(Ordering::Acquire) {
+            tokio::time::sleep(every).await;
+            let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
+            let pools: Vec<Arc<Pool>> = self
+                .pools
+                .read()
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default();
+            for p in pools {
+                p.prune_dead();
+                for inst in p.take_idle(cutoff) {
+                    tracing::info!(instance = %inst.id, "reclaiming idle instance");
+                    tokio::spawn(async move { inst.retire(Duration::from_secs(2)).await });
+                }
+            }
+        }
+    }
+
+    /// Stops the instances of one version of a function (`None`: LATEST; `function: None`:
+    /// every function of the service), after an update or delete. In-flight requests finish
+    /// first; other versions' instances are not disturbed.
+    pub async fn retire(
+        &self,
+        account: &str,
+        service: &str,
+        function: Option<&str>,
+        version: Option<&str>,
+    ) {
         let version = version.unwrap_or(LATEST);
         let removed: Vec<Arc<Pool>> = match self.pools.write() {
             Ok(mut m) => {
                 let keys: Vec<PoolKey> = m
                     .keys()
                     .filter(|(a, s, f, v)| {
-                        a == account && s == service && function.is_none_or(|x| x == f) && v == version
+                        a == account
+                            && s == service
+                            && function.is_none_or(|x| x == f)
+                            && v == version
                     })
                     .cloned()
                     .collect();
@@ -376,12 +524,12 @@ impl InstanceManager {
             Err(_) => Vec::new(),
         };
         for p in removed {
-            retire_pool(p);
+            retire_pool(&p);
         }
     }
 
     /// Graceful stop: refuse new invocations, let running ones finish for up to `grace`, then
-    /// stop every instance.
+    /// stop every instance (preStop first, bounded).
     pub async fn shutdown(&self, grace: Duration) {
         self.closed.store(true, Ordering::Release);
         let drained = async {
@@ -404,9 +552,18 @@ impl InstanceManager {
         };
         let mut stops = Vec::new();
         for p in pools {
-            for inst in p.take_all() {
+            for inst in p.retire() {
                 stops.push(tokio::spawn(async move {
-                    inst.stop(Duration::from_secs(2)).await
+                    // preStop may take its configured time, but shutdown must end.
+                    if tokio::time::timeout(
+                        Duration::from_secs(5),
+                        inst.retire(Duration::from_secs(2)),
+                    )
+                    .await
+                    .is_err()
+                    {
+                        inst.kill().await;
+                    }
                 }));
             }
         }
@@ -419,12 +576,96 @@ impl InstanceManager {
     pub fn instance_count(&self) -> usize {
         self.pools
             .read()
-            .map(|m| {
-                m.values()
-                    .map(|p| p.instances.lock().map(|l| l.len()).unwrap_or(0))
-                    .sum()
-            })
+            .map(|m| m.values().map(|p| p.instances().len()).sum())
             .unwrap_or(0)
+    }
+
+    /// ListInstances: the live instances of a function (all versions unless one is named).
+    pub fn list_instances(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        version: Option<&str>,
+    ) -> Vec<InstanceInfo> {
+        let Ok(m) = self.pools.read() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for ((a, s, f, v), p) in m.iter() {
+            if a != account || s != service || f != function || version.is_some_and(|x| x != v) {
+                continue;
+            }
+            for i in p.instances() {
+                if !i.dead.load(Ordering::Acquire) && !i.exited() {
+                    out.push(InstanceInfo {
+                        instance_id: i.id.clone(),
+                        version_id: v.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The server's metrics in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let (mut busy, mut idle, mut provisioned) = (0u64, 0u64, 0u64);
+        if let Ok(m) = self.pools.read() {
+            for p in m.values() {
+                for i in p.instances() {
+                    if i.dead.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if i.provisioned.load(Ordering::Acquire) {
+                        provisioned += 1;
+                    }
+                    if i.active.load(Ordering::Acquire) > 0 {
+                        busy += 1;
+                    } else {
+                        idle += 1;
+                    }
+                }
+            }
+        }
+        let (used_n, used_m) = self.budget.used();
+        let (max_n, max_m) = self.budget.limits();
+        self.metrics.render(metrics::Gauges {
+            busy,
+            idle,
+            provisioned,
+            reserved_memory_mb: used_m,
+            reserved_instances: u64::from(used_n),
+            max_instances: u64::from(max_n),
+            max_memory_mb: max_m,
+        })
+    }
+}
+
+/// Runs the initializer of a new instance, if the function has one. `Some` is the failed
+/// invocation's outcome: the instance must not be used.
+async fn initialize(
+    spec: &FunctionSpec,
+    inst: &Arc<Instance>,
+    request_id: &str,
+    qualifier: &str,
+) -> Option<InvokeOutcome> {
+    let f = &spec.function;
+    if f.initializer.is_empty() {
+        return None;
+    }
+    let limit = Duration::from_secs(u64::from(f.initialization_timeout.max(1)));
+    let extra = [
+        ("x-fc-request-id", request_id),
+        ("x-fc-qualifier", qualifier),
+    ];
+    let started = Instant::now();
+    let res = inst
+        .call(Method::POST, "/initialize", &extra, Bytes::new(), limit)
+        .await;
+    match judge(inst, res, started, limit, "Initializer").await {
+        Verdict::Success(_) => None,
+        failed => Some(outcome(inst, started, failed)),
     }
 }
 
@@ -529,18 +770,16 @@ fn error_body(msg: &str) -> Bytes {
 }
 
 /// Stops a pool's instances once each has no request left.
-fn retire_pool(pool: Arc<Pool>) {
-    tokio::spawn(async move {
-        for inst in pool.take_all() {
-            tokio::spawn(async move {
-                inst.dead.store(true, Ordering::SeqCst);
-                // Bounded: a request cannot outlive its function's timeout by much.
-                let deadline = Instant::now() + Duration::from_secs(86_400);
-                while inst.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                inst.stop(Duration::from_secs(2)).await;
-            });
-        }
-    });
+fn retire_pool(pool: &Arc<Pool>) {
+    for inst in pool.retire() {
+        tokio::spawn(async move {
+            inst.dead.store(true, Ordering::SeqCst);
+            // Bounded: a request cannot outlive its function's timeout by much.
+            let deadline = Instant::now() + Duration::from_secs(86_400);
+            while inst.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            inst.retire(Duration::from_secs(2)).await;
+        });
+    }
 }

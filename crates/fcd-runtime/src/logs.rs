@@ -112,6 +112,16 @@ impl Logs {
         }
     }
 
+    /// The sequence number of the first line mentioning `request_id` (an initializer's lines
+    /// precede the request's own mark on a cold start).
+    pub(crate) fn first_mark_of(&self, request_id: &str) -> Option<u64> {
+        let b = self.buf.lock().ok()?;
+        b.lines
+            .iter()
+            .find(|(_, l)| l.contains(request_id))
+            .map(|(seq, _)| *seq)
+    }
+
     /// The last `n` lines, for startup errors.
     pub(crate) fn last(&self, n: usize) -> Vec<String> {
         match self.buf.lock() {

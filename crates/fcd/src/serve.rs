@@ -45,9 +45,39 @@ pub(crate) struct ServeArgs {
     /// Seconds a new instance may take to start listening.
     #[arg(long, env = "FCD_INSTANCE_START_TIMEOUT_SECS", default_value_t = 20)]
     instance_start_timeout_secs: u64,
+    /// Most instances running at once (default: 64 per CPU).
+    #[arg(long, env = "FCD_MAX_INSTANCES")]
+    max_instances: Option<u32>,
+    /// Most memory, in MB, handed to instances (sum of their memorySize; default: 80% of RAM).
+    #[arg(long, env = "FCD_MAX_MEMORY_MB")]
+    max_memory_mb: Option<u64>,
+    /// Seconds an on-demand instance may stay idle before it is stopped (FC: 2 to 5 minutes).
+    #[arg(long, env = "FCD_IDLE_TIMEOUT_SECS", default_value_t = 180)]
+    idle_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "FCD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+}
+
+fn default_max_instances() -> u32 {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (cpus as u32).saturating_mul(64)
+}
+
+/// 80 % of the machine's memory, so instances can never take all of it.
+fn default_max_memory_mb() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    total_kib / 1024 * 4 / 5
 }
 
 /// A key for signing code-download URLs, derived so it changes when the secret does.
@@ -101,7 +131,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         python: args.python.clone(),
         python_bootstrap: bootstrap,
         start_timeout: Duration::from_secs(args.instance_start_timeout_secs),
+        max_instances: args.max_instances.unwrap_or_else(default_max_instances),
+        max_memory_mb: args.max_memory_mb.unwrap_or_else(default_max_memory_mb),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
     }));
+    tokio::spawn(runtime.clone().reclaim_idle_forever());
     let control = Arc::new(Control::new(
         Arc::new(store),
         code,

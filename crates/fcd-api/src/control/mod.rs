@@ -547,7 +547,9 @@ impl Control {
             account.to_owned(),
             service.to_owned(),
             name.to_owned(),
-            version.map(|v| v.to_string()).unwrap_or_else(|| LATEST.to_owned()),
+            version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| LATEST.to_owned()),
         );
         if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
@@ -594,6 +596,7 @@ impl Control {
             function,
             code_dir,
             version_id: version.map(|v| v.to_string()),
+            max_instances: 0,
             revision,
         });
         if let Ok(mut c) = self.cache.write() {
@@ -615,8 +618,15 @@ impl Control {
     /// LATEST instances. Versions are snapshots and keep running.
     async fn forget_function(&self, account: &str, service: &str, name: &str) {
         if let Ok(mut c) = self.cache.write() {
-            c.remove(&(account.to_owned(), service.to_owned(), name.to_owned(), LATEST.to_owned()));
+            c.remove(&(
+                account.to_owned(),
+                service.to_owned(),
+                name.to_owned(),
+                LATEST.to_owned(),
+            ));
         }
-        self.runtime.retire(account, service, Some(name), None).await;
+        self.runtime
+            .retire(account, service, Some(name), None)
+            .await;
     }
 }

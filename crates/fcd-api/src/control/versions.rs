@@ -71,7 +71,12 @@ fn alias_not_found(service: &str, alias: &str) -> FcError {
 
 impl Control {
     /// The version a qualifier names right now: a version id as is, an alias by its weights.
-    pub(super) async fn route(&self, account: &str, service: &str, q: &str) -> Result<u64, FcError> {
+    pub(super) async fn route(
+        &self,
+        account: &str,
+        service: &str,
+        q: &str,
+    ) -> Result<u64, FcError> {
         if let Some(v) = parse_version_id(q) {
             return Ok(v);
         }
@@ -285,14 +290,21 @@ impl Control {
         })
     }
 
-    pub async fn delete_version(&self, account: &str, service: &str, version: &str) -> Result<(), FcError> {
+    pub async fn delete_version(
+        &self,
+        account: &str,
+        service: &str,
+        version: &str,
+    ) -> Result<(), FcError> {
         let id = parse_version_id(version).ok_or_else(|| version_not_found(service, version))?;
         match self.store.delete_version(account, service, id).await {
             Ok(()) => {
                 if let Ok(mut c) = self.cache.write() {
                     c.retain(|(a, s, _, v), _| !(a == account && s == service && v == version));
                 }
-                self.runtime.retire(account, service, None, Some(version)).await;
+                self.runtime
+                    .retire(account, service, None, Some(version))
+                    .await;
                 Ok(())
             }
             Err(StoreError::NotFound) => {
@@ -332,14 +344,22 @@ impl Control {
         }
     }
 
-    pub async fn create_alias(&self, account: &str, service: &str, u: AliasUpdate) -> Result<StoredAlias, FcError> {
+    pub async fn create_alias(
+        &self,
+        account: &str,
+        service: &str,
+        u: AliasUpdate,
+    ) -> Result<StoredAlias, FcError> {
         let name = u
             .alias_name
             .clone()
             .ok_or_else(|| FcError::invalid("aliasName is required"))?;
         check_alias_name(&name)?;
         let alias = Alias::create(name.clone(), u, fcd_core::time::now())?;
-        let stored = StoredAlias { alias, etag: new_id() };
+        let stored = StoredAlias {
+            alias,
+            etag: new_id(),
+        };
         self.store
             .insert_alias(account, service, &stored)
             .await
@@ -348,7 +368,12 @@ impl Control {
         Ok(stored)
     }
 
-    pub async fn get_alias(&self, account: &str, service: &str, name: &str) -> Result<StoredAlias, FcError> {
+    pub async fn get_alias(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+    ) -> Result<StoredAlias, FcError> {
         match self.store.get_alias(account, service, name).await {
             Ok(Some(a)) => Ok(a),
             Ok(None) => {
@@ -371,7 +396,10 @@ impl Control {
         check_if_match(if_match, &current.etag)?;
         let mut alias = current.alias.clone();
         alias.apply(u, fcd_core::time::now())?;
-        let stored = StoredAlias { alias, etag: new_id() };
+        let stored = StoredAlias {
+            alias,
+            etag: new_id(),
+        };
         self.store
             .replace_alias(account, service, &stored, &current.etag)
             .await
@@ -397,7 +425,12 @@ impl Control {
         Ok(())
     }
 
-    pub async fn list_aliases(&self, account: &str, service: &str, p: &Paging) -> Result<Page<StoredAlias>, FcError> {
+    pub async fn list_aliases(
+        &self,
+        account: &str,
+        service: &str,
+        p: &Paging,
+    ) -> Result<Page<StoredAlias>, FcError> {
         self.get_service(account, service).await?;
         let (q, limit) = p.query()?;
         let items = self

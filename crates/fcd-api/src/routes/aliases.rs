@@ -10,16 +10,28 @@ use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response};
 use crate::AppState;
 use crate::error::ApiResult;
 
-pub(super) async fn create(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams, body: Bytes) -> ApiResult<Response> {
+pub(super) async fn create(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+    body: Bytes,
+) -> ApiResult<Response> {
     let u: AliasUpdate = json_body(&body)?;
     let (service, _) = p.service();
     let a = s.control.create_alias(&c.account_id, &service, u).await?;
     Ok(json_response(StatusCode::OK, &a.alias, Some(&a.etag)))
 }
 
-pub(super) async fn get(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams) -> ApiResult<Response> {
+pub(super) async fn get(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+) -> ApiResult<Response> {
     let (service, _) = p.service();
-    let a = s.control.get_alias(&c.account_id, &service, p.get("alias")).await?;
+    let a = s
+        .control
+        .get_alias(&c.account_id, &service, p.get("alias"))
+        .await?;
     Ok(json_response(StatusCode::OK, &a.alias, Some(&a.etag)))
 }
 
@@ -34,22 +46,46 @@ pub(super) async fn update(
     let (service, _) = p.service();
     let a = s
         .control
-        .update_alias(&c.account_id, &service, p.get("alias"), u, header_str(&headers, "if-match"))
+        .update_alias(
+            &c.account_id,
+            &service,
+            p.get("alias"),
+            u,
+            header_str(&headers, "if-match"),
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &a.alias, Some(&a.etag)))
 }
 
-pub(super) async fn delete(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams, headers: HeaderMap) -> ApiResult<Response> {
+pub(super) async fn delete(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let (service, _) = p.service();
     s.control
-        .delete_alias(&c.account_id, &service, p.get("alias"), header_str(&headers, "if-match"))
+        .delete_alias(
+            &c.account_id,
+            &service,
+            p.get("alias"),
+            header_str(&headers, "if-match"),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn list(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams, q: QueryParams) -> ApiResult<Response> {
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+    q: QueryParams,
+) -> ApiResult<Response> {
     let (service, _) = p.service();
-    let page = s.control.list_aliases(&c.account_id, &service, &q.paging()?).await?;
+    let page = s
+        .control
+        .list_aliases(&c.account_id, &service, &q.paging()?)
+        .await?;
     let aliases: Vec<_> = page.items.into_iter().map(|a| a.alias).collect();
     let mut body = serde_json::json!({ "aliases": aliases });
     if let Some(t) = page.next_token {

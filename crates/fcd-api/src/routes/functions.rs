@@ -40,7 +40,12 @@ pub(super) async fn get(
     let (service, qualifier) = qualified(&p, &q);
     let (f, _, etag) = s
         .control
-        .function_at(&c.account_id, &service, p.get("function"), qualifier.as_deref())
+        .function_at(
+            &c.account_id,
+            &service,
+            p.get("function"),
+            qualifier.as_deref(),
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &f, etag.as_deref()))
 }
@@ -115,7 +120,12 @@ pub(super) async fn code(
     let (service, qualifier) = qualified(&p, &q);
     let (path, checksum) = s
         .control
-        .code_url_path(&c.account_id, &service, p.get("function"), qualifier.as_deref())
+        .code_url_path(
+            &c.account_id,
+            &service,
+            p.get("function"),
+            qualifier.as_deref(),
+        )
         .await?;
     // The caller reached us through this host, so the URL on it is reachable for them too.
     let host = header_str(&headers, "host").unwrap_or("127.0.0.1");

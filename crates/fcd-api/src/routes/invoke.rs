@@ -24,6 +24,10 @@ fn invoke_error(e: InvokeError) -> FcError {
             FcError::invalid(StartError::UnsupportedRuntime(r).to_string())
         }
         InvokeError::Start(other) => FcError::FunctionNotStarted(other.to_string()),
+        e @ InvokeError::FunctionThrottled(_) => {
+            FcError::ResourceExhausted(format!("{e}: retry later or raise maximumInstanceCount"))
+        }
+        e @ InvokeError::ServerThrottled => FcError::ResourceThrottled(e.to_string()),
     }
 }
 
@@ -61,7 +65,12 @@ pub(super) async fn invoke(
     let trace_id = header_str(&headers, "x-fc-trace-id").map(str::to_owned);
     let spec = s
         .control
-        .resolve(&c.account_id, &service, p.get("function"), qualifier.as_deref())
+        .resolve(
+            &c.account_id,
+            &service,
+            p.get("function"),
+            qualifier.as_deref(),
+        )
         .await?;
     tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %spec.function.function_name, "invoke");
     let outcome = s

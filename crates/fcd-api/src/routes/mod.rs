@@ -69,7 +69,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route(
             "/services/{service}/aliases/{alias}",
-            get(aliases::get).put(aliases::update).delete(aliases::delete),
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
         );
     Router::new()
         .nest("/2021-04-06", api.clone())
@@ -200,7 +202,9 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 /// paths, else `?qualifier=`.
 pub(crate) fn qualified(p: &PathParams, q: &QueryParams) -> (String, Option<String>) {
     let (service, path_q) = p.service();
-    let qualifier = path_q.or_else(|| q.string("qualifier")).filter(|q| !q.is_empty());
+    let qualifier = path_q
+        .or_else(|| q.string("qualifier"))
+        .filter(|q| !q.is_empty());
     (service, qualifier)
 }
 

@@ -37,7 +37,12 @@ pub(super) async fn publish(
     Ok(json_response(StatusCode::OK, &v, None))
 }
 
-pub(super) async fn list(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams, q: QueryParams) -> ApiResult<Response> {
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+    q: QueryParams,
+) -> ApiResult<Response> {
     let (service, _) = p.service();
     let page = s
         .control
@@ -57,7 +62,11 @@ pub(super) async fn list(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams, 
     Ok(json_response(StatusCode::OK, &body, None))
 }
 
-pub(super) async fn delete(State(s): State<AppState>, Ctx(c): Ctx, p: PathParams) -> ApiResult<Response> {
+pub(super) async fn delete(
+    State(s): State<AppState>,
+    Ctx(c): Ctx,
+    p: PathParams,
+) -> ApiResult<Response> {
     let (service, _) = p.service();
     s.control
         .delete_version(&c.account_id, &service, p.get("version"))
