@@ -33,6 +33,8 @@ pub(crate) struct Instance {
     sockets: Option<SocketFactory>,
     pub(crate) logs: Logs,
     memory: Option<MemoryProbe>,
+    /// The instance's cgroup, when it has one: limits, and the authoritative peak memory.
+    cgroup: Option<sandbox::cgroup::InstanceCgroup>,
     exit: watch::Receiver<Option<ExitInfo>>,
     idle_conns: Mutex<Vec<Sender>>,
     /// Requests running on this instance right now.
@@ -87,41 +89,87 @@ impl Instance {
                 sandbox::free_port().map_err(|e| StartError::Spawn(e.to_string()))?
             }
         };
+        let jail = cfg.jail.as_ref();
+        // Paths as the instance sees them: inside a jail the code is at /code.
+        let code_root = match jail {
+            Some(_) => std::path::PathBuf::from("/code"),
+            None => spec.code_dir.clone(),
+        };
+        let is_python = fcd_core::model::runtime_kind(&f.runtime) == fcd_core::model::RuntimeKind::Python;
         let (program, args) = match fcd_core::model::runtime_kind(&f.runtime) {
-            fcd_core::model::RuntimeKind::Python => (
-                cfg.python.clone().into(),
-                vec![
-                    "-u".to_owned(),
-                    "-X".to_owned(),
-                    "utf8".to_owned(),
-                    cfg.python_bootstrap.display().to_string(),
-                ],
-            ),
+            fcd_core::model::RuntimeKind::Python => {
+                let (python, bootstrap) = match jail {
+                    Some(j) => (
+                        j.python.clone().unwrap_or_else(|| cfg.python.clone()),
+                        sandbox::jail::BOOTSTRAP_IN_JAIL.to_owned(),
+                    ),
+                    None => (cfg.python.clone(), cfg.python_bootstrap.display().to_string()),
+                };
+                (
+                    python.into(),
+                    vec!["-u".to_owned(), "-X".to_owned(), "utf8".to_owned(), bootstrap],
+                )
+            }
             fcd_core::model::RuntimeKind::Custom => {
                 let crc = f.custom_runtime_config.clone().unwrap_or_default();
                 match crc.command.split_first() {
                     Some((cmd, rest)) => {
                         let mut args: Vec<String> = rest.to_vec();
                         args.extend(crc.args.iter().cloned());
-                        (code_path(spec, cmd), args)
+                        (code_path(&code_root, cmd), args)
                     }
-                    None => (spec.code_dir.join("bootstrap"), crc.args.clone()),
+                    None => (code_root.join("bootstrap"), crc.args.clone()),
                 }
             }
             fcd_core::model::RuntimeKind::Unsupported => {
                 return Err(StartError::UnsupportedRuntime(f.runtime.clone()));
             }
         };
-        let env = instance_env(cfg, spec, &id, port, qualifier);
+        let env = instance_env(cfg, spec, &id, port, qualifier, &code_root);
+        let cgroup = match jail.and_then(|j| j.cgroups.as_ref().map(|c| (c, j.pids_max))) {
+            Some((cgroups, pids_max)) => Some(
+                cgroups
+                    .create(&id, f.memory_size, pids_max)
+                    .map_err(|e| StartError::Spawn(format!("creating the instance's cgroup: {e}")))?,
+            ),
+            None => None,
+        };
+        let plan = jail.map(|j| sandbox::JailPlan {
+            config: j.clone(),
+            code_dir: spec.code_dir.clone(),
+            bootstrap: is_python.then(|| cfg.python_bootstrap.clone()),
+        });
         let spawned = sandbox::spawn(SpawnSpec {
             program: program.clone(),
             args,
-            cwd: spec.code_dir.clone(),
+            cwd: code_root.clone(),
             env,
             network: cfg.network,
             read_only: Some(spec.code_dir.clone()),
+            jail: plan,
+            cgroup_procs: cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default(),
         })
         .map_err(|e| StartError::Spawn(format!("could not run {}: {e}", program.display())))?;
+        let mut spawned = spawned;
+        let mut memory_pid = spawned.pid;
+        if let Some(report) = spawned.report.take() {
+            match sandbox::await_jail(report, cfg.start_timeout).await {
+                Ok(child) => memory_pid = child,
+                Err(e) => {
+                    sandbox::kill_group(spawned.pid);
+                    return Err(StartError::Spawn(e.to_string()));
+                }
+            }
+            if cfg.network == NetworkMode::Namespace {
+                match sandbox::sockets_for(spawned.pid) {
+                    Ok(f) => spawned.sockets = Some(f),
+                    Err(e) => {
+                        sandbox::kill_group(spawned.pid);
+                        return Err(StartError::Spawn(format!("entering the instance's network: {e}")));
+                    }
+                }
+            }
+        }
 
         let (exit_tx, exit_rx) = watch::channel(None);
         let exit = spawned.exit;
@@ -147,7 +195,8 @@ impl Instance {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             sockets: spawned.sockets,
             logs,
-            memory: MemoryProbe::open(spawned.pid).ok(),
+            memory: MemoryProbe::open(memory_pid).ok(),
+            cgroup,
             exit: exit_rx,
             idle_conns: Mutex::new(Vec::new()),
             active: AtomicU32::new(0),
@@ -287,9 +336,10 @@ impl Instance {
     /// Peak memory so far in MB; after an exit, the peak the kernel reported for the process.
     pub(crate) fn max_memory_mb(&self) -> f64 {
         let kib = self
-            .memory
+            .cgroup
             .as_ref()
-            .and_then(MemoryProbe::peak_kib)
+            .and_then(|c| c.peak_kib())
+            .or_else(|| self.memory.as_ref().and_then(MemoryProbe::peak_kib))
             .or_else(|| self.exit.borrow().as_ref().map(|e| e.max_rss_kib))
             .unwrap_or(0);
         kib as f64 / 1024.0
@@ -392,12 +442,12 @@ async fn handshake(stream: TcpStream) -> Result<Sender, hyper::Error> {
 
 /// A command from `customRuntimeConfig`: relative paths and `/code/...` are taken inside the
 /// function's code directory.
-fn code_path(spec: &FunctionSpec, cmd: &str) -> std::path::PathBuf {
+fn code_path(code_root: &std::path::Path, cmd: &str) -> std::path::PathBuf {
     if let Some(rest) = cmd.strip_prefix("/code/") {
-        return spec.code_dir.join(rest);
+        return code_root.join(rest);
     }
     if cmd.contains('/') && !cmd.starts_with('/') {
-        return spec.code_dir.join(cmd);
+        return code_root.join(cmd);
     }
     cmd.into()
 }
@@ -409,10 +459,18 @@ fn instance_env(
     id: &str,
     port: u16,
     qualifier: &str,
+    code_root: &std::path::Path,
 ) -> Vec<(String, String)> {
     let f = &spec.function;
-    let code = spec.code_dir.display().to_string();
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    let code = code_root.display().to_string();
+    let path = match &cfg.jail {
+        // Inside a jail only system directories and the interpreter exist.
+        Some(j) => match &j.python_bin_dir {
+            Some(py) => format!("{py}:/usr/local/bin:/usr/bin:/bin"),
+            None => "/usr/local/bin:/usr/bin:/bin".to_owned(),
+        },
+        None => std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+    };
     let mut env = vec![
         ("PATH".to_owned(), format!("{code}:{code}/bin:{path}")),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),

@@ -54,6 +54,8 @@ pub struct RuntimeConfig {
     pub max_memory_mb: u64,
     /// How long an on-demand instance may sit idle before it is stopped.
     pub idle_timeout: Duration,
+    /// Jail settings where instances can be jailed (root, namespaces); `None` elsewhere.
+    pub jail: Option<sandbox::JailConfig>,
 }
 
 /// Everything needed to run one function: resolved once, shared by all its invocations.

@@ -25,8 +25,21 @@ enum Network {
     Host,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Isolation {
+    /// Jail instances where the host allows it (root, namespaces), else run them unjailed.
+    Auto,
+    /// Always jail instances; refuse to start if the host cannot.
+    Jail,
+    /// Never jail instances (they still get their own network namespace where possible).
+    None,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// How strongly instances are isolated from the host and from each other.
+    #[arg(long, env = "FCD_ISOLATION", value_enum, default_value = "auto")]
+    isolation: Isolation,
     /// Address to listen on (port 0 picks a free one; see <data-dir>/listen-addr).
     #[arg(long, env = "FCD_LISTEN", default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
@@ -57,6 +70,12 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "FCD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+}
+
+/// A short, stable name for this data dir, so each server's cgroups are its own.
+fn data_dir_tag(dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes())[..6])
 }
 
 fn default_max_instances() -> u32 {
@@ -125,6 +144,30 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "instances share the host network (reduced isolation): each listens on its own port from FC_SERVER_PORT / FC_CUSTOM_LISTEN_PORT instead of caPort"
         ),
     }
+    let jail = match args.isolation {
+        Isolation::None => None,
+        Isolation::Auto | Isolation::Jail => {
+            let exe = std::env::current_exe()?;
+            let tag = data_dir_tag(&data_dir);
+            match fcd_runtime::sandbox::JailConfig::detect(exe, &data_dir, &args.python, &tag).await {
+                Ok(j) => {
+                    let limits = match &j.cgroups {
+                        Some(c) => format!("{} memory and process limits", c.describe()),
+                        None => "no cgroup limits (no writable memory controller)".to_owned(),
+                    };
+                    tracing::info!("instances run jailed: private root with /code, PID/mount/IPC/UTS namespaces, uid {}, {limits}", j.uid);
+                    Some(j)
+                }
+                Err(why) if args.isolation == Isolation::Jail => {
+                    anyhow::bail!("--isolation jail: instances cannot be jailed here: {why}")
+                }
+                Err(why) => {
+                    tracing::warn!("instances run WITHOUT a jail ({why}): they can see the host's files and processes, and memorySize is not enforced");
+                    None
+                }
+            }
+        }
+    };
     let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
         region: args.region.clone(),
         network,
@@ -134,6 +177,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances.unwrap_or_else(default_max_instances),
         max_memory_mb: args.max_memory_mb.unwrap_or_else(default_max_memory_mb),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+        jail,
     }));
     tokio::spawn(runtime.clone().reclaim_idle_forever());
     let control = Arc::new(Control::new(

@@ -10,9 +10,21 @@
 //! In that mode the instance also gets its own mount namespace in which its code directory is
 //! bind-mounted read-only.
 //!
+//! Where fcd runs as root with namespaces available, instances go further: each runs in a
+//! [`jail`] (private root with `/code`, PID/mount/IPC/UTS namespaces, cgroup memory and process
+//! limits, an unprivileged user). `RuntimeConfig::jail` is `None` where that is impossible, and
+//! the server says so at start.
+//!
 //! Exits are reaped with `wait4` so the peak memory of a crashed process is measured, not
 //! guessed.
 #![allow(unsafe_code)]
+
+pub mod cgroup;
+pub mod jail;
+
+pub use cgroup::Cgroups;
+pub use jail::INIT_ARG;
+use jail::{Bind, JailSpec};
 
 use std::ffi::OsString;
 use std::io;
@@ -59,6 +71,152 @@ pub(crate) struct SpawnSpec {
     /// A directory to make read-only for the instance (its code), where the instance gets its
     /// own mount namespace (together with its own network namespace).
     pub(crate) read_only: Option<PathBuf>,
+    /// Run inside a jail instead (then `program`, `cwd` and `env` are as seen inside it).
+    pub(crate) jail: Option<JailPlan>,
+    /// `cgroup.procs` files the jailed instance joins.
+    pub(crate) cgroup_procs: Vec<PathBuf>,
+}
+
+/// Server-wide jail settings, detected once at start.
+#[derive(Debug, Clone)]
+pub struct JailConfig {
+    /// The fcd binary, started as the jail's init.
+    pub exe: PathBuf,
+    /// An empty directory each jail mounts its private root on.
+    pub rootfs: PathBuf,
+    /// System directories shown read-only in every jail (`/usr`, `/etc`, the Python prefix...).
+    binds: Vec<Bind>,
+    links: Vec<(String, String)>,
+    pub tmp_size_mb: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub pids_max: u32,
+    pub cgroups: Option<Cgroups>,
+    /// The Python interpreter's directory, put on instances' PATH.
+    pub python_bin_dir: Option<String>,
+    /// The real path of the Python interpreter, valid inside jails.
+    pub python: Option<String>,
+}
+
+/// One instance's jail: the server settings plus what is specific to the instance.
+#[derive(Debug)]
+pub(crate) struct JailPlan {
+    pub(crate) config: JailConfig,
+    pub(crate) code_dir: PathBuf,
+    pub(crate) bootstrap: Option<PathBuf>,
+}
+
+impl JailConfig {
+    /// Works out what a jail needs on this host and proves it works by running `true` in one.
+    /// `Err` says why instances cannot be jailed here.
+    pub async fn detect(exe: PathBuf, data_dir: &std::path::Path, python: &str, tag: &str) -> Result<JailConfig, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("fcd is not running as root".into());
+        }
+        let rootfs = data_dir.join("runtime").join("jail-root");
+        std::fs::create_dir_all(&rootfs).map_err(|e| format!("creating {}: {e}", rootfs.display()))?;
+        let mut binds = Vec::new();
+        let mut links = Vec::new();
+        for top in ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt"] {
+            let host = std::path::Path::new("/").join(top);
+            match std::fs::symlink_metadata(&host) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(to) = std::fs::read_link(&host) {
+                        links.push((top.to_owned(), to.display().to_string()));
+                    }
+                }
+                Ok(m) if m.is_dir() => binds.push(Bind { host: host.clone(), inside: host, writable: false }),
+                _ => {}
+            }
+        }
+        // The interpreter may live outside the system directories (pyenv, a venv...).
+        let (python_real, python_prefix) = python_location(python);
+        if let Some(prefix) = &python_prefix {
+            let inside_system = ["/usr", "/etc", "/opt"].iter().any(|d| prefix.starts_with(d));
+            if !inside_system {
+                binds.push(Bind { host: prefix.clone(), inside: prefix.clone(), writable: false });
+            }
+        }
+        let cfg = JailConfig {
+            exe,
+            rootfs,
+            binds,
+            links,
+            tmp_size_mb: 512,
+            uid: 65534,
+            gid: 65534,
+            pids_max: 1024,
+            cgroups: Cgroups::detect(tag),
+            python_bin_dir: python_real
+                .as_ref()
+                .and_then(|p| std::path::Path::new(p).parent().map(|d| d.display().to_string())),
+            python: python_real,
+        };
+        cfg.probe().await?;
+        Ok(cfg)
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let truth = ["/usr/bin/true", "/bin/true"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or("no `true` binary to probe with")?;
+        let plan = JailPlan {
+            config: self.clone(),
+            code_dir: self.rootfs.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+            bootstrap: None,
+        };
+        let spec = SpawnSpec {
+            program: truth.into(),
+            args: Vec::new(),
+            cwd: "/".into(),
+            env: Vec::new(),
+            network: NetworkMode::Namespace,
+            read_only: None,
+            jail: Some(plan),
+            cgroup_procs: Vec::new(),
+        };
+        let mut spawned = spawn(spec).map_err(|e| format!("jail probe: {e}"))?;
+        let report = spawned.report.take().ok_or("jail probe: no report pipe")?;
+        let setup = await_jail(report, std::time::Duration::from_secs(10)).await;
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(10), spawned.exit)
+            .await
+            .map_err(|_| "jail probe did not exit".to_owned())?
+            .map_err(|e| e.to_string())?;
+        match setup {
+            Ok(_) if exit.description == "exit code 0" => Ok(()),
+            Ok(_) => Err(format!("jail probe: `true` ended with {}", exit.description)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub(crate) fn instance_binds(&self, code_dir: &std::path::Path, bootstrap: Option<&std::path::Path>) -> Vec<Bind> {
+        let mut b = self.binds.clone();
+        b.push(Bind { host: code_dir.to_path_buf(), inside: "/code".into(), writable: false });
+        if let Some(bs) = bootstrap {
+            b.push(Bind { host: bs.to_path_buf(), inside: jail::BOOTSTRAP_IN_JAIL.into(), writable: false });
+        }
+        b
+    }
+}
+
+/// The interpreter's real path and installation prefix (`sys.base_prefix`).
+fn python_location(python: &str) -> (Option<String>, Option<PathBuf>) {
+    let out = Command::new(python)
+        .args(["-c", "import os, sys; print(os.path.realpath(sys.executable)); print(sys.base_prefix)"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut lines = text.lines();
+            let exe = lines.next().map(str::to_owned);
+            let prefix = lines.next().map(PathBuf::from);
+            (exe, prefix)
+        }
+        _ => (None, None),
+    }
 }
 
 /// How an instance process ended.
@@ -74,6 +232,30 @@ pub(crate) struct Spawned {
     pub(crate) output: pipe::Receiver,
     pub(crate) exit: oneshot::Receiver<ExitInfo>,
     pub(crate) sockets: Option<SocketFactory>,
+    /// A jail's progress reports (see [`jail`]); read with [`await_jail`].
+    pub(crate) report: Option<pipe::Receiver>,
+}
+
+/// Waits for a jail to report that its function is about to run. Returns the PID (as fcd sees
+/// it) of the jail's first process.
+pub(crate) async fn await_jail(report: pipe::Receiver, limit: std::time::Duration) -> io::Result<i32> {
+    use tokio::io::AsyncReadExt;
+    let mut report = report;
+    let mut text = String::new();
+    let read = tokio::time::timeout(limit, report.read_to_string(&mut text)).await;
+    if read.is_err() {
+        return Err(io::Error::other("the jail did not finish setting up in time"));
+    }
+    if let Some(err) = text.lines().find_map(|l| l.strip_prefix("error: ")) {
+        return Err(io::Error::other(format!("jail setup failed: {err}")));
+    }
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pid ").and_then(|p| p.trim().parse().ok()));
+    match (pid, text.lines().any(|l| l == "ok")) {
+        (Some(pid), true) => Ok(pid),
+        _ => Err(io::Error::other(format!("the jail exited during setup: {}", text.trim()))),
+    }
 }
 
 /// Creates TCP sockets inside an instance's network namespace.
@@ -129,7 +311,7 @@ impl SocketFactory {
 
 /// Brings up `lo` in the current (fresh) network namespace. Runs between fork and exec, so it
 /// only makes raw system calls.
-fn loopback_up() -> io::Result<()> {
+pub(crate) fn loopback_up() -> io::Result<()> {
     // SAFETY: plain syscalls on a socket this function owns; `ifreq` is zero-initialised and the
     // interface name fits with its terminating NUL.
     unsafe {
@@ -187,7 +369,78 @@ fn code_read_only(dir: &std::ffi::CStr) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-pub(crate) fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
+fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
+    let (out_rx, out_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let err_tx = out_tx.try_clone()?;
+    let (report_rx, report_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    const REPORT_FD: i32 = 3;
+    let jail_spec = JailSpec {
+        program: spec.program.display().to_string(),
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        cwd: spec.cwd.display().to_string(),
+        rootfs: plan.config.rootfs.clone(),
+        binds: plan.config.instance_binds(&plan.code_dir, plan.bootstrap.as_deref()),
+        links: plan.config.links.clone(),
+        tmp_size_mb: plan.config.tmp_size_mb,
+        uid: plan.config.uid,
+        gid: plan.config.gid,
+        own_network: spec.network == NetworkMode::Namespace,
+        cgroup_procs: spec.cgroup_procs.clone(),
+        report_fd: REPORT_FD,
+    };
+    let json = serde_json::to_string(&jail_spec).map_err(io::Error::other)?;
+    let mut cmd = Command::new(&plan.config.exe);
+    cmd.arg(jail::INIT_ARG)
+        .env_clear()
+        .env(jail::SPEC_ENV, json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_tx))
+        .stderr(Stdio::from(err_tx))
+        .process_group(0);
+    let report_raw = std::os::fd::AsRawFd::as_raw_fd(&report_tx);
+    // SAFETY: between fork and exec the closure only calls prctl and dup2, both
+    // async-signal-safe, on integers prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if nix::libc::dup2(report_raw, REPORT_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(report_tx);
+    let pid = child.id() as i32;
+    drop(child);
+    let (exit_tx, exit_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("fcd-reap-{pid}"))
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = exit_tx.send(reap(pid));
+        })?;
+    let output = pipe::Receiver::from_owned_fd(out_rx)?;
+    let report = pipe::Receiver::from_owned_fd(report_rx)?;
+    Ok(Spawned {
+        pid,
+        output,
+        exit: exit_rx,
+        sockets: None,
+        report: Some(report),
+    })
+}
+
+/// For a jailed instance, once its namespace exists: sockets into it.
+pub(crate) fn sockets_for(pid: i32) -> io::Result<SocketFactory> {
+    SocketFactory::start(pid)
+}
+
+pub(crate) fn spawn(mut spec: SpawnSpec) -> io::Result<Spawned> {
+    if let Some(plan) = spec.jail.take() {
+        return spawn_jailed(spec, plan);
+    }
     let (out_rx, out_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let err_tx = out_tx.try_clone()?;
     let mut cmd = Command::new(&spec.program);
@@ -257,6 +510,7 @@ pub(crate) fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
         output,
         exit: exit_rx,
         sockets,
+        report: None,
     })
 }
 

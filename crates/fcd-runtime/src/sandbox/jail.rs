@@ -1,0 +1,280 @@
+//! The instance jail: a private root filesystem, PID, mount, IPC, UTS (and network) namespace,
+//! cgroup limits and an unprivileged user, set up by a small init process before the function
+//! starts.
+//!
+//! fcd starts itself (`/proc/self/exe __fcd-jail-init`) with a [`JailSpec`] in the environment.
+//! That init joins the instance's cgroups, unshares the namespaces and forks: the child is PID 1
+//! of the new PID namespace, builds the root (read-only system directories, the code read-only
+//! at `/code`, a size-capped `/tmp`, a minimal `/dev`, its own `/proc`), pivots into it, drops to
+//! the unprivileged user and executes the function. The init stays outside, forwards SIGTERM,
+//! and exits with the child's status. Every link of the chain dies with its parent, and when
+//! PID 1 of a namespace dies the kernel kills everything left in it, so nothing a function
+//! starts can outlive its instance — or fcd.
+//!
+//! Progress is reported on a pipe: the init writes `pid <n>` (the child's PID as fcd sees it),
+//! the child `ok` once the function is about to run, or either writes `error: ...`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+use serde::{Deserialize, Serialize};
+
+/// First argument that makes the fcd binary act as a jail init.
+pub const INIT_ARG: &str = "__fcd-jail-init";
+pub(crate) const SPEC_ENV: &str = "FCD_JAIL_SPEC";
+
+/// Where the Python bootstrap appears inside a jail.
+pub(crate) const BOOTSTRAP_IN_JAIL: &str = "/var/fcd/bootstrap.py";
+
+/// A host path made visible inside the jail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Bind {
+    pub(crate) host: PathBuf,
+    pub(crate) inside: PathBuf,
+    pub(crate) writable: bool,
+}
+
+/// Everything the init needs; travels as JSON in [`SPEC_ENV`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JailSpec {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: String,
+    /// An empty host directory the new root is mounted on (inside the private mount namespace).
+    pub(crate) rootfs: PathBuf,
+    pub(crate) binds: Vec<Bind>,
+    /// Host symlinks to recreate at the root (`/bin -> usr/bin` on merged-/usr systems).
+    pub(crate) links: Vec<(String, String)>,
+    pub(crate) tmp_size_mb: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) own_network: bool,
+    pub(crate) cgroup_procs: Vec<PathBuf>,
+    pub(crate) report_fd: i32,
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: nix::libc::c_int) {
+    let child = CHILD.load(Ordering::Relaxed);
+    if child > 0 {
+        // SAFETY: kill is async-signal-safe and takes plain integers.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::libc::kill(child, sig);
+        }
+    }
+}
+
+fn report(fd: i32, line: &str) {
+    // SAFETY: `fd` is the report pipe fcd handed down; the File is forgotten, not closed.
+    #[allow(unsafe_code)]
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let _ = f.write_all(line.as_bytes());
+    std::mem::forget(f);
+}
+
+/// The entry point of `fcd __fcd-jail-init`. Never returns.
+pub fn init_main() -> ! {
+    let spec: JailSpec = match std::env::var(SPEC_ENV).ok().and_then(|s| serde_json::from_str(&s).ok()) {
+        Some(s) => s,
+        None => {
+            eprintln!("fcd jail: missing or invalid {SPEC_ENV}");
+            std::process::exit(126);
+        }
+    };
+    let fd = spec.report_fd;
+    match init(&spec) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            report(fd, &format!("error: {e}\n"));
+            std::process::exit(126);
+        }
+    }
+}
+
+fn init(spec: &JailSpec) -> io::Result<i32> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+    if nix::unistd::getppid() == Pid::from_raw(1) {
+        return Ok(137);
+    }
+    let me = std::process::id().to_string();
+    for procs in &spec.cgroup_procs {
+        fs::write(procs, &me).map_err(|e| io::Error::other(format!("joining {}: {e}", procs.display())))?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    if spec.own_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    nix::sched::unshare(flags).map_err(|e| io::Error::other(format!("unshare: {e}")))?;
+    if spec.own_network {
+        super::loopback_up()?;
+    }
+    // SAFETY: this process is single-threaded (it has just started and spawned no threads), so
+    // the child may run arbitrary code after fork.
+    #[allow(unsafe_code)]
+    let forked = unsafe { fork() }.map_err(|e| io::Error::other(format!("fork: {e}")))?;
+    match forked {
+        ForkResult::Child => {
+            let err = match child(spec) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            report(spec.report_fd, &format!("error: {err}\n"));
+            std::process::exit(126);
+        }
+        ForkResult::Parent { child } => {
+            CHILD.store(child.as_raw(), Ordering::Relaxed);
+            report(spec.report_fd, &format!("pid {}\n", child.as_raw()));
+            // SAFETY: closing our copy of the report pipe; the child keeps its own.
+            #[allow(unsafe_code)]
+            drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
+            let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, SigSet::empty());
+            for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+                // SAFETY: the handler only calls kill(2).
+                #[allow(unsafe_code)]
+                let _ = unsafe { sigaction(sig, &action) };
+            }
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(io::Error::other(format!("wait: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+fn ctx<T>(what: &str, r: nix::Result<T>) -> io::Result<T> {
+    r.map_err(|e| io::Error::other(format!("{what}: {e}")))
+}
+
+fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
+    let none: Option<&str> = None;
+    if host.is_dir() {
+        fs::create_dir_all(target)?;
+    } else {
+        if let Some(p) = target.parent() {
+            fs::create_dir_all(p)?;
+        }
+        fs::write(target, b"")?;
+    }
+    ctx(
+        &format!("bind {}", host.display()),
+        mount(Some(host), target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none),
+    )?;
+    if !writable {
+        ctx(
+            &format!("read-only {}", host.display()),
+            mount(
+                none,
+                target,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID,
+                none,
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs as PID 1 of the new namespace: builds the root, drops privileges, execs the function.
+fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+    let none: Option<&str> = None;
+    ctx("private mounts", mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none))?;
+    let root = &spec.rootfs;
+    ctx(
+        "root tmpfs",
+        mount(Some("tmpfs"), root, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=16m,mode=755")),
+    )?;
+    for b in &spec.binds {
+        let target = root.join(b.inside.strip_prefix("/").unwrap_or(&b.inside));
+        bind(&b.host, &target, b.writable)?;
+    }
+    for (name, to) in &spec.links {
+        symlink(to, root.join(name))?;
+    }
+    let tmp = root.join("tmp");
+    fs::create_dir_all(&tmp)?;
+    ctx(
+        "/tmp",
+        mount(
+            Some("tmpfs"),
+            &tmp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("size={}m,mode=1777", spec.tmp_size_mb).as_str()),
+        ),
+    )?;
+    let dev = root.join("dev");
+    fs::create_dir_all(&dev)?;
+    ctx("/dev", mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("size=64k,mode=755")))?;
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(d);
+        if host.exists() {
+            bind(&host, &dev.join(d), true)?;
+        }
+    }
+    for (name, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        symlink(to, dev.join(name))?;
+    }
+    let shm = dev.join("shm");
+    fs::create_dir_all(&shm)?;
+    ctx("/dev/shm", mount(Some("tmpfs"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=64m,mode=1777")))?;
+    let proc_dir = root.join("proc");
+    fs::create_dir_all(&proc_dir)?;
+    ctx(
+        "/proc",
+        mount(Some("proc"), &proc_dir, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, none),
+    )?;
+    let old = root.join(".old-root");
+    fs::create_dir_all(&old)?;
+    ctx("pivot_root", nix::unistd::pivot_root(root.as_path(), old.as_path()))?;
+    nix::unistd::chdir("/").map_err(io::Error::from)?;
+    ctx("detach old root", umount2("/.old-root", MntFlags::MNT_DETACH))?;
+    let _ = fs::remove_dir("/.old-root");
+    fs::set_permissions("/", fs::Permissions::from_mode(0o755))?;
+    ctx(
+        "read-only root",
+        mount(none, "/", none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none),
+    )?;
+    let _ = nix::unistd::sethostname("fc-instance");
+    ctx("setgroups", nix::unistd::setgroups(&[]))?;
+    ctx("setgid", nix::unistd::setgid(Gid::from_raw(spec.gid)))?;
+    ctx("setuid", nix::unistd::setuid(Uid::from_raw(spec.uid)))?;
+    ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;
+    nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| io::Error::other(format!("chdir {}: {e}", spec.cwd)))?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::other("NUL byte in argument"));
+    let program = cstr(&spec.program)?;
+    let mut argv = vec![program.clone()];
+    for a in &spec.args {
+        argv.push(cstr(a)?);
+    }
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
+    report(spec.report_fd, "ok\n");
+    // SAFETY: closing the report pipe before exec so fcd sees EOF.
+    #[allow(unsafe_code)]
+    drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
+    let err = nix::unistd::execve(&program, &argv, &envp).err();
+    eprintln!("fcd jail: could not run {}: {}", spec.program, err.map(|e| e.to_string()).unwrap_or_default());
+    std::process::exit(127);
+}
