@@ -257,6 +257,8 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     ctx("setgroups", nix::unistd::setgroups(&[]))?;
     ctx("setgid", nix::unistd::setgid(Gid::from_raw(spec.gid)))?;
     ctx("setuid", nix::unistd::setuid(Uid::from_raw(spec.uid)))?;
+    // Changing credentials clears the parent-death signal; set it again.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| io::Error::other(format!("chdir {}: {e}", spec.cwd)))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::other("NUL byte in argument"));
