@@ -192,6 +192,24 @@ fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// A bare command name is looked up on the instance's `PATH`, as a shell would.
+fn resolve_program(spec: &JailSpec) -> String {
+    if spec.program.contains('/') {
+        return spec.program.clone();
+    }
+    let path = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/bin:/bin");
+    path.split(':')
+        .map(|dir| Path::new(dir).join(&spec.program))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| spec.program.clone())
+}
+
 /// Runs as PID 1 of the new namespace: builds the root, drops privileges, execs the function.
 fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
@@ -262,7 +280,7 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| io::Error::other(format!("chdir {}: {e}", spec.cwd)))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::other("NUL byte in argument"));
-    let program = cstr(&spec.program)?;
+    let program = cstr(&resolve_program(spec))?;
     let mut argv = vec![program.clone()];
     for a in &spec.args {
         argv.push(cstr(a)?);
