@@ -371,16 +371,17 @@ def create_function(
 
 
 def delete_service_tree(client: Client, service: str) -> None:
-    """Best-effort cleanup: deletes every function of ``service``, then the service."""
+    """Best-effort cleanup: deletes the aliases, versions and functions of ``service``, then the
+    service (fcd refuses to delete a service that still has any of them: 412 ServiceNotEmpty).
+    Aliases go first because a version an alias routes to cannot be deleted."""
+    _try(delete_all_aliases, client, service)
+    _try(delete_all_versions, client, service)
     try:
         while True:
             listing = client.list_functions(service, fc_models.ListFunctionsRequest(limit=100)).body
             functions = listing.functions or []
             for f in functions:
-                try:
-                    client.delete_function(service, f.function_name)
-                except Exception:
-                    pass
+                _try(client.delete_function, service, f.function_name)
             if not functions or not listing.next_token:
                 break
         client.delete_service(service)
@@ -388,8 +389,40 @@ def delete_service_tree(client: Client, service: str) -> None:
         pass
 
 
+def _try(fn: Callable, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        pass
+
+
+def delete_all_aliases(client: Client, service: str) -> None:
+    """Deletes every alias of ``service`` (raises on the first failure)."""
+    for _ in range(1000):
+        listing = client.list_aliases(service, fc_models.ListAliasesRequest(limit=100)).body
+        aliases = listing.aliases or []
+        if not aliases:
+            return
+        for a in aliases:
+            client.delete_alias(service, a.alias_name)
+
+
+def delete_all_versions(client: Client, service: str) -> None:
+    """Deletes every version of ``service`` (raises on the first failure)."""
+    for _ in range(1000):
+        listing = client.list_service_versions(
+            service, fc_models.ListServiceVersionsRequest(limit=100)
+        ).body
+        versions = listing.versions or []
+        if not versions:
+            return
+        for v in versions:
+            client.delete_service_version(service, v.version_id)
+
+
 class ServiceFactory:
-    """Creates services for one test and removes them (and their functions) afterwards."""
+    """Creates services for one test and removes them (with their functions, aliases and
+    versions) afterwards."""
 
     def __init__(self, client: Client):
         self.client = client
