@@ -69,9 +69,10 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
-/// Paths that carry their own proof instead of a request signature.
-fn is_presigned(path: &str) -> bool {
-    path.starts_with("/code-packages/")
+/// Paths served without a request signature: code downloads carry their own proof, and the
+/// metrics and status pages carry no secrets or tenant data.
+fn is_unsigned(path: &str) -> bool {
+    path.starts_with("/code-packages/") || path == "/metrics" || path == "/status"
 }
 
 fn sign_error(e: SignError) -> FcError {
@@ -147,7 +148,7 @@ async fn authenticate(
 ) -> Result<Request, FcError> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    if is_presigned(&path) {
+    if is_unsigned(&path) {
         parts.extensions.insert(Caller {
             request_id: request_id.to_owned(),
             account_id: String::new(),

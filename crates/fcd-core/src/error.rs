@@ -46,6 +46,22 @@ pub enum FcError {
         version: String,
         alias: String,
     },
+    #[error(
+        "the on-demand config of function '{function}' for qualifier '{qualifier}' of service '{service}' does not exist"
+    )]
+    OnDemandConfigNotFound {
+        service: String,
+        qualifier: String,
+        function: String,
+    },
+    #[error(
+        "{what} of service '{service}' has provisioned instances of function '{function}': set the provision config's target to 0 first"
+    )]
+    ProvisionConfigExist {
+        service: String,
+        what: String,
+        function: String,
+    },
     #[error("service '{0}' already exists")]
     ServiceAlreadyExists(String),
     #[error("function '{function}' already exists in service '{service}'")]
@@ -92,6 +108,8 @@ impl FcError {
             }
             // FC documents no dedicated codes for these two; they are invalid requests.
             FcError::VersionNotChanged { .. } | FcError::VersionInUse { .. } => "InvalidArgument",
+            FcError::OnDemandConfigNotFound { .. } => "OnDemandConfigNotFound",
+            FcError::ProvisionConfigExist { .. } => "ProvisionConfigExist",
             FcError::ServiceAlreadyExists(_) => "ServiceAlreadyExists",
             FcError::FunctionAlreadyExists { .. } => "FunctionAlreadyExists",
             FcError::ServiceNotEmpty(_) => "ServiceNotEmpty",
@@ -124,10 +142,12 @@ impl FcError {
             FcError::ServiceNotFound(_)
             | FcError::FunctionNotFound { .. }
             | FcError::VersionNotFound { .. }
-            | FcError::AliasNotFound { .. } => 404,
+            | FcError::AliasNotFound { .. }
+            | FcError::OnDemandConfigNotFound { .. } => 404,
             FcError::ServiceAlreadyExists(_)
             | FcError::AliasAlreadyExists { .. }
             | FcError::FunctionAlreadyExists { .. }
+            | FcError::ProvisionConfigExist { .. }
             | FcError::ConcurrentUpdate(_) => 409,
             FcError::ServiceNotEmpty(_)
             | FcError::PreconditionFailed

@@ -5,6 +5,7 @@
 //! the store persists and what the API returns; fields fcd accepts but does not act on yet are
 //! kept as raw JSON objects so they round-trip unchanged.
 
+pub mod configs;
 pub mod error;
 pub mod limits;
 pub mod model;

@@ -120,12 +120,13 @@ impl Alias {
                 self.version_id
             ))
         })?;
-        if let Some(p) = &self.resolve_policy {
-            if p != "Random" && p != "Content" {
-                return Err(FcError::invalid(format!(
-                    "resolvePolicy '{p}' is invalid: use Random or Content"
-                )));
-            }
+        if let Some(p) = &self.resolve_policy
+            && p != "Random"
+            && p != "Content"
+        {
+            return Err(FcError::invalid(format!(
+                "resolvePolicy '{p}' is invalid: use Random or Content"
+            )));
         }
         if self.additional_version_weight.len() > 1 {
             return Err(FcError::invalid(

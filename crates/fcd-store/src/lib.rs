@@ -9,6 +9,7 @@ pub mod code;
 mod sqlite;
 
 use async_trait::async_trait;
+use fcd_core::configs::{OnDemandConfig, ProvisionConfig};
 use fcd_core::model::{Function, Service};
 use fcd_core::versions::{Alias, VersionInfo};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,26 @@ pub struct StoredAlias {
     pub etag: String,
 }
 
+/// An on-demand config as stored, with the etag of this revision (FC's `If-Match` applies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOnDemandConfig {
+    pub config: OnDemandConfig,
+    pub etag: String,
+}
+
+/// One page request of ListProvisionConfigs, ordered by (service, qualifier, function).
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionQuery {
+    /// Only configs of this service.
+    pub service: Option<String>,
+    /// Only configs under this qualifier.
+    pub qualifier: Option<String>,
+    /// Only configs at or after this (service, qualifier, function).
+    pub from: Option<(String, String, String)>,
+    /// Most rows to return.
+    pub limit: u32,
+}
+
 /// One page request of a name-ordered listing.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -85,6 +106,9 @@ pub enum StoreError {
     /// The version is still routed to by this alias.
     #[error("in use by alias {0}")]
     InUse(String),
+    /// The alias or version still has provisioned instances of this function.
+    #[error("function {0} has a provision config with a target above 0")]
+    Provisioned(String),
     /// An alias names a version that does not exist.
     #[error("version {0} does not exist")]
     VersionMissing(String),
@@ -121,7 +145,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         expected_etag: &str,
     ) -> Result<(), StoreError>;
     /// Deletes the service; refuses with [`StoreError::NotEmpty`] while it has functions,
-    /// versions or aliases.
+    /// versions or aliases. On-demand and provision configs still stored under it are deleted
+    /// in the same transaction (they can only be left over for qualifiers that no longer exist).
     async fn delete_service(&self, account: &str, name: &str) -> Result<(), StoreError>;
     async fn list_services(
         &self,
@@ -149,6 +174,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         f: &StoredFunction,
         expected_etag: &str,
     ) -> Result<(), StoreError>;
+    /// Deletes the function (LATEST) and, in the same transaction, its on-demand config under
+    /// `LATEST`. Configs under aliases and versions stay: those run the function as the
+    /// version's snapshot captured it, which deleting LATEST does not touch.
     async fn delete_function(
         &self,
         account: &str,
@@ -188,7 +216,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
         descending: bool,
     ) -> Result<Vec<VersionInfo>, StoreError>;
-    /// Deletes a version; refuses with [`StoreError::InUse`] while an alias routes to it.
+    /// Deletes a version; refuses with [`StoreError::InUse`] while an alias routes to it and with
+    /// [`StoreError::Provisioned`] while a provision config under the version's id has a target
+    /// above 0 (as FC refuses to drop provisioned capacity implicitly). Other configs under the
+    /// version's id are deleted in the same transaction.
     async fn delete_version(
         &self,
         account: &str,
@@ -216,6 +247,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         alias: &StoredAlias,
         expected_etag: &str,
     ) -> Result<(), StoreError>;
+    /// Deletes an alias; refuses with [`StoreError::Provisioned`] while a provision config under
+    /// it has a target above 0. Other configs under the alias are deleted in the same
+    /// transaction, so a new alias of the same name starts without them.
     async fn delete_alias(
         &self,
         account: &str,
@@ -228,4 +262,61 @@ pub trait MetadataStore: Send + Sync + 'static {
         service: &str,
         q: &ListQuery,
     ) -> Result<Vec<StoredAlias>, StoreError>;
+
+    /// Creates or replaces an on-demand config; the service must exist. With `expected_etag`
+    /// (FC's `If-Match`) the config must exist with that etag, else [`StoreError::Conflict`].
+    async fn put_on_demand_config(
+        &self,
+        account: &str,
+        cfg: &StoredOnDemandConfig,
+        expected_etag: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn get_on_demand_config(
+        &self,
+        account: &str,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+    ) -> Result<Option<StoredOnDemandConfig>, StoreError>;
+    /// Deletes an on-demand config ([`StoreError::NotFound`] if there is none; with
+    /// `expected_etag`, [`StoreError::Conflict`] if it differs).
+    async fn delete_on_demand_config(
+        &self,
+        account: &str,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+        expected_etag: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The account's on-demand configs ordered by their resource name
+    /// (`services/{s}.{q}/functions/{f}`), to which `prefix` and `from` apply.
+    async fn list_on_demand_configs(
+        &self,
+        account: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<StoredOnDemandConfig>, StoreError>;
+
+    /// Creates or replaces a provision config; the service must exist. A config that asks for
+    /// nothing ([`ProvisionConfig::is_empty`]) is deleted instead: FC 2.0 has no
+    /// DeleteProvisionConfig, a target of 0 is how one goes away.
+    async fn put_provision_config(
+        &self,
+        account: &str,
+        cfg: &ProvisionConfig,
+    ) -> Result<(), StoreError>;
+    async fn get_provision_config(
+        &self,
+        account: &str,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+    ) -> Result<Option<ProvisionConfig>, StoreError>;
+    async fn list_provision_configs(
+        &self,
+        account: &str,
+        q: &ProvisionQuery,
+    ) -> Result<Vec<ProvisionConfig>, StoreError>;
+    /// Every provision config of every account, with its account: what the reconciler keeps
+    /// running.
+    async fn all_provision_configs(&self) -> Result<Vec<(String, ProvisionConfig)>, StoreError>;
 }

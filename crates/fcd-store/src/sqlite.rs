@@ -14,15 +14,17 @@ use sqlx::sqlite::{
 };
 
 use crate::{
-    ListQuery, MetadataStore, SnapshotFunction, StoreError, StoredAlias, StoredFunction,
-    StoredService, VersionSnapshot,
+    ListQuery, MetadataStore, ProvisionQuery, SnapshotFunction, StoreError, StoredAlias,
+    StoredFunction, StoredOnDemandConfig, StoredService, VersionSnapshot,
 };
+use fcd_core::configs::{LATEST, ProvisionConfig};
 use fcd_core::limits::FUNCTIONS_PER_SERVICE_MAX;
 use fcd_core::versions::{Alias, VersionInfo};
 use sha2::{Digest, Sha256};
 
 /// Schema steps, applied in order once each; `schema_version` records how far a file has come.
-const MIGRATIONS: &[&str] = &["CREATE TABLE services (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE services (
         account_id TEXT NOT NULL,
         name TEXT NOT NULL,
         etag TEXT NOT NULL,
@@ -56,6 +58,30 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE services (
         etag TEXT NOT NULL,
         body TEXT NOT NULL,
         PRIMARY KEY (account_id, service_name, name),
+        FOREIGN KEY (account_id, service_name) REFERENCES services (account_id, name)
+    );",
+    // `resource` is FC's name of an on-demand config, which ListOnDemandConfigs orders and
+    // pages by; `target` lets deletes find provisioned capacity without parsing bodies.
+    "CREATE TABLE on_demand_configs (
+        account_id TEXT NOT NULL,
+        service_name TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        function_name TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (account_id, service_name, qualifier, function_name),
+        FOREIGN KEY (account_id, service_name) REFERENCES services (account_id, name)
+    );
+    CREATE INDEX on_demand_configs_by_resource ON on_demand_configs (account_id, resource);
+    CREATE TABLE provision_configs (
+        account_id TEXT NOT NULL,
+        service_name TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        function_name TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (account_id, service_name, qualifier, function_name),
         FOREIGN KEY (account_id, service_name) REFERENCES services (account_id, name)
     );",
 ];
@@ -158,6 +184,69 @@ async fn check_versions_exist(
     Ok(())
 }
 
+fn on_demand_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredOnDemandConfig, StoreError> {
+    let body: String = row.try_get("body")?;
+    Ok(StoredOnDemandConfig {
+        config: serde_json::from_str(&body)?,
+        etag: row.try_get("etag")?,
+    })
+}
+
+fn provision_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ProvisionConfig, StoreError> {
+    let body: String = row.try_get("body")?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+async fn service_exists(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    account: &str,
+    service: &str,
+) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT 1 FROM services WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(service)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Inside the delete of an alias or version: refuses while it has provisioned capacity, else
+/// drops every config stored under that qualifier.
+async fn drop_qualifier_configs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    account: &str,
+    service: &str,
+    qualifier: &str,
+) -> Result<(), StoreError> {
+    let provisioned = sqlx::query(
+        "SELECT function_name FROM provision_configs
+         WHERE account_id = ? AND service_name = ? AND qualifier = ? AND target > 0
+         ORDER BY function_name LIMIT 1",
+    )
+    .bind(account)
+    .bind(service)
+    .bind(qualifier)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = provisioned {
+        return Err(StoreError::Provisioned(row.try_get("function_name")?));
+    }
+    for sql in [
+        "DELETE FROM on_demand_configs WHERE account_id = ? AND service_name = ? AND qualifier = ?",
+        "DELETE FROM provision_configs WHERE account_id = ? AND service_name = ? AND qualifier = ?",
+    ] {
+        sqlx::query(sql)
+            .bind(account)
+            .bind(service)
+            .bind(qualifier)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 fn function_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredFunction, StoreError> {
     let body: String = row.try_get("body")?;
     Ok(StoredFunction {
@@ -239,6 +328,16 @@ impl MetadataStore for SqliteStore {
         .try_get(0)?;
         if count > 0 {
             return Err(StoreError::NotEmpty);
+        }
+        for sql in [
+            "DELETE FROM on_demand_configs WHERE account_id = ? AND service_name = ?",
+            "DELETE FROM provision_configs WHERE account_id = ? AND service_name = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(account)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
         let res = sqlx::query("DELETE FROM services WHERE account_id = ? AND name = ?")
             .bind(account)
@@ -379,17 +478,29 @@ impl MetadataStore for SqliteStore {
         service: &str,
         name: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let res = sqlx::query(
             "DELETE FROM functions WHERE account_id = ? AND service_name = ? AND name = ?",
         )
         .bind(account)
         .bind(service)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        sqlx::query(
+            "DELETE FROM on_demand_configs
+             WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(LATEST)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -609,6 +720,7 @@ impl MetadataStore for SqliteStore {
         if res.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        drop_qualifier_configs(&mut tx, account, service, &id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -706,17 +818,20 @@ impl MetadataStore for SqliteStore {
         service: &str,
         name: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let res = sqlx::query(
             "DELETE FROM aliases WHERE account_id = ? AND service_name = ? AND name = ?",
         )
         .bind(account)
         .bind(service)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        drop_qualifier_configs(&mut tx, account, service, name).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -741,6 +856,232 @@ impl MetadataStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn put_on_demand_config(
+        &self,
+        account: &str,
+        cfg: &StoredOnDemandConfig,
+        expected_etag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let c = &cfg.config;
+        let mut tx = self.pool.begin().await?;
+        if !service_exists(&mut tx, account, &c.service_name).await? {
+            return Err(StoreError::ParentNotFound);
+        }
+        if let Some(expected) = expected_etag {
+            let current: Option<String> = sqlx::query(
+                "SELECT etag FROM on_demand_configs
+                 WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+            )
+            .bind(account)
+            .bind(&c.service_name)
+            .bind(&c.qualifier)
+            .bind(&c.function_name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("etag"))
+            .transpose()?;
+            if current.as_deref() != Some(expected) {
+                return Err(StoreError::Conflict);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO on_demand_configs
+                (account_id, service_name, qualifier, function_name, resource, etag, body)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (account_id, service_name, qualifier, function_name)
+             DO UPDATE SET resource = excluded.resource, etag = excluded.etag, body = excluded.body",
+        )
+        .bind(account)
+        .bind(&c.service_name)
+        .bind(&c.qualifier)
+        .bind(&c.function_name)
+        .bind(c.resource())
+        .bind(&cfg.etag)
+        .bind(serde_json::to_string(c)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_on_demand_config(
+        &self,
+        account: &str,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+    ) -> Result<Option<StoredOnDemandConfig>, StoreError> {
+        let row = sqlx::query(
+            "SELECT etag, body FROM on_demand_configs
+             WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(qualifier)
+        .bind(function)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(on_demand_from_row).transpose()
+    }
+
+    async fn delete_on_demand_config(
+        &self,
+        account: &str,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+        expected_etag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current: String = sqlx::query(
+            "SELECT etag FROM on_demand_configs
+             WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(qualifier)
+        .bind(function)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .try_get("etag")?;
+        if expected_etag.is_some_and(|e| e != current) {
+            return Err(StoreError::Conflict);
+        }
+        sqlx::query(
+            "DELETE FROM on_demand_configs
+             WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(qualifier)
+        .bind(function)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_on_demand_configs(
+        &self,
+        account: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<StoredOnDemandConfig>, StoreError> {
+        let prefix = q.prefix.clone().unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT etag, body FROM on_demand_configs
+             WHERE account_id = ? AND substr(resource, 1, ?) = ? AND resource >= ?
+             ORDER BY resource LIMIT ?",
+        )
+        .bind(account)
+        .bind(prefix.chars().count() as i64)
+        .bind(&prefix)
+        .bind(q.from.clone().unwrap_or_default())
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(on_demand_from_row).collect()
+    }
+
+    async fn put_provision_config(
+        &self,
+        account: &str,
+        cfg: &ProvisionConfig,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !service_exists(&mut tx, account, &cfg.service_name).await? {
+            return Err(StoreError::ParentNotFound);
+        }
+        if cfg.is_empty() {
+            sqlx::query(
+                "DELETE FROM provision_configs
+                 WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+            )
+            .bind(account)
+            .bind(&cfg.service_name)
+            .bind(&cfg.qualifier)
+            .bind(&cfg.function_name)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO provision_configs
+                    (account_id, service_name, qualifier, function_name, target, body)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (account_id, service_name, qualifier, function_name)
+                 DO UPDATE SET target = excluded.target, body = excluded.body",
+            )
+            .bind(account)
+            .bind(&cfg.service_name)
+            .bind(&cfg.qualifier)
+            .bind(&cfg.function_name)
+            .bind(i64::from(cfg.target))
+            .bind(serde_json::to_string(cfg)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_provision_config(
+        &self,
+        account: &str,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+    ) -> Result<Option<ProvisionConfig>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body FROM provision_configs
+             WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(qualifier)
+        .bind(function)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(provision_from_row).transpose()
+    }
+
+    async fn list_provision_configs(
+        &self,
+        account: &str,
+        q: &ProvisionQuery,
+    ) -> Result<Vec<ProvisionConfig>, StoreError> {
+        let (fs, fq, ff) = q.from.clone().unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT body FROM provision_configs
+             WHERE account_id = ?1
+               AND (?2 IS NULL OR service_name = ?2)
+               AND (?3 IS NULL OR qualifier = ?3)
+               AND (service_name, qualifier, function_name) >= (?4, ?5, ?6)
+             ORDER BY service_name, qualifier, function_name LIMIT ?7",
+        )
+        .bind(account)
+        .bind(q.service.as_deref())
+        .bind(q.qualifier.as_deref())
+        .bind(fs)
+        .bind(fq)
+        .bind(ff)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(provision_from_row).collect()
+    }
+
+    async fn all_provision_configs(&self) -> Result<Vec<(String, ProvisionConfig)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_id, body FROM provision_configs
+             ORDER BY account_id, service_name, qualifier, function_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("account_id")?, provision_from_row(r)?)))
+            .collect()
     }
 }
 
@@ -985,5 +1326,314 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(asc.len(), 1);
+    }
+
+    fn on_demand(service: &str, q: &str, f: &str, n: u32, etag: &str) -> StoredOnDemandConfig {
+        StoredOnDemandConfig {
+            config: fcd_core::configs::OnDemandConfig {
+                service_name: service.into(),
+                qualifier: q.into(),
+                function_name: f.into(),
+                maximum_instance_count: n,
+            },
+            etag: etag.into(),
+        }
+    }
+
+    fn provision(service: &str, q: &str, f: &str, target: u32) -> ProvisionConfig {
+        fcd_core::configs::ProvisionConfigUpdate {
+            target: Some(i64::from(target)),
+            ..Default::default()
+        }
+        .into_config(service, q, f)
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn on_demand_configs_put_get_list_delete() {
+        let (_d, s) = open().await;
+        assert!(matches!(
+            s.put_on_demand_config("acc", &on_demand("s", "LATEST", "f", 1, "e1"), None)
+                .await,
+            Err(StoreError::ParentNotFound)
+        ));
+        s.insert_service("acc", &svc("s")).await.unwrap();
+        s.insert_service("acc", &svc("s-b")).await.unwrap();
+        s.put_on_demand_config("acc", &on_demand("s", "LATEST", "f", 1, "e1"), None)
+            .await
+            .unwrap();
+        let got = s
+            .get_on_demand_config("acc", "s", "LATEST", "f")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.config.maximum_instance_count, 1);
+        assert_eq!(got.etag, "e1");
+        // Replace, guarded by the etag.
+        assert!(matches!(
+            s.put_on_demand_config("acc", &on_demand("s", "LATEST", "f", 2, "e2"), Some("old"))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            s.put_on_demand_config("acc", &on_demand("s", "prod", "f", 2, "e2"), Some("e1"))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        s.put_on_demand_config("acc", &on_demand("s", "LATEST", "f", 2, "e2"), Some("e1"))
+            .await
+            .unwrap();
+        s.put_on_demand_config("acc", &on_demand("s", "prod", "f", 0, "e3"), None)
+            .await
+            .unwrap();
+        s.put_on_demand_config("acc", &on_demand("s-b", "LATEST", "g", 5, "e4"), None)
+            .await
+            .unwrap();
+        assert!(
+            s.get_on_demand_config("other", "s", "LATEST", "f")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Listed by resource name: "s-b." sorts before "s." ('-' < '.').
+        let all = |q: ListQuery| {
+            let s = s.clone();
+            async move {
+                s.list_on_demand_configs("acc", &q)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.config.resource())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            all(ListQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+            [
+                "services/s-b.LATEST/functions/g",
+                "services/s.LATEST/functions/f",
+                "services/s.prod/functions/f"
+            ]
+        );
+        assert_eq!(
+            all(ListQuery {
+                prefix: Some("services/s.".into()),
+                from: Some("services/s.m".into()),
+                limit: 10,
+            })
+            .await,
+            ["services/s.prod/functions/f"]
+        );
+        assert_eq!(
+            all(ListQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .len(),
+            1
+        );
+
+        assert!(matches!(
+            s.delete_on_demand_config("acc", "s", "LATEST", "f", Some("e1"))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        s.delete_on_demand_config("acc", "s", "LATEST", "f", Some("e2"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.delete_on_demand_config("acc", "s", "LATEST", "f", None)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn provision_configs_put_get_list() {
+        let (_d, s) = open().await;
+        assert!(matches!(
+            s.put_provision_config("acc", &provision("s", "prod", "f", 1))
+                .await,
+            Err(StoreError::ParentNotFound)
+        ));
+        s.insert_service("acc", &svc("s")).await.unwrap();
+        s.insert_service("acc", &svc("t")).await.unwrap();
+        s.insert_service("acc2", &svc("s")).await.unwrap();
+        let mut with_actions = provision("s", "prod", "f", 2);
+        with_actions.scheduled_actions = vec![fcd_core::configs::ScheduledAction {
+            name: Some("morning".into()),
+            target: Some(4),
+            ..Default::default()
+        }];
+        with_actions.always_allocate_cpu = false;
+        s.put_provision_config("acc", &with_actions).await.unwrap();
+        assert_eq!(
+            s.get_provision_config("acc", "s", "prod", "f")
+                .await
+                .unwrap()
+                .unwrap(),
+            with_actions
+        );
+        // A put replaces the whole config.
+        s.put_provision_config("acc", &provision("s", "prod", "f", 3))
+            .await
+            .unwrap();
+        let got = s
+            .get_provision_config("acc", "s", "prod", "f")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.target, 3);
+        assert!(got.scheduled_actions.is_empty());
+        for (svc_name, q, f) in [("s", "1", "f"), ("s", "prod", "g"), ("t", "prod", "f")] {
+            s.put_provision_config("acc", &provision(svc_name, q, f, 1))
+                .await
+                .unwrap();
+        }
+        s.put_provision_config("acc2", &provision("s", "prod", "f", 1))
+            .await
+            .unwrap();
+        let list = |q: ProvisionQuery| {
+            let s = s.clone();
+            async move {
+                s.list_provision_configs("acc", &q)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.resource("acc"))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            list(ProvisionQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+            ["acc#s#1#f", "acc#s#prod#f", "acc#s#prod#g", "acc#t#prod#f"]
+        );
+        assert_eq!(
+            list(ProvisionQuery {
+                service: Some("s".into()),
+                qualifier: Some("prod".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+            ["acc#s#prod#f", "acc#s#prod#g"]
+        );
+        assert_eq!(
+            list(ProvisionQuery {
+                from: Some(("s".into(), "prod".into(), "g".into())),
+                limit: 1,
+                ..Default::default()
+            })
+            .await,
+            ["acc#s#prod#g"]
+        );
+        let all = s.all_provision_configs().await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.iter().filter(|(a, _)| a == "acc2").count(), 1);
+
+        // Target 0 without actions or policies removes the config.
+        s.put_provision_config("acc", &provision("s", "1", "f", 0))
+            .await
+            .unwrap();
+        assert!(
+            s.get_provision_config("acc", "s", "1", "f")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut kept = provision("s", "1", "f", 0);
+        kept.scheduled_actions = vec![Default::default()];
+        s.put_provision_config("acc", &kept).await.unwrap();
+        assert_eq!(
+            s.get_provision_config("acc", "s", "1", "f")
+                .await
+                .unwrap()
+                .unwrap()
+                .target,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn deletes_take_their_configs_along_or_refuse() {
+        let (_d, s) = open().await;
+        s.insert_service("acc", &svc("s")).await.unwrap();
+        s.insert_function("acc", "s", &func("f")).await.unwrap();
+        s.publish_version("acc", "s", "", "t", None).await.unwrap();
+        s.insert_alias("acc", "s", &alias("prod", "1", None))
+            .await
+            .unwrap();
+        for q in ["LATEST", "prod", "1"] {
+            s.put_on_demand_config("acc", &on_demand("s", q, "f", 1, "e"), None)
+                .await
+                .unwrap();
+        }
+        s.put_provision_config("acc", &provision("s", "prod", "f", 2))
+            .await
+            .unwrap();
+        s.put_provision_config("acc", &provision("s", "1", "f", 1))
+            .await
+            .unwrap();
+
+        // Deleting LATEST takes only its LATEST on-demand config.
+        s.delete_function("acc", "s", "f").await.unwrap();
+        let left = |s: SqliteStore| async move {
+            s.list_on_demand_configs(
+                "acc",
+                &ListQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.config.qualifier)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(left(s.clone()).await, ["1", "prod"]);
+
+        // Provisioned capacity blocks deleting the alias or version it is kept for.
+        assert!(
+            matches!(s.delete_alias("acc", "s", "prod").await, Err(StoreError::Provisioned(f)) if f == "f")
+        );
+        assert!(s.get_alias("acc", "s", "prod").await.unwrap().is_some());
+        s.put_provision_config("acc", &provision("s", "prod", "f", 0))
+            .await
+            .unwrap();
+        s.delete_alias("acc", "s", "prod").await.unwrap();
+        assert_eq!(left(s.clone()).await, ["1"]);
+        assert!(matches!(
+            s.delete_version("acc", "s", 1).await,
+            Err(StoreError::Provisioned(_))
+        ));
+        assert!(s.get_version("acc", "s", 1).await.unwrap().is_some());
+        s.put_provision_config("acc", &provision("s", "1", "f", 0))
+            .await
+            .unwrap();
+        s.delete_version("acc", "s", 1).await.unwrap();
+        assert!(left(s.clone()).await.is_empty());
+
+        // A service delete sweeps whatever configs remain under it.
+        let mut leftover = provision("s", "9", "f", 0);
+        leftover.target_tracking_policies = vec![Default::default()];
+        s.put_provision_config("acc", &leftover).await.unwrap();
+        s.put_on_demand_config("acc", &on_demand("s", "gone", "f", 1, "e"), None)
+            .await
+            .unwrap();
+        s.delete_service("acc", "s").await.unwrap();
+        assert!(s.all_provision_configs().await.unwrap().is_empty());
+        s.insert_service("acc", &svc("s")).await.unwrap();
+        assert!(left(s.clone()).await.is_empty());
     }
 }

@@ -7,8 +7,9 @@
 //! the invoke path never touches the database.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -21,11 +22,25 @@ use fcd_runtime::{FunctionSpec, InstanceManager};
 use fcd_store::code::{CodeError, CodeStore};
 use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredService};
 
+mod configs;
 mod versions;
+pub use configs::{ProvisionPage, ProvisionStatus};
 pub use versions::VersionPage;
 
-/// (account, service, function, `LATEST` or a version id).
-type FnKey = (String, String, String, String);
+/// (account, service, function, `LATEST` or a version id, the qualifier as invoked). The
+/// qualifier is part of the key because the on-demand config that limits the function's
+/// instances is chosen by it: an alias and the version it routes to may have different ones.
+type FnKey = (String, String, String, String, String);
+
+/// A resolved function as the invoke path caches it.
+#[derive(Debug, Clone)]
+struct Resolved {
+    spec: Arc<FunctionSpec>,
+    /// `maximumInstanceCount` is 0 and nothing is provisioned: FC's way of stopping a
+    /// function's invocations. The invocation is refused rather than handed to the instance
+    /// manager, whose 0 means "no limit".
+    blocked: bool,
+}
 
 const LATEST: &str = "LATEST";
 
@@ -38,8 +53,13 @@ pub struct Control {
     runtime: Arc<InstanceManager>,
     region: String,
     url_secret: Vec<u8>,
-    cache: RwLock<HashMap<FnKey, Arc<FunctionSpec>>>,
+    cache: RwLock<HashMap<FnKey, Resolved>>,
+    /// Bumped (under the cache's write lock) by every invalidation, so a resolution that read
+    /// the store before an invalidation never caches what it read.
+    cache_gen: AtomicU64,
     aliases: RwLock<HashMap<(String, String, String), Arc<versions::AliasRoute>>>,
+    provisioning: configs::Provisioning,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Control {
@@ -138,7 +158,10 @@ impl Control {
             region,
             url_secret,
             cache: RwLock::new(HashMap::new()),
+            cache_gen: AtomicU64::new(0),
             aliases: RwLock::new(HashMap::new()),
+            provisioning: configs::Provisioning::default(),
+            started: Instant::now(),
         }
     }
 
@@ -531,7 +554,9 @@ impl Control {
     // ---- invocation ----
 
     /// The function to run for an invocation of `qualifier` (absent: LATEST), from the cache
-    /// when possible. An alias picks one of its versions by weight.
+    /// when possible. An alias picks one of its versions by weight. The spec's `max_instances`
+    /// comes from the on-demand config put under the qualifier as invoked (LATEST when absent;
+    /// a version id has none of its own).
     pub async fn resolve(
         &self,
         account: &str,
@@ -539,21 +564,44 @@ impl Control {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<Arc<FunctionSpec>, FcError> {
-        let version = match qualifier {
-            None | Some("") | Some(LATEST) => None,
-            Some(q) => Some(self.route(account, service, q).await?),
+        let (version, label) = match qualifier {
+            None | Some("") | Some(LATEST) => (None, LATEST),
+            Some(q) => (Some(self.route(account, service, q).await?), q),
         };
+        let r = self
+            .resolve_version(account, service, name, version, label)
+            .await?;
+        if r.blocked {
+            return Err(FcError::ResourceExhausted(format!(
+                "function '{name}' of service '{service}' may not run on-demand instances (maximumInstanceCount is 0 for qualifier '{label}') and has no provisioned instances"
+            )));
+        }
+        Ok(r.spec)
+    }
+
+    /// The cached spec of `version` (`None`: LATEST) as invoked by `label`.
+    async fn resolve_version(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+        version: Option<u64>,
+        label: &str,
+    ) -> Result<Resolved, FcError> {
+        let version_key = version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| LATEST.to_owned());
         let key = (
             account.to_owned(),
             service.to_owned(),
             name.to_owned(),
-            version
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| LATEST.to_owned()),
+            version_key.clone(),
+            label.to_owned(),
         );
         if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
         }
+        let generation = self.cache_gen.load(Ordering::Acquire);
         let (svc, function, code_digest, revision) = match version {
             None => {
                 let svc = self.get_service(account, service).await?;
@@ -575,6 +623,12 @@ impl Control {
                 (snap.service, f.function, f.code_digest, format!("v{v}"))
             }
         };
+        let on_demand = self
+            .store
+            .get_on_demand_config(account, service, label, name)
+            .await
+            .map_err(|e| internal("get on-demand config", e))?
+            .map(|c| c.config.maximum_instance_count);
         let code_dir = self
             .code
             .ensure_extracted(&code_digest)
@@ -588,27 +642,46 @@ impl Control {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let resolved = Arc::new(FunctionSpec {
-            account_id: account.to_owned(),
-            service_name: service.to_owned(),
-            log_project: log("project"),
-            log_store: log("logstore"),
-            function,
-            code_dir,
-            version_id: version.map(|v| v.to_string()),
-            max_instances: 0,
-            revision,
-        });
-        if let Ok(mut c) = self.cache.write() {
+        // The instance manager limits all of a version's instances together, provisioned ones
+        // included, so the on-demand limit is added to what is provisioned for that version.
+        let provisioned = self.provisioning.target(&(
+            account.to_owned(),
+            service.to_owned(),
+            name.to_owned(),
+            version_key,
+        ));
+        let resolved = Resolved {
+            blocked: on_demand == Some(0) && provisioned == 0,
+            spec: Arc::new(FunctionSpec {
+                account_id: account.to_owned(),
+                service_name: service.to_owned(),
+                log_project: log("project"),
+                log_store: log("logstore"),
+                function,
+                code_dir,
+                version_id: version.map(|v| v.to_string()),
+                max_instances: on_demand.map_or(0, |n| n.saturating_add(provisioned)),
+                revision,
+            }),
+        };
+        if let Ok(mut c) = self.cache.write()
+            && self.cache_gen.load(Ordering::Acquire) == generation
+        {
             c.insert(key, resolved.clone());
         }
         Ok(resolved)
     }
 
-    fn forget_service(&self, account: &str, service: &str) {
+    /// Drops the cached specs `drop` selects; resolutions under way will not cache theirs.
+    fn forget_specs(&self, drop: impl Fn(&FnKey) -> bool) {
         if let Ok(mut c) = self.cache.write() {
-            c.retain(|(a, s, _, _), _| !(a == account && s == service));
+            self.cache_gen.fetch_add(1, Ordering::AcqRel);
+            c.retain(|k, _| !drop(k));
         }
+    }
+
+    fn forget_service(&self, account: &str, service: &str) {
+        self.forget_specs(|(a, s, ..)| a == account && s == service);
         if let Ok(mut c) = self.aliases.write() {
             c.retain(|(a, s, _), _| !(a == account && s == service));
         }
@@ -617,14 +690,9 @@ impl Control {
     /// After a LATEST function changed or went away: drop its cached spec and stop its
     /// LATEST instances. Versions are snapshots and keep running.
     async fn forget_function(&self, account: &str, service: &str, name: &str) {
-        if let Ok(mut c) = self.cache.write() {
-            c.remove(&(
-                account.to_owned(),
-                service.to_owned(),
-                name.to_owned(),
-                LATEST.to_owned(),
-            ));
-        }
+        self.forget_specs(|(a, s, f, v, _)| {
+            a == account && s == service && f == name && v == LATEST
+        });
         self.runtime
             .retire(account, service, Some(name), None)
             .await;

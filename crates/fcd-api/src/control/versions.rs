@@ -97,7 +97,12 @@ impl Control {
     }
 
     /// The version a qualifier names for reading configuration: an alias's main version.
-    async fn fixed_version(&self, account: &str, service: &str, q: &str) -> Result<u64, FcError> {
+    pub(super) async fn fixed_version(
+        &self,
+        account: &str,
+        service: &str,
+        q: &str,
+    ) -> Result<u64, FcError> {
         if let Some(v) = parse_version_id(q) {
             return Ok(v);
         }
@@ -299,9 +304,7 @@ impl Control {
         let id = parse_version_id(version).ok_or_else(|| version_not_found(service, version))?;
         match self.store.delete_version(account, service, id).await {
             Ok(()) => {
-                if let Ok(mut c) = self.cache.write() {
-                    c.retain(|(a, s, _, v), _| !(a == account && s == service && v == version));
-                }
+                self.forget_specs(|(a, s, _, v, _)| a == account && s == service && v == version);
                 self.runtime
                     .retire(account, service, None, Some(version))
                     .await;
@@ -315,6 +318,11 @@ impl Control {
                 service: service.to_owned(),
                 version: version.to_owned(),
                 alias,
+            }),
+            Err(StoreError::Provisioned(function)) => Err(FcError::ProvisionConfigExist {
+                service: service.to_owned(),
+                what: format!("version {version}"),
+                function,
             }),
             Err(e) => Err(internal("delete version", e)),
         }
@@ -331,6 +339,11 @@ impl Control {
                 alias: alias.to_owned(),
             },
             StoreError::VersionMissing(v) => version_not_found(service, &v),
+            StoreError::Provisioned(function) => FcError::ProvisionConfigExist {
+                service: service.to_owned(),
+                what: format!("alias '{alias}'"),
+                function,
+            },
             StoreError::Conflict => FcError::ConcurrentUpdate(format!(
                 "alias '{alias}' was modified by another request; read it again and retry"
             )),
@@ -422,6 +435,8 @@ impl Control {
             .await
             .map_err(|e| Self::alias_store_error(service, name, e))?;
         self.forget_alias(account, service, name);
+        // The alias's on-demand configs went with it.
+        self.forget_specs(|(a, s, .., q)| a == account && s == service && q == name);
         Ok(())
     }
 

@@ -6,9 +6,12 @@
 
 mod aliases;
 mod code;
+mod configs;
 mod functions;
+mod instances;
 mod invoke;
 mod services;
+mod status;
 mod versions;
 
 use std::collections::HashMap;
@@ -18,7 +21,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -72,11 +75,29 @@ pub(crate) fn router(state: AppState) -> Router {
             get(aliases::get)
                 .put(aliases::update)
                 .delete(aliases::delete),
+        )
+        .route(
+            "/services/{service}/functions/{function}/on-demand-config",
+            put(configs::put_on_demand)
+                .get(configs::get_on_demand)
+                .delete(configs::delete_on_demand),
+        )
+        .route("/on-demand-configs", get(configs::list_on_demand))
+        .route(
+            "/services/{service}/functions/{function}/provision-config",
+            put(configs::put_provision).get(configs::get_provision),
+        )
+        .route("/provision-configs", get(configs::list_provision))
+        .route(
+            "/services/{service}/functions/{function}/instances",
+            get(instances::list),
         );
     Router::new()
         .nest("/2021-04-06", api.clone())
         .nest("/2016-08-15", api)
         .route("/code-packages/{digest}", get(code::download))
+        .route("/metrics", get(status::metrics))
+        .route("/status", get(status::status))
         // The auth layer already enforced FC's size limits while buffering the body.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .fallback(unsupported)
