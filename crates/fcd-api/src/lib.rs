@@ -6,6 +6,7 @@
 //! span the store, the code store and the instance manager. Errors of every layer arrive as
 //! [`fcd_core::FcError`] and are rendered as FC's error body in one place ([`error`]).
 
+pub mod asynchronous;
 pub mod auth;
 pub mod control;
 pub mod error;
@@ -21,6 +22,7 @@ pub use control::Control;
 pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub control: Arc<Control>,
+    pub asynchronous: Arc<asynchronous::AsyncEngine>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -62,6 +62,22 @@ pub enum FcError {
         what: String,
         function: String,
     },
+    #[error("an async invocation with id '{id}' already exists for {service}:{function}")]
+    InvocationAlreadyExists {
+        service: String,
+        function: String,
+        id: String,
+    },
+    #[error("stateful async invocation '{0}' does not exist")]
+    StatefulAsyncInvocationNotFound(String),
+    #[error("The async invocation for {service}:{function}:{id} has been stopped")]
+    AsyncInvocationStopped {
+        service: String,
+        function: String,
+        id: String,
+    },
+    #[error("AsyncConfig for {service}:{function} does not exist.")]
+    AsyncConfigNotExists { service: String, function: String },
     #[error("service '{0}' already exists")]
     ServiceAlreadyExists(String),
     #[error("function '{function}' already exists in service '{service}'")]
@@ -110,6 +126,10 @@ impl FcError {
             FcError::VersionNotChanged { .. } | FcError::VersionInUse { .. } => "InvalidArgument",
             FcError::OnDemandConfigNotFound { .. } => "OnDemandConfigNotFound",
             FcError::ProvisionConfigExist { .. } => "ProvisionConfigExist",
+            FcError::InvocationAlreadyExists { .. } => "StatefulAsyncInvocationAlreadyExists",
+            FcError::StatefulAsyncInvocationNotFound(_) => "StatefulAsyncInvocationNotFound",
+            FcError::AsyncInvocationStopped { .. } => "AsyncInvocationStopped",
+            FcError::AsyncConfigNotExists { .. } => "AsyncConfigNotExists",
             FcError::ServiceAlreadyExists(_) => "ServiceAlreadyExists",
             FcError::FunctionAlreadyExists { .. } => "FunctionAlreadyExists",
             FcError::ServiceNotEmpty(_) => "ServiceNotEmpty",
@@ -139,6 +159,11 @@ impl FcError {
             | FcError::SignatureNotMatch
             | FcError::InvalidAccessKeyId(_)
             | FcError::RequestTimeTooSkewed(_) => 403,
+            FcError::StatefulAsyncInvocationNotFound(_) | FcError::AsyncConfigNotExists { .. } => {
+                404
+            }
+            FcError::InvocationAlreadyExists { .. } => 409,
+            FcError::AsyncInvocationStopped { .. } => 412,
             FcError::ServiceNotFound(_)
             | FcError::FunctionNotFound { .. }
             | FcError::VersionNotFound { .. }

@@ -95,7 +95,8 @@ impl Instance {
             Some(_) => std::path::PathBuf::from("/code"),
             None => spec.code_dir.clone(),
         };
-        let is_python = fcd_core::model::runtime_kind(&f.runtime) == fcd_core::model::RuntimeKind::Python;
+        let is_python =
+            fcd_core::model::runtime_kind(&f.runtime) == fcd_core::model::RuntimeKind::Python;
         let (program, args) = match fcd_core::model::runtime_kind(&f.runtime) {
             fcd_core::model::RuntimeKind::Python => {
                 let (python, bootstrap) = match jail {
@@ -103,11 +104,19 @@ impl Instance {
                         j.python.clone().unwrap_or_else(|| cfg.python.clone()),
                         sandbox::jail::BOOTSTRAP_IN_JAIL.to_owned(),
                     ),
-                    None => (cfg.python.clone(), cfg.python_bootstrap.display().to_string()),
+                    None => (
+                        cfg.python.clone(),
+                        cfg.python_bootstrap.display().to_string(),
+                    ),
                 };
                 (
                     python.into(),
-                    vec!["-u".to_owned(), "-X".to_owned(), "utf8".to_owned(), bootstrap],
+                    vec![
+                        "-u".to_owned(),
+                        "-X".to_owned(),
+                        "utf8".to_owned(),
+                        bootstrap,
+                    ],
                 )
             }
             fcd_core::model::RuntimeKind::Custom => {
@@ -127,11 +136,11 @@ impl Instance {
         };
         let env = instance_env(cfg, spec, &id, port, qualifier, &code_root);
         let cgroup = match jail.and_then(|j| j.cgroups.as_ref().map(|c| (c, j.pids_max))) {
-            Some((cgroups, pids_max)) => Some(
-                cgroups
-                    .create(&id, f.memory_size, pids_max)
-                    .map_err(|e| StartError::Spawn(format!("creating the instance's cgroup: {e}")))?,
-            ),
+            Some((cgroups, pids_max)) => {
+                Some(cgroups.create(&id, f.memory_size, pids_max).map_err(|e| {
+                    StartError::Spawn(format!("creating the instance's cgroup: {e}"))
+                })?)
+            }
             None => None,
         };
         let plan = jail.map(|j| sandbox::JailPlan {
@@ -165,7 +174,9 @@ impl Instance {
                     Ok(f) => spawned.sockets = Some(f),
                     Err(e) => {
                         sandbox::kill_group(spawned.pid);
-                        return Err(StartError::Spawn(format!("entering the instance's network: {e}")));
+                        return Err(StartError::Spawn(format!(
+                            "entering the instance's network: {e}"
+                        )));
                     }
                 }
             }
@@ -398,10 +409,8 @@ impl Instance {
     pub(crate) async fn retire(&self, grace: Duration) {
         let healthy = self.exit.borrow().is_none();
         self.dead.store(true, Ordering::SeqCst);
-        if healthy {
-            if let Some(h) = &self.pre_stop {
-                self.hook("/pre-stop", h).await;
-            }
+        if healthy && let Some(h) = &self.pre_stop {
+            self.hook("/pre-stop", h).await;
         }
         self.stop(grace).await;
     }

@@ -56,6 +56,8 @@ pub struct RuntimeConfig {
     pub idle_timeout: Duration,
     /// Jail settings where instances can be jailed (root, namespaces); `None` elsewhere.
     pub jail: Option<sandbox::JailConfig>,
+    /// Why a jail could not be had, when it could not.
+    pub jail_unavailable: Option<String>,
 }
 
 /// Everything needed to run one function: resolved once, shared by all its invocations.
@@ -85,6 +87,8 @@ pub struct InvokeRequest {
     pub trace_id: Option<String>,
     pub body: Bytes,
     pub log_tail: bool,
+    /// How many times this (asynchronous) invocation ran before; 0 for sync calls.
+    pub retry_count: u32,
 }
 
 /// What an invocation produced. A function error is an outcome, not an `Err`.
@@ -418,6 +422,10 @@ impl InstanceManager {
         if let Some(t) = &req.trace_id {
             extra.push(("x-fc-trace-id", t));
         }
+        let retries = req.retry_count.to_string();
+        if req.retry_count > 0 {
+            extra.push(("x-fc-retry-count", &retries));
+        }
         // FC's duration is the handler's own time, without start-up and initializer.
         let invoked = Instant::now();
         let limit = Duration::from_secs(u64::from(f.timeout.max(1)));
@@ -608,6 +616,35 @@ impl InstanceManager {
             }
         }
         out
+    }
+
+    /// What isolation instances get on this host, and what is missing (for `GET /status`).
+    pub fn isolation(&self) -> serde_json::Value {
+        let cfg = &self.cfg;
+        let mut missing = Vec::new();
+        if cfg.network == NetworkMode::Host {
+            missing.push("network namespaces: instances share the host network".to_owned());
+        }
+        let jail = cfg.jail.as_ref();
+        if jail.is_none() {
+            missing.push(format!(
+                "jail ({}): instances see the host's files and processes and run as fcd's user",
+                cfg.jail_unavailable.as_deref().unwrap_or("disabled")
+            ));
+        }
+        let cgroups = jail.and_then(|j| j.cgroups.as_ref()).map(|c| c.describe());
+        if cgroups.is_none() {
+            missing.push("cgroups: memorySize and process limits are not enforced".to_owned());
+        }
+        serde_json::json!({
+            "network": match cfg.network { NetworkMode::Namespace => "namespace", NetworkMode::Host => "host" },
+            "jailed": jail.is_some(),
+            "filesystem": if jail.is_some() { "private root, code read-only at /code" } else { "host" },
+            "pidNamespace": jail.is_some(),
+            "cgroups": cgroups,
+            "user": jail.map(|j| j.uid),
+            "missing": missing,
+        })
     }
 
     /// The server's metrics in the Prometheus text format.

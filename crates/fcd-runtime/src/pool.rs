@@ -174,24 +174,22 @@ impl Pool {
             let remaining = limit.saturating_sub(started.elapsed());
             let woke = tokio::time::timeout(remaining, notified).await.is_ok();
             self.waiters.fetch_sub(1, Ordering::AcqRel);
-            if let Next::WaitForStart = next {
-                if let Ok(mut st) = self.state.lock() {
-                    st.waiting_for_start = st.waiting_for_start.saturating_sub(1);
-                }
+            if let Next::WaitForStart = next
+                && let Ok(mut st) = self.state.lock()
+            {
+                st.waiting_for_start = st.waiting_for_start.saturating_sub(1);
             }
-            if !woke {
-                if let Next::Throttled(why) = next {
-                    // One last look: a slot may have freed as the wait ended.
-                    if let Ok(st) = self.state.lock() {
-                        if let Some(inst) = st.instances.iter().find(|i| self.reserve_slot(i)) {
-                            return Ok(Acquired::Warm(inst.clone()));
-                        }
-                    }
-                    return Err(why);
+            if !woke && let Next::Throttled(why) = next {
+                // One last look: a slot may have freed as the wait ended.
+                if let Ok(st) = self.state.lock()
+                    && let Some(inst) = st.instances.iter().find(|i| self.reserve_slot(i))
+                {
+                    return Ok(Acquired::Warm(inst.clone()));
                 }
-                // The starting instance did not come up in time; try again from scratch
-                // (which may start another one).
+                return Err(why);
             }
+            // The starting instance did not come up in time; try again from scratch
+            // (which may start another one).
         }
     }
 

@@ -113,7 +113,7 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             .execute(&mut *tx)
             .await?;
@@ -138,6 +138,9 @@ impl SqliteStore {
     }
 }
 
+// Write transactions start with `BEGIN IMMEDIATE`: they read before they write, and a deferred
+// transaction whose read lock cannot be upgraded fails with SQLITE_BUSY at once instead of
+// waiting for the other writer (busy_timeout does not apply to that case).
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -315,7 +318,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_service(&self, account: &str, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let count: i64 = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM functions WHERE account_id = ?1 AND service_name = ?2)
                   + (SELECT COUNT(*) FROM service_versions WHERE account_id = ?1 AND service_name = ?2)
@@ -379,7 +382,7 @@ impl MetadataStore for SqliteStore {
         f: &StoredFunction,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_string(&f.function)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists = sqlx::query("SELECT 1 FROM services WHERE account_id = ? AND name = ?")
             .bind(account)
             .bind(service)
@@ -478,7 +481,7 @@ impl MetadataStore for SqliteStore {
         service: &str,
         name: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "DELETE FROM functions WHERE account_id = ? AND service_name = ? AND name = ?",
         )
@@ -535,7 +538,7 @@ impl MetadataStore for SqliteStore {
         now: &str,
         expected_etag: Option<&str>,
     ) -> Result<VersionInfo, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(
             "SELECT etag, body, last_version FROM services WHERE account_id = ? AND name = ?",
         )
@@ -694,7 +697,7 @@ impl MetadataStore for SqliteStore {
         service: &str,
         version: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows =
             sqlx::query("SELECT body FROM aliases WHERE account_id = ? AND service_name = ?")
                 .bind(account)
@@ -731,7 +734,7 @@ impl MetadataStore for SqliteStore {
         service: &str,
         alias: &StoredAlias,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists = sqlx::query("SELECT 1 FROM services WHERE account_id = ? AND name = ?")
             .bind(account)
             .bind(service)
@@ -784,7 +787,7 @@ impl MetadataStore for SqliteStore {
         alias: &StoredAlias,
         expected_etag: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         check_versions_exist(&mut tx, account, service, &alias.alias).await?;
         let res = sqlx::query(
             "UPDATE aliases SET etag = ?, body = ?
@@ -818,7 +821,7 @@ impl MetadataStore for SqliteStore {
         service: &str,
         name: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "DELETE FROM aliases WHERE account_id = ? AND service_name = ? AND name = ?",
         )
@@ -865,7 +868,7 @@ impl MetadataStore for SqliteStore {
         expected_etag: Option<&str>,
     ) -> Result<(), StoreError> {
         let c = &cfg.config;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if !service_exists(&mut tx, account, &c.service_name).await? {
             return Err(StoreError::ParentNotFound);
         }
@@ -934,7 +937,7 @@ impl MetadataStore for SqliteStore {
         function: &str,
         expected_etag: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current: String = sqlx::query(
             "SELECT etag FROM on_demand_configs
              WHERE account_id = ? AND service_name = ? AND qualifier = ? AND function_name = ?",
@@ -990,7 +993,7 @@ impl MetadataStore for SqliteStore {
         account: &str,
         cfg: &ProvisionConfig,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if !service_exists(&mut tx, account, &cfg.service_name).await? {
             return Err(StoreError::ParentNotFound);
         }

@@ -28,7 +28,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     // fcd doubles as the init of its instance jails; that path must not touch anything else.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(fcd_runtime::sandbox::INIT_ARG)) {
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(fcd_runtime::sandbox::INIT_ARG))
+    {
         fcd_runtime::sandbox::jail::init_main();
     }
     let cli = Cli::parse();

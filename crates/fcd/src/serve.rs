@@ -67,6 +67,12 @@ pub(crate) struct ServeArgs {
     /// Seconds an on-demand instance may stay idle before it is stopped (FC: 2 to 5 minutes).
     #[arg(long, env = "FCD_IDLE_TIMEOUT_SECS", default_value_t = 180)]
     idle_timeout_secs: u64,
+    /// Workers running asynchronous invocations (their share of the server's capacity).
+    #[arg(long, env = "FCD_ASYNC_WORKERS", default_value_t = 8)]
+    async_workers: usize,
+    /// Days finished stateful async invocation records are kept.
+    #[arg(long, env = "FCD_ASYNC_RETENTION_DAYS", default_value_t = 7)]
+    async_retention_days: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "FCD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -144,25 +150,36 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "instances share the host network (reduced isolation): each listens on its own port from FC_SERVER_PORT / FC_CUSTOM_LISTEN_PORT instead of caPort"
         ),
     }
+    let mut jail_unavailable = None;
     let jail = match args.isolation {
-        Isolation::None => None,
+        Isolation::None => {
+            jail_unavailable = Some("disabled with --isolation none".to_owned());
+            None
+        }
         Isolation::Auto | Isolation::Jail => {
             let exe = std::env::current_exe()?;
             let tag = data_dir_tag(&data_dir);
-            match fcd_runtime::sandbox::JailConfig::detect(exe, &data_dir, &args.python, &tag).await {
+            match fcd_runtime::sandbox::JailConfig::detect(exe, &data_dir, &args.python, &tag).await
+            {
                 Ok(j) => {
                     let limits = match &j.cgroups {
                         Some(c) => format!("{} memory and process limits", c.describe()),
                         None => "no cgroup limits (no writable memory controller)".to_owned(),
                     };
-                    tracing::info!("instances run jailed: private root with /code, PID/mount/IPC/UTS namespaces, uid {}, {limits}", j.uid);
+                    tracing::info!(
+                        "instances run jailed: private root with /code, PID/mount/IPC/UTS namespaces, uid {}, {limits}",
+                        j.uid
+                    );
                     Some(j)
                 }
                 Err(why) if args.isolation == Isolation::Jail => {
                     anyhow::bail!("--isolation jail: instances cannot be jailed here: {why}")
                 }
                 Err(why) => {
-                    tracing::warn!("instances run WITHOUT a jail ({why}): they can see the host's files and processes, and memorySize is not enforced");
+                    tracing::warn!(
+                        "instances run WITHOUT a jail ({why}): they can see the host's files and processes, and memorySize is not enforced"
+                    );
+                    jail_unavailable = Some(why);
                     None
                 }
             }
@@ -178,6 +195,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_memory_mb: args.max_memory_mb.unwrap_or_else(default_max_memory_mb),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         jail,
+        jail_unavailable,
     }));
     tokio::spawn(runtime.clone().reclaim_idle_forever());
     let control = Arc::new(Control::new(
@@ -187,7 +205,22 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.region.clone(),
         url_secret(&creds.access_key_secret),
     ));
+    tokio::spawn(control.clone().reconcile_provisioning_forever());
+    let queue = fcd_queue::SqliteQueue::open(&data_dir.join("queue.db"))
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the async queue: {e}"))?;
+    let asynchronous = Arc::new(fcd_api::asynchronous::AsyncEngine::new(
+        Arc::new(queue),
+        control.clone(),
+        args.async_workers,
+        Duration::from_secs(args.async_retention_days * 86_400),
+    ));
+    asynchronous
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting async invocation: {e}"))?;
     let state = AppState {
+        asynchronous: asynchronous.clone(),
         keyring: Arc::new(Keyring::new([AccessKey {
             id: creds.access_key_id.clone(),
             secret: creds.access_key_secret.clone(),
@@ -235,6 +268,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ = term.recv() => tracing::warn!("second signal: stopping now"),
         _ = int.recv() => tracing::warn!("second signal: stopping now"),
     }
+    asynchronous.close();
     runtime.shutdown(Duration::from_millis(100)).await;
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");

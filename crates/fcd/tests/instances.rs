@@ -51,7 +51,9 @@ fn marker() -> String {
 fn marked(marker: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmd).contains(marker) && alive(pid) {
             out.push(pid);
@@ -63,7 +65,11 @@ fn marked(marker: &str) -> Vec<i32> {
 
 async fn deploy(srv: &TestServer, service: &str, function: &str, marker: &str) {
     let r = srv
-        .call("POST", "/2021-04-06/services", format!(r#"{{"serviceName":"{service}"}}"#))
+        .call(
+            "POST",
+            "/2021-04-06/services",
+            format!(r#"{{"serviceName":"{service}"}}"#),
+        )
         .await;
     assert!(r.status == 200 || r.status == 409, "{:?}", r.body);
     let body = serde_json::json!({
@@ -74,7 +80,11 @@ async fn deploy(srv: &TestServer, service: &str, function: &str, marker: &str) {
         "code": {"zipFile": zip_b64(&[("bootstrap", BOOTSTRAP, true), ("server.py", SERVER, false)])},
     });
     let r = srv
-        .call("POST", &format!("/2021-04-06/services/{service}/functions"), body.to_string())
+        .call(
+            "POST",
+            &format!("/2021-04-06/services/{service}/functions"),
+            body.to_string(),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
@@ -89,7 +99,12 @@ async fn pids(srv: &TestServer, service: &str, function: &str, marker: &str) -> 
         )
         .await;
     assert_eq!(r.status, 200, "{:?} {}", r.body, srv.log());
-    assert!(r.headers.get("x-fc-error-type").is_none(), "{:?} {}", r.body, srv.log());
+    assert!(
+        r.headers.get("x-fc-error-type").is_none(),
+        "{:?} {}",
+        r.body,
+        srv.log()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let found = marked(marker);
@@ -167,13 +182,22 @@ async fn sigkill_of_fcd_still_takes_instances_down() {
     if srv.log().contains("instances run jailed") {
         // The jail's init dies with fcd, its PID 1 with the init, and the kernel takes down
         // the rest of the PID namespace: nothing survives.
-        assert!(all_gone(&p, Duration::from_secs(10)), "{p:?} outlived a killed fcd");
+        assert!(
+            all_gone(&p, Duration::from_secs(10)),
+            "{p:?} outlived a killed fcd"
+        );
     } else {
         // Unjailed, only the instance process itself has a parent-death signal.
         let server = marked(&format!("server.py {m}"));
-        assert!(all_gone(&server, Duration::from_secs(10)), "instance {server:?} outlived a killed fcd");
+        assert!(
+            all_gone(&server, Duration::from_secs(10)),
+            "instance {server:?} outlived a killed fcd"
+        );
         for pid in marked(&m) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }

@@ -8,9 +8,19 @@ use std::time::Duration;
 
 use common::{TestServer, zip_b64};
 
-async fn python_function(srv: &TestServer, service: &str, name: &str, code: &str, extra: serde_json::Value) {
+async fn python_function(
+    srv: &TestServer,
+    service: &str,
+    name: &str,
+    code: &str,
+    extra: serde_json::Value,
+) {
     let r = srv
-        .call("POST", "/2021-04-06/services", format!(r#"{{"serviceName":"{service}"}}"#))
+        .call(
+            "POST",
+            "/2021-04-06/services",
+            format!(r#"{{"serviceName":"{service}"}}"#),
+        )
         .await;
     assert!(r.status == 200 || r.status == 409, "{:?}", r.body);
     let mut body = serde_json::json!({
@@ -26,7 +36,11 @@ async fn python_function(srv: &TestServer, service: &str, name: &str, code: &str
         }
     }
     let r = srv
-        .call("POST", &format!("/2021-04-06/services/{service}/functions"), body.to_string())
+        .call(
+            "POST",
+            &format!("/2021-04-06/services/{service}/functions"),
+            body.to_string(),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
 }
@@ -62,13 +76,19 @@ async fn concurrent_calls_are_packed_into_few_instances_and_initialized_once() {
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let srv = srv.clone();
-        tasks.push(tokio::spawn(async move { srv.call("POST", &invoke_path("pack", "f"), "").await }));
+        tasks.push(tokio::spawn(async move {
+            srv.call("POST", &invoke_path("pack", "f"), "").await
+        }));
     }
     let mut instances = std::collections::HashMap::<String, u32>::new();
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!(r.status, 200, "{:?}", r.body);
-        assert!(r.headers.get("x-fc-error-type").is_none(), "{:?}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.headers.get("x-fc-error-type").is_none(),
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
         let text = String::from_utf8(r.body.to_vec()).unwrap();
         let (inst, inits) = text.split_once(' ').unwrap();
         assert_eq!(inits, "1", "the initializer ran more than once on {inst}");
@@ -96,22 +116,59 @@ async fn memory_size_is_enforced_per_instance() {
         eprintln!("skipped: this host gives fcd no memory cgroup");
         return;
     }
-    python_function(&srv, "mem", "hog", HOG, serde_json::json!({"memorySize": 128})).await;
-    python_function(&srv, "mem", "bystander", HOG, serde_json::json!({"memorySize": 128})).await;
-    let ok = srv.call("POST", &invoke_path("mem", "bystander"), "x").await;
+    python_function(
+        &srv,
+        "mem",
+        "hog",
+        HOG,
+        serde_json::json!({"memorySize": 128}),
+    )
+    .await;
+    python_function(
+        &srv,
+        "mem",
+        "bystander",
+        HOG,
+        serde_json::json!({"memorySize": 128}),
+    )
+    .await;
+    let ok = srv
+        .call("POST", &invoke_path("mem", "bystander"), "x")
+        .await;
     let bystander_instance = ok.headers.get("x-fc-instance-id").unwrap().clone();
     let r = srv.call("POST", &invoke_path("mem", "hog"), "hog").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.headers.get("x-fc-error-type").unwrap(), "UnhandledInvocationError");
+    assert_eq!(
+        r.headers.get("x-fc-error-type").unwrap(),
+        "UnhandledInvocationError"
+    );
     let body = String::from_utf8_lossy(&r.body).into_owned();
-    assert!(body.contains("Process exited unexpectedly before completing request"), "{body}");
-    let peak: f64 = r.headers.get("x-fc-max-memory-usage").unwrap().to_str().unwrap().parse().unwrap();
-    assert!(peak > 64.0 && peak <= 130.0, "peak {peak} MB should be near the 128 MB limit");
+    assert!(
+        body.contains("Process exited unexpectedly before completing request"),
+        "{body}"
+    );
+    let peak: f64 = r
+        .headers
+        .get("x-fc-max-memory-usage")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        peak > 64.0 && peak <= 130.0,
+        "peak {peak} MB should be near the 128 MB limit"
+    );
     // The next call gets a fresh instance; the other function never noticed.
     let again = srv.call("POST", &invoke_path("mem", "hog"), "x").await;
     assert_eq!(String::from_utf8_lossy(&again.body), "fine");
-    let other = srv.call("POST", &invoke_path("mem", "bystander"), "x").await;
-    assert_eq!(other.headers.get("x-fc-instance-id").unwrap(), &bystander_instance);
+    let other = srv
+        .call("POST", &invoke_path("mem", "bystander"), "x")
+        .await;
+    assert_eq!(
+        other.headers.get("x-fc-instance-id").unwrap(),
+        &bystander_instance
+    );
 }
 
 const SNOOP: &str = r#"
@@ -137,7 +194,14 @@ async fn instances_see_only_their_own_code_and_processes() {
         return;
     }
     python_function(&srv, "iso", "snoop", SNOOP, serde_json::json!({})).await;
-    python_function(&srv, "iso", "other", "SECRET = 1\ndef handler(e, c):\n    return 'x'\n", serde_json::json!({})).await;
+    python_function(
+        &srv,
+        "iso",
+        "other",
+        "SECRET = 1\ndef handler(e, c):\n    return 'x'\n",
+        serde_json::json!({}),
+    )
+    .await;
     let data_dir = srv.dir.path().join("data");
     let call = |what: String| {
         let srv = &srv;
@@ -152,7 +216,11 @@ async fn instances_see_only_their_own_code_and_processes() {
         data_dir.join("code"),
     ] {
         let got = call(secret.display().to_string()).await;
-        assert!(got.starts_with("denied"), "{} was readable: {got}", secret.display());
+        assert!(
+            got.starts_with("denied"),
+            "{} was readable: {got}",
+            secret.display()
+        );
     }
     // Its own code is there, read-only, at /code.
     assert!(call("/code/index.py".into()).await.starts_with("READ:"));
@@ -191,7 +259,8 @@ S(("0.0.0.0", int(os.environ.get("FC_SERVER_PORT", "9000"))), H).serve_forever()
 #[tokio::test]
 async fn idle_instances_are_reclaimed_after_pre_stop() {
     let srv = TestServer::start_with(&["--idle-timeout-secs", "1"]);
-    srv.call("POST", "/2021-04-06/services", r#"{"serviceName":"idle"}"#).await;
+    srv.call("POST", "/2021-04-06/services", r#"{"serviceName":"idle"}"#)
+        .await;
     let body = serde_json::json!({
         "functionName": "f",
         "runtime": "custom",
@@ -199,16 +268,65 @@ async fn idle_instances_are_reclaimed_after_pre_stop() {
         "instanceLifecycleConfig": {"preStop": {"handler": "pre_stop", "timeout": 5}},
         "code": {"zipFile": zip_b64(&[("server.py", HOOKED_SERVER, false)])},
     });
-    let r = srv.call("POST", "/2021-04-06/services/idle/functions", body.to_string()).await;
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/idle/functions",
+            body.to_string(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
     let first = srv.call("POST", &invoke_path("idle", "f"), "").await;
     assert_eq!(first.status, 200);
-    let id = first.headers.get("x-fc-instance-id").unwrap().to_str().unwrap().to_owned();
+    let id = first
+        .headers
+        .get("x-fc-instance-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !srv.log().contains(&format!("PRESTOP-RAN {id}")) {
-        assert!(std::time::Instant::now() < deadline, "preStop never ran: {}", srv.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "preStop never ran: {}",
+            srv.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let second = srv.call("POST", &invoke_path("idle", "f"), "").await;
-    assert_ne!(second.headers.get("x-fc-instance-id").unwrap().to_str().unwrap(), id);
+    assert_ne!(
+        second
+            .headers
+            .get("x-fc-instance-id")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        id
+    );
+}
+
+#[tokio::test]
+async fn without_a_jail_instances_still_run_and_status_says_what_is_missing() {
+    let srv = TestServer::start_with(&["--isolation", "none", "--instance-network", "host"]);
+    python_function(
+        &srv,
+        "plain",
+        "f",
+        "import os\ndef handler(e, c):\n    return os.environ['FC_SERVER_PORT']\n",
+        serde_json::json!({}),
+    )
+    .await;
+    let r = srv.call("POST", &invoke_path("plain", "f"), "").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let port: u16 = String::from_utf8_lossy(&r.body).parse().unwrap();
+    assert_ne!(port, 9000, "host-network instances get their own port");
+    let status = srv
+        .raw("GET", "/status", http::HeaderMap::new(), Vec::new())
+        .await
+        .json();
+    assert_eq!(status["isolation"]["jailed"], false);
+    assert_eq!(status["isolation"]["network"], "host");
+    let missing = status["isolation"]["missing"].as_array().unwrap();
+    assert!(missing.len() >= 2, "{status}");
 }

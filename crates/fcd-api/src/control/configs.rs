@@ -686,9 +686,7 @@ impl Control {
             "version": env!("CARGO_PKG_VERSION"),
             "uptimeSeconds": self.started.elapsed().as_secs(),
             "region": self.region,
-            "isolation": {
-                "network": format!("{:?}", cfg.network),
-            },
+            "isolation": self.runtime.isolation(),
             "limits": {
                 "maxInstances": cfg.max_instances,
                 "maxMemoryMB": cfg.max_memory_mb,

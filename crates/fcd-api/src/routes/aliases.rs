@@ -17,7 +17,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let u: AliasUpdate = json_body(&body)?;
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let a = s.control.create_alias(&c.account_id, &service, u).await?;
     Ok(json_response(StatusCode::OK, &a.alias, Some(&a.etag)))
 }
@@ -27,7 +27,7 @@ pub(super) async fn get(
     Ctx(c): Ctx,
     p: PathParams,
 ) -> ApiResult<Response> {
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let a = s
         .control
         .get_alias(&c.account_id, &service, p.get("alias"))
@@ -43,7 +43,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let u: AliasUpdate = json_body(&body)?;
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let a = s
         .control
         .update_alias(
@@ -63,7 +63,7 @@ pub(super) async fn delete(
     p: PathParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     s.control
         .delete_alias(
             &c.account_id,
@@ -81,7 +81,7 @@ pub(super) async fn list(
     p: PathParams,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let page = s
         .control
         .list_aliases(&c.account_id, &service, &q.paging()?)

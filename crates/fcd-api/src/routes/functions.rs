@@ -18,7 +18,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let u: FunctionUpdate = json_body(&body)?;
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let f = s
         .control
         .create_function(
@@ -58,7 +58,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let u: FunctionUpdate = json_body(&body)?;
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let f = s
         .control
         .update_function(
@@ -79,7 +79,7 @@ pub(super) async fn delete(
     p: PathParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     s.control
         .delete_function(
             &c.account_id,

@@ -50,9 +50,24 @@ pub(super) async fn invoke(
         None => {}
         Some(t) if t.eq_ignore_ascii_case("sync") => {}
         Some(t) if t.eq_ignore_ascii_case("async") => {
-            return Err(ApiError(FcError::invalid(
-                "asynchronous invocation (X-Fc-Invocation-Type: Async) is not available on this fcd server yet; invoke synchronously",
-            )));
+            let id = s
+                .asynchronous
+                .accept(
+                    &c.account_id,
+                    &service,
+                    p.get("function"),
+                    qualifier.as_deref(),
+                    body,
+                    &c.request_id,
+                    header_str(&headers, "x-fc-stateful-async-invocation-enable"),
+                    header_str(&headers, "x-fc-stateful-async-invocation-id"),
+                )
+                .await?;
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            if let Some(id) = id {
+                put(resp.headers_mut(), "x-fc-stateful-async-invocation-id", &id);
+            }
+            return Ok(resp);
         }
         Some(t) => {
             return Err(ApiError(FcError::invalid(format!(
@@ -84,6 +99,7 @@ pub(super) async fn invoke(
                 trace_id,
                 body,
                 log_tail,
+                retry_count: 0,
             },
         )
         .await

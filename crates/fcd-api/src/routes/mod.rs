@@ -5,6 +5,7 @@
 //! older prefix for the same resources with the same JSON.
 
 mod aliases;
+mod async_invocations;
 mod code;
 mod configs;
 mod functions;
@@ -87,6 +88,28 @@ pub(crate) fn router(state: AppState) -> Router {
             "/services/{service}/functions/{function}/provision-config",
             put(configs::put_provision).get(configs::get_provision),
         )
+        .route(
+            "/services/{service}/functions/{function}/async-invoke-config",
+            get(async_invocations::get_config)
+                .put(async_invocations::put_config)
+                .delete(async_invocations::delete_config),
+        )
+        .route(
+            "/services/{service}/functions/{function}/async-invoke-configs",
+            get(async_invocations::list_configs),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations",
+            get(async_invocations::list_invocations),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations/{invocation}",
+            get(async_invocations::get_invocation).put(async_invocations::stop_invocation),
+        )
+        .route(
+            "/stateful-async-invocation-functions",
+            get(async_invocations::stateful_functions),
+        )
         .route("/provision-configs", get(configs::list_provision))
         .route(
             "/services/{service}/functions/{function}/instances",
@@ -150,6 +173,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
 impl PathParams {
     pub(crate) fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The service segment of an operation that takes no qualifier (writes, and reads of
+    /// unversioned resources): `svc.prod` there is an error, not a quiet write to LATEST.
+    pub(crate) fn unqualified_service(&self) -> ApiResult<String> {
+        match self.service() {
+            (name, None) => Ok(name),
+            (name, Some(q)) => Err(ApiError(FcError::invalid(format!(
+                "this operation does not take a qualifier: use service '{name}' instead of '{name}.{q}'"
+            )))),
+        }
     }
 
     /// The service segment, split into name and qualifier (`svc.prod` in 2016-08-15 paths).

@@ -42,7 +42,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let u: ServiceUpdate = json_body(&body)?;
-    let (name, _) = p.service();
+    let name = p.unqualified_service()?;
     let svc = s
         .control
         .update_service(&c.account_id, &name, u, header_str(&headers, "if-match"))
@@ -56,7 +56,7 @@ pub(super) async fn delete(
     p: PathParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (name, _) = p.service();
+    let name = p.unqualified_service()?;
     s.control
         .delete_service(&c.account_id, &name, header_str(&headers, "if-match"))
         .await?;

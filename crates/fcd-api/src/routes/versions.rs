@@ -24,7 +24,7 @@ pub(super) async fn publish(
     body: Bytes,
 ) -> ApiResult<Response> {
     let b: PublishBody = json_body(&body)?;
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let v = s
         .control
         .publish_version(
@@ -43,7 +43,7 @@ pub(super) async fn list(
     p: PathParams,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     let page = s
         .control
         .list_versions(
@@ -67,7 +67,7 @@ pub(super) async fn delete(
     Ctx(c): Ctx,
     p: PathParams,
 ) -> ApiResult<Response> {
-    let (service, _) = p.service();
+    let service = p.unqualified_service()?;
     s.control
         .delete_version(&c.account_id, &service, p.get("version"))
         .await?;

@@ -13,8 +13,13 @@ use std::path::{Path, PathBuf};
 /// Which cgroup layout the host offers.
 #[derive(Debug, Clone)]
 pub enum Cgroups {
-    V2 { parent: PathBuf },
-    V1 { memory: PathBuf, pids: Option<PathBuf> },
+    V2 {
+        parent: PathBuf,
+    },
+    V1 {
+        memory: PathBuf,
+        pids: Option<PathBuf>,
+    },
 }
 
 /// One instance's cgroup directories.
@@ -34,12 +39,18 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
 fn clean_dir(dir: &Path) {
     for _ in 0..50 {
         let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let pids: Vec<i32> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         if pids.is_empty() {
             break;
         }
         for p in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -108,7 +119,12 @@ impl Cgroups {
     }
 
     /// Creates the cgroup of one instance with its memory and process limits.
-    pub(crate) fn create(&self, id: &str, memory_mb: u32, pids_max: u32) -> io::Result<InstanceCgroup> {
+    pub(crate) fn create(
+        &self,
+        id: &str,
+        memory_mb: u32,
+        pids_max: u32,
+    ) -> io::Result<InstanceCgroup> {
         let bytes = u64::from(memory_mb) * 1024 * 1024;
         match self {
             Cgroups::V2 { parent } => {
@@ -138,7 +154,9 @@ impl Cgroups {
                 };
                 if let Some(p) = pids {
                     let dir = p.join(id);
-                    if fs::create_dir_all(&dir).is_ok() && write(&dir.join("pids.max"), &pids_max.to_string()).is_ok() {
+                    if fs::create_dir_all(&dir).is_ok()
+                        && write(&dir.join("pids.max"), &pids_max.to_string()).is_ok()
+                    {
                         cg.procs.push(dir.join("cgroup.procs"));
                         cg.dirs.push(dir);
                     }

@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -87,7 +87,10 @@ fn report(fd: i32, line: &str) {
 
 /// The entry point of `fcd __fcd-jail-init`. Never returns.
 pub fn init_main() -> ! {
-    let spec: JailSpec = match std::env::var(SPEC_ENV).ok().and_then(|s| serde_json::from_str(&s).ok()) {
+    let spec: JailSpec = match std::env::var(SPEC_ENV)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+    {
         Some(s) => s,
         None => {
             eprintln!("fcd jail: missing or invalid {SPEC_ENV}");
@@ -111,9 +114,13 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
     }
     let me = std::process::id().to_string();
     for procs in &spec.cgroup_procs {
-        fs::write(procs, &me).map_err(|e| io::Error::other(format!("joining {}: {e}", procs.display())))?;
+        fs::write(procs, &me)
+            .map_err(|e| io::Error::other(format!("joining {}: {e}", procs.display())))?;
     }
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
     if spec.own_network {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -140,7 +147,11 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
             // SAFETY: closing our copy of the report pipe; the child keeps its own.
             #[allow(unsafe_code)]
             drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
-            let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, SigSet::empty());
+            let action = SigAction::new(
+                SigHandler::Handler(forward),
+                SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
             for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
                 // SAFETY: the handler only calls kill(2).
                 #[allow(unsafe_code)]
@@ -175,7 +186,13 @@ fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
     }
     ctx(
         &format!("bind {}", host.display()),
-        mount(Some(host), target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none),
+        mount(
+            Some(host),
+            target,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        ),
     )?;
     if !writable {
         ctx(
@@ -214,11 +231,20 @@ fn resolve_program(spec: &JailSpec) -> String {
 fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     let none: Option<&str> = None;
-    ctx("private mounts", mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none))?;
+    ctx(
+        "private mounts",
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
+    )?;
     let root = &spec.rootfs;
     ctx(
         "root tmpfs",
-        mount(Some("tmpfs"), root, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=16m,mode=755")),
+        mount(
+            Some("tmpfs"),
+            root,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=16m,mode=755"),
+        ),
     )?;
     for b in &spec.binds {
         let target = root.join(b.inside.strip_prefix("/").unwrap_or(&b.inside));
@@ -241,35 +267,76 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     )?;
     let dev = root.join("dev");
     fs::create_dir_all(&dev)?;
-    ctx("/dev", mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("size=64k,mode=755")))?;
+    ctx(
+        "/dev",
+        mount(
+            Some("tmpfs"),
+            &dev,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID,
+            Some("size=64k,mode=755"),
+        ),
+    )?;
     for d in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(d);
         if host.exists() {
             bind(&host, &dev.join(d), true)?;
         }
     }
-    for (name, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         symlink(to, dev.join(name))?;
     }
     let shm = dev.join("shm");
     fs::create_dir_all(&shm)?;
-    ctx("/dev/shm", mount(Some("tmpfs"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=64m,mode=1777")))?;
+    ctx(
+        "/dev/shm",
+        mount(
+            Some("tmpfs"),
+            &shm,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=64m,mode=1777"),
+        ),
+    )?;
     let proc_dir = root.join("proc");
     fs::create_dir_all(&proc_dir)?;
     ctx(
         "/proc",
-        mount(Some("proc"), &proc_dir, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, none),
+        mount(
+            Some("proc"),
+            &proc_dir,
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            none,
+        ),
     )?;
     let old = root.join(".old-root");
     fs::create_dir_all(&old)?;
-    ctx("pivot_root", nix::unistd::pivot_root(root.as_path(), old.as_path()))?;
+    ctx(
+        "pivot_root",
+        nix::unistd::pivot_root(root.as_path(), old.as_path()),
+    )?;
     nix::unistd::chdir("/").map_err(io::Error::from)?;
-    ctx("detach old root", umount2("/.old-root", MntFlags::MNT_DETACH))?;
+    ctx(
+        "detach old root",
+        umount2("/.old-root", MntFlags::MNT_DETACH),
+    )?;
     let _ = fs::remove_dir("/.old-root");
     fs::set_permissions("/", fs::Permissions::from_mode(0o755))?;
     ctx(
         "read-only root",
-        mount(none, "/", none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none),
+        mount(
+            none,
+            "/",
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            none,
+        ),
     )?;
     let _ = nix::unistd::sethostname("fc-instance");
     ctx("setgroups", nix::unistd::setgroups(&[]))?;
@@ -278,7 +345,8 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     // Changing credentials clears the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;
-    nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| io::Error::other(format!("chdir {}: {e}", spec.cwd)))?;
+    nix::unistd::chdir(spec.cwd.as_str())
+        .map_err(|e| io::Error::other(format!("chdir {}: {e}", spec.cwd)))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::other("NUL byte in argument"));
     let program = cstr(&resolve_program(spec))?;
     let mut argv = vec![program.clone()];
@@ -295,6 +363,10 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     #[allow(unsafe_code)]
     drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
     let err = nix::unistd::execve(&program, &argv, &envp).err();
-    eprintln!("fcd jail: could not run {}: {}", spec.program, err.map(|e| e.to_string()).unwrap_or_default());
+    eprintln!(
+        "fcd jail: could not run {}: {}",
+        spec.program,
+        err.map(|e| e.to_string()).unwrap_or_default()
+    );
     std::process::exit(127);
 }

@@ -109,15 +109,23 @@ pub(crate) struct JailPlan {
 impl JailConfig {
     /// Works out what a jail needs on this host and proves it works by running `true` in one.
     /// `Err` says why instances cannot be jailed here.
-    pub async fn detect(exe: PathBuf, data_dir: &std::path::Path, python: &str, tag: &str) -> Result<JailConfig, String> {
+    pub async fn detect(
+        exe: PathBuf,
+        data_dir: &std::path::Path,
+        python: &str,
+        tag: &str,
+    ) -> Result<JailConfig, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("fcd is not running as root".into());
         }
         let rootfs = data_dir.join("runtime").join("jail-root");
-        std::fs::create_dir_all(&rootfs).map_err(|e| format!("creating {}: {e}", rootfs.display()))?;
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|e| format!("creating {}: {e}", rootfs.display()))?;
         let mut binds = Vec::new();
         let mut links = Vec::new();
-        for top in ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt"] {
+        for top in [
+            "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt",
+        ] {
             let host = std::path::Path::new("/").join(top);
             match std::fs::symlink_metadata(&host) {
                 Ok(m) if m.file_type().is_symlink() => {
@@ -125,16 +133,26 @@ impl JailConfig {
                         links.push((top.to_owned(), to.display().to_string()));
                     }
                 }
-                Ok(m) if m.is_dir() => binds.push(Bind { host: host.clone(), inside: host, writable: false }),
+                Ok(m) if m.is_dir() => binds.push(Bind {
+                    host: host.clone(),
+                    inside: host,
+                    writable: false,
+                }),
                 _ => {}
             }
         }
         // The interpreter may live outside the system directories (pyenv, a venv...).
         let (python_real, python_prefix) = python_location(python);
         if let Some(prefix) = &python_prefix {
-            let inside_system = ["/usr", "/etc", "/opt"].iter().any(|d| prefix.starts_with(d));
+            let inside_system = ["/usr", "/etc", "/opt"]
+                .iter()
+                .any(|d| prefix.starts_with(d));
             if !inside_system {
-                binds.push(Bind { host: prefix.clone(), inside: prefix.clone(), writable: false });
+                binds.push(Bind {
+                    host: prefix.clone(),
+                    inside: prefix.clone(),
+                    writable: false,
+                });
             }
         }
         let cfg = JailConfig {
@@ -147,9 +165,11 @@ impl JailConfig {
             gid: 65534,
             pids_max: 1024,
             cgroups: Cgroups::detect(tag),
-            python_bin_dir: python_real
-                .as_ref()
-                .and_then(|p| std::path::Path::new(p).parent().map(|d| d.display().to_string())),
+            python_bin_dir: python_real.as_ref().and_then(|p| {
+                std::path::Path::new(p)
+                    .parent()
+                    .map(|d| d.display().to_string())
+            }),
             python: python_real,
         };
         cfg.probe().await?;
@@ -163,7 +183,11 @@ impl JailConfig {
             .ok_or("no `true` binary to probe with")?;
         let plan = JailPlan {
             config: self.clone(),
-            code_dir: self.rootfs.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+            code_dir: self
+                .rootfs
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
             bootstrap: None,
         };
         let spec = SpawnSpec {
@@ -185,16 +209,31 @@ impl JailConfig {
             .map_err(|e| e.to_string())?;
         match setup {
             Ok(_) if exit.description == "exit code 0" => Ok(()),
-            Ok(_) => Err(format!("jail probe: `true` ended with {}", exit.description)),
+            Ok(_) => Err(format!(
+                "jail probe: `true` ended with {}",
+                exit.description
+            )),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    pub(crate) fn instance_binds(&self, code_dir: &std::path::Path, bootstrap: Option<&std::path::Path>) -> Vec<Bind> {
+    pub(crate) fn instance_binds(
+        &self,
+        code_dir: &std::path::Path,
+        bootstrap: Option<&std::path::Path>,
+    ) -> Vec<Bind> {
         let mut b = self.binds.clone();
-        b.push(Bind { host: code_dir.to_path_buf(), inside: "/code".into(), writable: false });
+        b.push(Bind {
+            host: code_dir.to_path_buf(),
+            inside: "/code".into(),
+            writable: false,
+        });
         if let Some(bs) = bootstrap {
-            b.push(Bind { host: bs.to_path_buf(), inside: jail::BOOTSTRAP_IN_JAIL.into(), writable: false });
+            b.push(Bind {
+                host: bs.to_path_buf(),
+                inside: jail::BOOTSTRAP_IN_JAIL.into(),
+                writable: false,
+            });
         }
         b
     }
@@ -203,7 +242,10 @@ impl JailConfig {
 /// The interpreter's real path and installation prefix (`sys.base_prefix`).
 fn python_location(python: &str) -> (Option<String>, Option<PathBuf>) {
     let out = Command::new(python)
-        .args(["-c", "import os, sys; print(os.path.realpath(sys.executable)); print(sys.base_prefix)"])
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable)); print(sys.base_prefix)",
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output();
@@ -238,13 +280,18 @@ pub(crate) struct Spawned {
 
 /// Waits for a jail to report that its function is about to run. Returns the PID (as fcd sees
 /// it) of the jail's first process.
-pub(crate) async fn await_jail(report: pipe::Receiver, limit: std::time::Duration) -> io::Result<i32> {
+pub(crate) async fn await_jail(
+    report: pipe::Receiver,
+    limit: std::time::Duration,
+) -> io::Result<i32> {
     use tokio::io::AsyncReadExt;
     let mut report = report;
     let mut text = String::new();
     let read = tokio::time::timeout(limit, report.read_to_string(&mut text)).await;
     if read.is_err() {
-        return Err(io::Error::other("the jail did not finish setting up in time"));
+        return Err(io::Error::other(
+            "the jail did not finish setting up in time",
+        ));
     }
     if let Some(err) = text.lines().find_map(|l| l.strip_prefix("error: ")) {
         return Err(io::Error::other(format!("jail setup failed: {err}")));
@@ -254,7 +301,10 @@ pub(crate) async fn await_jail(report: pipe::Receiver, limit: std::time::Duratio
         .find_map(|l| l.strip_prefix("pid ").and_then(|p| p.trim().parse().ok()));
     match (pid, text.lines().any(|l| l == "ok")) {
         (Some(pid), true) => Ok(pid),
-        _ => Err(io::Error::other(format!("the jail exited during setup: {}", text.trim()))),
+        _ => Err(io::Error::other(format!(
+            "the jail exited during setup: {}",
+            text.trim()
+        ))),
     }
 }
 
@@ -380,7 +430,9 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         env: spec.env.clone(),
         cwd: spec.cwd.display().to_string(),
         rootfs: plan.config.rootfs.clone(),
-        binds: plan.config.instance_binds(&plan.code_dir, plan.bootstrap.as_deref()),
+        binds: plan
+            .config
+            .instance_binds(&plan.code_dir, plan.bootstrap.as_deref()),
         links: plan.config.links.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,
         uid: plan.config.uid,

@@ -1,0 +1,974 @@
+//! Asynchronous invocation: accepting durably, running with retries, destinations, and the
+//! stateful-invocation API.
+//!
+//! `accept` answers only after the queue has the invocation on disk. A fixed number of workers
+//! (a bounded share of the server, so sync traffic is never starved) claim due invocations,
+//! resolve the function as a sync call would, and run it through the same instance manager.
+//! Function errors are retried up to `maxAsyncRetryAttempts` with a doubling pause; throttling
+//! and platform trouble are retried with FC's exponential backoff (0.5 s, 1 s, 2 s ... for up to
+//! 5 hours) without counting as attempts. An invocation older than `maxAsyncEventAgeInSeconds`
+//! when it could start is `Expired`. Results go to the configured destination functions as FC's
+//! destination record.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use tokio::sync::{Notify, oneshot};
+
+use fcd_core::FcError;
+use fcd_core::limits::ASYNC_PAYLOAD_MAX;
+use fcd_queue::{
+    AsyncConfig, AsyncQueue, Invocation, ListFilter, NewInvocation, Outcome, QueueError, Status,
+    StopResult,
+};
+use fcd_runtime::{InvokeError, InvokeRequest};
+
+use crate::control::{Control, internal};
+
+const DEFAULT_MAX_AGE_SECS: u64 = 86_400;
+const MAX_AGE_LIMIT_SECS: u64 = 604_800;
+const DEFAULT_RETRIES: u32 = 3;
+const MAX_RETRIES: u32 = 8;
+/// Throttled or platform-failed invocations are retried for this long.
+const PLATFORM_RETRY_WINDOW_MS: u64 = 5 * 3600 * 1000;
+/// Most bytes of a result kept as `returnPayload`.
+const RETURN_PAYLOAD_MAX: usize = 1024 * 1024;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn queue_error(e: QueueError) -> FcError {
+    internal("async queue", e)
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_-]{0,127}$`
+pub fn valid_invocation_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_')
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+/// A destination that is another fcd function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionTarget {
+    pub service: String,
+    pub qualifier: String,
+    pub function: String,
+}
+
+/// Parses `acs:fc:{region}:{account}:services/{s}.{q}/functions/{f}` (region and account may be
+/// empty; the qualifier defaults to LATEST). Other destination kinds are refused by name.
+pub fn parse_destination(arn: &str) -> Result<FunctionTarget, FcError> {
+    let unsupported = || {
+        FcError::invalid(format!(
+            "destination '{arn}' is not supported: fcd delivers to Function Compute functions only (acs:fc:{{region}}:{{account}}:services/{{service}}.{{qualifier}}/functions/{{function}}); MNS, EventBridge and RocketMQ destinations are not available"
+        ))
+    };
+    let mut parts = arn.splitn(5, ':');
+    let (Some("acs"), Some(kind), Some(_region), Some(_account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(unsupported());
+    };
+    if kind != "fc" {
+        return Err(unsupported());
+    }
+    let rest = resource.strip_prefix("services/").ok_or_else(unsupported)?;
+    let (svc, function) = rest.split_once("/functions/").ok_or_else(unsupported)?;
+    let (service, qualifier) = match svc.split_once('.') {
+        Some((s, q)) => (s.to_owned(), q.to_owned()),
+        None => (svc.to_owned(), "LATEST".to_owned()),
+    };
+    if service.is_empty() || function.is_empty() || function.contains('/') {
+        return Err(unsupported());
+    }
+    Ok(FunctionTarget {
+        service,
+        qualifier,
+        function: function.to_owned(),
+    })
+}
+
+/// The body of PutFunctionAsyncInvokeConfig.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncConfigUpdate {
+    pub max_async_event_age_in_seconds: Option<u64>,
+    pub max_async_retry_attempts: Option<u32>,
+    pub stateful_invocation: Option<bool>,
+    pub destination_config: Option<DestinationConfig>,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Destination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Destination>,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
+pub struct Destination {
+    #[serde(default)]
+    pub destination: String,
+}
+
+fn destinations(cfg: Option<&AsyncConfig>) -> (Option<String>, Option<String>) {
+    let dc = cfg
+        .and_then(|c| c.destination_config.clone())
+        .and_then(|v| serde_json::from_value::<DestinationConfig>(v).ok())
+        .unwrap_or_default();
+    let pick = |d: Option<Destination>| d.map(|d| d.destination).filter(|d| !d.is_empty());
+    (pick(dc.on_success), pick(dc.on_failure))
+}
+
+/// Runs asynchronous invocations. One per server.
+pub struct AsyncEngine {
+    queue: Arc<dyn AsyncQueue>,
+    control: Arc<Control>,
+    workers: usize,
+    retention: Duration,
+    wake: Notify,
+    /// Invocations running in this process, by row id, with the way to abort each.
+    running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for AsyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncEngine")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncEngine {
+    pub fn new(
+        queue: Arc<dyn AsyncQueue>,
+        control: Arc<Control>,
+        workers: usize,
+        retention: Duration,
+    ) -> AsyncEngine {
+        AsyncEngine {
+            queue,
+            control,
+            workers: workers.max(1),
+            retention,
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Recovers what a previous run left, then starts the workers and the retention sweeper.
+    pub async fn start(self: &Arc<Self>) -> Result<(), FcError> {
+        let n = self.queue.recover(now_ms()).await.map_err(queue_error)?;
+        if n > 0 {
+            tracing::warn!(
+                count = n,
+                "async invocations interrupted by the last shutdown were put back in the queue"
+            );
+        }
+        for _ in 0..self.workers {
+            tokio::spawn(self.clone().work());
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            while !me.closed.load(Ordering::Acquire) {
+                let cutoff = now_ms().saturating_sub(me.retention.as_millis() as u64);
+                match me.queue.purge(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(count = n, "purged async invocation records past retention")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "purging async invocation records failed"),
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops taking work; running invocations are aborted by the instance manager's shutdown
+    /// and resume after the next start.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    async fn config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Option<AsyncConfig> {
+        match self
+            .queue
+            .get_config(account, service, function, qualifier)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading async config failed; using defaults");
+                None
+            }
+        }
+    }
+
+    /// Accepts an async InvokeFunction. Returns the stateful invocation id, if the call is one.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn accept(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+        payload: Bytes,
+        request_id: &str,
+        stateful_header: Option<&str>,
+        invocation_id: Option<&str>,
+    ) -> Result<Option<String>, FcError> {
+        if payload.len() > ASYNC_PAYLOAD_MAX {
+            return Err(FcError::EntityTooLarge {
+                limit: ASYNC_PAYLOAD_MAX as u64,
+            });
+        }
+        if let Some(id) = invocation_id
+            && !valid_invocation_id(id)
+        {
+            return Err(FcError::invalid(format!(
+                "X-Fc-Stateful-Async-Invocation-Id '{id}' is invalid: it must start with a letter or '_', contain only letters, digits, '_' and '-', and be at most 128 characters"
+            )));
+        }
+        // The function must exist now; it is resolved again when it runs.
+        self.control
+            .function_at(account, service, function, qualifier)
+            .await?;
+        let qualifier = qualifier.unwrap_or("LATEST");
+        let cfg = self.config(account, service, function, qualifier).await;
+        let header_on = stateful_header.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let stateful = header_on
+            || invocation_id.is_some()
+            || cfg.as_ref().is_some_and(|c| c.stateful_invocation);
+        let id = invocation_id.unwrap_or(request_id).to_owned();
+        let (on_success, on_failure) = destinations(cfg.as_ref());
+        let inv = NewInvocation {
+            account_id: account.to_owned(),
+            service: service.to_owned(),
+            function: function.to_owned(),
+            qualifier: qualifier.to_owned(),
+            invocation_id: id.clone(),
+            request_id: request_id.to_owned(),
+            stateful,
+            payload: payload.to_vec(),
+            max_retries: cfg
+                .as_ref()
+                .map(|c| c.max_async_retry_attempts)
+                .unwrap_or(DEFAULT_RETRIES),
+            max_age_secs: cfg
+                .as_ref()
+                .map(|c| c.max_async_event_age_in_seconds)
+                .unwrap_or(DEFAULT_MAX_AGE_SECS),
+            on_success,
+            on_failure,
+            now_ms: now_ms(),
+        };
+        match self.queue.enqueue(inv).await {
+            Ok(()) => {}
+            Err(QueueError::Duplicate) => {
+                return Err(FcError::InvocationAlreadyExists {
+                    service: service.to_owned(),
+                    function: function.to_owned(),
+                    id,
+                });
+            }
+            Err(e) => return Err(queue_error(e)),
+        }
+        self.wake.notify_one();
+        Ok(stateful.then_some(id))
+    }
+
+    async fn work(self: Arc<Self>) {
+        while !self.closed.load(Ordering::Acquire) {
+            let notified = self.wake.notified();
+            let now = now_ms();
+            match self.queue.claim(now, now + 3_600_000).await {
+                Ok(Some(inv)) => {
+                    self.process(inv).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming async work failed"),
+            }
+            let due = self.queue.next_due_ms().await.ok().flatten();
+            let wait = due
+                .map(|d| Duration::from_millis(d.saturating_sub(now_ms()).max(5)))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(wait, notified).await;
+        }
+    }
+
+    async fn process(&self, inv: Invocation) {
+        let now = now_ms();
+        if now.saturating_sub(inv.enqueued_ms) > inv.max_age_secs * 1000 {
+            let _ = self.queue.finish(inv.id, Outcome::Expired, now).await;
+            self.deliver(&inv, false, "EventExpired", 200, "", b"")
+                .await;
+            return;
+        }
+        let spec = match self
+            .control
+            .resolve(
+                &inv.account_id,
+                &inv.service,
+                &inv.function,
+                Some(inv.qualifier.as_str()),
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self
+                    .queue
+                    .finish(
+                        inv.id,
+                        Outcome::Invalid {
+                            reason: e.to_string(),
+                        },
+                        now,
+                    )
+                    .await;
+                self.deliver(&inv, false, e.code(), 404, "", b"").await;
+                return;
+            }
+        };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(inv.id, stop_tx);
+        }
+        let req = InvokeRequest {
+            request_id: inv.request_id.clone(),
+            qualifier: inv.qualifier.clone(),
+            trace_id: None,
+            body: Bytes::from(inv.payload.clone()),
+            log_tail: false,
+            retry_count: inv.attempts.saturating_sub(1),
+        };
+        let runtime = self.control.runtime().clone();
+        let result = tokio::select! {
+            r = runtime.invoke(&spec, req) => Some(r),
+            _ = stop_rx => None,
+        };
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&inv.id);
+        }
+        let now = now_ms();
+        let outcome = match result {
+            // Stopped: dropping the call replaced the instance that was running it.
+            None => {
+                let _ = self.queue.finish(inv.id, Outcome::Stopped, now).await;
+                self.deliver(&inv, false, "Stopped", 200, "", b"").await;
+                return;
+            }
+            Some(r) => r,
+        };
+        match outcome {
+            Ok(o) if o.error_type.is_none() => {
+                let mut payload = o.body.to_vec();
+                payload.truncate(RETURN_PAYLOAD_MAX);
+                let applied = self
+                    .queue
+                    .finish(
+                        inv.id,
+                        Outcome::Succeeded {
+                            duration_ms: o.duration.as_millis() as u64,
+                            return_payload: payload,
+                            instance_id: o.instance_id,
+                        },
+                        now,
+                    )
+                    .await;
+                if matches!(applied, Ok(true)) {
+                    self.deliver(&inv, true, "", 200, "", &o.body).await;
+                } else {
+                    self.finish_stopped(&inv).await;
+                }
+            }
+            Ok(o) => {
+                let kind = o
+                    .error_type
+                    .unwrap_or_else(|| "UnhandledInvocationError".into());
+                if inv.attempts <= inv.max_retries {
+                    // Function errors are retried after a doubling pause: 1 s, 2 s, 4 s ...
+                    let pause = 1000u64 << inv.attempts.saturating_sub(1).min(6);
+                    let r = self
+                        .queue
+                        .finish(
+                            inv.id,
+                            Outcome::Retry {
+                                at_ms: now + pause,
+                                error: kind,
+                                platform: false,
+                            },
+                            now,
+                        )
+                        .await;
+                    if !matches!(r, Ok(true)) {
+                        self.finish_stopped(&inv).await;
+                    }
+                    self.wake_later(pause);
+                } else {
+                    let applied = self
+                        .queue
+                        .finish(
+                            inv.id,
+                            Outcome::Failed {
+                                duration_ms: o.duration.as_millis() as u64,
+                                error: kind.clone(),
+                                instance_id: o.instance_id,
+                            },
+                            now,
+                        )
+                        .await;
+                    if matches!(applied, Ok(true)) {
+                        self.deliver(&inv, false, &kind, 200, &kind, &o.body).await;
+                    } else {
+                        self.finish_stopped(&inv).await;
+                    }
+                }
+            }
+            Err(InvokeError::FunctionThrottled(_))
+            | Err(InvokeError::ServerThrottled)
+            | Err(InvokeError::ShuttingDown) => {
+                if now.saturating_sub(inv.enqueued_ms) > PLATFORM_RETRY_WINDOW_MS {
+                    let _ = self
+                        .queue
+                        .finish(
+                            inv.id,
+                            Outcome::Failed {
+                                duration_ms: 0,
+                                error: "ResourceThrottled".into(),
+                                instance_id: String::new(),
+                            },
+                            now,
+                        )
+                        .await;
+                    self.deliver(&inv, false, "FunctionResourceExhausted", 429, "", b"")
+                        .await;
+                    return;
+                }
+                let pause = 500u64 << inv.platform_retries.min(15);
+                let _ = self
+                    .queue
+                    .finish(
+                        inv.id,
+                        Outcome::Retry {
+                            at_ms: now + pause,
+                            error: "ResourceThrottled".into(),
+                            platform: true,
+                        },
+                        now,
+                    )
+                    .await;
+                self.wake_later(pause);
+            }
+            Err(InvokeError::Start(e)) => {
+                // A function that cannot start is the function's failure: it counts.
+                if inv.attempts <= inv.max_retries {
+                    let pause = 1000u64 << inv.attempts.saturating_sub(1).min(6);
+                    let _ = self
+                        .queue
+                        .finish(
+                            inv.id,
+                            Outcome::Retry {
+                                at_ms: now + pause,
+                                error: e.to_string(),
+                                platform: false,
+                            },
+                            now,
+                        )
+                        .await;
+                    self.wake_later(pause);
+                } else {
+                    let _ = self
+                        .queue
+                        .finish(
+                            inv.id,
+                            Outcome::Failed {
+                                duration_ms: 0,
+                                error: e.to_string(),
+                                instance_id: String::new(),
+                            },
+                            now,
+                        )
+                        .await;
+                    self.deliver(
+                        &inv,
+                        false,
+                        "FunctionNotStarted",
+                        200,
+                        "FunctionNotStarted",
+                        b"",
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// A stop arrived while the result was being recorded: the stop wins.
+    async fn finish_stopped(&self, inv: &Invocation) {
+        let _ = self.queue.finish(inv.id, Outcome::Stopped, now_ms()).await;
+        self.deliver(inv, false, "Stopped", 200, "", b"").await;
+    }
+
+    fn wake_later(&self, pause_ms: u64) {
+        let _ = pause_ms;
+        // Workers sleep at most a second and look at the earliest due time, so a retry is
+        // picked up on time without a timer per invocation.
+    }
+
+    /// Sends FC's destination record to the onSuccess / onFailure function, if configured.
+    async fn deliver(
+        &self,
+        inv: &Invocation,
+        success: bool,
+        condition: &str,
+        status: u16,
+        function_error: &str,
+        response: &[u8],
+    ) {
+        let target = if success {
+            &inv.on_success
+        } else {
+            &inv.on_failure
+        };
+        let Some(arn) = target else {
+            return;
+        };
+        let region = self.control.region().to_owned();
+        let record = serde_json::json!({
+            "timestamp": now_ms(),
+            "requestContext": {
+                "requestId": inv.request_id,
+                "functionArn": format!("acs:fc:{region}:{}:services/{}.{}/functions/{}", inv.account_id, inv.service, inv.qualifier, inv.function),
+                "condition": condition,
+                "approximateInvokeCount": inv.attempts.max(1),
+            },
+            "requestPayload": String::from_utf8_lossy(&inv.payload),
+            "responseContext": { "statusCode": status, "functionError": function_error },
+            "responsePayload": String::from_utf8_lossy(response),
+        });
+        let delivered = match parse_destination(arn) {
+            Ok(t) => {
+                let rid = uuid::Uuid::new_v4().to_string();
+                let next = NewInvocation {
+                    account_id: inv.account_id.clone(),
+                    service: t.service,
+                    function: t.function,
+                    qualifier: t.qualifier,
+                    invocation_id: rid.clone(),
+                    request_id: rid,
+                    stateful: false,
+                    payload: record.to_string().into_bytes(),
+                    max_retries: DEFAULT_RETRIES,
+                    max_age_secs: DEFAULT_MAX_AGE_SECS,
+                    on_success: None,
+                    on_failure: None,
+                    now_ms: now_ms(),
+                };
+                self.queue.enqueue(next).await.is_ok()
+            }
+            Err(_) => false,
+        };
+        if delivered {
+            self.wake.notify_one();
+        }
+        let status = if delivered { "Succeeded" } else { "Failed" };
+        let _ = self.queue.set_destination_status(inv.id, status).await;
+    }
+
+    // ---- the stateful-invocation API ----
+
+    pub async fn get(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        id: &str,
+    ) -> Result<serde_json::Value, FcError> {
+        self.control
+            .get_function(account, service, function)
+            .await?;
+        match self
+            .queue
+            .get(account, service, function, id)
+            .await
+            .map_err(queue_error)?
+        {
+            Some(inv) if inv.stateful => Ok(render(&inv, true)),
+            _ => Err(FcError::StatefulAsyncInvocationNotFound(id.to_owned())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        filter: ListFilter,
+        include_payload: bool,
+    ) -> Result<(Vec<serde_json::Value>, Option<String>), FcError> {
+        self.control
+            .get_function(account, service, function)
+            .await?;
+        let limit = filter.limit as usize;
+        let mut f = filter;
+        f.limit += 1;
+        let mut rows = self
+            .queue
+            .list(account, service, function, &f)
+            .await
+            .map_err(queue_error)?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| r.id.to_string())
+        } else {
+            None
+        };
+        Ok((
+            rows.iter().map(|r| render(r, include_payload)).collect(),
+            next,
+        ))
+    }
+
+    pub async fn stop(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        id: &str,
+    ) -> Result<(), FcError> {
+        self.control
+            .get_function(account, service, function)
+            .await?;
+        let inv = match self
+            .queue
+            .get(account, service, function, id)
+            .await
+            .map_err(queue_error)?
+        {
+            Some(inv) if inv.stateful => inv,
+            _ => return Err(FcError::StatefulAsyncInvocationNotFound(id.to_owned())),
+        };
+        match self
+            .queue
+            .request_stop(account, service, function, id, now_ms())
+            .await
+            .map_err(queue_error)?
+        {
+            StopResult::StoppedBeforeRunning => {
+                self.deliver(&inv, false, "Stopped", 200, "", b"").await;
+                Ok(())
+            }
+            StopResult::Stopping => {
+                let abort = self.running.lock().ok().and_then(|mut r| r.remove(&inv.id));
+                if let Some(tx) = abort {
+                    let _ = tx.send(());
+                }
+                Ok(())
+            }
+            StopResult::AlreadyFinished(Status::Stopped) => Err(FcError::AsyncInvocationStopped {
+                service: service.to_owned(),
+                function: function.to_owned(),
+                id: id.to_owned(),
+            }),
+            StopResult::AlreadyFinished(s) => Err(FcError::invalid(format!(
+                "the async invocation '{id}' has already finished with status {}",
+                s.as_str()
+            ))),
+            StopResult::NotFound => Err(FcError::StatefulAsyncInvocationNotFound(id.to_owned())),
+        }
+    }
+
+    /// ListStatefulAsyncInvocationFunctions.
+    pub async fn stateful_functions(
+        &self,
+        account: &str,
+    ) -> Result<Vec<serde_json::Value>, FcError> {
+        let configs = self
+            .queue
+            .list_stateful_configs(account)
+            .await
+            .map_err(queue_error)?;
+        Ok(configs
+            .into_iter()
+            .map(|c| serde_json::json!({"serviceName": c.service, "functionName": c.function, "qualifier": c.qualifier}))
+            .collect())
+    }
+
+    // ---- async invoke configs ----
+
+    pub async fn put_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+        u: AsyncConfigUpdate,
+    ) -> Result<AsyncConfig, FcError> {
+        self.control
+            .function_at(account, service, function, qualifier)
+            .await?;
+        let qualifier = qualifier.unwrap_or("LATEST");
+        if let Some(a) = u.max_async_event_age_in_seconds
+            && (a == 0 || a > MAX_AGE_LIMIT_SECS)
+        {
+            return Err(FcError::invalid(format!(
+                "maxAsyncEventAgeInSeconds {a} is out of range: it must be between 1 and {MAX_AGE_LIMIT_SECS}"
+            )));
+        }
+        if let Some(r) = u.max_async_retry_attempts
+            && r > MAX_RETRIES
+        {
+            return Err(FcError::invalid(format!(
+                "maxAsyncRetryAttempts {r} is out of range: it must be between 0 and {MAX_RETRIES}"
+            )));
+        }
+        if let Some(dc) = &u.destination_config {
+            for d in [&dc.on_success, &dc.on_failure].into_iter().flatten() {
+                if d.destination.is_empty() {
+                    continue;
+                }
+                let t = parse_destination(&d.destination)?;
+                let q = Some(t.qualifier.as_str()).filter(|q| *q != "LATEST");
+                if self
+                    .control
+                    .function_at(account, &t.service, &t.function, q)
+                    .await
+                    .is_err()
+                {
+                    return Err(FcError::invalid(format!(
+                        "destination '{}' names a function that does not exist",
+                        d.destination
+                    )));
+                }
+            }
+        }
+        let now = fcd_core::time::now();
+        let current = self.config(account, service, function, qualifier).await;
+        let mut cfg = current.unwrap_or(AsyncConfig {
+            service: service.to_owned(),
+            function: function.to_owned(),
+            qualifier: qualifier.to_owned(),
+            max_async_event_age_in_seconds: DEFAULT_MAX_AGE_SECS,
+            max_async_retry_attempts: DEFAULT_RETRIES,
+            stateful_invocation: false,
+            destination_config: None,
+            created_time: now.clone(),
+            last_modified_time: now.clone(),
+        });
+        // PUT merges: what the request leaves out keeps its value.
+        if let Some(a) = u.max_async_event_age_in_seconds {
+            cfg.max_async_event_age_in_seconds = a;
+        }
+        if let Some(r) = u.max_async_retry_attempts {
+            cfg.max_async_retry_attempts = r;
+        }
+        if let Some(s) = u.stateful_invocation {
+            cfg.stateful_invocation = s;
+        }
+        if let Some(dc) = u.destination_config {
+            let mut merged: DestinationConfig = cfg
+                .destination_config
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            if dc.on_success.is_some() {
+                merged.on_success = dc.on_success;
+            }
+            if dc.on_failure.is_some() {
+                merged.on_failure = dc.on_failure;
+            }
+            cfg.destination_config = serde_json::to_value(merged).ok();
+        }
+        cfg.last_modified_time = now;
+        self.queue
+            .put_config(account, &cfg)
+            .await
+            .map_err(queue_error)?;
+        Ok(cfg)
+    }
+
+    pub async fn get_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<AsyncConfig, FcError> {
+        self.control
+            .function_at(account, service, function, qualifier)
+            .await?;
+        let q = qualifier.unwrap_or("LATEST");
+        self.queue
+            .get_config(account, service, function, q)
+            .await
+            .map_err(queue_error)?
+            .ok_or_else(|| FcError::AsyncConfigNotExists {
+                service: service.to_owned(),
+                function: function.to_owned(),
+            })
+    }
+
+    pub async fn delete_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), FcError> {
+        self.control
+            .function_at(account, service, function, qualifier)
+            .await?;
+        let q = qualifier.unwrap_or("LATEST");
+        if self
+            .queue
+            .delete_config(account, service, function, q)
+            .await
+            .map_err(queue_error)?
+        {
+            Ok(())
+        } else {
+            Err(FcError::AsyncConfigNotExists {
+                service: service.to_owned(),
+                function: function.to_owned(),
+            })
+        }
+    }
+
+    pub async fn list_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+    ) -> Result<Vec<AsyncConfig>, FcError> {
+        self.control
+            .get_function(account, service, function)
+            .await?;
+        self.queue
+            .list_configs(account, service, function)
+            .await
+            .map_err(queue_error)
+    }
+}
+
+/// A `StatefulAsyncInvocation` as FC returns it.
+fn render(inv: &Invocation, include_payload: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "invocationId": inv.invocation_id,
+        "serviceName": inv.service,
+        "functionName": inv.function,
+        "qualifier": inv.qualifier,
+        "requestId": inv.request_id,
+        "status": inv.status.as_str(),
+        "alreadyRetriedTimes": inv.attempts.saturating_sub(1),
+        "events": inv.events,
+    });
+    let set = |v: &mut serde_json::Value, k: &str, x: serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.insert(k.to_owned(), x);
+        }
+    };
+    if let Some(t) = inv.started_ms.or(Some(inv.enqueued_ms)) {
+        set(&mut v, "startedTime", t.into());
+    }
+    if let Some(t) = inv.end_ms {
+        set(&mut v, "endTime", t.into());
+    }
+    if let Some(d) = inv.duration_ms {
+        set(&mut v, "durationMs", d.into());
+    }
+    if let Some(i) = &inv.instance_id {
+        set(&mut v, "instanceId", i.clone().into());
+    }
+    if let Some(e) = &inv.error_message
+        && inv.status != Status::Succeeded
+    {
+        set(&mut v, "invocationErrorMessage", e.clone().into());
+    }
+    if let Some(d) = &inv.destination_status {
+        set(&mut v, "destinationStatus", d.clone().into());
+    }
+    if let Some(p) = &inv.return_payload {
+        set(
+            &mut v,
+            "returnPayload",
+            String::from_utf8_lossy(p).into_owned().into(),
+        );
+    }
+    if include_payload {
+        let payload = match std::str::from_utf8(&inv.payload) {
+            Ok(s) => s.to_owned(),
+            Err(_) => base64::engine::general_purpose::STANDARD.encode(&inv.payload),
+        };
+        set(&mut v, "invocationPayload", payload.into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse_fc_arns_only() {
+        let t = parse_destination("acs:fc:cn-hangzhou:123:services/s.prod/functions/f").unwrap();
+        assert_eq!(
+            t,
+            FunctionTarget {
+                service: "s".into(),
+                qualifier: "prod".into(),
+                function: "f".into()
+            }
+        );
+        let t = parse_destination("acs:fc:::services/s/functions/f").unwrap();
+        assert_eq!(t.qualifier, "LATEST");
+        for bad in [
+            "acs:mns:cn-hangzhou:123:/queues/q/messages",
+            "acs:fc:::functions/f",
+            "nonsense",
+            "acs:fc:::services//functions/f",
+        ] {
+            assert!(parse_destination(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn invocation_ids() {
+        assert!(valid_invocation_id("job_1-a"));
+        assert!(valid_invocation_id("_x"));
+        assert!(!valid_invocation_id("1job"));
+        assert!(!valid_invocation_id("a b"));
+        assert!(!valid_invocation_id(""));
+        assert!(!valid_invocation_id(&"a".repeat(129)));
+    }
+}
