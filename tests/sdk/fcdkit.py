@@ -77,6 +77,8 @@ class FcdServer:
     data_dir: Path
     log_dir: Path
     owner: str  # "session" or the node id of the test that started it
+    # Extra ``fcd serve`` arguments, e.g. ``("--async-workers", "1")``.
+    extra_args: tuple[str, ...] = ()
     proc: Optional[subprocess.Popen] = None
     addr: Optional[str] = None
     _stdout: Optional[io.BufferedWriter] = field(default=None, repr=False)
@@ -113,6 +115,7 @@ class FcdServer:
         self._stdout = open(self.stdout_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
         cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+        cmd += list(self.extra_args)
         self.proc = subprocess.Popen(
             cmd,
             env=env,
@@ -171,6 +174,13 @@ class FcdServer:
                 f.close()
         return proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown work at all. Then the same cleanup as :meth:`stop`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stop()
+
     def restart(self) -> "FcdServer":
         self.stop()
         return self.start()
@@ -202,11 +212,17 @@ class FcdServer:
         return make_classic_client(self.addr, **kwargs)
 
 
-def _new_server(base: Path, owner: str, data_dir: Optional[Path] = None) -> FcdServer:
+def _new_server(
+    base: Path,
+    owner: str,
+    data_dir: Optional[Path] = None,
+    extra_args: tuple[str, ...] = (),
+) -> FcdServer:
     server = FcdServer(
         data_dir=data_dir or base / "data",
         log_dir=base / "logs",
         owner=owner,
+        extra_args=tuple(extra_args),
     )
     _ALL_SERVERS.append(server)
     return server
