@@ -231,6 +231,62 @@ impl AsyncEngine {
         }
     }
 
+    /// An invocation of `function` as its async invoke config (for that qualifier) shapes it.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+        payload: Vec<u8>,
+        request_id: &str,
+        invocation_id: &str,
+        force_stateful: bool,
+    ) -> NewInvocation {
+        let cfg = self.config(account, service, function, qualifier).await;
+        let (on_success, on_failure) = destinations(cfg.as_ref());
+        NewInvocation {
+            account_id: account.to_owned(),
+            service: service.to_owned(),
+            function: function.to_owned(),
+            qualifier: qualifier.to_owned(),
+            invocation_id: invocation_id.to_owned(),
+            request_id: request_id.to_owned(),
+            stateful: force_stateful || cfg.as_ref().is_some_and(|c| c.stateful_invocation),
+            payload,
+            max_retries: cfg
+                .as_ref()
+                .map(|c| c.max_async_retry_attempts)
+                .unwrap_or(DEFAULT_RETRIES),
+            max_age_secs: cfg
+                .as_ref()
+                .map(|c| c.max_async_event_age_in_seconds)
+                .unwrap_or(DEFAULT_MAX_AGE_SECS),
+            on_success,
+            on_failure,
+            now_ms: now_ms(),
+        }
+    }
+
+    /// Removes the async invoke configs of a deleted function (`None`: the whole service) or
+    /// qualifier (`None`: all of them), so nothing inherits them later.
+    pub async fn forget_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: Option<&str>,
+        qualifier: Option<&str>,
+    ) {
+        if let Err(e) = self
+            .queue
+            .delete_configs(account, service, function, qualifier)
+            .await
+        {
+            tracing::warn!(error = %e, "removing async invoke configs failed");
+        }
+    }
+
     /// Accepts an async InvokeFunction. Returns the stateful invocation id, if the call is one.
     #[allow(clippy::too_many_arguments)]
     pub async fn accept(
@@ -308,6 +364,16 @@ impl AsyncEngine {
         while !self.closed.load(Ordering::Acquire) {
             let notified = self.wake.notified();
             let now = now_ms();
+            // Too old to start: they end without ever running.
+            match self.queue.expire_due(now).await {
+                Ok(expired) => {
+                    for inv in expired {
+                        self.deliver(&inv, false, "EventExpired", 200, "", b"")
+                            .await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "expiring async work failed"),
+            }
             match self.queue.claim(now, now + 3_600_000).await {
                 Ok(Some(inv)) => {
                     self.process(inv).await;
@@ -578,22 +644,21 @@ impl AsyncEngine {
         });
         let delivered = match parse_destination(arn) {
             Ok(t) => {
+                // The destination is an ordinary async invocation of that function, shaped by
+                // its own async invoke config.
                 let rid = uuid::Uuid::new_v4().to_string();
-                let next = NewInvocation {
-                    account_id: inv.account_id.clone(),
-                    service: t.service,
-                    function: t.function,
-                    qualifier: t.qualifier,
-                    invocation_id: rid.clone(),
-                    request_id: rid,
-                    stateful: false,
-                    payload: record.to_string().into_bytes(),
-                    max_retries: DEFAULT_RETRIES,
-                    max_age_secs: DEFAULT_MAX_AGE_SECS,
-                    on_success: None,
-                    on_failure: None,
-                    now_ms: now_ms(),
-                };
+                let next = self
+                    .plan(
+                        &inv.account_id,
+                        &t.service,
+                        &t.function,
+                        &t.qualifier,
+                        record.to_string().into_bytes(),
+                        &rid,
+                        &rid,
+                        false,
+                    )
+                    .await;
                 self.queue.enqueue(next).await.is_ok()
             }
             Err(_) => false,

@@ -240,6 +240,18 @@ pub trait AsyncQueue: Send + Sync + 'static {
     /// `Retry`) only apply while the row is still `Running`; `false` means it was not (a stop
     /// came in meanwhile).
     async fn finish(&self, id: i64, outcome: Outcome, now_ms: u64) -> Result<bool, QueueError>;
+    /// Ends, as `Expired`, every waiting invocation that became too old to start, and returns
+    /// them (for their onFailure destination). They never show as `Running`.
+    async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError>;
+    /// Deletes async invoke configs of a function (`None`: every function of the service) and
+    /// qualifier (`None`: every qualifier). Returns how many went.
+    async fn delete_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: Option<&str>,
+        qualifier: Option<&str>,
+    ) -> Result<u64, QueueError>;
     /// Records where the destination record went.
     async fn set_destination_status(&self, id: i64, status: &str) -> Result<(), QueueError>;
     /// The earliest time something becomes due, if anything is waiting.

@@ -70,6 +70,9 @@ pub struct SqliteQueue {
     writer: mpsc::Sender<Pending>,
 }
 
+/// Replaces the last event (the `Running` of a claim being undone) with a new one.
+const UNDO_RUNNING_AND_APPEND: &str = "json_insert(json_remove(events, '$[#-1]'), '$[#]', json_object('eventId', json_array_length(events), 'status', ?, 'timestamp', ?, 'eventDetail', ?))";
+
 /// The SQL that appends one event to a row's history.
 const APPEND_EVENT: &str = "json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1, 'status', ?, 'timestamp', ?, 'eventDetail', ?))";
 
@@ -288,15 +291,21 @@ impl AsyncQueue for SqliteQueue {
             .bind(""),
             Outcome::Expired => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL,
-                    events = {APPEND_EVENT} WHERE id = ?"
+                    attempts = attempts - 1,
+                    started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
+                    events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
             )))
             .bind(now)
             .bind("Expired")
             .bind(now)
             .bind(""),
+            // Found not runnable right after the claim: the claim is undone, so the history never
+            // shows a run that did not happen.
             Outcome::Invalid { reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE invocations SET status = 'Invalid', end_ms = ?, error_message = ?, lease_until_ms = NULL,
-                    events = {APPEND_EVENT} WHERE id = ?"
+                    attempts = attempts - 1,
+                    started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
+                    events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
             )))
             .bind(now)
             .bind(reason.clone())
@@ -306,6 +315,47 @@ impl AsyncQueue for SqliteQueue {
         };
         let res = q.bind(id).execute(&self.pool).await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError> {
+        let now = now_ms as i64;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
+             WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
+               AND enqueued_ms + max_age_secs * 1000 < ?
+             RETURNING *"
+        )))
+        .bind(now)
+        .bind("Expired")
+        .bind(now)
+        .bind("")
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(invocation).collect()
+    }
+
+    async fn delete_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: Option<&str>,
+        qualifier: Option<&str>,
+    ) -> Result<u64, QueueError> {
+        let res = sqlx::query(
+            "DELETE FROM async_configs WHERE account_id = ? AND service = ?
+               AND (? IS NULL OR function = ?) AND (? IS NULL OR qualifier = ?)",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(function)
+        .bind(function)
+        .bind(qualifier)
+        .bind(qualifier)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
     }
 
     async fn set_destination_status(&self, id: i64, status: &str) -> Result<(), QueueError> {
@@ -662,6 +712,48 @@ mod tests {
             got.events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5]
         );
+    }
+
+    #[tokio::test]
+    async fn expired_and_invalid_never_show_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        let mut old = new("old", 1000);
+        old.max_age_secs = 1;
+        q.enqueue(old).await.unwrap();
+        q.enqueue(new("gone", 1000)).await.unwrap();
+        let expired = q.expire_due(5000).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        let got = q.get("a", "s", "f", "old").await.unwrap().unwrap();
+        assert_eq!(got.status, Status::Expired);
+        assert_eq!(
+            got.events
+                .iter()
+                .map(|e| e.status.as_str())
+                .collect::<Vec<_>>(),
+            ["Enqueued", "Expired"]
+        );
+        let c = q.claim(5000, 9000).await.unwrap().unwrap();
+        q.finish(
+            c.id,
+            Outcome::Invalid {
+                reason: "function gone".into(),
+            },
+            5001,
+        )
+        .await
+        .unwrap();
+        let got = q.get("a", "s", "f", "gone").await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.attempts, got.started_ms),
+            (Status::Invalid, 0, None)
+        );
+        let events: Vec<_> = got
+            .events
+            .iter()
+            .map(|e| (e.event_id, e.status.as_str()))
+            .collect();
+        assert_eq!(events, [(1, "Enqueued"), (2, "Invalid")]);
     }
 
     #[tokio::test]

@@ -72,6 +72,9 @@ pub(super) async fn delete(
             header_str(&headers, "if-match"),
         )
         .await?;
+    s.asynchronous
+        .forget_configs(&c.account_id, &service, None, Some(p.get("alias")))
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

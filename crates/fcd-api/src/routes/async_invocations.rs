@@ -207,7 +207,13 @@ pub(super) async fn stateful_functions(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let limit = q.u32("limit")?.unwrap_or(100) as usize;
+    let limit = q.u32("limit")?.unwrap_or(100);
+    if limit == 0 || limit > 100 {
+        return Err(ApiError(FcError::invalid(format!(
+            "limit {limit} is out of range: it must be between 1 and 100"
+        ))));
+    }
+    let limit = limit as usize;
     let skip: usize = q
         .string("nextToken")
         .and_then(|t| t.parse().ok())

@@ -88,6 +88,9 @@ pub(super) async fn delete(
             header_str(&headers, "if-match"),
         )
         .await?;
+    s.asynchronous
+        .forget_configs(&c.account_id, &service, Some(p.get("function")), None)
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -60,6 +60,9 @@ pub(super) async fn delete(
     s.control
         .delete_service(&c.account_id, &name, header_str(&headers, "if-match"))
         .await?;
+    s.asynchronous
+        .forget_configs(&c.account_id, &name, None, None)
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

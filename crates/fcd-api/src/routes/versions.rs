@@ -71,5 +71,8 @@ pub(super) async fn delete(
     s.control
         .delete_version(&c.account_id, &service, p.get("version"))
         .await?;
+    s.asynchronous
+        .forget_configs(&c.account_id, &service, None, Some(p.get("version")))
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
