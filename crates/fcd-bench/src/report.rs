@@ -1,0 +1,450 @@
+//! What a run measured, as JSON and as a Markdown report.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::load::LoadStats;
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Env {
+    pub(crate) date: String,
+    pub(crate) git_commit: Option<String>,
+    pub(crate) cpus: usize,
+    pub(crate) cpu_model: Option<String>,
+    pub(crate) kernel: String,
+    pub(crate) fcd_binary: String,
+    pub(crate) fcd_profile: String,
+    pub(crate) harness_profile: String,
+    pub(crate) python: Option<String>,
+    pub(crate) instance_network: Option<String>,
+    /// Mean client-side cost of signing one empty InvokeFunction request.
+    pub(crate) sign_us: f64,
+    /// `/proc/loadavg` when the run started and when it ended: other work on the machine
+    /// skews every number.
+    pub(crate) loadavg_start: Option<String>,
+    pub(crate) loadavg_end: Option<String>,
+    /// CPU time that other processes took during the run (noise in every number).
+    pub(crate) foreign_load: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ServerStats {
+    /// Spawn → `listen-addr` present and a TCP connect succeeded, one per start.
+    pub(crate) start_to_ready_ms: Vec<f64>,
+    pub(crate) start_to_ready_median_ms: f64,
+    /// VmRSS after the idle period following start-up (no instance exists).
+    pub(crate) idle_rss_start_mib: f64,
+    /// VmRSS after the run, once every function was deleted and its instances were gone.
+    pub(crate) idle_rss_end_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct WarmRow {
+    pub(crate) runtime: String,
+    pub(crate) concurrency: usize,
+    pub(crate) fcd: LoadStats,
+    pub(crate) direct: LoadStats,
+    /// fcd p50 / direct p50.
+    pub(crate) latency_ratio: f64,
+    /// fcd req/s / direct req/s.
+    pub(crate) throughput_ratio: f64,
+    /// fcd p50 − direct p50.
+    pub(crate) p50_overhead_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Baseline {
+    pub(crate) what: String,
+    pub(crate) median_ms: f64,
+    pub(crate) samples_ms: Vec<f64>,
+    /// fcd's cold invocation median minus this median.
+    pub(crate) fcd_minus_baseline_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ColdRow {
+    pub(crate) runtime: String,
+    /// InvokeFunction → response for a function with no instance, one per fresh function.
+    pub(crate) fcd_samples_ms: Vec<f64>,
+    pub(crate) fcd_median_ms: f64,
+    pub(crate) baselines: Vec<Baseline>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PayloadRow {
+    pub(crate) bytes: usize,
+    pub(crate) label: String,
+    pub(crate) fcd: LoadStats,
+    pub(crate) direct: LoadStats,
+    /// fcd MB/s / direct MB/s.
+    pub(crate) throughput_ratio: f64,
+    /// Client-side signing of one request of this size (part of every fcd latency).
+    pub(crate) client_sign_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AsyncResult {
+    /// `skipped` or `measured`.
+    pub(crate) status: String,
+    pub(crate) detail: String,
+    pub(crate) accepted: Option<LoadStats>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Report {
+    pub(crate) scenario: String,
+    pub(crate) quick: bool,
+    pub(crate) env: Env,
+    pub(crate) pinning: String,
+    pub(crate) notes: Vec<String>,
+    pub(crate) server: Option<ServerStats>,
+    pub(crate) warm: Vec<WarmRow>,
+    pub(crate) cold: Vec<ColdRow>,
+    pub(crate) payload: Vec<PayloadRow>,
+    #[serde(rename = "async")]
+    pub(crate) asynchronous: Option<AsyncResult>,
+    pub(crate) skipped: Vec<String>,
+    pub(crate) failures: Vec<String>,
+}
+
+fn us(x: f64) -> String {
+    if x >= 10_000.0 {
+        format!("{:.1} ms", x / 1000.0)
+    } else {
+        format!("{x:.0} µs")
+    }
+}
+
+fn signed_us(x: f64) -> String {
+    if x.abs() >= 10_000.0 {
+        format!("{:+.1} ms", x / 1000.0)
+    } else {
+        format!("{x:+.0} µs")
+    }
+}
+
+fn ms_list(xs: &[f64]) -> String {
+    if xs.len() > 8 {
+        let mut v = xs.to_vec();
+        v.sort_by(f64::total_cmp);
+        let (lo, hi) = (v[0], v[v.len() - 1]);
+        return format!("min {lo:.1}, max {hi:.1}");
+    }
+    xs.iter()
+        .map(|x| format!("{x:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One target and where the run stands against it.
+struct Verdict {
+    target: &'static str,
+    measured: String,
+    met: Option<bool>,
+}
+
+impl Report {
+    fn verdicts(&self) -> Vec<Verdict> {
+        let mut v = Vec::new();
+        let warm = |rt: &str, c: usize| {
+            self.warm
+                .iter()
+                .find(|r| r.runtime == rt && r.concurrency == c)
+        };
+        let row = warm("custom", 1);
+        v.push(Verdict {
+            target: "warm custom, c=1: fcd p50 within 50 µs of direct",
+            measured: row.map_or("not measured".into(), |r| {
+                format!(
+                    "{} ({} vs {})",
+                    signed_us(r.p50_overhead_us),
+                    us(r.fcd.p50_us),
+                    us(r.direct.p50_us)
+                )
+            }),
+            met: row.map(|r| r.p50_overhead_us <= 50.0),
+        });
+        let row = warm("custom", 8);
+        v.push(Verdict {
+            target: "warm custom, c=8: fcd throughput ≥ 60 % of direct",
+            measured: row.map_or("not measured".into(), |r| {
+                format!(
+                    "{:.0} % ({:.0} vs {:.0} req/s)",
+                    r.throughput_ratio * 100.0,
+                    r.fcd.rps,
+                    r.direct.rps
+                )
+            }),
+            met: row.map(|r| r.throughput_ratio >= 0.6),
+        });
+        let row = warm("python3", 1);
+        v.push(Verdict {
+            target: "warm python3, c=1: fcd p50 ≤ 0.3 ms",
+            measured: row.map_or("not measured".into(), |r| us(r.fcd.p50_us)),
+            met: row.map(|r| r.fcd.p50_us <= 300.0),
+        });
+        let cold = |rt: &str| {
+            self.cold
+                .iter()
+                .find(|r| r.runtime == rt)
+                .and_then(|r| r.baselines.first().map(|b| (r, b)))
+        };
+        let row = cold("custom");
+        v.push(Verdict {
+            target: "cold custom ≤ 15 ms above the fixture's own start-up",
+            measured: row.map_or("not measured".into(), |(r, b)| {
+                format!(
+                    "{:+.1} ms ({:.1} vs {:.1} ms)",
+                    b.fcd_minus_baseline_ms, r.fcd_median_ms, b.median_ms
+                )
+            }),
+            met: row.map(|(_, b)| b.fcd_minus_baseline_ms <= 15.0),
+        });
+        let row = cold("python3");
+        v.push(Verdict {
+            target: "cold python3 ≤ 30 ms above `python3 -c pass`",
+            measured: row.map_or("not measured".into(), |(r, b)| {
+                format!(
+                    "{:+.1} ms ({:.1} vs {:.1} ms)",
+                    b.fcd_minus_baseline_ms, r.fcd_median_ms, b.median_ms
+                )
+            }),
+            met: row.map(|(_, b)| b.fcd_minus_baseline_ms <= 30.0),
+        });
+        let s = self.server.as_ref();
+        v.push(Verdict {
+            target: "server start to ready ≤ 100 ms",
+            measured: s.map_or("not measured".into(), |s| {
+                format!("{:.1} ms", s.start_to_ready_median_ms)
+            }),
+            met: s.map(|s| s.start_to_ready_median_ms <= 100.0),
+        });
+        v.push(Verdict {
+            target: "idle RSS ≤ 40 MB (VmRSS, MiB), after start-up",
+            measured: s.map_or("not measured".into(), |s| {
+                format!("{:.1} MiB", s.idle_rss_start_mib)
+            }),
+            met: s.map(|s| s.idle_rss_start_mib <= 40.0),
+        });
+        let end = s.and_then(|s| s.idle_rss_end_mib);
+        v.push(Verdict {
+            target: "idle RSS ≤ 40 MB (VmRSS, MiB), after the run with no instance left",
+            measured: end.map_or("not measured".into(), |m| format!("{m:.1} MiB")),
+            met: end.map(|m| m <= 40.0),
+        });
+        v
+    }
+
+    pub(crate) fn markdown(&self) -> String {
+        let mut o = String::new();
+        let e = &self.env;
+        let _ = writeln!(o, "# fcd benchmark: `{}`\n", self.scenario);
+        let _ = writeln!(o, "| | |\n|---|---|");
+        let _ = writeln!(o, "| date | {} |", e.date);
+        let _ = writeln!(
+            o,
+            "| commit | {} |",
+            e.git_commit.as_deref().unwrap_or("unknown")
+        );
+        let _ = writeln!(
+            o,
+            "| CPUs | {}{} |",
+            e.cpus,
+            e.cpu_model
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(o, "| kernel | {} |", e.kernel);
+        let _ = writeln!(o, "| fcd | `{}` ({} build) |", e.fcd_binary, e.fcd_profile);
+        let _ = writeln!(o, "| harness | {} build |", e.harness_profile);
+        let _ = writeln!(
+            o,
+            "| python | {} |",
+            e.python.as_deref().unwrap_or("not available")
+        );
+        let _ = writeln!(
+            o,
+            "| instance network | {} |",
+            e.instance_network.as_deref().unwrap_or("unknown")
+        );
+        let _ = writeln!(o, "| pinning | {} |", self.pinning);
+        let _ = writeln!(
+            o,
+            "| load average (1/5/15 min) | {} at start, {} at the end |",
+            e.loadavg_start.as_deref().unwrap_or("?"),
+            e.loadavg_end.as_deref().unwrap_or("?")
+        );
+        if let Some(f) = &e.foreign_load {
+            let _ = writeln!(o, "| other load | {f} |");
+        }
+        let _ = writeln!(
+            o,
+            "| client signing | {:.1} µs per InvokeFunction (included in every fcd latency) |",
+            e.sign_us
+        );
+        let _ = writeln!(
+            o,
+            "| mode | {} |",
+            if self.quick {
+                "--quick: tiny counts to check the harness end to end; the numbers mean nothing"
+            } else {
+                "full"
+            }
+        );
+        for n in &self.notes {
+            let _ = writeln!(o, "| note | {n} |");
+        }
+
+        if let Some(s) = &self.server {
+            let _ = writeln!(o, "\n## Server\n\n| metric | value |\n|---|---|");
+            let _ = writeln!(
+                o,
+                "| start to ready (median of {}) | {:.1} ms ({}) |",
+                s.start_to_ready_ms.len(),
+                s.start_to_ready_median_ms,
+                ms_list(&s.start_to_ready_ms)
+            );
+            let _ = writeln!(
+                o,
+                "| idle RSS after start | {:.1} MiB |",
+                s.idle_rss_start_mib
+            );
+            if let Some(end) = s.idle_rss_end_mib {
+                let _ = writeln!(
+                    o,
+                    "| idle RSS after the run (no instances) | {end:.1} MiB |"
+                );
+            }
+        }
+
+        if !self.warm.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## Warm: no-op synchronous invocations\n\n\
+                 | runtime | c | fcd p50 | fcd p90 | fcd p99 | fcd req/s | direct p50 | direct p90 | direct p99 | direct req/s | p50 overhead | p50 fcd/direct | req/s fcd/direct |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.warm {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {:.2}× | {:.0} % |",
+                    r.runtime,
+                    r.concurrency,
+                    us(r.fcd.p50_us),
+                    us(r.fcd.p90_us),
+                    us(r.fcd.p99_us),
+                    r.fcd.rps,
+                    us(r.direct.p50_us),
+                    us(r.direct.p90_us),
+                    us(r.direct.p99_us),
+                    r.direct.rps,
+                    signed_us(r.p50_overhead_us),
+                    r.latency_ratio,
+                    r.throughput_ratio * 100.0
+                );
+            }
+        }
+
+        if !self.cold.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## Cold: InvokeFunction on a function with no instance\n\n\
+                 | runtime | fcd median | fcd samples (ms) | baseline | baseline median | fcd − baseline |\n\
+                 |---|--:|---|---|--:|--:|"
+            );
+            for r in &self.cold {
+                for (i, b) in r.baselines.iter().enumerate() {
+                    let (rt, med, samples) = if i == 0 {
+                        (
+                            r.runtime.as_str(),
+                            format!("{:.1} ms", r.fcd_median_ms),
+                            ms_list(&r.fcd_samples_ms),
+                        )
+                    } else {
+                        ("", String::new(), String::new())
+                    };
+                    let _ = writeln!(
+                        o,
+                        "| {rt} | {med} | {samples} | {} | {:.1} ms | {:+.1} ms |",
+                        b.what, b.median_ms, b.fcd_minus_baseline_ms
+                    );
+                }
+            }
+        }
+
+        if !self.payload.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## Payload: echo through the custom fixture, c=1\n\n\
+                 | size | requests fcd/direct | client signing | fcd p50 | fcd MB/s | direct p50 | direct MB/s | MB/s fcd/direct |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.payload {
+                let _ = writeln!(
+                    o,
+                    "| {} | {}/{} | {} | {} | {:.1} | {} | {:.1} | {:.0} % |",
+                    r.label,
+                    r.fcd.requests,
+                    r.direct.requests,
+                    us(r.client_sign_ms * 1000.0),
+                    us(r.fcd.p50_us),
+                    r.fcd.mb_per_s,
+                    us(r.direct.p50_us),
+                    r.direct.mb_per_s,
+                    r.throughput_ratio * 100.0
+                );
+            }
+        }
+
+        if let Some(a) = &self.asynchronous {
+            let _ = writeln!(o, "\n## Async\n");
+            match &a.accepted {
+                Some(s) => {
+                    let _ = writeln!(
+                        o,
+                        "{}: {:.0} accepted calls/s at c={} (p50 {}, p99 {}).",
+                        a.detail,
+                        s.rps,
+                        s.concurrency,
+                        us(s.p50_us),
+                        us(s.p99_us)
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "{}: {}", a.status, a.detail);
+                }
+            }
+        }
+
+        if !self.quick {
+            let _ = writeln!(
+                o,
+                "\n## Targets\n\n| target | measured | status |\n|---|---|---|"
+            );
+            for v in self.verdicts() {
+                let status = match v.met {
+                    Some(true) => "met",
+                    Some(false) => "**not met**",
+                    None => "not measured",
+                };
+                let _ = writeln!(o, "| {} | {} | {status} |", v.target, v.measured);
+            }
+        }
+
+        if !self.skipped.is_empty() {
+            let _ = writeln!(o, "\n## Skipped\n");
+            for s in &self.skipped {
+                let _ = writeln!(o, "- {s}");
+            }
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(o, "\n## Failures\n");
+            for f in &self.failures {
+                let _ = writeln!(o, "- {}", f.replace('\n', " "));
+            }
+        }
+        o
+    }
+}

@@ -1,0 +1,265 @@
+//! The fcd server under test: starting it, timing its start-up, and driving its API with
+//! signed requests as the SDKs do.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+
+use crate::http::{Creds, Reply, Sender, connect, send, signed_request};
+use crate::sys::{Guard, Pinning};
+
+pub(crate) const KEY_ID: &str = "benchAccessKeyId";
+pub(crate) const SECRET: &str = "benchAccessKeySecret";
+pub(crate) const ACCOUNT_ID: &str = "1234567890123456";
+/// The service every benchmark function lives in.
+pub(crate) const SERVICE: &str = "bench";
+
+pub(crate) fn creds() -> Creds {
+    Creds {
+        key_id: KEY_ID.into(),
+        secret: SECRET.into(),
+    }
+}
+
+/// A running `fcd serve`.
+pub(crate) struct FcdServer {
+    child: Option<Guard>,
+    pub(crate) pid: u32,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: PathBuf,
+    /// Spawn → `listen-addr` written and a TCP connect succeeded.
+    pub(crate) ready: Duration,
+}
+
+impl FcdServer {
+    /// Starts fcd with a fresh data dir under `dir` and waits until it is ready.
+    pub(crate) fn start(
+        fcd: &Path,
+        dir: &Path,
+        pin: &Pinning,
+        python: Option<&Path>,
+    ) -> Result<FcdServer> {
+        let data = dir.join("data");
+        let log_path = dir.join("fcd.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut cmd = Command::new(fcd);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("FCD_ACCESS_KEY_ID", KEY_ID)
+            .env("FCD_ACCESS_KEY_SECRET", SECRET)
+            .env("FCD_ACCOUNT_ID", ACCOUNT_ID)
+            .env("FCD_REGION", "cn-hangzhou")
+            .env("RUST_LOG", "info")
+            .env_remove("FCD_PYTHON")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(p) = python {
+            cmd.arg("--python").arg(p);
+        }
+        let (child, started) = pin.spawn(&mut cmd)?;
+        let pid = child.id();
+        let mut child = Guard(child);
+        let addr_file = data.join("listen-addr");
+        let deadline = started + Duration::from_secs(30);
+        let addr = loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && let Ok(addr) = text.trim().parse::<SocketAddr>()
+                && std::net::TcpStream::connect(addr).is_ok()
+            {
+                break addr;
+            }
+            if let Some(status) = child.0.try_wait()? {
+                bail!(
+                    "fcd exited during start-up ({status}): {}",
+                    tail(&log_path, 2000)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("fcd was not ready after 30 s: {}", tail(&log_path, 2000));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let ready = started.elapsed();
+        Ok(FcdServer {
+            child: Some(child),
+            pid,
+            addr,
+            log: log_path,
+            ready,
+        })
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut g) = self.child.take() {
+            crate::sys::stop(&mut g.0, Duration::from_secs(15));
+        }
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
+        tail(&self.log, 3000)
+    }
+
+    /// How fcd said its instances get their network.
+    pub(crate) fn instance_network(&self) -> Option<String> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        if log.contains("private network namespaces") {
+            Some("namespace (a private network namespace per instance)".into())
+        } else if log.contains("share the host network") {
+            Some("host (instances share the host network)".into())
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for FcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(n);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..].to_owned()
+}
+
+/// Control-plane calls over one kept-alive connection.
+pub(crate) struct Api {
+    addr: SocketAddr,
+    host: HeaderValue,
+    creds: Creds,
+    sender: Option<Sender>,
+}
+
+impl Api {
+    pub(crate) fn new(addr: SocketAddr) -> Result<Api> {
+        Ok(Api {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string())?,
+            creds: creds(),
+            sender: None,
+        })
+    }
+
+    pub(crate) async fn sender(&mut self) -> Result<&mut Sender> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(connect(self.addr).await?);
+        }
+        self.sender
+            .as_mut()
+            .ok_or_else(|| anyhow!("no connection to fcd"))
+    }
+
+    /// A signed call; fails unless the status is 2xx.
+    pub(crate) async fn call(&mut self, method: Method, path: &str, body: &str) -> Result<Reply> {
+        let reply = self.call_raw(method.clone(), path, body).await?;
+        if !(200..300).contains(&reply.status) {
+            bail!("{method} {path}: {}", reply.describe());
+        }
+        Ok(reply)
+    }
+
+    /// A signed call, whatever its status.
+    pub(crate) async fn call_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<Reply> {
+        let mut h = HeaderMap::new();
+        if !body.is_empty() {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+        }
+        let req = signed_request(
+            &self.creds,
+            &self.host,
+            &method,
+            path,
+            h,
+            Bytes::copy_from_slice(body.as_bytes()),
+        )?;
+        let sender = self.sender().await?;
+        send(sender, req)
+            .await
+            .with_context(|| format!("{method} {path}"))
+    }
+
+    /// Creates the benchmark service; one that already exists is fine.
+    pub(crate) async fn create_service(&mut self) -> Result<()> {
+        let body = serde_json::json!({ "serviceName": SERVICE, "description": "fcd-bench" });
+        let reply = self
+            .call_raw(Method::POST, "/2021-04-06/services", &body.to_string())
+            .await?;
+        if !(200..300).contains(&reply.status) && reply.status != 409 {
+            bail!("creating service {SERVICE}: {}", reply.describe());
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn create_function(&mut self, f: &FunctionDef) -> Result<()> {
+        let body = serde_json::json!({
+            "functionName": f.name,
+            "runtime": f.runtime,
+            "handler": f.handler,
+            "timeout": 60,
+            "memorySize": 512,
+            "instanceConcurrency": f.instance_concurrency,
+            "code": { "zipFile": f.zip_b64 },
+        });
+        self.call(
+            Method::POST,
+            &format!("/2021-04-06/services/{SERVICE}/functions"),
+            &body.to_string(),
+        )
+        .await
+        .with_context(|| format!("creating function {}", f.name))?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_function(&mut self, name: &str) -> Result<()> {
+        self.call(
+            Method::DELETE,
+            &format!("/2021-04-06/services/{SERVICE}/functions/{name}"),
+            "",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A function to deploy.
+pub(crate) struct FunctionDef {
+    pub(crate) name: String,
+    pub(crate) runtime: String,
+    pub(crate) handler: String,
+    pub(crate) instance_concurrency: u32,
+    pub(crate) zip_b64: String,
+}
+
+/// A base64 zip of `(name, content, mode)` entries, as CreateFunction takes it.
+pub(crate) fn zip_b64(files: &[(&str, &[u8], u32)]) -> Result<String> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content, mode) in files {
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+        w.start_file(*name, opts)?;
+        w.write_all(content)?;
+    }
+    let bytes = w.finish()?.into_inner();
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}

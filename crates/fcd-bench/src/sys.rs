@@ -1,0 +1,267 @@
+//! CPU pinning, process start-up and what `/proc` tells about processes.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
+
+/// Where the benchmark's processes run.
+///
+/// With pinning, the fcd server (and so every instance it starts) and the standalone floor
+/// processes run on one CPU and the load generator on another, so the generator's own work
+/// does not compete with what is measured. Processes are pinned by starting them from a
+/// short-lived thread whose affinity is the server CPU: a child inherits the mask of the
+/// thread that forked it, from its first instruction on.
+#[derive(Debug, Clone)]
+pub(crate) struct Pinning {
+    server_cpu: Option<usize>,
+    /// What was pinned, or why nothing was.
+    pub(crate) note: String,
+}
+
+fn cpu_set(cpu: usize) -> Result<CpuSet> {
+    let mut set = CpuSet::new();
+    set.set(cpu)
+        .with_context(|| format!("CPU {cpu} is out of range"))?;
+    Ok(set)
+}
+
+/// The calling thread's allowed CPUs.
+fn allowed_cpus() -> Result<Vec<usize>> {
+    let set = sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect())
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_current_thread(cpu: usize) -> Result<()> {
+    sched_setaffinity(Pid::from_raw(0), &cpu_set(cpu)?)
+        .with_context(|| format!("sched_setaffinity to CPU {cpu}"))
+}
+
+impl Pinning {
+    /// Sets pinning up if `requested` and the machine allows it. Must run on the thread that
+    /// will drive the load generator, before its runtime starts threads.
+    pub(crate) fn setup(requested: bool) -> Pinning {
+        let cpus = allowed_cpus().unwrap_or_default();
+        if !requested {
+            return Pinning {
+                server_cpu: None,
+                note: format!(
+                    "not pinned (--pin not given): server, instances, floor processes and load generator share the {} allowed CPU(s)",
+                    cpus.len()
+                ),
+            };
+        }
+        let unpinned = |why: String| Pinning {
+            server_cpu: None,
+            note: format!("not pinned: {why}"),
+        };
+        let (server, generator) = match cpus.as_slice() {
+            [a, b, ..] => (*a, *b),
+            _ => {
+                return unpinned(format!(
+                    "needs at least 2 allowed CPUs, this process may use {}",
+                    cpus.len()
+                ));
+            }
+        };
+        // Prove both masks can be set before relying on either.
+        let probe = std::thread::spawn(move || pin_current_thread(server));
+        match probe.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return unpinned(format!("{e:#}")),
+            Err(_) => return unpinned("the probe thread panicked".into()),
+        }
+        if let Err(e) = pin_current_thread(generator) {
+            return unpinned(format!("{e:#}"));
+        }
+        Pinning {
+            server_cpu: Some(server),
+            note: format!(
+                "pinned with sched_setaffinity: fcd server (and the instances it starts) and the standalone floor processes to CPU {server}; load generator (the harness, one thread) to CPU {generator}"
+            ),
+        }
+    }
+
+    pub(crate) fn pinned(&self) -> bool {
+        self.server_cpu.is_some()
+    }
+
+    /// Starts `cmd` on the server CPU (when pinned). Returns the child and the instant just
+    /// before the spawn, for start-up timings.
+    pub(crate) fn spawn(&self, cmd: &mut Command) -> Result<(Child, Instant)> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let spawned = match self.server_cpu {
+            None => {
+                let t = Instant::now();
+                cmd.spawn().map(|c| (c, t))
+            }
+            Some(cpu) => std::thread::scope(|s| {
+                s.spawn(|| {
+                    pin_current_thread(cpu).map_err(std::io::Error::other)?;
+                    let t = Instant::now();
+                    cmd.spawn().map(|c| (c, t))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("spawn thread panicked")))
+            }),
+        };
+        spawned.with_context(|| format!("starting {program}"))
+    }
+}
+
+/// A field of `/proc/<pid>/status` such as `VmRSS` or `Cpus_allowed_list`.
+pub(crate) fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == field).then(|| v.trim().to_owned())
+    })
+}
+
+/// Resident memory in MiB.
+pub(crate) fn rss_mib(pid: u32) -> Result<f64> {
+    let v = proc_status(pid, "VmRSS").ok_or_else(|| anyhow!("no VmRSS for pid {pid}"))?;
+    let kib: f64 = v
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("VmRSS {v:?}"))?;
+    Ok(kib / 1024.0)
+}
+
+/// Direct children of `pid` (all its threads').
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Waits until `pid` has no child processes besides `keep` (the instances started since are
+/// gone).
+pub(crate) fn wait_children(pid: u32, keep: &[u32], limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let extra: Vec<u32> = children(pid)
+            .into_iter()
+            .filter(|c| !keep.contains(c))
+            .collect();
+        if extra.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("fcd still has child processes {extra:?} after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A TCP port that was free a moment ago.
+pub(crate) fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// SIGTERM, then SIGKILL after `grace`; always reaps.
+pub(crate) fn stop(child: &mut Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A child process that is killed and reaped when dropped.
+pub(crate) struct Guard(pub(crate) Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion and returns its trimmed stdout, if it succeeded.
+pub(crate) fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let text = if text.is_empty() {
+        String::from_utf8_lossy(&out.stderr).trim().to_owned()
+    } else {
+        text
+    };
+    Some(text)
+}
+
+/// CPU accounting at one moment, in USER_HZ ticks (1/100 s on Linux).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSnapshot {
+    /// All CPUs' non-idle time, steal excluded.
+    busy: u64,
+    /// Time the hypervisor gave to someone else.
+    steal: u64,
+    /// This process and every child it reaped (fcd, and through fcd its instances).
+    own: u64,
+    at: Instant,
+}
+
+fn ticks(fields: &[&str], idx: &[usize]) -> u64 {
+    idx.iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum()
+}
+
+pub(crate) fn cpu_snapshot() -> Option<CpuSnapshot> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<&str> = stat.lines().next()?.split_whitespace().skip(1).collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy = ticks(&cpu, &[0, 1, 2, 5, 6]);
+    let steal = ticks(&cpu, &[7]);
+    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_comm: Vec<&str> = me.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime stime cutime cstime are fields 14-17 of stat(5); here 11-14.
+    let own = ticks(&after_comm, &[11, 12, 13, 14]);
+    Some(CpuSnapshot {
+        busy,
+        steal,
+        own,
+        at: Instant::now(),
+    })
+}
+
+/// What ran on the machine besides this benchmark between two snapshots.
+pub(crate) fn foreign_load(start: &CpuSnapshot, end: &CpuSnapshot) -> String {
+    let secs = (end.at - start.at).as_secs_f64().max(1e-3);
+    let busy = end.busy.saturating_sub(start.busy) as f64 / 100.0;
+    let own = end.own.saturating_sub(start.own) as f64 / 100.0;
+    let steal = end.steal.saturating_sub(start.steal) as f64 / 100.0;
+    let other = (busy - own).max(0.0);
+    format!(
+        "{other:.1} CPU-s used by other processes and the kernel during the {secs:.0} s run ({:.0} % of one CPU); the benchmark used {own:.1} CPU-s; hypervisor steal {steal:.1} CPU-s",
+        other / secs * 100.0
+    )
+}
