@@ -146,6 +146,8 @@ pub struct AsyncEngine {
     wake: Notify,
     /// Invocations running in this process, by row id, with the way to abort each.
     running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
+    /// Async invoke configs by (account, service, function, qualifier); `None` = no config.
+    configs: std::sync::RwLock<HashMap<(String, String, String, String), Option<AsyncConfig>>>,
     closed: AtomicBool,
 }
 
@@ -171,6 +173,7 @@ impl AsyncEngine {
             retention,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            configs: std::sync::RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }
     }
@@ -211,6 +214,8 @@ impl AsyncEngine {
         self.wake.notify_waiters();
     }
 
+    /// The async invoke config of a function and qualifier, from memory after the first read;
+    /// every change goes through this engine, which drops the cached copy.
     async fn config(
         &self,
         account: &str,
@@ -218,16 +223,36 @@ impl AsyncEngine {
         function: &str,
         qualifier: &str,
     ) -> Option<AsyncConfig> {
+        let key = (
+            account.to_owned(),
+            service.to_owned(),
+            function.to_owned(),
+            qualifier.to_owned(),
+        );
+        if let Some(hit) = self.configs.read().ok().and_then(|c| c.get(&key).cloned()) {
+            return hit;
+        }
         match self
             .queue
             .get_config(account, service, function, qualifier)
             .await
         {
-            Ok(c) => c,
+            Ok(c) => {
+                if let Ok(mut cache) = self.configs.write() {
+                    cache.insert(key, c.clone());
+                }
+                c
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading async config failed; using defaults");
                 None
             }
+        }
+    }
+
+    fn forget_cached_configs(&self, account: &str, service: &str) {
+        if let Ok(mut cache) = self.configs.write() {
+            cache.retain(|(a, s, _, _), _| !(a == account && s == service));
         }
     }
 
@@ -285,6 +310,7 @@ impl AsyncEngine {
         {
             tracing::warn!(error = %e, "removing async invoke configs failed");
         }
+        self.forget_cached_configs(account, service);
     }
 
     /// Accepts an async InvokeFunction. Returns the stateful invocation id, if the call is one.
@@ -880,6 +906,7 @@ impl AsyncEngine {
             .put_config(account, &cfg)
             .await
             .map_err(queue_error)?;
+        self.forget_cached_configs(account, service);
         Ok(cfg)
     }
 
@@ -915,12 +942,13 @@ impl AsyncEngine {
             .function_at(account, service, function, qualifier)
             .await?;
         let q = qualifier.unwrap_or("LATEST");
-        if self
+        let deleted = self
             .queue
             .delete_config(account, service, function, q)
             .await
-            .map_err(queue_error)?
-        {
+            .map_err(queue_error)?;
+        self.forget_cached_configs(account, service);
+        if deleted {
             Ok(())
         } else {
             Err(FcError::AsyncConfigNotExists {

@@ -750,7 +750,7 @@ async fn judge(
             Verdict::FunctionError { body, kind }
         }
         CallResult::TimedOut => {
-            let mem = round2(inst.max_memory_mb());
+            let mem = round2(inst.fresh_memory_mb());
             inst.kill().await;
             let msg = format!(
                 "{what} timed out after {} seconds (maxMemoryUsage: {mem:.2}MB)",
@@ -766,7 +766,7 @@ async fn judge(
             inst.dead.store(true, Ordering::SeqCst);
             let mem = match &exit {
                 Some(x) => x.max_rss_kib as f64 / 1024.0,
-                None => inst.max_memory_mb(),
+                None => inst.fresh_memory_mb(),
             };
             match &exit {
                 Some(x) => {
@@ -790,15 +790,17 @@ async fn judge(
 }
 
 fn outcome(inst: &Instance, started: Instant, v: Verdict) -> InvokeOutcome {
-    let (body, error_type) = match v {
-        Verdict::Success(b) => (b, None),
-        Verdict::FunctionError { body, kind } => (body, Some(kind)),
+    let duration = started.elapsed();
+    let (body, error_type, mem) = match v {
+        Verdict::Success(b) => (b, None, inst.max_memory_mb()),
+        // Failures are rare and their memory figure matters (OOM): read it fresh.
+        Verdict::FunctionError { body, kind } => (body, Some(kind), inst.fresh_memory_mb()),
     };
     InvokeOutcome {
         body,
         error_type,
-        duration: started.elapsed(),
-        max_memory_mb: round2(inst.max_memory_mb()),
+        duration,
+        max_memory_mb: round2(mem),
         instance_id: inst.id.clone(),
         log_tail: None,
     }

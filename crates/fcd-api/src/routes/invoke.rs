@@ -121,13 +121,24 @@ pub(super) async fn invoke(
         spec.version_id.as_deref().unwrap_or("LATEST"),
     );
     put(h, "x-fc-instance-id", &outcome.instance_id);
-    put(h, "access-control-expose-headers", EXPOSE_HEADERS);
+    h.insert(
+        HeaderName::from_static("access-control-expose-headers"),
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
     match &outcome.error_type {
         Some(kind) => {
             put(h, "x-fc-error-type", kind);
-            put(h, "content-type", "application/json");
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
-        None => put(h, "content-type", "application/octet-stream"),
+        None => {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+        }
     }
     if let Some(log) = &outcome.log_tail {
         put(
