@@ -137,6 +137,9 @@ fn destinations(cfg: Option<&AsyncConfig>) -> (Option<String>, Option<String>) {
     (pick(dc.on_success), pick(dc.on_failure))
 }
 
+/// (account, service, function, qualifier).
+type ConfigKey = (String, String, String, String);
+
 /// Runs asynchronous invocations. One per server.
 pub struct AsyncEngine {
     queue: Arc<dyn AsyncQueue>,
@@ -147,7 +150,7 @@ pub struct AsyncEngine {
     /// Invocations running in this process, by row id, with the way to abort each.
     running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
     /// Async invoke configs by (account, service, function, qualifier); `None` = no config.
-    configs: std::sync::RwLock<HashMap<(String, String, String, String), Option<AsyncConfig>>>,
+    configs: std::sync::RwLock<HashMap<ConfigKey, Option<AsyncConfig>>>,
     closed: AtomicBool,
 }
 
