@@ -89,6 +89,10 @@ pub(crate) struct AsyncResult {
     pub(crate) status: String,
     pub(crate) detail: String,
     pub(crate) accepted: Option<LoadStats>,
+    /// The same at c=64, where many accepts share each durable commit.
+    pub(crate) accepted_c64: Option<LoadStats>,
+    /// How fast the accepted backlog was executed (no-op function), calls/s.
+    pub(crate) completions_per_s: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -411,6 +415,22 @@ impl Report {
                         us(s.p50_us),
                         us(s.p99_us)
                     );
+                    if let Some(s) = &a.accepted_c64 {
+                        let _ = writeln!(
+                            o,
+                            "\nAt c={}: {:.0} accepted calls/s (p50 {}, p99 {}).",
+                            s.concurrency,
+                            s.rps,
+                            us(s.p50_us),
+                            us(s.p99_us)
+                        );
+                    }
+                    if let Some(c) = a.completions_per_s {
+                        let _ = writeln!(
+                            o,
+                            "\nEnd to end: the accepted backlog of no-op calls was executed at {c:.0} calls/s (from fcd_invocations_total in /metrics)."
+                        );
+                    }
                 }
                 None => {
                     let _ = writeln!(o, "{}: {}", a.status, a.detail);

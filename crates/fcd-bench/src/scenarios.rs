@@ -605,19 +605,51 @@ impl Bench {
                 status: "skipped".into(),
                 detail: msg,
                 accepted: None,
+                accepted_c64: None,
+                completions_per_s: None,
             });
             return Ok(());
         }
         let spec = self.spec(8, Bytes::new(), self.plan.warm_limit(), false);
-        let stats = load::run(&Target::Fcd(target), &spec)
+        let stats = load::run(&Target::Fcd(target.clone()), &spec)
             .await
             .context("async invocations")?;
+        let spec64 = self.spec(64, Bytes::new(), self.plan.warm_limit(), false);
+        let stats64 = load::run(&Target::Fcd(target), &spec64)
+            .await
+            .context("async invocations at c=64")?;
+        let completions = self.drain_rate().await?;
         self.report.asynchronous = Some(AsyncResult {
             status: "measured".into(),
             detail: "the server accepted asynchronous invocations (HTTP 202; the calls run later, off the measured path)".into(),
             accepted: Some(stats),
+            accepted_c64: Some(stats64),
+            completions_per_s: completions,
         });
         Ok(())
+    }
+}
+
+impl Bench {
+    /// Watches `fcd_invocations_total` while the accepted backlog runs: the rate at which it
+    /// rises until it settles is the end-to-end async execution rate. Bounded to a minute.
+    async fn drain_rate(&mut self) -> Result<Option<f64>> {
+        let start = Instant::now();
+        let first = self.api()?.invocations_total().await?;
+        let mut last = first;
+        let mut last_change = start;
+        while start.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.api()?.invocations_total().await?;
+            if now > last {
+                last = now;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > Duration::from_millis(500) {
+                break;
+            }
+        }
+        let secs = last_change.duration_since(start).as_secs_f64();
+        Ok((last > first && secs > 0.0).then(|| (last - first) / secs))
     }
 }
 

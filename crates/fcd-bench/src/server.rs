@@ -163,6 +163,21 @@ impl Api {
             .ok_or_else(|| anyhow!("no connection to fcd"))
     }
 
+    /// `fcd_invocations_total` from the unauthenticated `GET /metrics`.
+    pub(crate) async fn invocations_total(&mut self) -> Result<f64> {
+        let req = http::Request::builder()
+            .method(Method::GET)
+            .uri("/metrics")
+            .header(http::header::HOST, self.host.clone())
+            .body(http_body_util::Full::new(bytes::Bytes::new()))?;
+        let reply = crate::http::send(self.sender().await?, req).await?;
+        let text = String::from_utf8_lossy(&reply.body);
+        text.lines()
+            .find_map(|l| l.strip_prefix("fcd_invocations_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no fcd_invocations_total in /metrics"))
+    }
+
     /// A signed call; fails unless the status is 2xx.
     pub(crate) async fn call(&mut self, method: Method, path: &str, body: &str) -> Result<Reply> {
         let reply = self.call_raw(method.clone(), path, body).await?;
