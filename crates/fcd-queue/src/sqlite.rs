@@ -82,17 +82,24 @@ impl SqliteQueue {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // An accepted (202) invocation must survive an OS crash; batching keeps the fsync
-            // per commit affordable.
-            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30));
+        // Two kinds of commit, two connection pools. Accepting (the 202) must survive an OS
+        // crash: FULL syncs the WAL on commit, and batching shares that fsync among concurrent
+        // accepts. Everything after — claims, results, stops — commits without its own fsync
+        // (NORMAL): it survives a crash of fcd, and after an OS crash a lost result only means
+        // the invocation runs again, which at-least-once delivery allows. The next FULL commit
+        // syncs those frames too, since the WAL is written in order.
+        let durable = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone().synchronous(SqliteSynchronous::Full))
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&durable).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         let (writer, rx) = mpsc::channel(4096);
-        tokio::spawn(write_batches(pool.clone(), rx));
+        tokio::spawn(write_batches(durable, rx));
         Ok(SqliteQueue { pool, writer })
     }
 }
