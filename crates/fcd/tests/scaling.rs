@@ -330,3 +330,103 @@ async fn without_a_jail_instances_still_run_and_status_says_what_is_missing() {
     let missing = status["isolation"]["missing"].as_array().unwrap();
     assert!(missing.len() >= 2, "{status}");
 }
+
+async fn prod_instances(srv: &TestServer) -> Vec<String> {
+    let r = srv
+        .call(
+            "GET",
+            "/2021-04-06/services/prov/functions/f/instances?qualifier=prod",
+            "",
+        )
+        .await;
+    r.json()["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| i["instanceId"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn provisioned_instances_come_back_after_dying() {
+    let srv = TestServer::start();
+    python_function(
+        &srv,
+        "prov",
+        "f",
+        "import os\ndef handler(e, c):\n    if e == b'die':\n        os._exit(1)\n    return os.environ['FC_INSTANCE_ID']\n",
+        serde_json::json!({}),
+    )
+    .await;
+    let r = srv
+        .call("POST", "/2021-04-06/services/prov/versions", "{}")
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/prov/aliases",
+            r#"{"aliasName":"prod","versionId":"1"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = srv
+        .call(
+            "PUT",
+            "/2021-04-06/services/prov/functions/f/provision-config?qualifier=prod",
+            r#"{"target":1}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let ids = prod_instances(&srv).await;
+        if ids.len() == 1 {
+            break ids[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no provisioned instance: {}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The provisioned instance serves the call, then dies on request.
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/prov/functions/f/invocations?qualifier=prod",
+            "die",
+        )
+        .await;
+    assert_eq!(
+        r.headers.get("x-fc-error-type").unwrap(),
+        "UnhandledInvocationError"
+    );
+    assert_eq!(
+        r.headers.get("x-fc-instance-id").unwrap().to_str().unwrap(),
+        first
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ids = prod_instances(&srv).await;
+        if ids.len() == 1 && ids[0] != first {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provisioned instance was not replaced: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/prov/functions/f/invocations?qualifier=prod",
+            "",
+        )
+        .await;
+    assert_ne!(String::from_utf8_lossy(&r.body), first);
+}
