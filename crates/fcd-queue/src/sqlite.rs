@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -62,12 +63,67 @@ CREATE TABLE IF NOT EXISTS async_configs (
 /// Most enqueues committed in one transaction.
 const BATCH_MAX: usize = 512;
 
-type Pending = (NewInvocation, oneshot::Sender<Result<(), QueueError>>);
+/// A write for the writer task. Every change of an invocation's state goes through the one
+/// writer, so writes never wait on SQLite's lock (whose busy handler sleeps) and many of them
+/// share one durable commit.
+enum Cmd {
+    Enqueue {
+        inv: NewInvocation,
+        ack: oneshot::Sender<Result<(), QueueError>>,
+    },
+    Claim {
+        now_ms: u64,
+        lease_until_ms: u64,
+        ack: oneshot::Sender<Result<Option<Invocation>, QueueError>>,
+    },
+    Finish {
+        id: i64,
+        outcome: Outcome,
+        now_ms: u64,
+        ack: oneshot::Sender<Result<bool, QueueError>>,
+    },
+    Expire {
+        now_ms: u64,
+        ack: oneshot::Sender<Result<Vec<Invocation>, QueueError>>,
+    },
+}
+
+/// A command's result, held until the batch's commit decides whether it stands.
+enum Done {
+    Enqueue(
+        oneshot::Sender<Result<(), QueueError>>,
+        Result<(), QueueError>,
+    ),
+    Claim(
+        oneshot::Sender<Result<Option<Invocation>, QueueError>>,
+        Result<Option<Invocation>, QueueError>,
+    ),
+    Finish(
+        oneshot::Sender<Result<bool, QueueError>>,
+        Result<bool, QueueError>,
+    ),
+    Expire(
+        oneshot::Sender<Result<Vec<Invocation>, QueueError>>,
+        Result<Vec<Invocation>, QueueError>,
+    ),
+}
+
+impl Done {
+    fn answer(self, failed: Option<&str>) {
+        let fail = |m: &str| QueueError::Backend(m.to_owned());
+        match self {
+            Done::Enqueue(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
+            Done::Claim(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
+            Done::Finish(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
+            Done::Expire(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct SqliteQueue {
     pool: SqlitePool,
-    writer: mpsc::Sender<Pending>,
+    writer: mpsc::Sender<Cmd>,
 }
 
 /// Replaces the last event (the `Running` of a claim being undone) with a new one.
@@ -77,6 +133,10 @@ const UNDO_RUNNING_AND_APPEND: &str = "json_insert(json_remove(events, '$[#-1]')
 const APPEND_EVENT: &str = "json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1, 'status', ?, 'timestamp', ?, 'eventDetail', ?))";
 
 impl SqliteQueue {
+    async fn send(&self, cmd: Cmd) -> Result<(), QueueError> {
+        self.writer.send(cmd).await.map_err(|_| QueueError::Closed)
+    }
+
     pub async fn open(path: &Path) -> Result<SqliteQueue, QueueError> {
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -138,8 +198,9 @@ async fn insert_one(
     Ok(())
 }
 
-/// Commits whatever enqueues are waiting in one transaction, then answers each of them.
-async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
+/// Runs whatever writes are waiting in one transaction, then answers each of them: an accept
+/// is answered only once its commit is on disk.
+async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
@@ -148,30 +209,171 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let mut results: Vec<Result<(), QueueError>> = Vec::with_capacity(batch.len());
+        let mut done: Vec<Done> = Vec::with_capacity(batch.len());
         let committed = async {
             let mut tx = pool.begin().await?;
-            for (inv, _) in &batch {
-                results.push(insert_one(&mut tx, inv).await);
+            for cmd in batch {
+                done.push(match cmd {
+                    Cmd::Enqueue { inv, ack } => {
+                        Done::Enqueue(ack, insert_one(&mut tx, &inv).await)
+                    }
+                    Cmd::Claim {
+                        now_ms,
+                        lease_until_ms,
+                        ack,
+                    } => Done::Claim(ack, claim_on(&mut tx, now_ms, lease_until_ms).await),
+                    Cmd::Finish {
+                        id,
+                        outcome,
+                        now_ms,
+                        ack,
+                    } => Done::Finish(ack, finish_on(&mut tx, id, outcome, now_ms).await),
+                    Cmd::Expire { now_ms, ack } => {
+                        Done::Expire(ack, expire_on(&mut tx, now_ms).await)
+                    }
+                });
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
         }
         .await;
-        match committed {
-            Ok(()) => {
-                for ((_, ack), r) in batch.into_iter().zip(results) {
-                    let _ = ack.send(r);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "async queue commit failed");
-                for (_, ack) in batch {
-                    let _ = ack.send(Err(QueueError::Backend(e.to_string())));
-                }
-            }
+        let failed = committed.err().map(|e| {
+            tracing::error!(error = %e, "async queue commit failed");
+            e.to_string()
+        });
+        for d in done {
+            d.answer(failed.as_deref());
         }
     }
+}
+
+async fn claim_on(
+    conn: &mut SqliteConnection,
+    now_ms: u64,
+    lease_until_ms: u64,
+) -> Result<Option<Invocation>, QueueError> {
+    let sql = format!(
+        "UPDATE invocations
+         SET status = 'Running', attempts = attempts + 1, lease_until_ms = ?,
+             started_ms = COALESCE(started_ms, ?), events = {APPEND_EVENT}
+         WHERE id = (SELECT id FROM invocations
+                     WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
+                     ORDER BY next_attempt_ms, id LIMIT 1)
+         RETURNING *"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until_ms as i64)
+        .bind(now_ms as i64)
+        .bind("Running")
+        .bind(now_ms as i64)
+        .bind("")
+        .bind(now_ms as i64)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(invocation).transpose()
+}
+
+async fn finish_on(
+    conn: &mut SqliteConnection,
+    id: i64,
+    outcome: Outcome,
+    now_ms: u64,
+) -> Result<bool, QueueError> {
+    let now = now_ms as i64;
+    let q = match outcome {
+        Outcome::Succeeded { duration_ms, return_payload, instance_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Succeeded', end_ms = ?, duration_ms = ?, return_payload = ?,
+                instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
+             WHERE id = ? AND status = 'Running'"
+        )))
+        .bind(now)
+        .bind(duration_ms as i64)
+        .bind(return_payload)
+        .bind(instance_id)
+        .bind("Succeeded")
+        .bind(now)
+        .bind(""),
+        Outcome::Failed { duration_ms, error, instance_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Failed', end_ms = ?, duration_ms = ?, error_message = ?,
+                instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
+             WHERE id = ? AND status = 'Running'"
+        )))
+        .bind(now)
+        .bind(duration_ms as i64)
+        .bind(error.clone())
+        .bind(instance_id)
+        .bind("Failed")
+        .bind(now)
+        .bind(serde_json::json!({ "Error": error }).to_string()),
+        Outcome::Retry { at_ms, error, platform } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Retrying', next_attempt_ms = ?, error_message = ?,
+                attempts = attempts - ?, platform_retries = platform_retries + ?,
+                lease_until_ms = NULL, events = {APPEND_EVENT}
+             WHERE id = ? AND status = 'Running'"
+        )))
+        .bind(at_ms as i64)
+        .bind(error.clone())
+        .bind(i64::from(platform))
+        .bind(i64::from(platform))
+        .bind("Retrying")
+        .bind(now)
+        .bind(serde_json::json!({ "Error": error }).to_string()),
+        Outcome::Stopped => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Stopped', end_ms = ?, lease_until_ms = NULL,
+                events = {APPEND_EVENT} WHERE id = ?"
+        )))
+        .bind(now)
+        .bind("Stopped")
+        .bind(now)
+        .bind(""),
+        Outcome::Expired => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL,
+                attempts = attempts - 1,
+                started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
+                events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
+        )))
+        .bind(now)
+        .bind("Expired")
+        .bind(now)
+        .bind(""),
+        // Found not runnable right after the claim: the claim is undone, so the history never
+        // shows a run that did not happen.
+        Outcome::Invalid { reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Invalid', end_ms = ?, error_message = ?, lease_until_ms = NULL,
+                attempts = attempts - 1,
+                started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
+                events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
+        )))
+        .bind(now)
+        .bind(reason.clone())
+        .bind("Invalid")
+        .bind(now)
+        .bind(serde_json::json!({ "Error": reason }).to_string()),
+    };
+    let res = q.bind(id).execute(&mut *conn).await?;
+    Ok(res.rows_affected() == 1)
+}
+
+async fn expire_on(
+    conn: &mut SqliteConnection,
+    now_ms: u64,
+) -> Result<Vec<Invocation>, QueueError> {
+    let now = now_ms as i64;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
+         WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
+           AND enqueued_ms + max_age_secs * 1000 < ?
+         RETURNING *"
+    )))
+    .bind(now)
+    .bind("Expired")
+    .bind(now)
+    .bind("")
+    .bind(now)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(invocation).collect()
 }
 
 fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>, QueueError> {
@@ -214,11 +416,8 @@ fn invocation(row: &SqliteRow) -> Result<Invocation, QueueError> {
 #[async_trait]
 impl AsyncQueue for SqliteQueue {
     async fn enqueue(&self, inv: NewInvocation) -> Result<(), QueueError> {
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send((inv, tx))
-            .await
-            .map_err(|_| QueueError::Closed)?;
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Enqueue { inv, ack }).await?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
@@ -227,120 +426,32 @@ impl AsyncQueue for SqliteQueue {
         now_ms: u64,
         lease_until_ms: u64,
     ) -> Result<Option<Invocation>, QueueError> {
-        let sql = format!(
-            "UPDATE invocations
-             SET status = 'Running', attempts = attempts + 1, lease_until_ms = ?,
-                 started_ms = COALESCE(started_ms, ?), events = {APPEND_EVENT}
-             WHERE id = (SELECT id FROM invocations
-                         WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
-                         ORDER BY next_attempt_ms, id LIMIT 1)
-             RETURNING *"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(lease_until_ms as i64)
-            .bind(now_ms as i64)
-            .bind("Running")
-            .bind(now_ms as i64)
-            .bind("")
-            .bind(now_ms as i64)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(invocation).transpose()
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Claim {
+            now_ms,
+            lease_until_ms,
+            ack,
+        })
+        .await?;
+        rx.await.map_err(|_| QueueError::Closed)?
     }
 
     async fn finish(&self, id: i64, outcome: Outcome, now_ms: u64) -> Result<bool, QueueError> {
-        let now = now_ms as i64;
-        let q = match outcome {
-            Outcome::Succeeded { duration_ms, return_payload, instance_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invocations SET status = 'Succeeded', end_ms = ?, duration_ms = ?, return_payload = ?,
-                    instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
-                 WHERE id = ? AND status = 'Running'"
-            )))
-            .bind(now)
-            .bind(duration_ms as i64)
-            .bind(return_payload)
-            .bind(instance_id)
-            .bind("Succeeded")
-            .bind(now)
-            .bind(""),
-            Outcome::Failed { duration_ms, error, instance_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invocations SET status = 'Failed', end_ms = ?, duration_ms = ?, error_message = ?,
-                    instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
-                 WHERE id = ? AND status = 'Running'"
-            )))
-            .bind(now)
-            .bind(duration_ms as i64)
-            .bind(error.clone())
-            .bind(instance_id)
-            .bind("Failed")
-            .bind(now)
-            .bind(serde_json::json!({ "Error": error }).to_string()),
-            Outcome::Retry { at_ms, error, platform } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invocations SET status = 'Retrying', next_attempt_ms = ?, error_message = ?,
-                    attempts = attempts - ?, platform_retries = platform_retries + ?,
-                    lease_until_ms = NULL, events = {APPEND_EVENT}
-                 WHERE id = ? AND status = 'Running'"
-            )))
-            .bind(at_ms as i64)
-            .bind(error.clone())
-            .bind(i64::from(platform))
-            .bind(i64::from(platform))
-            .bind("Retrying")
-            .bind(now)
-            .bind(serde_json::json!({ "Error": error }).to_string()),
-            Outcome::Stopped => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invocations SET status = 'Stopped', end_ms = ?, lease_until_ms = NULL,
-                    events = {APPEND_EVENT} WHERE id = ?"
-            )))
-            .bind(now)
-            .bind("Stopped")
-            .bind(now)
-            .bind(""),
-            Outcome::Expired => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL,
-                    attempts = attempts - 1,
-                    started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
-                    events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
-            )))
-            .bind(now)
-            .bind("Expired")
-            .bind(now)
-            .bind(""),
-            // Found not runnable right after the claim: the claim is undone, so the history never
-            // shows a run that did not happen.
-            Outcome::Invalid { reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invocations SET status = 'Invalid', end_ms = ?, error_message = ?, lease_until_ms = NULL,
-                    attempts = attempts - 1,
-                    started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
-                    events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
-            )))
-            .bind(now)
-            .bind(reason.clone())
-            .bind("Invalid")
-            .bind(now)
-            .bind(serde_json::json!({ "Error": reason }).to_string()),
-        };
-        let res = q.bind(id).execute(&self.pool).await?;
-        Ok(res.rows_affected() == 1)
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Finish {
+            id,
+            outcome,
+            now_ms,
+            ack,
+        })
+        .await?;
+        rx.await.map_err(|_| QueueError::Closed)?
     }
 
     async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError> {
-        let now = now_ms as i64;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
-             WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
-               AND enqueued_ms + max_age_secs * 1000 < ?
-             RETURNING *"
-        )))
-        .bind(now)
-        .bind("Expired")
-        .bind(now)
-        .bind("")
-        .bind(now)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(invocation).collect()
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Expire { now_ms, ack }).await?;
+        rx.await.map_err(|_| QueueError::Closed)?
     }
 
     async fn delete_configs(
