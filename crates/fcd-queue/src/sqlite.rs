@@ -96,7 +96,7 @@ enum Done {
     ),
     Claim(
         oneshot::Sender<Result<Option<Invocation>, QueueError>>,
-        Result<Option<Invocation>, QueueError>,
+        Box<Result<Option<Invocation>, QueueError>>,
     ),
     Finish(
         oneshot::Sender<Result<bool, QueueError>>,
@@ -113,7 +113,7 @@ impl Done {
         let fail = |m: &str| QueueError::Backend(m.to_owned());
         match self {
             Done::Enqueue(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
-            Done::Claim(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
+            Done::Claim(a, r) => drop(a.send(failed.map_or(*r, |m| Err(fail(m))))),
             Done::Finish(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
             Done::Expire(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
         }
@@ -221,7 +221,10 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>) {
                         now_ms,
                         lease_until_ms,
                         ack,
-                    } => Done::Claim(ack, claim_on(&mut tx, now_ms, lease_until_ms).await),
+                    } => Done::Claim(
+                        ack,
+                        Box::new(claim_on(&mut tx, now_ms, lease_until_ms).await),
+                    ),
                     Cmd::Finish {
                         id,
                         outcome,
