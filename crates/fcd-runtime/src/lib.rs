@@ -580,6 +580,9 @@ impl InstanceManager {
         for s in stops {
             let _ = s.await;
         }
+        if let Some(cg) = self.cfg.jail.as_ref().and_then(|j| j.cgroups.as_ref()) {
+            cg.remove();
+        }
     }
 
     /// Instances currently running, for tests and metrics.

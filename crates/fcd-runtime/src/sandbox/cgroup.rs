@@ -111,6 +111,18 @@ impl Cgroups {
         None
     }
 
+    /// Removes this server's (empty) parent cgroups; called once every instance has stopped.
+    pub fn remove(&self) {
+        let dirs: Vec<&PathBuf> = match self {
+            Cgroups::V2 { parent } => vec![parent],
+            Cgroups::V1 { memory, pids } => std::iter::once(memory).chain(pids.as_ref()).collect(),
+        };
+        for d in dirs {
+            clean_children(d);
+            let _ = fs::remove_dir(d);
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             Cgroups::V2 { .. } => "cgroup v2",
