@@ -1,6 +1,6 @@
 """Tests for fcd's embedded Python runtime bootstrap.
 
-The bootstrap (crates/fcd-runtime/src/python/bootstrap.py) is started the way
+The bootstrap (crates/fcd-runtime/src/runtimes/python/bootstrap.py) is started the way
 fcd starts it -- ``python3 -u -X utf8 bootstrap.py`` with cwd = code dir -- on
 a free loopback port, and driven over HTTP/1.1 keep-alive with http.client.
 
@@ -25,7 +25,7 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "python", "bootstrap.py")
+BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "runtimes", "python", "bootstrap.py")
 PYTHON = os.environ.get("FCD_TEST_PYTHON") or sys.executable
 TIMEOUT = 60  # generous: only guards against hangs, never decides pass/fail
 

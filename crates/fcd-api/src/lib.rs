@@ -2,20 +2,19 @@
 //! on axum.
 //!
 //! Every request passes through [`auth`] (request id, body buffering, signature, account), then
-//! a route in [`routes`] that parses its input and calls [`control`], which owns the rules that
-//! span the store, the code store and the instance manager. Errors of every layer arrive as
+//! a route in [`routes`] that parses its input and calls the service layer ([`fcd_control`]),
+//! which owns the rules that span the store, the code store, the queue and the instance manager.
+//! This crate only speaks FC's wire format. Errors of every layer arrive as
 //! [`fcd_core::FcError`] and are rendered as FC's error body in one place ([`error`]).
 
-pub mod asynchronous;
 pub mod auth;
-pub mod control;
 pub mod error;
 pub mod routes;
 
 use std::sync::Arc;
 
 pub use auth::{AccessKey, Keyring};
-pub use control::Control;
+pub use fcd_control::{Control, asynchronous};
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use crate::server::{self, Api, FcdServer, FunctionDef, SERVICE};
 use crate::sys::{self, Guard, Pinning};
 
 /// The Python bootstrap fcd runs its python3 functions with; the python floor runs it alone.
-const PYTHON_BOOTSTRAP: &str = include_str!("../../fcd-runtime/src/python/bootstrap.py");
+const PYTHON_BOOTSTRAP: &str = include_str!("../../fcd-runtime/src/runtimes/python/bootstrap.py");
 /// The python3 function: returns the event, so an empty body is a no-op and the payload echoes.
 const PYTHON_INDEX: &str = "def handler(event, context):\n    return event\n";
 const PYTHON_HANDLER: &str = "index.handler";

@@ -150,6 +150,8 @@ pub struct InstanceLifecycleConfig {
 
 /// Every runtime name FC 2.0 accepts (CreateFunctionRequest.runtime docstring).
 pub const KNOWN_RUNTIMES: &[&str] = &[
+    "nodejs20",
+    "nodejs18",
     "nodejs16",
     "nodejs14",
     "nodejs12",
@@ -172,23 +174,11 @@ pub const KNOWN_RUNTIMES: &[&str] = &[
     "custom-container",
 ];
 
-/// How fcd runs a runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuntimeKind {
-    /// `custom`, `custom.debian10`: the user's own server on CAPort.
-    Custom,
-    /// `python3*`: fcd's embedded Python bootstrap on the machine's Python 3.
-    Python,
-    /// Accepted by the API (FC knows it) but fcd cannot run it.
-    Unsupported,
-}
-
-pub fn runtime_kind(runtime: &str) -> RuntimeKind {
-    match runtime {
-        "custom" | "custom.debian10" => RuntimeKind::Custom,
-        "python3" | "python3.9" | "python3.10" => RuntimeKind::Python,
-        _ => RuntimeKind::Unsupported,
-    }
+/// Runtimes whose functions bring their own server, so FC requires no `handler` for them.
+/// Which runtimes this server can actually run is the instance manager's registry, not this
+/// crate's concern.
+pub fn is_custom_runtime(runtime: &str) -> bool {
+    matches!(runtime, "custom" | "custom.debian10")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,7 +317,7 @@ impl Function {
             last_modified_time: now.clone(),
         };
         f.apply(update, Some(code), now)?;
-        if f.handler.is_empty() && runtime_kind(&f.runtime) != RuntimeKind::Custom {
+        if f.handler.is_empty() && !is_custom_runtime(&f.runtime) {
             return Err(FcError::invalid("handler is required"));
         }
         Ok(f)

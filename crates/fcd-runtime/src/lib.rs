@@ -1,20 +1,29 @@
-//! The instance manager: runs functions as processes and carries invocations to them.
+//! The instance manager: starts instances of functions and carries invocations to them.
 //!
 //! Every runtime speaks the custom-runtime HTTP contract (fc-runtime-contract.md section 2):
-//! `custom` functions bring their own server, and the built-in `python3*` runtimes run fcd's
-//! embedded bootstrap, which serves the same contract. So the hot path is one shape for all:
-//! pick a warm instance of the function (or start one), send `POST /invoke` over a kept-alive
-//! connection, read the answer. Nothing on that path touches the disk or a database.
+//! `custom` functions bring their own server, and the built-in `python3*` and `nodejs*`
+//! runtimes run fcd's embedded bootstraps, which serve the same contract. So the hot path is one
+//! shape for all: pick a warm instance of the function (or start one), send `POST /invoke`,
+//! read the answer. Nothing on that path touches the disk or a database.
+//!
+//! The layers, top down: the manager and its [`pool`]s (scheduling, budgets, hooks) see only
+//! [`backend::RunningInstance`]s; the [`runtimes`] registry says, per FC runtime name, how an
+//! instance is launched and on which backend; [`process`] is the OS-process backend, built on
+//! [`sandbox`] — the only module that creates processes.
 //!
 //! Instances of one function live in a pool that belongs to one revision of the function's
 //! config and code; a request for a newer revision replaces the pool, and the old instances are
 //! stopped once their in-flight requests finish.
 
+mod backend;
 mod budget;
+mod contract;
 mod instance;
 mod logs;
 mod metrics;
 mod pool;
+mod process;
+pub mod runtimes;
 pub mod sandbox;
 
 use std::collections::HashMap;
@@ -26,26 +35,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Method;
 
+use backend::{CallResult, RunningInstance};
 use budget::Budget;
 use fcd_core::model::Function;
-use instance::{CallResult, Instance};
+use instance::Instance;
 use pool::{Acquired, NoSlot, Pool};
+use runtimes::{Launch, Placement};
+pub use runtimes::{Registry, RuntimeOptions};
 pub use sandbox::NetworkMode;
 
 const LATEST: &str = "LATEST";
-
-/// The Python bootstrap fcd ships inside its binary.
-pub const PYTHON_BOOTSTRAP: &str = include_str!("python/bootstrap.py");
 
 /// Server-wide settings of the instance manager.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     pub region: String,
     pub network: NetworkMode,
-    /// Interpreter for the `python3*` runtimes.
-    pub python: String,
-    /// Where [`PYTHON_BOOTSTRAP`] was written.
-    pub python_bootstrap: PathBuf,
+    /// The runtimes this server can run.
+    pub runtimes: Registry,
     /// How long a new instance may take to accept connections.
     pub start_timeout: Duration,
     /// Most instances the server runs at once.
@@ -72,10 +79,49 @@ pub struct FunctionSpec {
     pub code_dir: PathBuf,
     /// The service version that runs (`None` for LATEST). Instances are kept per version.
     pub version_id: Option<String>,
-    /// The function's `maximumInstanceCount` (on-demand config); 0 = no limit of its own.
-    pub max_instances: u32,
+    /// How many instances the function may have (its on-demand config plus what is
+    /// provisioned for this version).
+    pub limit: InstanceLimit,
     /// Changes whenever anything above changes; instances never outlive their revision.
     pub revision: String,
+    /// When the spec was resolved, on a clock that only moves forward (the control plane's
+    /// cache generation). A pool is replaced only by a spec resolved later than the pool's own:
+    /// a request that resolved before an update never brings the old revision back.
+    pub generation: u64,
+}
+
+/// A function's own instance limit, from its on-demand config (`maximumInstanceCount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceLimit {
+    /// No limit of its own: only the server's budget bounds it.
+    Unlimited,
+    /// At most this many instances, on-demand and provisioned together.
+    AtMost(std::num::NonZeroU32),
+    /// `maximumInstanceCount` 0 and nothing provisioned: FC's way of stopping a function.
+    Blocked,
+}
+
+impl InstanceLimit {
+    /// The limit from an on-demand count (if the function has a config) and the number of
+    /// provisioned instances of the version.
+    pub fn from_config(on_demand: Option<u32>, provisioned: u32) -> InstanceLimit {
+        match on_demand {
+            None => InstanceLimit::Unlimited,
+            Some(n) => match std::num::NonZeroU32::new(n.saturating_add(provisioned)) {
+                Some(max) => InstanceLimit::AtMost(max),
+                None => InstanceLimit::Blocked,
+            },
+        }
+    }
+
+    /// As the pool counts it.
+    fn as_count(self) -> u32 {
+        match self {
+            InstanceLimit::Unlimited => u32::MAX,
+            InstanceLimit::AtMost(n) => n.get(),
+            InstanceLimit::Blocked => 0,
+        }
+    }
 }
 
 /// One invocation as the API hands it over.
@@ -107,10 +153,8 @@ pub struct InvokeOutcome {
 /// Why an instance could not be started; the caller gets a platform error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error(
-        "runtime '{0}' cannot be run by this fcd server (supported: custom, custom.debian10, python3, python3.9, python3.10)"
-    )]
-    UnsupportedRuntime(String),
+    #[error("runtime '{runtime}' cannot be run by this fcd server (it runs: {runnable})")]
+    UnsupportedRuntime { runtime: String, runnable: String },
     #[error("the instance could not be started: {0}")]
     Spawn(String),
     #[error("the instance exited during start-up ({detail}); last output: {}", log.join(" | "))]
@@ -260,6 +304,49 @@ impl InstanceManager {
         self.clock.elapsed().as_millis() as u64
     }
 
+    /// Starts one instance of `spec` on the backend its runtime names. The instance owns
+    /// `reservation` and gives it back only once it is gone, however it ends — including when
+    /// this future is dropped half-way because the caller went away.
+    async fn start_instance(
+        &self,
+        spec: &FunctionSpec,
+        qualifier: &str,
+        reservation: budget::Reservation,
+    ) -> Result<Arc<Instance>, StartError> {
+        let f = &spec.function;
+        let runtime =
+            self.cfg
+                .runtimes
+                .get(&f.runtime)
+                .ok_or_else(|| StartError::UnsupportedRuntime {
+                    runtime: f.runtime.clone(),
+                    runnable: self.cfg.runtimes.runnable().join(", "),
+                })?;
+        let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        let jailed = self.cfg.jail.is_some();
+        let code_root = if jailed {
+            PathBuf::from("/code")
+        } else {
+            spec.code_dir.clone()
+        };
+        let launch = runtime.launch(&Placement {
+            spec,
+            code_root: &code_root,
+            jailed,
+        })?;
+        let engine: Box<dyn RunningInstance> = match launch {
+            Launch::Process(l) => Box::new(
+                process::start(&self.cfg, spec, id.clone(), qualifier, l, reservation).await?,
+            ),
+        };
+        Ok(Arc::new(Instance::new(
+            id,
+            engine,
+            contract::base_headers(&self.cfg, spec),
+            f,
+        )))
+    }
+
     fn pool_key(spec: &FunctionSpec) -> PoolKey {
         (
             spec.account_id.clone(),
@@ -271,21 +358,25 @@ impl InstanceManager {
 
     fn pool(&self, spec: &FunctionSpec) -> Arc<Pool> {
         let key = Self::pool_key(spec);
+        // The pool to use as it is: the spec's own revision, or a newer one (this request
+        // resolved before an update and simply runs on what replaced its revision).
+        let usable = |p: &Arc<Pool>| {
+            !p.retired.load(Ordering::Acquire)
+                && (p.revision == spec.revision || p.generation > spec.generation)
+        };
         if let Some(p) = self.pools.read().ok().and_then(|m| m.get(&key).cloned())
-            && p.revision == spec.revision
-            && !p.retired.load(Ordering::Acquire)
+            && usable(&p)
         {
             return p;
         }
         let fresh = Arc::new(Pool::new(
             spec.revision.clone(),
+            spec.generation,
             spec.function.instance_concurrency,
         ));
         let old = match self.pools.write() {
             Ok(mut m) => match m.get(&key) {
-                Some(p) if p.revision == spec.revision && !p.retired.load(Ordering::Acquire) => {
-                    return p.clone();
-                }
+                Some(p) if usable(p) => return p.clone(),
                 _ => m.insert(key, fresh.clone()),
             },
             Err(_) => None,
@@ -294,6 +385,20 @@ impl InstanceManager {
             retire_pool(&old);
         }
         fresh
+    }
+
+    /// Drops pools that hold no instance and nothing starting, so a server that has run many
+    /// functions does not keep a map entry for each forever.
+    fn remove_empty_pools(&self) {
+        if let Ok(mut m) = self.pools.write() {
+            m.retain(|_, p| {
+                let keep = !p.is_empty();
+                if !keep {
+                    p.retired.store(true, Ordering::Release);
+                }
+                keep
+            });
+        }
     }
 
     /// Runs one synchronous invocation.
@@ -315,7 +420,7 @@ impl InstanceManager {
         let (pool, inst, cold) = loop {
             let pool = self.pool(spec);
             pool.max_instances
-                .store(spec.max_instances, Ordering::Release);
+                .store(spec.limit.as_count(), Ordering::Release);
             let budget = &self.budget;
             let got = pool
                 .acquire(start_wait, || {
@@ -332,8 +437,9 @@ impl InstanceManager {
                         return Err(InvokeError::ServerThrottled);
                     };
                     self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
-                    let inst =
-                        Instance::start(&self.cfg, spec, &req.qualifier, reservation).await?;
+                    let inst = self
+                        .start_instance(spec, &req.qualifier, reservation)
+                        .await?;
                     if self.closed.load(Ordering::Acquire) {
                         // Shutdown began while this instance started; it must not outlive the server.
                         inst.kill().await;
@@ -347,7 +453,7 @@ impl InstanceManager {
                         inst.kill().await;
                         drop(ticket);
                         return Ok(self
-                            .finish(spec, &inst, &req, failed, inst.logs.mark())
+                            .finish(spec, &inst, &req, failed, inst.logs().mark())
                             .await);
                     }
                     ticket.finish(inst.clone());
@@ -368,7 +474,7 @@ impl InstanceManager {
             finished: false,
         };
         let inst = slot.inst.clone();
-        let mark = inst.logs.mark();
+        let mark = inst.logs().mark();
         let verdict_outcome = self.run(spec, &inst, &req).await;
         slot.finished = true;
         let outcome = self.finish(spec, &inst, &req, verdict_outcome, mark).await;
@@ -390,10 +496,10 @@ impl InstanceManager {
         }
         self.metrics.observe(outcome.duration);
         if req.log_tail {
-            inst.logs.sync().await;
+            inst.logs().sync().await;
             // On a cold start the tail includes the initializer's lines of this request.
-            let mark = mark.min(inst.logs.first_mark_of(&req.request_id).unwrap_or(mark));
-            let lines = logs::request_log(&inst.logs.since(mark), &req.request_id);
+            let mark = mark.min(inst.logs().first_mark_of(&req.request_id).unwrap_or(mark));
+            let lines = logs::request_log(&inst.logs().since(mark), &req.request_id);
             let ms = outcome.duration.as_secs_f64() * 1000.0;
             let text = format!(
                 "{}\n\nDuration: {:.2} ms, Billed Duration: {} ms, Memory Size: {} MB, Max Memory Used: {:.2} MB",
@@ -464,7 +570,7 @@ impl InstanceManager {
                 tracing::warn!(function = %spec.function.function_name, "server budget exhausted: provisioned instances not all started");
                 break;
             };
-            match Instance::start(&self.cfg, &spec, qualifier, reservation).await {
+            match self.start_instance(&spec, qualifier, reservation).await {
                 Ok(inst) => {
                     let rid = uuid::Uuid::new_v4().to_string();
                     if initialize(&spec, &inst, &rid, qualifier).await.is_some() {
@@ -503,6 +609,7 @@ impl InstanceManager {
                     tokio::spawn(async move { inst.retire(Duration::from_secs(2)).await });
                 }
             }
+            self.remove_empty_pools();
         }
     }
 

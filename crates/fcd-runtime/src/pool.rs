@@ -29,6 +29,8 @@ struct State {
 
 pub(crate) struct Pool {
     pub(crate) revision: String,
+    /// The generation of the spec the pool was made for (see `FunctionSpec::generation`).
+    pub(crate) generation: u64,
     capacity: u32,
     state: Mutex<State>,
     changed: Notify,
@@ -36,7 +38,7 @@ pub(crate) struct Pool {
     waiters: AtomicU32,
     /// Set when the pool was replaced or its function retired: requests must find the new pool.
     pub(crate) retired: AtomicBool,
-    /// `maximumInstanceCount` of the function's on-demand config; 0 = unlimited.
+    /// The function's own instance limit: [`crate::InstanceLimit::as_count`].
     pub(crate) max_instances: AtomicU32,
     /// Instances the provision config asks to keep warm.
     pub(crate) provisioned_target: AtomicU32,
@@ -85,15 +87,16 @@ pub(crate) enum NoSlot {
 }
 
 impl Pool {
-    pub(crate) fn new(revision: String, capacity: u32) -> Pool {
+    pub(crate) fn new(revision: String, generation: u64, capacity: u32) -> Pool {
         Pool {
             revision,
+            generation,
             capacity: capacity.max(1),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             waiters: AtomicU32::new(0),
             retired: AtomicBool::new(false),
-            max_instances: AtomicU32::new(0),
+            max_instances: AtomicU32::new(u32::MAX),
             provisioned_target: AtomicU32::new(0),
         }
     }
@@ -153,7 +156,7 @@ impl Pool {
                         .filter(|i| !i.dead.load(Ordering::Relaxed))
                         .count() as u32;
                     let max = self.max_instances.load(Ordering::Acquire);
-                    if max > 0 && live + st.starting >= max {
+                    if live + st.starting >= max {
                         Next::Throttled(NoSlot::FunctionLimit(max))
                     } else if !can_start() {
                         Next::Throttled(NoSlot::ServerBudget)
@@ -201,6 +204,17 @@ impl Pool {
             }
         }
         self.changed.notify_waiters();
+    }
+
+    /// Nothing lives, starts or waits here, and nothing is to be provisioned: the pool can go.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiters.load(Ordering::Acquire) == 0
+            && self.provisioned_target.load(Ordering::Acquire) == 0
+            && self
+                .state
+                .lock()
+                .map(|st| st.instances.is_empty() && st.starting == 0 && st.waiting_for_start == 0)
+                .unwrap_or(false)
     }
 
     /// Adds an instance started outside a request (provisioned).

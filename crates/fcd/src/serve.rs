@@ -11,7 +11,7 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use fcd_api::{AccessKey, AppState, Control, Keyring};
-use fcd_runtime::{InstanceManager, NetworkMode, RuntimeConfig};
+use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
 use fcd_store::SqliteStore;
 use fcd_store::code::CodeStore;
 
@@ -55,6 +55,9 @@ pub(crate) struct ServeArgs {
     /// Python interpreter for the python3* runtimes.
     #[arg(long, env = "FCD_PYTHON", default_value = "python3")]
     python: String,
+    /// Node.js for the nodejs* runtimes.
+    #[arg(long, env = "FCD_NODE", default_value = "node")]
+    node: String,
     /// Seconds a new instance may take to start listening.
     #[arg(long, env = "FCD_INSTANCE_START_TIMEOUT_SECS", default_value_t = 20)]
     instance_start_timeout_secs: u64,
@@ -132,8 +135,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let code = CodeStore::open(data_dir.join("code"))?;
     let runtime_dir = data_dir.join("runtime");
     std::fs::create_dir_all(&runtime_dir)?;
-    let bootstrap = runtime_dir.join("python-bootstrap.py");
-    std::fs::write(&bootstrap, fcd_runtime::PYTHON_BOOTSTRAP)?;
+    let runtimes = Registry::detect(&RuntimeOptions {
+        python: args.python.clone(),
+        node: args.node.clone(),
+        dir: runtime_dir.clone(),
+    });
+    for (family, why) in runtimes.missing() {
+        tracing::warn!("{family} functions cannot run on this server: {why}");
+    }
+    tracing::info!(runtimes = %runtimes.runnable().join(", "), "runtimes");
 
     let network = match args.instance_network {
         Network::Host => NetworkMode::Host,
@@ -159,8 +169,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Isolation::Auto | Isolation::Jail => {
             let exe = std::env::current_exe()?;
             let tag = data_dir_tag(&data_dir);
-            match fcd_runtime::sandbox::JailConfig::detect(exe, &data_dir, &args.python, &tag).await
-            {
+            match fcd_runtime::sandbox::JailConfig::detect(exe, &data_dir, &tag).await {
                 Ok(j) => {
                     let limits = match &j.cgroups {
                         Some(c) => format!("{} memory and process limits", c.describe()),
@@ -188,8 +197,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
         region: args.region.clone(),
         network,
-        python: args.python.clone(),
-        python_bootstrap: bootstrap,
+        runtimes,
         start_timeout: Duration::from_secs(args.instance_start_timeout_secs),
         max_instances: args.max_instances.unwrap_or_else(default_max_instances),
         max_memory_mb: args.max_memory_mb.unwrap_or_else(default_max_memory_mb),
@@ -209,7 +217,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let queue = fcd_queue::SqliteQueue::open(&data_dir.join("queue.db"))
         .await
         .map_err(|e| anyhow::anyhow!("opening the async queue: {e}"))?;
-    let asynchronous = Arc::new(fcd_api::asynchronous::AsyncEngine::new(
+    let asynchronous = Arc::new(fcd_control::asynchronous::AsyncEngine::new(
         Arc::new(queue),
         control.clone(),
         args.async_workers,

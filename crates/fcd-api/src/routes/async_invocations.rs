@@ -11,8 +11,8 @@ use fcd_queue::{ListFilter, Status};
 
 use super::{Ctx, PathParams, QueryParams, json_body, json_response, qualified};
 use crate::AppState;
-use crate::asynchronous::AsyncConfigUpdate;
 use crate::error::{ApiError, ApiResult};
+use fcd_control::asynchronous::AsyncConfigUpdate;
 
 pub(super) async fn put_config(
     State(s): State<AppState>,

@@ -14,8 +14,8 @@ use fcd_store::StoredOnDemandConfig;
 
 use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, qualified};
 use crate::AppState;
-use crate::control::ProvisionStatus;
 use crate::error::ApiResult;
+use fcd_control::ProvisionStatus;
 
 /// FC's `OnDemandConfig`.
 fn on_demand_json(c: &StoredOnDemandConfig) -> Value {

@@ -20,8 +20,8 @@ const EXPOSE_HEADERS: &str = "Date,x-fc-request-id,x-fc-error-type,x-fc-code-che
 fn invoke_error(e: InvokeError) -> FcError {
     match e {
         InvokeError::ShuttingDown => FcError::ServiceUnavailable,
-        InvokeError::Start(StartError::UnsupportedRuntime(r)) => {
-            FcError::invalid(StartError::UnsupportedRuntime(r).to_string())
+        e @ InvokeError::Start(StartError::UnsupportedRuntime { .. }) => {
+            FcError::invalid(e.to_string())
         }
         InvokeError::Start(other) => FcError::FunctionNotStarted(other.to_string()),
         e @ InvokeError::FunctionThrottled(_) => {

@@ -1,5 +1,5 @@
 //! Routes of the FC API, one module per resource. Handlers only extract and validate their
-//! input, call [`crate::control::Control`], and shape FC's JSON.
+//! input, call [`fcd_control::Control`], and shape FC's JSON.
 //!
 //! Every route answers under both `/2021-04-06` and `/2016-08-15`: the classic SDKs use the
 //! older prefix for the same resources with the same JSON.
@@ -227,8 +227,8 @@ impl QueryParams {
         }
     }
 
-    pub(crate) fn paging(&self) -> ApiResult<crate::control::Paging> {
-        Ok(crate::control::Paging {
+    pub(crate) fn paging(&self) -> ApiResult<fcd_control::Paging> {
+        Ok(fcd_control::Paging {
             prefix: self.string("prefix"),
             start_key: self.string("startKey"),
             next_token: self.string("nextToken"),

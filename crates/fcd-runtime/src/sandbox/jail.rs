@@ -33,9 +33,6 @@ use serde::{Deserialize, Serialize};
 pub const INIT_ARG: &str = "__fcd-jail-init";
 pub(crate) const SPEC_ENV: &str = "FCD_JAIL_SPEC";
 
-/// Where the Python bootstrap appears inside a jail.
-pub(crate) const BOOTSTRAP_IN_JAIL: &str = "/var/fcd/bootstrap.py";
-
 /// A host path made visible inside the jail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Bind {

@@ -23,8 +23,9 @@ pub mod cgroup;
 pub mod jail;
 
 pub use cgroup::Cgroups;
+pub(crate) use jail::Bind;
 pub use jail::INIT_ARG;
-use jail::{Bind, JailSpec};
+use jail::JailSpec;
 
 use std::ffi::OsString;
 use std::io;
@@ -92,10 +93,6 @@ pub struct JailConfig {
     pub gid: u32,
     pub pids_max: u32,
     pub cgroups: Option<Cgroups>,
-    /// The Python interpreter's directory, put on instances' PATH.
-    pub python_bin_dir: Option<String>,
-    /// The real path of the Python interpreter, valid inside jails.
-    pub python: Option<String>,
 }
 
 /// One instance's jail: the server settings plus what is specific to the instance.
@@ -103,7 +100,9 @@ pub struct JailConfig {
 pub(crate) struct JailPlan {
     pub(crate) config: JailConfig,
     pub(crate) code_dir: PathBuf,
-    pub(crate) bootstrap: Option<PathBuf>,
+    /// What the instance's runtime needs besides the system directories (its interpreter's
+    /// prefix, its bootstrap), read-only.
+    pub(crate) mounts: Vec<Bind>,
 }
 
 impl JailConfig {
@@ -112,7 +111,6 @@ impl JailConfig {
     pub async fn detect(
         exe: PathBuf,
         data_dir: &std::path::Path,
-        python: &str,
         tag: &str,
     ) -> Result<JailConfig, String> {
         if !nix::unistd::geteuid().is_root() {
@@ -141,20 +139,6 @@ impl JailConfig {
                 _ => {}
             }
         }
-        // The interpreter may live outside the system directories (pyenv, a venv...).
-        let (python_real, python_prefix) = python_location(python);
-        if let Some(prefix) = &python_prefix {
-            let inside_system = ["/usr", "/etc", "/opt"]
-                .iter()
-                .any(|d| prefix.starts_with(d));
-            if !inside_system {
-                binds.push(Bind {
-                    host: prefix.clone(),
-                    inside: prefix.clone(),
-                    writable: false,
-                });
-            }
-        }
         let cfg = JailConfig {
             exe,
             rootfs,
@@ -165,12 +149,6 @@ impl JailConfig {
             gid: 65534,
             pids_max: 1024,
             cgroups: Cgroups::detect(tag),
-            python_bin_dir: python_real.as_ref().and_then(|p| {
-                std::path::Path::new(p)
-                    .parent()
-                    .map(|d| d.display().to_string())
-            }),
-            python: python_real,
         };
         cfg.probe().await?;
         Ok(cfg)
@@ -188,7 +166,7 @@ impl JailConfig {
                 .parent()
                 .map(|p| p.to_path_buf())
                 .unwrap_or_default(),
-            bootstrap: None,
+            mounts: Vec::new(),
         };
         let spec = SpawnSpec {
             program: truth.into(),
@@ -217,47 +195,15 @@ impl JailConfig {
         }
     }
 
-    pub(crate) fn instance_binds(
-        &self,
-        code_dir: &std::path::Path,
-        bootstrap: Option<&std::path::Path>,
-    ) -> Vec<Bind> {
+    pub(crate) fn instance_binds(&self, code_dir: &std::path::Path, mounts: &[Bind]) -> Vec<Bind> {
         let mut b = self.binds.clone();
         b.push(Bind {
             host: code_dir.to_path_buf(),
             inside: "/code".into(),
             writable: false,
         });
-        if let Some(bs) = bootstrap {
-            b.push(Bind {
-                host: bs.to_path_buf(),
-                inside: jail::BOOTSTRAP_IN_JAIL.into(),
-                writable: false,
-            });
-        }
+        b.extend(mounts.iter().cloned());
         b
-    }
-}
-
-/// The interpreter's real path and installation prefix (`sys.base_prefix`).
-fn python_location(python: &str) -> (Option<String>, Option<PathBuf>) {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import os, sys; print(os.path.realpath(sys.executable)); print(sys.base_prefix)",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            let mut lines = text.lines();
-            let exe = lines.next().map(str::to_owned);
-            let prefix = lines.next().map(PathBuf::from);
-            (exe, prefix)
-        }
-        _ => (None, None),
     }
 }
 
@@ -430,9 +376,7 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         env: spec.env.clone(),
         cwd: spec.cwd.display().to_string(),
         rootfs: plan.config.rootfs.clone(),
-        binds: plan
-            .config
-            .instance_binds(&plan.code_dir, plan.bootstrap.as_deref()),
+        binds: plan.config.instance_binds(&plan.code_dir, &plan.mounts),
         links: plan.config.links.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,
         uid: plan.config.uid,

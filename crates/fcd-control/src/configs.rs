@@ -687,6 +687,7 @@ impl Control {
             "uptimeSeconds": self.started.elapsed().as_secs(),
             "region": self.region,
             "isolation": self.runtime.isolation(),
+            "runtimes": self.runtime.config().runtimes.describe(),
             "limits": {
                 "maxInstances": cfg.max_instances,
                 "maxMemoryMB": cfg.max_memory_mb,

@@ -27,7 +27,7 @@ use fcd_queue::{
 };
 use fcd_runtime::{InvokeError, InvokeRequest};
 
-use crate::control::{Control, internal};
+use crate::{Control, internal};
 
 const DEFAULT_MAX_AGE_SECS: u64 = 86_400;
 const MAX_AGE_LIMIT_SECS: u64 = 604_800;

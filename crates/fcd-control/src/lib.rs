@@ -18,10 +18,11 @@ use fcd_core::FcError;
 use fcd_core::limits::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 use fcd_core::model::{CodeRef, Function, FunctionUpdate, Service, ServiceUpdate};
 use fcd_core::names::{check_function_name, check_service_name};
-use fcd_runtime::{FunctionSpec, InstanceManager};
+use fcd_runtime::{FunctionSpec, InstanceLimit, InstanceManager};
 use fcd_store::code::{CodeError, CodeStore};
 use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredService};
 
+pub mod asynchronous;
 mod configs;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
@@ -32,14 +33,12 @@ pub use versions::VersionPage;
 /// instances is chosen by it: an alias and the version it routes to may have different ones.
 type FnKey = (String, String, String, String, String);
 
-/// A resolved function as the invoke path caches it.
+/// A resolved function as the invoke path caches it. A spec whose limit is
+/// [`InstanceLimit::Blocked`] (`maximumInstanceCount` 0, nothing provisioned) is refused here,
+/// before the instance manager.
 #[derive(Debug, Clone)]
 struct Resolved {
     spec: Arc<FunctionSpec>,
-    /// `maximumInstanceCount` is 0 and nothing is provisioned: FC's way of stopping a
-    /// function's invocations. The invocation is refused rather than handed to the instance
-    /// manager, whose 0 means "no limit".
-    blocked: bool,
 }
 
 const LATEST: &str = "LATEST";
@@ -58,6 +57,8 @@ pub struct Control {
     /// the store before an invalidation never caches what it read.
     cache_gen: AtomicU64,
     aliases: RwLock<HashMap<(String, String, String), Arc<versions::AliasRoute>>>,
+    /// Bumped (under the alias cache's write lock) by every alias invalidation, as `cache_gen`.
+    alias_gen: AtomicU64,
     provisioning: configs::Provisioning,
     started: Instant,
 }
@@ -160,6 +161,7 @@ impl Control {
             cache: RwLock::new(HashMap::new()),
             cache_gen: AtomicU64::new(0),
             aliases: RwLock::new(HashMap::new()),
+            alias_gen: AtomicU64::new(0),
             provisioning: configs::Provisioning::default(),
             started: Instant::now(),
         }
@@ -571,7 +573,7 @@ impl Control {
         let r = self
             .resolve_version(account, service, name, version, label)
             .await?;
-        if r.blocked {
+        if r.spec.limit == InstanceLimit::Blocked {
             return Err(FcError::ResourceExhausted(format!(
                 "function '{name}' of service '{service}' may not run on-demand instances (maximumInstanceCount is 0 for qualifier '{label}') and has no provisioned instances"
             )));
@@ -651,7 +653,6 @@ impl Control {
             version_key,
         ));
         let resolved = Resolved {
-            blocked: on_demand == Some(0) && provisioned == 0,
             spec: Arc::new(FunctionSpec {
                 account_id: account.to_owned(),
                 service_name: service.to_owned(),
@@ -660,8 +661,9 @@ impl Control {
                 function,
                 code_dir,
                 version_id: version.map(|v| v.to_string()),
-                max_instances: on_demand.map_or(0, |n| n.saturating_add(provisioned)),
+                limit: InstanceLimit::from_config(on_demand, provisioned),
                 revision,
+                generation,
             }),
         };
         if let Ok(mut c) = self.cache.write()
@@ -683,6 +685,7 @@ impl Control {
     fn forget_service(&self, account: &str, service: &str) {
         self.forget_specs(|(a, s, ..)| a == account && s == service);
         if let Ok(mut c) = self.aliases.write() {
+            self.alias_gen.fetch_add(1, Ordering::AcqRel);
             c.retain(|(a, s, _), _| !(a == account && s == service));
         }
     }

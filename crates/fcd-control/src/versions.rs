@@ -85,9 +85,14 @@ impl Control {
         let route = match cached {
             Some(r) => r,
             None => {
+                // Like the spec cache: a read that raced an alias write must not cache the
+                // alias as it was before the write.
+                let generation = self.alias_gen.load(Ordering::Acquire);
                 let alias = self.get_alias(account, service, q).await?;
                 let r = Arc::new(AliasRoute::new(alias.alias));
-                if let Ok(mut c) = self.aliases.write() {
+                if let Ok(mut c) = self.aliases.write()
+                    && self.alias_gen.load(Ordering::Acquire) == generation
+                {
                     c.insert(key, r.clone());
                 }
                 r
@@ -353,6 +358,7 @@ impl Control {
 
     fn forget_alias(&self, account: &str, service: &str, alias: &str) {
         if let Ok(mut c) = self.aliases.write() {
+            self.alias_gen.fetch_add(1, Ordering::AcqRel);
             c.remove(&(account.to_owned(), service.to_owned(), alias.to_owned()));
         }
     }

@@ -1,0 +1,135 @@
+//! What every instance is told, whatever runs it: the environment of fc-runtime-contract.md
+//! section 5 and the `x-fc-*` headers of section 2.2 that are the same for every call.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::{FunctionSpec, RuntimeConfig};
+
+pub(crate) fn header(map: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        map.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Where an instance runs, as its environment must describe it.
+pub(crate) struct Placed<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) port: u16,
+    pub(crate) qualifier: &'a str,
+    /// The code directory as the instance sees it.
+    pub(crate) code_root: &'a std::path::Path,
+    pub(crate) jailed: bool,
+    /// The runtime's interpreter directories, before the system ones on `PATH`.
+    pub(crate) path_dirs: &'a [String],
+    /// Where the instance reaches the host, when it has outbound network.
+    pub(crate) host_addr: Option<std::net::Ipv4Addr>,
+}
+
+/// The environment of fc-runtime-contract.md section 5, then the user's variables.
+pub(crate) fn instance_env(
+    cfg: &RuntimeConfig,
+    spec: &FunctionSpec,
+    at: &Placed<'_>,
+) -> Vec<(String, String)> {
+    let f = &spec.function;
+    let code = at.code_root.display().to_string();
+    let system = if at.jailed {
+        // Inside a jail only the system directories and the runtime's interpreter exist.
+        "/usr/local/bin:/usr/bin:/bin".to_owned()
+    } else {
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())
+    };
+    let mut path = format!("{code}:{code}/bin");
+    for d in at.path_dirs {
+        path.push(':');
+        path.push_str(d);
+    }
+    path.push(':');
+    path.push_str(&system);
+    let mut env = vec![
+        ("PATH".to_owned(), path),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("HOME".to_owned(), "/tmp".to_owned()),
+        ("TZ".to_owned(), "UTC".to_owned()),
+        (
+            "LD_LIBRARY_PATH".to_owned(),
+            format!("{code}:{code}/lib:/usr/local/lib"),
+        ),
+        ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+        ("NODE_PATH".to_owned(), format!("{code}/node_modules")),
+        ("FC_FUNC_CODE_PATH".to_owned(), code.clone()),
+        ("FC_ACCOUNT_ID".to_owned(), spec.account_id.clone()),
+        ("FC_REGION".to_owned(), cfg.region.clone()),
+        ("FC_SERVICE_NAME".to_owned(), spec.service_name.clone()),
+        ("FC_FUNCTION_NAME".to_owned(), f.function_name.clone()),
+        ("FC_FUNCTION_HANDLER".to_owned(), f.handler.clone()),
+        (
+            "FC_FUNCTION_MEMORY_SIZE".to_owned(),
+            f.memory_size.to_string(),
+        ),
+        ("FC_INSTANCE_ID".to_owned(), at.id.to_owned()),
+        ("FC_QUALIFIER".to_owned(), at.qualifier.to_owned()),
+        ("FC_RUNTIME_VERSION".to_owned(), f.runtime.clone()),
+        ("FC_SERVER_PORT".to_owned(), at.port.to_string()),
+        ("FC_CUSTOM_LISTEN_PORT".to_owned(), at.port.to_string()),
+    ];
+    if let Some(v) = &spec.version_id {
+        env.push(("FC_VER_ID".to_owned(), v.clone()));
+        env.push(("FC_FUNCTION_VERSION".to_owned(), v.clone()));
+    }
+    if !f.initializer.is_empty() {
+        env.push(("FC_FUNCTION_INITIALIZER".to_owned(), f.initializer.clone()));
+    }
+    if let Some(addr) = at.host_addr {
+        env.push(("FCD_HOST_ADDR".to_owned(), addr.to_string()));
+    }
+    for (k, v) in &f.environment_variables {
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// The `x-fc-*` headers of fc-runtime-contract.md section 2.2 that are the same for every call.
+pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMap {
+    let f = &spec.function;
+    let mut h = HeaderMap::new();
+    header(&mut h, "host", &format!("127.0.0.1:{}", f.ca_port));
+    header(&mut h, "content-type", "application/octet-stream");
+    header(&mut h, "x-fc-function-handler", &f.handler);
+    header(&mut h, "x-fc-function-memory", &f.memory_size.to_string());
+    header(&mut h, "x-fc-function-timeout", &f.timeout.to_string());
+    header(&mut h, "x-fc-function-initializer", &f.initializer);
+    header(
+        &mut h,
+        "x-fc-initialization-timeout",
+        &f.initialization_timeout.to_string(),
+    );
+    if let Some(lc) = &f.instance_lifecycle_config {
+        if let Some(h2) = &lc.pre_stop {
+            header(
+                &mut h,
+                "x-fc-instance-lifecycle-pre-stop-handler",
+                &h2.handler,
+            );
+        }
+        if let Some(h2) = &lc.pre_freeze {
+            header(
+                &mut h,
+                "x-fc-instance-lifecycle-pre-freeze-handler",
+                &h2.handler,
+            );
+        }
+    }
+    header(&mut h, "x-fc-region", &cfg.region);
+    header(&mut h, "x-fc-account-id", &spec.account_id);
+    header(
+        &mut h,
+        "x-fc-version-id",
+        spec.version_id.as_deref().unwrap_or(""),
+    );
+    header(&mut h, "x-fc-function-name", &f.function_name);
+    header(&mut h, "x-fc-service-name", &spec.service_name);
+    header(&mut h, "x-fc-service-logproject", &spec.log_project);
+    header(&mut h, "x-fc-service-logstore", &spec.log_store);
+    h
+}

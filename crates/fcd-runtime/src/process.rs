@@ -1,0 +1,448 @@
+//! The OS-process instance backend: one process (jailed where the host allows it) per
+//! instance, reached over kept-alive HTTP/1.1 connections on its port, its output collected for
+//! log tails.
+//!
+//! Everything an instance holds — its process group, cgroup and the server budget it reserved —
+//! is owned by a [`Teardown`] from the moment the process exists. Whatever ends the instance
+//! (a stop, a crash, or the start-up future being dropped because the client hung up), the
+//! teardown kills what is left, waits until the process is gone, removes the cgroup and only
+//! then gives the budget back — on a blocking thread, never on the async runtime's.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::backend::{BoxFuture, CallResult, ExitInfo, RunningInstance};
+use crate::budget::Reservation;
+use crate::contract::{Placed, instance_env};
+use crate::logs::Logs;
+use crate::runtimes::ProcessLaunch;
+use crate::sandbox::{self, MemoryProbe, NetworkMode, SocketFactory, SpawnSpec};
+use crate::{FunctionSpec, RuntimeConfig, StartError};
+
+/// The most response bytes fcd accepts from a function.
+const RESPONSE_MAX: usize = 32 * 1024 * 1024;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// What must be released, in order, when an instance ends.
+struct Teardown {
+    pid: i32,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
+    reservation: Reservation,
+}
+
+impl Teardown {
+    /// Blocking: kill the group unless it already ended, wait (bounded) for the exit, remove the
+    /// cgroup (which kills anything left in it), then free the budget.
+    fn run(self) {
+        if self.exit.borrow().is_none() {
+            sandbox::kill_group(self.pid);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.exit.borrow().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        drop(self.cgroup);
+        drop(self.reservation);
+    }
+
+    /// Runs [`Teardown::run`] off the async runtime.
+    fn spawn(self) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || self.run());
+            }
+            Err(_) => self.run(),
+        }
+    }
+}
+
+/// Holds a process that is still starting: if start-up is abandoned at any await point, the
+/// process is killed and its budget freed once it is gone.
+struct Starting(Option<Teardown>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.spawn();
+        }
+    }
+}
+
+pub(crate) struct ProcessInstance {
+    id: String,
+    pid: i32,
+    addr: SocketAddr,
+    sockets: Option<SocketFactory>,
+    logs: Logs,
+    memory: Option<MemoryProbe>,
+    /// The instance's cgroup, when it has one: limits, and the authoritative peak memory.
+    cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    idle_conns: Mutex<Vec<Sender>>,
+    created: Instant,
+    mem_cached_kib: AtomicU64,
+    mem_read_at: AtomicU64,
+    teardown: Mutex<Option<Teardown>>,
+}
+
+impl Drop for ProcessInstance {
+    fn drop(&mut self) {
+        let t = match self.teardown.get_mut() {
+            Ok(t) => t.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(t) = t {
+            t.spawn();
+        }
+    }
+}
+
+/// Starts the process and waits until it accepts connections on its port.
+pub(crate) async fn start(
+    cfg: &RuntimeConfig,
+    spec: &FunctionSpec,
+    id: String,
+    qualifier: &str,
+    launch: ProcessLaunch,
+    reservation: Reservation,
+) -> Result<ProcessInstance, StartError> {
+    let f = &spec.function;
+    let port = match cfg.network {
+        NetworkMode::Namespace => f.ca_port,
+        NetworkMode::Host => sandbox::free_port().map_err(|e| StartError::Spawn(e.to_string()))?,
+    };
+    let jail = cfg.jail.as_ref();
+    let code_root = match jail {
+        Some(_) => std::path::PathBuf::from("/code"),
+        None => spec.code_dir.clone(),
+    };
+    let env = instance_env(
+        cfg,
+        spec,
+        &Placed {
+            id: &id,
+            port,
+            qualifier,
+            code_root: &code_root,
+            jailed: jail.is_some(),
+            path_dirs: &launch.path_dirs,
+            host_addr: None,
+        },
+    );
+    let cgroup = match jail.and_then(|j| j.cgroups.as_ref().map(|c| (c, j.pids_max))) {
+        Some((cgroups, pids_max)) => {
+            let (cgroups, id2, mem) = (cgroups.clone(), id.clone(), f.memory_size);
+            let made = tokio::task::spawn_blocking(move || cgroups.create(&id2, mem, pids_max))
+                .await
+                .map_err(|e| StartError::Spawn(e.to_string()))?;
+            Some(Arc::new(made.map_err(|e| {
+                StartError::Spawn(format!("creating the instance's cgroup: {e}"))
+            })?))
+        }
+        None => None,
+    };
+    let plan = jail.map(|j| sandbox::JailPlan {
+        config: j.clone(),
+        code_dir: spec.code_dir.clone(),
+        mounts: launch.mounts,
+    });
+    let program = launch.program;
+    let spawned = sandbox::spawn(SpawnSpec {
+        program: program.clone(),
+        args: launch.args,
+        cwd: code_root.clone(),
+        env,
+        network: cfg.network,
+        read_only: Some(spec.code_dir.clone()),
+        jail: plan,
+        cgroup_procs: cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default(),
+    });
+    let mut spawned = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(cg) = cgroup {
+                tokio::task::spawn_blocking(move || drop(cg));
+            }
+            return Err(StartError::Spawn(format!(
+                "could not run {}: {e}",
+                program.display()
+            )));
+        }
+    };
+    let pid = spawned.pid;
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let exit = spawned.exit;
+    tokio::spawn(async move {
+        if let Ok(info) = exit.await {
+            let _ = exit_tx.send(Some(info));
+        }
+    });
+    // From here on, however start-up ends, the process does not outlive it.
+    let mut guard = Starting(Some(Teardown {
+        pid,
+        exit: exit_rx.clone(),
+        cgroup: cgroup.clone(),
+        reservation,
+    }));
+    let mut memory_pid = pid;
+    if let Some(report) = spawned.report.take() {
+        memory_pid = sandbox::await_jail(report, cfg.start_timeout)
+            .await
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
+        if cfg.network == NetworkMode::Namespace {
+            spawned.sockets =
+                Some(sandbox::sockets_for(pid).map_err(|e| {
+                    StartError::Spawn(format!("entering the instance's network: {e}"))
+                })?);
+        }
+    }
+    let (svc, func, inst) = (
+        spec.service_name.clone(),
+        f.function_name.clone(),
+        id.clone(),
+    );
+    let logs = Logs::start(
+        spawned.output,
+        Box::new(move |line| {
+            // The per-request markers are for cutting log tails; in fcd's own log they are
+            // noise, and forwarding them costs every call two log writes.
+            if line.starts_with("FC Invoke Start RequestId:")
+                || line.starts_with("FC Invoke End RequestId:")
+            {
+                return;
+            }
+            tracing::info!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
+        }),
+    );
+    let instance = ProcessInstance {
+        id,
+        pid,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        sockets: spawned.sockets,
+        logs,
+        memory: MemoryProbe::open(memory_pid).ok(),
+        cgroup,
+        exit: exit_rx,
+        idle_conns: Mutex::new(Vec::new()),
+        created: Instant::now(),
+        mem_cached_kib: AtomicU64::new(0),
+        mem_read_at: AtomicU64::new(0),
+        teardown: Mutex::new(guard.0.take()),
+    };
+    // Dropped from here on (an error or an abandoned start), the instance tears itself down.
+    instance
+        .wait_listening(cfg.start_timeout, f.ca_port)
+        .await?;
+    Ok(instance)
+}
+
+impl ProcessInstance {
+    async fn wait_listening(&self, limit: Duration, ca_port: u16) -> Result<(), StartError> {
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if let Some(info) = self.exit.borrow().clone() {
+                return Err(StartError::Exited {
+                    detail: info.description,
+                    log: self.logs.last(20),
+                });
+            }
+            if let Ok(stream) = self.connect().await
+                && let Ok(sender) = handshake(stream).await
+            {
+                self.put_conn(sender);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::NotListening {
+                    port: ca_port,
+                    after: limit,
+                    log: self.logs.last(20),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            // A slow starter is noticed within a millisecond of listening: cold starts are
+            // measured in milliseconds, and a doubling back-off would add up to its last step.
+            pause = Duration::from_millis(1);
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        let stream = match &self.sockets {
+            Some(factory) => {
+                let fd = factory.socket().await?;
+                let socket = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+                socket.connect(self.addr).await?
+            }
+            None => TcpStream::connect(self.addr).await?,
+        };
+        // Without this every request pays ~40 ms of delayed ACK.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    fn put_conn(&self, s: Sender) {
+        if let Ok(mut c) = self.idle_conns.lock() {
+            c.push(s);
+        }
+    }
+
+    async fn sender(&self) -> Result<Sender, String> {
+        loop {
+            let pooled = self.idle_conns.lock().ok().and_then(|mut c| c.pop());
+            match pooled {
+                Some(mut s) if !s.is_closed() => {
+                    if s.ready().await.is_ok() {
+                        return Ok(s);
+                    }
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let stream = self.connect().await.map_err(|e| e.to_string())?;
+        handshake(stream).await.map_err(|e| e.to_string())
+    }
+
+    async fn call_inner(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        limit: Duration,
+    ) -> CallResult {
+        let fut = async {
+            let mut sender = self.sender().await?;
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Full::new(body))
+                .map_err(|e| e.to_string())?;
+            *req.headers_mut() = headers;
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let body = http_body_util::Limited::new(body, RESPONSE_MAX)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            self.put_conn(sender);
+            Ok::<_, String>(CallResult::Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => CallResult::Failed(e),
+            Err(_) => CallResult::TimedOut,
+        }
+    }
+
+    /// Peak memory in MB, read now; after an exit, the peak the kernel reported for it.
+    fn fresh_memory_mb(&self) -> f64 {
+        let kib = self
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.peak_kib())
+            .or_else(|| self.memory.as_ref().and_then(MemoryProbe::peak_kib))
+            .or_else(|| self.exit.borrow().as_ref().map(|e| e.max_rss_kib))
+            .unwrap_or(0);
+        kib as f64 / 1024.0
+    }
+
+    async fn wait_exit(&self, wait: Duration) -> Option<ExitInfo> {
+        let mut rx = self.exit.clone();
+        let _ = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
+        rx.borrow().clone()
+    }
+}
+
+impl RunningInstance for ProcessInstance {
+    fn call<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        headers: HeaderMap,
+        body: Bytes,
+        limit: Duration,
+    ) -> BoxFuture<'a, CallResult> {
+        Box::pin(self.call_inner(method, path, headers, body, limit))
+    }
+
+    fn logs(&self) -> &Logs {
+        &self.logs
+    }
+
+    /// A peak only grows, and the kernel's figure is a syscall away: the hot path re-reads it
+    /// at most every 100 ms per instance.
+    fn peak_memory_mb(&self, fresh: bool) -> f64 {
+        if fresh {
+            return self.fresh_memory_mb();
+        }
+        let now = self.created.elapsed().as_millis() as u64 + 1;
+        let read_at = self.mem_read_at.load(Ordering::Relaxed);
+        if read_at != 0 && now.saturating_sub(read_at) < 100 {
+            return self.mem_cached_kib.load(Ordering::Relaxed) as f64 / 1024.0;
+        }
+        let mb = self.fresh_memory_mb();
+        self.mem_cached_kib
+            .store((mb * 1024.0) as u64, Ordering::Relaxed);
+        self.mem_read_at.store(now, Ordering::Relaxed);
+        mb
+    }
+
+    fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    fn exit_info(&self, wait: Duration) -> BoxFuture<'_, Option<ExitInfo>> {
+        Box::pin(self.wait_exit(wait))
+    }
+
+    fn kill(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            sandbox::kill_group(self.pid);
+            let _ = self.wait_exit(Duration::from_secs(5)).await;
+        })
+    }
+
+    fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if self.exited() {
+                return;
+            }
+            sandbox::terminate_group(self.pid);
+            if self.wait_exit(grace).await.is_none() {
+                sandbox::kill_group(self.pid);
+                let _ = self.wait_exit(Duration::from_secs(5)).await;
+            } else {
+                // The leader is gone; make sure nothing it started outlives it.
+                sandbox::kill_group(self.pid);
+            }
+            tracing::debug!(instance = %self.id, "instance stopped");
+        })
+    }
+}
+
+async fn handshake(stream: TcpStream) -> Result<Sender, hyper::Error> {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}

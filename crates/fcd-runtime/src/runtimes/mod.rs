@@ -1,0 +1,225 @@
+//! The runtime registry: which FC runtime names this server can run, and how.
+//!
+//! Each runtime family is one module — [`custom`], [`python`] — that says how an
+//! instance of it is launched: which program and arguments, which bootstrap, what its jail must
+//! mount besides the system directories, and what it puts on `PATH`. The set of names FC
+//! accepts lives in `fcd_core::model::KNOWN_RUNTIMES`; the set this server runs is whatever the
+//! registry holds after probing the machine at start (a family whose interpreter is missing is
+//! left out, and says why). The difference is an error that lists what can run.
+//!
+//! A family hands back a [`Launch`] naming the instance backend it needs; today every family
+//! runs on the OS-process backend (`crate::process`), and an in-process engine adds a variant
+//! and a backend without touching the pool or the API.
+
+pub(crate) mod custom;
+pub(crate) mod python;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use crate::FunctionSpec;
+use crate::sandbox::Bind;
+
+/// Where a runtime's bootstrap file appears inside a jail.
+const BOOTSTRAP_DIR_IN_JAIL: &str = "/var/fcd";
+
+/// Server-wide runtime settings, from `fcd serve`'s flags.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Interpreter for the `python3*` runtimes.
+    pub python: String,
+    /// Interpreter for the `nodejs*` runtimes.
+    pub node: String,
+    /// Where bootstraps are written (`<data-dir>/runtime`).
+    pub dir: PathBuf,
+}
+
+/// Where an instance is being placed, as the runtime needs to know it.
+#[derive(Debug)]
+pub(crate) struct Placement<'a> {
+    pub(crate) spec: &'a FunctionSpec,
+    /// The code directory as the instance sees it (`/code` in a jail).
+    pub(crate) code_root: &'a Path,
+    pub(crate) jailed: bool,
+}
+
+/// How to start one instance: the backend it runs on and what that backend needs.
+#[derive(Debug)]
+pub(crate) enum Launch {
+    /// An OS process speaking the custom-runtime HTTP contract on the instance's port.
+    Process(ProcessLaunch),
+}
+
+#[derive(Debug)]
+pub(crate) struct ProcessLaunch {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    /// Directories put before the system ones on the instance's `PATH` (its interpreter's).
+    pub(crate) path_dirs: Vec<String>,
+    /// What a jail must show read-only besides the system directories and the code.
+    pub(crate) mounts: Vec<Bind>,
+}
+
+/// One runtime family.
+pub(crate) trait Runtime: Send + Sync + std::fmt::Debug {
+    /// The FC runtime names this family runs.
+    fn names(&self) -> &'static [&'static str];
+    /// How to launch an instance of `placement.spec`.
+    fn launch(&self, placement: &Placement<'_>) -> Result<Launch, crate::StartError>;
+    /// What it runs on, for `GET /status` (interpreter and version).
+    fn describe(&self) -> String;
+}
+
+/// The runtimes this server can run, by FC runtime name.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    by_name: BTreeMap<&'static str, Arc<dyn Runtime>>,
+    /// Families that could not be set up, and why.
+    missing: Vec<(String, String)>,
+}
+
+impl Registry {
+    /// Probes the machine for each family's interpreter and writes the bootstraps under
+    /// `opts.dir`. Families that cannot run here are left out and recorded with the reason.
+    pub fn detect(opts: &RuntimeOptions) -> Registry {
+        let mut reg = Registry {
+            by_name: BTreeMap::new(),
+            missing: Vec::new(),
+        };
+        reg.add(Ok(Arc::new(custom::Custom)));
+        reg.add(python::Python::detect(opts).map(|p| Arc::new(p) as Arc<dyn Runtime>));
+        reg
+    }
+
+    fn add(&mut self, family: Result<Arc<dyn Runtime>, (String, String)>) {
+        match family {
+            Ok(rt) => {
+                for name in rt.names() {
+                    self.by_name.insert(name, rt.clone());
+                }
+            }
+            Err(missing) => self.missing.push(missing),
+        }
+    }
+
+    pub(crate) fn get(&self, runtime: &str) -> Option<&Arc<dyn Runtime>> {
+        self.by_name.get(runtime)
+    }
+
+    /// Every FC runtime name this server can run.
+    pub fn runnable(&self) -> Vec<&'static str> {
+        self.by_name.keys().copied().collect()
+    }
+
+    /// For `GET /status`: what each runnable family runs on, and what is missing.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut families = serde_json::Map::new();
+        for rt in self.by_name.values() {
+            let names = rt.names().join(",");
+            families
+                .entry(names)
+                .or_insert_with(|| serde_json::Value::String(rt.describe()));
+        }
+        let missing: serde_json::Map<String, serde_json::Value> = self
+            .missing
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        serde_json::json!({ "runnable": self.runnable(), "families": families, "missing": missing })
+    }
+
+    /// Families that could not be set up, with the reason (for start-up warnings).
+    pub fn missing(&self) -> &[(String, String)] {
+        &self.missing
+    }
+}
+
+/// An interpreter found on this machine: its real path and installation prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Interpreter {
+    pub(crate) exe: PathBuf,
+    pub(crate) prefix: PathBuf,
+    pub(crate) version: String,
+}
+
+impl Interpreter {
+    /// Runs `program args…`, which must print the real executable, the prefix and the version,
+    /// one per line.
+    pub(crate) fn probe(program: &str, args: &[&str]) -> Result<Interpreter, String> {
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| format!("`{program}` could not be run: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("`{program}` failed ({})", out.status));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some(exe), Some(prefix), Some(version)) => Ok(Interpreter {
+                exe: exe.trim().into(),
+                prefix: prefix.trim().into(),
+                version: version.trim().to_owned(),
+            }),
+            _ => Err(format!("`{program}` printed no location")),
+        }
+    }
+
+    /// The interpreter's directory, for `PATH`.
+    pub(crate) fn bin_dir(&self) -> Vec<String> {
+        self.exe
+            .parent()
+            .map(|d| vec![d.display().to_string()])
+            .unwrap_or_default()
+    }
+
+    /// What a jail must mount for this interpreter: its prefix, unless the system directories
+    /// every jail shows already hold it.
+    pub(crate) fn mounts(&self) -> Vec<Bind> {
+        let system = ["/usr", "/etc", "/opt", "/bin", "/lib"]
+            .iter()
+            .any(|d| self.prefix.starts_with(d));
+        if system || self.prefix.as_os_str().is_empty() {
+            return Vec::new();
+        }
+        vec![Bind {
+            host: self.prefix.clone(),
+            inside: self.prefix.clone(),
+            writable: false,
+        }]
+    }
+}
+
+/// A bootstrap written under the runtime dir, and where an instance finds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Bootstrap {
+    host: PathBuf,
+    file_name: &'static str,
+}
+
+impl Bootstrap {
+    pub(crate) fn write(dir: &Path, file_name: &'static str, text: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let host = dir.join(file_name);
+        std::fs::write(&host, text).map_err(|e| format!("writing {}: {e}", host.display()))?;
+        Ok(Bootstrap { host, file_name })
+    }
+
+    /// The path the instance runs, and the mount that makes it visible in a jail.
+    pub(crate) fn place(&self, jailed: bool) -> (String, Option<Bind>) {
+        if !jailed {
+            return (self.host.display().to_string(), None);
+        }
+        let inside = Path::new(BOOTSTRAP_DIR_IN_JAIL).join(self.file_name);
+        let bind = Bind {
+            host: self.host.clone(),
+            inside: inside.clone(),
+            writable: false,
+        };
+        (inside.display().to_string(), Some(bind))
+    }
+}

@@ -1,0 +1,66 @@
+//! `python3`, `python3.9`, `python3.10`: fcd's embedded bootstrap (`python/bootstrap.py`) on the
+//! machine's Python 3 (`--python`), serving the custom-runtime contract for `handler(event,
+//! context)` functions.
+
+use super::{Bootstrap, Interpreter, Launch, Placement, ProcessLaunch, Runtime, RuntimeOptions};
+
+/// The Python bootstrap fcd ships inside its binary.
+pub(crate) const BOOTSTRAP: &str = include_str!("python/bootstrap.py");
+
+#[derive(Debug)]
+pub(crate) struct Python {
+    interpreter: Interpreter,
+    bootstrap: Bootstrap,
+}
+
+impl Python {
+    pub(crate) fn detect(opts: &RuntimeOptions) -> Result<Python, (String, String)> {
+        let missing = |why: String| ("python3".to_owned(), why);
+        let interpreter = Interpreter::probe(
+            &opts.python,
+            &[
+                "-c",
+                "import os, sys, platform; print(os.path.realpath(sys.executable)); print(sys.base_prefix); print(platform.python_version())",
+            ],
+        )
+        .map_err(missing)?;
+        if !interpreter.version.starts_with("3.") {
+            return Err(missing(format!(
+                "`{}` is Python {}, not 3",
+                opts.python, interpreter.version
+            )));
+        }
+        let bootstrap =
+            Bootstrap::write(&opts.dir, "python-bootstrap.py", BOOTSTRAP).map_err(missing)?;
+        Ok(Python {
+            interpreter,
+            bootstrap,
+        })
+    }
+}
+
+impl Runtime for Python {
+    fn names(&self) -> &'static [&'static str] {
+        &["python3", "python3.9", "python3.10"]
+    }
+
+    fn launch(&self, p: &Placement<'_>) -> Result<Launch, crate::StartError> {
+        let (script, bind) = self.bootstrap.place(p.jailed);
+        let mut mounts = self.interpreter.mounts();
+        mounts.extend(bind);
+        Ok(Launch::Process(ProcessLaunch {
+            program: self.interpreter.exe.clone(),
+            args: vec!["-u".into(), "-X".into(), "utf8".into(), script],
+            path_dirs: self.interpreter.bin_dir(),
+            mounts,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Python {} ({})",
+            self.interpreter.version,
+            self.interpreter.exe.display()
+        )
+    }
+}
