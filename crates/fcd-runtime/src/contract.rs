@@ -89,6 +89,32 @@ pub(crate) fn instance_env(
     env
 }
 
+/// The environment a prewarmed jail's runtime starts with, before it knows its function: only
+/// what is the same for every function (the code is at `/code` in every jail), plus the pipe
+/// its assignment arrives on. The function's own variables come with the assignment.
+pub(crate) fn blank_env(path_dirs: &[String]) -> Vec<(String, String)> {
+    let mut path = "/code:/code/bin".to_owned();
+    for d in path_dirs {
+        path.push(':');
+        path.push_str(d);
+    }
+    path.push_str(":/usr/local/bin:/usr/bin:/bin");
+    vec![
+        ("PATH".to_owned(), path),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("HOME".to_owned(), "/tmp".to_owned()),
+        ("TZ".to_owned(), "UTC".to_owned()),
+        (
+            "LD_LIBRARY_PATH".to_owned(),
+            "/code:/code/lib:/usr/local/lib".to_owned(),
+        ),
+        ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+        ("NODE_PATH".to_owned(), "/code/node_modules".to_owned()),
+        ("FC_FUNC_CODE_PATH".to_owned(), "/code".to_owned()),
+        ("FCD_ASSIGNMENT_FD".to_owned(), "3".to_owned()),
+    ]
+}
+
 /// The `x-fc-*` headers of fc-runtime-contract.md section 2.2 that are the same for every call.
 pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMap {
     let f = &spec.function;

@@ -65,6 +65,10 @@ pub struct RuntimeConfig {
     pub jail: Option<sandbox::JailConfig>,
     /// Why a jail could not be had, when it could not.
     pub jail_unavailable: Option<String>,
+    /// Prewarmed jails kept ready per kind of instance (0: none; only where jailed).
+    pub prewarm: u32,
+    /// The code store's directory (prewarmed jails are handed code from it).
+    pub code_store: Option<PathBuf>,
 }
 
 /// Everything needed to run one function: resolved once, shared by all its invocations.
@@ -185,7 +189,8 @@ type PoolKey = (String, String, String, String);
 
 /// Runs functions. One per server.
 pub struct InstanceManager {
-    cfg: RuntimeConfig,
+    cfg: Arc<RuntimeConfig>,
+    prewarm: Arc<process::prewarm::Prewarm>,
     pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
     budget: Arc<Budget>,
     closed: AtomicBool,
@@ -284,7 +289,9 @@ fn throttled(why: NoSlot) -> InvokeError {
 impl InstanceManager {
     pub fn new(cfg: RuntimeConfig) -> InstanceManager {
         let budget = Budget::new(cfg.max_instances, cfg.max_memory_mb);
+        let cfg = Arc::new(cfg);
         InstanceManager {
+            prewarm: process::prewarm::Prewarm::new(cfg.clone()),
             cfg,
             pools: RwLock::new(HashMap::new()),
             budget,
@@ -298,6 +305,20 @@ impl InstanceManager {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.cfg
+    }
+
+    /// Starts keeping prewarmed jails ready for each runtime's default memory size (more kinds
+    /// join as functions use them). Call once, inside the async runtime.
+    pub fn start_prewarming(&self) {
+        if !self.prewarm.enabled() {
+            return;
+        }
+        for family in self.cfg.runtimes.families() {
+            self.prewarm.keep_ready(
+                family.blank_launch(fcd_core::limits::MEMORY_DEFAULT),
+                fcd_core::limits::MEMORY_DEFAULT,
+            );
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -336,7 +357,16 @@ impl InstanceManager {
         })?;
         let engine: Box<dyn RunningInstance> = match launch {
             Launch::Process(l) => Box::new(
-                process::start(&self.cfg, spec, id.clone(), qualifier, l, reservation).await?,
+                process::start(
+                    &self.cfg,
+                    &self.prewarm,
+                    spec,
+                    id.clone(),
+                    qualifier,
+                    l,
+                    reservation,
+                )
+                .await?,
             ),
         };
         Ok(Arc::new(Instance::new(
@@ -663,6 +693,7 @@ impl InstanceManager {
                 "shutdown grace period over with invocations still running; stopping instances"
             );
         }
+        self.prewarm.shutdown();
         let pools: Vec<Arc<Pool>> = match self.pools.write() {
             Ok(mut m) => m.drain().map(|(_, p)| p).collect(),
             Err(_) => Vec::new(),
@@ -687,8 +718,9 @@ impl InstanceManager {
         for s in stops {
             let _ = s.await;
         }
-        if let Some(cg) = self.cfg.jail.as_ref().and_then(|j| j.cgroups.as_ref()) {
-            cg.remove();
+        if let Some(cg) = self.cfg.jail.as_ref().and_then(|j| j.cgroups.clone()) {
+            // Kills stragglers with pauses between tries: not on the async runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
         }
     }
 
@@ -753,6 +785,7 @@ impl InstanceManager {
             "pidNamespace": jail.is_some(),
             "cgroups": cgroups,
             "user": jail.map(|j| j.uid),
+            "prewarmed": self.prewarm.ready_count(),
             "missing": missing,
         })
     }

@@ -58,6 +58,10 @@ pub(crate) struct ServeArgs {
     /// Node.js for the nodejs* runtimes.
     #[arg(long, env = "FCD_NODE", default_value = "node")]
     node: String,
+    /// Prewarmed jails kept ready per kind of instance (runtime and memory size), so a cold
+    /// start skips the jail's set-up and the runtime's own start (0 turns it off; jailed only).
+    #[arg(long, env = "FCD_PREWARM", default_value_t = 1)]
+    prewarm: u32,
     /// Seconds a new instance may take to start listening.
     #[arg(long, env = "FCD_INSTANCE_START_TIMEOUT_SECS", default_value_t = 20)]
     instance_start_timeout_secs: u64,
@@ -204,8 +208,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         jail,
         jail_unavailable,
+        prewarm: args.prewarm,
+        code_store: Some(data_dir.join("code")),
     }));
     tokio::spawn(runtime.clone().reclaim_idle_forever());
+    runtime.start_prewarming();
     let control = Arc::new(Control::new(
         Arc::new(store),
         code,

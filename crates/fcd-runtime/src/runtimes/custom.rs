@@ -33,7 +33,19 @@ impl Runtime for Custom {
             args,
             path_dirs: Vec::new(),
             mounts: Vec::new(),
+            reads_assignment: false,
         }))
+    }
+
+    fn blank_launch(&self, _memory_mb: u32) -> ProcessLaunch {
+        // The jail alone: the function's command is known, and run, on assignment.
+        ProcessLaunch {
+            program: PathBuf::new(),
+            args: Vec::new(),
+            path_dirs: Vec::new(),
+            mounts: Vec::new(),
+            reads_assignment: false,
+        }
     }
 
     fn describe(&self) -> String {

@@ -60,6 +60,9 @@ pub(crate) struct ProcessLaunch {
     pub(crate) path_dirs: Vec<String>,
     /// What a jail must show read-only besides the system directories and the code.
     pub(crate) mounts: Vec<Bind>,
+    /// The program waits for its function on `FCD_ASSIGNMENT_FD` (fcd's bootstraps), so it can
+    /// be started ahead in a prewarmed jail; otherwise a prewarmed jail runs it on assignment.
+    pub(crate) reads_assignment: bool,
 }
 
 /// One runtime family.
@@ -70,6 +73,9 @@ pub(crate) trait Runtime: Send + Sync + std::fmt::Debug {
     fn launch(&self, placement: &Placement<'_>) -> Result<Launch, crate::StartError>;
     /// What it runs on, for `GET /status` (interpreter and version).
     fn describe(&self) -> String;
+    /// The launch of a prewarmed jail for this family's functions of `memory_mb`, before any
+    /// function is known (jailed only: outside a jail nothing is prewarmed).
+    fn blank_launch(&self, memory_mb: u32) -> ProcessLaunch;
 }
 
 /// The runtimes this server can run, by FC runtime name.
@@ -106,6 +112,17 @@ impl Registry {
 
     pub(crate) fn get(&self, runtime: &str) -> Option<&Arc<dyn Runtime>> {
         self.by_name.get(runtime)
+    }
+
+    /// Each family once.
+    pub(crate) fn families(&self) -> Vec<Arc<dyn Runtime>> {
+        let mut out: Vec<Arc<dyn Runtime>> = Vec::new();
+        for rt in self.by_name.values() {
+            if !out.iter().any(|o| Arc::ptr_eq(o, rt)) {
+                out.push(rt.clone());
+            }
+        }
+        out
     }
 
     /// Every FC runtime name this server can run.

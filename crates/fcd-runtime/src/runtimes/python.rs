@@ -39,21 +39,32 @@ impl Python {
     }
 }
 
+impl Python {
+    fn process_launch(&self, jailed: bool) -> ProcessLaunch {
+        let (script, bind) = self.bootstrap.place(jailed);
+        let mut mounts = self.interpreter.mounts();
+        mounts.extend(bind);
+        ProcessLaunch {
+            program: self.interpreter.exe.clone(),
+            args: vec!["-u".into(), "-X".into(), "utf8".into(), script],
+            path_dirs: self.interpreter.bin_dir(),
+            mounts,
+            reads_assignment: true,
+        }
+    }
+}
+
 impl Runtime for Python {
     fn names(&self) -> &'static [&'static str] {
         &["python3", "python3.9", "python3.10"]
     }
 
     fn launch(&self, p: &Placement<'_>) -> Result<Launch, crate::StartError> {
-        let (script, bind) = self.bootstrap.place(p.jailed);
-        let mut mounts = self.interpreter.mounts();
-        mounts.extend(bind);
-        Ok(Launch::Process(ProcessLaunch {
-            program: self.interpreter.exe.clone(),
-            args: vec!["-u".into(), "-X".into(), "utf8".into(), script],
-            path_dirs: self.interpreter.bin_dir(),
-            mounts,
-        }))
+        Ok(Launch::Process(self.process_launch(p.jailed)))
+    }
+
+    fn blank_launch(&self, _memory_mb: u32) -> ProcessLaunch {
+        self.process_launch(true)
     }
 
     fn describe(&self) -> String {

@@ -59,6 +59,9 @@ pub(crate) struct JailSpec {
     pub(crate) own_network: bool,
     pub(crate) cgroup_procs: Vec<PathBuf>,
     pub(crate) report_fd: i32,
+    /// A prewarmed jail, handed its function later ([`super::blank`]).
+    #[serde(default)]
+    pub(crate) blank: Option<super::blank::BlankJail>,
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -125,13 +128,25 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
     if spec.own_network {
         super::loopback_up()?;
     }
+    // A prewarmed jail's function side waits on this pipe for its assignment.
+    let assignment = match &spec.blank {
+        Some(_) => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?),
+        None => None,
+    };
     // SAFETY: this process is single-threaded (it has just started and spawned no threads), so
     // the child may run arbitrary code after fork.
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }.map_err(|e| io::Error::other(format!("fork: {e}")))?;
     match forked {
         ForkResult::Child => {
-            let err = match child(spec) {
+            // The control socket is the init's alone.
+            if let Some(b) = &spec.blank {
+                // SAFETY: closing this process's copy of a descriptor it does not use.
+                #[allow(unsafe_code)]
+                drop(unsafe { OwnedFd::from_raw_fd(b.control_fd) });
+            }
+            let from_init = assignment.map(|(rd, _wr)| rd);
+            let err = match child(spec, from_init) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -154,6 +169,12 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
                 #[allow(unsafe_code)]
                 let _ = unsafe { sigaction(sig, &action) };
             }
+            if let (Some(b), Some((rd, wr))) = (&spec.blank, assignment) {
+                drop(rd);
+                if let Some(code) = super::blank::await_hand_over(b, child, wr) {
+                    return Ok(code);
+                }
+            }
             loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -171,7 +192,7 @@ fn ctx<T>(what: &str, r: nix::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::other(format!("{what}: {e}")))
 }
 
-fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
+pub(crate) fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
     let none: Option<&str> = None;
     if host.is_dir() {
         fs::create_dir_all(target)?;
@@ -207,25 +228,24 @@ fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
 }
 
 /// A bare command name is looked up on the instance's `PATH`, as a shell would.
-fn resolve_program(spec: &JailSpec) -> String {
-    if spec.program.contains('/') {
-        return spec.program.clone();
+fn resolve_program(program: &str, env: &[(String, String)]) -> String {
+    if program.contains('/') {
+        return program.to_owned();
     }
-    let path = spec
-        .env
+    let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or("/usr/bin:/bin");
     path.split(':')
-        .map(|dir| Path::new(dir).join(&spec.program))
+        .map(|dir| Path::new(dir).join(program))
         .find(|p| p.is_file())
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| spec.program.clone())
+        .unwrap_or_else(|| program.to_owned())
 }
 
 /// Runs as PID 1 of the new namespace: builds the root, drops privileges, execs the function.
-fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
+fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     let none: Option<&str> = None;
     ctx(
@@ -246,6 +266,9 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     for b in &spec.binds {
         let target = root.join(b.inside.strip_prefix("/").unwrap_or(&b.inside));
         bind(&b.host, &target, b.writable)?;
+    }
+    if let Some(b) = &spec.blank {
+        super::blank::prepare_root(b, root)?;
     }
     for (name, to) in &spec.links {
         symlink(to, root.join(name))?;
@@ -342,27 +365,69 @@ fn child(spec: &JailSpec) -> io::Result<std::convert::Infallible> {
     // Changing credentials clears the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;
-    nix::unistd::chdir(spec.cwd.as_str())
-        .map_err(|e| io::Error::other(format!("chdir {}: {e}", spec.cwd)))?;
+    let (mut program, mut args, mut env, mut cwd) = (
+        spec.program.clone(),
+        spec.args.clone(),
+        spec.env.clone(),
+        spec.cwd.clone(),
+    );
+    let mut reported = false;
+    let mut runtime_pipe = None;
+    match (&spec.blank, assignment) {
+        // A prewarmed `custom` jail: ready now; what to run comes with the assignment.
+        (Some(b), Some(pipe)) if b.exec => {
+            report(spec.report_fd, "ok\n");
+            // SAFETY: closing the report pipe so fcd sees EOF: the jail is ready.
+            #[allow(unsafe_code)]
+            drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
+            reported = true;
+            let assigned = super::blank::read_exec_assignment(pipe)?;
+            (program, args, env) = (assigned.program, assigned.args, assigned.env);
+            if let Some(dir) = assigned.cwd {
+                cwd = dir;
+            }
+        }
+        // A prewarmed interpreter: it reads the assignment itself, on fd 3.
+        (Some(_), Some(pipe)) => runtime_pipe = Some(pipe),
+        _ => {}
+    }
+    nix::unistd::chdir(cwd.as_str()).map_err(|e| io::Error::other(format!("chdir {cwd}: {e}")))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::other("NUL byte in argument"));
-    let program = cstr(&resolve_program(spec))?;
-    let mut argv = vec![program.clone()];
-    for a in &spec.args {
+    let program_c = cstr(&resolve_program(&program, &env))?;
+    let mut argv = vec![program_c.clone()];
+    for a in &args {
         argv.push(cstr(a)?);
     }
-    let envp: Vec<CString> = spec
-        .env
+    let envp: Vec<CString> = env
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect::<Result<_, _>>()?;
-    report(spec.report_fd, "ok\n");
-    // SAFETY: closing the report pipe before exec so fcd sees EOF.
-    #[allow(unsafe_code)]
-    drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
-    let err = nix::unistd::execve(&program, &argv, &envp).err();
+    if !reported {
+        report(spec.report_fd, "ok\n");
+        // SAFETY: closing the report pipe before exec so fcd sees EOF.
+        #[allow(unsafe_code)]
+        drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
+    }
+    if let Some(pipe) = runtime_pipe {
+        // The report pipe's number is free again; dup2 leaves the copy open across exec.
+        // SAFETY: dup2 on two descriptor numbers this process owns.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            nix::libc::dup2(
+                std::os::fd::AsRawFd::as_raw_fd(&pipe),
+                super::blank::ASSIGNMENT_FD,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::other(format!(
+                "assignment pipe: {}",
+                io::Error::last_os_error()
+            )));
+        }
+    }
+    let err = nix::unistd::execve(&program_c, &argv, &envp).err();
     eprintln!(
-        "fcd jail: could not run {}: {}",
-        spec.program,
+        "fcd jail: could not run {program}: {}",
         err.map(|e| e.to_string()).unwrap_or_default()
     );
     std::process::exit(127);

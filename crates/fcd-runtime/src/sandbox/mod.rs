@@ -19,9 +19,11 @@
 //! guessed.
 #![allow(unsafe_code)]
 
+pub(crate) mod blank;
 pub mod cgroup;
 pub mod jail;
 
+pub(crate) use blank::{BlankSetup, assign};
 pub use cgroup::Cgroups;
 pub(crate) use jail::Bind;
 pub use jail::INIT_ARG;
@@ -76,6 +78,8 @@ pub(crate) struct SpawnSpec {
     pub(crate) jail: Option<JailPlan>,
     /// `cgroup.procs` files the jailed instance joins.
     pub(crate) cgroup_procs: Vec<PathBuf>,
+    /// Build a prewarmed jail that gets its function later (jailed only; see [`blank`]).
+    pub(crate) blank: Option<BlankSetup>,
 }
 
 /// Server-wide jail settings, detected once at start.
@@ -99,7 +103,8 @@ pub struct JailConfig {
 #[derive(Debug)]
 pub(crate) struct JailPlan {
     pub(crate) config: JailConfig,
-    pub(crate) code_dir: PathBuf,
+    /// The function's code, shown at `/code`; `None` for a prewarmed jail.
+    pub(crate) code_dir: Option<PathBuf>,
     /// What the instance's runtime needs besides the system directories (its interpreter's
     /// prefix, its bootstrap), read-only.
     pub(crate) mounts: Vec<Bind>,
@@ -161,11 +166,7 @@ impl JailConfig {
             .ok_or("no `true` binary to probe with")?;
         let plan = JailPlan {
             config: self.clone(),
-            code_dir: self
-                .rootfs
-                .parent()
-                .map(|p| p.to_path_buf())
-                .unwrap_or_default(),
+            code_dir: self.rootfs.parent().map(|p| p.to_path_buf()),
             mounts: Vec::new(),
         };
         let spec = SpawnSpec {
@@ -177,6 +178,7 @@ impl JailConfig {
             read_only: None,
             jail: Some(plan),
             cgroup_procs: Vec::new(),
+            blank: None,
         };
         let mut spawned = spawn(spec).map_err(|e| format!("jail probe: {e}"))?;
         let report = spawned.report.take().ok_or("jail probe: no report pipe")?;
@@ -195,13 +197,19 @@ impl JailConfig {
         }
     }
 
-    pub(crate) fn instance_binds(&self, code_dir: &std::path::Path, mounts: &[Bind]) -> Vec<Bind> {
+    pub(crate) fn instance_binds(
+        &self,
+        code_dir: Option<&std::path::Path>,
+        mounts: &[Bind],
+    ) -> Vec<Bind> {
         let mut b = self.binds.clone();
-        b.push(Bind {
-            host: code_dir.to_path_buf(),
-            inside: "/code".into(),
-            writable: false,
-        });
+        if let Some(code_dir) = code_dir {
+            b.push(Bind {
+                host: code_dir.to_path_buf(),
+                inside: "/code".into(),
+                writable: false,
+            });
+        }
         b.extend(mounts.iter().cloned());
         b
     }
@@ -222,6 +230,8 @@ pub(crate) struct Spawned {
     pub(crate) sockets: Option<SocketFactory>,
     /// A jail's progress reports (see [`jail`]); read with [`await_jail`].
     pub(crate) report: Option<pipe::Receiver>,
+    /// A prewarmed jail's control socket (see [`blank`]).
+    pub(crate) control: Option<std::os::unix::net::UnixStream>,
 }
 
 /// Waits for a jail to report that its function is about to run. Returns the PID (as fcd sees
@@ -376,7 +386,9 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         env: spec.env.clone(),
         cwd: spec.cwd.display().to_string(),
         rootfs: plan.config.rootfs.clone(),
-        binds: plan.config.instance_binds(&plan.code_dir, &plan.mounts),
+        binds: plan
+            .config
+            .instance_binds(plan.code_dir.as_deref(), &plan.mounts),
         links: plan.config.links.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,
         uid: plan.config.uid,
@@ -384,7 +396,21 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         own_network: spec.network == NetworkMode::Namespace,
         cgroup_procs: spec.cgroup_procs.clone(),
         report_fd: REPORT_FD,
+        blank: spec.blank.as_ref().map(|b| blank::BlankJail {
+            store: b.store.clone(),
+            exec: b.exec,
+            control_fd: blank::CONTROL_FD,
+        }),
     };
+    // A prewarmed jail's init is handed its function over this socket.
+    let (control, control_theirs) = match &spec.blank {
+        Some(_) => {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+            (Some(ours), Some(theirs))
+        }
+        None => (None, None),
+    };
+    let control_raw = control_theirs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let json = serde_json::to_string(&jail_spec).map_err(io::Error::other)?;
     let mut cmd = Command::new(&plan.config.exe);
     cmd.arg(jail::INIT_ARG)
@@ -403,11 +429,17 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
             if nix::libc::dup2(report_raw, REPORT_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            if let Some(fd) = control_raw
+                && nix::libc::dup2(fd, blank::CONTROL_FD) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
     drop(report_tx);
+    drop(control_theirs);
     let pid = child.id() as i32;
     drop(child);
     let (exit_tx, exit_rx) = oneshot::channel();
@@ -425,6 +457,7 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         exit: exit_rx,
         sockets: None,
         report: Some(report),
+        control,
     })
 }
 
@@ -507,6 +540,7 @@ pub(crate) fn spawn(mut spec: SpawnSpec) -> io::Result<Spawned> {
         exit: exit_rx,
         sockets,
         report: None,
+        control: None,
     })
 }
 

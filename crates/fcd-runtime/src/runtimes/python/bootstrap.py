@@ -22,6 +22,33 @@
 import os
 import sys
 
+
+def _await_assignment():
+    """A prepared instance waits here for the function it will run.
+
+    fcd may start the interpreter ahead of time, inside an instance's jail but before it knows
+    which function the instance is for, with FCD_ASSIGNMENT_FD naming a pipe.  Everything the
+    bootstrap imports is imported first, so that cost is paid before a request waits on it;
+    then fcd mounts the function's code at /code and writes one JSON object,
+    {"env": {...}, "cwd": "..."}, with the function's environment (FC_* variables and the
+    user's), and closes the pipe.  EOF without an assignment means the instance is dropped.
+    """
+    fd = os.environ.pop("FCD_ASSIGNMENT_FD", None)
+    if fd is None:
+        return
+    import threading, time, json, logging, socket, signal, traceback, binascii  # noqa: E401,F401
+    with os.fdopen(int(fd), "rb") as pipe:
+        data = pipe.read()
+    if not data:
+        os._exit(0)
+    assignment = json.loads(data.decode("utf-8"))
+    os.environ.update(assignment.get("env") or {})
+    os.chdir(assignment.get("cwd") or os.environ.get("FC_FUNC_CODE_PATH") or "/code")
+    time.tzset()
+
+
+_await_assignment()
+
 # --------------------------------------------------------------------------
 # Configuration captured before the environment is scrubbed.
 # --------------------------------------------------------------------------

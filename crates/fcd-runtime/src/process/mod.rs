@@ -24,6 +24,8 @@ use tokio::sync::watch;
 use crate::backend::{BoxFuture, CallResult, ExitInfo, RunningInstance};
 use crate::budget::Reservation;
 use crate::contract::{Placed, instance_env};
+
+pub(crate) mod prewarm;
 use crate::logs::Logs;
 use crate::runtimes::ProcessLaunch;
 use crate::sandbox::{self, MemoryProbe, NetworkMode, SocketFactory, SpawnSpec};
@@ -39,7 +41,7 @@ struct Teardown {
     pid: i32,
     exit: watch::Receiver<Option<ExitInfo>>,
     cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
-    reservation: Reservation,
+    reservation: Option<Reservation>,
 }
 
 impl Teardown {
@@ -109,42 +111,51 @@ impl Drop for ProcessInstance {
     }
 }
 
-/// Starts the process and waits until it accepts connections on its port.
-pub(crate) async fn start(
-    cfg: &RuntimeConfig,
-    spec: &FunctionSpec,
-    id: String,
-    qualifier: &str,
-    launch: ProcessLaunch,
-    reservation: Reservation,
-) -> Result<ProcessInstance, StartError> {
-    let f = &spec.function;
-    let port = match cfg.network {
-        NetworkMode::Namespace => f.ca_port,
-        NetworkMode::Host => sandbox::free_port().map_err(|e| StartError::Spawn(e.to_string()))?,
-    };
+/// A process that exists (and, jailed, has reported its set-up done) but is not yet an
+/// instance fcd calls: what [`start`] and the prewarmed pool ([`prewarm`]) share.
+pub(crate) struct Spawned {
+    pid: i32,
+    /// The process whose memory `/proc` reports (a jail's function, not its init).
+    memory_pid: i32,
+    port: u16,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    output: tokio::net::unix::pipe::Receiver,
+    sockets: Option<SocketFactory>,
+    cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
+    /// A prewarmed jail's control channel (see [`prewarm`]).
+    control: Option<std::os::unix::net::UnixStream>,
+    /// Owns the process until it becomes an instance: dropped before, it is torn down.
+    guard: Starting,
+}
+
+/// What to spawn, independent of which function (for a prewarmed jail) or for one.
+pub(crate) struct SpawnPlan {
+    pub(crate) id: String,
+    pub(crate) port: u16,
+    pub(crate) memory_mb: u32,
+    pub(crate) launch: ProcessLaunch,
+    /// The function's code directory; `None` for a prewarmed jail, which gets it later.
+    pub(crate) code_dir: Option<std::path::PathBuf>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) blank: Option<sandbox::BlankSetup>,
+}
+
+/// The port an instance listens on: its `caPort` in its own namespace, else a free one.
+pub(crate) fn instance_port(cfg: &RuntimeConfig, ca_port: u16) -> Result<u16, StartError> {
+    match cfg.network {
+        NetworkMode::Namespace => Ok(ca_port),
+        NetworkMode::Host => sandbox::free_port().map_err(|e| StartError::Spawn(e.to_string())),
+    }
+}
+
+/// Creates the cgroup and the process, and waits for a jail's set-up. Whatever fails or is
+/// abandoned on the way leaves no process and no cgroup behind.
+pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawned, StartError> {
     let jail = cfg.jail.as_ref();
-    let code_root = match jail {
-        Some(_) => std::path::PathBuf::from("/code"),
-        None => spec.code_dir.clone(),
-    };
-    let env = instance_env(
-        cfg,
-        spec,
-        &Placed {
-            id: &id,
-            port,
-            qualifier,
-            code_root: &code_root,
-            jailed: jail.is_some(),
-            path_dirs: &launch.path_dirs,
-            host_addr: None,
-        },
-    );
     let cgroup = match jail.and_then(|j| j.cgroups.as_ref().map(|c| (c, j.pids_max))) {
         Some((cgroups, pids_max)) => {
-            let (cgroups, id2, mem) = (cgroups.clone(), id.clone(), f.memory_size);
-            let made = tokio::task::spawn_blocking(move || cgroups.create(&id2, mem, pids_max))
+            let (cgroups, id, mem) = (cgroups.clone(), plan.id.clone(), plan.memory_mb);
+            let made = tokio::task::spawn_blocking(move || cgroups.create(&id, mem, pids_max))
                 .await
                 .map_err(|e| StartError::Spawn(e.to_string()))?;
             Some(Arc::new(made.map_err(|e| {
@@ -153,21 +164,26 @@ pub(crate) async fn start(
         }
         None => None,
     };
-    let plan = jail.map(|j| sandbox::JailPlan {
+    let code_root = match (jail, &plan.code_dir) {
+        (Some(_), _) | (None, None) => std::path::PathBuf::from("/code"),
+        (None, Some(dir)) => dir.clone(),
+    };
+    let jail_plan = jail.map(|j| sandbox::JailPlan {
         config: j.clone(),
-        code_dir: spec.code_dir.clone(),
-        mounts: launch.mounts,
+        code_dir: plan.code_dir.clone(),
+        mounts: plan.launch.mounts,
     });
-    let program = launch.program;
+    let program = plan.launch.program;
     let spawned = sandbox::spawn(SpawnSpec {
         program: program.clone(),
-        args: launch.args,
-        cwd: code_root.clone(),
-        env,
+        args: plan.launch.args,
+        cwd: code_root,
+        env: plan.env,
         network: cfg.network,
-        read_only: Some(spec.code_dir.clone()),
-        jail: plan,
+        read_only: plan.code_dir.clone(),
+        jail: jail_plan,
         cgroup_procs: cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default(),
+        blank: plan.blank,
     });
     let mut spawned = match spawned {
         Ok(s) => s,
@@ -189,12 +205,12 @@ pub(crate) async fn start(
             let _ = exit_tx.send(Some(info));
         }
     });
-    // From here on, however start-up ends, the process does not outlive it.
-    let mut guard = Starting(Some(Teardown {
+    // From here on, however this ends, the process does not outlive it.
+    let guard = Starting(Some(Teardown {
         pid,
         exit: exit_rx.clone(),
         cgroup: cgroup.clone(),
-        reservation,
+        reservation: None,
     }));
     let mut memory_pid = pid;
     if let Some(report) = spawned.report.take() {
@@ -208,44 +224,143 @@ pub(crate) async fn start(
                 })?);
         }
     }
-    let (svc, func, inst) = (
-        spec.service_name.clone(),
-        f.function_name.clone(),
-        id.clone(),
-    );
-    let logs = Logs::start(
-        spawned.output,
-        Box::new(move |line| {
-            // The per-request markers are for cutting log tails; in fcd's own log they are
-            // noise, and forwarding them costs every call two log writes.
-            if line.starts_with("FC Invoke Start RequestId:")
-                || line.starts_with("FC Invoke End RequestId:")
-            {
-                return;
-            }
-            tracing::info!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
-        }),
-    );
-    let instance = ProcessInstance {
-        id,
+    Ok(Spawned {
         pid,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        sockets: spawned.sockets,
-        logs,
-        memory: MemoryProbe::open(memory_pid).ok(),
-        cgroup,
+        memory_pid,
+        port: plan.port,
         exit: exit_rx,
-        idle_conns: Mutex::new(Vec::new()),
-        created: Instant::now(),
-        mem_cached_kib: AtomicU64::new(0),
-        mem_read_at: AtomicU64::new(0),
-        teardown: Mutex::new(guard.0.take()),
+        output: spawned.output,
+        sockets: spawned.sockets,
+        cgroup,
+        control: spawned.control,
+        guard,
+    })
+}
+
+impl Spawned {
+    /// Makes the process an instance of `spec` and waits until it accepts connections.
+    pub(crate) async fn into_instance(
+        self,
+        cfg: &RuntimeConfig,
+        spec: &FunctionSpec,
+        id: String,
+        reservation: Reservation,
+    ) -> Result<ProcessInstance, StartError> {
+        let Spawned {
+            pid,
+            memory_pid,
+            port,
+            exit,
+            output,
+            sockets,
+            cgroup,
+            control: _,
+            mut guard,
+        } = self;
+        let teardown = match guard.0.take() {
+            Some(mut t) => {
+                t.reservation = Some(reservation);
+                t
+            }
+            None => Teardown {
+                pid,
+                exit: exit.clone(),
+                cgroup: cgroup.clone(),
+                reservation: Some(reservation),
+            },
+        };
+        let (svc, func, inst) = (
+            spec.service_name.clone(),
+            spec.function.function_name.clone(),
+            id.clone(),
+        );
+        let logs = Logs::start(
+            output,
+            Box::new(move |line| {
+                // The per-request markers are for cutting log tails; in fcd's own log they are
+                // noise, and forwarding them costs every call two log writes.
+                if line.starts_with("FC Invoke Start RequestId:")
+                    || line.starts_with("FC Invoke End RequestId:")
+                {
+                    return;
+                }
+                tracing::info!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
+            }),
+        );
+        let instance = ProcessInstance {
+            id,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            sockets,
+            logs,
+            memory: MemoryProbe::open(memory_pid).ok(),
+            cgroup,
+            exit,
+            idle_conns: Mutex::new(Vec::new()),
+            created: Instant::now(),
+            mem_cached_kib: AtomicU64::new(0),
+            mem_read_at: AtomicU64::new(0),
+            teardown: Mutex::new(Some(teardown)),
+        };
+        // Dropped from here on (an error or an abandoned start), the instance tears itself down.
+        instance
+            .wait_listening(cfg.start_timeout, spec.function.ca_port)
+            .await?;
+        Ok(instance)
+    }
+}
+
+/// Starts a process for `spec` from scratch (or from a prewarmed jail when one fits) and waits
+/// until it accepts connections on its port.
+pub(crate) async fn start(
+    cfg: &RuntimeConfig,
+    prewarm: &Arc<prewarm::Prewarm>,
+    spec: &FunctionSpec,
+    id: String,
+    qualifier: &str,
+    launch: ProcessLaunch,
+    reservation: Reservation,
+) -> Result<ProcessInstance, StartError> {
+    let f = &spec.function;
+    let port = instance_port(cfg, f.ca_port)?;
+    let jailed = cfg.jail.is_some();
+    let code_root = if jailed {
+        std::path::PathBuf::from("/code")
+    } else {
+        spec.code_dir.clone()
     };
-    // Dropped from here on (an error or an abandoned start), the instance tears itself down.
-    instance
-        .wait_listening(cfg.start_timeout, f.ca_port)
-        .await?;
-    Ok(instance)
+    let env = instance_env(
+        cfg,
+        spec,
+        &Placed {
+            id: &id,
+            port,
+            qualifier,
+            code_root: &code_root,
+            jailed,
+            path_dirs: &launch.path_dirs,
+            host_addr: None,
+        },
+    );
+    let spawned = match prewarm.claim(spec, &launch, &env, port).await {
+        Some(ready) => ready,
+        None => {
+            spawn(
+                cfg,
+                SpawnPlan {
+                    id: id.clone(),
+                    port,
+                    memory_mb: f.memory_size,
+                    launch,
+                    code_dir: Some(spec.code_dir.clone()),
+                    env,
+                    blank: None,
+                },
+            )
+            .await?
+        }
+    };
+    spawned.into_instance(cfg, spec, id, reservation).await
 }
 
 impl ProcessInstance {
