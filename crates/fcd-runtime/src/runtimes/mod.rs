@@ -1,6 +1,6 @@
 //! The runtime registry: which FC runtime names this server can run, and how.
 //!
-//! Each runtime family is one module — [`custom`], [`python`] — that says how an
+//! Each runtime family is one module — [`custom`], [`python`], [`nodejs`] — that says how an
 //! instance of it is launched: which program and arguments, which bootstrap, what its jail must
 //! mount besides the system directories, and what it puts on `PATH`. The set of names FC
 //! accepts lives in `fcd_core::model::KNOWN_RUNTIMES`; the set this server runs is whatever the
@@ -12,6 +12,7 @@
 //! and a backend without touching the pool or the API.
 
 pub(crate) mod custom;
+pub(crate) mod nodejs;
 pub(crate) mod python;
 
 use std::collections::BTreeMap;
@@ -96,6 +97,7 @@ impl Registry {
         };
         reg.add(Ok(Arc::new(custom::Custom)));
         reg.add(python::Python::detect(opts).map(|p| Arc::new(p) as Arc<dyn Runtime>));
+        reg.add(nodejs::NodeJs::detect(opts).map(|n| Arc::new(n) as Arc<dyn Runtime>));
         reg
     }
 

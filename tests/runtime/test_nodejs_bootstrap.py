@@ -1,0 +1,1249 @@
+"""Tests for fcd's embedded Node.js runtime bootstrap.
+
+The bootstrap (crates/fcd-runtime/src/runtimes/nodejs/bootstrap.js) is started the way fcd
+starts it -- ``node bootstrap.js`` with cwd = code dir, stdout and stderr on one pipe -- on a
+free loopback port, and driven over HTTP/1.1 keep-alive with http.client.
+
+Run from the repository root:  python3 -m pytest -q tests/runtime/test_nodejs_bootstrap.py
+Set FCD_TEST_NODE to run the bootstrap under another node binary (default: node on PATH).
+Timings are printed (run with -s to see them), never asserted.
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "runtimes", "nodejs", "bootstrap.js")
+NODE = os.environ.get("FCD_TEST_NODE") or shutil.which("node") or "/usr/bin/node"
+TIMEOUT = 60  # generous: only guards against hangs, never decides pass/fail
+
+TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+INDEX_JS = r'''
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+let counter = 0;
+let initCount = 0;
+let initValue = null;
+let arrivals = 0;
+const waiting = [];
+
+exports.initializer = (context, callback) => {
+  initCount += 1;
+  initValue = 'initialized:' + context.requestId;
+  console.log('initializer ran');
+  callback(null, 'ignored');
+};
+
+exports.slowInitializer = (context, callback) => {
+  initCount += 1;
+  initValue = 'slow:' + context.requestId;
+  setTimeout(() => callback(null), 200);
+};
+
+exports.badInitializer = (context, callback) => {
+  throw new Error('init failed');
+};
+
+exports.handledBadInitializer = (context, callback) => {
+  callback(new Error('init refused'));
+};
+
+exports.initState = (event, context, callback) => {
+  callback(null, { initCount: initCount, initValue: initValue });
+};
+
+exports.echo = (event, context, callback) => {
+  if (!Buffer.isBuffer(event)) throw new Error('event is not a Buffer');
+  callback(null, event);
+};
+
+exports.eventInfo = (event, context, callback) => {
+  callback(null, { isBuffer: Buffer.isBuffer(event), length: event.length, hex: event.toString('hex') });
+};
+
+exports.retStr = (e, c, cb) => cb(null, 'hello \u4e16\u754c');
+exports.retBuffer = (e, c, cb) => cb(null, Buffer.from([0, 255, 114, 97, 119]));
+exports.retAllBytes = (e, c, cb) => { const b = Buffer.alloc(256); for (let i = 0; i < 256; i++) b[i] = i; cb(null, b); };
+exports.retUint8 = (e, c, cb) => cb(null, new Uint8Array([1, 2, 3]));
+exports.retObj = (e, c, cb) => cb(null, { b: 1, a: [1, 2], c: { z: null, y: true }, s: '\u00e9' });
+exports.retArray = (e, c, cb) => cb(null, [1, 'two', null]);
+exports.retNull = (e, c, cb) => cb(null, null);
+exports.retUndefined = (e, c, cb) => cb();
+exports.retInt = (e, c, cb) => cb(null, 42);
+exports.retFloat = (e, c, cb) => cb(null, 1.5);
+exports.retTrue = (e, c, cb) => cb(null, true);
+exports.retFalse = (e, c, cb) => cb(null, false);
+exports.retZero = (e, c, cb) => cb(null, 0);
+exports.retCircular = (e, c, cb) => { const o = {}; o.self = o; cb(null, o); };
+
+exports.cbError = (e, c, cb) => cb(new Error('oops'));
+exports.cbTypeError = (e, c, cb) => cb(new TypeError('wrong type'));
+exports.cbString = (e, c, cb) => cb('oops');
+exports.cbObject = (e, c, cb) => cb({ code: 7 });
+
+function helper() {
+  throw new Error('something is wrong');
+}
+exports.throwError = (e, c, cb) => { helper(); };
+exports.throwRange = (e, c, cb) => { throw new RangeError('out of range'); };
+exports.throwString = (e, c, cb) => { throw 'plain string'; };
+
+exports.asyncValue = async (event, context) => 'async-value';
+exports.asyncObject = async (event, context) => ({ from: 'promise', rid: context.requestId });
+exports.asyncUndefined = async (event, context) => undefined;
+exports.asyncCallback = async (event, context, callback) => {
+  await new Promise((r) => setTimeout(r, 5));
+  callback(null, 'via-callback');
+};
+exports.asyncCallbackFirst = async (event, context, callback) => {
+  callback(null, 'first');
+  return 'second';
+};
+exports.asyncReject = async (event, context) => {
+  await null;
+  throw new RangeError('async range');
+};
+exports.promiseRejectsNothing = () => Promise.reject();
+
+exports.doubleCallback = (e, c, cb) => { cb(null, 'one'); cb(null, 'two'); cb(new Error('three')); };
+exports.callbackThenThrow = (e, c, cb) => { cb(null, 'ok'); throw new Error('late'); };
+
+exports.uncaught = (e, c, cb) => { setTimeout(() => { throw new Error('async boom'); }, 10); };
+exports.floatingRejection = (e, c, cb) => { Promise.reject(new Error('floating')); };
+
+exports.ctx = (event, context, callback) => {
+  callback(null, {
+    json: JSON.parse(JSON.stringify(context)),
+    loggerMethods: ['verbose', 'debug', 'info', 'warn', 'error', 'log'].map((m) => typeof context.logger[m]),
+    waits: context.waitsForEmptyEventLoopBeforeCallback,
+    memoryType: typeof context.function.memory,
+    timeoutType: typeof context.function.timeout,
+    keys: Object.keys(context).sort(),
+  });
+};
+
+exports.count = (e, c, cb) => { counter += 1; cb(null, counter); };
+
+exports.log = (event, context, callback) => {
+  const msg = event.toString();
+  console.log('log', msg, { k: 1 });
+  console.info('info %s', msg);
+  console.warn('warn ' + msg);
+  console.error('error ' + msg);
+  console.debug('debug ' + msg);
+  context.logger.info('ctx-info ' + msg);
+  context.logger.verbose('ctx-verbose ' + msg);
+  context.logger.error('ctx-error ' + msg);
+  console.log('multi\nline ' + msg);
+  process.stdout.write('raw ' + msg + '\n');
+  callback(null, 'logged');
+};
+
+exports.logLevels = (event, context, callback) => {
+  console.setLogLevel('toString'); // not a level: ignored
+  console.verbose === undefined && console.log('still-verbose');
+  console.setLogLevel('warn');
+  console.info('hidden-info');
+  console.warn('shown-warn');
+  console.setLogLevel('verbose');
+  context.logger.setLogLevel('error');
+  context.logger.warn('hidden-ctx-warn');
+  context.logger.error('shown-ctx-error');
+  callback(null, 'ok');
+};
+
+// Holds every caller until `n` (the event) are inside the handler at once, then answers each
+// after a different delay with what its own context says.
+exports.barrier = (event, context, callback) => {
+  const n = parseInt(event.toString(), 10);
+  arrivals += 1;
+  const rid = context.requestId;
+  const answer = () => setTimeout(() => {
+    context.logger.info('barrier-done');
+    callback(null, { rid: rid, ctxRid: context.requestId, fn: context.function.name,
+                     key: context.credentials.accessKeyId, arrivals: arrivals });
+  }, Math.floor(Math.random() * 30));
+  waiting.push(answer);
+  if (waiting.length >= n) {
+    waiting.splice(0).forEach((f) => f());
+  }
+};
+
+exports.env = (event, context, callback) => {
+  callback(null, {
+    fc: Object.keys(process.env).filter((k) => k.startsWith('FC_')).sort(),
+    user: process.env.MY_USER_VAR,
+    cwd: process.cwd(),
+    mainIsBootstrap: require.main !== module,
+    assignmentFd: process.env.FCD_ASSIGNMENT_FD || null,
+  });
+};
+
+exports.exitNow = (e, c, cb) => { console.log('exiting'); process.exit(3); };
+
+exports.preStop = (context, callback) => {
+  console.log('pre-stop ran ' + context.requestId);
+  callback();
+};
+exports.preFreezeFail = (context, callback) => { throw new Error('freeze'); };
+exports.preFreezeHandled = (context, callback) => callback('not now');
+
+exports.notAFunction = 5;
+'''
+
+FILES = {
+    "index.js": INDEX_JS,
+    "syntax_err.js": "exports.handler = (e, c, cb) => {{\n  cb(null, 1);\n",
+    "init_err.js": "throw new Error('boom at import');\n",
+    "dep_err.js": "require('this-module-does-not-exist-fcd');\nexports.handler = (e, c, cb) => cb(null, 1);\n",
+    "flaky.js": textwrap.dedent('''
+        const fs = require('fs');
+        const path = require('path');
+        if (!fs.existsSync(path.join(__dirname, 'flaky_ok'))) throw new Error('not yet');
+        exports.handler = (e, c, cb) => cb(null, 'flaky ok');
+        '''),
+    "pkg/sub/mod.js": "exports.handler = (e, c, cb) => cb(null, 'nested ' + require('path').basename(__filename));\n",
+    "dotted.name.js": "exports.handler = (e, c, cb) => cb(null, 'dotted');\n",
+    "node_modules/local-dep/index.js": "module.exports = 'from node_modules';\n",
+    "uses_dep.js": "exports.handler = (e, c, cb) => cb(null, require('local-dep'));\n",
+}
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_code_dir(path):
+    for rel, text in FILES.items():
+        full = os.path.join(str(path), rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as f:
+            f.write(text)
+    return str(path)
+
+
+class Server(object):
+    """One bootstrap process; stdout and stderr share one pipe, as under fcd.
+
+    With ``prewarmed=True`` it is started the way fcd starts a prewarmed instance: with only
+    the function-independent environment and FCD_ASSIGNMENT_FD naming a pipe, on which the
+    function's environment and directory arrive (after ``prewarm_s``, so that the bootstrap can
+    be blocked on the pipe by then; ``t_start`` is then the moment of the assignment).
+    """
+
+    def __init__(self, code_dir, runtime="nodejs20", extra_env=None, prewarmed=False, prewarm_s=0.0):
+        self.code_dir = code_dir
+        self.runtime = runtime
+        self.port = free_port()
+        env = self.function_env(code_dir, runtime, self.port, extra_env)
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        if prewarmed:
+            base = {k: v for k, v in os.environ.items() if not k.startswith("FC_")}
+            base.update({"HOME": "/tmp", "TZ": "UTC", "FC_FUNC_CODE_PATH": "/code",
+                         "NODE_PATH": "/code/node_modules"})
+            rfd, wfd = os.pipe()
+            base["FCD_ASSIGNMENT_FD"] = str(rfd)
+            self.proc = subprocess.Popen(
+                [NODE, BOOTSTRAP], cwd="/", env=base, pass_fds=(rfd,),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            os.close(rfd)
+            self._start_reader()
+            time.sleep(prewarm_s)
+            self.t_start = time.perf_counter()
+            payload = json.dumps({"program": NODE, "args": [BOOTSTRAP], "env": env, "cwd": code_dir})
+            os.write(wfd, payload.encode())
+            os.close(wfd)
+        else:
+            self.t_start = time.perf_counter()
+            self.proc = subprocess.Popen(
+                [NODE, BOOTSTRAP], cwd=code_dir, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self._start_reader()
+        self.t_connect = self.wait_ready()
+
+    @staticmethod
+    def function_env(code_dir, runtime, port, extra_env):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FC_")}
+        env.update({
+            "FC_FUNC_CODE_PATH": code_dir,
+            "FC_SERVER_PORT": str(port),
+            "FC_CUSTOM_LISTEN_PORT": str(port),
+            "FC_FUNCTION_HANDLER": "index.echo",
+            "FC_FUNCTION_MEMORY_SIZE": "128",
+            "FC_FUNCTION_NAME": "fn",
+            "FC_SERVICE_NAME": "svc",
+            "FC_REGION": "cn-hangzhou",
+            "FC_ACCOUNT_ID": "1234",
+            "FC_INSTANCE_ID": "inst-1",
+            "FC_QUALIFIER": "LATEST",
+            "FC_VER_ID": "LATEST",
+            "FC_RUNTIME_VERSION": runtime,
+            "FC_FUNCTION_INITIALIZER": "index.initializer",
+            "FC_SECRET_INTERNAL": "must-not-leak",
+            "MY_USER_VAR": "user-value",
+            "NODE_PATH": os.path.join(code_dir, "node_modules"),
+            "HOME": "/tmp",
+        })
+        env.update(extra_env or {})
+        return env
+
+    def _start_reader(self):
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._lock:
+                self._buf.extend(data)
+
+    def wait_ready(self):
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("bootstrap exited with %s: %s"
+                                     % (self.proc.returncode, self.output()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                return time.perf_counter() - self.t_start
+            except OSError:
+                time.sleep(0.001)
+        raise AssertionError("bootstrap did not listen in time: " + self.output())
+
+    def connection(self, timeout=TIMEOUT):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def output(self):
+        with self._lock:
+            return bytes(self._buf).decode("utf-8", "replace")
+
+    def wait_output(self, text, timeout=10):
+        """The output once it contains `text` (the pipe is read by a thread)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.output()
+            if text in out:
+                return out
+            if time.monotonic() > deadline:
+                raise AssertionError("%r never appeared in the output:\n%s" % (text, out))
+            time.sleep(0.005)
+
+    def request_log(self, rid, label="Invoke"):
+        """The lines between this request's Start and End markers, both included."""
+        out = self.wait_output("FC %s End RequestId: %s" % (label, rid))
+        start = out.index("FC %s Start RequestId: %s\n" % (label, rid))
+        end = out.index("FC %s End RequestId: %s" % (label, rid))
+        end = out.index("\n", end) + 1
+        return out[start:end]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(TIMEOUT)
+        self._reader.join(TIMEOUT)
+        self.proc.stdout.close()
+
+
+_rid_counter = [0]
+
+
+def new_rid():
+    _rid_counter[0] += 1
+    return "req-%06d-0000-4000-8000-000000000000" % _rid_counter[0]
+
+
+def call(conn, path="/invoke", body=b"", handler=None, method="POST", rid=None,
+         headers=None, **kw):
+    h = {
+        "x-fc-request-id": rid or new_rid(),
+        "x-fc-function-memory": "512",
+        "x-fc-function-timeout": "60",
+        "content-type": "application/octet-stream",
+    }
+    if handler is not None:
+        h["x-fc-function-handler"] = handler
+    h.update(headers or {})
+    conn.request(method, path, body=body, headers=h, **kw)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def ok(result):
+    status, headers, body = result
+    assert status == 200, body
+    assert headers["x-fc-status"] == "200"
+    assert "x-fc-error-type" not in headers
+    return body
+
+
+def assert_failure(result, kind, error_type, message=None):
+    """A failed call: 404 + x-fc-status 404 + X-Fc-Error-Type <kind>InvocationError + JSON."""
+    status, headers, body = result
+    assert status == 404, body
+    assert headers["x-fc-status"] == "404"
+    assert headers["x-fc-error-type"] == kind + "InvocationError", (headers, body)
+    assert headers["content-type"] == "application/json"
+    err = json.loads(body)
+    assert err["errorType"] == error_type, err
+    if message is not None:
+        assert err["errorMessage"] == message, err
+    if "stackTrace" in err:
+        assert isinstance(err["stackTrace"], list)
+        for line in err["stackTrace"]:
+            assert isinstance(line, str), line
+            assert "bootstrap.js" not in line, err
+    return err
+
+
+def unhandled_type(runtime, name):
+    """FC 2.0 (nodejs12-16) prefixes a thrown error's name; FC 3.0 Node 18+ does not."""
+    return name if runtime in ("nodejs18", "nodejs20") else "FunctionUnhandledError: " + name
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def code_dir(tmp_path_factory):
+    return make_code_dir(tmp_path_factory.mktemp("code"))
+
+
+@pytest.fixture(scope="module")
+def servers(code_dir):
+    """One long-lived server per runtime name, started on first use."""
+    started = {}
+
+    def get(runtime):
+        if runtime not in started:
+            started[runtime] = Server(code_dir, runtime)
+        return started[runtime]
+    yield get
+    for s in started.values():
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers("nodejs20")
+
+
+@pytest.fixture(scope="module")
+def conn(server):
+    c = server.connection()
+    yield c
+    c.close()
+
+
+@pytest.fixture(params=["nodejs16", "nodejs20"])
+def rt_server(request, servers):
+    return servers(request.param)
+
+
+@pytest.fixture()
+def fresh_server(code_dir):
+    started = []
+
+    def start(**kw):
+        s = Server(code_dir, **kw)
+        started.append(s)
+        return s
+    yield start
+    for s in started:
+        s.stop()
+
+
+# ---------------------------------------------------------------------------
+# Events and results
+# ---------------------------------------------------------------------------
+
+def test_event_is_a_buffer_with_every_byte(conn):
+    event = bytes(range(256)) * 4
+    info = json.loads(ok(call(conn, body=event, handler="index.eventInfo")))
+    assert info["isBuffer"] is True
+    assert info["length"] == 1024
+    assert bytes.fromhex(info["hex"]) == event
+
+
+def test_binary_event_round_trips(conn):
+    for event in (bytes(range(256)), b"\xff\xfe\x00\x80 not utf-8 \xc3\x28", b""):
+        assert ok(call(conn, body=event, handler="index.echo")) == event
+
+
+def test_default_handler_from_env(conn):
+    # No x-fc-function-handler header: FC_FUNCTION_HANDLER (index.echo) is used.
+    assert ok(call(conn, body=b"dflt")) == b"dflt"
+
+
+def test_large_body_5mb(conn):
+    event = os.urandom(5 * 1024 * 1024)
+    body = ok(call(conn, body=event, handler="index.echo"))
+    assert len(body) == len(event) and body == event
+
+
+def test_chunked_request_body(conn):
+    chunks = [b"abc", b"defg" * 1000, bytes(range(256))]
+    body = ok(call(conn, body=iter(chunks), handler="index.echo", encode_chunked=True))
+    assert body == b"".join(chunks)
+
+
+@pytest.mark.parametrize("handler,expected", [
+    ("index.retStr", "hello \u4e16\u754c".encode("utf-8")),
+    ("index.retBuffer", b"\x00\xffraw"),
+    ("index.retAllBytes", bytes(range(256))),
+    ("index.retUint8", b"\x01\x02\x03"),
+    # Objects are compact JSON.stringify, in insertion order (not Python's pretty/sorted form).
+    ("index.retObj", '{"b":1,"a":[1,2],"c":{"z":null,"y":true},"s":"\u00e9"}'.encode("utf-8")),
+    ("index.retArray", b'[1,"two",null]'),
+    ("index.retNull", b""),
+    ("index.retUndefined", b""),
+    ("index.retInt", b"42"),
+    ("index.retFloat", b"1.5"),
+    ("index.retTrue", b"true"),
+    ("index.retFalse", b"false"),
+    ("index.retZero", b"0"),
+])
+def test_result_serialisation(conn, handler, expected):
+    status, headers, body = call(conn, handler=handler)
+    assert ok((status, headers, body)) == expected
+    assert headers["content-length"] == str(len(expected))
+
+
+def test_unserialisable_result_is_unhandled(conn):
+    err = assert_failure(call(conn, handler="index.retCircular"), "Unhandled", "TypeError")
+    assert "circular" in err["errorMessage"].lower()
+
+
+def test_nested_and_dotted_module_paths(conn):
+    assert ok(call(conn, handler="pkg/sub/mod.handler")) == b"nested mod.js"
+    assert ok(call(conn, handler="dotted.name.handler")) == b"dotted"
+
+
+def test_node_path_dependency(conn):
+    assert ok(call(conn, handler="uses_dep.handler")) == b"from node_modules"
+
+
+def test_warm_state_persists(conn):
+    first = int(ok(call(conn, handler="index.count")))
+    assert int(ok(call(conn, handler="index.count"))) == first + 1
+    assert int(ok(call(conn, handler="index.count"))) == first + 2
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+def test_callback_error_is_handled(rt_server):
+    c = rt_server.connection()
+    rid = new_rid()
+    err = assert_failure(call(c, handler="index.cbError", rid=rid), "Handled", "Error", "oops")
+    trace = err["stackTrace"]
+    assert trace[0] == "Error: oops"
+    assert re.search(r"^    at .*index\.js:\d+:\d+\)?$", trace[1]), trace
+    log = rt_server.request_log(rid)
+    assert log.endswith("FC Invoke End RequestId: %s, Error: Handled function error\n" % rid), log
+    assert re.search(r"^%s %s \[error\] Error: oops" % (TS, re.escape(rid)), log, re.M), log
+    # Errors keep their own name (no prefix) when handled.
+    assert_failure(call(c, handler="index.cbTypeError"), "Handled", "TypeError", "wrong type")
+    c.close()
+
+
+def test_callback_string_error(rt_server):
+    c = rt_server.connection()
+    status, headers, body = call(c, handler="index.cbString")
+    assert_failure((status, headers, body), "Handled", "FunctionHandledError", "oops")
+    assert json.loads(body) == {"errorMessage": "oops", "errorType": "FunctionHandledError"}
+    err = assert_failure(call(c, handler="index.cbObject"), "Handled", "FunctionHandledError")
+    assert json.loads(err["errorMessage"]) == {"code": 7}
+    c.close()
+
+
+def test_thrown_error_is_unhandled(rt_server):
+    c = rt_server.connection()
+    rid = new_rid()
+    err = assert_failure(call(c, handler="index.throwError", rid=rid), "Unhandled",
+                         unhandled_type(rt_server.runtime, "Error"), "something is wrong")
+    trace = err["stackTrace"]
+    assert trace[0] == "Error: something is wrong"
+    assert "at helper (" in trace[1] and "index.js" in trace[1], trace
+    assert "exports.throwError" in trace[2], trace
+    log = rt_server.request_log(rid)
+    assert log.endswith("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+    # The \r-joined stack is one [error] record.
+    assert re.search(r"^%s %s \[error\] Error: something is wrong\r    at helper"
+                     % (TS, re.escape(rid)), log, re.M), log
+    assert_failure(call(c, handler="index.throwRange"), "Unhandled",
+                   unhandled_type(rt_server.runtime, "RangeError"), "out of range")
+    assert_failure(call(c, handler="index.throwString"), "Unhandled",
+                   "FunctionUnhandledError", "plain string")
+    # The instance keeps serving afterwards.
+    assert ok(call(c, body=b"after", handler="index.echo")) == b"after"
+    c.close()
+
+
+def test_rejected_promise_is_unhandled(rt_server):
+    c = rt_server.connection()
+    assert_failure(call(c, handler="index.asyncReject"), "Unhandled",
+                   unhandled_type(rt_server.runtime, "RangeError"), "async range")
+    assert_failure(call(c, handler="index.promiseRejectsNothing"), "Unhandled",
+                   unhandled_type(rt_server.runtime, "Error"), "Promise rejected with undefined")
+    c.close()
+
+
+def test_only_the_first_outcome_counts(rt_server):
+    c = rt_server.connection()
+    assert ok(call(c, handler="index.doubleCallback")) == b"one"
+    rid = new_rid()
+    assert ok(call(c, handler="index.callbackThenThrow", rid=rid)) == b"ok"
+    # The late throw is logged, not reported.
+    rt_server.wait_output("[error] Error: late")
+    assert ok(call(c, body=b"still", handler="index.echo")) == b"still"
+    c.close()
+
+
+def test_uncaught_exception_fails_the_request(rt_server):
+    c = rt_server.connection()
+    rid = new_rid()
+    assert_failure(call(c, handler="index.uncaught", rid=rid), "Unhandled",
+                   unhandled_type(rt_server.runtime, "Error"), "async boom")
+    assert "Error: Unhandled function error" in rt_server.request_log(rid)
+    assert_failure(call(c, handler="index.floatingRejection"), "Unhandled",
+                   unhandled_type(rt_server.runtime, "Error"), "floating")
+    # The process survived both.
+    assert rt_server.proc.poll() is None
+    assert ok(call(c, body=b"alive", handler="index.echo")) == b"alive"
+    c.close()
+
+
+@pytest.mark.parametrize("handler,error_type,message", [
+    ("nodot", "InvalidHandlerName", "Invalid handler 'nodot'"),
+    ("index.", "InvalidHandlerName", "Invalid handler 'index.'"),
+    (".handler", "InvalidHandlerName", "Invalid handler '.handler'"),
+    ("../escape.handler", "InvalidHandlerName", "Invalid handler '../escape.handler'"),
+    ("no_such_module.handler", "ImportModuleError", None),
+    ("index.nope", "HandlerNotFound", "Handler 'nope' is missing on module 'index'"),
+    ("index.notAFunction", "HandlerNotFound", "Handler 'notAFunction' is missing on module 'index'"),
+    ("index.constructor", "HandlerNotFound", "Handler 'constructor' is missing on module 'index'"),
+    ("index.toString", "HandlerNotFound", "Handler 'toString' is missing on module 'index'"),
+])
+def test_handler_load_errors(conn, code_dir, handler, error_type, message):
+    err = assert_failure(call(conn, handler=handler), "Unhandled", error_type, message)
+    if error_type == "ImportModuleError":
+        missing = os.path.join(os.path.realpath(code_dir), "no_such_module.js")
+        assert err["errorMessage"] == "Module '%s' is missing." % missing
+
+
+def test_module_evaluation_errors(rt_server):
+    c = rt_server.connection()
+    rt = rt_server.runtime
+    err = assert_failure(call(c, handler="syntax_err.handler"), "Unhandled",
+                         unhandled_type(rt, "SyntaxError"))
+    assert any("syntax_err.js" in line for line in err["stackTrace"]), err
+    assert_failure(call(c, handler="init_err.handler"), "Unhandled",
+                   unhandled_type(rt, "Error"), "boom at import")
+    err = assert_failure(call(c, handler="dep_err.handler"), "Unhandled", unhandled_type(rt, "Error"))
+    assert "this-module-does-not-exist-fcd" in err["errorMessage"]
+    c.close()
+
+
+def test_failed_module_load_is_retried(fresh_server, code_dir):
+    srv = fresh_server()
+    c = srv.connection()
+    assert_failure(call(c, handler="flaky.handler"), "Unhandled",
+                   "Error", "not yet")
+    open(os.path.join(code_dir, "flaky_ok"), "w").close()
+    try:
+        assert ok(call(c, handler="flaky.handler")) == b"flaky ok"
+    finally:
+        os.unlink(os.path.join(code_dir, "flaky_ok"))
+    c.close()
+
+
+def test_unknown_path(conn):
+    status, headers, body = call(conn, path="/nope", method="GET")
+    assert status == 404
+    assert "x-fc-status" not in headers
+    assert json.loads(body)["errorType"] == "NotFound"
+
+
+def test_http_functions_are_not_served_yet(conn):
+    err = assert_failure(call(conn, path="/some/path?q=1", method="GET",
+                              headers={"x-fc-control-path": "/http-invoke"}),
+                         "Unhandled", "UnsupportedFunctionType")
+    assert "HTTP" in err["errorMessage"]
+
+
+def test_process_exit_in_handler_exits_process(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    rid = new_rid()
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        call(c, handler="index.exitNow", rid=rid)
+    assert srv.proc.wait(TIMEOUT) == 3
+    log = srv.request_log(rid)
+    assert "exiting" in log
+    assert log.endswith("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+
+
+# ---------------------------------------------------------------------------
+# Async handlers: the runtime name decides what a returned promise means.
+# ---------------------------------------------------------------------------
+
+def test_async_handler_value_is_the_result_on_nodejs20(servers):
+    c = servers("nodejs20").connection()
+    assert ok(call(c, handler="index.asyncValue")) == b"async-value"
+    rid = new_rid()
+    assert json.loads(ok(call(c, handler="index.asyncObject", rid=rid))) == \
+        {"from": "promise", "rid": rid}
+    assert ok(call(c, handler="index.asyncUndefined")) == b""
+    assert ok(call(c, handler="index.asyncCallback")) == b"via-callback"
+    # callback came first: it wins over the returned value.
+    assert ok(call(c, handler="index.asyncCallbackFirst")) == b"first"
+    c.close()
+
+
+def test_nodejs18_behaves_like_nodejs20(fresh_server):
+    srv = fresh_server(runtime="nodejs18")
+    c = srv.connection()
+    assert ok(call(c, handler="index.asyncValue")) == b"async-value"
+    assert_failure(call(c, handler="index.throwError"), "Unhandled", "Error")
+    c.close()
+
+
+@pytest.mark.parametrize("runtime", ["nodejs12", "nodejs14", "nodejs16"])
+def test_async_handler_value_is_ignored_on_fc2_runtimes(fresh_server, runtime):
+    """FC 2.0 (nodejs16 and earlier) only attaches .catch to a returned promise: an async handler
+    that returns without calling callback does not answer (FC then times it out)."""
+    srv = fresh_server(runtime=runtime)
+    rid = new_rid()
+    hung = srv.connection(timeout=1.5)
+    with pytest.raises(socket.timeout):
+        call(hung, handler="index.asyncValue", rid=rid)
+    hung.close()
+    out = srv.output()
+    assert "FC Invoke Start RequestId: %s\n" % rid in out
+    assert "FC Invoke End RequestId: %s" % rid not in out
+    # The instance still serves other requests meanwhile; callback works in async handlers.
+    c = srv.connection()
+    assert ok(call(c, handler="index.asyncCallback")) == b"via-callback"
+    assert ok(call(c, handler="index.asyncCallbackFirst")) == b"first"
+    assert_failure(call(c, handler="index.throwError"), "Unhandled", "FunctionUnhandledError: Error")
+    c.close()
+
+
+# ---------------------------------------------------------------------------
+# Context
+# ---------------------------------------------------------------------------
+
+def test_context_fields(rt_server):
+    c = rt_server.connection()
+    rid = new_rid()
+    baggage = base64.b64encode(json.dumps({"k": "v"}).encode()).decode()
+    body = ok(call(c, handler="index.ctx", rid=rid, headers={
+        "x-fc-access-key-id": "STS.id",
+        "x-fc-access-key-secret": "secret",
+        "x-fc-security-token": "token",
+        "x-fc-function-name": "myfunc",
+        "x-fc-function-memory": "512",
+        "x-fc-function-timeout": "30",
+        "x-fc-function-initializer": "index.initializer",
+        "x-fc-initialization-timeout": "10",
+        "x-fc-service-name": "mysvc",
+        "x-fc-service-logproject": "proj",
+        "x-fc-service-logstore": "store",
+        "x-fc-qualifier": "prod",
+        "x-fc-version-id": "3",
+        "x-fc-region": "cn-shanghai",
+        "x-fc-account-id": "9876",
+        "x-fc-retry-count": "2",
+        "x-fc-tracing-opentracing-span-context": "span-ctx",
+        "x-fc-tracing-jaeger-endpoint": "http://jaeger",
+        "x-fc-tracing-opentracing-span-baggages": baggage,
+    }))
+    got = json.loads(body)
+    assert got["json"] == {
+        "requestId": rid,
+        "credentials": {"accessKeyId": "STS.id", "accessKeySecret": "secret", "securityToken": "token"},
+        "function": {"name": "myfunc", "handler": "index.ctx", "memory": 512, "timeout": 30},
+        "service": {"name": "mysvc", "logProject": "proj", "logStore": "store",
+                    "qualifier": "prod", "versionId": "3"},
+        "region": "cn-shanghai",
+        "accountId": "9876",
+        "retryCount": 2,
+        "tracing": {"openTracingSpanContext": "span-ctx", "openTracingSpanBaggages": {"k": "v"},
+                    "jaegerEndpoint": "http://jaeger"},
+    }
+    assert got["memoryType"] == "number" and got["timeoutType"] == "number"
+    assert got["loggerMethods"] == ["function"] * 6
+    assert got["waits"] is False
+    assert got["keys"] == sorted(["requestId", "credentials", "function", "service", "region",
+                                  "accountId", "retryCount", "tracing"])
+    c.close()
+
+
+def test_context_defaults(conn):
+    got = json.loads(ok(call(conn, handler="index.ctx", headers={"x-fc-function-memory": ""})))["json"]
+    assert got["retryCount"] == 0
+    assert got["tracing"] == {"openTracingSpanContext": "", "openTracingSpanBaggages": {},
+                              "jaegerEndpoint": ""}
+    assert got["function"]["name"] == "fn"        # from FC_FUNCTION_NAME
+    assert got["function"]["memory"] == 128       # from FC_FUNCTION_MEMORY_SIZE
+    assert got["service"]["name"] == "svc"        # from FC_SERVICE_NAME
+    assert got["service"]["qualifier"] == "LATEST"
+    assert got["region"] == "cn-hangzhou"         # from FC_REGION
+    assert got["accountId"] == "1234"
+    assert got["credentials"] == {"accessKeyId": "", "accessKeySecret": "", "securityToken": ""}
+
+
+def test_environment_is_scrubbed(conn, code_dir):
+    e = json.loads(ok(call(conn, handler="index.env")))
+    assert "FC_SECRET_INTERNAL" not in e["fc"]
+    assert "FC_FUNCTION_INITIALIZER" not in e["fc"]
+    for keep in ("FC_SERVER_PORT", "FC_CUSTOM_LISTEN_PORT", "FC_FUNC_CODE_PATH",
+                 "FC_FUNCTION_HANDLER", "FC_INSTANCE_ID", "FC_REGION", "FC_RUNTIME_VERSION"):
+        assert keep in e["fc"]
+    assert e["user"] == "user-value"
+    assert os.path.realpath(e["cwd"]) == os.path.realpath(code_dir)
+    assert e["mainIsBootstrap"] is True
+
+
+def test_concurrent_requests_keep_their_own_context(server):
+    """5 requests inside the handler at once (a barrier proves it), each answered from its own
+    context."""
+    n = 5
+    rids = [new_rid() for _ in range(n)]
+
+    def one(i):
+        c = server.connection()
+        try:
+            return call(c, body=str(n).encode(), handler="index.barrier", rid=rids[i],
+                        headers={"x-fc-access-key-id": "key-%d" % i})
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(one, range(n)))
+    for i, r in enumerate(results):
+        got = json.loads(ok(r))
+        assert got["rid"] == got["ctxRid"] == rids[i]
+        assert got["key"] == "key-%d" % i
+        assert got["fn"] == "fn"
+    out = server.wait_output("FC Invoke End RequestId: %s" % rids[-1])
+    for rid in rids:
+        server.wait_output("FC Invoke End RequestId: %s\n" % rid)
+        # context.logger carries its own request's id even though all ran interleaved.
+        assert re.search(r"^%s %s \[info\] barrier-done$" % (TS, re.escape(rid)),
+                         server.output(), re.M), out
+
+
+def test_fifty_concurrent_requests(server):
+    n = 50
+    rids = [new_rid() for _ in range(n)]
+
+    def one(i):
+        c = server.connection()
+        try:
+            return call(c, body=str(n).encode(), handler="index.barrier", rid=rids[i])
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(one, range(n)))
+    assert [json.loads(ok(r))["ctxRid"] for r in results] == rids
+
+
+# ---------------------------------------------------------------------------
+# Logging and markers
+# ---------------------------------------------------------------------------
+
+def test_console_format_and_markers(server, conn):
+    rid = new_rid()
+    assert ok(call(conn, body=b"msg-42", handler="index.log", rid=rid)) == b"logged"
+    log = server.request_log(rid)
+    lines = log.split("\n")
+    assert lines[0] == "FC Invoke Start RequestId: %s" % rid
+    assert lines[-2] == "FC Invoke End RequestId: %s" % rid
+    r = re.escape(rid)
+    for pattern in (
+        r"\[verbose\] log msg-42 \{ k: 1 \}",
+        r"\[info\] info msg-42",
+        r"\[warn\] warn msg-42",
+        r"\[error\] error msg-42",
+        r"\[debug\] debug msg-42",
+        r"\[info\] ctx-info msg-42",
+        r"\[verbose\] ctx-verbose msg-42",
+        r"\[error\] ctx-error msg-42",
+        # Newlines inside one call become \r: one record per call.
+        r"\[verbose\] multi\rline msg-42",
+    ):
+        assert re.search(r"^%s %s %s$" % (TS, r, pattern), log, re.M), (pattern, log)
+    assert "\nraw msg-42\n" in log
+    # The records keep the order of the calls.
+    order = ["log msg-42", "info msg-42", "warn msg-42", "error msg-42", "debug msg-42",
+             "ctx-info", "ctx-verbose", "ctx-error", "multi\rline", "raw msg-42"]
+    positions = [log.index(x) for x in order]
+    assert positions == sorted(positions), log
+
+
+def test_log_levels(server, conn):
+    rid = new_rid()
+    assert ok(call(conn, handler="index.logLevels", rid=rid)) == b"ok"
+    log = server.request_log(rid)
+    assert "hidden-info" not in log and "hidden-ctx-warn" not in log
+    assert re.search(r"^%s %s \[verbose\] still-verbose$" % (TS, re.escape(rid)), log, re.M), log
+    assert re.search(r"^%s %s \[warn\] shown-warn$" % (TS, re.escape(rid)), log, re.M), log
+    assert re.search(r"^%s %s \[error\] shown-ctx-error$" % (TS, re.escape(rid)), log, re.M), log
+
+
+def test_first_load_is_announced_inside_the_markers(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    rid = new_rid()
+    assert ok(call(c, body=b"x", handler="index.echo", rid=rid)) == b"x"
+    assert srv.request_log(rid) == ("FC Invoke Start RequestId: %s\nload code for handler:index.echo\n"
+                                    "FC Invoke End RequestId: %s\n" % (rid, rid))
+    rid = new_rid()
+    assert ok(call(c, body=b"y", handler="index.echo", rid=rid)) == b"y"
+    assert srv.request_log(rid) == ("FC Invoke Start RequestId: %s\nFC Invoke End RequestId: %s\n"
+                                    % (rid, rid))
+    c.close()
+
+
+# ---------------------------------------------------------------------------
+# Initializer and lifecycle hooks
+# ---------------------------------------------------------------------------
+
+def test_initializer_runs_once(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    # A failing initializer: 404 + JSON, and it may be retried.
+    rid0 = new_rid()
+    assert_failure(call(c, path="/initialize", rid=rid0,
+                        headers={"x-fc-function-initializer": "index.badInitializer"}),
+                   "Unhandled", "Error", "init failed")
+    assert srv.request_log(rid0, "Initialize").endswith(
+        "FC Initialize End RequestId: %s, Error: Unhandled function error\n" % rid0)
+    rid0 = new_rid()
+    assert_failure(call(c, path="/initialize", rid=rid0,
+                        headers={"x-fc-function-initializer": "index.handledBadInitializer"}),
+                   "Handled", "Error", "init refused")
+    assert srv.request_log(rid0, "Initialize").endswith(
+        "FC Initialize End RequestId: %s, Error: Handled function error\n" % rid0)
+    # The initializer from the header.
+    rid1 = new_rid()
+    status, headers, body = call(c, path="/initialize", rid=rid1,
+                                 headers={"x-fc-function-initializer": "index.initializer"})
+    assert (status, headers["x-fc-status"], body) == (200, "200", b"")
+    log = srv.request_log(rid1, "Initialize")
+    assert re.search(r"^%s %s \[verbose\] initializer ran$" % (TS, re.escape(rid1)), log, re.M), log
+    state = json.loads(ok(call(c, handler="index.initState")))
+    assert state == {"initCount": 1, "initValue": "initialized:" + rid1}
+    # A second /initialize (here relying on FC_FUNCTION_INITIALIZER) does not rerun it.
+    rid2 = new_rid()
+    assert call(c, path="/initialize", rid=rid2)[0] == 200
+    assert "FC Initialize Start RequestId: %s" % rid2 not in srv.output()
+    assert json.loads(ok(call(c, handler="index.initState")))["initCount"] == 1
+    c.close()
+
+
+def test_concurrent_initialize_calls_run_it_once(fresh_server):
+    srv = fresh_server()
+
+    def one(_):
+        c = srv.connection()
+        try:
+            return call(c, path="/initialize",
+                        headers={"x-fc-function-initializer": "index.slowInitializer"})
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, range(4)))
+    assert [r[0] for r in results] == [200] * 4
+    c = srv.connection()
+    assert json.loads(ok(call(c, handler="index.initState")))["initCount"] == 1
+    c.close()
+
+
+def test_no_initializer_configured(fresh_server):
+    srv = fresh_server(extra_env={"FC_FUNCTION_INITIALIZER": ""})
+    c = srv.connection()
+    assert call(c, path="/initialize")[:3:2] == (200, b"")
+    assert "Initialize" not in srv.output()
+    c.close()
+
+
+def test_initializer_load_error(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert_failure(call(c, path="/initialize",
+                        headers={"x-fc-function-initializer": "index.missing"}),
+                   "Unhandled", "HandlerNotFound")
+    c.close()
+
+
+def test_lifecycle_hooks(server, conn):
+    rid = new_rid()
+    status, _, body = call(conn, path="/pre-stop", method="GET", rid=rid, headers={
+        "x-fc-instance-lifecycle-pre-stop-handler": "index.preStop"})
+    assert (status, body) == (200, b"")
+    log = server.request_log(rid, "PreStop")
+    assert re.search(r"^%s %s \[verbose\] pre-stop ran %s$" % (TS, re.escape(rid), re.escape(rid)),
+                     log, re.M), log
+    assert log.endswith("FC PreStop End RequestId: %s\n" % rid)
+
+    rid = new_rid()
+    assert_failure(call(conn, path="/pre-freeze", method="GET", rid=rid, headers={
+        "x-fc-instance-lifecycle-pre-freeze-handler": "index.preFreezeFail"}),
+        "Unhandled", "Error", "freeze")
+    assert server.request_log(rid, "PreFreeze").endswith(
+        "FC PreFreeze End RequestId: %s, Error: Unhandled function error\n" % rid)
+
+    rid = new_rid()
+    assert_failure(call(conn, path="/pre-freeze", method="POST", rid=rid, headers={
+        "x-fc-instance-lifecycle-pre-freeze-handler": "index.preFreezeHandled"}),
+        "Handled", "FunctionHandledError", "not now")
+
+    # No handler configured -> 200, empty body, for GET and POST.
+    for path in ("/pre-stop", "/pre-freeze"):
+        for method in ("GET", "POST"):
+            status, headers, body = call(conn, path=path, method=method)
+            assert (status, headers["x-fc-status"], body) == (200, "200", b"")
+
+
+# ---------------------------------------------------------------------------
+# Prewarmed instances: the function arrives on FCD_ASSIGNMENT_FD
+# ---------------------------------------------------------------------------
+
+def test_prewarmed_instance_takes_its_function_from_the_assignment(fresh_server, code_dir):
+    srv = fresh_server(runtime="nodejs16", prewarmed=True)
+    c = srv.connection()
+    e = json.loads(ok(call(c, handler="index.env")))
+    assert e["assignmentFd"] is None
+    assert os.path.realpath(e["cwd"]) == os.path.realpath(code_dir)
+    assert e["user"] == "user-value"
+    assert "FC_SECRET_INTERNAL" not in e["fc"] and "FC_RUNTIME_VERSION" in e["fc"]
+    # The assigned runtime name (FC 2.0 error names), handler and NODE_PATH are in effect.
+    assert_failure(call(c, handler="index.throwError"), "Unhandled", "FunctionUnhandledError: Error")
+    assert ok(call(c, body=b"default handler")) == b"default handler"
+    assert ok(call(c, handler="uses_dep.handler")) == b"from node_modules"
+    got = json.loads(ok(call(c, handler="index.ctx")))["json"]
+    assert (got["function"]["name"], got["region"]) == ("fn", "cn-hangzhou")
+    c.close()
+
+
+def test_prewarmed_instance_dropped_without_assignment_exits_0(code_dir):
+    rfd, wfd = os.pipe()
+    env = dict(os.environ, FCD_ASSIGNMENT_FD=str(rfd), FC_SERVER_PORT=str(free_port()))
+    proc = subprocess.Popen([NODE, BOOTSTRAP], cwd=code_dir, env=env, pass_fds=(rfd,),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    os.close(rfd)
+    time.sleep(0.2)
+    assert proc.poll() is None, "a prewarmed bootstrap waits for its assignment"
+    os.close(wfd)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (0, b"")
+
+
+# ---------------------------------------------------------------------------
+# Connection handling, signals, timings
+# ---------------------------------------------------------------------------
+
+def test_keepalive_100_requests(server):
+    c = server.connection()
+    c.connect()
+    sock = c.sock
+    local = sock.getsockname()
+    for i in range(100):
+        body = ("req %d" % i).encode()
+        status, headers, data = call(c, body=body, handler="index.echo")
+        assert (status, data) == (200, body)
+        assert headers.get("connection", "").lower() != "close"
+        assert "keep-alive" not in headers  # no idle timeout is announced
+        assert c.sock is sock and sock.getsockname() == local
+    c.close()
+
+
+def test_idle_keepalive_connection_is_not_closed(server):
+    """Node closes idle keep-alive connections after 5 s by default; FC's must stay open."""
+    c = server.connection()
+    assert ok(call(c, body=b"1", handler="index.echo")) == b"1"
+    sock = c.sock
+    time.sleep(6)
+    assert ok(call(c, body=b"2", handler="index.echo")) == b"2"
+    assert c.sock is sock
+    c.close()
+
+
+def test_connection_close_is_honoured(server):
+    c = server.connection()
+    status, headers, _ = call(c, handler="index.retNull", headers={"connection": "close"})
+    assert status == 200
+    assert headers.get("connection", "").lower() == "close"
+    c.close()
+
+
+def test_startup_prints_nothing(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, path="/pre-stop", method="GET")[0] == 200  # a no-op round trip
+    time.sleep(0.05)
+    assert srv.output() == ""
+    c.close()
+
+
+def test_bad_port_fails_fast(code_dir):
+    proc = subprocess.run([NODE, BOOTSTRAP], cwd=code_dir, capture_output=True, timeout=TIMEOUT,
+                          env=dict(os.environ, FC_SERVER_PORT="nope"))
+    assert proc.returncode == 1
+    assert b"invalid port" in proc.stderr
+
+
+def test_sigterm_exits_143(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert ok(call(c, body=b"x", handler="index.echo")) == b"x"
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(TIMEOUT) == 143
+    srv.wait_output("SIGTERM")
+    c.close()
+
+
+def _raw_latency(port, n):
+    """Mean round trip of n no-op invokes using a bare socket client (no http.client parsing
+    overhead, no contention with this process's output-reader thread)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rfile = sock.makefile("rb")
+    req = ("POST /invoke HTTP/1.1\r\nHost: fc\r\nContent-Length: 2\r\n"
+           "x-fc-request-id: raw-bench\r\nx-fc-function-handler: index.retNull\r\n"
+           "x-fc-function-memory: 512\r\nx-fc-function-timeout: 60\r\n\r\n{}").encode()
+
+    def one():
+        sock.sendall(req)
+        assert rfile.readline().startswith(b"HTTP/1.1 200 ")
+        length = None
+        while True:
+            line = rfile.readline()
+            if line == b"\r\n":
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        assert length == 0
+    for _ in range(50):
+        one()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        one()
+    mean = (time.perf_counter() - t0) / n
+    rfile.close()
+    sock.close()
+    return mean
+
+
+def _bare_listener_startup(port):
+    """Time until a bare `node -e` that only listens accepts a connection."""
+    code = "require('net').createServer().listen(%d)" % port
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([NODE, "-e", code])
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                return time.perf_counter() - t0
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.001)
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
+def test_measure_latency_and_startup(fresh_server, server):
+    """Prints numbers; asserts only correctness."""
+    c = server.connection()
+    call(c, handler="index.retNull")  # warm the module cache
+    n = 1000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        assert ok(call(c, handler="index.retNull")) == b""
+    mean_us = (time.perf_counter() - t0) / n * 1e6
+    c.close()
+    raw_us = _raw_latency(server.port, n) * 1e6
+
+    def node_e0():
+        t = time.perf_counter()
+        subprocess.run([NODE, "-e", "0"], check=True)
+        return time.perf_counter() - t
+
+    runs = 9
+    base = sorted(node_e0() for _ in range(runs))
+    bare = sorted(_bare_listener_startup(free_port()) for _ in range(runs))
+    connects, firsts = [], []
+    for _ in range(runs):
+        srv = fresh_server()
+        connects.append(srv.t_connect)
+        fc = srv.connection()
+        assert ok(call(fc, handler="index.retNull")) == b""
+        firsts.append(time.perf_counter() - srv.t_start)
+        fc.close()
+        srv.stop()
+    connects.sort()
+    firsts.sort()
+    assigned, assigned_firsts = [], []
+    for _ in range(runs):
+        srv = fresh_server(prewarmed=True, prewarm_s=0.3)
+        assigned.append(srv.t_connect)
+        fc = srv.connection()
+        assert ok(call(fc, handler="index.retNull")) == b""
+        assigned_firsts.append(time.perf_counter() - srv.t_start)
+        fc.close()
+        srv.stop()
+    assigned.sort()
+    assigned_firsts.sort()
+    mid = runs // 2
+    print("\n[fcd nodejs bootstrap] %s (node %s)"
+          % (NODE, subprocess.run([NODE, "--version"], capture_output=True, text=True).stdout.strip()))
+    print("  no-op invoke, one keep-alive connection, %d calls: mean %.1f us (http.client), "
+          "%.1f us (raw socket client)" % (n, mean_us, raw_us))
+    print("  `node -e 0` (incl. teardown): min %.1f ms, median %.1f ms"
+          % (base[0] * 1e3, base[mid] * 1e3))
+    print("  bare `node -e` net listen, to first accepted connection: min %.1f ms, median %.1f ms"
+          % (bare[0] * 1e3, bare[mid] * 1e3))
+    print("  bootstrap, to first accepted connection: min %.1f ms, median %.1f ms"
+          % (connects[0] * 1e3, connects[mid] * 1e3))
+    print("  bootstrap, to first invoke response (incl. loading index.js): min %.1f ms, median %.1f ms"
+          % (firsts[0] * 1e3, firsts[mid] * 1e3))
+    print("  prewarmed bootstrap, from assignment to first accepted connection: "
+          "min %.1f ms, median %.1f ms" % (assigned[0] * 1e3, assigned[mid] * 1e3))
+    print("  prewarmed bootstrap, from assignment to first invoke response: "
+          "min %.1f ms, median %.1f ms" % (assigned_firsts[0] * 1e3, assigned_firsts[mid] * 1e3))
