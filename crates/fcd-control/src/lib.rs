@@ -658,6 +658,7 @@ impl Control {
                 service_name: service.to_owned(),
                 log_project: log("project"),
                 log_store: log("logstore"),
+                internet_access: svc.internet_access,
                 function,
                 code_dir,
                 version_id: version.map(|v| v.to_string()),

@@ -65,6 +65,11 @@ pub struct RuntimeConfig {
     pub jail: Option<sandbox::JailConfig>,
     /// Why a jail could not be had, when it could not.
     pub jail_unavailable: Option<String>,
+    /// Outbound network for instances with `internetAccess` (a bridge with NAT), where the host
+    /// allows it; `None` elsewhere (instances then reach only themselves).
+    pub egress: Option<Arc<sandbox::Egress>>,
+    /// Why outbound network could not be had, when it could not.
+    pub egress_unavailable: Option<String>,
     /// Prewarmed jails kept ready per kind of instance (0: none; only where jailed).
     pub prewarm: u32,
     /// The code store's directory (prewarmed jails are handed code from it).
@@ -81,6 +86,8 @@ pub struct FunctionSpec {
     pub function: Function,
     /// The extracted code package.
     pub code_dir: PathBuf,
+    /// The service's `internetAccess`: whether instances get outbound network.
+    pub internet_access: bool,
     /// The service version that runs (`None` for LATEST). Instances are kept per version.
     pub version_id: Option<String>,
     /// How many instances the function may have (its on-demand config plus what is
@@ -718,6 +725,9 @@ impl InstanceManager {
         for s in stops {
             let _ = s.await;
         }
+        if let Some(egress) = self.cfg.egress.clone() {
+            let _ = tokio::task::spawn_blocking(move || egress.teardown()).await;
+        }
         if let Some(cg) = self.cfg.jail.as_ref().and_then(|j| j.cgroups.clone()) {
             // Kills stragglers with pauses between tries: not on the async runtime's threads.
             let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
@@ -766,6 +776,11 @@ impl InstanceManager {
         let mut missing = Vec::new();
         if cfg.network == NetworkMode::Host {
             missing.push("network namespaces: instances share the host network".to_owned());
+        } else if cfg.egress.is_none() {
+            missing.push(format!(
+                "outbound network ({}): instances reach only themselves, whatever internetAccess says",
+                cfg.egress_unavailable.as_deref().unwrap_or("disabled")
+            ));
         }
         let jail = cfg.jail.as_ref();
         if jail.is_none() {
@@ -780,6 +795,8 @@ impl InstanceManager {
         }
         serde_json::json!({
             "network": match cfg.network { NetworkMode::Namespace => "namespace", NetworkMode::Host => "host" },
+            "egress": cfg.egress.as_ref().map(|e| e.describe()),
+            "hostAddr": cfg.egress.as_ref().map(|e| e.host_addr().to_string()),
             "jailed": jail.is_some(),
             "filesystem": if jail.is_some() { "private root, code read-only at /code" } else { "host" },
             "pidNamespace": jail.is_some(),

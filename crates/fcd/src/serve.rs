@@ -58,6 +58,9 @@ pub(crate) struct ServeArgs {
     /// Node.js for the nodejs* runtimes.
     #[arg(long, env = "FCD_NODE", default_value = "node")]
     node: String,
+    /// The subnet of instances' outbound network (default: a free /20 in 10.234.0.0/16).
+    #[arg(long, env = "FCD_INSTANCE_SUBNET")]
+    instance_subnet: Option<String>,
     /// Prewarmed jails kept ready per kind of instance (runtime and memory size), so a cold
     /// start skips the jail's set-up and the runtime's own start (0 turns it off; jailed only).
     #[arg(long, env = "FCD_PREWARM", default_value_t = 1)]
@@ -198,6 +201,39 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
+    // Outbound network for instances with internetAccess (FC's default): a bridge with NAT and
+    // the host's loopback at a documented address.
+    let (egress, egress_unavailable) = match network {
+        NetworkMode::Host => (None, None),
+        NetworkMode::Namespace => {
+            let tag = data_dir_tag(&data_dir);
+            let subnet = args.instance_subnet.clone();
+            let dir = runtime_dir.clone();
+            match tokio::task::spawn_blocking(move || {
+                fcd_runtime::sandbox::Egress::setup(&tag, &dir, subnet.as_deref())
+            })
+            .await?
+            {
+                Ok(e) => {
+                    tracing::info!(
+                        "instances with internetAccess get outbound network: {}; the host is at {} (FCD_HOST_ADDR, `fcd-host`)",
+                        e.describe(),
+                        e.host_addr()
+                    );
+                    (Some(e), None)
+                }
+                Err(why) if args.instance_subnet.is_some() => {
+                    anyhow::bail!("--instance-subnet: outbound network cannot be set up: {why}")
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        "instances get NO outbound network ({why}): they reach only themselves, whatever internetAccess says"
+                    );
+                    (None, Some(why))
+                }
+            }
+        }
+    };
     let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
         region: args.region.clone(),
         network,
@@ -208,6 +244,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         jail,
         jail_unavailable,
+        egress,
+        egress_unavailable,
         prewarm: args.prewarm,
         code_store: Some(data_dir.join("code")),
     }));

@@ -41,6 +41,8 @@ struct Teardown {
     pid: i32,
     exit: watch::Receiver<Option<ExitInfo>>,
     cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
+    /// The instance's network namespace handle and address, released once it is gone.
+    net: Option<Arc<sandbox::net::PreparedNet>>,
     reservation: Option<Reservation>,
 }
 
@@ -56,6 +58,7 @@ impl Teardown {
             }
         }
         drop(self.cgroup);
+        drop(self.net);
         drop(self.reservation);
     }
 
@@ -124,6 +127,7 @@ pub(crate) struct Spawned {
     cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
     /// A prewarmed jail's control channel (see [`prewarm`]).
     control: Option<std::os::unix::net::UnixStream>,
+    net: Option<Arc<sandbox::net::PreparedNet>>,
     /// Owns the process until it becomes an instance: dropped before, it is torn down.
     guard: Starting,
 }
@@ -138,6 +142,14 @@ pub(crate) struct SpawnPlan {
     pub(crate) code_dir: Option<std::path::PathBuf>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) blank: Option<sandbox::BlankSetup>,
+    /// Give the instance outbound network (the server's egress bridge).
+    pub(crate) internet: bool,
+}
+
+/// Whether an instance of a function with `internetAccess` = `wanted` gets outbound network
+/// here: only in its own namespace, and where the server has an egress bridge.
+pub(crate) fn internet(cfg: &RuntimeConfig, wanted: bool) -> bool {
+    wanted && cfg.network == NetworkMode::Namespace && cfg.egress.is_some()
 }
 
 /// The port an instance listens on: its `caPort` in its own namespace, else a free one.
@@ -164,6 +176,28 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         }
         None => None,
     };
+    // A namespace with a veth on the egress bridge, prepared ahead by the bridge's own pool.
+    let net = match (plan.internet, cfg.egress.clone()) {
+        (true, Some(egress)) => Some(Arc::new(
+            tokio::task::spawn_blocking(move || egress.prepare())
+                .await
+                .map_err(|e| StartError::Spawn(e.to_string()))?
+                .map_err(|e| StartError::Spawn(format!("preparing the instance's network: {e}")))?,
+        )),
+        _ => None,
+    };
+    let netns = match &net {
+        Some(n) => Some(
+            n.netns
+                .try_clone()
+                .map_err(|e| StartError::Spawn(format!("instance network: {e}")))?,
+        ),
+        None => None,
+    };
+    let hosts = net
+        .as_ref()
+        .and(cfg.egress.as_ref())
+        .map(|e| e.hosts_file().to_path_buf());
     let code_root = match (jail, &plan.code_dir) {
         (Some(_), _) | (None, None) => std::path::PathBuf::from("/code"),
         (None, Some(dir)) => dir.clone(),
@@ -184,6 +218,8 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         jail: jail_plan,
         cgroup_procs: cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default(),
         blank: plan.blank,
+        netns,
+        hosts,
     });
     let mut spawned = match spawned {
         Ok(s) => s,
@@ -210,6 +246,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         pid,
         exit: exit_rx.clone(),
         cgroup: cgroup.clone(),
+        net: net.clone(),
         reservation: None,
     }));
     let mut memory_pid = pid;
@@ -217,7 +254,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         memory_pid = sandbox::await_jail(report, cfg.start_timeout)
             .await
             .map_err(|e| StartError::Spawn(e.to_string()))?;
-        if cfg.network == NetworkMode::Namespace {
+        if cfg.network == NetworkMode::Namespace && spawned.sockets.is_none() {
             spawned.sockets =
                 Some(sandbox::sockets_for(pid).map_err(|e| {
                     StartError::Spawn(format!("entering the instance's network: {e}"))
@@ -233,6 +270,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         sockets: spawned.sockets,
         cgroup,
         control: spawned.control,
+        net,
         guard,
     })
 }
@@ -255,6 +293,7 @@ impl Spawned {
             sockets,
             cgroup,
             control: _,
+            net,
             mut guard,
         } = self;
         let teardown = match guard.0.take() {
@@ -266,6 +305,7 @@ impl Spawned {
                 pid,
                 exit: exit.clone(),
                 cgroup: cgroup.clone(),
+                net,
                 reservation: Some(reservation),
             },
         };
@@ -339,7 +379,11 @@ pub(crate) async fn start(
             code_root: &code_root,
             jailed,
             path_dirs: &launch.path_dirs,
-            host_addr: None,
+            host_addr: cfg
+                .egress
+                .as_ref()
+                .filter(|_| internet(cfg, spec.internet_access))
+                .map(|e| e.host_addr()),
         },
     );
     let spawned = match prewarm.claim(spec, &launch, &env, port).await {
@@ -355,6 +399,7 @@ pub(crate) async fn start(
                     code_dir: Some(spec.code_dir.clone()),
                     env,
                     blank: None,
+                    internet: internet(cfg, spec.internet_access),
                 },
             )
             .await?

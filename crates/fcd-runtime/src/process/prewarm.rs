@@ -46,10 +46,12 @@ struct Key {
     path_dirs: Vec<String>,
     mounts: Vec<(PathBuf, PathBuf)>,
     memory_mb: u32,
+    /// Outbound network: a namespace is fixed when the jail is built.
+    internet: bool,
 }
 
 impl Key {
-    fn of(launch: &ProcessLaunch, memory_mb: u32) -> Key {
+    fn of(launch: &ProcessLaunch, memory_mb: u32, internet: bool) -> Key {
         let (program, args) = if launch.reads_assignment {
             (launch.program.clone(), launch.args.clone())
         } else {
@@ -65,6 +67,7 @@ impl Key {
                 .map(|b| (b.host.clone(), b.inside.clone()))
                 .collect(),
             memory_mb,
+            internet,
         }
     }
 }
@@ -113,7 +116,8 @@ impl Prewarm {
         if !self.enabled() {
             return;
         }
-        let key = Key::of(&launch, memory_mb);
+        // FC's default is internetAccess true.
+        let key = Key::of(&launch, memory_mb, super::internet(&self.cfg, true));
         if let Ok(mut l) = self.launches.lock() {
             l.entry(key.clone()).or_insert(launch);
         }
@@ -147,7 +151,11 @@ impl Prewarm {
         {
             return None;
         }
-        let key = Key::of(launch, f.memory_size);
+        let key = Key::of(
+            launch,
+            f.memory_size,
+            super::internet(&self.cfg, spec.internet_access),
+        );
         if let Ok(mut l) = self.launches.lock() {
             l.entry(key.clone())
                 .or_insert_with(|| launch_without_function(launch));
@@ -213,7 +221,7 @@ impl Prewarm {
                     Some(l) => l,
                     None => break,
                 };
-                match this.make(launch, key.memory_mb).await {
+                match this.make(launch, key.memory_mb, key.internet).await {
                     Ok(blank) => {
                         if let Ok(mut m) = this.ready.lock() {
                             m.entry(key.clone()).or_default().push(blank);
@@ -236,6 +244,7 @@ impl Prewarm {
         &self,
         launch: ProcessLaunch,
         memory_mb: u32,
+        internet: bool,
     ) -> Result<Spawned, crate::StartError> {
         let id = format!("p-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let port = instance_port(&self.cfg, 9000)?;
@@ -254,6 +263,7 @@ impl Prewarm {
                     .store
                     .clone()
                     .map(|store| sandbox::BlankSetup { store, exec }),
+                internet,
             },
         )
         .await

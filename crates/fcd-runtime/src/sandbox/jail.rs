@@ -57,6 +57,10 @@ pub(crate) struct JailSpec {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) own_network: bool,
+    /// An inherited fd of a prepared network namespace to join instead of unsharing a
+    /// loopback-only one (`lo` and `eth0` are up in it already).
+    #[serde(default)]
+    pub(crate) netns_fd: Option<i32>,
     pub(crate) cgroup_procs: Vec<PathBuf>,
     pub(crate) report_fd: i32,
     /// A prewarmed jail, handed its function later ([`super::blank`]).
@@ -121,11 +125,21 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS;
-    if spec.own_network {
-        flags |= CloneFlags::CLONE_NEWNET;
+    match spec.netns_fd {
+        Some(fd) => {
+            // SAFETY: fcd handed this descriptor down for exactly this; nothing else in this
+            // process owns it. It is closed right after joining, so the function never sees it.
+            #[allow(unsafe_code)]
+            let ns = unsafe { OwnedFd::from_raw_fd(fd) };
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                io::Error::other(format!("joining the instance's network namespace: {e}"))
+            })?;
+        }
+        None if spec.own_network => flags |= CloneFlags::CLONE_NEWNET,
+        None => {}
     }
     nix::sched::unshare(flags).map_err(|e| io::Error::other(format!("unshare: {e}")))?;
-    if spec.own_network {
+    if spec.own_network && spec.netns_fd.is_none() {
         super::loopback_up()?;
     }
     // A prewarmed jail's function side waits on this pipe for its assignment.
@@ -197,10 +211,23 @@ pub(crate) fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()>
     if host.is_dir() {
         fs::create_dir_all(target)?;
     } else {
-        if let Some(p) = target.parent() {
-            fs::create_dir_all(p)?;
+        match fs::symlink_metadata(target) {
+            // A link would be followed outside the new root.
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(format!(
+                    "{} is a symbolic link; not binding over it",
+                    target.display()
+                )));
+            }
+            // Already there (`/etc/hosts` in the read-only `/etc`): mount over it.
+            Ok(_) => {}
+            Err(_) => {
+                if let Some(p) = target.parent() {
+                    fs::create_dir_all(p)?;
+                }
+                fs::write(target, b"")?;
+            }
         }
-        fs::write(target, b"")?;
     }
     ctx(
         &format!("bind {}", host.display()),

@@ -7,6 +7,10 @@
 //! helper thread that joined it. Where namespaces are unavailable, instances share the host's
 //! network and each gets a distinct port through `FC_SERVER_PORT` / `FC_CUSTOM_LISTEN_PORT`.
 //!
+//! With outbound network ([`net::Egress`], FC's `internetAccess`), an instance instead joins a
+//! namespace prepared ahead (`SpawnSpec::netns`) that also has an `eth0` on the server's bridge,
+//! and sees an `/etc/hosts` naming the host (`SpawnSpec::hosts`).
+//!
 //! In that mode the instance also gets its own mount namespace in which its code directory is
 //! bind-mounted read-only.
 //!
@@ -22,12 +26,14 @@
 pub(crate) mod blank;
 pub mod cgroup;
 pub mod jail;
+pub mod net;
 
 pub(crate) use blank::{BlankSetup, assign};
 pub use cgroup::Cgroups;
 pub(crate) use jail::Bind;
 pub use jail::INIT_ARG;
 use jail::JailSpec;
+pub use net::Egress;
 
 use std::ffi::OsString;
 use std::io;
@@ -80,6 +86,13 @@ pub(crate) struct SpawnSpec {
     pub(crate) cgroup_procs: Vec<PathBuf>,
     /// Build a prewarmed jail that gets its function later (jailed only; see [`blank`]).
     pub(crate) blank: Option<BlankSetup>,
+    /// A prepared network namespace ([`net::PreparedNet::netns`]) to join instead of creating a
+    /// loopback-only one; implies a namespaced network whatever `network` says. The caller
+    /// keeps the `PreparedNet` for the instance's life.
+    pub(crate) netns: Option<OwnedFd>,
+    /// A file bound read-only over `/etc/hosts` for the instance (only where it gets its own
+    /// mount namespace: jailed, or with its own network namespace).
+    pub(crate) hosts: Option<PathBuf>,
 }
 
 /// Server-wide jail settings, detected once at start.
@@ -179,6 +192,8 @@ impl JailConfig {
             jail: Some(plan),
             cgroup_procs: Vec::new(),
             blank: None,
+            netns: None,
+            hosts: None,
         };
         let mut spawned = spawn(spec).map_err(|e| format!("jail probe: {e}"))?;
         let report = spawned.report.take().ok_or("jail probe: no report pipe")?;
@@ -273,10 +288,20 @@ pub(crate) struct SocketFactory {
 impl SocketFactory {
     fn start(pid: i32) -> io::Result<SocketFactory> {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        Self::in_namespace(ns.into(), &pid.to_string())
+    }
+
+    /// Sockets in the namespace `ns` refers to (e.g. a dup of [`net::PreparedNet::netns`]).
+    pub(crate) fn for_netns(ns: OwnedFd) -> io::Result<SocketFactory> {
+        let label = format!("fd{}", std::os::fd::AsRawFd::as_raw_fd(&ns));
+        Self::in_namespace(ns, &label)
+    }
+
+    fn in_namespace(ns: OwnedFd, label: &str) -> io::Result<SocketFactory> {
         let (tx, rx) = std_mpsc::channel::<oneshot::Sender<io::Result<OwnedFd>>>();
         let (ready_tx, ready_rx) = std_mpsc::channel();
         std::thread::Builder::new()
-            .name(format!("fcd-netns-{pid}"))
+            .name(format!("fcd-netns-{label}"))
             .stack_size(64 * 1024)
             .spawn(move || {
                 // This thread lives in the instance's namespace for good; it exits when the
@@ -344,9 +369,8 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     }
 }
 
-/// In the child's fresh mount namespace: keep mount changes private, then bind the code
-/// directory onto itself read-only, so even a root function cannot change its code.
-fn code_read_only(dir: &std::ffi::CStr) -> io::Result<()> {
+/// In the child's fresh mount namespace: keep mount changes private.
+fn private_mounts() -> io::Result<()> {
     use nix::mount::{MsFlags, mount};
     const NONE: Option<&std::ffi::CStr> = None;
     mount(
@@ -356,10 +380,18 @@ fn code_read_only(dir: &std::ffi::CStr) -> io::Result<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         NONE,
     )
-    .map_err(io::Error::from)?;
+    .map_err(io::Error::from)
+}
+
+/// In the child's private mount namespace: binds `src` onto `dst` read-only — the code
+/// directory onto itself, so even a root function cannot change its code; the instances'
+/// hosts file over `/etc/hosts`.
+fn bind_read_only(src: &std::ffi::CStr, dst: &std::ffi::CStr) -> io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    const NONE: Option<&std::ffi::CStr> = None;
     mount(
-        Some(dir),
-        dir,
+        Some(src),
+        dst,
         NONE,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         NONE,
@@ -367,7 +399,7 @@ fn code_read_only(dir: &std::ffi::CStr) -> io::Result<()> {
     .map_err(io::Error::from)?;
     mount(
         NONE,
-        dir,
+        dst,
         NONE,
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
         NONE,
@@ -375,25 +407,50 @@ fn code_read_only(dir: &std::ffi::CStr) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// A duplicate of `fd` numbered 10 or above (close-on-exec), so that `dup2`s onto low fixed
+/// numbers in the child cannot overwrite it first.
+fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
 fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
     let (out_rx, out_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let err_tx = out_tx.try_clone()?;
     let (report_rx, report_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     const REPORT_FD: i32 = 3;
+    // A prepared namespace reaches the init as this fd; it joins it instead of unsharing one.
+    const NETNS_FD: i32 = 4;
+    let netns = spec.netns.as_ref().map(dup_high).transpose()?;
+    // fcd's sockets into the instance can be made right away, not after the jail reports.
+    let sockets = match &spec.netns {
+        Some(ns) => Some(SocketFactory::for_netns(ns.try_clone()?)?),
+        None => None,
+    };
+    let mut binds = plan
+        .config
+        .instance_binds(plan.code_dir.as_deref(), &plan.mounts);
+    if let Some(hosts) = &spec.hosts {
+        binds.push(Bind {
+            host: hosts.clone(),
+            inside: "/etc/hosts".into(),
+            writable: false,
+        });
+    }
     let jail_spec = JailSpec {
         program: spec.program.display().to_string(),
         args: spec.args.clone(),
         env: spec.env.clone(),
         cwd: spec.cwd.display().to_string(),
         rootfs: plan.config.rootfs.clone(),
-        binds: plan
-            .config
-            .instance_binds(plan.code_dir.as_deref(), &plan.mounts),
+        binds,
         links: plan.config.links.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,
         uid: plan.config.uid,
         gid: plan.config.gid,
-        own_network: spec.network == NetworkMode::Namespace,
+        own_network: spec.network == NetworkMode::Namespace || netns.is_some(),
+        netns_fd: netns.as_ref().map(|_| NETNS_FD),
         cgroup_procs: spec.cgroup_procs.clone(),
         report_fd: REPORT_FD,
         blank: spec.blank.as_ref().map(|b| blank::BlankJail {
@@ -421,8 +478,10 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         .stderr(Stdio::from(err_tx))
         .process_group(0);
     let report_raw = std::os::fd::AsRawFd::as_raw_fd(&report_tx);
+    let netns_raw = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // SAFETY: between fork and exec the closure only calls prctl and dup2, both
-    // async-signal-safe, on integers prepared before the fork.
+    // async-signal-safe, on integers prepared before the fork. `netns_raw` is 10 or above, so
+    // the dup2s before it cannot overwrite it.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
@@ -434,12 +493,18 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
             {
                 return Err(io::Error::last_os_error());
             }
+            if let Some(ns) = netns_raw
+                && nix::libc::dup2(ns, NETNS_FD) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
     drop(report_tx);
     drop(control_theirs);
+    drop(netns);
     let pid = child.id() as i32;
     drop(child);
     let (exit_tx, exit_rx) = oneshot::channel();
@@ -455,13 +520,14 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         pid,
         output,
         exit: exit_rx,
-        sockets: None,
+        sockets,
         report: Some(report),
         control,
     })
 }
 
-/// For a jailed instance, once its namespace exists: sockets into it.
+/// For a jailed instance, once its namespace exists: sockets into it. (Not needed with a
+/// prepared namespace: then `Spawned::sockets` is set already.)
 pub(crate) fn sockets_for(pid: i32) -> io::Result<SocketFactory> {
     SocketFactory::start(pid)
 }
@@ -485,27 +551,53 @@ pub(crate) fn spawn(mut spec: SpawnSpec) -> io::Result<Spawned> {
         .stdout(Stdio::from(out_tx))
         .stderr(Stdio::from(err_tx))
         .process_group(0);
-    let own_netns = spec.network == NetworkMode::Namespace;
+    // A prepared namespace to join (moved into the child's hook, closed here after spawning).
+    let joined = spec.netns.take();
+    let own_netns = spec.network == NetworkMode::Namespace || joined.is_some();
     // Prepared before fork: the child may not allocate.
+    let c_path = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::other(format!("{} contains a NUL byte", p.display())))
+    };
     let read_only = match (&spec.read_only, own_netns) {
-        (Some(dir), true) => Some(
-            std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-                .map_err(|_| io::Error::other("code path contains a NUL byte"))?,
-        ),
+        (Some(dir), true) => Some(c_path(dir)?),
         _ => None,
     };
+    let hosts = match (&spec.hosts, own_netns) {
+        (Some(file), true) => Some(c_path(file)?),
+        _ => None,
+    };
+    let sockets = match &joined {
+        Some(ns) => Some(SocketFactory::for_netns(ns.try_clone()?)?),
+        None => None,
+    };
     // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (prctl, unshare, mount, socket, ioctl, close) on data
-    // prepared before the fork.
+    // async-signal-safe system calls (prctl, setns, unshare, mount, socket, ioctl, close) on
+    // data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             if own_netns {
-                nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
-                    .map_err(io::Error::from)?;
-                loopback_up()?;
+                match &joined {
+                    // Prepared: `lo` and `eth0` are up already.
+                    Some(ns) => {
+                        nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                        nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
+                    }
+                    None => {
+                        nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+                            .map_err(io::Error::from)?;
+                        loopback_up()?;
+                    }
+                }
+                if read_only.is_some() || hosts.is_some() {
+                    private_mounts()?;
+                }
                 if let Some(dir) = &read_only {
-                    code_read_only(dir)?;
+                    bind_read_only(dir, dir)?;
+                }
+                if let Some(file) = &hosts {
+                    bind_read_only(file, c"/etc/hosts")?;
                 }
             }
             Ok(())
@@ -522,16 +614,16 @@ pub(crate) fn spawn(mut spec: SpawnSpec) -> io::Result<Spawned> {
         .spawn(move || {
             let _ = exit_tx.send(reap(pid));
         })?;
-    let sockets = if own_netns {
-        match SocketFactory::start(pid) {
+    let sockets = match sockets {
+        Some(f) => Some(f),
+        None if own_netns => match SocketFactory::start(pid) {
             Ok(f) => Some(f),
             Err(e) => {
                 kill_group(pid);
                 return Err(e);
             }
-        }
-    } else {
-        None
+        },
+        None => None,
     };
     let output = pipe::Receiver::from_owned_fd(out_rx)?;
     Ok(Spawned {
