@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bootstrap_kit import call, free_port, new_rid, raw_latency, time_to_accept
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "runtimes", "nodejs", "bootstrap.js")
 NODE = os.environ.get("FCD_TEST_NODE") or shutil.which("node") or "/usr/bin/node"
@@ -225,14 +227,6 @@ FILES = {
 }
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def make_code_dir(path):
     for rel, text in FILES.items():
         full = os.path.join(str(path), rel)
@@ -369,31 +363,6 @@ class Server(object):
             self.proc.wait(TIMEOUT)
         self._reader.join(TIMEOUT)
         self.proc.stdout.close()
-
-
-_rid_counter = [0]
-
-
-def new_rid():
-    _rid_counter[0] += 1
-    return "req-%06d-0000-4000-8000-000000000000" % _rid_counter[0]
-
-
-def call(conn, path="/invoke", body=b"", handler=None, method="POST", rid=None,
-         headers=None, **kw):
-    h = {
-        "x-fc-request-id": rid or new_rid(),
-        "x-fc-function-memory": "512",
-        "x-fc-function-timeout": "60",
-        "content-type": "application/octet-stream",
-    }
-    if handler is not None:
-        h["x-fc-function-handler"] = handler
-    h.update(headers or {})
-    conn.request(method, path, body=body, headers=h, **kw)
-    resp = conn.getresponse()
-    data = resp.read()
-    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
 def ok(result):
@@ -1137,55 +1106,10 @@ def test_sigterm_exits_143(fresh_server):
     c.close()
 
 
-def _raw_latency(port, n):
-    """Mean round trip of n no-op invokes using a bare socket client (no http.client parsing
-    overhead, no contention with this process's output-reader thread)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    rfile = sock.makefile("rb")
-    req = ("POST /invoke HTTP/1.1\r\nHost: fc\r\nContent-Length: 2\r\n"
-           "x-fc-request-id: raw-bench\r\nx-fc-function-handler: index.retNull\r\n"
-           "x-fc-function-memory: 512\r\nx-fc-function-timeout: 60\r\n\r\n{}").encode()
-
-    def one():
-        sock.sendall(req)
-        assert rfile.readline().startswith(b"HTTP/1.1 200 ")
-        length = None
-        while True:
-            line = rfile.readline()
-            if line == b"\r\n":
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        assert length == 0
-    for _ in range(50):
-        one()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        one()
-    mean = (time.perf_counter() - t0) / n
-    rfile.close()
-    sock.close()
-    return mean
-
-
 def _bare_listener_startup(port):
     """Time until a bare `node -e` that only listens accepts a connection."""
     code = "require('net').createServer().listen(%d)" % port
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([NODE, "-e", code])
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                return time.perf_counter() - t0
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.001)
-    finally:
-        proc.kill()
-        proc.wait(TIMEOUT)
+    return time_to_accept([NODE, "-e", code], port)
 
 
 def test_measure_latency_and_startup(fresh_server, server):
@@ -1198,7 +1122,7 @@ def test_measure_latency_and_startup(fresh_server, server):
         assert ok(call(c, handler="index.retNull")) == b""
     mean_us = (time.perf_counter() - t0) / n * 1e6
     c.close()
-    raw_us = _raw_latency(server.port, n) * 1e6
+    raw_us = raw_latency(server.port, n, 'index.retNull') * 1e6
 
     def node_e0():
         t = time.perf_counter()

@@ -24,6 +24,8 @@ import time
 
 import pytest
 
+from bootstrap_kit import call, free_port, new_rid, raw_latency, time_to_accept
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "runtimes", "python", "bootstrap.py")
 PYTHON = os.environ.get("FCD_TEST_PYTHON") or sys.executable
@@ -203,14 +205,6 @@ FILES = {
 }
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def make_code_dir(path):
     for rel, text in FILES.items():
         full = os.path.join(str(path), rel)
@@ -285,31 +279,6 @@ class Server(object):
             self.proc.wait(TIMEOUT)
         self._out.close()
         self._err.close()
-
-
-_rid_counter = [0]
-
-
-def new_rid():
-    _rid_counter[0] += 1
-    return "req-%06d-0000-4000-8000-000000000000" % _rid_counter[0]
-
-
-def call(conn, path="/invoke", body=b"", handler=None, method="POST", rid=None,
-         headers=None, **kw):
-    h = {
-        "x-fc-request-id": rid or new_rid(),
-        "x-fc-function-memory": "512",
-        "x-fc-function-timeout": "60",
-        "content-type": "application/octet-stream",
-    }
-    if handler is not None:
-        h["x-fc-function-handler"] = handler
-    h.update(headers or {})
-    conn.request(method, path, body=body, headers=h, **kw)
-    resp = conn.getresponse()
-    data = resp.read()
-    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
 def assert_failure(status, headers, body, error_type, message=None):
@@ -730,56 +699,11 @@ def test_sigterm_exits_143(fresh_server):
     c.close()
 
 
-def _raw_latency(port, n):
-    """Mean round trip of n no-op invokes using a bare socket client (no
-    http.client parsing overhead), i.e. closer to what the bootstrap costs."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    rfile = sock.makefile("rb")
-    req = ("POST /invoke HTTP/1.1\r\nHost: fc\r\nContent-Length: 2\r\n"
-           "x-fc-request-id: raw-bench\r\nx-fc-function-handler: index.noop\r\n"
-           "x-fc-function-memory: 512\r\nx-fc-function-timeout: 60\r\n\r\n{}").encode()
-
-    def one():
-        sock.sendall(req)
-        assert rfile.readline().startswith(b"HTTP/1.1 200 ")
-        length = None
-        while True:
-            line = rfile.readline()
-            if line == b"\r\n":
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        assert length == 0
-    for _ in range(50):
-        one()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        one()
-    mean = (time.perf_counter() - t0) / n
-    rfile.close()
-    sock.close()
-    return mean
-
-
 def _bare_listener_startup(port):
     """Time until a bare `python -c` that only binds+listens accepts a connection."""
     code = ("import socket,time;s=socket.socket();s.bind(('0.0.0.0',%d));s.listen(8);"
             "time.sleep(120)" % port)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([PYTHON, "-u", "-X", "utf8", "-c", code])
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                return time.perf_counter() - t0
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.001)
-    finally:
-        proc.kill()
-        proc.wait(TIMEOUT)
+    return time_to_accept([PYTHON, "-u", "-X", "utf8", "-c", code], port)
 
 
 def test_measure_latency_and_startup(fresh_server, server):
@@ -793,7 +717,7 @@ def test_measure_latency_and_startup(fresh_server, server):
         assert (status, body) == (200, b"")
     mean_us = (time.perf_counter() - t0) / n * 1e6
     c.close()
-    raw_us = _raw_latency(server.port, n) * 1e6
+    raw_us = raw_latency(server.port, n, 'index.noop') * 1e6
 
     def python_pass():
         t = time.perf_counter()
