@@ -26,7 +26,8 @@ use sys::Pinning;
 enum Scenario {
     /// No-op sync invocations at c=1, 8, 64 (custom and python3), via fcd and direct.
     Warm,
-    /// InvokeFunction on functions with no instance, against the runtimes' own start-up.
+    /// InvokeFunction on functions with no instance (custom, python3, nodejs20), through fcd
+    /// as shipped and with `--prewarm 0`, against the runtimes' own start-up.
     Cold,
     /// 1 KB, 1 MB and 16 MB echo bodies through the custom fixture, via fcd and direct.
     Payload,
@@ -222,7 +223,28 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             .skipped
             .push("python3 cases: no python3 interpreter found".into()),
     }
-    let mut bench = Bench::new(plan.clone(), pin, fcd, fixture, python.map(|p| p.0), report)?;
+    let node = scenarios::find_node();
+    match &node {
+        Some((exe, version)) => {
+            report.env.node = Some(format!("{version} ({})", exe.display()));
+            report.notes.push(format!(
+                "node resolved to {} and given to fcd as --node, so no shim is measured",
+                exe.display()
+            ));
+        }
+        None => report
+            .skipped
+            .push("nodejs cases: no node (Node.js) found".into()),
+    }
+    let mut bench = Bench::new(
+        plan.clone(),
+        pin,
+        fcd,
+        fixture,
+        python.map(|p| p.0),
+        node.map(|n| n.0),
+        report,
+    )?;
     bench.measure_signing()?;
 
     let startup_samples = if cli.scenario == Scenario::All {

@@ -1,6 +1,7 @@
 //! The scenarios: warm, cold, payload and async invocations, each measured through fcd and
 //! against a floor (the same runtime process, standalone, called directly).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +12,9 @@ use bytes::Bytes;
 
 use crate::http::{DirectInvoke, FcdInvoke, Target, send, wait_first_response};
 use crate::load::{self, Limit, LoadSpec, LoadStats, median};
-use crate::report::{AsyncResult, Baseline, ColdRow, PayloadRow, Report, ServerStats, WarmRow};
+use crate::report::{
+    AsyncResult, Baseline, ColdRow, ColdStats, PayloadRow, Report, ServerStats, WarmRow,
+};
 use crate::server::{self, Api, FcdServer, FunctionDef, SERVICE};
 use crate::sys::{self, Guard, Pinning};
 
@@ -20,10 +23,24 @@ const PYTHON_BOOTSTRAP: &str = include_str!("../../fcd-runtime/src/runtimes/pyth
 /// The python3 function: returns the event, so an empty body is a no-op and the payload echoes.
 const PYTHON_INDEX: &str = "def handler(event, context):\n    return event\n";
 const PYTHON_HANDLER: &str = "index.handler";
+/// The Node.js bootstrap fcd runs its nodejs* functions with; the node floor runs it alone.
+const NODE_BOOTSTRAP: &str = include_str!("../../fcd-runtime/src/runtimes/nodejs/bootstrap.js");
+/// The nodejs function: a no-op answering an empty body.
+const NODE_INDEX: &str = "exports.handler = (e, c, cb) => cb(null, '');\n";
+const NODE_HANDLER: &str = "index.handler";
+/// The Node runtime the cold scenario deploys (every nodejs* runs on the machine's one node).
+const NODE_RUNTIME: &str = "nodejs20";
+/// FC's default memory size: what fcd keeps prewarmed jails of from the start, and for
+/// nodejs, `--max-old-space-size=96` (¾ of it), as the standalone floor is started.
+const COLD_MEMORY_MB: u32 = 128;
+/// The memory size of the warm, payload and async functions.
+const WARM_MEMORY_MB: u32 = 512;
 
 const WARM_CUSTOM: &str = "warm-custom";
 const WARM_PYTHON: &str = "warm-python";
 const ASYNC_CUSTOM: &str = "async-custom";
+/// The gauge of instances holding a share of fcd's budget (prewarmed jails hold none).
+const INSTANCES_USED: &str = "fcd_budget_instances_used";
 /// One instance serves every worker, as the single standalone floor process does.
 const WARM_INSTANCE_CONCURRENCY: u32 = 100;
 
@@ -58,6 +75,11 @@ impl Plan {
 
     fn cold_samples(&self) -> usize {
         if self.quick { 1 } else { 20 }
+    }
+
+    /// Unrecorded cold starts per runtime and server before the samples.
+    fn cold_warmups(&self) -> usize {
+        if self.quick { 0 } else { 1 }
     }
 
     pub(crate) fn startup_samples(&self) -> usize {
@@ -100,6 +122,7 @@ impl Plan {
 enum Floor {
     Fixture,
     Python,
+    Node,
 }
 
 impl Floor {
@@ -107,6 +130,7 @@ impl Floor {
         match self {
             Floor::Fixture => "custom",
             Floor::Python => "python3",
+            Floor::Node => NODE_RUNTIME,
         }
     }
 
@@ -114,6 +138,7 @@ impl Floor {
         match self {
             Floor::Fixture => WARM_CUSTOM,
             Floor::Python => WARM_PYTHON,
+            Floor::Node => "direct-nodejs",
         }
     }
 
@@ -121,8 +146,54 @@ impl Floor {
         match self {
             Floor::Fixture => "index.handler",
             Floor::Python => PYTHON_HANDLER,
+            Floor::Node => NODE_HANDLER,
         }
     }
+}
+
+/// Which of the cold scenario's two servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prewarming {
+    /// `fcd serve` as shipped (`--prewarm` left at its default).
+    AsShipped,
+    /// `fcd serve --prewarm 0`.
+    Off,
+}
+
+/// One server's cold starts of one runtime.
+#[derive(Debug, Default)]
+struct ColdSeries {
+    ms: Vec<f64>,
+    /// Samples whose instance was a prewarmed jail (one that existed before the sample was
+    /// gone after it).
+    claimed: usize,
+    /// Samples after which fcd's processes did not settle within the limit.
+    unsettled: usize,
+    /// DeleteFunction sent → the instance's budget given back (its processes gone), ms.
+    gone_ms: Vec<f64>,
+    /// DeleteFunction sent → as many processes as before, and quiet, ms.
+    settled_ms: Vec<f64>,
+}
+
+impl ColdSeries {
+    fn stats(self) -> ColdStats {
+        ColdStats {
+            median_ms: median(&self.ms),
+            samples_ms: self.ms,
+            prewarmed_jail_claimed: self.claimed,
+            instance_gone_after_delete_ms: median(&self.gone_ms),
+            settled_after_delete_ms: median(&self.settled_ms),
+        }
+    }
+}
+
+/// One cold start through fcd, as measured from outside.
+struct ColdSample {
+    ms: f64,
+    claimed: bool,
+    settled: bool,
+    gone_ms: f64,
+    settled_ms: f64,
 }
 
 /// A standalone runtime process and where it listens.
@@ -140,11 +211,14 @@ pub(crate) struct Bench {
     pub(crate) fixture_bin: PathBuf,
     /// The real interpreter (not a shim), for fcd and the floors alike.
     pub(crate) python: Option<PathBuf>,
+    /// The real `node` (not a shim), for fcd and the floors alike.
+    pub(crate) node: Option<PathBuf>,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) server: Option<FcdServer>,
     api: Option<Api>,
     fixture_zip: String,
     python_zip: String,
+    node_zip: String,
     warm_deployed: bool,
     pub(crate) report: Report,
 }
@@ -156,23 +230,27 @@ impl Bench {
         fcd_bin: PathBuf,
         fixture_bin: PathBuf,
         python: Option<PathBuf>,
+        node: Option<PathBuf>,
         report: Report,
     ) -> Result<Bench> {
         let fixture = std::fs::read(&fixture_bin)
             .with_context(|| format!("reading the fixture {}", fixture_bin.display()))?;
         let fixture_zip = server::zip_b64(&[("bootstrap", &fixture, 0o755)])?;
         let python_zip = server::zip_b64(&[("index.py", PYTHON_INDEX.as_bytes(), 0o644)])?;
+        let node_zip = server::zip_b64(&[("index.js", NODE_INDEX.as_bytes(), 0o644)])?;
         Ok(Bench {
             plan,
             pin,
             fcd_bin,
             fixture_bin,
             python,
+            node,
             dir: tempfile::Builder::new().prefix("fcd-bench-").tempdir()?,
             server: None,
             api: None,
             fixture_zip,
             python_zip,
+            node_zip,
             warm_deployed: false,
             report,
         })
@@ -190,14 +268,31 @@ impl Bench {
             .ok_or_else(|| anyhow::anyhow!("fcd is not running"))
     }
 
+    /// What every fcd the harness starts is given: the interpreters the floors use, and
+    /// `--prewarm` when not left at fcd's default.
+    fn server_args(&self, prewarm: Prewarming) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        if let Some(p) = &self.python {
+            args.extend(["--python".into(), p.clone().into_os_string()]);
+        }
+        if let Some(n) = &self.node {
+            args.extend(["--node".into(), n.clone().into_os_string()]);
+        }
+        if prewarm == Prewarming::Off {
+            args.extend(["--prewarm".into(), "0".into()]);
+        }
+        args
+    }
+
     /// Starts fcd `samples` times (fresh data dir each time) to time start-up, keeps the last
     /// one running, and measures its idle RSS.
     pub(crate) fn start_server(&mut self, samples: usize) -> Result<()> {
         let mut times = Vec::new();
+        let args = self.server_args(Prewarming::AsShipped);
         for i in 0..samples.max(1) {
             let dir = self.dir.path().join(format!("fcd-{i}"));
             std::fs::create_dir_all(&dir)?;
-            let mut s = FcdServer::start(&self.fcd_bin, &dir, &self.pin, self.python.as_deref())?;
+            let mut s = FcdServer::start(&self.fcd_bin, &dir, &self.pin, &args)?;
             times.push(s.ready.as_secs_f64() * 1000.0);
             if i + 1 < samples {
                 s.stop();
@@ -237,7 +332,11 @@ impl Bench {
             self.warm_deployed = false;
         }
         let pid = self.server()?.pid;
-        sys::wait_children(pid, &[], Duration::from_secs(20))?;
+        // Prewarmed jails stay (they are fcd's children too); instances must be gone.
+        self.api()?
+            .wait_instances_at_most(0.0, Duration::from_secs(20))
+            .await?;
+        sys::wait_quiet(pid, Duration::from_secs(5));
         std::thread::sleep(self.plan.idle());
         let rss = sys::rss_mib(pid)?;
         if let Some(s) = self.report.server.as_mut() {
@@ -270,6 +369,7 @@ impl Bench {
             runtime: "custom".into(),
             handler: "index.handler".into(),
             instance_concurrency: concurrency,
+            memory_mb: WARM_MEMORY_MB,
             zip_b64: self.fixture_zip.clone(),
         }
     }
@@ -280,7 +380,28 @@ impl Bench {
             runtime: "python3".into(),
             handler: PYTHON_HANDLER.into(),
             instance_concurrency: concurrency,
+            memory_mb: WARM_MEMORY_MB,
             zip_b64: self.python_zip.clone(),
+        }
+    }
+
+    /// A cold-start function of `floor`'s runtime, at FC's default memory size.
+    fn cold_def(&self, floor: Floor, name: &str) -> FunctionDef {
+        let def = match floor {
+            Floor::Fixture => self.custom_def(name, 1),
+            Floor::Python => self.python_def(name, 1),
+            Floor::Node => FunctionDef {
+                name: name.into(),
+                runtime: NODE_RUNTIME.into(),
+                handler: NODE_HANDLER.into(),
+                instance_concurrency: 1,
+                memory_mb: WARM_MEMORY_MB,
+                zip_b64: self.node_zip.clone(),
+            },
+        };
+        FunctionDef {
+            memory_mb: COLD_MEMORY_MB,
+            ..def
         }
     }
 
@@ -314,15 +435,8 @@ impl Bench {
         let root = self.dir.path().join(format!("floor-{tag}"));
         std::fs::create_dir_all(&root)?;
         let stderr = std::fs::File::create(root.join("stderr.log"))?;
-        let mut env: Vec<(&str, std::ffi::OsString)> = vec![
-            (
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-            ),
-            ("HOME", "/tmp".into()),
-            ("LANG", "C.UTF-8".into()),
-            ("FC_SERVER_PORT", port.to_string().into()),
-        ];
+        let mut env = floor_env();
+        env.push(("FC_SERVER_PORT", port.to_string().into()));
         let mut cmd = match floor {
             Floor::Fixture => {
                 let mut c = Command::new(&self.fixture_bin);
@@ -346,6 +460,28 @@ impl Bench {
                 env.push(("PYTHONUNBUFFERED", "1".into()));
                 let mut c = Command::new(python);
                 c.args(["-u", "-X", "utf8"])
+                    .arg(&bootstrap)
+                    .current_dir(&code);
+                c
+            }
+            Floor::Node => {
+                let node = self
+                    .node
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("node is not available"))?;
+                let rt = root.join("runtime");
+                let code = root.join("code");
+                std::fs::create_dir_all(&rt)?;
+                std::fs::create_dir_all(&code)?;
+                let bootstrap = rt.join("bootstrap.js");
+                std::fs::write(&bootstrap, NODE_BOOTSTRAP)?;
+                std::fs::write(code.join("index.js"), NODE_INDEX)?;
+                env.push(("FC_FUNC_CODE_PATH", code.clone().into_os_string()));
+                env.push(("FC_FUNCTION_HANDLER", NODE_HANDLER.into()));
+                env.push(("FC_RUNTIME_VERSION", NODE_RUNTIME.into()));
+                // As fcd starts it for a function of COLD_MEMORY_MB: old generation at ¾.
+                let mut c = Command::new(node);
+                c.arg(format!("--max-old-space-size={}", COLD_MEMORY_MB * 3 / 4))
                     .arg(&bootstrap)
                     .current_dir(&code);
                 c
@@ -424,6 +560,7 @@ impl Bench {
     fn note_instance_cpus(&mut self) {
         let Ok(s) = self.server() else { return };
         let kids = sys::children(s.pid);
+        // Instances and prewarmed jails alike: both are started by the server.
         let cpus: Vec<String> = kids
             .iter()
             .map(|p| {
@@ -435,100 +572,198 @@ impl Bench {
             .collect();
         if !cpus.is_empty() {
             self.report.notes.push(format!(
-                "instances' Cpus_allowed_list (pid: CPUs): {}",
+                "fcd's child processes' (instances' and prewarmed jails') Cpus_allowed_list (pid: CPUs): {}",
                 cpus.join(", ")
             ));
         }
     }
 
-    /// One cold InvokeFunction on a freshly created function; deletes it afterwards.
-    async fn cold_sample(&mut self, def: &FunctionDef) -> Result<f64> {
-        let pid = self.server()?.pid;
-        let before = sys::children(pid);
-        let target = self.fcd_target(&def.name)?;
-        let api = self.api()?;
-        api.create_function(def).await?;
-        let sender = api.sender().await?;
-        let t = Instant::now();
-        let req = target.request(&Bytes::new())?;
-        let reply = send(sender, req).await?;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        Target::Fcd(target.clone())
-            .check(&reply, &Bytes::new(), false)
-            .with_context(|| format!("cold invoke of {}", def.name))?;
-        api.delete_function(&def.name).await?;
-        sys::wait_children(pid, &before, Duration::from_secs(20))?;
-        Ok(ms)
-    }
-
-    /// Cold starts through fcd against the runtimes' own start-up.
+    /// Cold starts of every runtime through fcd as shipped (prewarmed jails) and through a
+    /// second fcd started with `--prewarm 0`, sampled alternately in the same run, against
+    /// each runtime's own start-up.
     pub(crate) async fn cold(&mut self) -> Result<()> {
         self.api()?.create_service().await?;
-        let n = self.plan.cold_samples();
-
-        let mut fcd_ms = Vec::new();
-        let mut alone_ms = Vec::new();
-        for i in 0..n {
-            let name = format!("cold-custom-{i}");
-            let def = self.custom_def(&name, 1);
-            fcd_ms.push(self.cold_sample(&def).await?);
-            let s = self.standalone(Floor::Fixture, &format!("cold-{i}"))?;
-            alone_ms.push(s.start.as_secs_f64() * 1000.0);
-        }
-        let fcd_median = median(&fcd_ms);
-        self.report.cold.push(ColdRow {
-            runtime: "custom".into(),
-            fcd_median_ms: fcd_median,
-            fcd_samples_ms: fcd_ms,
-            baselines: vec![baseline(
-                "fixture standalone: spawn → first /invoke answered",
-                alone_ms,
-                fcd_median,
-            )],
-        });
-
-        let Some(python) = self.python.clone() else {
+        let mut floors = vec![Floor::Fixture];
+        if self.python.is_some() {
+            floors.push(Floor::Python);
+        } else {
             self.report
                 .skipped
                 .push("cold python3: no python3 interpreter found".into());
-            return Ok(());
-        };
-        let mut fcd_ms = Vec::new();
-        let mut pass_ms = Vec::new();
-        let mut alone_ms = Vec::new();
-        for i in 0..n {
-            let name = format!("cold-python-{i}");
-            let def = self.python_def(&name, 1);
-            fcd_ms.push(self.cold_sample(&def).await?);
-            let mut cmd = Command::new(&python);
-            cmd.args(["-c", "pass"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let (mut child, started) = self.pin.spawn(&mut cmd)?;
-            let status = child.wait()?;
-            pass_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-            if !status.success() {
-                bail!("python3 -c pass failed: {status}");
-            }
-            let s = self.standalone(Floor::Python, &format!("cold-py-{i}"))?;
-            alone_ms.push(s.start.as_secs_f64() * 1000.0);
         }
-        let fcd_median = median(&fcd_ms);
-        self.report.cold.push(ColdRow {
-            runtime: "python3".into(),
-            fcd_median_ms: fcd_median,
-            fcd_samples_ms: fcd_ms,
-            baselines: vec![
-                baseline("`python3 -c pass` wall time", pass_ms, fcd_median),
-                baseline(
-                    "bootstrap standalone: spawn → first /invoke answered",
-                    alone_ms,
-                    fcd_median,
-                ),
-            ],
-        });
+        if self.node.is_some() {
+            floors.push(Floor::Node);
+        } else {
+            self.report
+                .skipped
+                .push(format!("cold {NODE_RUNTIME}: no node (Node.js) found"));
+        }
+        let dir = self.dir.path().join("fcd-prewarm-0");
+        std::fs::create_dir_all(&dir)?;
+        let args = self.server_args(Prewarming::Off);
+        let mut off = FcdServer::start(&self.fcd_bin, &dir, &self.pin, &args)
+            .context("starting the second fcd, with --prewarm 0")?;
+        let mut off_api = Api::new(off.addr)?;
+        let res = self.cold_on(&floors, &off, &mut off_api).await;
+        off.stop();
+        res.map_err(|e| e.context(format!("fcd --prewarm 0 log tail:\n{}", off.log_tail())))
+    }
+
+    async fn cold_on(
+        &mut self,
+        floors: &[Floor],
+        off: &FcdServer,
+        off_api: &mut Api,
+    ) -> Result<()> {
+        off_api.create_service().await?;
+        let (shipped_pid, shipped_addr) = (self.server()?.pid, self.server()?.addr);
+        for pid in [shipped_pid, off.pid] {
+            sys::wait_quiet(pid, Duration::from_secs(10));
+        }
+        self.note_prewarming(off_api).await?;
+        let n = self.plan.cold_samples();
+        let warmups = self.plan.cold_warmups();
+        for &floor in floors {
+            let rt = floor.runtime();
+            let kinds = baseline_kinds(floor);
+            let mut shipped = ColdSeries::default();
+            let mut bare = ColdSeries::default();
+            let mut base: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+            for i in 0..warmups + n {
+                let record = i >= warmups;
+                // Alternate which server goes first, so neither always follows the other.
+                let order = if i % 2 == 0 {
+                    [Prewarming::AsShipped, Prewarming::Off]
+                } else {
+                    [Prewarming::Off, Prewarming::AsShipped]
+                };
+                for which in order {
+                    let name = format!("cold-{rt}-{}-{i}", which.tag()).replace('.', "_");
+                    let def = self.cold_def(floor, &name);
+                    let (pid, addr, api, series) = match which {
+                        Prewarming::AsShipped => (
+                            shipped_pid,
+                            shipped_addr,
+                            self.api.as_mut().context("fcd is not running")?,
+                            &mut shipped,
+                        ),
+                        Prewarming::Off => (off.pid, off.addr, &mut *off_api, &mut bare),
+                    };
+                    let s = cold_sample(pid, addr, api, &def)
+                        .await
+                        .with_context(|| format!("cold {rt} through {}", which.label()))?;
+                    if record {
+                        series.ms.push(s.ms);
+                        series.claimed += usize::from(s.claimed);
+                        series.unsettled += usize::from(!s.settled);
+                        series.gone_ms.push(s.gone_ms);
+                        series.settled_ms.push(s.settled_ms);
+                    }
+                }
+                let ms = self
+                    .cold_baselines(floor, i)
+                    .with_context(|| format!("cold {rt}: the runtime's own start-up"))?;
+                if record {
+                    for (samples, m) in base.iter_mut().zip(ms) {
+                        samples.push(m);
+                    }
+                }
+            }
+            for (series, which) in [(&shipped, Prewarming::AsShipped), (&bare, Prewarming::Off)] {
+                if series.unsettled > 0 {
+                    self.report.notes.push(format!(
+                        "cold {rt} through {}: after {} of {} samples fcd's processes did not settle (under 1 ms of CPU in 25 ms) within 5 s; the next sample started anyway",
+                        which.label(),
+                        series.unsettled,
+                        series.ms.len()
+                    ));
+                }
+            }
+            let (shipped, bare) = (shipped.stats(), bare.stats());
+            let baselines = kinds
+                .iter()
+                .zip(base)
+                .map(|(&(id, what), samples)| {
+                    baseline(id, what, samples, shipped.median_ms, bare.median_ms)
+                })
+                .collect();
+            self.report.cold.push(ColdRow {
+                runtime: rt.into(),
+                saved_by_prewarming_ms: bare.median_ms - shipped.median_ms,
+                as_shipped: shipped,
+                prewarm_off: bare,
+                baselines,
+            });
+        }
         Ok(())
+    }
+
+    /// Records how the two servers prewarm: what `GET /status` says, and what the prewarmed
+    /// jails' processes are running while they wait.
+    async fn note_prewarming(&mut self, off_api: &mut Api) -> Result<()> {
+        let pid = self.server()?.pid;
+        let shipped = self.api()?.status().await?;
+        let off = off_api.status().await?;
+        let ready = |s: &serde_json::Value| s["isolation"]["prewarmed"].as_u64();
+        let jailed = shipped["isolation"]["jailed"].as_bool().unwrap_or(false);
+        let mut programs: Vec<(String, usize)> = Vec::new();
+        for p in sys::blank_jails(pid) {
+            match programs.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, n)) => *n += 1,
+                None => programs.push((p, 1)),
+            }
+        }
+        let programs = programs
+            .iter()
+            .map(|(p, n)| format!("{p} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let count = |v: Option<u64>| v.map_or("an unknown number of".into(), |n| n.to_string());
+        self.report.notes.push(format!(
+            "cold: before the samples, fcd as shipped had {} prewarmed jail(s) ready (GET /status; instances jailed: {jailed}), whose waiting function processes were: {} (`fcd`: a jail that executes the function's command on assignment; an interpreter: started, waiting for its function); fcd --prewarm 0 had {}",
+            count(ready(&shipped)),
+            if programs.is_empty() { "none" } else { &programs },
+            count(ready(&off)),
+        ));
+        Ok(())
+    }
+
+    /// The runtime's own start-up, one sample of each of [`baseline_kinds`], in ms.
+    fn cold_baselines(&self, floor: Floor, i: usize) -> Result<Vec<f64>> {
+        let standalone = || -> Result<f64> {
+            let s = self.standalone(floor, &format!("cold-{}-{i}", floor.runtime()))?;
+            Ok(s.start.as_secs_f64() * 1000.0)
+        };
+        Ok(match floor {
+            Floor::Fixture => vec![standalone()?],
+            Floor::Python => {
+                let python = self.python.as_deref().context("python3 is not available")?;
+                vec![self.wall_ms(python, &["-c", "pass"])?, standalone()?]
+            }
+            Floor::Node => {
+                let node = self.node.as_deref().context("node is not available")?;
+                vec![self.wall_ms(node, &["-e", "0"])?, standalone()?]
+            }
+        })
+    }
+
+    /// Wall time of running `program args` to completion (pinned like the server, in the
+    /// floors' environment), in ms.
+    fn wall_ms(&self, program: &Path, args: &[&str]) -> Result<f64> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(floor_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let (mut child, started) = self.pin.spawn(&mut cmd)?;
+        let status = child.wait()?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if !status.success() {
+            bail!("{} {} failed: {status}", program.display(), args.join(" "));
+        }
+        Ok(ms)
     }
 
     /// Echo bodies of several sizes through the custom fixture, via fcd and direct.
@@ -653,6 +888,107 @@ impl Bench {
     }
 }
 
+impl Prewarming {
+    fn tag(self) -> &'static str {
+        match self {
+            Prewarming::AsShipped => "shipped",
+            Prewarming::Off => "noprewarm",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Prewarming::AsShipped => "fcd as shipped (prewarmed jails)",
+            Prewarming::Off => "fcd --prewarm 0",
+        }
+    }
+}
+
+/// The environment every floor process starts with, as an instance starts with FC's and not
+/// the harness's: variables such as `NODE_EXTRA_CA_CERTS` (which makes node read a whole CA
+/// bundle, ≈ 40 ms, before running anything) would otherwise inflate the baselines.
+fn floor_env() -> Vec<(&'static str, OsString)> {
+    vec![
+        (
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        ),
+        ("HOME", "/tmp".into()),
+        ("LANG", "C.UTF-8".into()),
+    ]
+}
+
+/// The runtime's own start-up the cold scenario compares with: (id, what), in the order
+/// [`Bench::cold_baselines`] measures them.
+fn baseline_kinds(floor: Floor) -> &'static [(&'static str, &'static str)] {
+    match floor {
+        Floor::Fixture => &[(
+            "standalone",
+            "fixture standalone: spawn → first /invoke answered",
+        )],
+        Floor::Python => &[
+            (
+                "interpreter",
+                "`python3 -c pass` wall time (environment: PATH, HOME, LANG)",
+            ),
+            (
+                "standalone",
+                "bootstrap standalone (`python3 -u -X utf8 bootstrap.py`): spawn → first /invoke answered",
+            ),
+        ],
+        Floor::Node => &[
+            (
+                "interpreter",
+                "`node -e 0` wall time (environment: PATH, HOME, LANG)",
+            ),
+            (
+                "standalone",
+                "bootstrap standalone (`node --max-old-space-size=96 bootstrap.js`): spawn → first /invoke answered",
+            ),
+        ],
+    }
+}
+
+/// One cold InvokeFunction on a freshly created function of the server `pid` at `addr`
+/// (create, then InvokeFunction timed until its answer), deleted afterwards. Returns once the
+/// server is back where it was: no more instances and no more child processes than before
+/// (a claimed prewarmed jail has been replaced by a new one), and quiet.
+async fn cold_sample(
+    pid: u32,
+    addr: SocketAddr,
+    api: &mut Api,
+    def: &FunctionDef,
+) -> Result<ColdSample> {
+    let before = sys::children(pid);
+    let instances_before = api.metric(INSTANCES_USED).await?;
+    let target = FcdInvoke::new(addr, &server::creds(), SERVICE, &def.name);
+    api.create_function(def).await?;
+    let sender = api.sender().await?;
+    let t = Instant::now();
+    let req = target.request(&Bytes::new())?;
+    let reply = send(sender, req).await?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    Target::Fcd(target)
+        .check(&reply, &Bytes::new(), false)
+        .with_context(|| format!("cold invoke of {}", def.name))?;
+    let deleting = Instant::now();
+    api.delete_function(&def.name).await?;
+    api.wait_instances_at_most(instances_before, Duration::from_secs(20))
+        .await?;
+    let gone_ms = deleting.elapsed().as_secs_f64() * 1000.0;
+    sys::wait_children_count(pid, before.len(), Duration::from_secs(20))?;
+    let settled = sys::wait_quiet(pid, Duration::from_secs(5));
+    let settled_ms = deleting.elapsed().as_secs_f64() * 1000.0;
+    let after = sys::children(pid);
+    Ok(ColdSample {
+        ms,
+        claimed: before.iter().any(|p| !after.contains(p)),
+        settled,
+        gone_ms,
+        settled_ms,
+    })
+}
+
 /// Median time to build and sign one InvokeFunction carrying `body` (what an SDK spends).
 fn sign_cost_ms(target: &FcdInvoke, body: &Bytes) -> Result<f64> {
     let mut samples = Vec::new();
@@ -680,13 +1016,15 @@ fn warm_row(runtime: &str, c: usize, f: LoadStats, d: LoadStats) -> WarmRow {
     }
 }
 
-fn baseline(what: &str, samples: Vec<f64>, fcd_median: f64) -> Baseline {
+fn baseline(id: &str, what: &str, samples: Vec<f64>, shipped: f64, off: f64) -> Baseline {
     let m = median(&samples);
     Baseline {
+        id: id.into(),
         what: what.into(),
         median_ms: m,
         samples_ms: samples,
-        fcd_minus_baseline_ms: fcd_median - m,
+        as_shipped_minus_baseline_ms: shipped - m,
+        prewarm_off_minus_baseline_ms: off - m,
     }
 }
 
@@ -713,4 +1051,19 @@ pub(crate) fn find_python() -> Option<(PathBuf, String)> {
     }
     let version = sys::output_of(&exe.to_string_lossy(), &["--version"])?;
     Some((exe, version))
+}
+
+/// The real `node` behind `node` (resolving shims such as nvm's), if any, and its version.
+pub(crate) fn find_node() -> Option<(PathBuf, String)> {
+    let out = sys::output_of(
+        "node",
+        &[
+            "-e",
+            "console.log(require('fs').realpathSync(process.execPath)); console.log(process.version)",
+        ],
+    )?;
+    let mut lines = out.lines();
+    let exe = PathBuf::from(lines.next()?.trim());
+    let version = lines.next()?.trim().to_owned();
+    exe.is_file().then(|| (exe, format!("Node.js {version}")))
 }

@@ -1,6 +1,7 @@
 //! The fcd server under test: starting it, timing its start-up, and driving its API with
 //! signed requests as the SDKs do.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,12 +40,13 @@ pub(crate) struct FcdServer {
 }
 
 impl FcdServer {
-    /// Starts fcd with a fresh data dir under `dir` and waits until it is ready.
+    /// Starts fcd with a fresh data dir under `dir` and `args` after the harness's own, and
+    /// waits until it is ready.
     pub(crate) fn start(
         fcd: &Path,
         dir: &Path,
         pin: &Pinning,
-        python: Option<&Path>,
+        args: &[OsString],
     ) -> Result<FcdServer> {
         let data = dir.join("data");
         let log_path = dir.join("fcd.log");
@@ -58,12 +60,12 @@ impl FcdServer {
             .env("FCD_REGION", "cn-hangzhou")
             .env("RUST_LOG", "info")
             .env_remove("FCD_PYTHON")
+            .env_remove("FCD_NODE")
+            .env_remove("FCD_PREWARM")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if let Some(p) = python {
-            cmd.arg("--python").arg(p);
-        }
         let (child, started) = pin.spawn(&mut cmd)?;
         let pid = child.id();
         let mut child = Guard(child);
@@ -163,19 +165,56 @@ impl Api {
             .ok_or_else(|| anyhow!("no connection to fcd"))
     }
 
-    /// `fcd_invocations_total` from the unauthenticated `GET /metrics`.
-    pub(crate) async fn invocations_total(&mut self) -> Result<f64> {
+    /// An unauthenticated `GET` (`/metrics`, `/status`).
+    async fn get(&mut self, path: &str) -> Result<Reply> {
         let req = http::Request::builder()
             .method(Method::GET)
-            .uri("/metrics")
+            .uri(path)
             .header(http::header::HOST, self.host.clone())
             .body(http_body_util::Full::new(bytes::Bytes::new()))?;
-        let reply = crate::http::send(self.sender().await?, req).await?;
+        crate::http::send(self.sender().await?, req)
+            .await
+            .with_context(|| format!("GET {path}"))
+    }
+
+    /// A metric without labels from `GET /metrics`.
+    pub(crate) async fn metric(&mut self, name: &str) -> Result<f64> {
+        let reply = self.get("/metrics").await?;
         let text = String::from_utf8_lossy(&reply.body);
         text.lines()
-            .find_map(|l| l.strip_prefix("fcd_invocations_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no fcd_invocations_total in /metrics"))
+            .ok_or_else(|| anyhow!("no {name} in /metrics"))
+    }
+
+    /// `fcd_invocations_total` from `GET /metrics`.
+    pub(crate) async fn invocations_total(&mut self) -> Result<f64> {
+        self.metric("fcd_invocations_total").await
+    }
+
+    /// Waits until at most `n` instances hold a share of the server's budget: fcd gives an
+    /// instance's reservation back only once its processes are gone (prewarmed jails hold
+    /// none).
+    pub(crate) async fn wait_instances_at_most(&mut self, n: f64, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let used = self.metric("fcd_budget_instances_used").await?;
+            if used <= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "fcd still reserves {used} instance(s) after {limit:?} (at most {n} expected)"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// `GET /status`.
+    pub(crate) async fn status(&mut self) -> Result<serde_json::Value> {
+        let reply = self.get("/status").await?;
+        serde_json::from_slice(&reply.body).context("GET /status: not JSON")
     }
 
     /// A signed call; fails unless the status is 2xx.
@@ -233,7 +272,7 @@ impl Api {
             "runtime": f.runtime,
             "handler": f.handler,
             "timeout": 60,
-            "memorySize": 512,
+            "memorySize": f.memory_mb,
             "instanceConcurrency": f.instance_concurrency,
             "code": { "zipFile": f.zip_b64 },
         });
@@ -264,6 +303,7 @@ pub(crate) struct FunctionDef {
     pub(crate) runtime: String,
     pub(crate) handler: String,
     pub(crate) instance_concurrency: u32,
+    pub(crate) memory_mb: u32,
     pub(crate) zip_b64: String,
 }
 

@@ -151,23 +151,118 @@ pub(crate) fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Waits until `pid` has no child processes besides `keep` (the instances started since are
-/// gone).
-pub(crate) fn wait_children(pid: u32, keep: &[u32], limit: Duration) -> Result<()> {
+/// Waits until `pid` has at most `max` child processes, and returns them.
+///
+/// A count, not a set: with prewarming, fcd starts a replacement prewarmed jail whenever a
+/// cold start claims one, so the processes after a sample are not the ones before it.
+pub(crate) fn wait_children_count(pid: u32, max: usize, limit: Duration) -> Result<Vec<u32>> {
     let deadline = Instant::now() + limit;
     loop {
-        let extra: Vec<u32> = children(pid)
-            .into_iter()
-            .filter(|c| !keep.contains(c))
-            .collect();
-        if extra.is_empty() {
-            return Ok(());
+        let now = children(pid);
+        if now.len() <= max {
+            return Ok(now);
         }
         if Instant::now() > deadline {
-            anyhow::bail!("fcd still has child processes {extra:?} after {limit:?}");
+            anyhow::bail!(
+                "fcd still has {} child processes {now:?} after {limit:?} (at most {max} expected)",
+                now.len()
+            );
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// `pid` and every process below it.
+pub(crate) fn tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        for k in children(out[i]) {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Nanoseconds on a CPU so far of every thread of every process in `pid`'s tree
+/// (`/proc/<pid>/task/<tid>/schedstat`).
+fn tree_cpu_ns(pid: u32) -> u64 {
+    let mut total = 0;
+    for p in tree(pid) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                total += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Waits until `pid` and its descendants are quiet: less than 1 ms of CPU in 25 ms, with the
+/// same processes at both ends of the window (a prewarmed jail being refilled, an instance
+/// being torn down, are not). `false` if that did not happen within `limit`.
+pub(crate) fn wait_quiet(pid: u32, limit: Duration) -> bool {
+    const WINDOW: Duration = Duration::from_millis(25);
+    const BUSY_NS: u64 = 1_000_000;
+    let deadline = Instant::now() + limit;
+    let sorted_tree = || {
+        let mut t = tree(pid);
+        t.sort_unstable();
+        t
+    };
+    let mut procs = sorted_tree();
+    let mut cpu = tree_cpu_ns(pid);
+    loop {
+        std::thread::sleep(WINDOW);
+        let (procs_now, cpu_now) = (sorted_tree(), tree_cpu_ns(pid));
+        if procs_now == procs && cpu_now >= cpu && cpu_now - cpu < BUSY_NS {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        (procs, cpu) = (procs_now, cpu_now);
+    }
+}
+
+/// The prewarmed jails among `pid`'s children, by the program their function process runs
+/// while it waits: jail inits whose `FCD_JAIL_SPEC` has a `blank` (one claimed since is still
+/// counted, so call this when no instance exists, or read it as an upper bound).
+pub(crate) fn blank_jails(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for init in children(pid) {
+        let Ok(environ) = std::fs::read(format!("/proc/{init}/environ")) else {
+            continue;
+        };
+        let blank = environ.split(|&b| b == 0).any(|var| {
+            let var = String::from_utf8_lossy(var);
+            var.strip_prefix("FCD_JAIL_SPEC=").is_some_and(|spec| {
+                serde_json::from_str::<serde_json::Value>(spec)
+                    .is_ok_and(|v| v.get("blank").is_some_and(|b| !b.is_null()))
+            })
+        });
+        if !blank {
+            continue;
+        }
+        let program = children(init)
+            .first()
+            .and_then(|f| std::fs::read_link(format!("/proc/{f}/exe")).ok())
+            .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "?".into());
+        out.push(program);
+    }
+    out.sort();
+    out
 }
 
 /// A TCP port that was free a moment ago.
