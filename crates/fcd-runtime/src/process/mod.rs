@@ -92,6 +92,8 @@ pub(crate) struct ProcessInstance {
     sockets: Option<SocketFactory>,
     logs: Logs,
     memory: Option<MemoryProbe>,
+    /// The function's PID (as fcd sees it) when it is PID 1 of its own PID namespace.
+    namespace_init: Option<i32>,
     /// The instance's cgroup, when it has one: limits, and the authoritative peak memory.
     cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
     exit: watch::Receiver<Option<ExitInfo>>,
@@ -334,6 +336,9 @@ impl Spawned {
             sockets,
             logs,
             memory: MemoryProbe::open(memory_pid).ok(),
+            // Jailed, the function is PID 1 of its namespace, where the kernel drops signals
+            // it has no handler for.
+            namespace_init: (memory_pid != pid).then_some(memory_pid),
             cgroup,
             exit,
             idle_conns: Mutex::new(Vec::new()),
@@ -586,6 +591,13 @@ impl RunningInstance for ProcessInstance {
             if self.exited() {
                 return;
             }
+            // PID 1 of a namespace ignores a SIGTERM it does not handle: where the function
+            // did not install a handler, what SIGTERM would have done elsewhere is done now
+            // rather than after the whole grace period.
+            let grace = match self.namespace_init {
+                Some(p) if !sandbox::catches_sigterm(p) => Duration::ZERO,
+                _ => grace,
+            };
             sandbox::terminate_group(self.pid);
             if self.wait_exit(grace).await.is_none() {
                 sandbox::kill_group(self.pid);

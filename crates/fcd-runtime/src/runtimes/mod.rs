@@ -96,8 +96,27 @@ impl Registry {
             missing: Vec::new(),
         };
         reg.add(Ok(Arc::new(custom::Custom)));
-        reg.add(python::Python::detect(opts).map(|p| Arc::new(p) as Arc<dyn Runtime>));
-        reg.add(nodejs::NodeJs::detect(opts).map(|n| Arc::new(n) as Arc<dyn Runtime>));
+        // Each probe starts an interpreter (tens of milliseconds): run them side by side.
+        let (py, node) = std::thread::scope(|s| {
+            let py = s.spawn(|| python::Python::detect(opts));
+            let node = s.spawn(|| nodejs::NodeJs::detect(opts));
+            (py.join(), node.join())
+        });
+        for (family, probed) in [
+            (
+                "python3",
+                py.map(|r| r.map(|p| Arc::new(p) as Arc<dyn Runtime>)),
+            ),
+            (
+                "nodejs",
+                node.map(|r| r.map(|n| Arc::new(n) as Arc<dyn Runtime>)),
+            ),
+        ] {
+            reg.add(
+                probed
+                    .unwrap_or_else(|_| Err((family.to_owned(), "its probe panicked".to_owned()))),
+            );
+        }
         reg
     }
 
@@ -167,8 +186,13 @@ impl Interpreter {
     /// Runs `program args…`, which must print the real executable, the prefix and the version,
     /// one per line.
     pub(crate) fn probe(program: &str, args: &[&str]) -> Result<Interpreter, String> {
+        // Instances start with a clean environment; so does the probe (NODE_EXTRA_CA_CERTS in
+        // fcd's environment alone makes `node` read a whole CA bundle first).
         let out = Command::new(program)
             .args(args)
+            .env_remove("NODE_OPTIONS")
+            .env_remove("NODE_EXTRA_CA_CERTS")
+            .env_remove("PYTHONSTARTUP")
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()

@@ -675,6 +675,18 @@ pub(crate) fn terminate_group(pid: i32) {
     let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGTERM);
 }
 
+/// Whether a process has a handler for SIGTERM (`SigCgt` in `/proc/<pid>/status`).
+pub(crate) fn catches_sigterm(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (nix::libc::SIGTERM - 1)) != 0)
+}
+
 /// A free port on the host's loopback, for instances without their own namespace.
 pub(crate) fn free_port() -> io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
