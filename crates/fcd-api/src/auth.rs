@@ -1,8 +1,10 @@
 //! The outermost layer of every API request: request id, body buffering with FC's size limits,
 //! signature verification, account resolution, and the rendering of errors.
 //!
-//! Signatures cover the body (ACS3 hashes it), so the body is buffered here once and handed on
-//! as `Bytes`; handlers never read the wire themselves.
+//! Signatures cover the body (ACS3 hashes it; the FC scheme covers `Content-MD5`, checked
+//! against the body), so the body is buffered here once — after the Authorization header has
+//! been parsed and its key found — and handed on as `Bytes`; handlers never read the wire
+//! themselves.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -197,7 +199,6 @@ async fn authenticate(
             limit: limit as u64,
         });
     }
-    let body = read_body(body, limit).await?;
     let auth_header = parts
         .headers
         .get(http::header::AUTHORIZATION)
@@ -211,6 +212,9 @@ async fn authenticate(
         .keyring
         .get(auth.access_key_id())
         .ok_or_else(|| FcError::InvalidAccessKeyId(auth.access_key_id().to_owned()))?;
+    // Only a request that names a known key and parses as signed gets its body read: an
+    // unsigned or unknown-key request never makes the server buffer up to the body limit.
+    let body = read_body(body, limit).await?;
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path: &path,

@@ -956,3 +956,48 @@ fn fc_service_named_proxy_is_not_a_trigger() {
 fn clock_skew_constant() {
     assert_eq!(MAX_CLOCK_SKEW, Duration::from_secs(900));
 }
+
+#[test]
+fn fc_content_md5_must_be_the_bodys_in_every_sdk_spelling() {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let body: &[u8] = b"{\"code\":\"the real one\"}";
+    let digest = md5::Md5::digest(body);
+    let hex_text = hex::encode(digest);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let spellings = [
+        hex_text.clone(),
+        b64.encode(hex_text.as_bytes()),
+        b64.encode(digest),
+    ];
+    let path = "/2016-08-15/services/svc/functions/f";
+    for md5_header in spellings {
+        let mut hdrs = headers(&format!(
+            "content-type: application/json\ncontent-md5: {md5_header}\n"
+        ));
+        sign_fc(AK, SECRET, "PUT", path, "", &mut hdrs, now()).unwrap();
+        let auth = authorization_of(&hdrs);
+        let genuine = SignedRequest {
+            method: "PUT",
+            path,
+            query: "",
+            headers: &hdrs,
+            body,
+        };
+        assert_eq!(
+            verify(&auth, SECRET, &genuine, now()),
+            Ok(()),
+            "{md5_header}"
+        );
+        // The same signed headers replayed with another body.
+        let swapped = SignedRequest {
+            body: b"{\"code\":\"an attacker's\"}",
+            ..genuine
+        };
+        assert_eq!(
+            verify(&auth, SECRET, &swapped, now()),
+            Err(SignError::ContentHashMismatch),
+            "{md5_header}"
+        );
+    }
+}

@@ -214,15 +214,21 @@ pub(super) async fn stateful_functions(
         ))));
     }
     let limit = limit as usize;
-    let skip: usize = q
-        .string("nextToken")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
+    // A token is an offset this server handed out; anything else (a crafted huge number that
+    // would overflow `skip + limit`, text) is refused rather than trusted.
+    let skip: usize = match q.string("nextToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => t
+            .parse::<u32>()
+            .map(|n| n as usize)
+            .map_err(|_| ApiError(FcError::invalid(format!("nextToken '{t}' is invalid"))))?,
+    };
     let all = s.asynchronous.stateful_functions(&c.account_id).await?;
     let page: Vec<_> = all.iter().skip(skip).take(limit).cloned().collect();
     let mut body = serde_json::json!({ "data": page });
-    if skip + limit < all.len() {
-        body["nextToken"] = (skip + limit).to_string().into();
+    let next = skip.saturating_add(limit);
+    if next < all.len() {
+        body["nextToken"] = next.to_string().into();
     }
     Ok(json_response(StatusCode::OK, &body, None))
 }
