@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{KEY_ID, SECRET, TestServer, zip_b64};
+use common::{KEY_ID, SECRET, TestServer, invoke_path, zip_b64};
 use tokio::io::AsyncWriteExt;
 
 /// When the client hangs up, at the earliest (the "50 ms into the cold start").
@@ -237,10 +237,6 @@ async fn create_function(srv: &TestServer, service: &str, body: serde_json::Valu
         )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-}
-
-fn invoke_path(service: &str, function: &str) -> String {
-    format!("/2021-04-06/services/{service}/functions/{function}/invocations")
 }
 
 async fn instance_ids(srv: &TestServer, service: &str, function: &str) -> Vec<String> {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, zip_b64};
+use common::{TestServer, invoke_path, zip_b64};
 
 async fn python_function(
     srv: &TestServer,
@@ -43,10 +43,6 @@ async fn python_function(
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
-}
-
-fn invoke_path(service: &str, name: &str) -> String {
-    format!("/2021-04-06/services/{service}/functions/{name}/invocations")
 }
 
 const SLOW_COUNTING: &str = r#"

@@ -297,3 +297,8 @@ pub fn all_gone(pids: &[i32], limit: Duration) -> bool {
     }
     pids.iter().all(|p| !alive(*p))
 }
+
+/// The 2021-04-06 InvokeFunction path of a function.
+pub fn invoke_path(service: &str, function: &str) -> String {
+    format!("/2021-04-06/services/{service}/functions/{function}/invocations")
+}
