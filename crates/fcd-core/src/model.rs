@@ -90,6 +90,9 @@ impl Service {
         if let Some(v) = u.description {
             self.description = v;
         }
+        if let Some(r) = &u.role {
+            check_role(r)?;
+        }
         if let Some(v) = u.role {
             self.role = v;
         }
@@ -104,6 +107,29 @@ impl Service {
         self.last_modified_time = now;
         Ok(())
     }
+}
+
+/// A service's `role` is empty or a RAM role ARN, `acs:ram::<account>:role/<name>`; what it
+/// grants is decided when its functions run (the role may be created later).
+fn check_role(role: &str) -> Result<(), FcError> {
+    if role.is_empty() {
+        return Ok(());
+    }
+    let bad = || {
+        FcError::invalid(format!(
+            "role '{role}' is not a RAM role ARN: expected acs:ram::<accountId>:role/<roleName>"
+        ))
+    };
+    let rest = role.strip_prefix("acs:ram::").ok_or_else(bad)?;
+    let (account, name) = rest.split_once(":role/").ok_or_else(bad)?;
+    let name_ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) || !name_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 fn merge_object(slot: &mut Option<JsonObject>, value: Option<JsonObject>) {
@@ -501,6 +527,24 @@ mod tests {
 
     fn create(u: FunctionUpdate) -> Result<Function, FcError> {
         Function::create("id".into(), "f".into(), u, code(), "t0".into())
+    }
+
+    #[test]
+    fn a_service_role_is_empty_or_a_role_arn() {
+        for ok in ["", "acs:ram::1234567890123456:role/fc-invoker", "acs:ram::1:role/a.b-C"] {
+            assert_eq!(check_role(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "role/x",
+            "acs:ram::123:user/x",
+            "acs:ram::12a:role/x",
+            "acs:ram:::role/x",
+            "acs:ram::1:role/",
+            "acs:ram::1:role/a_b",
+            "acs:ram::1:role/a/b",
+        ] {
+            assert!(check_role(bad).is_err(), "{bad}");
+        }
     }
 
     fn py() -> FunctionUpdate {
