@@ -209,8 +209,32 @@ exports.preFreezeHandled = (context, callback) => callback('not now');
 exports.notAFunction = 5;
 '''
 
+# The role's credentials as user code sees them: context.credentials for the handler, the
+# initializer and the hooks, and the environment. Nothing here prints them: the tests check
+# they never reach the output.
+CREDS_JS = r'''
+const seen = {};
+const ENV = ['ALIBABA_CLOUD_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET',
+             'ALIBABA_CLOUD_SECURITY_TOKEN'];
+const view = (context) => ({ credentials: context.credentials,
+                             keys: Object.keys(context.credentials) });
+
+exports.initializer = (context, callback) => { seen.initialize = view(context); callback(null); };
+exports.preFreeze = (context, callback) => { seen.preFreeze = view(context); callback(null); };
+exports.preStop = (context, callback) => { seen.preStop = view(context); callback(null); };
+exports.handler = (event, context, callback) => {
+  const env = {};
+  for (const k of ENV) env[k] = process.env[k] === undefined ? null : process.env[k];
+  callback(null, { invoke: view(context), json: JSON.parse(JSON.stringify(context)).credentials,
+                   hooks: seen, env: env });
+};
+exports.fail = (event, context, callback) => { throw new Error('failed with credentials in the context'); };
+exports.failHook = (context, callback) => callback(new Error('hook failed with credentials in the context'));
+'''
+
 FILES = {
     "index.js": INDEX_JS,
+    "creds.js": CREDS_JS,
     "syntax_err.js": "exports.handler = (e, c, cb) => {{\n  cb(null, 1);\n",
     "init_err.js": "throw new Error('boom at import');\n",
     "dep_err.js": "require('this-module-does-not-exist-fcd');\nexports.handler = (e, c, cb) => cb(null, 1);\n",
@@ -790,6 +814,70 @@ def test_context_defaults(conn):
     assert got["region"] == "cn-hangzhou"         # from FC_REGION
     assert got["accountId"] == "1234"
     assert got["credentials"] == {"accessKeyId": "", "accessKeySecret": "", "securityToken": ""}
+
+
+def cred_headers(tag):
+    return {"x-fc-access-key-id": "STS.%s" % tag,
+            "x-fc-access-key-secret": "secret-%s" % tag,
+            "x-fc-security-token": "token-%s" % tag}
+
+
+def cred_view(tag):
+    """context.credentials (and its key order) for the headers of cred_headers(tag)."""
+    if tag is None:
+        creds = {"accessKeyId": "", "accessKeySecret": "", "securityToken": ""}
+    else:
+        creds = {"accessKeyId": "STS.%s" % tag, "accessKeySecret": "secret-%s" % tag,
+                 "securityToken": "token-%s" % tag}
+    return {"credentials": creds, "keys": ["accessKeyId", "accessKeySecret", "securityToken"]}
+
+
+CRED_ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.env",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret-env",
+            "ALIBABA_CLOUD_SECURITY_TOKEN": "token-env"}
+
+
+@pytest.mark.parametrize("prewarmed", [False, True], ids=["fresh", "prewarmed"])
+def test_credentials_per_call_in_every_context_never_logged(fresh_server, prewarmed):
+    srv = fresh_server(extra_env=CRED_ENV, prewarmed=prewarmed)
+    c = srv.connection()
+    status, _, body = call(c, path="/initialize", headers=dict(
+        cred_headers("init"), **{"x-fc-function-initializer": "creds.initializer"}))
+    assert (status, body) == (200, b"")
+    status, _, body = call(c, path="/pre-freeze", method="GET", headers=dict(
+        cred_headers("freeze"), **{"x-fc-instance-lifecycle-pre-freeze-handler": "creds.preFreeze"}))
+    assert (status, body) == (200, b"")
+    status, _, body = call(c, path="/pre-stop", method="GET", headers=dict(
+        cred_headers("stop"), **{"x-fc-instance-lifecycle-pre-stop-handler": "creds.preStop"}))
+    assert (status, body) == (200, b"")
+
+    got = json.loads(ok(call(c, handler="creds.handler", headers=cred_headers("one"))))
+    assert got["invoke"] == cred_view("one")
+    assert got["json"] == cred_view("one")["credentials"]
+    assert got["hooks"] == {"initialize": cred_view("init"), "preFreeze": cred_view("freeze"),
+                            "preStop": cred_view("stop")}
+    # The environment's credentials (from the process start, or the assignment) are kept.
+    assert got["env"] == CRED_ENV
+
+    # Per call: the next invocation sees its own headers, and none when it has none.
+    assert json.loads(ok(call(c, handler="creds.handler",
+                              headers=cred_headers("two"))))["invoke"] == cred_view("two")
+    assert json.loads(ok(call(c, handler="creds.handler")))["invoke"] == cred_view(None)
+
+    # Failures (whose errors are printed) and hook failures print no credential either.
+    rid = new_rid()
+    assert call(c, handler="creds.fail", rid=rid, headers=cred_headers("fail"))[0] == 404
+    srv.wait_output("FC Invoke End RequestId: %s" % rid)
+    rid = new_rid()
+    assert call(c, path="/pre-freeze", method="GET", rid=rid, headers=dict(
+        cred_headers("hookfail"),
+        **{"x-fc-instance-lifecycle-pre-freeze-handler": "creds.failHook"}))[0] == 404
+    out = srv.wait_output("FC PreFreeze End RequestId: %s" % rid)
+    c.close()
+    assert "failed with credentials in the context" in out
+    for tag in ("init", "freeze", "stop", "one", "two", "fail", "hookfail", "env"):
+        for secret in ("secret-" + tag, "token-" + tag):
+            assert secret not in out, secret
 
 
 def test_environment_is_scrubbed(conn, code_dir):

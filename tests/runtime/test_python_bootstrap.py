@@ -188,8 +188,52 @@ def pre_freeze_fail(context):
 not_callable = 5
 '''
 
+# The role's credentials as user code sees them: context.credentials in both name styles (and
+# in to_json) for the handler, the initializer and the hooks, and the environment. Nothing here
+# prints them: the tests check they never reach the output.
+CREDS_PY = '''
+import os
+
+seen = {}
+ENV = ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+       "ALIBABA_CLOUD_SECURITY_TOKEN"]
+
+
+def _seen(context):
+    c = context.credentials
+    return {"snake": [c.access_key_id, c.access_key_secret, c.security_token],
+            "camel": [c.accessKeyId, c.accessKeySecret, c.securityToken],
+            "json": context.to_json()["credentials"]}
+
+
+def initializer(context):
+    seen["initialize"] = _seen(context)
+
+
+def pre_freeze(context):
+    seen["pre_freeze"] = _seen(context)
+
+
+def pre_stop(context):
+    seen["pre_stop"] = _seen(context)
+
+
+def handler(event, context):
+    return {"invoke": _seen(context), "hooks": seen,
+            "env": {k: os.environ.get(k) for k in ENV}}
+
+
+def fail(event, context):
+    raise RuntimeError("failed with credentials in the context")
+
+
+def fail_hook(context):
+    raise RuntimeError("hook failed with credentials in the context")
+'''
+
 FILES = {
     "index.py": INDEX_PY,
+    "creds.py": CREDS_PY,
     "syntax_err.py": "def handler(event, context)\n    return 1\n",
     "import_err.py": "import this_module_does_not_exist_fcd\n\ndef handler(e, c):\n    return 1\n",
     "init_err.py": "raise RuntimeError('boom at import')\n",
@@ -215,7 +259,14 @@ def make_code_dir(path):
 
 
 class Server(object):
-    def __init__(self, code_dir, log_dir, extra_env=None):
+    """One bootstrap process.
+
+    With ``prewarmed=True`` it is started the way fcd starts a prewarmed instance: with only
+    the function-independent environment and FCD_ASSIGNMENT_FD naming a pipe, on which the
+    function's environment and directory then arrive.
+    """
+
+    def __init__(self, code_dir, log_dir, extra_env=None, prewarmed=False):
         self.code_dir = code_dir
         self.port = free_port()
         self.stdout_path = os.path.join(str(log_dir), "stdout-%d.log" % self.port)
@@ -244,9 +295,21 @@ class Server(object):
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
         self.t_start = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [PYTHON, "-u", "-X", "utf8", BOOTSTRAP], cwd=code_dir, env=env,
-            stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
+        if prewarmed:
+            base = {k: v for k, v in os.environ.items() if not k.startswith("FC_")}
+            base.update({"HOME": "/tmp", "TZ": "UTC", "FC_FUNC_CODE_PATH": "/code"})
+            rfd, wfd = os.pipe()
+            base["FCD_ASSIGNMENT_FD"] = str(rfd)
+            self.proc = subprocess.Popen(
+                [PYTHON, "-u", "-X", "utf8", BOOTSTRAP], cwd="/", env=base, pass_fds=(rfd,),
+                stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
+            os.close(rfd)
+            os.write(wfd, json.dumps({"env": env, "cwd": code_dir}).encode())
+            os.close(wfd)
+        else:
+            self.proc = subprocess.Popen(
+                [PYTHON, "-u", "-X", "utf8", BOOTSTRAP], cwd=code_dir, env=env,
+                stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
         self.t_connect = self.wait_ready()
 
     def wait_ready(self):
@@ -460,6 +523,70 @@ def test_context_defaults(conn):
     assert c["function"][0] == "fn"        # from FC_FUNCTION_NAME
     assert c["service"][0] == "svc"        # from FC_SERVICE_NAME
     assert c["region"] == "cn-hangzhou"    # from FC_REGION
+
+
+def cred_headers(tag):
+    return {"x-fc-access-key-id": "STS.%s" % tag,
+            "x-fc-access-key-secret": "secret-%s" % tag,
+            "x-fc-security-token": "token-%s" % tag}
+
+
+def cred_view(tag):
+    """context.credentials for the headers of cred_headers(tag), as creds._seen reports it."""
+    if tag is None:
+        values = ["", "", ""]
+    else:
+        values = ["STS.%s" % tag, "secret-%s" % tag, "token-%s" % tag]
+    return {"snake": values, "camel": values,
+            "json": {"accessKeyId": values[0], "accessKeySecret": values[1],
+                     "securityToken": values[2]}}
+
+
+CRED_ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.env",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret-env",
+            "ALIBABA_CLOUD_SECURITY_TOKEN": "token-env"}
+
+
+@pytest.mark.parametrize("prewarmed", [False, True], ids=["fresh", "prewarmed"])
+def test_credentials_per_call_in_every_context_never_logged(fresh_server, prewarmed):
+    srv = fresh_server(extra_env=CRED_ENV, prewarmed=prewarmed)
+    c = srv.connection()
+    status, _, body = call(c, path="/initialize", headers=dict(
+        cred_headers("init"), **{"x-fc-function-initializer": "creds.initializer"}))
+    assert (status, body) == (200, b"")
+    status, _, body = call(c, path="/pre-freeze", method="GET", headers=dict(
+        cred_headers("freeze"), **{"x-fc-instance-lifecycle-pre-freeze-handler": "creds.pre_freeze"}))
+    assert (status, body) == (200, b"")
+    status, _, body = call(c, path="/pre-stop", method="GET", headers=dict(
+        cred_headers("stop"), **{"x-fc-instance-lifecycle-pre-stop-handler": "creds.pre_stop"}))
+    assert (status, body) == (200, b"")
+
+    status, _, body = call(c, handler="creds.handler", headers=cred_headers("one"))
+    assert status == 200, body
+    got = json.loads(body)
+    assert got["invoke"] == cred_view("one")
+    assert got["hooks"] == {"initialize": cred_view("init"), "pre_freeze": cred_view("freeze"),
+                            "pre_stop": cred_view("stop")}
+    # The environment's credentials (from the process start, or the assignment) are kept.
+    assert got["env"] == CRED_ENV
+
+    # Per call: the next invocation sees its own headers, and none when it has none.
+    assert json.loads(call(c, handler="creds.handler",
+                           headers=cred_headers("two"))[2])["invoke"] == cred_view("two")
+    assert json.loads(call(c, handler="creds.handler")[2])["invoke"] == cred_view(None)
+
+    # Failures (whose errors are printed) and hook failures print no credential either.
+    assert call(c, handler="creds.fail", headers=cred_headers("fail"))[0] == 404
+    assert call(c, path="/pre-freeze", method="GET", headers=dict(
+        cred_headers("hookfail"),
+        **{"x-fc-instance-lifecycle-pre-freeze-handler": "creds.fail_hook"}))[0] == 404
+    c.close()
+    out = srv.stdout() + srv.stderr()
+    assert "failed with credentials in the context" in out
+    assert "hook failed with credentials in the context" in out
+    for tag in ("init", "freeze", "stop", "one", "two", "fail", "hookfail", "env"):
+        for secret in ("secret-" + tag, "token-" + tag):
+            assert secret not in out, secret
 
 
 def test_environment_is_scrubbed(conn, code_dir):

@@ -665,6 +665,10 @@ impl Control {
                 limit: InstanceLimit::from_config(on_demand, provisioned),
                 revision,
                 generation,
+                // The service's `role` gives its instances temporary credentials: a cached
+                // `fcd_runtime::CredentialSource` for (account, svc.role) goes here once minting
+                // exists (issue 11 item 3). `None`: no credentials, nothing asked per call.
+                credentials: None,
             }),
         };
         if let Ok(mut c) = self.cache.write()

@@ -3,6 +3,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::credentials::{self, FunctionCredentials};
 use crate::{FunctionSpec, RuntimeConfig};
 
 pub(crate) fn header(map: &mut HeaderMap, name: &'static str, value: &str) {
@@ -23,6 +24,9 @@ pub(crate) struct Placed<'a> {
     pub(crate) path_dirs: &'a [String],
     /// Where the instance reaches the host, when it has outbound network.
     pub(crate) host_addr: Option<std::net::Ipv4Addr>,
+    /// The role's credentials of the invocation that starts the instance, when the function
+    /// has a [`crate::CredentialSource`].
+    pub(crate) credentials: Option<&'a FunctionCredentials>,
 }
 
 /// The environment of fc-runtime-contract.md section 5, then the user's variables.
@@ -83,10 +87,32 @@ pub(crate) fn instance_env(
     if let Some(addr) = at.host_addr {
         env.push(("FCD_HOST_ADDR".to_owned(), addr.to_string()));
     }
+    env.extend(credential_env(f, at.credentials));
     for (k, v) in &f.environment_variables {
         env.push((k.clone(), v.clone()));
     }
     env
+}
+
+/// The variables carrying the role's credentials (see [`credentials`]), for an instance of `f`
+/// started with `creds`. Left out when the function sets any of them itself: then it manages
+/// its credentials, and a mix of its own key and the role's token would be neither.
+fn credential_env(
+    f: &fcd_core::model::Function,
+    creds: Option<&FunctionCredentials>,
+) -> Vec<(String, String)> {
+    match creds {
+        Some(c)
+            if !credentials::ENV_NAMES
+                .iter()
+                .any(|n| f.environment_variables.contains_key(*n)) =>
+        {
+            credentials::env(c)
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The environment a prewarmed jail's runtime starts with, before it knows its function: only
@@ -158,4 +184,37 @@ pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMa
     header(&mut h, "x-fc-service-logproject", &spec.log_project);
     header(&mut h, "x-fc-service-logstore", &spec.log_store);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credential_env;
+    use crate::testkit;
+
+    #[test]
+    fn credential_variables_only_with_credentials_and_never_mixed_with_the_users() {
+        let plain = testkit::function(serde_json::json!({"environmentVariables": {"A": "1"}}));
+        let c = testkit::creds("env", 7);
+        let names = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        let got = credential_env(&plain, Some(&c));
+        assert_eq!(
+            names(&got),
+            [
+                "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                "ALIBABA_CLOUD_SECURITY_TOKEN",
+                "accessKeyID",
+                "accessKeySecret",
+                "securityToken",
+            ]
+        );
+        assert_eq!(got[0].1, "STS.env");
+        assert_eq!(got[1].1, "secret-env");
+        assert_eq!(got[2].1, "token-env");
+        assert!(credential_env(&plain, None).is_empty());
+        for own in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "securityToken"] {
+            let f = testkit::function(serde_json::json!({"environmentVariables": {own: "mine"}}));
+            assert!(credential_env(&f, Some(&c)).is_empty(), "{own}");
+        }
+    }
 }

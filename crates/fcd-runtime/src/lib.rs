@@ -14,10 +14,16 @@
 //! Instances of one function live in a pool that belongs to one revision of the function's
 //! config and code; a request for a newer revision replaces the pool, and the old instances are
 //! stopped once their in-flight requests finish.
+//!
+//! A function whose service has a role carries a [`CredentialSource`] in its spec: each
+//! invocation asks it once for the role's temporary credentials before it is placed on an
+//! instance, and hands them to the instance (headers, and the environment of a new instance);
+//! see [`credentials`]. Functions without one never ask.
 
 mod backend;
 mod budget;
 mod contract;
+pub mod credentials;
 mod instance;
 mod logs;
 mod metrics;
@@ -25,6 +31,8 @@ mod pool;
 mod process;
 pub mod runtimes;
 pub mod sandbox;
+#[cfg(test)]
+mod testkit;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,6 +45,7 @@ use http::Method;
 
 use backend::{CallResult, RunningInstance};
 use budget::Budget;
+pub use credentials::{CredentialSource, FunctionCredentials};
 use fcd_core::model::Function;
 use instance::Instance;
 use pool::{Acquired, NoSlot, Pool};
@@ -99,6 +108,9 @@ pub struct FunctionSpec {
     /// cache generation). A pool is replaced only by a spec resolved later than the pool's own:
     /// a request that resolved before an update never brings the old revision back.
     pub generation: u64,
+    /// Where the temporary credentials of the service's role come from; `None` when the service
+    /// has no role (its instances then get no credentials, and nothing is asked per call).
+    pub credentials: Option<Arc<dyn CredentialSource>>,
 }
 
 /// A function's own instance limit, from its on-demand config (`maximumInstanceCount`).
@@ -176,6 +188,12 @@ pub enum StartError {
         after: Duration,
         log: Vec<String>,
     },
+    /// The function's [`CredentialSource`] failed. Not only at a start: every invocation of a
+    /// function with a role asks for its credentials first, and fails with this before any
+    /// instance is chosen. The `FcError` is the source's answer for the client, to be passed on
+    /// as it is.
+    #[error("the credentials of the service's role could not be obtained: {0}")]
+    Credentials(fcd_core::FcError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +358,7 @@ impl InstanceManager {
         spec: &FunctionSpec,
         qualifier: &str,
         reservation: budget::Reservation,
+        creds: Option<&FunctionCredentials>,
     ) -> Result<Arc<Instance>, StartError> {
         let f = &spec.function;
         let runtime =
@@ -372,16 +391,16 @@ impl InstanceManager {
                     qualifier,
                     l,
                     reservation,
+                    creds,
                 )
                 .await?,
             ),
         };
-        Ok(Arc::new(Instance::new(
-            id,
-            engine,
-            contract::base_headers(&self.cfg, spec),
-            f,
-        )))
+        let mut inst = Instance::new(id, engine, contract::base_headers(&self.cfg, spec), f);
+        if let Some(source) = &spec.credentials {
+            inst.set_credentials(source.clone(), creds.map(|c| c.expires_at));
+        }
+        Ok(Arc::new(inst))
     }
 
     fn pool_key(spec: &FunctionSpec) -> PoolKey {
@@ -450,6 +469,17 @@ impl InstanceManager {
             return Err(InvokeError::ShuttingDown);
         }
         self.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+        // Before any slot or instance is taken: a failing source harms nothing.
+        let creds = match &spec.credentials {
+            None => None,
+            Some(source) => Some(
+                source
+                    .credentials()
+                    .await
+                    .map_err(|e| InvokeError::Start(StartError::Credentials(e)))?,
+            ),
+        };
+        let creds = creds.as_deref();
         let start_wait = self.cfg.start_timeout
             + Duration::from_secs(u64::from(spec.function.initialization_timeout))
             + Duration::from_secs(1);
@@ -475,7 +505,7 @@ impl InstanceManager {
                     };
                     self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                     let inst = self
-                        .start_instance(spec, &req.qualifier, reservation)
+                        .start_instance(spec, &req.qualifier, reservation, creds)
                         .await?;
                     if self.closed.load(Ordering::Acquire) {
                         // Shutdown began while this instance started; it must not outlive the server.
@@ -485,7 +515,7 @@ impl InstanceManager {
                     // The initializer runs once per instance, before any request, with the id
                     // of the request that caused the start.
                     if let Some(failed) =
-                        initialize(spec, &inst, &req.request_id, &req.qualifier).await
+                        initialize(spec, &inst, &req.request_id, &req.qualifier, creds).await
                     {
                         inst.kill().await;
                         drop(ticket);
@@ -512,7 +542,7 @@ impl InstanceManager {
         };
         let inst = slot.inst.clone();
         let mark = inst.logs().mark();
-        let verdict_outcome = self.run(spec, &inst, &req).await;
+        let verdict_outcome = self.run(spec, &inst, &req, creds).await;
         slot.finished = true;
         let outcome = self.finish(spec, &inst, &req, verdict_outcome, mark).await;
         drop(slot);
@@ -556,6 +586,7 @@ impl InstanceManager {
         spec: &FunctionSpec,
         inst: &Arc<Instance>,
         req: &InvokeRequest,
+        creds: Option<&FunctionCredentials>,
     ) -> InvokeOutcome {
         let f = &spec.function;
         let mut extra: Vec<(&'static str, &str)> = vec![
@@ -573,7 +604,14 @@ impl InstanceManager {
         let invoked = Instant::now();
         let limit = Duration::from_secs(u64::from(f.timeout.max(1)));
         let res = inst
-            .call(Method::POST, "/invoke", &extra, req.body.clone(), limit)
+            .call(
+                Method::POST,
+                "/invoke",
+                &extra,
+                creds,
+                req.body.clone(),
+                limit,
+            )
             .await;
         let verdict = judge(inst, res, invoked, limit, "Function").await;
         outcome(inst, invoked, verdict)
@@ -601,16 +639,37 @@ impl InstanceManager {
             }
             return target;
         }
+        if up == target {
+            return up;
+        }
+        // One ask per round, and only when an instance is to be started.
+        let creds = match &spec.credentials {
+            None => None,
+            Some(source) => match source.credentials().await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(function = %spec.function.function_name, error = %e, "provisioned instances not started: no credentials for the service's role");
+                    return up;
+                }
+            },
+        };
+        let creds = creds.as_deref();
         for _ in up..target {
             let Some(reservation) = self.budget.reserve(u64::from(spec.function.memory_size))
             else {
                 tracing::warn!(function = %spec.function.function_name, "server budget exhausted: provisioned instances not all started");
                 break;
             };
-            match self.start_instance(&spec, qualifier, reservation).await {
+            match self
+                .start_instance(&spec, qualifier, reservation, creds)
+                .await
+            {
                 Ok(inst) => {
                     let rid = uuid::Uuid::new_v4().to_string();
-                    if initialize(&spec, &inst, &rid, qualifier).await.is_some() {
+                    if initialize(&spec, &inst, &rid, qualifier, creds)
+                        .await
+                        .is_some()
+                    {
                         inst.kill().await;
                         continue;
                     }
@@ -639,11 +698,18 @@ impl InstanceManager {
                 .read()
                 .map(|m| m.values().cloned().collect())
                 .unwrap_or_default();
+            // Instances whose environment's credentials are about to expire are replaced (see
+            // `credentials`): busy ones take no new request and stop once done.
+            let stale_before = credentials::unix_now() + credentials::ENV_RENEW_MARGIN.as_secs();
             for p in pools {
                 p.prune_dead();
                 for inst in p.take_idle(cutoff) {
                     tracing::info!(instance = %inst.id, "reclaiming idle instance");
                     tokio::spawn(async move { inst.retire(Duration::from_secs(2)).await });
+                }
+                for inst in p.take_env_expiring(stale_before) {
+                    tracing::info!(instance = %inst.id, "replacing an instance whose environment's credentials expire soon");
+                    retire_when_idle(inst);
                 }
             }
             self.remove_empty_pools();
@@ -848,6 +914,7 @@ async fn initialize(
     inst: &Arc<Instance>,
     request_id: &str,
     qualifier: &str,
+    creds: Option<&FunctionCredentials>,
 ) -> Option<InvokeOutcome> {
     let f = &spec.function;
     if f.initializer.is_empty() {
@@ -860,7 +927,14 @@ async fn initialize(
     ];
     let started = Instant::now();
     let res = inst
-        .call(Method::POST, "/initialize", &extra, Bytes::new(), limit)
+        .call(
+            Method::POST,
+            "/initialize",
+            &extra,
+            creds,
+            Bytes::new(),
+            limit,
+        )
         .await;
     match judge(inst, res, started, limit, "Initializer").await {
         Verdict::Success(_) => None,
@@ -973,14 +1047,19 @@ fn error_body(msg: &str) -> Bytes {
 /// Stops a pool's instances once each has no request left.
 fn retire_pool(pool: &Arc<Pool>) {
     for inst in pool.retire() {
-        tokio::spawn(async move {
-            inst.dead.store(true, Ordering::SeqCst);
-            // Bounded: a request cannot outlive its function's timeout by much.
-            let deadline = Instant::now() + Duration::from_secs(86_400);
-            while inst.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            inst.retire(Duration::from_secs(2)).await;
-        });
+        retire_when_idle(inst);
     }
+}
+
+/// Stops an instance already taken out of its pool once it has no request left.
+fn retire_when_idle(inst: Arc<Instance>) {
+    tokio::spawn(async move {
+        inst.dead.store(true, Ordering::SeqCst);
+        // Bounded: a request cannot outlive its function's timeout by much.
+        let deadline = Instant::now() + Duration::from_secs(86_400);
+        while inst.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        inst.retire(Duration::from_secs(2)).await;
+    });
 }

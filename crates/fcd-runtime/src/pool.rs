@@ -281,6 +281,27 @@ impl Pool {
         idle
     }
 
+    /// Instances whose environment's credentials expire before `before` (unix seconds), taken
+    /// out of the pool and marked dead whether busy or not: they take no new request.
+    pub(crate) fn take_env_expiring(&self, before: u64) -> Vec<Arc<Instance>> {
+        let Ok(mut st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        st.instances.retain(|i| {
+            let stale = i.env_expires_at().is_some_and(|t| t < before);
+            if stale {
+                i.dead.store(true, Ordering::Release);
+                out.push(i.clone());
+            }
+            !stale
+        });
+        if !out.is_empty() {
+            self.changed.notify_waiters();
+        }
+        out
+    }
+
     /// Dead instances still listed (crashed while idle), removed.
     pub(crate) fn prune_dead(&self) {
         if let Ok(mut st) = self.state.lock() {
@@ -302,5 +323,52 @@ impl Pool {
                     .count() as u32
             })
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use http::HeaderMap;
+
+    use super::Pool;
+    use crate::instance::Instance;
+    use crate::testkit::{self, Counting, Recorder, Shared};
+
+    fn instance(id: &str, env_expires_at: Option<u64>) -> Arc<Instance> {
+        let mut inst = Instance::new(
+            id.into(),
+            Box::new(Shared(Recorder::new())),
+            HeaderMap::new(),
+            &testkit::function(serde_json::json!({})),
+        );
+        if let Some(t) = env_expires_at {
+            inst.set_credentials(Counting::new(testkit::creds(id, t)), Some(t));
+        }
+        Arc::new(inst)
+    }
+
+    #[tokio::test]
+    async fn instances_whose_env_credentials_expire_are_taken_out_busy_or_not() {
+        let pool = Pool::new("r".into(), 1, 1);
+        let soon = instance("soon", Some(1_000));
+        let busy_soon = instance("busy-soon", Some(1_100));
+        busy_soon.active.store(1, Ordering::SeqCst);
+        let later = instance("later", Some(5_000));
+        let no_role = instance("no-role", None);
+        for i in [&soon, &busy_soon, &later, &no_role] {
+            pool.add(i.clone());
+        }
+        let taken = pool.take_env_expiring(2_000);
+        let mut ids: Vec<&str> = taken.iter().map(|i| i.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["busy-soon", "soon"]);
+        assert!(taken.iter().all(|i| i.dead.load(Ordering::SeqCst)));
+        let left: Vec<String> = pool.instances().iter().map(|i| i.id.clone()).collect();
+        assert_eq!(left, ["later", "no-role"]);
+        assert!(!later.dead.load(Ordering::SeqCst) && !no_role.dead.load(Ordering::SeqCst));
+        assert!(pool.take_env_expiring(2_000).is_empty());
     }
 }

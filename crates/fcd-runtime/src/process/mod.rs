@@ -356,7 +356,9 @@ impl Spawned {
 }
 
 /// Starts a process for `spec` from scratch (or from a prewarmed jail when one fits) and waits
-/// until it accepts connections on its port.
+/// until it accepts connections on its port. `creds` (the role's, when the function has one) go
+/// into its environment either way.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start(
     cfg: &RuntimeConfig,
     prewarm: &Arc<prewarm::Prewarm>,
@@ -365,6 +367,7 @@ pub(crate) async fn start(
     qualifier: &str,
     launch: ProcessLaunch,
     reservation: Reservation,
+    creds: Option<&crate::FunctionCredentials>,
 ) -> Result<ProcessInstance, StartError> {
     let f = &spec.function;
     let port = instance_port(cfg, f.ca_port)?;
@@ -389,6 +392,7 @@ pub(crate) async fn start(
                 .as_ref()
                 .filter(|_| internet(cfg, spec.internet_access))
                 .map(|e| e.host_addr()),
+            credentials: creds,
         },
     );
     let spawned = match prewarm.claim(spec, &launch, &env, port).await {
