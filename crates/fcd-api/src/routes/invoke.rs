@@ -23,6 +23,9 @@ fn invoke_error(e: InvokeError) -> FcError {
         e @ InvokeError::Start(StartError::UnsupportedRuntime { .. }) => {
             FcError::invalid(e.to_string())
         }
+        // The service role's credentials could not be issued: the source's own error (e.g.
+        // AccessDenied naming the role) is what the caller must fix.
+        InvokeError::Start(StartError::Credentials(e)) => e,
         InvokeError::Start(other) => FcError::FunctionNotStarted(other.to_string()),
         e @ InvokeError::FunctionThrottled(_) => {
             FcError::ResourceExhausted(format!("{e}: retry later or raise maximumInstanceCount"))
