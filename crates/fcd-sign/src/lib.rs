@@ -17,7 +17,9 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 
-pub use acs3::{acs3_canonical_request, acs3_string_to_sign, canonical_query, sign_acs3};
+pub use acs3::{
+    acs3_canonical_request, acs3_replay_key, acs3_string_to_sign, canonical_query, sign_acs3,
+};
 pub use fc::{fc_string_to_sign, fc_string_to_sign_url_order, sign_fc};
 pub use util::MAX_CLOCK_SKEW;
 
@@ -190,8 +192,8 @@ fn parse_fc(credentials: &str) -> Result<Authorization, SignError> {
 
 /// Verifies the request was signed with `secret`. `now` is the server clock.
 ///
-/// ACS3: `host`, `x-acs-date` and `x-acs-content-sha256` must be among the
-/// signed headers (else [`SignError::MalformedAuthorization`]); every signed
+/// ACS3: `host`, `x-acs-date`, `x-acs-content-sha256` and
+/// `x-acs-signature-nonce` must be among the signed headers (else [`SignError::MalformedAuthorization`]); every signed
 /// header must be present; `x-acs-content-sha256` must equal the SHA-256 of the
 /// body; `x-acs-date` must be within [`MAX_CLOCK_SKEW`] of `now`.
 ///
@@ -199,7 +201,9 @@ fn parse_fc(credentials: &str) -> Result<Authorization, SignError> {
 /// [`MAX_CLOCK_SKEW`] of `now`. HTTP-trigger (`/proxy/`) requests are also
 /// accepted when signed with the query in URL order.
 ///
-/// Signatures are compared in constant time.
+/// Signatures are compared in constant time (`hmac`'s `verify_slice`). The
+/// body digests (`x-acs-content-sha256`, `Content-MD5`) are compared plainly:
+/// they are hashes of what the client sent, not secrets.
 pub fn verify(
     auth: &Authorization,
     secret: &str,
