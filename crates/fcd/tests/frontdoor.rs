@@ -394,6 +394,71 @@ async fn over_the_connection_cap_a_client_gets_503_and_the_server_recovers() {
     assert_eq!(r.status, 200);
 }
 
+/// On SIGTERM the listener closes at once, and a request in flight still completes.
+#[tokio::test]
+async fn shutdown_stops_accepting_and_finishes_the_request_in_flight() {
+    let mut srv = TestServer::start();
+    let body = br#"{"serviceName":"drained"}"#;
+    let h = acs3(
+        &srv,
+        "POST",
+        "/2021-04-06/services",
+        body,
+        SECRET,
+        &fresh_nonce(),
+    );
+    // `Expect: 100-continue` makes the server say when the request is being handled: hyper
+    // sends the 100 once the handler starts reading the body.
+    let mut head = format!(
+        "POST /2021-04-06/services HTTP/1.1\r\ncontent-length: {}\r\nexpect: 100-continue\r\n",
+        body.len()
+    );
+    for (k, v) in &h {
+        head.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    let mut s = TcpStream::connect(&srv.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(HANG, s.read(&mut buf))
+            .await
+            .expect("no 100 Continue")
+            .unwrap();
+        assert!(n > 0, "closed before 100 Continue");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(srv.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + HANG;
+    while TcpStream::connect(&srv.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    s.write_all(body).await.unwrap();
+    let (status, reply) = tokio::time::timeout(HANG, read_reply(&mut s, false))
+        .await
+        .expect("the request in flight was not answered")
+        .unwrap()
+        .expect("the request in flight was dropped at shutdown");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    assert!(srv.terminate().success());
+}
+
 #[tokio::test]
 async fn client_numbers_that_would_overflow_are_refused() {
     let srv = TestServer::start();
@@ -760,20 +825,26 @@ fn random_case(rng: &mut Rng, srv: &TestServer) -> Case {
     }
 }
 
+/// What a worker saw: answers by status, and connections dropped without an answer.
+#[derive(Default)]
+struct Seen {
+    statuses: std::collections::BTreeMap<u16, u64>,
+    dropped: u64,
+}
+
 /// Every status seen must be a 4xx.
-fn check(status: u16, case: &Case, seen: &mut [u64; 2]) {
+fn check(status: u16, case: &Case, seen: &mut Seen) {
     assert!(
         (400..500).contains(&status),
         "got {status} for {:?}",
         String::from_utf8_lossy(&case.bytes[..case.bytes.len().min(400)])
     );
-    seen[0] += 1;
+    *seen.statuses.entry(status).or_default() += 1;
 }
 
-async fn fuzz_worker(srv: &TestServer, seed: u64, cases: usize) -> [u64; 2] {
+async fn fuzz_worker(srv: &TestServer, seed: u64, cases: usize) -> Seen {
     let mut rng = Rng(seed);
-    // [answered with a 4xx, dropped without an answer]
-    let mut seen = [0u64; 2];
+    let mut seen = Seen::default();
     let mut conn: Option<TcpStream> = None;
     for _ in 0..cases {
         let case = random_case(&mut rng, srv);
@@ -802,7 +873,7 @@ async fn fuzz_worker(srv: &TestServer, seed: u64, cases: usize) -> [u64; 2] {
                 }
             }
             if !answered {
-                seen[1] += 1;
+                seen.dropped += 1;
             }
         } else {
             let mut s = TcpStream::connect(&srv.addr).await.unwrap();
@@ -817,7 +888,7 @@ async fn fuzz_worker(srv: &TestServer, seed: u64, cases: usize) -> [u64; 2] {
                 statuses.push(status);
             }
             if statuses.is_empty() {
-                seen[1] += 1;
+                seen.dropped += 1;
             }
             for status in statuses {
                 check(status, &case, &mut seen);
@@ -871,20 +942,23 @@ async fn ten_thousand_malformed_requests_get_4xx_or_are_dropped() {
             fuzz_worker(&srv, seed.wrapping_add(w), per_worker).await
         }));
     }
-    let mut totals = [0u64; 2];
+    let mut totals = Seen::default();
     for t in tasks {
         let seen = t.await.unwrap();
-        totals[0] += seen[0];
-        totals[1] += seen[1];
+        for (status, n) in seen.statuses {
+            *totals.statuses.entry(status).or_default() += n;
+        }
+        totals.dropped += seen.dropped;
     }
+    let answered: u64 = totals.statuses.values().sum();
     eprintln!(
-        "{} cases in {:?}: {} answers (all 4xx), {} dropped without an answer",
+        "{} cases in {:?}: {answered} answers, all 4xx ({:?}), {} dropped without an answer",
         workers as usize * per_worker,
         started.elapsed(),
-        totals[0],
-        totals[1]
+        totals.statuses,
+        totals.dropped
     );
-    assert!(totals[0] > 1000, "most malformed requests get an answer");
+    assert!(answered > 1000, "most malformed requests get an answer");
 
     // Still serving, and nothing was changed by the noise.
     let r = srv.call("GET", "/2021-04-06/services", "").await;
