@@ -43,6 +43,8 @@ const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 
 /// How one listener serves.
 pub(crate) struct Limits {
+    /// For log lines: which listener this is.
+    pub(crate) name: &'static str,
     pub(crate) max_connections: usize,
     pub(crate) header_read_timeout: Duration,
     /// Where the connection counters go (the API listener's, shown in `/metrics`).
@@ -77,7 +79,7 @@ pub(crate) async fn serve(
             Err(e) => {
                 // Usually EMFILE/ENFILE: back off instead of spinning, still heeding the stop.
                 if warn_now(&mut last_warning) {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = limits.name, error = %e, "accept failed");
                 }
                 tokio::select! {
                     _ = stopped(&mut stop) => break,
@@ -104,7 +106,8 @@ pub(crate) async fn serve(
                 }
                 if warn_now(&mut last_warning) {
                     tracing::warn!(
-                        "{max} connections are open (--max-connections): refusing new ones with 503"
+                        listener = limits.name,
+                        "{max} connections are open, the most allowed: refusing new ones with 503"
                     );
                 }
                 if let Ok(p) = refusing.clone().try_acquire_owned() {

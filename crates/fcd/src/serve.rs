@@ -170,6 +170,12 @@ fn url_secret(secret: &str) -> Vec<u8> {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is announced: a SIGTERM sent as soon as listen-addr exists must stop the
+    // server gracefully, not kill it with the default action.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // First, so every process fcd starts (instances, prewarmed jails) sees the same limit.
+    let open_files = raise_open_files_limit();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
@@ -335,7 +341,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         control,
     };
 
-    let open_files = raise_open_files_limit();
     let max_connections = args
         .max_connections
         .map(|n| n as usize)
@@ -358,6 +363,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             listener,
             fcd_api::metrics_router(state.clone()),
             crate::listener::Limits {
+                name: "metrics",
                 max_connections: METRICS_MAX_CONNECTIONS,
                 header_read_timeout,
                 counters: None,
@@ -378,6 +384,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         fcd_api::router(state),
         crate::listener::Limits {
+            name: "api (--max-connections)",
             max_connections,
             header_read_timeout,
             counters: Some(front_door),
@@ -385,8 +392,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
