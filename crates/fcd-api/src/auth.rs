@@ -2,9 +2,9 @@
 //! signature verification, account resolution, and the rendering of errors.
 //!
 //! Signatures cover the body (ACS3 hashes it; the FC scheme covers `Content-MD5`, checked
-//! against the body), so the body is buffered here once — after the Authorization header has
-//! been parsed and its key found — and handed on as `Bytes`; handlers never read the wire
-//! themselves.
+//! against the body), so the body is buffered here once — after the signature over the head
+//! (with the body digest the client claims) has verified — and handed on as `Bytes`; handlers
+//! never read the wire themselves.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -215,19 +215,21 @@ async fn authenticate(
         .keyring
         .get(auth.access_key_id())
         .ok_or_else(|| FcError::InvalidAccessKeyId(auth.access_key_id().to_owned()))?;
-    // Only a request that names a known key and parses as signed gets its body read: an
-    // unsigned or unknown-key request never makes the server buffer up to the body limit.
-    let body = read_body(state, body, limit).await?;
-    let signed = SignedRequest {
+    // The head is verified before the body is read: a forged or unsigned request never makes
+    // the server buffer up to the body limit. The body is then checked against the digest the
+    // verified head carries.
+    let now = SystemTime::now();
+    let head = SignedRequest {
         method: parts.method.as_str(),
         path: &path,
         query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
-        body: &body,
+        body: &[],
     };
-    let now = SystemTime::now();
-    fcd_sign::verify(&auth, &key.secret, &signed, now).map_err(sign_error)?;
-    // Only now, with the signature verified, may the request's nonce be recorded.
+    fcd_sign::verify_head(&auth, &key.secret, &head, now).map_err(sign_error)?;
+    let body = read_body(state, body, limit).await?;
+    fcd_sign::verify_body(&auth, &parts.headers, &body).map_err(sign_error)?;
+    // Only now, with the whole request verified, may its nonce be recorded.
     state.front_door.check_replay(&auth, &parts.headers, now)?;
     let account_id = resolve_account(&parts.headers, key)?;
     parts.extensions.insert(Caller {

@@ -112,7 +112,10 @@ pub fn acs3_string_to_sign(canonical_request: &str) -> String {
     )
 }
 
-pub(crate) fn verify(
+/// Everything but the body: the signature is checked over the canonical request built with the
+/// body hash the client claims in `x-acs-content-sha256` (which it signed), so a forged request
+/// is refused before its body is read. [`verify_body`] then checks the claim.
+pub(crate) fn verify_head(
     signed_headers: &[String],
     signature: &[u8],
     secret: &str,
@@ -130,12 +133,8 @@ pub(crate) fn verify(
         }
     }
 
-    let body_hash = sha256_hex(req.body);
-    let claimed_hash = first_header(req.headers, X_ACS_CONTENT_SHA256.as_str());
-    if !claimed_hash.trim().eq_ignore_ascii_case(&body_hash) {
-        return Err(SignError::ContentHashMismatch);
-    }
-    let canonical = canonical_request_with_hash(req, signed_headers, &body_hash)?;
+    let claimed_hash = claimed_body_hash(req.headers)?;
+    let canonical = canonical_request_with_hash(req, signed_headers, &claimed_hash)?;
 
     let date = first_header(req.headers, X_ACS_DATE.as_str());
     check_fresh(parse_acs_date(&date)?, now, date.trim())?;
@@ -143,6 +142,25 @@ pub(crate) fn verify(
     hmac_sha256(secret, acs3_string_to_sign(&canonical).as_bytes())?
         .verify_slice(signature)
         .map_err(|_| SignError::SignatureMismatch)
+}
+
+/// `x-acs-content-sha256` as the canonical request's last line: 64 hex digits, lower-cased.
+fn claimed_body_hash(headers: &HeaderMap) -> Result<String, SignError> {
+    let claimed = first_header(headers, X_ACS_CONTENT_SHA256.as_str());
+    let claimed = claimed.trim();
+    if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SignError::ContentHashMismatch);
+    }
+    Ok(claimed.to_ascii_lowercase())
+}
+
+/// The body is the one whose SHA-256 the client signed.
+pub(crate) fn verify_body(headers: &HeaderMap, body: &[u8]) -> Result<(), SignError> {
+    if claimed_body_hash(headers)? == sha256_hex(body) {
+        Ok(())
+    } else {
+        Err(SignError::ContentHashMismatch)
+    }
 }
 
 /// What makes a verified ACS3 request single-use: its `x-acs-signature-nonce` exactly as it was

@@ -295,6 +295,44 @@ fn acs3_tampered_body_is_content_hash_mismatch() {
 }
 
 #[test]
+fn acs3_head_verifies_without_the_body_and_the_body_after() {
+    let hdrs = vector_a_headers();
+    let auth = authorization_of(&hdrs);
+    // The head alone: the body is not looked at (here: absent).
+    let head = vector_a_request(&hdrs, b"");
+    assert_eq!(verify_head(&auth, SECRET, &head, now()), Ok(()));
+    assert_eq!(verify_body(&auth, &hdrs, VECTOR_A_BODY), Ok(()));
+    assert_eq!(
+        verify_body(&auth, &hdrs, br#"{"key":"evil!"}"#),
+        Err(SignError::ContentHashMismatch)
+    );
+    // A forged head is refused before any body is read.
+    assert_eq!(
+        verify_head(&auth, "wrongSecret", &head, now()),
+        Err(SignError::SignatureMismatch)
+    );
+    // The claimed hash is what the signature covers: changing it breaks the signature, and
+    // one that is not a SHA-256 is refused outright.
+    let mut other = hdrs.clone();
+    other.insert(
+        "x-acs-content-sha256",
+        HeaderValue::from_static(EMPTY_SHA256),
+    );
+    assert_eq!(
+        verify_head(&auth, SECRET, &vector_a_request(&other, b""), now()),
+        Err(SignError::SignatureMismatch)
+    );
+    other.insert(
+        "x-acs-content-sha256",
+        HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+    );
+    assert_eq!(
+        verify_head(&auth, SECRET, &vector_a_request(&other, b""), now()),
+        Err(SignError::ContentHashMismatch)
+    );
+}
+
+#[test]
 fn acs3_tampered_query_is_signature_mismatch() {
     let hdrs = vector_a_headers();
     let mut req = vector_a_request(&hdrs, VECTOR_A_BODY);
@@ -1004,6 +1042,13 @@ fn fc_content_md5_must_be_the_bodys_in_every_sdk_spelling() {
             Err(SignError::ContentHashMismatch),
             "{md5_header}"
         );
+        // Split: the head verifies whatever the body, the body check tells them apart.
+        assert_eq!(verify_head(&auth, SECRET, &swapped, now()), Ok(()));
+        assert_eq!(
+            verify_body(&auth, &hdrs, swapped.body),
+            Err(SignError::ContentHashMismatch)
+        );
+        assert_eq!(verify_body(&auth, &hdrs, body), Ok(()));
     }
 }
 

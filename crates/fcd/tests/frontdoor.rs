@@ -162,6 +162,41 @@ async fn a_replayed_acs3_request_is_refused() {
     assert!(message.contains("x-acs-signature-nonce"), "{message}");
 }
 
+/// A request naming a real key but signed with the wrong secret is refused from its head: the
+/// server never waits for (or buffers) the 100 MB body it announces.
+#[tokio::test]
+async fn a_forged_request_is_refused_before_its_body_is_read() {
+    let srv = TestServer::start();
+    let body = vec![b'x'; 100 * 1024 * 1024];
+    let h = acs3(
+        &srv,
+        "POST",
+        "/2021-04-06/services",
+        &body,
+        "forged",
+        &fresh_nonce(),
+    );
+    let mut head = format!(
+        "POST /2021-04-06/services HTTP/1.1\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &h {
+        head.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    let mut s = TcpStream::connect(&srv.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Not a byte of the body is sent.
+    let (status, reply) = tokio::time::timeout(HANG, read_reply(&mut s, false))
+        .await
+        .expect("the server waited for the body of a forged request")
+        .unwrap()
+        .expect("closed without an answer");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&reply));
+    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(v["ErrorCode"], "SignatureNotMatch", "{v}");
+}
+
 /// The FC scheme signs `Content-MD5`, not the body: a captured request with another body is
 /// refused. It has no nonce, so the genuine request replayed within the Date window reaches the
 /// handler again (here: the service exists by then) — the documented limit of that scheme.
