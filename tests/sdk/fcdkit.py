@@ -252,6 +252,26 @@ def make_client(
     )
 
 
+def server_status(client: Client) -> dict:
+    """``GET /status``, signed by the SDK's generic ``call_api`` (fcd serves it to signed
+    requests only)."""
+    from alibabacloud_tea_util import models as util_models
+
+    params = open_api_models.Params(
+        action="GetStatus",
+        version="2021-04-06",
+        protocol="HTTP",
+        pathname="/status",
+        method="GET",
+        auth_type="AK",
+        style="ROA",
+        req_body_type="json",
+        body_type="json",
+    )
+    resp = client.call_api(params, open_api_models.OpenApiRequest(), util_models.RuntimeOptions())
+    return resp["body"]
+
+
 def make_classic_client(
     addr: str,
     access_key_id: str = ACCESS_KEY_ID,

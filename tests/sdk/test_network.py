@@ -7,7 +7,8 @@ reaches nothing but itself. Traffic goes only to this machine: a server the test
 127.0.0.1, reached through fcd's host address.
 
 Where the server cannot give instances outbound network (not root, no nftables), ``/status``
-says so under ``isolation.missing`` and these tests are skipped with that reason.
+(a signed request) says so under ``isolation.missing`` and these tests are skipped with that
+reason.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import http.server
 import json
 import socketserver
 import threading
-import urllib.request
 
 import pytest
 
 from alibabacloud_fc_open20210406 import models as m
 from alibabacloud_tea_util import models as util_models
 
-from fcdkit import create_function, unique
+from fcdkit import create_function, server_status, unique
 
 pytestmark = pytest.mark.invoke
 
@@ -70,9 +70,8 @@ def host_server():
     srv.shutdown()
 
 
-def _egress_or_skip(fcd) -> None:
-    with urllib.request.urlopen("http://%s/status" % fcd.addr, timeout=5) as r:
-        status = json.loads(r.read())
+def _egress_or_skip(client) -> None:
+    status = server_status(client)
     iso = status.get("isolation", {})
     missing = [m for m in iso.get("missing", []) if "outbound" in m or "network" in m]
     if iso.get("network") != "namespace":
@@ -93,7 +92,7 @@ def _probe(client, service, port):
 
 
 def test_function_reaches_a_loopback_service_on_the_host(fcd, client, new_service, host_server):
-    _egress_or_skip(fcd)
+    _egress_or_skip(client)
     service = new_service(internet_access=True)
     out = _probe(client, service, host_server)
     assert out["hostAddr"], out
@@ -102,7 +101,7 @@ def test_function_reaches_a_loopback_service_on_the_host(fcd, client, new_servic
 
 
 def test_internet_access_is_the_default(fcd, client, new_service, host_server):
-    _egress_or_skip(fcd)
+    _egress_or_skip(client)
     service = new_service()
     assert client.get_service(service, m.GetServiceRequest()).body.internet_access is True
     out = _probe(client, service, host_server)
@@ -110,7 +109,7 @@ def test_internet_access_is_the_default(fcd, client, new_service, host_server):
 
 
 def test_no_internet_access_reaches_nothing(fcd, client, new_service, host_server):
-    _egress_or_skip(fcd)
+    _egress_or_skip(client)
     service = new_service(internet_access=False)
     out = _probe(client, service, host_server)
     assert out["hostAddr"] is None, out
@@ -119,7 +118,7 @@ def test_no_internet_access_reaches_nothing(fcd, client, new_service, host_serve
 
 
 def test_turning_internet_access_off_applies_to_new_instances(fcd, client, new_service, host_server):
-    _egress_or_skip(fcd)
+    _egress_or_skip(client)
     service = new_service(internet_access=True)
     name = unique("net")
     create_function(client, service, name, files={"index.py": PROBE}, runtime="python3.10")

@@ -2,9 +2,9 @@
 //! signature verification, account resolution, and the rendering of errors.
 //!
 //! Signatures cover the body (ACS3 hashes it; the FC scheme covers `Content-MD5`, checked
-//! against the body), so the body is buffered here once — after the Authorization header has
-//! been parsed and its key found — and handed on as `Bytes`; handlers never read the wire
-//! themselves.
+//! against the body), so the body is buffered here once — after the signature over the head
+//! (with the body digest the client claims) has verified — and handed on as `Bytes`; handlers
+//! never read the wire themselves.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 
 use fcd_core::FcError;
 use fcd_core::limits::{CODE_ZIP_MAX, SYNC_PAYLOAD_MAX};
@@ -25,11 +24,22 @@ use crate::AppState;
 use crate::error::render;
 
 /// One access key and the account it belongs to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccessKey {
     pub id: String,
     pub secret: String,
     pub account_id: String,
+}
+
+/// The secret never appears in logs or panics.
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .finish()
+    }
 }
 
 /// The access keys the server accepts.
@@ -71,13 +81,13 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
-/// Paths served without a request signature: code downloads carry their own proof, and the
-/// metrics and status pages carry no secrets or tenant data.
+/// Paths served without a request signature: code downloads carry their own proof. (`/status`
+/// needs a signature; `/metrics` is served only on the opt-in metrics listener.)
 fn is_unsigned(path: &str) -> bool {
-    path.starts_with("/code-packages/") || path == "/metrics" || path == "/status"
+    path.starts_with("/code-packages/")
 }
 
-fn sign_error(e: SignError) -> FcError {
+pub(crate) fn sign_error(e: SignError) -> FcError {
     match e {
         SignError::SignatureMismatch | SignError::ContentHashMismatch => FcError::SignatureNotMatch,
         SignError::MissingHeader(h) => FcError::MissingRequiredHeader(h),
@@ -108,17 +118,9 @@ fn resolve_account(headers: &HeaderMap, key: &AccessKey) -> Result<String, FcErr
     Ok(key.account_id.clone())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, FcError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FcError::EntityTooLarge {
-            limit: limit as u64,
-        }),
-        Err(e) => Err(FcError::invalid(format!(
-            "could not read the request body: {e}"
-        ))),
-    }
+/// The body, within `limit` bytes and the body read timeout (see [`crate::frontdoor`]).
+async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<Bytes, FcError> {
+    crate::frontdoor::read_body(body, limit, state.front_door.body_read_timeout()).await
 }
 
 /// A fresh request id (a version-4 UUID). Drawn from a per-thread generator seeded once from
@@ -178,6 +180,7 @@ async fn authenticate(
     request_id: &str,
 ) -> Result<Request, FcError> {
     let (mut parts, body) = req.into_parts();
+    crate::frontdoor::check_head(&parts)?;
     let path = parts.uri.path().to_owned();
     if is_unsigned(&path) {
         parts.extensions.insert(Caller {
@@ -212,17 +215,22 @@ async fn authenticate(
         .keyring
         .get(auth.access_key_id())
         .ok_or_else(|| FcError::InvalidAccessKeyId(auth.access_key_id().to_owned()))?;
-    // Only a request that names a known key and parses as signed gets its body read: an
-    // unsigned or unknown-key request never makes the server buffer up to the body limit.
-    let body = read_body(body, limit).await?;
-    let signed = SignedRequest {
+    // The head is verified before the body is read: a forged or unsigned request never makes
+    // the server buffer up to the body limit. The body is then checked against the digest the
+    // verified head carries.
+    let now = SystemTime::now();
+    let head = SignedRequest {
         method: parts.method.as_str(),
         path: &path,
         query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
-        body: &body,
+        body: &[],
     };
-    fcd_sign::verify(&auth, &key.secret, &signed, SystemTime::now()).map_err(sign_error)?;
+    fcd_sign::verify_head(&auth, &key.secret, &head, now).map_err(sign_error)?;
+    let body = read_body(state, body, limit).await?;
+    fcd_sign::verify_body(&auth, &parts.headers, &body).map_err(sign_error)?;
+    // Only now, with the whole request verified, may its nonce be recorded.
+    state.front_door.check_replay(&auth, &parts.headers, now)?;
     let account_id = resolve_account(&parts.headers, key)?;
     parts.extensions.insert(Caller {
         request_id: request_id.to_owned(),

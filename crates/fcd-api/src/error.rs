@@ -29,19 +29,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The body and headers of an error response for request `request_id`.
-pub fn render(err: &FcError, request_id: &str) -> Response {
+/// FC's error body for request `request_id`.
+pub fn error_json(err: &FcError, request_id: &str) -> String {
     let message = err.to_string();
-    let body = serde_json::json!({
+    serde_json::json!({
         "ErrorCode": err.code(),
         "ErrorMessage": message,
         "Code": err.code(),
         "Message": message,
         "RequestId": request_id,
-    });
+    })
+    .to_string()
+}
+
+/// The body and headers of an error response for request `request_id`.
+pub fn render(err: &FcError, request_id: &str) -> Response {
     let status =
         StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, body.to_string()).into_response();
+    let mut resp = (status, error_json(err, request_id)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),

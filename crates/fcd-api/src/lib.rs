@@ -9,12 +9,15 @@
 
 pub mod auth;
 pub mod error;
+pub mod frontdoor;
+pub mod replay;
 pub mod routes;
 
 use std::sync::Arc;
 
 pub use auth::{AccessKey, Keyring};
 pub use fcd_control::{Control, asynchronous};
+pub use frontdoor::FrontDoor;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -22,6 +25,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub control: Arc<Control>,
     pub asynchronous: Arc<asynchronous::AsyncEngine>,
+    pub front_door: Arc<FrontDoor>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -33,4 +37,9 @@ impl std::fmt::Debug for AppState {
 /// The complete API router.
 pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
+}
+
+/// The router of the opt-in metrics listener: `GET /metrics`, unsigned, and nothing else.
+pub fn metrics_router(state: AppState) -> axum::Router {
+    routes::metrics_router(state)
 }

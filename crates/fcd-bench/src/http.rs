@@ -61,10 +61,19 @@ pub(crate) async fn send(sender: &mut Sender, req: Request<Full<Bytes>>) -> Resu
 }
 
 /// The access key the harness starts fcd with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Creds {
     pub(crate) key_id: String,
     pub(crate) secret: String,
+}
+
+/// The secret never appears in output.
+impl std::fmt::Debug for Creds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Creds")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a request signed with ACS3-HMAC-SHA256 exactly as the 2021-04-06 SDKs do: a fresh

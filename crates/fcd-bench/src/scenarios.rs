@@ -297,7 +297,7 @@ impl Bench {
             if i + 1 < samples {
                 s.stop();
             } else {
-                self.api = Some(Api::new(s.addr)?);
+                self.api = Some(Api::new(&s)?);
                 self.server = Some(s);
             }
         }
@@ -603,7 +603,7 @@ impl Bench {
         let args = self.server_args(Prewarming::Off);
         let mut off = FcdServer::start(&self.fcd_bin, &dir, &self.pin, &args)
             .context("starting the second fcd, with --prewarm 0")?;
-        let mut off_api = Api::new(off.addr)?;
+        let mut off_api = Api::new(&off)?;
         let res = self.cold_on(&floors, &off, &mut off_api).await;
         off.stop();
         res.map_err(|e| e.context(format!("fcd --prewarm 0 log tail:\n{}", off.log_tail())))

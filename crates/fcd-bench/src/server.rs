@@ -34,6 +34,8 @@ pub(crate) struct FcdServer {
     child: Option<Guard>,
     pub(crate) pid: u32,
     pub(crate) addr: SocketAddr,
+    /// The metrics listener (`--metrics-listen`), where `/metrics` is read.
+    pub(crate) metrics_addr: SocketAddr,
     pub(crate) log: PathBuf,
     /// Spawn → `listen-addr` written and a TCP connect succeeded.
     pub(crate) ready: Duration,
@@ -62,6 +64,8 @@ impl FcdServer {
             .env_remove("FCD_PYTHON")
             .env_remove("FCD_NODE")
             .env_remove("FCD_PREWARM")
+            .env_remove("FCD_METRICS_LISTEN")
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -71,6 +75,7 @@ impl FcdServer {
         let mut child = Guard(child);
         let addr_file = data.join("listen-addr");
         let deadline = started + Duration::from_secs(30);
+        // fcd writes the metrics address before the API's, so it is there once the API is.
         let addr = loop {
             if let Ok(text) = std::fs::read_to_string(&addr_file)
                 && let Ok(addr) = text.trim().parse::<SocketAddr>()
@@ -90,10 +95,16 @@ impl FcdServer {
             std::thread::sleep(Duration::from_micros(200));
         };
         let ready = started.elapsed();
+        let metrics_addr = std::fs::read_to_string(data.join("metrics-addr"))
+            .context("fcd wrote no metrics-addr")?
+            .trim()
+            .parse()
+            .context("metrics-addr")?;
         Ok(FcdServer {
             child: Some(child),
             pid,
             addr,
+            metrics_addr,
             log: log_path,
             ready,
         })
@@ -138,21 +149,25 @@ fn tail(path: &Path, n: usize) -> String {
     text[start..].to_owned()
 }
 
-/// Control-plane calls over one kept-alive connection.
+/// Control-plane calls over one kept-alive connection, and metrics over another.
 pub(crate) struct Api {
     addr: SocketAddr,
     host: HeaderValue,
     creds: Creds,
     sender: Option<Sender>,
+    metrics_addr: SocketAddr,
+    metrics_sender: Option<Sender>,
 }
 
 impl Api {
-    pub(crate) fn new(addr: SocketAddr) -> Result<Api> {
+    pub(crate) fn new(server: &FcdServer) -> Result<Api> {
         Ok(Api {
-            addr,
-            host: HeaderValue::from_str(&addr.to_string())?,
+            addr: server.addr,
+            host: HeaderValue::from_str(&server.addr.to_string())?,
             creds: creds(),
             sender: None,
+            metrics_addr: server.metrics_addr,
+            metrics_sender: None,
         })
     }
 
@@ -165,22 +180,35 @@ impl Api {
             .ok_or_else(|| anyhow!("no connection to fcd"))
     }
 
-    /// An unauthenticated `GET` (`/metrics`, `/status`).
-    async fn get(&mut self, path: &str) -> Result<Reply> {
+    /// `GET /metrics` from the metrics listener (unsigned; the API port does not serve it).
+    async fn metrics_text(&mut self) -> Result<String> {
+        if self.metrics_sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.metrics_sender = Some(connect(self.metrics_addr).await?);
+        }
+        let sender = self
+            .metrics_sender
+            .as_mut()
+            .ok_or_else(|| anyhow!("no connection to fcd's metrics listener"))?;
         let req = http::Request::builder()
             .method(Method::GET)
-            .uri(path)
-            .header(http::header::HOST, self.host.clone())
+            .uri("/metrics")
+            .header(
+                http::header::HOST,
+                HeaderValue::from_str(&self.metrics_addr.to_string())?,
+            )
             .body(http_body_util::Full::new(bytes::Bytes::new()))?;
-        crate::http::send(self.sender().await?, req)
+        let reply = crate::http::send(sender, req)
             .await
-            .with_context(|| format!("GET {path}"))
+            .context("GET /metrics")?;
+        if reply.status != 200 {
+            bail!("GET /metrics: {}", reply.describe());
+        }
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
     }
 
     /// A metric without labels from `GET /metrics`.
     pub(crate) async fn metric(&mut self, name: &str) -> Result<f64> {
-        let reply = self.get("/metrics").await?;
-        let text = String::from_utf8_lossy(&reply.body);
+        let text = self.metrics_text().await?;
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
@@ -211,9 +239,9 @@ impl Api {
         }
     }
 
-    /// `GET /status`.
+    /// `GET /status`, signed (fcd serves it to signed requests only).
     pub(crate) async fn status(&mut self) -> Result<serde_json::Value> {
-        let reply = self.get("/status").await?;
+        let reply = self.call(Method::GET, "/status", "").await?;
         serde_json::from_slice(&reply.body).context("GET /status: not JSON")
     }
 

@@ -736,7 +736,7 @@ impl AsyncEngine {
             .await?;
         let limit = filter.limit as usize;
         let mut f = filter;
-        f.limit += 1;
+        f.limit = f.limit.saturating_add(1);
         let mut rows = self
             .queue
             .list(account, service, function, &f)

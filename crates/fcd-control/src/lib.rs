@@ -493,13 +493,17 @@ impl Control {
 
     // ---- code downloads ----
 
-    fn code_signature(&self, digest: &str, expires: u64) -> String {
-        let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(&self.url_secret) {
-            Ok(m) => m,
-            Err(_) => return String::new(),
-        };
+    /// The MAC of a code URL, ready to sign or to verify with.
+    fn code_mac(&self, digest: &str, expires: u64) -> Option<hmac::Hmac<Sha256>> {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.url_secret).ok()?;
         mac.update(format!("{digest}\n{expires}").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        Some(mac)
+    }
+
+    fn code_signature(&self, digest: &str, expires: u64) -> String {
+        self.code_mac(digest, expires)
+            .map(|m| hex::encode(m.finalize().into_bytes()))
+            .unwrap_or_default()
     }
 
     /// A pre-signed, time-limited path (with query) from which the function's zip downloads,
@@ -535,14 +539,12 @@ impl Control {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let expected = self.code_signature(digest, expires);
-        let genuine = !expected.is_empty()
-            && expected.len() == signature.len()
-            && expected
-                .bytes()
-                .zip(signature.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        // Compared in constant time (`verify_slice`), so response timing says nothing about
+        // how much of a guessed signature was right.
+        let genuine = match (hex::decode(signature), self.code_mac(digest, expires)) {
+            (Ok(sig), Some(mac)) => mac.verify_slice(&sig).is_ok(),
+            _ => false,
+        };
         if !genuine || expires < now || !digest.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(FcError::AccessDenied(
                 "the code URL is invalid or has expired".into(),

@@ -24,6 +24,21 @@ pub enum FcError {
     InvalidAccessKeyId(String),
     #[error("the difference between the request time '{0}' and the server's time is too large")]
     RequestTimeTooSkewed(String),
+    /// An ACS3 request whose `x-acs-signature-nonce` was already used within the skew window.
+    #[error("The request signature nonce has been used.")]
+    SignatureNonceUsed,
+    /// A signed request dated before the oldest moment the replay cache still covers: under
+    /// extreme load the remembered window shrinks rather than memory growing.
+    #[error(
+        "the request time '{0}' is older than the server can check for replays right now; sign the request again with the current time"
+    )]
+    RequestOlderThanReplayWindow(String),
+    #[error("the request path is {len} bytes long; at most {limit} are allowed")]
+    PathTooLong { len: usize, limit: usize },
+    #[error("the request headers are too large: {what}")]
+    RequestHeaderTooLarge { what: String },
+    #[error("no part of the request body arrived for {secs} seconds")]
+    RequestTimeout { secs: u64 },
     #[error("service '{0}' does not exist")]
     ServiceNotFound(String),
     #[error("function '{function}' does not exist in service '{service}'")]
@@ -113,7 +128,14 @@ impl FcError {
             FcError::AccessDenied(_) => "AccessDenied",
             FcError::SignatureNotMatch => "SignatureNotMatch",
             FcError::InvalidAccessKeyId(_) => "InvalidAccessKeyID",
-            FcError::RequestTimeTooSkewed(_) => "RequestTimeTooSkewed",
+            FcError::RequestTimeTooSkewed(_) | FcError::RequestOlderThanReplayWindow(_) => {
+                "RequestTimeTooSkewed"
+            }
+            FcError::SignatureNonceUsed => "SignatureNonceUsed",
+            // FC documents no codes for these front-door limits; the names say what happened.
+            FcError::PathTooLong { .. } => "PathTooLong",
+            FcError::RequestHeaderTooLarge { .. } => "RequestHeaderTooLarge",
+            FcError::RequestTimeout { .. } => "RequestTimeout",
             FcError::ServiceNotFound(_) => "ServiceNotFound",
             FcError::FunctionNotFound { .. } => "FunctionNotFound",
             FcError::VersionNotFound { .. } => "VersionNotFound",
@@ -154,11 +176,16 @@ impl FcError {
             | FcError::AdditionalVersionContainsMajorVersion { .. }
             | FcError::VersionNotChanged { .. }
             | FcError::VersionInUse { .. }
-            | FcError::LimitExceeded(_) => 400,
+            | FcError::LimitExceeded(_)
+            | FcError::SignatureNonceUsed => 400,
             FcError::AccessDenied(_)
             | FcError::SignatureNotMatch
             | FcError::InvalidAccessKeyId(_)
-            | FcError::RequestTimeTooSkewed(_) => 403,
+            | FcError::RequestTimeTooSkewed(_)
+            | FcError::RequestOlderThanReplayWindow(_) => 403,
+            FcError::RequestTimeout { .. } => 408,
+            FcError::PathTooLong { .. } => 414,
+            FcError::RequestHeaderTooLarge { .. } => 431,
             FcError::StatefulAsyncInvocationNotFound(_) | FcError::AsyncConfigNotExists { .. } => {
                 404
             }
@@ -210,6 +237,23 @@ mod tests {
         assert_eq!(
             FcError::EntityTooLarge { limit: 10 }.to_string(),
             "payload size exceeds maximum allowed size (10 bytes)"
+        );
+        // RAM/STS's replay error (ram-sts.md section 3), used for FC too.
+        assert_eq!(FcError::SignatureNonceUsed.code(), "SignatureNonceUsed");
+        assert_eq!(FcError::SignatureNonceUsed.http_status(), 400);
+        assert_eq!(
+            FcError::SignatureNonceUsed.to_string(),
+            "The request signature nonce has been used."
+        );
+        assert_eq!(
+            FcError::RequestOlderThanReplayWindow("d".into()).http_status(),
+            403
+        );
+        assert_eq!(FcError::RequestTimeout { secs: 1 }.http_status(), 408);
+        assert_eq!(FcError::PathTooLong { len: 2, limit: 1 }.http_status(), 414);
+        assert_eq!(
+            FcError::RequestHeaderTooLarge { what: "x".into() }.http_status(),
+            431
         );
     }
 }

@@ -59,12 +59,13 @@ pub fn check_alias_name(name: &str) -> Result<(), FcError> {
         .map_err(|_| FcError::invalid(format!("alias name '{name}' is invalid: it must be 1 to 128 characters of letters, digits, '_' and '-', and start with a letter or '_'")))
 }
 
-/// A version id as FC writes it: a positive decimal integer.
+/// A version id as FC writes it: a positive decimal integer. At most `i64::MAX`, the largest
+/// the store can hold, so a crafted id never wraps when it is stored or compared.
 pub fn parse_version_id(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok().filter(|v| *v > 0)
+    s.parse::<i64>().ok().filter(|v| *v > 0).map(|v| v as u64)
 }
 
 impl Alias {
@@ -245,5 +246,11 @@ mod tests {
         assert_eq!(parse_version_id("0"), None);
         assert_eq!(parse_version_id("LATEST"), None);
         assert_eq!(parse_version_id(""), None);
+        assert_eq!(
+            parse_version_id("9223372036854775807"),
+            Some(i64::MAX as u64)
+        );
+        assert_eq!(parse_version_id("9223372036854775808"), None);
+        assert_eq!(parse_version_id("18446744073709551615"), None);
     }
 }

@@ -24,9 +24,15 @@ const X_ACS_DATE: HeaderName = HeaderName::from_static("x-acs-date");
 const X_ACS_NONCE: HeaderName = HeaderName::from_static("x-acs-signature-nonce");
 const X_ACS_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-acs-content-sha256");
 
-/// Headers without which a signature would not bind the request to a host,
-/// a time and a body.
-const REQUIRED_SIGNED: [&str; 3] = ["host", "x-acs-date", "x-acs-content-sha256"];
+/// Headers without which a signature would not bind the request to a host, a time, a body and
+/// one use: an unsigned nonce could be changed at will, defeating the server's replay cache.
+/// Both SDKs sign all four (Python signs every header, Node `host`, `content-type`, `x-acs-*`).
+const REQUIRED_SIGNED: [&str; 4] = [
+    "host",
+    "x-acs-date",
+    "x-acs-content-sha256",
+    "x-acs-signature-nonce",
+];
 
 /// Canonical query string as the SDKs build it from their parameter map:
 /// form-decode, sort, re-encode values with RFC 3986 (space as `%20`).
@@ -106,7 +112,10 @@ pub fn acs3_string_to_sign(canonical_request: &str) -> String {
     )
 }
 
-pub(crate) fn verify(
+/// Everything but the body: the signature is checked over the canonical request built with the
+/// body hash the client claims in `x-acs-content-sha256` (which it signed), so a forged request
+/// is refused before its body is read. [`verify_body`] then checks the claim.
+pub(crate) fn verify_head(
     signed_headers: &[String],
     signature: &[u8],
     secret: &str,
@@ -124,12 +133,8 @@ pub(crate) fn verify(
         }
     }
 
-    let body_hash = sha256_hex(req.body);
-    let claimed_hash = first_header(req.headers, X_ACS_CONTENT_SHA256.as_str());
-    if !claimed_hash.trim().eq_ignore_ascii_case(&body_hash) {
-        return Err(SignError::ContentHashMismatch);
-    }
-    let canonical = canonical_request_with_hash(req, signed_headers, &body_hash)?;
+    let claimed_hash = claimed_body_hash(req.headers)?;
+    let canonical = canonical_request_with_hash(req, signed_headers, &claimed_hash)?;
 
     let date = first_header(req.headers, X_ACS_DATE.as_str());
     check_fresh(parse_acs_date(&date)?, now, date.trim())?;
@@ -137,6 +142,54 @@ pub(crate) fn verify(
     hmac_sha256(secret, acs3_string_to_sign(&canonical).as_bytes())?
         .verify_slice(signature)
         .map_err(|_| SignError::SignatureMismatch)
+}
+
+/// `x-acs-content-sha256` as the canonical request's last line: 64 hex digits, lower-cased.
+fn claimed_body_hash(headers: &HeaderMap) -> Result<String, SignError> {
+    let claimed = first_header(headers, X_ACS_CONTENT_SHA256.as_str());
+    let claimed = claimed.trim();
+    if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SignError::ContentHashMismatch);
+    }
+    Ok(claimed.to_ascii_lowercase())
+}
+
+/// The body is the one whose SHA-256 the client signed.
+pub(crate) fn verify_body(headers: &HeaderMap, body: &[u8]) -> Result<(), SignError> {
+    if claimed_body_hash(headers)? == sha256_hex(body) {
+        Ok(())
+    } else {
+        Err(SignError::ContentHashMismatch)
+    }
+}
+
+/// What makes a verified ACS3 request single-use: its `x-acs-signature-nonce` exactly as it was
+/// signed (the canonical text: trimmed, non-UTF-8 bytes read as Latin-1), and its `x-acs-date` in
+/// Unix seconds. Each must be sent once and the nonce must not be empty.
+///
+/// Call it only after [`crate::verify`] succeeded, which guarantees both are signed: the server
+/// remembers the nonce for as long as the date is fresh, so a replay — which carries the same
+/// signed nonce and date — is recognised.
+pub fn acs3_replay_key(headers: &HeaderMap) -> Result<(String, i64), SignError> {
+    let once = |name: &HeaderName| -> Result<String, SignError> {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => Ok(header_text(v).trim().to_owned()),
+            (None, _) => Err(SignError::MissingHeader(name.as_str().to_owned())),
+            (Some(_), Some(_)) => Err(SignError::MalformedAuthorization(format!(
+                "{name} must be sent once"
+            ))),
+        }
+    };
+    let nonce = once(&X_ACS_NONCE)?;
+    if nonce.is_empty() {
+        return Err(SignError::MissingHeader(X_ACS_NONCE.as_str().to_owned()));
+    }
+    let date = parse_acs_date(&once(&X_ACS_DATE)?)?;
+    // Whole seconds: the replay cache buckets by second; sub-second precision adds nothing.
+    let secs = i64::try_from(date.div_euclid(1_000_000_000))
+        .map_err(|_| SignError::InvalidDate("out of range".into()))?;
+    Ok((nonce, secs))
 }
 
 /// Names the Python SDK signs: everything it sends before the HTTP library adds

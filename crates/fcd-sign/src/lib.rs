@@ -4,7 +4,9 @@
 //! `ACS3-HMAC-SHA256` (what the 2021-04-06 SDKs send by default) and the legacy
 //! `FC ak:signature` scheme (aliyun-fc2, @alicloud/fc2, fc-go-sdk and the
 //! HTTP-trigger helper of the newer SDKs). It parses `Authorization` headers,
-//! verifies requests against a known secret, checks freshness, and can sign
+//! verifies requests against a known secret — the head first, so a forged
+//! request is refused before its body is read, then the body against the
+//! digest the head carries — checks freshness, and can sign
 //! requests the way the SDKs do so that benchmarks and tests exercise the same
 //! code path as real clients. Looking up secrets, nonce replay caches and
 //! mapping [`SignError`] to HTTP error codes belong to the API layer.
@@ -17,7 +19,9 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 
-pub use acs3::{acs3_canonical_request, acs3_string_to_sign, canonical_query, sign_acs3};
+pub use acs3::{
+    acs3_canonical_request, acs3_replay_key, acs3_string_to_sign, canonical_query, sign_acs3,
+};
 pub use fc::{fc_string_to_sign, fc_string_to_sign_url_order, sign_fc};
 pub use util::MAX_CLOCK_SKEW;
 
@@ -188,19 +192,36 @@ fn parse_fc(credentials: &str) -> Result<Authorization, SignError> {
     })
 }
 
-/// Verifies the request was signed with `secret`. `now` is the server clock.
+/// Verifies the request was signed with `secret`: [`verify_head`], then
+/// [`verify_body`] on `req.body`.
+pub fn verify(
+    auth: &Authorization,
+    secret: &str,
+    req: &SignedRequest<'_>,
+    now: SystemTime,
+) -> Result<(), SignError> {
+    verify_head(auth, secret, req, now)?;
+    verify_body(auth, req.headers, req.body)
+}
+
+/// Verifies everything about the request but its body (`req.body` is not
+/// read), so a server can refuse a forged request before buffering what may be
+/// a large body; [`verify_body`] must follow once the body is read. `now` is
+/// the server clock.
 ///
-/// ACS3: `host`, `x-acs-date` and `x-acs-content-sha256` must be among the
-/// signed headers (else [`SignError::MalformedAuthorization`]); every signed
-/// header must be present; `x-acs-content-sha256` must equal the SHA-256 of the
-/// body; `x-acs-date` must be within [`MAX_CLOCK_SKEW`] of `now`.
+/// ACS3: `host`, `x-acs-date`, `x-acs-content-sha256` and
+/// `x-acs-signature-nonce` must be among the signed headers (else
+/// [`SignError::MalformedAuthorization`]); every signed header must be
+/// present; the signature is checked over the body hash the client claims in
+/// `x-acs-content-sha256`; `x-acs-date` must be within [`MAX_CLOCK_SKEW`] of
+/// `now`.
 ///
 /// FC: the `date` header (or, when absent, `x-fc-date`) must be within
 /// [`MAX_CLOCK_SKEW`] of `now`. HTTP-trigger (`/proxy/`) requests are also
 /// accepted when signed with the query in URL order.
 ///
-/// Signatures are compared in constant time.
-pub fn verify(
+/// Signatures are compared in constant time (`hmac`'s `verify_slice`).
+pub fn verify_head(
     auth: &Authorization,
     secret: &str,
     req: &SignedRequest<'_>,
@@ -211,8 +232,23 @@ pub fn verify(
             signed_headers,
             signature,
             ..
-        } => acs3::verify(signed_headers, signature, secret, req, now),
-        Authorization::Fc { signature, .. } => fc::verify(signature, secret, req, now),
+        } => acs3::verify_head(signed_headers, signature, secret, req, now),
+        Authorization::Fc { signature, .. } => fc::verify_head(signature, secret, req, now),
+    }
+}
+
+/// Checks the body against the digest the (verified) head carries: ACS3's
+/// `x-acs-content-sha256`; the FC scheme's `Content-MD5` when sent (without it
+/// the FC scheme does not cover the body, as on FC). The digests are compared
+/// plainly: they are hashes of what the client sent, not secrets.
+pub fn verify_body(
+    auth: &Authorization,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), SignError> {
+    match auth {
+        Authorization::Acs3 { .. } => acs3::verify_body(headers, body),
+        Authorization::Fc { .. } => fc::check_content_md5(headers, body),
     }
 }
 

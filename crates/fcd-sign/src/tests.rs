@@ -295,6 +295,44 @@ fn acs3_tampered_body_is_content_hash_mismatch() {
 }
 
 #[test]
+fn acs3_head_verifies_without_the_body_and_the_body_after() {
+    let hdrs = vector_a_headers();
+    let auth = authorization_of(&hdrs);
+    // The head alone: the body is not looked at (here: absent).
+    let head = vector_a_request(&hdrs, b"");
+    assert_eq!(verify_head(&auth, SECRET, &head, now()), Ok(()));
+    assert_eq!(verify_body(&auth, &hdrs, VECTOR_A_BODY), Ok(()));
+    assert_eq!(
+        verify_body(&auth, &hdrs, br#"{"key":"evil!"}"#),
+        Err(SignError::ContentHashMismatch)
+    );
+    // A forged head is refused before any body is read.
+    assert_eq!(
+        verify_head(&auth, "wrongSecret", &head, now()),
+        Err(SignError::SignatureMismatch)
+    );
+    // The claimed hash is what the signature covers: changing it breaks the signature, and
+    // one that is not a SHA-256 is refused outright.
+    let mut other = hdrs.clone();
+    other.insert(
+        "x-acs-content-sha256",
+        HeaderValue::from_static(EMPTY_SHA256),
+    );
+    assert_eq!(
+        verify_head(&auth, SECRET, &vector_a_request(&other, b""), now()),
+        Err(SignError::SignatureMismatch)
+    );
+    other.insert(
+        "x-acs-content-sha256",
+        HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+    );
+    assert_eq!(
+        verify_head(&auth, SECRET, &vector_a_request(&other, b""), now()),
+        Err(SignError::ContentHashMismatch)
+    );
+}
+
+#[test]
 fn acs3_tampered_query_is_signature_mismatch() {
     let hdrs = vector_a_headers();
     let mut req = vector_a_request(&hdrs, VECTOR_A_BODY);
@@ -347,7 +385,12 @@ fn acs3_missing_signed_header() {
 fn acs3_required_headers_must_be_signed() {
     let hdrs = vector_a_headers();
     let req = vector_a_request(&hdrs, VECTOR_A_BODY);
-    for required in ["host", "x-acs-date", "x-acs-content-sha256"] {
+    for required in [
+        "host",
+        "x-acs-date",
+        "x-acs-content-sha256",
+        "x-acs-signature-nonce",
+    ] {
         let Authorization::Acs3 {
             access_key_id,
             signed_headers,
@@ -999,5 +1042,64 @@ fn fc_content_md5_must_be_the_bodys_in_every_sdk_spelling() {
             Err(SignError::ContentHashMismatch),
             "{md5_header}"
         );
+        // Split: the head verifies whatever the body, the body check tells them apart.
+        assert_eq!(verify_head(&auth, SECRET, &swapped, now()), Ok(()));
+        assert_eq!(
+            verify_body(&auth, &hdrs, swapped.body),
+            Err(SignError::ContentHashMismatch)
+        );
+        assert_eq!(verify_body(&auth, &hdrs, body), Ok(()));
     }
+}
+
+// ------------------------------------------------------------- ACS3 replay key
+
+#[test]
+fn acs3_replay_key_is_the_signed_nonce_and_date() {
+    let hdrs = vector_a_headers();
+    let (nonce, secs) = acs3_replay_key(&hdrs).unwrap();
+    assert_eq!(nonce, NONCE);
+    assert_eq!(secs, 1_704_067_200); // 2024-01-01T00:00:00Z
+}
+
+#[test]
+fn acs3_replay_key_is_the_canonical_nonce_text() {
+    // A trailing NBSP byte (not UTF-8, read as Latin-1) is trimmed in the canonical header, so
+    // the signature does not change: the replay key must not change either, or a replay with
+    // the byte appended would look new.
+    let mut hdrs = vector_a_headers();
+    let mut raw = NONCE.as_bytes().to_vec();
+    raw.push(0xa0);
+    hdrs.insert(
+        "x-acs-signature-nonce",
+        HeaderValue::from_bytes(&raw).unwrap(),
+    );
+    assert_eq!(acs3_replay_key(&hdrs).unwrap().0, NONCE);
+    let req = vector_a_request(&hdrs, VECTOR_A_BODY);
+    assert_eq!(
+        verify(&authorization_of(&hdrs), SECRET, &req, now()),
+        Ok(())
+    );
+}
+
+#[test]
+fn acs3_replay_key_needs_exactly_one_nonce_and_date() {
+    let mut twice = vector_a_headers();
+    twice.append("x-acs-signature-nonce", HeaderValue::from_static("other"));
+    assert!(matches!(
+        acs3_replay_key(&twice),
+        Err(SignError::MalformedAuthorization(_))
+    ));
+    let mut empty = vector_a_headers();
+    empty.insert("x-acs-signature-nonce", HeaderValue::from_static("  "));
+    assert!(matches!(
+        acs3_replay_key(&empty),
+        Err(SignError::MissingHeader(_))
+    ));
+    let mut missing = vector_a_headers();
+    missing.remove("x-acs-date");
+    assert!(matches!(
+        acs3_replay_key(&missing),
+        Err(SignError::MissingHeader(_))
+    ));
 }

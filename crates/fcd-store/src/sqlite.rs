@@ -671,7 +671,8 @@ impl MetadataStore for SqliteStore {
              ORDER BY version_id ASC LIMIT ?"
         };
         let bound = match (from, descending) {
-            (Some(v), _) => v as i64,
+            // A bound past every stored id stays one (never wraps negative).
+            (Some(v), _) => i64::try_from(v).unwrap_or(i64::MAX),
             (None, true) => i64::MAX,
             (None, false) => 0,
         };

@@ -8,11 +8,22 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Credentials {
     pub(crate) access_key_id: String,
     pub(crate) access_key_secret: String,
     pub(crate) account_id: String,
+}
+
+/// The secret never appears in logs or panics.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .finish()
+    }
 }
 
 const FILE: &str = "credentials.json";
@@ -97,5 +108,13 @@ mod tests {
         assert_eq!(c.account_id.len(), 16);
         assert!(c.account_id.bytes().all(|b| b.is_ascii_digit()));
         assert_ne!(generate().unwrap().access_key_secret, c.access_key_secret);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let c = generate().unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(&c.access_key_secret), "{shown}");
+        assert!(shown.contains(&c.access_key_id), "{shown}");
     }
 }

@@ -5,6 +5,7 @@
 //! else lives in the library crates.
 
 mod credentials;
+mod listener;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
-use fcd_api::{AccessKey, AppState, Control, Keyring};
+use fcd_api::{AccessKey, AppState, Control, FrontDoor, Keyring};
 use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
 use fcd_store::SqliteStore;
 use fcd_store::code::CodeStore;
@@ -86,7 +86,55 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "FCD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// Most client connections open at once; over it a new connection gets 503 and is closed
+    /// (default: half the open-file limit, between 64 and 16384).
+    #[arg(long, env = "FCD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: Option<u32>,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection is kept.
+    #[arg(long, env = "FCD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Seconds a request body may make no progress before the request fails (408).
+    #[arg(long, env = "FCD_BODY_READ_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_read_timeout_secs: u64,
+    /// ACS3 signature nonces remembered against replays (8 bytes plus table overhead each);
+    /// when full, the window of remembered dates shrinks instead.
+    #[arg(long, env = "FCD_REPLAY_CACHE_ENTRIES", default_value_t = fcd_api::replay::DEFAULT_CAPACITY as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    replay_cache_entries: u64,
+    /// Serve Prometheus metrics (`GET /metrics`, unsigned) on this address, e.g.
+    /// 127.0.0.1:9100 (port 0 picks one; see <data-dir>/metrics-addr). Off by default; the API
+    /// port never serves them.
+    #[arg(long, env = "FCD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
+
+/// Raises the soft limit on open files to the hard one (as Go and most servers do), since
+/// each client connection needs a descriptor; returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    // The kernel refuses more than fs.nr_open (2^20 by default), even under an infinite hard
+    // limit.
+    let want = hard.min(1 << 20);
+    if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+        return want;
+    }
+    soft
+}
+
+/// Half the descriptors for client connections; the rest are for instances (connections,
+/// log pipes, cgroup files), the stores and the metrics listener.
+fn default_max_connections(open_files: u64) -> usize {
+    usize::try_from((open_files / 2).clamp(64, 16_384)).unwrap_or(16_384)
+}
+
+/// Connections the metrics listener takes at once (scrapers need one or two).
+const METRICS_MAX_CONNECTIONS: usize = 16;
 
 /// A short, stable name for this data dir, so each server's cgroups are its own.
 fn data_dir_tag(dir: &std::path::Path) -> String {
@@ -122,6 +170,12 @@ fn url_secret(secret: &str) -> Vec<u8> {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is announced: a SIGTERM sent as soon as listen-addr exists must stop the
+    // server gracefully, not kill it with the default action.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // First, so every process fcd starts (instances, prewarmed jails) sees the same limit.
+    let open_files = raise_open_files_limit();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
@@ -272,7 +326,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("starting async invocation: {e}"))?;
+    let front_door = Arc::new(FrontDoor::new(
+        usize::try_from(args.replay_cache_entries).unwrap_or(fcd_api::replay::DEFAULT_CAPACITY),
+        Duration::from_secs(args.body_read_timeout_secs),
+    ));
     let state = AppState {
+        front_door: front_door.clone(),
         asynchronous: asynchronous.clone(),
         keyring: Arc::new(Keyring::new([AccessKey {
             id: creds.access_key_id.clone(),
@@ -282,30 +341,57 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         control,
     };
 
+    let max_connections = args
+        .max_connections
+        .map(|n| n as usize)
+        .unwrap_or_else(|| default_max_connections(open_files));
+    let header_read_timeout = Duration::from_secs(args.header_read_timeout_secs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    // The metrics listener first, so its address is known before the API's is announced.
+    let mut metrics_server = None;
+    let metrics_addr_file = data_dir.join("metrics-addr");
+    let _ = std::fs::remove_file(&metrics_addr_file);
+    if let Some(metrics_listen) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_listen)
+            .await
+            .with_context(|| format!("binding the metrics listener {metrics_listen}"))?;
+        let addr = listener.local_addr()?;
+        write_atomically(&data_dir, &metrics_addr_file, &addr.to_string())?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+        metrics_server = Some(tokio::spawn(crate::listener::serve(
+            listener,
+            fcd_api::metrics_router(state.clone()),
+            crate::listener::Limits {
+                name: "metrics",
+                max_connections: METRICS_MAX_CONNECTIONS,
+                header_read_timeout,
+                counters: None,
+            },
+            stop_rx.clone(),
+        )));
+    }
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let addr_file = data_dir.join("listen-addr");
-    let tmp = data_dir.join(".listen-addr.tmp");
-    std::fs::write(&tmp, addr.to_string())?;
-    std::fs::rename(&tmp, &addr_file)?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), account = %creds.account_id, region = %args.region, "fcd listening on http://{addr}");
+    write_atomically(&data_dir, &addr_file, &addr.to_string())?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), account = %creds.account_id, region = %args.region, max_connections, "fcd listening on http://{addr}");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = fcd_api::router(state);
-    let mut stop_rx_server = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let incoming = NoDelayListener(listener);
-        axum::serve(incoming, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx_server.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::listener::serve(
+        listener,
+        fcd_api::router(state),
+        crate::listener::Limits {
+            name: "api (--max-connections)",
+            max_connections,
+            header_read_timeout,
+            counters: Some(front_door),
+        },
+        stop_rx.clone(),
+    ));
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
@@ -315,6 +401,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let drain = async {
         let _ = server.await;
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
     };
     tokio::select! {
         _ = tokio::time::timeout(grace, drain) => {},
@@ -324,36 +413,24 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     asynchronous.close();
     runtime.shutdown(Duration::from_millis(100)).await;
     let _ = std::fs::remove_file(&addr_file);
+    let _ = std::fs::remove_file(&metrics_addr_file);
     tracing::info!("stopped");
     drop(stop_rx);
     Ok(())
 }
 
-/// Accepts connections with `TCP_NODELAY` set: without it, small responses wait ~40 ms for
-/// delayed ACKs.
-struct NoDelayListener(tokio::net::TcpListener);
-
-impl axum::serve::Listener for NoDelayListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (stream, addr);
-                }
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
+/// Writes `text` to `path` under a temporary name first, so a reader never sees half of it.
+fn write_atomically(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    text: &str,
+) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }

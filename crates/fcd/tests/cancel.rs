@@ -174,18 +174,19 @@ fn jailed(srv: &TestServer) -> bool {
 }
 
 async fn status(srv: &TestServer) -> serde_json::Value {
-    srv.raw("GET", "/status", http::HeaderMap::new(), Vec::new())
-        .await
-        .json()
+    srv.status().await
+}
+
+/// A server for these tests: `args`, and the metrics listener [`budget`] reads.
+fn start_with(args: &[&str]) -> TestServer {
+    let mut all = args.to_vec();
+    all.extend(common::METRICS);
+    TestServer::start_with(&all)
 }
 
 /// The server's reserved budget from `/metrics`: (instances, MB).
 async fn budget(srv: &TestServer) -> (u64, u64) {
-    let r = srv
-        .raw("GET", "/metrics", http::HeaderMap::new(), Vec::new())
-        .await;
-    assert_eq!(r.status, 200);
-    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let text = srv.metrics().await;
     let gauge = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
@@ -452,7 +453,7 @@ async fn hang_up_during_cold_start(test: &str, args: &[&str], prewarmed: bool) {
     if skip_unless_root(test) {
         return;
     }
-    let srv = TestServer::start_with(args);
+    let srv = start_with(args);
     if prewarmed {
         if !jailed(&srv) {
             eprintln!("SKIP: {test}: instances cannot be jailed here, so nothing is prewarmed");
@@ -551,7 +552,7 @@ async fn hang_up_during_initializer(test: &str, args: &[&str], prewarmed: bool) 
     if skip_unless_root(test) {
         return;
     }
-    let srv = TestServer::start_with(args);
+    let srv = start_with(args);
     if prewarmed {
         if !jailed(&srv) {
             eprintln!("SKIP: {test}: instances cannot be jailed here, so nothing is prewarmed");
@@ -665,7 +666,7 @@ async fn prewarmed_jails_are_not_instances_and_stop_with_the_server() {
     if skip_unless_root(test) {
         return;
     }
-    let mut srv = TestServer::start();
+    let mut srv = start_with(&[]);
     if !jailed(&srv) {
         eprintln!("SKIP: {test}: instances cannot be jailed here, so nothing is prewarmed");
         return;

@@ -1,6 +1,6 @@
 //! Black-box tests of per-qualifier configs: on-demand limits (put, get, list, delete, and the
-//! 429 they cause), provisioned instances started ahead of traffic, ListInstances, and the
-//! unauthenticated /metrics and /status pages.
+//! 429 they cause), provisioned instances started ahead of traffic, ListInstances, the
+//! metrics listener and the signed /status page.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -478,10 +478,17 @@ async fn provisioned_instances_start_before_traffic() {
 }
 
 #[tokio::test]
-async fn metrics_and_status_need_no_signature() {
-    let srv = TestServer::start();
+async fn metrics_are_on_their_own_listener_and_status_needs_a_signature() {
+    let srv = TestServer::start_with(&common::METRICS);
+    // The metrics listener serves them unsigned...
     let r = srv
-        .raw("GET", "/metrics", http::HeaderMap::new(), Vec::new())
+        .raw_at(
+            &srv.metrics_addr(),
+            "GET",
+            "/metrics",
+            http::HeaderMap::new(),
+            Vec::new(),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -490,12 +497,31 @@ async fn metrics_and_status_need_no_signature() {
     );
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert!(text.contains("fcd_invocations_total"), "{text}");
+    assert!(text.contains("fcd_replay_cache_entries"), "{text}");
+    // ...and nothing else.
+    let r = srv
+        .raw_at(
+            &srv.metrics_addr(),
+            "GET",
+            "/2021-04-06/services",
+            http::HeaderMap::new(),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 404);
 
+    // The API port serves no metrics, even to a signed request.
+    let r = srv.call("GET", "/metrics", "").await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error_code(), "PathNotSupported");
+
+    // /status needs a signature.
     let r = srv
         .raw("GET", "/status", http::HeaderMap::new(), Vec::new())
         .await;
-    assert_eq!(r.status, 200);
-    let v = r.json();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error_code(), "AccessDenied");
+    let v = srv.status().await;
     assert!(v["version"].is_string(), "{v}");
     assert!(v["uptimeSeconds"].is_u64(), "{v}");
     assert!(v["isolation"]["network"].is_string(), "{v}");

@@ -317,10 +317,7 @@ async fn without_a_jail_instances_still_run_and_status_says_what_is_missing() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let port: u16 = String::from_utf8_lossy(&r.body).parse().unwrap();
     assert_ne!(port, 9000, "host-network instances get their own port");
-    let status = srv
-        .raw("GET", "/status", http::HeaderMap::new(), Vec::new())
-        .await
-        .json();
+    let status = srv.status().await;
     assert_eq!(status["isolation"]["jailed"], false);
     assert_eq!(status["isolation"]["network"], "host");
     let missing = status["isolation"]["missing"].as_array().unwrap();

@@ -108,13 +108,22 @@ pub(super) async fn get_invocation(
     Ok(json_response(StatusCode::OK, &inv, None))
 }
 
+/// A time in milliseconds: a non-negative number the store can hold (at most `i64::MAX`), so
+/// it never wraps into a negative bound.
 fn u64_param(q: &QueryParams, name: &str) -> ApiResult<Option<u64>> {
     match q.string(name).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => v
-            .parse()
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
             .map(Some)
-            .map_err(|_| ApiError(FcError::invalid(format!("{name} '{v}' is not a number")))),
+            .ok_or_else(|| {
+                ApiError(FcError::invalid(format!(
+                    "{name} '{v}' is not a number between 0 and {}",
+                    i64::MAX
+                )))
+            }),
     }
 }
 

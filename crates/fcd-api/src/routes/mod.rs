@@ -119,7 +119,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .nest("/2021-04-06", api.clone())
         .nest("/2016-08-15", api)
         .route("/code-packages/{digest}", get(code::download))
-        .route("/metrics", get(status::metrics))
         .route("/status", get(status::status))
         // The auth layer already enforced FC's size limits while buffering the body.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -129,6 +128,14 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::auth::layer,
         ))
+        .with_state(state)
+}
+
+/// `GET /metrics` alone, for the metrics listener. No auth layer: the listener is opt-in and
+/// meant for a private address; the page carries counters, never secrets or tenant data.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(status::metrics))
         .with_state(state)
 }
 

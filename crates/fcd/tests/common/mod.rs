@@ -18,6 +18,8 @@ use hyper_util::rt::TokioExecutor;
 pub const KEY_ID: &str = "testAccessKeyId";
 pub const SECRET: &str = "testAccessKeySecret";
 pub const ACCOUNT: &str = "1234567890123456";
+/// The arguments that turn on the metrics listener on a free port.
+pub const METRICS: [&str; 2] = ["--metrics-listen", "127.0.0.1:0"];
 
 pub struct TestServer {
     child: Option<Child>,
@@ -115,9 +117,21 @@ impl TestServer {
 
     /// Sends a request exactly as built, without signing.
     pub async fn raw(&self, method: &str, path: &str, headers: HeaderMap, body: Vec<u8>) -> Reply {
+        self.raw_at(&self.addr, method, path, headers, body).await
+    }
+
+    /// [`Self::raw`] to another of the server's listeners.
+    pub async fn raw_at(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Reply {
         let mut req = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(format!("http://{}{}", self.addr, path))
+            .uri(format!("http://{addr}{path}"))
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         *req.headers_mut() = headers;
@@ -195,6 +209,43 @@ impl TestServer {
         )
         .unwrap();
         self.raw(method, path, h, body).await
+    }
+
+    /// `GET /status`, signed (it is not served to unsigned requests).
+    pub async fn status(&self) -> serde_json::Value {
+        let r = self.call("GET", "/status", "").await;
+        assert_eq!(r.status, 200, "GET /status: {:?}", r.body);
+        r.json()
+    }
+
+    /// The address of the metrics listener; the server must have been started with
+    /// `--metrics-listen 127.0.0.1:0` (see [`METRICS`]).
+    pub fn metrics_addr(&self) -> String {
+        let file = self.dir.path().join("data").join("metrics-addr");
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no {}: start the server with --metrics-listen ({e})",
+                    file.display()
+                )
+            })
+            .trim()
+            .to_owned()
+    }
+
+    /// `GET /metrics` from the metrics listener (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .raw_at(
+                &self.metrics_addr(),
+                "GET",
+                "/metrics",
+                HeaderMap::new(),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "GET /metrics: {:?}", r.body);
+        String::from_utf8_lossy(&r.body).into_owned()
     }
 
     /// SIGTERM, then wait (bounded) for the exit.
