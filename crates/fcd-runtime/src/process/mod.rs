@@ -1,6 +1,6 @@
-//! The OS-process instance backend: one process (jailed where the host allows it) per
-//! instance, reached over kept-alive HTTP/1.1 connections on its port, its output collected for
-//! log tails.
+//! The OS-process instance backend: one process per instance (jailed, unless the operator asked
+//! for `--isolation none`), reached over kept-alive HTTP/1.1 connections on its port, its output
+//! collected for log tails.
 //!
 //! Everything an instance holds — its process group, cgroup and the server budget it reserved —
 //! is owned by a [`Teardown`] from the moment the process exists. Whatever ends the instance

@@ -304,3 +304,65 @@ impl Bootstrap {
         (inside.display().to_string(), Some(bind))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interpreter(exe: &str, prefix: &str, mapped: &[&str]) -> Interpreter {
+        Interpreter {
+            exe: exe.into(),
+            prefix: prefix.into(),
+            version: "3.11.7".into(),
+            mapped: mapped.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    fn hosts(b: &[Bind]) -> Vec<&Path> {
+        b.iter().map(|b| b.host.as_path()).collect()
+    }
+
+    #[test]
+    fn a_system_interpreter_needs_no_mounts() {
+        let node = interpreter(
+            "/usr/bin/node",
+            "/usr",
+            &["/usr/bin/node", "/usr/lib/x86_64-linux-gnu/libc.so.6"],
+        );
+        assert!(node.mounts().is_empty());
+    }
+
+    #[test]
+    fn an_interpreter_elsewhere_gets_its_installation_and_libraries_only() {
+        let py = interpreter(
+            "/root/.pyenv/versions/3.11.7/bin/python3.11",
+            "/root/.pyenv/versions/3.11.7",
+            &[
+                "/root/.pyenv/versions/3.11.7/bin/python3.11",
+                "/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload/_ssl.so",
+                "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+                "/opt/openssl/lib/libcrypto.so.3",
+                "/opt/openssl/lib/libssl.so.3",
+            ],
+        );
+        assert_eq!(
+            hosts(&py.mounts()),
+            [
+                Path::new("/root/.pyenv/versions/3.11.7"),
+                Path::new("/opt/openssl/lib")
+            ]
+        );
+        // Never the whole root, whatever a probe prints.
+        let odd = interpreter("/python", "/", &["/libfoo.so"]);
+        assert!(odd.mounts().is_empty(), "{:?}", odd.mounts());
+    }
+
+    #[test]
+    fn mapped_lines_name_real_files_only() {
+        assert_eq!(mapped_file("/dev/zero (deleted)"), None);
+        assert_eq!(mapped_file("/memfd:doublemapper (deleted)"), None);
+        assert_eq!(mapped_file("[vdso]"), None);
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(mapped_file(&exe.display().to_string()), Some(exe));
+    }
+}
