@@ -56,9 +56,12 @@ class FcdServer {
     fs.rmSync(listenAddrFile, { force: true });
     const out = fs.openSync(this.stdoutPath, 'w');
     const err = fs.openSync(this.stderrPath, 'w');
+    // fcd jails by default and refuses to start where it cannot; not root, these tests ask
+    // for unjailed instances explicitly (as tests/sdk/fcdkit.py does).
+    const isolation = process.getuid() === 0 ? [] : ['--isolation', 'none'];
     this.proc = spawn(
       this.bin,
-      ['serve', '--listen', '127.0.0.1:0', '--data-dir', this.dataDir],
+      ['serve', '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, ...isolation],
       {
         env: {
           ...process.env,

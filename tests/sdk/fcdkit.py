@@ -13,6 +13,10 @@ Fixture contract with the server (see README.md next to this file):
 * When ready, the server writes its bound address (``127.0.0.1:41234``) to
   ``<data-dir>/listen-addr``. The harness deletes a stale file before starting a server.
 * SIGTERM stops it; it gets 15 s before SIGKILL.
+* fcd jails every instance by default and refuses to start where it cannot (not root). When the
+  tests do not run as root and the arguments say nothing about isolation, the harness passes
+  ``--isolation none`` explicitly; tests that need the jail read ``isolation.jailed`` from
+  ``/status`` and skip with the reason.
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ class FcdServer:
         self._stdout = open(self.stdout_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
         cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+        if os.geteuid() != 0 and "--isolation" not in self.extra_args:
+            cmd += ["--isolation", "none"]
         cmd += list(self.extra_args)
         self.proc = subprocess.Popen(
             cmd,

@@ -70,9 +70,10 @@ pub struct RuntimeConfig {
     pub max_memory_mb: u64,
     /// How long an on-demand instance may sit idle before it is stopped.
     pub idle_timeout: Duration,
-    /// Jail settings where instances can be jailed (root, namespaces); `None` elsewhere.
+    /// Jail settings; `None` only where the operator asked for unjailed instances
+    /// (`fcd serve --isolation none`: a server that cannot jail refuses to start otherwise).
     pub jail: Option<sandbox::JailConfig>,
-    /// Why a jail could not be had, when it could not.
+    /// Why instances are not jailed, when they are not.
     pub jail_unavailable: Option<String>,
     /// Outbound network for instances with `internetAccess` (a bridge with NAT), where the host
     /// allows it; `None` elsewhere (instances then reach only themselves).
@@ -794,7 +795,7 @@ impl InstanceManager {
         if let Some(egress) = self.cfg.egress.clone() {
             let _ = tokio::task::spawn_blocking(move || egress.teardown()).await;
         }
-        if let Some(cg) = self.cfg.jail.as_ref().and_then(|j| j.cgroups.clone()) {
+        if let Some(cg) = self.cfg.jail.as_ref().map(|j| j.cgroups.clone()) {
             // Kills stragglers with pauses between tries: not on the async runtime's threads.
             let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
         }
@@ -851,23 +852,29 @@ impl InstanceManager {
         let jail = cfg.jail.as_ref();
         if jail.is_none() {
             missing.push(format!(
-                "jail ({}): instances see the host's files and processes and run as fcd's user",
+                "jail ({}): instances run as fcd's own user, see the host's files (fcd's data dir and credentials included) and processes, with no system-call filter",
                 cfg.jail_unavailable.as_deref().unwrap_or("disabled")
             ));
-        }
-        let cgroups = jail.and_then(|j| j.cgroups.as_ref()).map(|c| c.describe());
-        if cgroups.is_none() {
             missing.push("cgroups: memorySize and process limits are not enforced".to_owned());
         }
+        let user = match jail {
+            Some(j) => j.describe_uids(),
+            None => format!("fcd's own (uid {})", nix::unistd::geteuid()),
+        };
         serde_json::json!({
             "network": match cfg.network { NetworkMode::Namespace => "namespace", NetworkMode::Host => "host" },
             "egress": cfg.egress.as_ref().map(|e| e.describe()),
             "hostAddr": cfg.egress.as_ref().map(|e| e.host_addr().to_string()),
             "jailed": jail.is_some(),
-            "filesystem": if jail.is_some() { "private root, code read-only at /code" } else { "host" },
+            "filesystem": if jail.is_some() {
+                "allow-list: system trees and the runtime read-only, code read-only at /code, a private /tmp"
+            } else {
+                "host"
+            },
             "pidNamespace": jail.is_some(),
-            "cgroups": cgroups,
-            "user": jail.map(|j| j.uid),
+            "cgroups": jail.map(|j| j.cgroups.describe()),
+            "seccomp": jail.is_some(),
+            "user": user,
             "prewarmed": self.prewarm.ready_count(),
             "missing": missing,
         })

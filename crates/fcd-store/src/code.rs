@@ -5,6 +5,13 @@
 //! GetFunctionCode) and `<digest>/` (the extracted tree). Both are written under a temporary
 //! name and renamed into place, so a crash never leaves a half-written package behind a real
 //! name.
+//!
+//! Extracted trees are read-only on disk before they get their real name: files 0444 (0555 if
+//! executable), directories 0555, owned by fcd's user — no write bit for anyone, so no function
+//! can change code it may share with others (jailed functions run under other uids and see
+//! `/code` through a read-only mount as well; unjailed ones run as fcd's own user, who could
+//! `chmod` the tree back — `--isolation none` is explicitly reduced isolation). Trees an older
+//! fcd left writable are made read-only when the store is opened.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -57,7 +64,19 @@ pub struct CodeStore {
 
 impl CodeStore {
     pub fn open(root: PathBuf) -> io::Result<CodeStore> {
+        use std::os::unix::fs::PermissionsExt;
         fs::create_dir_all(&root)?;
+        for entry in fs::read_dir(&root)?.flatten() {
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if let Ok(meta) = fs::symlink_metadata(&path)
+                && meta.is_dir()
+                && !hidden
+                && meta.permissions().mode() & 0o222 != 0
+            {
+                make_read_only(&path)?;
+            }
+        }
         Ok(CodeStore { root })
     }
 
@@ -183,6 +202,25 @@ fn make_writable(path: &Path) {
     }
 }
 
+/// Takes every write bit off a tree: files keep their read and execute bits, directories become
+/// 0555 (children first, so an unprivileged fcd can still walk into them while it works).
+fn make_read_only(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        for e in fs::read_dir(path)? {
+            make_read_only(&e?.path())?;
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(0o555))
+    } else {
+        let mode = meta.permissions().mode() & 0o555;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+}
+
 /// Lexically normalises `path` relative to the package root; `None` if it climbs out.
 fn normalise_inside(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
@@ -293,6 +331,7 @@ fn extract(zip: &[u8], dest: &Path) -> Result<(), CodeError> {
             ));
         }
     }
+    make_read_only(dest)?;
     Ok(())
 }
 
@@ -335,6 +374,11 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o555);
+        // No write bit anywhere in the tree, directories included.
+        for p in [root.clone(), root.join("bin"), root.join("index.py")] {
+            let mode = fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o222, 0, "{} is {mode:o}", p.display());
+        }
         assert_eq!(fs::read(store.zip_path(&c.digest)).unwrap(), z);
         // Same bytes, same address, no second copy.
         assert_eq!(store.put_base64(&b64(&z)).await.unwrap(), c);
@@ -348,6 +392,27 @@ mod tests {
                 .join("index.py")
                 .is_file()
         );
+    }
+
+    #[test]
+    fn trees_left_writable_are_made_read_only_on_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("abc");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(tree.join("sub/f"), b"x").unwrap();
+        fs::set_permissions(tree.join("sub/f"), fs::Permissions::from_mode(0o664)).unwrap();
+        CodeStore::open(dir.path().to_path_buf()).unwrap();
+        for (p, want) in [
+            (&tree, 0o555),
+            (&tree.join("sub"), 0o555),
+            (&tree.join("sub/f"), 0o444),
+        ] {
+            let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, want, "{}", p.display());
+        }
+        remove_tree(&tree);
+        assert!(!tree.exists());
     }
 
     #[test]

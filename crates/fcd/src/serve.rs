@@ -25,20 +25,27 @@ enum Network {
     Host,
 }
 
+/// How instances are isolated. There is no silent fallback: a server that cannot jail refuses
+/// to start and says what is missing, and unjailed instances are only ever what the operator
+/// asked for. `auto`, which used to fall back to unjailed instances, is kept as a spelling of
+/// `jail` so that old configurations get the jail or a clear refusal, never less isolation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Isolation {
-    /// Jail instances where the host allows it (root, namespaces), else run them unjailed.
-    Auto,
-    /// Always jail instances; refuse to start if the host cannot.
+    /// Jail every instance (the default): private root showing an allow-list of the host, PID,
+    /// mount, IPC, UTS and network namespaces, cgroup limits, a uid of its own, a system-call
+    /// filter. Needs root; fcd refuses to start where it cannot jail.
+    #[value(alias = "auto")]
     Jail,
-    /// Never jail instances (they still get their own network namespace where possible).
+    /// Reduced isolation, only on request: instances run unjailed as fcd's own user, seeing
+    /// the host's files (fcd's data dir and credentials included) and processes, with no
+    /// memory limit and no system-call filter. For trusted code only.
     None,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// How strongly instances are isolated from the host and from each other.
-    #[arg(long, env = "FCD_ISOLATION", value_enum, default_value = "auto")]
+    #[arg(long, env = "FCD_ISOLATION", value_enum, default_value = "jail")]
     isolation: Isolation,
     /// Address to listen on (port 0 picks a free one; see <data-dir>/listen-addr).
     #[arg(long, env = "FCD_LISTEN", default_value = "127.0.0.1:9000")]
@@ -224,34 +231,32 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut jail_unavailable = None;
     let jail = match args.isolation {
         Isolation::None => {
+            tracing::warn!(
+                "instances run UNJAILED (--isolation none): as fcd's own user (uid {}), seeing the host's files — fcd's data dir and credentials included — and processes, with no memory limit and no system-call filter; run only trusted code",
+                nix::unistd::geteuid()
+            );
             jail_unavailable = Some("disabled with --isolation none".to_owned());
             None
         }
-        Isolation::Auto | Isolation::Jail => {
+        Isolation::Jail => {
             let exe = std::env::current_exe()?;
             let tag = data_dir_tag(&data_dir);
             match fcd_runtime::sandbox::JailConfig::detect(exe, &data_dir, &tag).await {
                 Ok(j) => {
-                    let limits = match &j.cgroups {
-                        Some(c) => format!("{} memory and process limits", c.describe()),
-                        None => "no cgroup limits (no writable memory controller)".to_owned(),
-                    };
                     tracing::info!(
-                        "instances run jailed: private root with /code, PID/mount/IPC/UTS namespaces, uid {}, {limits}",
-                        j.uid
+                        "instances run jailed: private root showing an allow-list of the host, code read-only at /code, PID/mount/IPC/UTS namespaces, {}, system-call filter, {} memory and process limits",
+                        j.describe_uids(),
+                        j.cgroups.describe()
                     );
                     Some(j)
                 }
-                Err(why) if args.isolation == Isolation::Jail => {
-                    anyhow::bail!("--isolation jail: instances cannot be jailed here: {why}")
-                }
-                Err(why) => {
-                    tracing::warn!(
-                        "instances run WITHOUT a jail ({why}): they can see the host's files and processes, and memorySize is not enforced"
-                    );
-                    jail_unavailable = Some(why);
-                    None
-                }
+                Err(why) => anyhow::bail!(
+                    "instances cannot be jailed on this host: {why}.\n\
+                     fcd does not run functions unjailed unless asked to. To run them anyway, \
+                     as fcd's own user and able to read everything fcd can (its data dir and \
+                     credentials included), pass --isolation none (FCD_ISOLATION=none) — for \
+                     trusted code only."
+                ),
             }
         }
     };

@@ -1,6 +1,6 @@
-//! The OS-process instance backend: one process (jailed where the host allows it) per
-//! instance, reached over kept-alive HTTP/1.1 connections on its port, its output collected for
-//! log tails.
+//! The OS-process instance backend: one process per instance (jailed, unless the operator asked
+//! for `--isolation none`), reached over kept-alive HTTP/1.1 connections on its port, its output
+//! collected for log tails.
 //!
 //! Everything an instance holds — its process group, cgroup and the server budget it reserved —
 //! is owned by a [`Teardown`] from the moment the process exists. Whatever ends the instance
@@ -43,6 +43,8 @@ struct Teardown {
     cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
     /// The instance's network namespace handle and address, released once it is gone.
     net: Option<Arc<sandbox::net::PreparedNet>>,
+    /// A jailed instance's own uid, free for another instance once this one is gone.
+    uid: Option<Arc<sandbox::uids::UidLease>>,
     reservation: Option<Reservation>,
 }
 
@@ -59,6 +61,7 @@ impl Teardown {
         }
         drop(self.cgroup);
         drop(self.net);
+        drop(self.uid);
         drop(self.reservation);
     }
 
@@ -166,7 +169,15 @@ pub(crate) fn instance_port(cfg: &RuntimeConfig, ca_port: u16) -> Result<u16, St
 /// abandoned on the way leaves no process and no cgroup behind.
 pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawned, StartError> {
     let jail = cfg.jail.as_ref();
-    let cgroup = match jail.and_then(|j| j.cgroups.as_ref().map(|c| (c, j.pids_max))) {
+    // Its own uid, leased before anything exists so a failure leaves nothing behind; given
+    // back by the teardown once the process is gone.
+    let uid = match jail {
+        Some(j) => Some(Arc::new(j.uids.lease().map_err(|e| {
+            StartError::Spawn(format!("no uid for the instance: {e}"))
+        })?)),
+        None => None,
+    };
+    let cgroup = match jail.map(|j| (&j.cgroups, j.pids_max)) {
         Some((cgroups, pids_max)) => {
             let (cgroups, id, mem) = (cgroups.clone(), plan.id.clone(), plan.memory_mb);
             let made = tokio::task::spawn_blocking(move || cgroups.create(&id, mem, pids_max))
@@ -204,11 +215,15 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         (Some(_), _) | (None, None) => std::path::PathBuf::from("/code"),
         (None, Some(dir)) => dir.clone(),
     };
-    let jail_plan = jail.map(|j| sandbox::JailPlan {
-        config: j.clone(),
-        code_dir: plan.code_dir.clone(),
-        mounts: plan.launch.mounts,
-    });
+    let jail_plan = match (jail, &uid) {
+        (Some(j), Some(uid)) => Some(sandbox::JailPlan {
+            config: j.clone(),
+            code_dir: plan.code_dir.clone(),
+            mounts: plan.launch.mounts,
+            uid: uid.uid(),
+        }),
+        _ => None,
+    };
     let program = plan.launch.program;
     let spawned = sandbox::spawn(SpawnSpec {
         program: program.clone(),
@@ -249,6 +264,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         exit: exit_rx.clone(),
         cgroup: cgroup.clone(),
         net: net.clone(),
+        uid: uid.clone(),
         reservation: None,
     }));
     let mut memory_pid = pid;
@@ -308,6 +324,7 @@ impl Spawned {
                 exit: exit.clone(),
                 cgroup: cgroup.clone(),
                 net,
+                uid: None,
                 reservation: Some(reservation),
             },
         };

@@ -174,17 +174,20 @@ impl Registry {
     }
 }
 
-/// An interpreter found on this machine: its real path and installation prefix.
+/// An interpreter found on this machine: its real path, installation prefix, and the files it
+/// had mapped once started (its shared libraries).
 #[derive(Debug, Clone)]
 pub(crate) struct Interpreter {
     pub(crate) exe: PathBuf,
     pub(crate) prefix: PathBuf,
     pub(crate) version: String,
+    pub(crate) mapped: Vec<PathBuf>,
 }
 
 impl Interpreter {
     /// Runs `program args…`, which must print the real executable, the prefix and the version,
-    /// one per line.
+    /// one per line, then the paths of the files it has mapped (from `/proc/self/maps`), one
+    /// per line.
     pub(crate) fn probe(program: &str, args: &[&str]) -> Result<Interpreter, String> {
         // Instances start with a clean environment; so does the probe (NODE_EXTRA_CA_CERTS in
         // fcd's environment alone makes `node` read a whole CA bundle first).
@@ -194,11 +197,12 @@ impl Interpreter {
             .env_remove("NODE_EXTRA_CA_CERTS")
             .env_remove("PYTHONSTARTUP")
             .stdin(Stdio::null())
-            .stderr(Stdio::null())
             .output()
             .map_err(|e| format!("`{program}` could not be run: {e}"))?;
         if !out.status.success() {
-            return Err(format!("`{program}` failed ({})", out.status));
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().last().unwrap_or_default();
+            return Err(format!("`{program}` failed ({}): {last}", out.status));
         }
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut lines = text.lines();
@@ -207,6 +211,7 @@ impl Interpreter {
                 exe: exe.trim().into(),
                 prefix: prefix.trim().into(),
                 version: version.trim().to_owned(),
+                mapped: lines.filter_map(mapped_file).collect(),
             }),
             _ => Err(format!("`{program}` printed no location")),
         }
@@ -220,21 +225,54 @@ impl Interpreter {
             .unwrap_or_default()
     }
 
-    /// What a jail must mount for this interpreter: its prefix, unless the system directories
-    /// every jail shows already hold it.
+    /// What a jail must mount for this interpreter besides the system trees: its prefix, the
+    /// executable's directory, and the directories of the libraries it loaded, each unless a
+    /// system tree (or another of these) holds it already. A pyenv or nvm interpreter under
+    /// `/root` or `/home` gets exactly its own installation, not the home around it.
     pub(crate) fn mounts(&self) -> Vec<Bind> {
-        let system = ["/usr", "/etc", "/opt", "/bin", "/lib"]
-            .iter()
-            .any(|d| self.prefix.starts_with(d));
-        if system || self.prefix.as_os_str().is_empty() {
-            return Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut want = |dir: &Path| {
+            if !dir.is_absolute()
+                || dir.parent().is_none()
+                || crate::sandbox::view::is_system(dir)
+                || dirs.iter().any(|d| dir.starts_with(d))
+            {
+                return;
+            }
+            dirs.retain(|d| !d.starts_with(dir));
+            dirs.push(dir.to_path_buf());
+        };
+        want(&self.prefix);
+        if let Some(d) = self.exe.parent() {
+            want(d);
         }
-        vec![Bind {
-            host: self.prefix.clone(),
-            inside: self.prefix.clone(),
-            writable: false,
-        }]
+        for lib in &self.mapped {
+            if let Some(d) = lib.parent() {
+                want(d);
+            }
+        }
+        dirs.into_iter()
+            .map(|d| Bind {
+                host: d.clone(),
+                inside: d,
+                writable: false,
+            })
+            .collect()
     }
+}
+
+/// A line of a probe's list of mapped files, if it names a regular file outside the kernel's
+/// pseudo file systems (`/dev/zero (deleted)`, `/memfd:...` are not).
+fn mapped_file(line: &str) -> Option<PathBuf> {
+    let path = Path::new(line.trim().trim_end_matches(" (deleted)"));
+    if !path.is_absolute()
+        || ["/dev", "/proc", "/sys"]
+            .iter()
+            .any(|p| path.starts_with(p))
+    {
+        return None;
+    }
+    path.is_file().then(|| path.to_path_buf())
 }
 
 /// A bootstrap written under the runtime dir, and where an instance finds it.
@@ -264,5 +302,67 @@ impl Bootstrap {
             writable: false,
         };
         (inside.display().to_string(), Some(bind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interpreter(exe: &str, prefix: &str, mapped: &[&str]) -> Interpreter {
+        Interpreter {
+            exe: exe.into(),
+            prefix: prefix.into(),
+            version: "3.11.7".into(),
+            mapped: mapped.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    fn hosts(b: &[Bind]) -> Vec<&Path> {
+        b.iter().map(|b| b.host.as_path()).collect()
+    }
+
+    #[test]
+    fn a_system_interpreter_needs_no_mounts() {
+        let node = interpreter(
+            "/usr/bin/node",
+            "/usr",
+            &["/usr/bin/node", "/usr/lib/x86_64-linux-gnu/libc.so.6"],
+        );
+        assert!(node.mounts().is_empty());
+    }
+
+    #[test]
+    fn an_interpreter_elsewhere_gets_its_installation_and_libraries_only() {
+        let py = interpreter(
+            "/root/.pyenv/versions/3.11.7/bin/python3.11",
+            "/root/.pyenv/versions/3.11.7",
+            &[
+                "/root/.pyenv/versions/3.11.7/bin/python3.11",
+                "/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload/_ssl.so",
+                "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+                "/opt/openssl/lib/libcrypto.so.3",
+                "/opt/openssl/lib/libssl.so.3",
+            ],
+        );
+        assert_eq!(
+            hosts(&py.mounts()),
+            [
+                Path::new("/root/.pyenv/versions/3.11.7"),
+                Path::new("/opt/openssl/lib")
+            ]
+        );
+        // Never the whole root, whatever a probe prints.
+        let odd = interpreter("/python", "/", &["/libfoo.so"]);
+        assert!(odd.mounts().is_empty(), "{:?}", odd.mounts());
+    }
+
+    #[test]
+    fn mapped_lines_name_real_files_only() {
+        assert_eq!(mapped_file("/dev/zero (deleted)"), None);
+        assert_eq!(mapped_file("/memfd:doublemapper (deleted)"), None);
+        assert_eq!(mapped_file("[vdso]"), None);
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(mapped_file(&exe.display().to_string()), Some(exe));
     }
 }

@@ -7,6 +7,26 @@ use super::{Bootstrap, Interpreter, Launch, Placement, ProcessLaunch, Runtime, R
 /// The Python bootstrap fcd ships inside its binary.
 pub(crate) const BOOTSTRAP: &str = include_str!("python/bootstrap.py");
 
+/// Prints the interpreter's real path, prefix and version, then every file it has mapped once
+/// the extension modules functions commonly load are imported (their libraries may live
+/// outside the system trees, and a jail shows only what is listed).
+const PROBE: &str = r#"
+import os, sys, platform
+for m in ("ssl", "hashlib", "ctypes", "zlib", "bz2", "lzma", "_decimal", "sqlite3", "uuid", "select", "socket", "json", "_posixsubprocess", "readline"):
+    try:
+        __import__(m)
+    except Exception:
+        pass
+print(os.path.realpath(sys.executable))
+print(sys.base_prefix)
+print(platform.python_version())
+with open("/proc/self/maps") as maps:
+    for line in maps:
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            print(parts[5].rstrip())
+"#;
+
 #[derive(Debug)]
 pub(crate) struct Python {
     interpreter: Interpreter,
@@ -16,14 +36,7 @@ pub(crate) struct Python {
 impl Python {
     pub(crate) fn detect(opts: &RuntimeOptions) -> Result<Python, (String, String)> {
         let missing = |why: String| ("python3".to_owned(), why);
-        let interpreter = Interpreter::probe(
-            &opts.python,
-            &[
-                "-c",
-                "import os, sys, platform; print(os.path.realpath(sys.executable)); print(sys.base_prefix); print(platform.python_version())",
-            ],
-        )
-        .map_err(missing)?;
+        let interpreter = Interpreter::probe(&opts.python, &["-c", PROBE]).map_err(missing)?;
         if !interpreter.version.starts_with("3.") {
             return Err(missing(format!(
                 "`{}` is Python {}, not 3",

@@ -4,9 +4,12 @@
 //!
 //! fcd starts itself (`/proc/self/exe __fcd-jail-init`) with a [`JailSpec`] in the environment.
 //! That init joins the instance's cgroups, unshares the namespaces and forks: the child is PID 1
-//! of the new PID namespace, builds the root (read-only system directories, the code read-only
-//! at `/code`, a size-capped `/tmp`, a minimal `/dev`, its own `/proc`), pivots into it, drops to
-//! the unprivileged user and executes the function. The init stays outside, forwards SIGTERM,
+//! of the new PID namespace, builds the root ([`super::view`]: the allowed host trees
+//! read-only, a minimal `/etc` of its own, the code read-only at `/code`, a size-capped `/tmp`
+//! owned by the instance's uid, a minimal `/dev`, its own `/proc`; the data dir covered wherever
+//! a shown tree would contain it), pivots into it, drops to the instance's own uid
+//! ([`super::uids`]) with `no_new_privs`, installs the system-call filter ([`super::seccomp`])
+//! and executes the function. The init stays outside, forwards SIGTERM,
 //! and exits with the child's status. Every link of the chain dies with its parent, and when
 //! PID 1 of a namespace dies the kernel kills everything left in it, so nothing a function
 //! starts can outlive its instance — or fcd.
@@ -28,6 +31,8 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
 use serde::{Deserialize, Serialize};
+
+use super::view::EtcEntry;
 
 /// First argument that makes the fcd binary act as a jail init.
 pub const INIT_ARG: &str = "__fcd-jail-init";
@@ -53,7 +58,18 @@ pub(crate) struct JailSpec {
     pub(crate) binds: Vec<Bind>,
     /// Host symlinks to recreate at the root (`/bin -> usr/bin` on merged-/usr systems).
     pub(crate) links: Vec<(String, String)>,
+    /// The jail's `/etc` besides `passwd` and `group`.
+    #[serde(default)]
+    pub(crate) etc: Vec<EtcEntry>,
+    /// A file copied to `/etc/hosts` instead of the host's (the egress network's hosts file).
+    #[serde(default)]
+    pub(crate) hosts: Option<PathBuf>,
+    /// Host paths no jail may reach (the data dir): covered by an empty tmpfs wherever a bind
+    /// would show them.
+    #[serde(default)]
+    pub(crate) hidden: Vec<PathBuf>,
     pub(crate) tmp_size_mb: u32,
+    /// The instance's own uid (and gid), leased for its life.
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) own_network: bool,
@@ -138,7 +154,9 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
         None if spec.own_network => flags |= CloneFlags::CLONE_NEWNET,
         None => {}
     }
-    nix::sched::unshare(flags).map_err(|e| io::Error::other(format!("unshare: {e}")))?;
+    if let Err(e) = nix::sched::unshare(flags) {
+        return Err(io::Error::other(missing_namespaces(flags, e)));
+    }
     if spec.own_network && spec.netns_fd.is_none() {
         super::loopback_up()?;
     }
@@ -202,14 +220,51 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
     }
 }
 
+/// Which of the namespaces in `flags` this process cannot create, as an operator reads it.
+/// Runs only on the failure path: each `unshare` that works here changes nothing that matters,
+/// as the init is about to exit.
+fn missing_namespaces(flags: CloneFlags, all: nix::Error) -> String {
+    let kinds = [
+        (CloneFlags::CLONE_NEWNS, "mount"),
+        (CloneFlags::CLONE_NEWPID, "PID"),
+        (CloneFlags::CLONE_NEWIPC, "IPC"),
+        (CloneFlags::CLONE_NEWUTS, "UTS"),
+        (CloneFlags::CLONE_NEWNET, "network"),
+    ];
+    let missing: Vec<String> = kinds
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .filter_map(|(f, name)| {
+            nix::sched::unshare(*f)
+                .err()
+                .map(|e| format!("{name} namespaces ({e})"))
+        })
+        .collect();
+    if missing.is_empty() {
+        format!("cannot create the jail's namespaces: {all}")
+    } else {
+        format!("cannot create {}", missing.join(", "))
+    }
+}
+
 fn ctx<T>(what: &str, r: nix::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::other(format!("{what}: {e}")))
+}
+
+/// Creates `dir` and whatever of its parents is missing, mode 0711: a directory made only to
+/// reach a mount (`/root` on the way to a pyenv interpreter) can be passed through, not listed.
+pub(crate) fn mkdirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
 }
 
 pub(crate) fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()> {
     let none: Option<&str> = None;
     if host.is_dir() {
-        fs::create_dir_all(target)?;
+        mkdirs(target)?;
     } else {
         match fs::symlink_metadata(target) {
             // A link would be followed outside the new root.
@@ -219,11 +274,11 @@ pub(crate) fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()>
                     target.display()
                 )));
             }
-            // Already there (`/etc/hosts` in the read-only `/etc`): mount over it.
+            // Already there: mount over it.
             Ok(_) => {}
             Err(_) => {
                 if let Some(p) = target.parent() {
-                    fs::create_dir_all(p)?;
+                    mkdirs(p)?;
                 }
                 fs::write(target, b"")?;
             }
@@ -254,6 +309,99 @@ pub(crate) fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()>
     Ok(())
 }
 
+/// Covers each hidden host path wherever a bind shows it with an empty, mode-0, read-only
+/// tmpfs.
+fn hide(spec: &JailSpec, in_root: &dyn Fn(&Path) -> PathBuf) -> io::Result<()> {
+    for hidden in &spec.hidden {
+        for b in &spec.binds {
+            let Some(inside) = super::view::reachable_through(b, hidden) else {
+                continue;
+            };
+            let target = in_root(&inside);
+            if !target.is_dir() {
+                continue;
+            }
+            ctx(
+                &format!("hiding {}", hidden.display()),
+                mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some("size=4k,mode=000"),
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The jail's own `/etc` (in the root's tmpfs, read-only with it after the pivot).
+fn build_etc(spec: &JailSpec, etc: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(etc)?;
+    let (passwd, group) = super::view::passwd_and_group(spec.uid, spec.gid);
+    fs::write(etc.join("passwd"), passwd)?;
+    fs::write(etc.join("group"), group)?;
+    for entry in &spec.etc {
+        let target = etc.join(entry.name());
+        if entry.name().contains('/')
+            && let Some(p) = target.parent()
+        {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(p)?;
+        }
+        match entry {
+            EtcEntry::Link { target: to, .. } => symlink(to, &target)?,
+            EtcEntry::Bind { host, .. } => bind(host, &target, false)?,
+            EtcEntry::Copy { host, .. } => {
+                let host = match (entry.name(), &spec.hosts) {
+                    ("hosts", Some(ours)) => ours.as_path(),
+                    _ => host.as_path(),
+                };
+                copy_small(host, &target)?;
+            }
+        }
+    }
+    if let Some(ours) = &spec.hosts
+        && !spec.etc.iter().any(|e| e.name() == "hosts")
+    {
+        copy_small(ours, &etc.join("hosts"))?;
+    }
+    Ok(())
+}
+
+/// Copies a small host file into the jail, mode 0644 (skipped if it went away or grew too big).
+/// Read whole and written once: the fewest system calls for a few-KB file.
+fn copy_small(host: &Path, target: &Path) -> io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = fs::File::open(host) else {
+        return Ok(());
+    };
+    let mut data = Vec::new();
+    file.take(super::view::ETC_COPY_MAX + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| io::Error::other(format!("reading {}: {e}", host.display())))?;
+    if data.len() as u64 > super::view::ETC_COPY_MAX {
+        return Ok(());
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(target)?
+        .write_all(&data)
+}
+
 /// A bare command name is looked up on the instance's `PATH`, as a shell would.
 fn resolve_program(program: &str, env: &[(String, String)]) -> String {
     if program.contains('/') {
@@ -274,6 +422,7 @@ fn resolve_program(program: &str, env: &[(String, String)]) -> String {
 /// Runs as PID 1 of the new namespace: builds the root, drops privileges, execs the function.
 fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+    let filters = super::seccomp::filters()?;
     let none: Option<&str> = None;
     ctx(
         "private mounts",
@@ -290,16 +439,26 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
             Some("size=16m,mode=755"),
         ),
     )?;
+    let in_root = |inside: &Path| root.join(inside.strip_prefix("/").unwrap_or(inside));
     for b in &spec.binds {
-        let target = root.join(b.inside.strip_prefix("/").unwrap_or(&b.inside));
-        bind(&b.host, &target, b.writable)?;
+        bind(&b.host, &in_root(&b.inside), b.writable)?;
     }
+    hide(spec, &in_root)?;
     if let Some(b) = &spec.blank {
         super::blank::prepare_root(b, root)?;
     }
     for (name, to) in &spec.links {
         symlink(to, root.join(name))?;
     }
+    build_etc(spec, &root.join("etc"))?;
+    // The instance's writable places are its own: tmpfs of this jail, owned by its uid, closed
+    // to every other.
+    let owned = |size_mb: u32| {
+        format!(
+            "size={size_mb}m,mode=0700,uid={},gid={}",
+            spec.uid, spec.gid
+        )
+    };
     let tmp = root.join("tmp");
     fs::create_dir_all(&tmp)?;
     ctx(
@@ -309,7 +468,7 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
             &tmp,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(format!("size={}m,mode=1777", spec.tmp_size_mb).as_str()),
+            Some(owned(spec.tmp_size_mb).as_str()),
         ),
     )?;
     let dev = root.join("dev");
@@ -347,7 +506,7 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
             &shm,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("size=64m,mode=1777"),
+            Some(owned(64).as_str()),
         ),
     )?;
     let proc_dir = root.join("proc");
@@ -392,6 +551,9 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
     // Changing credentials clears the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;
+    // From here on the function's rules hold: what follows (waiting for an assignment, chdir,
+    // execve) is all allowed.
+    super::seccomp::install(&filters)?;
     let (mut program, mut args, mut env, mut cwd) = (
         spec.program.clone(),
         spec.args.clone(),

@@ -15,9 +15,10 @@
 //! bind-mounted read-only.
 //!
 //! Where fcd runs as root with namespaces available, instances go further: each runs in a
-//! [`jail`] (private root with `/code`, PID/mount/IPC/UTS namespaces, cgroup memory and process
-//! limits, an unprivileged user). `RuntimeConfig::jail` is `None` where that is impossible, and
-//! the server says so at start.
+//! [`jail`] (a private root showing an allow-list of the host ([`view`]) and `/code`,
+//! PID/mount/IPC/UTS namespaces, cgroup memory and process limits, a uid of its own ([`uids`]),
+//! a system-call filter ([`seccomp`])). `RuntimeConfig::jail` is `None` only where the operator
+//! asked for that (`fcd serve --isolation none`): a server that cannot jail refuses to start.
 //!
 //! Exits are reaped with `wait4` so the peak memory of a crashed process is measured, not
 //! guessed.
@@ -27,6 +28,9 @@ pub(crate) mod blank;
 pub mod cgroup;
 pub mod jail;
 pub mod net;
+pub(crate) mod seccomp;
+pub mod uids;
+pub(crate) mod view;
 
 pub(crate) use blank::{BlankSetup, assign};
 pub use cgroup::Cgroups;
@@ -34,6 +38,7 @@ pub(crate) use jail::Bind;
 pub use jail::INIT_ARG;
 use jail::JailSpec;
 pub use net::Egress;
+pub use uids::InstanceUids;
 
 use std::ffi::OsString;
 use std::io;
@@ -41,6 +46,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use nix::sched::CloneFlags;
@@ -90,8 +96,9 @@ pub(crate) struct SpawnSpec {
     /// loopback-only one; implies a namespaced network whatever `network` says. The caller
     /// keeps the `PreparedNet` for the instance's life.
     pub(crate) netns: Option<OwnedFd>,
-    /// A file bound read-only over `/etc/hosts` for the instance (only where it gets its own
-    /// mount namespace: jailed, or with its own network namespace).
+    /// A file shown as `/etc/hosts` to the instance: jailed, copied into its `/etc`; unjailed,
+    /// bound read-only over the host's where the instance has its own network (and so mount)
+    /// namespace.
     pub(crate) hosts: Option<PathBuf>,
 }
 
@@ -102,14 +109,18 @@ pub struct JailConfig {
     pub exe: PathBuf,
     /// An empty directory each jail mounts its private root on.
     pub rootfs: PathBuf,
-    /// System directories shown read-only in every jail (`/usr`, `/etc`, the Python prefix...).
+    /// The system trees every jail shows read-only (see [`view`]).
     binds: Vec<Bind>,
     links: Vec<(String, String)>,
+    /// What of the host's `/etc` every jail gets.
+    etc: Vec<view::EtcEntry>,
+    /// Host paths no jail may reach, wherever they are (the data dir).
+    hidden: Vec<PathBuf>,
     pub tmp_size_mb: u32,
-    pub uid: u32,
-    pub gid: u32,
     pub pids_max: u32,
-    pub cgroups: Option<Cgroups>,
+    pub cgroups: Cgroups,
+    /// The uids instances run as, one each.
+    pub uids: Arc<InstanceUids>,
 }
 
 /// One instance's jail: the server settings plus what is specific to the instance.
@@ -121,54 +132,75 @@ pub(crate) struct JailPlan {
     /// What the instance's runtime needs besides the system directories (its interpreter's
     /// prefix, its bootstrap), read-only.
     pub(crate) mounts: Vec<Bind>,
+    /// The uid (and gid) the instance runs as, leased by the caller for the instance's life.
+    pub(crate) uid: u32,
 }
 
 impl JailConfig {
     /// Works out what a jail needs on this host and proves it works by running `true` in one.
-    /// `Err` says why instances cannot be jailed here.
+    /// `Err` names everything that is missing, as an operator reads it. `data_dir` is hidden
+    /// from every jail wherever it is.
     pub async fn detect(
         exe: PathBuf,
         data_dir: &std::path::Path,
         tag: &str,
     ) -> Result<JailConfig, String> {
         if !nix::unistd::geteuid().is_root() {
-            return Err("fcd is not running as root".into());
+            return Err(
+                "fcd is not running as root (jails need it: namespaces, cgroups, a uid per instance)"
+                    .into(),
+            );
         }
+        let mut missing = Vec::new();
+        for (ns, name) in [
+            ("mnt", "mount"),
+            ("pid", "PID"),
+            ("ipc", "IPC"),
+            ("uts", "UTS"),
+        ] {
+            if !std::path::Path::new("/proc/self/ns").join(ns).exists() {
+                missing.push(format!("this kernel has no {name} namespaces"));
+            }
+        }
+        let seccomp = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
+        if !seccomp {
+            missing.push("this kernel has no seccomp (system-call filters)".to_owned());
+        }
+        let cgroups = Cgroups::detect(tag);
+        if cgroups.is_none() {
+            missing.push(
+                "no writable cgroup memory controller under /sys/fs/cgroup (memorySize could not be enforced)"
+                    .to_owned(),
+            );
+        }
+        let uids = InstanceUids::claim().map_err(|e| missing.push(format!("instance uids: {e}")));
+        let (Some(cgroups), Ok(uids), true) = (cgroups.clone(), uids, missing.is_empty()) else {
+            if let Some(c) = cgroups {
+                c.remove();
+            }
+            return Err(missing.join("; "));
+        };
         let rootfs = data_dir.join("runtime").join("jail-root");
         std::fs::create_dir_all(&rootfs)
             .map_err(|e| format!("creating {}: {e}", rootfs.display()))?;
-        let mut binds = Vec::new();
-        let mut links = Vec::new();
-        for top in [
-            "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt",
-        ] {
-            let host = std::path::Path::new("/").join(top);
-            match std::fs::symlink_metadata(&host) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    if let Ok(to) = std::fs::read_link(&host) {
-                        links.push((top.to_owned(), to.display().to_string()));
-                    }
-                }
-                Ok(m) if m.is_dir() => binds.push(Bind {
-                    host: host.clone(),
-                    inside: host,
-                    writable: false,
-                }),
-                _ => {}
-            }
-        }
+        let (binds, links) = view::system_view();
         let cfg = JailConfig {
             exe,
             rootfs,
             binds,
             links,
+            etc: view::etc_entries(std::path::Path::new("/etc")),
+            hidden: vec![data_dir.to_path_buf()],
             tmp_size_mb: 512,
-            uid: 65534,
-            gid: 65534,
             pids_max: 1024,
-            cgroups: Cgroups::detect(tag),
+            cgroups,
+            uids,
         };
-        cfg.probe().await?;
+        if let Err(e) = cfg.probe().await {
+            cfg.cgroups.remove();
+            return Err(e);
+        }
         Ok(cfg)
     }
 
@@ -177,10 +209,12 @@ impl JailConfig {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .ok_or("no `true` binary to probe with")?;
+        let lease = self.uids.lease().map_err(|e| format!("jail probe: {e}"))?;
         let plan = JailPlan {
             config: self.clone(),
             code_dir: self.rootfs.parent().map(|p| p.to_path_buf()),
             mounts: Vec::new(),
+            uid: lease.uid(),
         };
         let spec = SpawnSpec {
             program: truth.into(),
@@ -202,6 +236,7 @@ impl JailConfig {
             .await
             .map_err(|_| "jail probe did not exit".to_owned())?
             .map_err(|e| e.to_string())?;
+        drop(lease);
         match setup {
             Ok(_) if exit.description == "exit code 0" => Ok(()),
             Ok(_) => Err(format!(
@@ -210,6 +245,15 @@ impl JailConfig {
             )),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Describes the uids instances get (for logs and `GET /status`).
+    pub fn describe_uids(&self) -> String {
+        format!(
+            "a uid of its own per instance, from {}..{}",
+            self.uids.first(),
+            u64::from(self.uids.first()) + u64::from(self.uids.count())
+        )
     }
 
     pub(crate) fn instance_binds(
@@ -428,16 +472,9 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         Some(ns) => Some(SocketFactory::for_netns(ns.try_clone()?)?),
         None => None,
     };
-    let mut binds = plan
+    let binds = plan
         .config
         .instance_binds(plan.code_dir.as_deref(), &plan.mounts);
-    if let Some(hosts) = &spec.hosts {
-        binds.push(Bind {
-            host: hosts.clone(),
-            inside: "/etc/hosts".into(),
-            writable: false,
-        });
-    }
     let jail_spec = JailSpec {
         program: spec.program.display().to_string(),
         args: spec.args.clone(),
@@ -446,9 +483,12 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         rootfs: plan.config.rootfs.clone(),
         binds,
         links: plan.config.links.clone(),
+        etc: plan.config.etc.clone(),
+        hosts: spec.hosts.clone(),
+        hidden: plan.config.hidden.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,
-        uid: plan.config.uid,
-        gid: plan.config.gid,
+        uid: plan.uid,
+        gid: plan.uid,
         own_network: spec.network == NetworkMode::Namespace || netns.is_some(),
         netns_fd: netns.as_ref().map(|_| NETNS_FD),
         cgroup_procs: spec.cgroup_procs.clone(),

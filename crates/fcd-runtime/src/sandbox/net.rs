@@ -1692,10 +1692,12 @@ mod tests {
             Some(egress.hosts_file()),
         );
         spec.cwd = "/code".into();
+        let uid = jail.uids.lease().unwrap();
         spec.jail = Some(JailPlan {
             config: jail.clone(),
             code_dir: Some(code),
             mounts: Vec::new(),
+            uid: uid.uid(),
         });
         let mut spawned = sandbox::spawn(spec).unwrap();
         assert!(
@@ -1717,13 +1719,11 @@ mod tests {
         let out = String::from_utf8_lossy(&out);
         assert!(out.contains(&format!("hello {}", net.addr)), "{out}");
         assert!(out.contains(&egress.host_addr().to_string()), "{out}");
-        assert!(out.contains("65534"), "{out}");
+        assert!(out.contains(&uid.uid().to_string()), "{out}");
         // The namespace's fd does not leak into the function.
         assert!(out.contains("fds: ") && !out.contains("net:["), "{out}");
         drop(net);
         egress.teardown();
-        if let Some(c) = &jail.cgroups {
-            c.remove();
-        }
+        jail.cgroups.remove();
     }
 }

@@ -68,13 +68,24 @@ impl TestServer {
         Self::start_with(&[])
     }
 
+    /// Starts `fcd serve` with `extra_args`. fcd refuses to run functions unjailed unless
+    /// asked, and only root can jail: where the tests do not run as root and `extra_args` say
+    /// nothing about isolation, the harness asks for `--isolation none` explicitly (tests that
+    /// need the jail check for it and say when they skip).
     pub fn start_with(extra_args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("fcd.log")).unwrap();
+        let unjailed: &[&str] =
+            if nix::unistd::geteuid().is_root() || extra_args.contains(&"--isolation") {
+                &[]
+            } else {
+                &["--isolation", "none"]
+            };
         let child = Command::new(fcd_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
+            .args(unjailed)
             .args(extra_args)
             .env("FCD_ACCESS_KEY_ID", KEY_ID)
             .env("FCD_ACCESS_KEY_SECRET", SECRET)
