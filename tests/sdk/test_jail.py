@@ -153,10 +153,7 @@ def handler(event, context):
 
 
 def _status(server: FcdServer) -> dict:
-    import urllib.request
-
-    with urllib.request.urlopen("http://%s/status" % server.addr, timeout=10) as r:
-        return json.loads(r.read())
+    return server_status(server.client())
 
 
 def _jailed_or_skip(server: FcdServer) -> dict:

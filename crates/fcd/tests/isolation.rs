@@ -118,15 +118,31 @@ fn asked_for_no_jail_fcd_starts_and_says_so() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    // /status tells the truth about it.
+    // /status (signed: it is not served to anonymous callers) tells the truth about it.
     let status = {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        let mut h = http::HeaderMap::new();
+        h.insert("host", http::HeaderValue::from_str(&addr).unwrap());
+        h.insert("x-acs-version", http::HeaderValue::from_static("2021-04-06"));
+        fcd_sign::sign_acs3(
+            "testAccessKeyId",
+            "testAccessKeySecret",
+            "GET",
+            "/status",
+            "",
+            &mut h,
+            b"",
+            std::time::SystemTime::now(),
+            "0123456789abcdef0123456789abcdef",
         )
         .unwrap();
+        let mut req = format!("GET /status HTTP/1.1\r\nConnection: close\r\n");
+        for (k, v) in &h {
+            req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+        req.push_str("\r\n");
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         text
