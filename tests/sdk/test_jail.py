@@ -35,6 +35,7 @@ from fcdkit import (
     FcdServer,
     create_function,
     make_zip_bytes,
+    server_status,
     unique,
 )
 
