@@ -22,14 +22,29 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = text.split('\0');
     let doc = parts.next().unwrap_or("");
     let action = parts.next().unwrap_or("fc:InvokeFunction");
-    let resource = parts.next().unwrap_or("acs:fc:cn-hangzhou:123:services/s.LATEST/functions/f");
+    let resource = parts
+        .next()
+        .unwrap_or("acs:fc:cn-hangzhou:123:services/s.LATEST/functions/f");
     let session_doc = parts.next();
 
     let source_ip = match head[0] % 4 {
         0 => None,
-        1 => Some(IpAddr::V4(Ipv4Addr::new(head[1], head[2], head[3], head[4]))),
-        2 => Some(IpAddr::V6(Ipv4Addr::new(head[1], head[2], head[3], head[4]).to_ipv6_mapped())),
-        _ => Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, u16::from(head[1]), u16::from(head[2])))),
+        1 => Some(IpAddr::V4(Ipv4Addr::new(
+            head[1], head[2], head[3], head[4],
+        ))),
+        2 => Some(IpAddr::V6(
+            Ipv4Addr::new(head[1], head[2], head[3], head[4]).to_ipv6_mapped(),
+        )),
+        _ => Some(IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            u16::from(head[1]),
+            u16::from(head[2]),
+        ))),
     };
     let secs = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])) * 4;
     let ctx = RequestContext {
@@ -55,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(trust) = TrustPolicy::parse(doc) {
-        let _ = trust.trusts(&TrustedPrincipal::Ram { account_id: action, arn: resource });
+        let _ = trust.trusts(&TrustedPrincipal::Ram {
+            account_id: action,
+            arn: resource,
+        });
         let _ = trust.trusts(&TrustedPrincipal::Service(action));
     }
 });

@@ -40,9 +40,18 @@ fuzz_target!(|input: Input| {
         expires_at: expires,
         session_policy: input.session_policy,
     });
-    assert_eq!(key.secret_for(&creds.access_key_id), creds.access_key_secret);
-    assert_eq!(key.verify(&creds.access_key_id, &creds.security_token, at(issued)), Ok(claims));
-    assert!(key.verify(&creds.access_key_id, &creds.security_token, at(expires)).is_err());
+    assert_eq!(
+        key.secret_for(&creds.access_key_id),
+        creds.access_key_secret
+    );
+    assert_eq!(
+        key.verify(&creds.access_key_id, &creds.security_token, at(issued)),
+        Ok(claims)
+    );
+    assert!(
+        key.verify(&creds.access_key_id, &creds.security_token, at(expires))
+            .is_err()
+    );
 
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut tampered = creds.security_token.into_bytes();
@@ -51,6 +60,9 @@ fuzz_target!(|input: Input| {
     if tampered[i] != c {
         tampered[i] = c;
         let tampered = String::from_utf8(tampered).expect("base64url is ASCII");
-        assert!(key.verify(&creds.access_key_id, &tampered, at(issued)).is_err());
+        assert!(
+            key.verify(&creds.access_key_id, &tampered, at(issued))
+                .is_err()
+        );
     }
 });

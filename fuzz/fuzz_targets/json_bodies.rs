@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
     };
     match selector {
         b'S' => {
-            let Some(u) = body::<ServiceUpdate>(rest) else { return };
+            let Some(u) = body::<ServiceUpdate>(rest) else {
+                return;
+            };
             let name = u.service_name.clone().unwrap_or_else(|| "svc".into());
             if let Ok(mut s) = Service::create("id".into(), name, u.clone(), NOW.into()) {
                 let _ = s.apply(u, NOW.into());
@@ -35,16 +37,23 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         b'F' => {
-            let Some(u) = body::<FunctionUpdate>(rest) else { return };
+            let Some(u) = body::<FunctionUpdate>(rest) else {
+                return;
+            };
             let name = u.function_name.clone().unwrap_or_else(|| "f".into());
-            let code = CodeRef { checksum: "1".into(), size: 1 };
+            let code = CodeRef {
+                checksum: "1".into(),
+                size: 1,
+            };
             if let Ok(mut f) = Function::create("id".into(), name, u.clone(), code, NOW.into()) {
                 let _ = f.apply(u, None, NOW.into());
                 let _ = serde_json::to_vec(&f);
             }
         }
         b'A' => {
-            let Some(u) = body::<AliasUpdate>(rest) else { return };
+            let Some(u) = body::<AliasUpdate>(rest) else {
+                return;
+            };
             let name = u.alias_name.clone().unwrap_or_else(|| "prod".into());
             if let Ok(mut a) = Alias::create(name, u.clone(), NOW.into()) {
                 let _ = a.apply(u, NOW.into());
@@ -56,11 +65,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         b'O' => {
-            let Some(u) = body::<OnDemandConfigUpdate>(rest) else { return };
+            let Some(u) = body::<OnDemandConfigUpdate>(rest) else {
+                return;
+            };
             let _ = u.maximum_instance_count();
         }
         b'P' => {
-            let Some(u) = body::<ProvisionConfigUpdate>(rest) else { return };
+            let Some(u) = body::<ProvisionConfigUpdate>(rest) else {
+                return;
+            };
             if let Ok(c) = u.into_config("svc", "prod", "f") {
                 let _ = c.resource("123");
                 let _ = c.is_empty();

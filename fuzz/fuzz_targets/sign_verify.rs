@@ -61,14 +61,32 @@ fuzz_target!(|input: Input<'_>| {
     // ACS3 round trip: a request the SDK-style signer signed verifies.
     let mut signed = headers.clone();
     if !signed.contains_key(http::header::HOST) {
-        signed.insert(http::header::HOST, HeaderValue::from_static("fc.example.com"));
+        signed.insert(
+            http::header::HOST,
+            HeaderValue::from_static("fc.example.com"),
+        );
     }
     let ok = fcd_sign::sign_acs3(
-        "AK", input.secret, input.method, input.path, input.query, &mut signed, input.body, now,
+        "AK",
+        input.secret,
+        input.method,
+        input.path,
+        input.query,
+        &mut signed,
+        input.body,
+        now,
         "nonce",
     );
     if ok.is_ok() {
-        check_round_trip(&signed, input.secret, input.method, input.path, input.query, input.body, now);
+        check_round_trip(
+            &signed,
+            input.secret,
+            input.method,
+            input.path,
+            input.query,
+            input.body,
+            now,
+        );
     }
 
     // FC round trip (the signer sets `date`; Content-MD5 would bind a body it never saw).
@@ -76,9 +94,25 @@ fuzz_target!(|input: Input<'_>| {
     for name in ["date", "x-fc-date", "content-md5"] {
         signed.remove(name);
     }
-    let ok = fcd_sign::sign_fc("AK", input.secret, input.method, input.path, input.query, &mut signed, now);
+    let ok = fcd_sign::sign_fc(
+        "AK",
+        input.secret,
+        input.method,
+        input.path,
+        input.query,
+        &mut signed,
+        now,
+    );
     if ok.is_ok() {
-        check_round_trip(&signed, input.secret, input.method, input.path, input.query, input.body, now);
+        check_round_trip(
+            &signed,
+            input.secret,
+            input.method,
+            input.path,
+            input.query,
+            input.body,
+            now,
+        );
     }
 });
 
@@ -97,7 +131,13 @@ fn check_round_trip(
         .expect("the signer sets a textual Authorization header");
     let auth = Authorization::parse(header).expect("the signer's Authorization header parses");
     assert_eq!(auth.access_key_id(), "AK");
-    let req = SignedRequest { method, path, query, headers, body };
+    let req = SignedRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    };
     if let Err(e) = fcd_sign::verify(&auth, secret, &req, now) {
         panic!("a request signed by fcd-sign does not verify: {e}");
     }

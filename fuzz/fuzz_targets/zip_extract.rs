@@ -23,7 +23,10 @@ fuzz_target!(|zip: &[u8]| {
         .map(|e| e.file_name())
         .filter(|n| n != "package")
         .collect();
-    assert!(beside.is_empty(), "extraction wrote outside its directory: {beside:?}");
+    assert!(
+        beside.is_empty(),
+        "extraction wrote outside its directory: {beside:?}"
+    );
     make_writable(sandbox.path());
 });
 
@@ -34,7 +37,12 @@ fn check_inside(dir: &Path, root: &Path) {
         let meta = fs::symlink_metadata(&path).expect("entry exists");
         if meta.file_type().is_symlink() {
             if let Ok(real) = fs::canonicalize(&path) {
-                assert!(real.starts_with(root), "{} escapes to {}", path.display(), real.display());
+                assert!(
+                    real.starts_with(root),
+                    "{} escapes to {}",
+                    path.display(),
+                    real.display()
+                );
             }
         } else if meta.is_dir() {
             check_inside(&path, root);
