@@ -253,4 +253,6 @@ pub fn verify_body(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
