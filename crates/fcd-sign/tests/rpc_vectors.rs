@@ -55,7 +55,10 @@ fn wire_query(canonical: &str) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for pair in canonical.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap();
-        ser.append_pair(k, &percent_encoding::percent_decode_str(v).decode_utf8_lossy());
+        ser.append_pair(
+            k,
+            &percent_encoding::percent_decode_str(v).decode_utf8_lossy(),
+        );
     }
     ser.finish()
 }
@@ -247,9 +250,8 @@ fn f1_classic_fc_scheme_signs_the_security_token() {
         fc_string_to_sign(&req),
         "POST\n\napplication/json\nMon, 01 Jan 2024 00:00:00 GMT\nx-fc-security-token:CAIS+token/=\n/2016-08-15/services/svc.prod/functions/f/invocations"
     );
-    let auth =
-        Authorization::parse("FC STS.tmpKeyId:Nr4b9ZiFcNZXyYySIOqfsKRPn0Sx+xetNXXcmpG+wmY=")
-            .unwrap();
+    let auth = Authorization::parse("FC STS.tmpKeyId:Nr4b9ZiFcNZXyYySIOqfsKRPn0Sx+xetNXXcmpG+wmY=")
+        .unwrap();
     assert_eq!(auth.access_key_id(), "STS.tmpKeyId");
     assert_eq!(verify(&auth, "tmpSecret", &req, now()), Ok(()));
     let mut other = headers.clone();
