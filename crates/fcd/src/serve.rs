@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
-use fcd_api::{AccessKey, AppState, Control, Keyring};
+use fcd_api::{AppState, Control, Iam};
+use fcd_control::iam::{IamConfig, MIN_SESSION_DURATION_SECS, RootKey};
 use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
 use fcd_store::SqliteStore;
 use fcd_store::code::CodeStore;
@@ -86,6 +87,11 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "FCD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// TESTS ONLY: the lowest DurationSeconds STS AssumeRole accepts (STS's own minimum, 900,
+    /// when unset), so tests can see temporary credentials expire within seconds. Hidden: it
+    /// weakens nothing by default and is never needed in production.
+    #[arg(long, hide = true)]
+    test_sts_min_duration_secs: Option<u64>,
 }
 
 /// A short, stable name for this data dir, so each server's cgroups are its own.
@@ -113,6 +119,13 @@ fn default_max_memory_mb() -> u64 {
         })
         .unwrap_or(4 * 1024 * 1024);
     total_kib / 1024 * 4 / 5
+}
+
+/// The key that seals STS security tokens and derives temporary secrets: derived from the root
+/// secret, so every node configured with the same credentials accepts the others' tokens, and
+/// rotating the secret revokes every temporary credential.
+fn sts_token_key(secret: &str) -> fcd_iam::TokenKey {
+    fcd_iam::TokenKey::derive(format!("fcd sts token key\n{secret}").as_bytes())
 }
 
 /// A key for signing code-download URLs, derived so it changes when the secret does.
@@ -251,8 +264,29 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }));
     tokio::spawn(runtime.clone().reclaim_idle_forever());
     runtime.start_prewarming();
+    let store: Arc<dyn fcd_store::MetadataStore> = Arc::new(store);
+    if let Some(secs) = args.test_sts_min_duration_secs {
+        tracing::warn!(
+            "--test-sts-min-duration-secs {secs}: AssumeRole accepts sessions shorter than STS's {MIN_SESSION_DURATION_SECS} s (tests only)"
+        );
+    }
+    let iam = Arc::new(Iam::new(
+        store.clone(),
+        IamConfig {
+            region: args.region.clone(),
+            root_keys: vec![RootKey {
+                access_key_id: creds.access_key_id.clone(),
+                access_key_secret: creds.access_key_secret.clone(),
+                account_id: creds.account_id.clone(),
+            }],
+            token_key: sts_token_key(&creds.access_key_secret),
+            min_session_duration_secs: args
+                .test_sts_min_duration_secs
+                .unwrap_or(MIN_SESSION_DURATION_SECS),
+        },
+    ));
     let control = Arc::new(Control::new(
-        Arc::new(store),
+        store,
         code,
         runtime.clone(),
         args.region.clone(),
@@ -274,11 +308,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("starting async invocation: {e}"))?;
     let state = AppState {
         asynchronous: asynchronous.clone(),
-        keyring: Arc::new(Keyring::new([AccessKey {
-            id: creds.access_key_id.clone(),
-            secret: creds.access_key_secret.clone(),
-            account_id: creds.account_id.clone(),
-        }])),
+        iam,
         control,
     };
 
@@ -296,12 +326,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = fcd_api::router(state);
     let mut stop_rx_server = stop_rx.clone();
     let server = tokio::spawn(async move {
-        let incoming = NoDelayListener(listener);
-        axum::serve(incoming, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx_server.wait_for(|s| *s).await;
-            })
-            .await
+        // `tap_io` (a no-op here) is what lets axum hand each request its peer address.
+        let incoming = axum::serve::ListenerExt::tap_io(NoDelayListener(listener), |_| ());
+        // The TCP peer goes into every request's extensions (`acs:SourceIp`).
+        axum::serve(
+            incoming,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx_server.wait_for(|s| *s).await;
+        })
+        .await
     });
 
     let mut term = signal(SignalKind::terminate())?;
