@@ -191,12 +191,8 @@ async fn authorize(
             principal.arn()
         )));
     }
-    let qualifier = parts.uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "qualifier")
-            .map(|(_, v)| v.into_owned())
-            .filter(|v| !v.is_empty())
-    });
+    // Read exactly as the handlers read it, so the decision is about what they then do.
+    let qualifier = fcd_iam::fc::query_qualifier(parts.uri.query());
     let method = parts.method.as_str();
     let op = fcd_iam::fc::operation(method, path, qualifier.as_deref()).ok_or_else(|| {
         // Fail closed: a path the operation table does not know is not something a policy can

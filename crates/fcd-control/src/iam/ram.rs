@@ -534,7 +534,7 @@ impl<'a> Ram<'a> {
         })
     }
 
-    /// System policies, then custom ones, each by name; `only` filters by type.
+    /// Custom policies, then system ones, each by name; `only` filters by type.
     pub async fn list_policies(
         &self,
         only: Option<PolicyType>,
@@ -551,13 +551,11 @@ impl<'a> Ram<'a> {
             .keys()
             .filter(|_| only.is_none_or(|t| t == PolicyType::Custom))
             .filter_map(|n| custom_info(view, n));
+        // Ordered by the marker's own form, so a marker resumes exactly where a page ended.
+        let key = |p: &PolicyInfo| format!("{}:{}", p.policy_type.as_str(), p.policy_name);
         let mut all: Vec<PolicyInfo> = system.chain(custom).collect();
-        all.sort_by(|a, b| (a.policy_type, &a.policy_name).cmp(&(b.policy_type, &b.policy_name)));
-        paginate(
-            all.into_iter(),
-            |p| format!("{}:{}", p.policy_type.as_str(), p.policy_name),
-            paging,
-        )
+        all.sort_by_key(key);
+        paginate(all.into_iter(), key, paging)
     }
 
     /// Deletes a custom policy; attached ones only with `cascade` (detached everywhere first).

@@ -48,6 +48,8 @@ pub(super) const MIGRATION: &str = "CREATE TABLE ram_users (
         policy_type TEXT NOT NULL,
         policy_name TEXT NOT NULL,
         attach_date TEXT NOT NULL,
+        -- The generation the attachment was made in: lists keep the order of attaching.
+        seq INTEGER NOT NULL,
         PRIMARY KEY (account_id, principal_kind, principal_name, policy_type, policy_name)
     );
     CREATE INDEX ram_attachments_by_policy ON ram_attachments (account_id, policy_type, policy_name);
@@ -183,7 +185,7 @@ impl IamStore for SqliteStore {
         }
         for row in sqlx::query(
             "SELECT account_id, principal_kind, principal_name, policy_type, policy_name, attach_date
-             FROM ram_attachments ORDER BY account_id, attach_date, policy_name",
+             FROM ram_attachments ORDER BY account_id, seq",
         )
         .fetch_all(&mut *tx)
         .await?
@@ -469,10 +471,11 @@ impl IamStore for SqliteStore {
                 return Err(IamStoreError::LimitExceeded(RamLimit::UserPolicy));
             }
         }
+        bump(&mut tx).await?;
         sqlx::query(
             "INSERT INTO ram_attachments
-             (account_id, principal_kind, principal_name, policy_type, policy_name, attach_date)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             (account_id, principal_kind, principal_name, policy_type, policy_name, attach_date, seq)
+             VALUES (?, ?, ?, ?, ?, ?, (SELECT generation FROM iam_generation WHERE id = 1))",
         )
         .bind(account)
         .bind(a.kind.as_str())
@@ -482,7 +485,6 @@ impl IamStore for SqliteStore {
         .bind(&a.attach_date)
         .execute(&mut *tx)
         .await?;
-        bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
