@@ -461,3 +461,6 @@ pub(crate) fn numeric_id() -> Result<String, FcError> {
         random_string(b"0123456789", 15)?
     ))
 }
+
+#[cfg(test)]
+mod tests;
