@@ -1,12 +1,24 @@
 //! The outermost layer of every API request: request id, body buffering with FC's size limits,
-//! signature verification, account resolution, and the rendering of errors.
+//! authentication (signature, access key, security token), account resolution, authorization,
+//! and the rendering of errors.
+//!
+//! Authentication: the access key may be one of the account's own (root) keys, a RAM user's, or
+//! a temporary `STS.` key, which must come with its security token — `x-acs-security-token`
+//! (listed in `SignedHeaders`, with `x-acs-accesskey-id` repeating the key) under ACS3, or
+//! `x-fc-security-token` (signed like every `x-fc-*` header) under the FC scheme.
+//!
+//! Authorization happens here, once, for every FC operation of both API versions, before any
+//! handler runs (so a refusal never depends on what exists): the root key may do everything;
+//! any other principal needs its policies to allow the operation's RAM action on its resource
+//! ARN ([`fcd_iam::fc::operation`]), with `acs:SourceIp` (the TCP peer), `acs:CurrentTime` and
+//! `acs:SecureTransport` (false: plain HTTP) as condition keys. `/status` is for the root key
+//! only. RAM and STS calls (`/`) decide their own permissions in the service layer.
 //!
 //! Signatures cover the body (ACS3 hashes it; the FC scheme covers `Content-MD5`, checked
 //! against the body), so the body is buffered here once — after the signature over the head
 //! (with the body digest the client claims) has verified — and handed on as `Bytes`; handlers
 //! never read the wire themselves.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -16,56 +28,26 @@ use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 
+use fcd_control::iam::{Credential, Principal};
 use fcd_core::FcError;
+use fcd_core::error::TokenProblem;
 use fcd_core::limits::{CODE_ZIP_MAX, SYNC_PAYLOAD_MAX};
 use fcd_sign::{Authorization, SignError, SignedRequest};
 
 use crate::AppState;
-use crate::error::render;
+use crate::error::{render, render_rpc};
 
-/// One access key and the account it belongs to.
-#[derive(Clone)]
-pub struct AccessKey {
-    pub id: String,
-    pub secret: String,
-    pub account_id: String,
-}
-
-/// The secret never appears in logs or panics.
-impl std::fmt::Debug for AccessKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKey")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .field("account_id", &self.account_id)
-            .finish()
-    }
-}
-
-/// The access keys the server accepts.
-#[derive(Debug, Default)]
-pub struct Keyring {
-    keys: HashMap<String, AccessKey>,
-}
-
-impl Keyring {
-    pub fn new(keys: impl IntoIterator<Item = AccessKey>) -> Keyring {
-        Keyring {
-            keys: keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
-        }
-    }
-
-    pub fn get(&self, id: &str) -> Option<&AccessKey> {
-        self.keys.get(id)
-    }
-}
-
-/// Who is calling, attached to every authenticated request.
+/// Who is calling, attached to every request past [`layer`].
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub request_id: String,
+    /// The account acted for (empty on unsigned paths).
     pub account_id: String,
+    /// The access key that signed the request (empty on unsigned paths).
     pub access_key_id: String,
+    /// Who acts: the account's root, a RAM user or an assumed-role session; `None` only on
+    /// the unsigned paths (`/code-packages/…`, `/metrics`, `/status` until it is signed).
+    pub principal: Option<Principal>,
 }
 
 /// Body limit for invocations: the sync payload limit (async is checked later, it is smaller).
@@ -73,8 +55,19 @@ const INVOKE_BODY_MAX: usize = SYNC_PAYLOAD_MAX;
 /// Body limit for control-plane calls: a base64 code zip of the largest size plus JSON around it.
 const CONTROL_BODY_MAX: usize = CODE_ZIP_MAX / 3 * 4 + 1024 * 1024;
 
+/// Body limit for RAM and STS calls: their parameters travel in the query, an older SDK's form
+/// body holds at most a policy document or two.
+const RPC_BODY_MAX: usize = 64 * 1024;
+
+/// RAM and STS (RPC-style, `x-acs-version` 2015-05-01 / 2015-04-01) live at `/`.
+fn is_rpc(path: &str) -> bool {
+    path == "/"
+}
+
 fn body_limit(path: &str) -> usize {
-    if path.ends_with("/invocations") {
+    if is_rpc(path) {
+        RPC_BODY_MAX
+    } else if path.ends_with("/invocations") {
         INVOKE_BODY_MAX
     } else {
         CONTROL_BODY_MAX
@@ -105,17 +98,112 @@ pub(crate) fn sign_error(e: SignError) -> FcError {
 /// Account selection (fc-api.md section 2.1): `X-Fc-Account-Id`, else the first label of `Host`
 /// when it names the key's account, else the key's account. A key only ever acts for its own
 /// account.
-fn resolve_account(headers: &HeaderMap, key: &AccessKey) -> Result<String, FcError> {
+fn resolve_account(
+    headers: &HeaderMap,
+    key_id: &str,
+    principal: &Principal,
+) -> Result<String, FcError> {
+    let account = principal.account_id();
     if let Some(v) = headers.get("x-fc-account-id") {
         let v = v.to_str().unwrap_or_default().trim();
-        if !v.is_empty() && v != key.account_id {
+        if !v.is_empty() && v != account {
             return Err(FcError::AccessDenied(format!(
-                "access key '{}' may not act for account '{v}'",
-                key.id
+                "access key '{key_id}' may not act for account '{v}'"
             )));
         }
     }
-    Ok(key.account_id.clone())
+    Ok(account.to_owned())
+}
+
+fn bad_token(problem: TokenProblem, message: impl Into<String>) -> FcError {
+    FcError::InvalidSecurityToken {
+        problem,
+        message: message.into(),
+    }
+}
+
+/// The security token a request carries, as its signature binds it: ACS3 must list
+/// `x-acs-security-token` in `SignedHeaders` and repeat its key in `x-acs-accesskey-id`; the FC
+/// scheme signs `x-fc-security-token` with every other `x-fc-*` header.
+fn security_token<'h>(
+    auth: &Authorization,
+    headers: &'h HeaderMap,
+) -> Result<Option<&'h str>, FcError> {
+    let text = |name: &str| -> Result<Option<&'h str>, FcError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v.to_str().map(|t| Some(t.trim())).map_err(|_| {
+                bad_token(
+                    TokenProblem::Malformed,
+                    format!("The {name} header is not valid text."),
+                )
+            }),
+        }
+    };
+    match auth {
+        Authorization::Acs3 {
+            access_key_id,
+            signed_headers,
+            ..
+        } => {
+            let Some(token) = text("x-acs-security-token")? else {
+                return Ok(None);
+            };
+            if !signed_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case("x-acs-security-token"))
+            {
+                return Err(bad_token(
+                    TokenProblem::Malformed,
+                    "The x-acs-security-token header must be signed: list it in SignedHeaders.",
+                ));
+            }
+            if let Some(id) = text("x-acs-accesskey-id")?
+                && id != access_key_id
+            {
+                return Err(bad_token(
+                    TokenProblem::MismatchWithAccessKey,
+                    format!(
+                        "x-acs-accesskey-id '{id}' is not the access key '{access_key_id}' that signed the request."
+                    ),
+                ));
+            }
+            Ok(Some(token))
+        }
+        Authorization::Fc { .. } => text("x-fc-security-token"),
+    }
+}
+
+/// Who may do what, once per request, before any handler: see the module's documentation.
+async fn authorize(
+    state: &AppState,
+    parts: &http::request::Parts,
+    path: &str,
+    principal: &Principal,
+) -> Result<(), FcError> {
+    if principal.is_root() || is_rpc(path) {
+        return Ok(());
+    }
+    if path == "/status" {
+        return Err(FcError::AccessDenied(format!(
+            "'{}' is not authorized to read /status: only the account's own access key may",
+            principal.arn()
+        )));
+    }
+    // Read exactly as the handlers read it, so the decision is about what they then do.
+    let qualifier = fcd_iam::fc::query_qualifier(parts.uri.query());
+    let method = parts.method.as_str();
+    let op = fcd_iam::fc::operation(method, path, qualifier.as_deref()).ok_or_else(|| {
+        // Fail closed: a path the operation table does not know is not something a policy can
+        // allow (and it is not an FC operation anyway).
+        FcError::AccessDenied(format!(
+            "'{}' is not authorized to call '{method} {path}': it is not an operation a RAM policy can allow",
+            principal.arn()
+        ))
+    })?;
+    let arn = fcd_iam::fc::arn(state.iam.region(), principal.account_id(), &op.resource);
+    let ctx = crate::rpc::auth_context(&parts.extensions);
+    state.iam.authorize(principal, op.action, &arn, &ctx).await
 }
 
 /// The body, within `limit` bytes and the body read timeout (see [`crate::frontdoor`]).
@@ -155,15 +243,27 @@ pub fn new_request_id() -> String {
 /// Authenticates the request, then runs the route; renders any error as FC's error body.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let request_id = new_request_id();
+    // Errors of the RPC APIs take RPC's shape, with the endpoint as `HostId`.
+    let rpc_host = is_rpc(req.uri().path()).then(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("fcd")
+            .to_owned()
+    });
+    let render = |e: &FcError| match &rpc_host {
+        Some(host) => render_rpc(e, &request_id, host),
+        None => render(e, &request_id),
+    };
     let mut resp = match authenticate(&state, req, &request_id).await {
         Ok(req) => next.run(req).await,
-        Err(e) => render(&e, &request_id),
+        Err(e) => render(&e),
     };
     if let Some(err) = resp.extensions_mut().remove::<FcError>() {
         if matches!(err, FcError::Internal) {
             tracing::error!(request_id, "internal error");
         }
-        resp = render(&err, &request_id);
+        resp = render(&err);
     }
     let headers = resp.headers_mut();
     if !headers.contains_key("x-fc-request-id")
@@ -187,6 +287,7 @@ async fn authenticate(
             request_id: request_id.to_owned(),
             account_id: String::new(),
             access_key_id: String::new(),
+            principal: None,
         });
         return Ok(Request::from_parts(parts, body));
     }
@@ -211,14 +312,25 @@ async fn authenticate(
         .to_str()
         .map_err(|_| FcError::AccessDenied("the Authorization header is not valid text".into()))?;
     let auth = Authorization::parse(auth_header).map_err(sign_error)?;
-    let key = state
-        .keyring
-        .get(auth.access_key_id())
-        .ok_or_else(|| FcError::InvalidAccessKeyId(auth.access_key_id().to_owned()))?;
+    let now = SystemTime::now();
+    let key_id = auth.access_key_id();
+    // The root keys are a map lookup; other keys are resolved through the IAM cache (users) or
+    // by verifying their token (STS).
+    let Credential { secret, principal } = match state.iam.root_key(key_id) {
+        Some(root) => Credential {
+            secret: root.access_key_secret.clone(),
+            principal: Principal::Root {
+                account_id: root.account_id.clone(),
+            },
+        },
+        None => {
+            let token = security_token(&auth, &parts.headers)?;
+            state.iam.resolve(key_id, token, now).await?
+        }
+    };
     // The head is verified before the body is read: a forged or unsigned request never makes
     // the server buffer up to the body limit. The body is then checked against the digest the
     // verified head carries.
-    let now = SystemTime::now();
     let head = SignedRequest {
         method: parts.method.as_str(),
         path: &path,
@@ -226,16 +338,18 @@ async fn authenticate(
         headers: &parts.headers,
         body: &[],
     };
-    fcd_sign::verify_head(&auth, &key.secret, &head, now).map_err(sign_error)?;
+    fcd_sign::verify_head(&auth, &secret, &head, now).map_err(sign_error)?;
     let body = read_body(state, body, limit).await?;
     fcd_sign::verify_body(&auth, &parts.headers, &body).map_err(sign_error)?;
     // Only now, with the whole request verified, may its nonce be recorded.
     state.front_door.check_replay(&auth, &parts.headers, now)?;
-    let account_id = resolve_account(&parts.headers, key)?;
+    let account_id = resolve_account(&parts.headers, key_id, &principal)?;
+    authorize(state, &parts, &path, &principal).await?;
     parts.extensions.insert(Caller {
         request_id: request_id.to_owned(),
         account_id,
-        access_key_id: key.id.clone(),
+        access_key_id: key_id.to_owned(),
+        principal: Some(principal),
     });
     Ok(Request::from_parts(parts, Body::from(body)))
 }

@@ -4,6 +4,7 @@
 //! response extensions. The outermost middleware ([`crate::auth`]) knows the request id and
 //! renders the body, so every error, wherever it arises, gets the same
 //! `{"ErrorCode","ErrorMessage","Code","Message","RequestId"}` shape and `X-Fc-Request-Id`.
+//! Requests to the RPC APIs at `/` (RAM, STS) get RPC's shape instead ([`render_rpc`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +51,30 @@ pub fn render(err: &FcError, request_id: &str) -> Response {
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+/// The body of an error of an RPC API (RAM, STS): `{"RequestId","HostId","Code","Message"}` with
+/// the RPC code and status ([`FcError::rpc_code`]); FC's `ErrorCode`/`ErrorMessage` ride along
+/// for clients that read those.
+pub fn render_rpc(err: &FcError, request_id: &str, host_id: &str) -> Response {
+    let message = err.to_string();
+    let code = err.rpc_code();
+    let body = serde_json::json!({
+        "RequestId": request_id,
+        "HostId": host_id,
+        "Code": code,
+        "Message": message,
+        "ErrorCode": code,
+        "ErrorMessage": message,
+    });
+    let status =
+        StatusCode::from_u16(err.rpc_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
     );
     resp
 }

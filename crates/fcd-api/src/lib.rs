@@ -1,8 +1,9 @@
 //! The HTTP face of fcd: FC's OpenAPI (2021-04-06 and the 2016-08-15 paths of the classic SDKs)
 //! on axum.
 //!
-//! Every request passes through [`auth`] (request id, body buffering, signature, account), then
-//! a route in [`routes`] that parses its input and calls the service layer ([`fcd_control`]),
+//! Every request passes through [`auth`] (request id, body buffering, signature, account,
+//! authorization), then a route in [`routes`] (FC's paths) or `rpc` (RAM and STS at `/`) that
+//! parses its input and calls the service layer ([`fcd_control`]),
 //! which owns the rules that span the store, the code store, the queue and the instance manager.
 //! This crate only speaks FC's wire format. Errors of every layer arrive as
 //! [`fcd_core::FcError`] and are rendered as FC's error body in one place ([`error`]).
@@ -12,17 +13,19 @@ pub mod error;
 pub mod frontdoor;
 pub mod replay;
 pub mod routes;
+mod rpc;
 
 use std::sync::Arc;
 
-pub use auth::{AccessKey, Keyring};
+pub use fcd_control::iam::Iam;
 pub use fcd_control::{Control, asynchronous};
 pub use frontdoor::FrontDoor;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub keyring: Arc<Keyring>,
+    /// Access keys, principals and their permissions; RAM and STS.
+    pub iam: Arc<Iam>,
     pub control: Arc<Control>,
     pub asynchronous: Arc<asynchronous::AsyncEngine>,
     pub front_door: Arc<FrontDoor>,

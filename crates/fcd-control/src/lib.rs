@@ -24,6 +24,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 
 pub mod asynchronous;
 mod configs;
+pub mod iam;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use versions::VersionPage;

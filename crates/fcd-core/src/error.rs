@@ -3,6 +3,69 @@
 //! Every layer converts its own failures into [`FcError`]; the API layer renders it as FC's error
 //! body. Keeping the code/status table here means the mapping lives in exactly one place.
 
+/// A RAM entity, as named in `EntityNotExist.*` and `EntityAlreadyExists.*` codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RamEntity {
+    User,
+    /// An access key of a user.
+    UserAccessKey,
+    Policy,
+    Role,
+    /// A policy's attachment to a user.
+    UserPolicy,
+    /// A policy's attachment to a role.
+    RolePolicy,
+}
+
+impl RamEntity {
+    fn noun(self) -> &'static str {
+        match self {
+            RamEntity::User => "user",
+            RamEntity::UserAccessKey => "access key",
+            RamEntity::Policy => "policy",
+            RamEntity::Role => "role",
+            RamEntity::UserPolicy => "policy attachment of user",
+            RamEntity::RolePolicy => "policy attachment of role",
+        }
+    }
+}
+
+/// What still depends on a RAM entity that was asked to be deleted (`DeleteConflict.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RamConflict {
+    /// The user still has access keys.
+    UserAccessKey,
+    /// The user still has policies attached.
+    UserPolicy,
+    /// The policy is still attached to users.
+    PolicyUser,
+    /// The policy is still attached to roles.
+    PolicyRole,
+    /// The role still has policies attached.
+    RolePolicy,
+}
+
+/// A RAM quota (`LimitExceeded.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RamLimit {
+    /// Access keys per user.
+    UserAccessKey,
+    /// Custom policies attached per user.
+    UserPolicy,
+}
+
+/// Why a security token (STS temporary credentials) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// A temporary access key without its token.
+    Missing,
+    /// Not a token this server issued, altered, or not covered by the signature.
+    Malformed,
+    Expired,
+    /// The token belongs to another access key.
+    MismatchWithAccessKey,
+}
+
 /// A platform error as Function Compute reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FcError {
@@ -115,6 +178,42 @@ pub enum FcError {
     Internal,
     #[error("the server is shutting down")]
     ServiceUnavailable,
+
+    // ---- RAM and STS (the RPC APIs at `/`), and temporary credentials everywhere ----
+    #[error("The {} does not exist: {name}", .entity.noun())]
+    EntityNotExist { entity: RamEntity, name: String },
+    #[error("The {} already exists: {name}", .entity.noun())]
+    EntityAlreadyExists { entity: RamEntity, name: String },
+    #[error("{message}")]
+    DeleteConflict {
+        conflict: RamConflict,
+        message: String,
+    },
+    #[error("{message}")]
+    RamLimitExceeded { limit: RamLimit, message: String },
+    /// A RAM or STS parameter out of its rules; `code` is the full `InvalidParameter.*` code.
+    #[error("{message}")]
+    RamInvalidParameter { code: &'static str, message: String },
+    #[error(
+        "The input parameter \"{0}\" that is mandatory for processing this request is not supplied."
+    )]
+    MissingParameter(String),
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    /// A RAM or STS call the caller may not make.
+    #[error("{0}")]
+    NoPermission(String),
+    #[error("{message}")]
+    InvalidSecurityToken {
+        problem: TokenProblem,
+        message: String,
+    },
+    /// An RPC action the API version does not have.
+    #[error("Specified api is not found, please check your url and method: {0}")]
+    InvalidAction(String),
+    /// An RPC call without a known `x-acs-version`/`x-acs-action`.
+    #[error("The specified parameter \"Action or Version\" is not valid.")]
+    InvalidActionOrVersion,
 }
 
 impl FcError {
@@ -163,6 +262,68 @@ impl FcError {
             FcError::ResourceThrottled(_) => "ResourceThrottled",
             FcError::Internal => "InternalServerError",
             FcError::ServiceUnavailable => "ServiceUnavailable",
+            FcError::EntityNotExist { entity, .. } => match entity {
+                RamEntity::User => "EntityNotExist.User",
+                RamEntity::UserAccessKey => "EntityNotExist.User.AccessKey",
+                RamEntity::Policy => "EntityNotExist.Policy",
+                RamEntity::Role => "EntityNotExist.Role",
+                RamEntity::UserPolicy => "EntityNotExist.User.Policy",
+                RamEntity::RolePolicy => "EntityNotExist.Role.Policy",
+            },
+            FcError::EntityAlreadyExists { entity, .. } => match entity {
+                RamEntity::User => "EntityAlreadyExists.User",
+                RamEntity::UserAccessKey => "EntityAlreadyExists.User.AccessKey",
+                RamEntity::Policy => "EntityAlreadyExists.Policy",
+                RamEntity::Role => "EntityAlreadyExists.Role",
+                RamEntity::UserPolicy => "EntityAlreadyExists.User.Policy",
+                RamEntity::RolePolicy => "EntityAlreadyExists.Role.Policy",
+            },
+            FcError::DeleteConflict { conflict, .. } => match conflict {
+                RamConflict::UserAccessKey => "DeleteConflict.User.AccessKey",
+                RamConflict::UserPolicy => "DeleteConflict.User.Policy",
+                RamConflict::PolicyUser => "DeleteConflict.Policy.User",
+                RamConflict::PolicyRole => "DeleteConflict.Policy.Role",
+                RamConflict::RolePolicy => "DeleteConflict.Role.Policy",
+            },
+            FcError::RamLimitExceeded { limit, .. } => match limit {
+                RamLimit::UserAccessKey => "LimitExceeded.User.AccessKey",
+                RamLimit::UserPolicy => "LimitExceeded.User.Policy",
+            },
+            FcError::RamInvalidParameter { code, .. } => code,
+            FcError::MissingParameter(_) => "MissingParameter",
+            FcError::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
+            FcError::NoPermission(_) => "NoPermission",
+            FcError::InvalidSecurityToken { problem, .. } => match problem {
+                TokenProblem::Missing => "MissingSecurityToken",
+                TokenProblem::Malformed => "InvalidSecurityToken.Malformed",
+                TokenProblem::Expired => "InvalidSecurityToken.Expired",
+                TokenProblem::MismatchWithAccessKey => "InvalidSecurityToken.MismatchWithAccessKey",
+            },
+            FcError::InvalidAction(_) => "InvalidAction.NotFound",
+            FcError::InvalidActionOrVersion => "InvalidParameter",
+        }
+    }
+
+    /// The code of this error in an RPC-style (RAM, STS) response: the common RPC codes where
+    /// they differ from FC's, else [`FcError::code`].
+    pub fn rpc_code(&self) -> &'static str {
+        match self {
+            FcError::InvalidAccessKeyId(_) => "InvalidAccessKeyId.NotFound",
+            FcError::SignatureNotMatch => "SignatureDoesNotMatch",
+            FcError::RequestTimeTooSkewed(_) => "InvalidTimeStamp.Expired",
+            FcError::InvalidArgument(_) => "InvalidParameter",
+            FcError::MissingRequiredHeader(_) => "MissingParameter",
+            FcError::Internal => "InternalError",
+            other => other.code(),
+        }
+    }
+
+    /// The HTTP status of this error in an RPC-style (RAM, STS) response.
+    pub fn rpc_status(&self) -> u16 {
+        match self {
+            FcError::InvalidAccessKeyId(_) => 404,
+            FcError::RequestTimeTooSkewed(_) => 400,
+            other => other.http_status(),
         }
     }
 
@@ -207,6 +368,15 @@ impl FcError {
             FcError::ResourceExhausted(_) => 429,
             FcError::Internal => 500,
             FcError::ResourceThrottled(_) | FcError::ServiceUnavailable => 503,
+            FcError::RamInvalidParameter { .. }
+            | FcError::MissingParameter(_)
+            | FcError::MalformedPolicyDocument(_)
+            | FcError::InvalidActionOrVersion => 400,
+            FcError::NoPermission(_) | FcError::InvalidSecurityToken { .. } => 403,
+            FcError::EntityNotExist { .. } | FcError::InvalidAction(_) => 404,
+            FcError::EntityAlreadyExists { .. }
+            | FcError::DeleteConflict { .. }
+            | FcError::RamLimitExceeded { .. } => 409,
         }
     }
 
@@ -254,6 +424,58 @@ mod tests {
         assert_eq!(
             FcError::RequestHeaderTooLarge { what: "x".into() }.http_status(),
             431
+        );
+    }
+
+    #[test]
+    fn ram_codes_and_statuses() {
+        let e = FcError::EntityNotExist {
+            entity: RamEntity::User,
+            name: "ci".into(),
+        };
+        assert_eq!(
+            (e.code(), e.http_status(), e.to_string().as_str()),
+            ("EntityNotExist.User", 404, "The user does not exist: ci")
+        );
+        let e = FcError::RamLimitExceeded {
+            limit: RamLimit::UserAccessKey,
+            message: "m".into(),
+        };
+        assert_eq!(
+            (e.code(), e.http_status()),
+            ("LimitExceeded.User.AccessKey", 409)
+        );
+        let e = FcError::DeleteConflict {
+            conflict: RamConflict::PolicyUser,
+            message: "m".into(),
+        };
+        assert_eq!(
+            (e.code(), e.http_status()),
+            ("DeleteConflict.Policy.User", 409)
+        );
+        assert_eq!(FcError::NoPermission("x".into()).http_status(), 403);
+        // Authentication failures keep FC's codes on FC paths and take RPC's on RAM/STS.
+        let e = FcError::InvalidAccessKeyId("k".into());
+        assert_eq!((e.code(), e.http_status()), ("InvalidAccessKeyID", 403));
+        assert_eq!(
+            (e.rpc_code(), e.rpc_status()),
+            ("InvalidAccessKeyId.NotFound", 404)
+        );
+        assert_eq!(
+            FcError::SignatureNotMatch.rpc_code(),
+            "SignatureDoesNotMatch"
+        );
+        let e = FcError::InvalidSecurityToken {
+            problem: TokenProblem::Expired,
+            message: "m".into(),
+        };
+        assert_eq!(
+            (e.code(), e.http_status(), e.rpc_code()),
+            (
+                "InvalidSecurityToken.Expired",
+                403,
+                "InvalidSecurityToken.Expired"
+            )
         );
     }
 }

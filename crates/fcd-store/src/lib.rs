@@ -6,6 +6,7 @@
 //! names the etag it read, and loses with [`StoreError::Conflict`] if someone else wrote first.
 
 pub mod code;
+pub mod iam;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -128,9 +129,10 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// Metadata of services and functions, per account.
+/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) lives next
+/// to it in the same store.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: iam::IamStore + Send + Sync + 'static {
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(
         &self,

@@ -22,6 +22,8 @@ use fcd_core::limits::FUNCTIONS_PER_SERVICE_MAX;
 use fcd_core::versions::{Alias, VersionInfo};
 use sha2::{Digest, Sha256};
 
+mod iam;
+
 /// Schema steps, applied in order once each; `schema_version` records how far a file has come.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE services (
@@ -84,6 +86,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, service_name, qualifier, function_name),
         FOREIGN KEY (account_id, service_name) REFERENCES services (account_id, name)
     );",
+    iam::MIGRATION,
 ];
 
 #[derive(Debug, Clone)]

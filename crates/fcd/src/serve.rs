@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
-use fcd_api::{AccessKey, AppState, Control, FrontDoor, Keyring};
+use fcd_api::{AppState, Control, FrontDoor, Iam};
+use fcd_control::iam::{IamConfig, MIN_SESSION_DURATION_SECS, RootKey};
 use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
 use fcd_store::SqliteStore;
 use fcd_store::code::CodeStore;
@@ -116,6 +117,11 @@ pub(crate) struct ServeArgs {
     /// port never serves them.
     #[arg(long, env = "FCD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// TESTS ONLY: the lowest DurationSeconds STS AssumeRole accepts (STS's own minimum, 900,
+    /// when unset), so tests can see temporary credentials expire within seconds. Hidden: it
+    /// weakens nothing by default and is never needed in production.
+    #[arg(long, hide = true)]
+    test_sts_min_duration_secs: Option<u64>,
 }
 
 /// Raises the soft limit on open files to the hard one (as Go and most servers do), since
@@ -168,6 +174,13 @@ fn default_max_memory_mb() -> u64 {
         })
         .unwrap_or(4 * 1024 * 1024);
     total_kib / 1024 * 4 / 5
+}
+
+/// The key that seals STS security tokens and derives temporary secrets: derived from the root
+/// secret, so every node configured with the same credentials accepts the others' tokens, and
+/// rotating the secret revokes every temporary credential.
+fn sts_token_key(secret: &str) -> fcd_iam::TokenKey {
+    fcd_iam::TokenKey::derive(format!("fcd sts token key\n{secret}").as_bytes())
 }
 
 /// A key for signing code-download URLs, derived so it changes when the secret does.
@@ -310,8 +323,29 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }));
     tokio::spawn(runtime.clone().reclaim_idle_forever());
     runtime.start_prewarming();
+    let store: Arc<dyn fcd_store::MetadataStore> = Arc::new(store);
+    if let Some(secs) = args.test_sts_min_duration_secs {
+        tracing::warn!(
+            "--test-sts-min-duration-secs {secs}: AssumeRole accepts sessions shorter than STS's {MIN_SESSION_DURATION_SECS} s (tests only)"
+        );
+    }
+    let iam = Arc::new(Iam::new(
+        store.clone(),
+        IamConfig {
+            region: args.region.clone(),
+            root_keys: vec![RootKey {
+                access_key_id: creds.access_key_id.clone(),
+                access_key_secret: creds.access_key_secret.clone(),
+                account_id: creds.account_id.clone(),
+            }],
+            token_key: sts_token_key(&creds.access_key_secret),
+            min_session_duration_secs: args
+                .test_sts_min_duration_secs
+                .unwrap_or(MIN_SESSION_DURATION_SECS),
+        },
+    ));
     let control = Arc::new(Control::new(
-        Arc::new(store),
+        store,
         code,
         runtime.clone(),
         args.region.clone(),
@@ -338,11 +372,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         front_door: front_door.clone(),
         asynchronous: asynchronous.clone(),
-        keyring: Arc::new(Keyring::new([AccessKey {
-            id: creds.access_key_id.clone(),
-            secret: creds.access_key_secret.clone(),
-            account_id: creds.account_id.clone(),
-        }])),
+        iam,
         control,
     };
 

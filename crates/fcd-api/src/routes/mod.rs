@@ -118,6 +118,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .nest("/2021-04-06", api.clone())
         .nest("/2016-08-15", api)
+        .route("/", get(crate::rpc::handle).post(crate::rpc::handle))
         .route("/code-packages/{digest}", get(code::download))
         .route("/status", get(status::status))
         // The auth layer already enforced FC's size limits while buffering the body.
