@@ -25,6 +25,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 pub mod asynchronous;
 mod configs;
 pub mod iam;
+mod role_credentials;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use versions::VersionPage;
@@ -61,6 +62,8 @@ pub struct Control {
     /// Bumped (under the alias cache's write lock) by every alias invalidation, as `cache_gen`.
     alias_gen: AtomicU64,
     provisioning: configs::Provisioning,
+    /// Where functions of a service with a `role` get that role's credentials.
+    roles: role_credentials::RoleSources,
     started: Instant,
 }
 
@@ -152,6 +155,7 @@ impl Control {
         runtime: Arc<InstanceManager>,
         region: String,
         url_secret: Vec<u8>,
+        iam: Arc<iam::Iam>,
     ) -> Control {
         Control {
             store,
@@ -164,6 +168,7 @@ impl Control {
             aliases: RwLock::new(HashMap::new()),
             alias_gen: AtomicU64::new(0),
             provisioning: configs::Provisioning::default(),
+            roles: role_credentials::RoleSources::new(iam),
             started: Instant::now(),
         }
     }
@@ -668,10 +673,9 @@ impl Control {
                 limit: InstanceLimit::from_config(on_demand, provisioned),
                 revision,
                 generation,
-                // The service's `role` gives its instances temporary credentials: a cached
-                // `fcd_runtime::CredentialSource` for (account, svc.role) goes here once minting
-                // exists (issue 11 item 3). `None`: no credentials, nothing asked per call.
-                credentials: None,
+                // The service's `role` gives its instances temporary credentials (one cached
+                // source per role; `None` without a role: nothing is asked per call).
+                credentials: self.roles.for_role(account, &svc.role),
             }),
         };
         if let Ok(mut c) = self.cache.write()

@@ -350,6 +350,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         runtime.clone(),
         args.region.clone(),
         url_secret(&creds.access_key_secret),
+        iam.clone(),
     ));
     tokio::spawn(control.clone().reconcile_provisioning_forever());
     let queue = fcd_queue::SqliteQueue::open(&data_dir.join("queue.db"))
