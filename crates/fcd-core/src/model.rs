@@ -531,7 +531,11 @@ mod tests {
 
     #[test]
     fn a_service_role_is_empty_or_a_role_arn() {
-        for ok in ["", "acs:ram::1234567890123456:role/fc-invoker", "acs:ram::1:role/a.b-C"] {
+        for ok in [
+            "",
+            "acs:ram::1234567890123456:role/fc-invoker",
+            "acs:ram::1:role/a.b-C",
+        ] {
             assert_eq!(check_role(ok), Ok(()), "{ok}");
         }
         for bad in [

@@ -123,7 +123,10 @@ fn asked_for_no_jail_fcd_starts_and_says_so() {
         use std::io::{Read, Write};
         let mut h = http::HeaderMap::new();
         h.insert("host", http::HeaderValue::from_str(&addr).unwrap());
-        h.insert("x-acs-version", http::HeaderValue::from_static("2021-04-06"));
+        h.insert(
+            "x-acs-version",
+            http::HeaderValue::from_static("2021-04-06"),
+        );
         fcd_sign::sign_acs3(
             "testAccessKeyId",
             "testAccessKeySecret",
@@ -136,7 +139,7 @@ fn asked_for_no_jail_fcd_starts_and_says_so() {
             "0123456789abcdef0123456789abcdef",
         )
         .unwrap();
-        let mut req = format!("GET /status HTTP/1.1\r\nConnection: close\r\n");
+        let mut req = String::from("GET /status HTTP/1.1\r\nConnection: close\r\n");
         for (k, v) in &h {
             req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
         }
