@@ -357,3 +357,67 @@ async fn authenticate(
     });
     Ok(Request::from_parts(parts, Body::from(body)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn acs3(signed: &str) -> Authorization {
+        Authorization::Acs3 {
+            access_key_id: "STS.key".into(),
+            signed_headers: signed.split(';').map(str::to_owned).collect(),
+            signature: vec![0; 32],
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn acs3_tokens_must_be_signed_and_name_the_signing_key() {
+        let signed = "host;x-acs-accesskey-id;x-acs-date;x-acs-security-token";
+        let h = headers(&[
+            ("x-acs-security-token", "tok"),
+            ("x-acs-accesskey-id", "STS.key"),
+        ]);
+        assert_eq!(security_token(&acs3(signed), &h).unwrap(), Some("tok"));
+        assert_eq!(
+            security_token(&acs3(signed), &HeaderMap::new()).unwrap(),
+            None
+        );
+        let err = security_token(&acs3("host;x-acs-date"), &h).unwrap_err();
+        assert_eq!(err.code(), "InvalidSecurityToken.Malformed");
+        let other = headers(&[
+            ("x-acs-security-token", "tok"),
+            ("x-acs-accesskey-id", "STS.other"),
+        ]);
+        let err = security_token(&acs3(signed), &other).unwrap_err();
+        assert_eq!(err.code(), "InvalidSecurityToken.MismatchWithAccessKey");
+    }
+
+    #[test]
+    fn the_fc_scheme_carries_its_token_in_x_fc_security_token() {
+        let fc = Authorization::Fc {
+            access_key_id: "STS.key".into(),
+            signature: vec![0; 32],
+        };
+        let h = headers(&[
+            ("x-fc-security-token", "tok"),
+            ("x-acs-security-token", "no"),
+        ]);
+        assert_eq!(security_token(&fc, &h).unwrap(), Some("tok"));
+    }
+
+    #[test]
+    fn rpc_calls_live_at_the_root_path_with_a_small_body_limit() {
+        assert!(is_rpc("/"));
+        assert!(!is_rpc("/2021-04-06/services"));
+        assert_eq!(body_limit("/"), RPC_BODY_MAX);
+    }
+}

@@ -82,10 +82,10 @@ async fn exists(
         .is_some())
 }
 
-async fn count<'q>(
+async fn count(
     tx: &mut Tx<'_>,
     sql: &'static str,
-    binds: &[&'q str],
+    binds: &[&str],
 ) -> Result<i64, IamStoreError> {
     let mut q = sqlx::query(sql);
     for b in binds {
