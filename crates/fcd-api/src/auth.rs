@@ -180,8 +180,9 @@ async fn authorize(
     state: &AppState,
     parts: &http::request::Parts,
     path: &str,
-    principal: &Principal,
+    credential: &Credential,
 ) -> Result<(), FcError> {
+    let principal = &credential.principal;
     if principal.is_root() || is_rpc(path) {
         return Ok(());
     }
@@ -204,7 +205,10 @@ async fn authorize(
     })?;
     let arn = fcd_iam::fc::arn(state.iam.region(), principal.account_id(), &op.resource);
     let ctx = crate::rpc::auth_context(&parts.extensions);
-    state.iam.authorize(principal, op.action, &arn, &ctx).await
+    state
+        .iam
+        .authorize_credential(credential, op.action, &arn, &ctx)
+        .await
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, FcError> {
@@ -324,18 +328,11 @@ async fn authenticate(
     let key_id = auth.access_key_id();
     // The root keys are a map lookup; other keys are resolved through the IAM cache (users) or
     // by verifying their token (STS).
-    let Credential { secret, principal } = match state.iam.root_key(key_id) {
-        Some(root) => Credential {
-            secret: root.access_key_secret.clone(),
-            principal: Principal::Root {
-                account_id: root.account_id.clone(),
-            },
-        },
-        None => {
-            let token = security_token(&auth, &parts.headers)?;
-            state.iam.resolve(key_id, token, now).await?
-        }
+    let token = match state.iam.root_key(key_id) {
+        Some(_) => None,
+        None => security_token(&auth, &parts.headers)?,
     };
+    let credential = state.iam.resolve(key_id, token, now).await?;
     // Only a request that names a known key and parses as signed gets its body read: an
     // unsigned or unknown-key request never makes the server buffer up to the body limit.
     let body = read_body(body, limit).await?;
@@ -346,14 +343,14 @@ async fn authenticate(
         headers: &parts.headers,
         body: &body,
     };
-    fcd_sign::verify(&auth, &secret, &signed, now).map_err(sign_error)?;
-    let account_id = resolve_account(&parts.headers, key_id, &principal)?;
-    authorize(state, &parts, &path, &principal).await?;
+    fcd_sign::verify(&auth, &credential.secret, &signed, now).map_err(sign_error)?;
+    let account_id = resolve_account(&parts.headers, key_id, &credential.principal)?;
+    authorize(state, &parts, &path, &credential).await?;
     parts.extensions.insert(Caller {
         request_id: request_id.to_owned(),
         account_id,
         access_key_id: key_id.to_owned(),
-        principal: Some(principal),
+        principal: Some(credential.principal),
     });
     Ok(Request::from_parts(parts, Body::from(body)))
 }
