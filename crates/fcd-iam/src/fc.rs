@@ -55,6 +55,18 @@ pub struct FcOperation {
 /// `path` is `uri.path()` exactly as the router sees it; `qualifier` is the value the handlers
 /// read from the query string — [`query_qualifier`] extracts it the same way.
 pub fn operation(method: &str, path: &str, qualifier: Option<&str>) -> Option<FcOperation> {
+    let (action, resource, params) = route(method, path)?;
+    Some(FcOperation {
+        action,
+        resource: fill(resource, &params, qualifier)?,
+    })
+}
+
+/// Decoded path parameters, by name.
+type Params<'p> = Vec<(&'static str, std::borrow::Cow<'p, str>)>;
+
+/// The route `path` takes with `method`, and its parameters decoded as axum decodes them.
+fn route<'p>(method: &str, path: &'p str) -> Option<(&'static str, Resource, Params<'p>)> {
     let router = ROUTER.as_ref()?;
     let found = router.at(path).ok()?;
     // axum routes HEAD to the GET handler.
@@ -67,6 +79,11 @@ pub fn operation(method: &str, path: &str, qualifier: Option<&str>) -> Option<Fc
             .ok()?;
         params.push((name, decoded));
     }
+    Some((action, *resource, params))
+}
+
+/// The resource of `resource` for these parameters (see the module docs).
+fn fill(resource: Resource, params: &Params<'_>, qualifier: Option<&str>) -> Option<String> {
     let param = |name: &str| {
         params
             .iter()
@@ -88,10 +105,7 @@ pub fn operation(method: &str, path: &str, qualifier: Option<&str>) -> Option<Fc
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
-    Some(FcOperation {
-        action,
-        resource: out,
-    })
+    Some(out)
 }
 
 /// The `qualifier` query parameter as the handlers read it: form-decoded (`+` is a space,

@@ -217,4 +217,6 @@ pub fn verify(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -201,8 +201,10 @@ fn normalise_inside(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Extracts `zip` into the new directory `dest`, enforcing every safety rule.
-fn extract(zip: &[u8], dest: &Path) -> Result<(), CodeError> {
+/// Extracts `zip` into the new directory `dest`, enforcing every safety rule (entry count,
+/// expanded size, no absolute or `..` names, no link out of `dest`). Public for the fuzzer
+/// and for tools; the store itself only extracts through [`CodeStore`].
+pub fn extract(zip: &[u8], dest: &Path) -> Result<(), CodeError> {
     use std::os::unix::fs::PermissionsExt;
 
     let mut archive = zip::ZipArchive::new(io::Cursor::new(zip))
@@ -431,5 +433,147 @@ mod tests {
             store.put_base64(&b64(&z)).await,
             Err(CodeError::UncompressedTooLarge(_))
         ));
+    }
+
+    // ---- properties: whatever the archive, extraction never panics and never writes or
+    // links outside its directory (the `zip_extract` fuzz target explores the same ground).
+
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Entry {
+        File(String, Vec<u8>, u32),
+        Dir(String),
+        Link(String, String),
+    }
+
+    fn entry_name() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            3 => "[a-c]{1,2}",
+            1 => Just("..".to_owned()),
+            1 => Just(".".to_owned()),
+            1 => Just(String::new()),
+        ];
+        (
+            prop::collection::vec(segment, 1..4),
+            prop_oneof![4 => Just(""), 1 => Just("/"), 1 => Just("\\")],
+        )
+            .prop_map(|(segs, lead)| format!("{lead}{}", segs.join("/")))
+    }
+
+    fn entries() -> impl Strategy<Value = Vec<Entry>> {
+        let entry = prop_oneof![
+            4 => (entry_name(), prop::collection::vec(any::<u8>(), 0..32), prop_oneof![Just(0o644u32), Just(0o755u32)])
+                .prop_map(|(n, b, m)| Entry::File(n, b, m)),
+            1 => entry_name().prop_map(Entry::Dir),
+            2 => (entry_name(), entry_name()).prop_map(|(n, t)| Entry::Link(n, t)),
+        ];
+        prop::collection::vec(entry, 0..8)
+    }
+
+    fn build(entries: &[Entry]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let mut seen = std::collections::HashSet::new();
+        for e in entries {
+            let name = match e {
+                Entry::File(n, ..) | Entry::Dir(n) | Entry::Link(n, _) => n,
+            };
+            // The writer refuses duplicate names (and a refused entry leaves it unusable).
+            if !seen.insert(name.trim_end_matches('/').to_owned()) {
+                continue;
+            }
+            let opts = SimpleFileOptions::default();
+            let ok = match e {
+                Entry::File(n, body, mode) => w
+                    .start_file(n.as_str(), opts.unix_permissions(*mode))
+                    .and_then(|()| w.write_all(body).map_err(Into::into))
+                    .is_ok(),
+                Entry::Dir(n) => w.add_directory(n.as_str(), opts).is_ok(),
+                Entry::Link(n, t) => w.add_symlink(n.as_str(), t.as_str(), opts).is_ok(),
+            };
+            if !ok {
+                break;
+            }
+        }
+        w.finish().map(|c| c.into_inner()).unwrap_or_default()
+    }
+
+    /// Extracts into `sandbox/package` and checks nothing escaped; the result of `extract`.
+    fn extract_contained(zip: &[u8]) -> Result<tempfile::TempDir, CodeError> {
+        let sandbox = tempfile::tempdir().unwrap();
+        let dest = sandbox.path().join("package");
+        let result = extract(zip, &dest);
+        let beside: Vec<_> = fs::read_dir(sandbox.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "package")
+            .collect();
+        assert!(beside.is_empty(), "written outside the package: {beside:?}");
+        if result.is_ok() {
+            let root = fs::canonicalize(&dest).unwrap();
+            let mut stack = vec![dest.clone()];
+            while let Some(dir) = stack.pop() {
+                for e in fs::read_dir(&dir).unwrap().flatten() {
+                    let meta = fs::symlink_metadata(e.path()).unwrap();
+                    if meta.file_type().is_symlink() {
+                        if let Ok(real) = fs::canonicalize(e.path()) {
+                            assert!(
+                                real.starts_with(&root),
+                                "{:?} escapes to {real:?}",
+                                e.path()
+                            );
+                        }
+                    } else if meta.is_dir() {
+                        stack.push(e.path());
+                    }
+                }
+            }
+        }
+        make_writable(sandbox.path());
+        result.map(|()| sandbox)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn generated_packages_stay_inside(entries in entries()) {
+            let zip = build(&entries);
+            if let Ok(sandbox) = extract_contained(&zip) {
+                // Plain names with a single entry each read back as written.
+                for e in &entries {
+                    let Entry::File(name, body, _) = e else { continue };
+                    let plain = name.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+                    let unique = entries.iter().filter(|o| match o {
+                        Entry::File(n, ..) | Entry::Dir(n) | Entry::Link(n, _) => n == name,
+                    }).count() == 1;
+                    if plain && unique {
+                        let got = fs::read(sandbox.path().join("package").join(name)).unwrap();
+                        prop_assert_eq!(&got, body, "{}", name);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn damaged_packages_never_panic(
+            entries in entries(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let mut zip = build(&entries);
+            if !zip.is_empty() {
+                for (at, byte) in edits {
+                    let i = at.index(zip.len());
+                    zip[i] = byte;
+                }
+            }
+            let _ = extract_contained(&zip);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = extract_contained(&bytes);
+        }
     }
 }

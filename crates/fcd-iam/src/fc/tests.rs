@@ -647,3 +647,215 @@ proptest! {
         }
     }
 }
+
+// ---- differential: the same requests through an axum router with the same routes ----------
+//
+// `fcd-api` routes with axum; this router is built the same way (the patterns of `ROUTES`,
+// nested under both prefixes, only the methods the table names) and answers with the
+// parameters its `Path` extractor decoded. `operation` must find a route exactly when axum
+// does, and name the same parameters.
+
+mod against_axum {
+    use std::collections::BTreeMap;
+    use std::sync::LazyLock;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::Path;
+    use axum::http::{Method, Request, StatusCode};
+    use axum::routing::{MethodFilter, on};
+    use proptest::prelude::*;
+    use tower::ServiceExt as _;
+
+    use super::super::{ROUTES, route};
+
+    /// Answers with the decoded parameters in a header (HEAD responses lose their body),
+    /// hex-encoded JSON so any text fits.
+    async fn echo(
+        params: Result<Path<BTreeMap<String, String>>, axum::extract::rejection::PathRejection>,
+    ) -> Result<[(&'static str, String); 1], StatusCode> {
+        match params {
+            Ok(Path(p)) => {
+                let json = serde_json::to_string(&p).unwrap_or_default();
+                let hex: String = json.bytes().map(|b| format!("{b:02x}")).collect();
+                Ok([("x-params", hex)])
+            }
+            // Not UTF-8 once decoded: the handler never runs.
+            Err(_) => Err(StatusCode::BAD_REQUEST),
+        }
+    }
+
+    fn filter(method: &str) -> MethodFilter {
+        match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "DELETE" => MethodFilter::DELETE,
+            other => panic!("no filter for {other}"),
+        }
+    }
+
+    static APP: LazyLock<Router> = LazyLock::new(|| {
+        let mut api = Router::new();
+        for (pattern, methods) in ROUTES {
+            let mut mr: Option<axum::routing::MethodRouter> = None;
+            for (m, _, _) in *methods {
+                mr = Some(match mr {
+                    None => on(filter(m), echo),
+                    Some(r) => r.on(filter(m), echo),
+                });
+            }
+            if let Some(mr) = mr {
+                api = api.route(pattern, mr);
+            }
+        }
+        Router::new()
+            .nest("/2021-04-06", api.clone())
+            .nest("/2016-08-15", api)
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
+    });
+
+    /// What axum does with the request: `Some(params)` when a handler ran, `None` when it
+    /// answered not found, method not allowed or an undecodable path.
+    fn axum_params(method: &str, path: &str) -> Option<BTreeMap<String, String>> {
+        let request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).ok()?)
+            .uri(path)
+            .body(Body::empty())
+            .ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().build().ok()?;
+        let response = runtime.block_on(APP.clone().oneshot(request)).ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        let hex = response.headers().get("x-params")?.to_str().ok()?;
+        let json: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+            .collect::<Option<_>>()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    fn ours(method: &str, path: &str) -> Option<BTreeMap<String, String>> {
+        route(method, path).map(|(_, _, params)| {
+            params
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_owned()))
+                .collect()
+        })
+    }
+
+    /// Whether `path` can be sent as a request target at all (else there is nothing to compare).
+    fn sendable(path: &str) -> bool {
+        path.starts_with('/')
+            && path
+                .parse::<axum::http::Uri>()
+                .is_ok_and(|u| u.path() == path)
+    }
+
+    #[test]
+    fn table_routes_agree() {
+        for prefix in super::API_PREFIXES {
+            for (method, path, _, _, _) in super::TABLE {
+                let full = format!("{prefix}{path}");
+                assert_eq!(
+                    ours(method, &full),
+                    axum_params(method, &full),
+                    "{method} {full}"
+                );
+                assert!(ours(method, &full).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn edge_cases_agree() {
+        for path in [
+            "/2021-04-06/services/secre%74/functions/f",
+            "/2021-04-06/services/a%2Fb/functions/f",
+            "/2021-04-06/services/%FF/functions/f",
+            "/2021-04-06/services/%C3/functions/f",
+            "/2021-04-06/services/100%/functions/f",
+            "/2021-04-06/services/%zz/functions/f",
+            "/2021-04-06/services//functions/f",
+            "/2021-04-06/services/s/functions/",
+            "/2021-04-06/services/",
+            "/2021-04-06//services",
+            "/2021-04-06/services/s.prod/functions/f/invocations",
+            "/2021-04-06/services/s/functions/f/triggers/t",
+            "/2021-04-06/custom-domains/a.b",
+            "/2021-04-06/on-demand-configs",
+            "/2021-04-06/on-demand-configs/",
+            "/2021-04-06/Services",
+        ] {
+            for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+                assert_eq!(
+                    ours(method, path),
+                    axum_params(method, path),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop_oneof![
+                Just("services"), Just("functions"), Just("invocations"), Just("versions"),
+                Just("aliases"), Just("triggers"), Just("custom-domains"), Just("code"),
+                Just("on-demand-config"), Just("stateful-async-invocations"), Just("instances"),
+                Just("async-invoke-config"), Just("provision-configs"),
+            ].prop_map(str::to_owned),
+            2 => "[a-z.]{0,4}",
+            2 => "(%[0-9A-Fa-f]{2}|%|[a-z.~+])*".prop_filter("short", |s| s.len() < 12),
+            1 => "\\PC{0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn generated_requests_agree(
+            prefix in prop_oneof![Just("/2021-04-06"), Just("/2016-08-15"), Just("/2021-04-07")],
+            segments in prop::collection::vec(segment(), 0..7),
+            trailing in any::<bool>(),
+            method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("PUT"), Just("DELETE")],
+        ) {
+            let mut path = format!("{prefix}/{}", segments.join("/"));
+            if trailing {
+                path.push('/');
+            }
+            prop_assume!(sendable(&path));
+            prop_assert_eq!(ours(method, &path), axum_params(method, &path), "{} {}", method, path);
+        }
+
+        #[test]
+        fn every_route_with_generated_parameters_agrees(
+            route_index in any::<prop::sample::Index>(),
+            prefix in prop_oneof![Just("/2021-04-06"), Just("/2016-08-15")],
+            values in prop::collection::vec(
+                "(%[0-9A-Fa-f]{2}|%[0-9A-Fa-f]?|[a-zA-Z0-9._~+*!$&'()=:@-]|\\PC)*"
+                    .prop_filter("short", |s| s.len() < 16),
+                4,
+            ),
+            method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("PUT"), Just("DELETE")],
+        ) {
+            let (pattern, _) = ROUTES[route_index.index(ROUTES.len())];
+            // Replace each `{param}` of the pattern by a generated value.
+            let mut path = String::from(prefix);
+            let mut values = values.iter();
+            for piece in pattern.split('/').skip(1) {
+                path.push('/');
+                if piece.starts_with('{') {
+                    path.push_str(values.next().map(String::as_str).unwrap_or(""));
+                } else {
+                    path.push_str(piece);
+                }
+            }
+            prop_assume!(sendable(&path));
+            prop_assert_eq!(ours(method, &path), axum_params(method, &path), "{} {}", method, path);
+        }
+    }
+}

@@ -860,7 +860,56 @@ fn simple_request() -> impl Strategy<Value = (String, String, Option<IpAddr>, bo
         .prop_map(|(a, r, ip, tls)| (a.to_owned(), r.to_owned(), ip, tls))
 }
 
+/// Any JSON value, with the policy's element names and operators among its keys.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "\\PC{0,8}".prop_map(Value::String),
+        Just(Value::String("1".into())),
+        Just(Value::String("Allow".into())),
+        Just(Value::String("Deny".into())),
+    ];
+    let key = prop_oneof![
+        Just("Version"),
+        Just("Statement"),
+        Just("Effect"),
+        Just("Action"),
+        Just("NotAction"),
+        Just("Resource"),
+        Just("Condition"),
+        Just("Principal"),
+        Just("RAM"),
+        Just("Service"),
+        Just("StringLike"),
+        Just("IpAddress"),
+        Just("DateEquals"),
+        Just("Bool"),
+        Just("acs:SourceIp"),
+        Just("acs:CurrentTime"),
+        Just("x"),
+    ]
+    .prop_map(str::to_owned);
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 proptest! {
+    #[test]
+    fn parse_never_panics_on_json(value in any_json()) {
+        let text = value.to_string();
+        let _ = Policy::parse(&text);
+        let _ = TrustPolicy::parse(&text);
+    }
+
     #[test]
     fn parse_never_panics_on_strings(s in "\\PC{0,200}") {
         let _ = Policy::parse(&s);
