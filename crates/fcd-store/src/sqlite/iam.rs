@@ -82,11 +82,7 @@ async fn exists(
         .is_some())
 }
 
-async fn count(
-    tx: &mut Tx<'_>,
-    sql: &'static str,
-    binds: &[&str],
-) -> Result<i64, IamStoreError> {
+async fn count(tx: &mut Tx<'_>, sql: &'static str, binds: &[&str]) -> Result<i64, IamStoreError> {
     let mut q = sqlx::query(sql);
     for b in binds {
         q = q.bind(*b);
