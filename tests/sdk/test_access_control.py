@@ -53,6 +53,8 @@ from ramkit import (
     trust_document,
 )
 
+pytestmark = pytest.mark.invoke
+
 HANDLER = """\
 def handler(event, context):
     return 'hello from ' + context.function.name
