@@ -12,6 +12,9 @@ listens on 127.0.0.1, so ``acs:SourceIp`` is 127.0.0.1.
 from __future__ import annotations
 
 import calendar
+import json
+import os
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -23,12 +26,15 @@ from alibabacloud_sts20150401 import models as sm
 from fc2.fc_exceptions import FcError
 
 from fcdkit import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
     ACCOUNT_ID,
     REGION,
     FcdServer,
     _new_server,
     create_function,
     delete_service_tree,
+    fcd_binary,
     unique,
 )
 from ramkit import (
@@ -46,6 +52,8 @@ from ramkit import (
     sts_client,
     trust_document,
 )
+
+pytestmark = pytest.mark.invoke
 
 HANDLER = """\
 def handler(event, context):
@@ -212,7 +220,7 @@ def test_changes_apply_to_the_next_request(world: World, iam: RamFixture):
     assert invoke(world.addr, user.keys, world.other, "prod") == "hello from f"
 
 
-def sts_user(iam: RamFixture) -> "object":
+def sts_user(iam: RamFixture):
     return iam.user(system=("AliyunSTSAssumeRoleAccess",))
 
 
@@ -422,3 +430,36 @@ def test_role_and_user_changes_reach_live_credentials(world: World, iam: RamFixt
         rm.DeleteAccessKeyRequest(user_name=user.name, user_access_key_id=user.keys.access_key_id)
     )
     expect_fc_error("InvalidAccessKeyID", 403, do_invoke, fc_client(world.addr, user.keys), world.svc, "prod")
+
+
+def test_cli_creates_and_deletes_a_user_through_the_ram_api(world: World, iam: RamFixture, tmp_path):
+    """``fcd iam create-user``: user, custom policy from a file, a system policy, an access key
+    — all through the server's RAM API with the account's key; ``delete-user`` undoes it."""
+    policy = tmp_path / "invoke-prod.json"
+    policy.write_text(policy_document(allow("fc:InvokeFunction", prod_functions(world.svc))))
+    name = unique("cli")
+    env = dict(os.environ, FCD_ACCESS_KEY_ID=ACCESS_KEY_ID, FCD_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
+    base = [fcd_binary(), "iam", "--endpoint", world.addr, "--data-dir", str(tmp_path)]
+    out = subprocess.run(
+        base + ["create-user", "--name", name, "--policy-file", str(policy),
+                "--system-policy", "AliyunSTSAssumeRoleAccess"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    iam.users.append(name)
+    iam.policies.append(f"{name}-policy")
+    created = json.loads(out.stdout)
+    keys = Keys(created["AccessKeyId"], created["AccessKeySecret"])
+    assert created["UserName"] == name
+    assert [p["PolicyName"] for p in created["Policies"]] == [f"{name}-policy", "AliyunSTSAssumeRoleAccess"]
+    assert invoke(world.addr, keys, world.svc, "prod") == "hello from f"
+    denied(world.addr, keys, do_invoke, world.svc)
+
+    again = subprocess.run(base + ["create-user", "--name", name], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode != 0 and "EntityAlreadyExists.User" in again.stderr
+
+    gone = subprocess.run(base + ["delete-user", "--name", name], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert gone.returncode == 0, gone.stderr
+    expect_fc_error("InvalidAccessKeyID", 403, do_invoke, fc_client(world.addr, keys), world.svc, "prod")

@@ -179,8 +179,9 @@ async fn authorize(
     state: &AppState,
     parts: &http::request::Parts,
     path: &str,
-    principal: &Principal,
+    credential: &Credential,
 ) -> Result<(), FcError> {
+    let principal = &credential.principal;
     if principal.is_root() || is_rpc(path) {
         return Ok(());
     }
@@ -203,7 +204,10 @@ async fn authorize(
     })?;
     let arn = fcd_iam::fc::arn(state.iam.region(), principal.account_id(), &op.resource);
     let ctx = crate::rpc::auth_context(&parts.extensions);
-    state.iam.authorize(principal, op.action, &arn, &ctx).await
+    state
+        .iam
+        .authorize_credential(credential, op.action, &arn, &ctx)
+        .await
 }
 
 /// The body, within `limit` bytes and the body read timeout (see [`crate::frontdoor`]).
@@ -316,18 +320,11 @@ async fn authenticate(
     let key_id = auth.access_key_id();
     // The root keys are a map lookup; other keys are resolved through the IAM cache (users) or
     // by verifying their token (STS).
-    let Credential { secret, principal } = match state.iam.root_key(key_id) {
-        Some(root) => Credential {
-            secret: root.access_key_secret.clone(),
-            principal: Principal::Root {
-                account_id: root.account_id.clone(),
-            },
-        },
-        None => {
-            let token = security_token(&auth, &parts.headers)?;
-            state.iam.resolve(key_id, token, now).await?
-        }
+    let token = match state.iam.root_key(key_id) {
+        Some(_) => None,
+        None => security_token(&auth, &parts.headers)?,
     };
+    let credential = state.iam.resolve(key_id, token, now).await?;
     // The head is verified before the body is read: a forged or unsigned request never makes
     // the server buffer up to the body limit. The body is then checked against the digest the
     // verified head carries.
@@ -338,18 +335,82 @@ async fn authenticate(
         headers: &parts.headers,
         body: &[],
     };
-    fcd_sign::verify_head(&auth, &secret, &head, now).map_err(sign_error)?;
+    fcd_sign::verify_head(&auth, &credential.secret, &head, now).map_err(sign_error)?;
     let body = read_body(state, body, limit).await?;
     fcd_sign::verify_body(&auth, &parts.headers, &body).map_err(sign_error)?;
     // Only now, with the whole request verified, may its nonce be recorded.
     state.front_door.check_replay(&auth, &parts.headers, now)?;
-    let account_id = resolve_account(&parts.headers, key_id, &principal)?;
-    authorize(state, &parts, &path, &principal).await?;
+    let account_id = resolve_account(&parts.headers, key_id, &credential.principal)?;
+    authorize(state, &parts, &path, &credential).await?;
     parts.extensions.insert(Caller {
         request_id: request_id.to_owned(),
         account_id,
         access_key_id: key_id.to_owned(),
-        principal: Some(principal),
+        principal: Some(credential.principal),
     });
     Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn acs3(signed: &str) -> Authorization {
+        Authorization::Acs3 {
+            access_key_id: "STS.key".into(),
+            signed_headers: signed.split(';').map(str::to_owned).collect(),
+            signature: vec![0; 32],
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn acs3_tokens_must_be_signed_and_name_the_signing_key() {
+        let signed = "host;x-acs-accesskey-id;x-acs-date;x-acs-security-token";
+        let h = headers(&[
+            ("x-acs-security-token", "tok"),
+            ("x-acs-accesskey-id", "STS.key"),
+        ]);
+        assert_eq!(security_token(&acs3(signed), &h).unwrap(), Some("tok"));
+        assert_eq!(
+            security_token(&acs3(signed), &HeaderMap::new()).unwrap(),
+            None
+        );
+        let err = security_token(&acs3("host;x-acs-date"), &h).unwrap_err();
+        assert_eq!(err.code(), "InvalidSecurityToken.Malformed");
+        let other = headers(&[
+            ("x-acs-security-token", "tok"),
+            ("x-acs-accesskey-id", "STS.other"),
+        ]);
+        let err = security_token(&acs3(signed), &other).unwrap_err();
+        assert_eq!(err.code(), "InvalidSecurityToken.MismatchWithAccessKey");
+    }
+
+    #[test]
+    fn the_fc_scheme_carries_its_token_in_x_fc_security_token() {
+        let fc = Authorization::Fc {
+            access_key_id: "STS.key".into(),
+            signature: vec![0; 32],
+        };
+        let h = headers(&[
+            ("x-fc-security-token", "tok"),
+            ("x-acs-security-token", "no"),
+        ]);
+        assert_eq!(security_token(&fc, &h).unwrap(), Some("tok"));
+    }
+
+    #[test]
+    fn rpc_calls_live_at_the_root_path_with_a_small_body_limit() {
+        assert!(is_rpc("/"));
+        assert!(!is_rpc("/2021-04-06/services"));
+        assert_eq!(body_limit("/"), RPC_BODY_MAX);
+    }
 }

@@ -141,6 +141,9 @@ impl Principal {
 pub struct Credential {
     pub secret: String,
     pub principal: Principal,
+    /// The snapshot a user's key was resolved in: [`Iam::authorize_credential`] decides in it
+    /// rather than reading the generation a second time for the same request.
+    snapshot: Option<Arc<Snapshot>>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -252,6 +255,7 @@ impl Iam {
                 principal: Principal::Root {
                     account_id: root.account_id.clone(),
                 },
+                snapshot: None,
             });
         }
         if TokenKey::is_temporary(access_key_id) {
@@ -289,6 +293,7 @@ impl Iam {
                     expires_at: claims.expires_at,
                     session_policy,
                 })),
+                snapshot: None,
             });
         }
         let snap = self.snapshot().await?;
@@ -309,12 +314,25 @@ impl Iam {
                 user_name: user.user.user_name.clone(),
                 user_id: user.user.user_id.clone(),
             },
+            snapshot: Some(snap.clone()),
         })
     }
 
     /// The decision for `principal` doing `action` on `resource` (a full ARN).
     pub async fn decide(
         &self,
+        principal: &Principal,
+        action: &str,
+        resource: &str,
+        ctx: &AuthContext,
+    ) -> Result<Decision, FcError> {
+        self.decide_in(None, principal, action, resource, ctx).await
+    }
+
+    /// [`Iam::decide`] in `snapshot` when given (taken during this request), else in a fresh one.
+    async fn decide_in(
+        &self,
+        snapshot: Option<Arc<Snapshot>>,
         principal: &Principal,
         action: &str,
         resource: &str,
@@ -334,7 +352,10 @@ impl Iam {
                 user_name,
                 user_id,
             } => {
-                let snap = self.snapshot().await?;
+                let snap = match snapshot {
+                    Some(s) => s,
+                    None => self.snapshot().await?,
+                };
                 let Some(user) = snap.account(account_id).users.get(user_name) else {
                     return Ok(Decision::ImplicitDeny);
                 };
@@ -376,7 +397,41 @@ impl Iam {
         resource: &str,
         ctx: &AuthContext,
     ) -> Result<(), FcError> {
-        match self.decide(principal, action, resource, ctx).await? {
+        self.authorize_in(None, principal, action, resource, ctx)
+            .await
+    }
+
+    /// [`Iam::authorize`] for the credential a request was just resolved to: a user's key is
+    /// decided in the snapshot it was resolved in (one generation read per request, not two).
+    pub async fn authorize_credential(
+        &self,
+        credential: &Credential,
+        action: &str,
+        resource: &str,
+        ctx: &AuthContext,
+    ) -> Result<(), FcError> {
+        self.authorize_in(
+            credential.snapshot.clone(),
+            &credential.principal,
+            action,
+            resource,
+            ctx,
+        )
+        .await
+    }
+
+    async fn authorize_in(
+        &self,
+        snapshot: Option<Arc<Snapshot>>,
+        principal: &Principal,
+        action: &str,
+        resource: &str,
+        ctx: &AuthContext,
+    ) -> Result<(), FcError> {
+        match self
+            .decide_in(snapshot, principal, action, resource, ctx)
+            .await?
+        {
             Decision::Allow => Ok(()),
             Decision::ExplicitDeny => Err(FcError::AccessDenied(format!(
                 "'{}' is not authorized to perform '{action}' on resource '{resource}': an explicit Deny in a policy refuses it",

@@ -60,6 +60,36 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The credentials a server with this data dir uses, for a client command: the `FCD_*`
+/// variables over `credentials.json`; nothing is generated.
+pub(crate) fn read(data_dir: &Path) -> anyhow::Result<Credentials> {
+    let path = data_dir.join(FILE);
+    let mut creds = if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?
+    } else {
+        Credentials {
+            access_key_id: String::new(),
+            access_key_secret: String::new(),
+            account_id: String::new(),
+        }
+    };
+    if let Some(v) = env("FCD_ACCESS_KEY_ID") {
+        creds.access_key_id = v;
+    }
+    if let Some(v) = env("FCD_ACCESS_KEY_SECRET") {
+        creds.access_key_secret = v;
+    }
+    if creds.access_key_id.is_empty() || creds.access_key_secret.is_empty() {
+        anyhow::bail!(
+            "no account credentials: set FCD_ACCESS_KEY_ID and FCD_ACCESS_KEY_SECRET, or --data-dir to the server's data dir ({} not found)",
+            path.display()
+        );
+    }
+    Ok(creds)
+}
+
 /// Loads or creates the credentials. Returns them and whether they were just generated.
 pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {
     let path = data_dir.join(FILE);

@@ -5,6 +5,7 @@
 //! else lives in the library crates.
 
 mod credentials;
+mod iam_cli;
 mod listener;
 mod serve;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the API server with its embedded store and instance manager.
     Serve(serve::ServeArgs),
+    /// Common RAM tasks (users with keys and policies) through a running server's RAM API.
+    Iam(iam_cli::IamArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(serve::run(args))
+        }
+        Command::Iam(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(iam_cli::run(args))
         }
     }
 }
