@@ -162,6 +162,27 @@ pub enum FcError {
     FunctionAlreadyExists { service: String, function: String },
     #[error("service '{0}' is not empty: delete its functions, aliases and versions first")]
     ServiceNotEmpty(String),
+    #[error("trigger '{trigger}' of function '{function}' in service '{service}' does not exist")]
+    TriggerNotFound {
+        service: String,
+        function: String,
+        trigger: String,
+    },
+    #[error("trigger '{trigger}' already exists for function '{function}' in service '{service}'")]
+    TriggerAlreadyExists {
+        service: String,
+        function: String,
+        trigger: String,
+    },
+    #[error("function '{0}' has active triggers: delete them first")]
+    FunctionNotEmpty(String),
+    #[error("domain name '{0}' does not exist")]
+    DomainNameNotFound(String),
+    #[error("domain name {0} already exists")]
+    DomainNameAlreadyExists(String),
+    /// A function's response fcd cannot pass on (an HTTP trigger's over-large headers).
+    #[error("BadResponse: {0}")]
+    BadResponse(String),
     #[error("the resource being modified has been changed")]
     PreconditionFailed,
     #[error("ConcurrentUpdateError: {0}")]
@@ -254,6 +275,12 @@ impl FcError {
             FcError::ServiceAlreadyExists(_) => "ServiceAlreadyExists",
             FcError::FunctionAlreadyExists { .. } => "FunctionAlreadyExists",
             FcError::ServiceNotEmpty(_) => "ServiceNotEmpty",
+            FcError::TriggerNotFound { .. } => "TriggerNotFound",
+            FcError::TriggerAlreadyExists { .. } => "TriggerAlreadyExists",
+            FcError::FunctionNotEmpty(_) => "FunctionNotEmpty",
+            FcError::DomainNameNotFound(_) => "DomainNameNotFound",
+            FcError::DomainNameAlreadyExists(_) => "DomainNameAlreadyExists",
+            FcError::BadResponse(_) => "BadResponse",
             FcError::PreconditionFailed => "PreconditionFailed",
             FcError::ConcurrentUpdate(_) => "ConcurrentUpdateError",
             FcError::LimitExceeded(_) => "LimitExceededError",
@@ -356,13 +383,19 @@ impl FcError {
             | FcError::FunctionNotFound { .. }
             | FcError::VersionNotFound { .. }
             | FcError::AliasNotFound { .. }
-            | FcError::OnDemandConfigNotFound { .. } => 404,
+            | FcError::OnDemandConfigNotFound { .. }
+            | FcError::TriggerNotFound { .. }
+            | FcError::DomainNameNotFound(_) => 404,
             FcError::ServiceAlreadyExists(_)
             | FcError::AliasAlreadyExists { .. }
             | FcError::FunctionAlreadyExists { .. }
             | FcError::ProvisionConfigExist { .. }
+            | FcError::TriggerAlreadyExists { .. }
+            | FcError::DomainNameAlreadyExists(_)
             | FcError::ConcurrentUpdate(_) => 409,
-            FcError::ServiceNotEmpty(_)
+            FcError::BadResponse(_) => 502,
+            FcError::FunctionNotEmpty(_)
+            | FcError::ServiceNotEmpty(_)
             | FcError::PreconditionFailed
             | FcError::FunctionNotStarted(_) => 412,
             FcError::ResourceExhausted(_) => 429,

@@ -1,4 +1,4 @@
-//! Domain model of fcd: services, functions, their validation rules and FC's limits, and the one
+//! Domain model of fcd: services, functions, triggers, custom domains, their validation rules and FC's limits, and the one
 //! error type every layer reports in. No IO happens here.
 //!
 //! The model types derive serde with FC's camelCase field names because the same shapes are what
@@ -6,11 +6,13 @@
 //! kept as raw JSON objects so they round-trip unchanged.
 
 pub mod configs;
+pub mod domains;
 pub mod error;
 pub mod limits;
 pub mod model;
 pub mod names;
 pub mod time;
+pub mod triggers;
 pub mod versions;
 
 pub use error::FcError;

@@ -33,6 +33,10 @@ pub fn check_function_name(name: &str) -> Result<(), FcError> {
     check("function", name, 64)
 }
 
+pub fn check_trigger_name(name: &str) -> Result<(), FcError> {
+    check("trigger", name, 128)
+}
+
 /// Environment variable keys: a letter first, then letters, digits and `_`.
 pub fn check_env_key(key: &str) -> Result<(), FcError> {
     let mut chars = key.chars();

@@ -1,0 +1,435 @@
+//! Custom domains as FC describes them: a domain name whose requests are routed by path to a
+//! function (service, function, qualifier), and the matching rules for those routes.
+//!
+//! Routes match FC's way: a route's `path` is either exact (`/users`) or ends in `/*`
+//! (`/api/*` matches `/api/` and everything below it; `/*` matches every path). An exact route
+//! wins over a wildcard one, and among wildcards the longest prefix wins. A route may name the
+//! `methods` it admits and rewrite the path the function sees (`rewriteConfig`: equal and
+//! wildcard rules; FC's regex rules are refused rather than ignored).
+//!
+//! fcd serves custom domains over plain HTTP (TLS is for a proxy in front of it), so `HTTPS`
+//! protocols and certificates are refused with a message that says so.
+
+use serde::{Deserialize, Serialize};
+
+use crate::FcError;
+use crate::model::JsonObject;
+use crate::names::{check_function_name, check_service_name};
+
+/// Most routes one domain may have.
+pub const ROUTES_MAX: usize = 100;
+
+/// A stored custom domain; serialises to FC's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomDomain {
+    pub domain_name: String,
+    pub account_id: String,
+    /// The FC API version the routes use (`2016-08-15`, as FC reports it).
+    pub api_version: String,
+    /// `HTTP`.
+    pub protocol: String,
+    pub route_config: RouteConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<JsonObject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf_config: Option<JsonObject>,
+    pub created_time: String,
+    pub last_modified_time: String,
+}
+
+/// The body of CreateCustomDomain / UpdateCustomDomain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomDomainInput {
+    pub domain_name: Option<String>,
+    pub protocol: Option<String>,
+    pub route_config: Option<RouteConfig>,
+    pub cert_config: Option<JsonObject>,
+    pub tls_config: Option<JsonObject>,
+    pub waf_config: Option<JsonObject>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteConfig {
+    #[serde(default)]
+    pub routes: Vec<PathConfig>,
+}
+
+/// One route: requests whose path matches `path` go to the function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathConfig {
+    pub path: String,
+    pub service_name: String,
+    pub function_name: String,
+    /// `LATEST` when none was given.
+    #[serde(default)]
+    pub qualifier: String,
+    /// Methods admitted; empty admits every method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_config: Option<RewriteConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equal_rules: Vec<RewriteRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wildcard_rules: Vec<RewriteRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regex_rules: Vec<RewriteRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewriteRule {
+    #[serde(rename = "match")]
+    pub match_: String,
+    pub replacement: String,
+}
+
+/// Where a request on a custom domain goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMatch<'a> {
+    pub route: &'a PathConfig,
+    /// The path the function sees (after rewrite rules).
+    pub path: String,
+}
+
+/// Checks a domain name: lower-case letters, digits, `-` and `.`, labels of 1 to 63, at most
+/// 255 in all (wildcard domains such as `*.example.com` are not routed by fcd).
+pub fn check_domain_name(name: &str) -> Result<(), FcError> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 255 || !name.split('.').all(label_ok) {
+        return Err(FcError::invalid(format!(
+            "domain name '{name}' is invalid: expected lower-case labels of letters, digits and '-' separated by '.'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_route(r: &PathConfig) -> Result<(), FcError> {
+    if !r.path.starts_with('/') || r.path.len() > 1024 {
+        return Err(FcError::invalid(format!(
+            "routeConfig path '{}' must start with '/' (at most 1024 characters)",
+            r.path
+        )));
+    }
+    if let Some(i) = r.path.find('*')
+        && !(r.path.ends_with("/*") && i == r.path.len() - 1)
+    {
+        return Err(FcError::invalid(format!(
+            "routeConfig path '{}': '*' is allowed only as a final '/*'",
+            r.path
+        )));
+    }
+    check_service_name(&r.service_name)?;
+    check_function_name(&r.function_name)?;
+    for m in &r.methods {
+        if !crate::triggers::HTTP_METHODS.contains(&m.to_ascii_uppercase().as_str()) {
+            return Err(FcError::invalid(format!(
+                "routeConfig methods: '{m}' is not one of {}",
+                crate::triggers::HTTP_METHODS.join(", ")
+            )));
+        }
+    }
+    if let Some(rw) = &r.rewrite_config {
+        if !rw.regex_rules.is_empty() {
+            return Err(FcError::invalid(
+                "rewriteConfig.regexRules are not supported by fcd; use equalRules or wildcardRules",
+            ));
+        }
+        for rule in rw.equal_rules.iter().chain(&rw.wildcard_rules) {
+            if !rule.match_.starts_with('/') || !rule.replacement.starts_with('/') {
+                return Err(FcError::invalid(
+                    "rewriteConfig rules must match and replace with paths starting with '/'",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn normalise_routes(mut rc: RouteConfig) -> Result<RouteConfig, FcError> {
+    if rc.routes.len() > ROUTES_MAX {
+        return Err(FcError::invalid(format!(
+            "routeConfig has {} routes; at most {ROUTES_MAX} are allowed",
+            rc.routes.len()
+        )));
+    }
+    for r in &mut rc.routes {
+        check_route(r)?;
+        if r.qualifier.is_empty() {
+            r.qualifier = "LATEST".to_owned();
+        }
+        for m in &mut r.methods {
+            *m = m.to_ascii_uppercase();
+        }
+    }
+    for (i, r) in rc.routes.iter().enumerate() {
+        if rc.routes[..i].iter().any(|o| o.path == r.path) {
+            return Err(FcError::invalid(format!(
+                "routeConfig names path '{}' twice",
+                r.path
+            )));
+        }
+    }
+    Ok(rc)
+}
+
+fn check_protocol(p: &str, cert: Option<&JsonObject>) -> Result<String, FcError> {
+    if cert.is_some_and(|c| !c.is_empty()) || !p.eq_ignore_ascii_case("HTTP") {
+        return Err(FcError::invalid(format!(
+            "protocol '{p}' is not supported: fcd serves custom domains over HTTP only (terminate TLS in a proxy in front of fcd)"
+        )));
+    }
+    Ok("HTTP".to_owned())
+}
+
+impl CustomDomain {
+    /// A new domain from CreateCustomDomain's body, validated completely.
+    pub fn create(
+        account_id: String,
+        input: CustomDomainInput,
+        now: String,
+    ) -> Result<CustomDomain, FcError> {
+        let name = input
+            .domain_name
+            .ok_or_else(|| FcError::invalid("domainName is required"))?;
+        check_domain_name(&name)?;
+        let protocol = check_protocol(
+            input.protocol.as_deref().unwrap_or("HTTP"),
+            input.cert_config.as_ref(),
+        )?;
+        let route_config = normalise_routes(input.route_config.unwrap_or_default())?;
+        Ok(CustomDomain {
+            domain_name: name,
+            account_id,
+            api_version: "2016-08-15".to_owned(),
+            protocol,
+            route_config,
+            tls_config: input.tls_config,
+            waf_config: input.waf_config,
+            created_time: now.clone(),
+            last_modified_time: now,
+        })
+    }
+
+    /// Applies UpdateCustomDomain's body (absent fields keep their values; `routeConfig`
+    /// replaces the routes as a whole).
+    pub fn apply(&mut self, u: CustomDomainInput, now: String) -> Result<(), FcError> {
+        let protocol = match (&u.protocol, &u.cert_config) {
+            (None, None) => None,
+            (p, c) => Some(check_protocol(p.as_deref().unwrap_or("HTTP"), c.as_ref())?),
+        };
+        let routes = match u.route_config {
+            Some(rc) => Some(normalise_routes(rc)?),
+            None => None,
+        };
+        if let Some(p) = protocol {
+            self.protocol = p;
+        }
+        if let Some(rc) = routes {
+            self.route_config = rc;
+        }
+        if u.tls_config.is_some() {
+            self.tls_config = u.tls_config;
+        }
+        if u.waf_config.is_some() {
+            self.waf_config = u.waf_config;
+        }
+        self.last_modified_time = now;
+        Ok(())
+    }
+}
+
+impl RouteConfig {
+    /// The route a request path goes to, with the path its function sees; `None` when no
+    /// route matches. `path` is the decoded path without the query.
+    pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
+        let exact = self.routes.iter().find(|r| r.path == path);
+        let route = exact.or_else(|| {
+            self.routes
+                .iter()
+                .filter_map(|r| {
+                    let prefix = r.path.strip_suffix('*')?;
+                    // `/api/*` also takes `/api` itself.
+                    let hit = path.starts_with(prefix) || path == prefix.trim_end_matches('/');
+                    hit.then_some((prefix.len(), r))
+                })
+                .max_by_key(|(len, _)| *len)
+                .map(|(_, r)| r)
+        })?;
+        Some(RouteMatch {
+            route,
+            path: rewrite(route.rewrite_config.as_ref(), path),
+        })
+    }
+}
+
+impl PathConfig {
+    /// Whether the route admits `method`.
+    pub fn allows(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    }
+}
+
+/// Applies the first rewrite rule that matches: equal rules before wildcard rules. A wildcard
+/// rule's `*`s match any text and `$1`, `$2`, … in the replacement stand for what they matched.
+fn rewrite(rc: Option<&RewriteConfig>, path: &str) -> String {
+    let Some(rc) = rc else {
+        return path.to_owned();
+    };
+    if let Some(r) = rc.equal_rules.iter().find(|r| r.match_ == path) {
+        return r.replacement.clone();
+    }
+    for r in &rc.wildcard_rules {
+        if let Some(caps) = wildcard_captures(&r.match_, path) {
+            let mut out = r.replacement.clone();
+            // Highest index first, so `$1` does not eat the start of `$10`.
+            for (i, c) in caps.iter().enumerate().rev() {
+                out = out.replace(&format!("${}", i + 1), c);
+            }
+            return out;
+        }
+    }
+    path.to_owned()
+}
+
+/// What each `*` of `pattern` matched in `text`, if it matches as a whole.
+fn wildcard_captures(pattern: &str, text: &str) -> Option<Vec<String>> {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = parts.split_first()?;
+    let mut pos = text.strip_prefix(first).map(|_| first.len())?;
+    let mut caps = Vec::new();
+    for (i, part) in rest.iter().enumerate() {
+        let last = i == rest.len() - 1;
+        let found = if last {
+            // The last literal must end the text.
+            if !text[pos..].ends_with(part) {
+                return None;
+            }
+            text.len() - part.len()
+        } else {
+            pos + text[pos..].find(part)?
+        };
+        if found < pos {
+            return None;
+        }
+        caps.push(text[pos..found].to_owned());
+        pos = found + part.len();
+    }
+    (pos == text.len()).then_some(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, f: &str) -> PathConfig {
+        PathConfig {
+            path: path.into(),
+            service_name: "s".into(),
+            function_name: f.into(),
+            qualifier: String::new(),
+            methods: vec![],
+            rewrite_config: None,
+        }
+    }
+
+    fn domain(routes: Vec<PathConfig>) -> CustomDomain {
+        CustomDomain::create(
+            "1".into(),
+            CustomDomainInput {
+                domain_name: Some("api.example.test".into()),
+                route_config: Some(RouteConfig { routes }),
+                ..CustomDomainInput::default()
+            },
+            "now".into(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_longest_prefix_wins() {
+        let d = domain(vec![
+            route("/*", "root"),
+            route("/users/*", "users"),
+            route("/users/me", "me"),
+            route("/users/admin/*", "admin"),
+        ]);
+        let rc = &d.route_config;
+        let f = |p: &str| rc.find(p).map(|m| m.route.function_name.clone());
+        assert_eq!(f("/users/me").as_deref(), Some("me"));
+        assert_eq!(f("/users/1").as_deref(), Some("users"));
+        assert_eq!(f("/users").as_deref(), Some("users"));
+        assert_eq!(f("/users/admin/x").as_deref(), Some("admin"));
+        assert_eq!(f("/other").as_deref(), Some("root"));
+        assert_eq!(rc.routes[0].qualifier, "LATEST");
+        let only = domain(vec![route("/a", "a")]);
+        assert!(only.route_config.find("/b").is_none());
+        assert!(only.route_config.find("/a/x").is_none());
+    }
+
+    #[test]
+    fn rewrites() {
+        let mut r = route("/old/*", "f");
+        r.rewrite_config = Some(RewriteConfig {
+            equal_rules: vec![RewriteRule {
+                match_: "/old/index".into(),
+                replacement: "/index.html".into(),
+            }],
+            wildcard_rules: vec![RewriteRule {
+                match_: "/old/*/items/*".into(),
+                replacement: "/v2/$1/$2".into(),
+            }],
+            regex_rules: vec![],
+        });
+        let d = domain(vec![r]);
+        let p = |x: &str| d.route_config.find(x).map(|m| m.path);
+        assert_eq!(p("/old/index").as_deref(), Some("/index.html"));
+        assert_eq!(p("/old/a/items/7").as_deref(), Some("/v2/a/7"));
+        assert_eq!(p("/old/zzz").as_deref(), Some("/old/zzz"));
+    }
+
+    #[test]
+    fn invalid_domains_are_refused() {
+        for bad in [
+            "",
+            "Api.example.com",
+            "-a.com",
+            "a..b",
+            "*.example.com",
+            "a b",
+        ] {
+            assert!(check_domain_name(bad).is_err(), "{bad}");
+        }
+        let input = |p: &str, routes| CustomDomainInput {
+            domain_name: Some("x.test".into()),
+            protocol: Some(p.into()),
+            route_config: Some(RouteConfig { routes }),
+            ..CustomDomainInput::default()
+        };
+        assert!(CustomDomain::create("1".into(), input("HTTPS", vec![]), "n".into()).is_err());
+        for bad_path in ["users", "/a*", "/*/b"] {
+            let e = CustomDomain::create(
+                "1".into(),
+                input("HTTP", vec![route(bad_path, "f")]),
+                "n".into(),
+            );
+            assert!(e.is_err(), "{bad_path}");
+        }
+        let dup = vec![route("/a", "f"), route("/a", "g")];
+        assert!(CustomDomain::create("1".into(), input("HTTP", dup), "n".into()).is_err());
+    }
+}
