@@ -25,7 +25,9 @@ from fcdkit import (
     ACCOUNT_ID,
     REGION,
     FcdServer,
+    _new_server,
     create_function,
+    create_service,
     delete_service_tree,
     expect_error,
     unique,
@@ -318,3 +320,21 @@ def test_ram_user_needs_the_trigger_action(fcd: FcdServer, client: Client, funct
         assert client.get_trigger(service, fn, "web").body.trigger_name == "web"
     finally:
         ram.cleanup()
+
+
+def test_public_url_is_the_base_of_trigger_urls(tmp_path, request):
+    server = _new_server(
+        tmp_path, owner=request.node.nodeid, extra_args=("--public-url", "https://fc.example.test/base/")
+    )
+    server.start()
+    try:
+        c = server.client()
+        service = create_service(c).service_name
+        fn = create_function(c, service).function_name
+        t = create_trigger(c, service, fn, "web", "http", HTTP_CONFIG).body
+        # The trailing slash of the flag is dropped, FC's trailing slash after the function kept.
+        assert t.url_internet == f"https://fc.example.test/base/2016-08-15/proxy/{service}/{fn}/"
+        assert t.url_intranet == t.url_internet
+        delete_service_tree(c, service)
+    finally:
+        server.stop()
