@@ -80,6 +80,23 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(aliases::delete),
         )
         .route(
+            "/services/{service}/functions/{function}/triggers",
+            get(triggers::list).post(triggers::create),
+        )
+        .route(
+            "/services/{service}/functions/{function}/triggers/{trigger}",
+            get(triggers::get)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        )
+        .route("/custom-domains", get(domains::list).post(domains::create))
+        .route(
+            "/custom-domains/{domain}",
+            get(domains::get)
+                .put(domains::update)
+                .delete(domains::delete),
+        )
+        .route(
             "/services/{service}/functions/{function}/on-demand-config",
             put(configs::put_on_demand)
                 .get(configs::get_on_demand)
@@ -116,23 +133,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/instances",
             get(instances::list),
-        )
-        .route(
-            "/services/{service}/functions/{function}/triggers",
-            get(triggers::list).post(triggers::create),
-        )
-        .route(
-            "/services/{service}/functions/{function}/triggers/{trigger}",
-            get(triggers::get)
-                .put(triggers::update)
-                .delete(triggers::delete),
-        )
-        .route("/custom-domains", get(domains::list).post(domains::create))
-        .route(
-            "/custom-domains/{domain}",
-            get(domains::get)
-                .put(domains::update)
-                .delete(domains::delete),
         );
     Router::new()
         .nest(
