@@ -135,6 +135,9 @@ fn check_route(r: &PathConfig) -> Result<(), FcError> {
     }
     check_service_name(&r.service_name)?;
     check_function_name(&r.function_name)?;
+    if !r.qualifier.is_empty() {
+        crate::triggers::check_qualifier(&r.qualifier)?;
+    }
     for m in &r.methods {
         if !crate::triggers::HTTP_METHODS.contains(&m.to_ascii_uppercase().as_str()) {
             return Err(FcError::invalid(format!(
@@ -429,6 +432,10 @@ mod tests {
             );
             assert!(e.is_err(), "{bad_path}");
         }
+        let mut bad_qualifier = route("/a", "f");
+        bad_qualifier.qualifier = "pr od".into();
+        let e = CustomDomain::create("1".into(), input("HTTP", vec![bad_qualifier]), "n".into());
+        assert!(e.is_err());
         let dup = vec![route("/a", "f"), route("/a", "g")];
         assert!(CustomDomain::create("1".into(), input("HTTP", dup), "n".into()).is_err());
     }

@@ -262,7 +262,8 @@ fn parse_timer(
     })
 }
 
-fn check_qualifier(q: &str) -> Result<(), FcError> {
+/// LATEST, a version id or an alias name (the characters they may have; not whether one exists).
+pub(crate) fn check_qualifier(q: &str) -> Result<(), FcError> {
     let ok = !q.is_empty()
         && q.len() <= 128
         && q.bytes()
