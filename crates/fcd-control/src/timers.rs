@@ -161,6 +161,45 @@ impl TimerSink for AsyncEngine {
     }
 }
 
+/// The control plane as the scheduler's source: enabled timer triggers whose stored expression
+/// still parses (a zone that vanished from the tz database is logged and skipped).
+#[async_trait]
+impl TimerSource for crate::Control {
+    fn generation(&self) -> u64 {
+        self.triggers_generation()
+    }
+
+    async fn timers(&self) -> Result<Vec<TimerSpec>, FcError> {
+        let all = self.timer_triggers().await?;
+        let mut out = Vec::with_capacity(all.len());
+        for t in all {
+            if !t.config.enable {
+                continue;
+            }
+            match Schedule::parse(&t.config.cron_expression) {
+                Ok(schedule) => out.push(TimerSpec {
+                    account: t.account,
+                    service: t.service,
+                    function: t.function,
+                    qualifier: t.trigger.qualifier,
+                    trigger_id: t.trigger.trigger_id,
+                    trigger_name: t.trigger.trigger_name,
+                    payload: t.config.payload,
+                    schedule,
+                }),
+                Err(e) => tracing::warn!(
+                    trigger = %t.trigger.trigger_name,
+                    service = %t.service,
+                    function = %t.function,
+                    error = %e,
+                    "timer trigger not scheduled"
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The scheduler's state: the timers and their next ticks. Pure (no clock, no IO), so every rule
 /// is testable with made-up times.
 #[derive(Debug, Default)]
