@@ -69,13 +69,20 @@ impl TimerSpec {
         let time = time::OffsetDateTime::from_unix_timestamp(tick)
             .map(fcd_core::time::fc_timestamp)
             .unwrap_or_default();
-        serde_json::json!({
-            "triggerTime": time,
-            "triggerName": self.trigger_name,
-            "payload": self.payload,
+        // A struct, not `json!`, so the fields keep FC's order.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct TimerEvent<'a> {
+            trigger_time: String,
+            trigger_name: &'a str,
+            payload: &'a str,
+        }
+        serde_json::to_vec(&TimerEvent {
+            trigger_time: time,
+            trigger_name: &self.trigger_name,
+            payload: &self.payload,
         })
-        .to_string()
-        .into_bytes()
+        .unwrap_or_default()
     }
 }
 
@@ -431,10 +438,9 @@ mod tests {
     #[test]
     fn event_and_request_id_are_fcs_shape_and_deterministic() {
         let s = spec("t1", "@every 1m");
-        let ev: serde_json::Value = serde_json::from_slice(&s.event(T0 + 5)).unwrap();
         assert_eq!(
-            ev,
-            serde_json::json!({"triggerTime":"2026-12-01T03:04:05Z","triggerName":"name-t1","payload":"p"})
+            String::from_utf8(s.event(T0 + 5)).unwrap(),
+            r#"{"triggerTime":"2026-12-01T03:04:05Z","triggerName":"name-t1","payload":"p"}"#
         );
         let a = tick_request_id("t1", T0);
         assert_eq!(a, tick_request_id("t1", T0));
