@@ -413,9 +413,10 @@ def create_function(
 
 
 def delete_service_tree(client: Client, service: str) -> None:
-    """Best-effort cleanup: deletes the aliases, versions and functions of ``service``, then the
-    service (fcd refuses to delete a service that still has any of them: 412 ServiceNotEmpty).
-    Aliases go first because a version an alias routes to cannot be deleted."""
+    """Best-effort cleanup: deletes the aliases, versions, functions (and their triggers) of
+    ``service``, then the service (fcd refuses to delete a service that still has any of them:
+    412 ServiceNotEmpty). Aliases go first because a version an alias routes to cannot be
+    deleted."""
     _try(delete_all_aliases, client, service)
     _try(delete_all_versions, client, service)
     try:
@@ -423,6 +424,8 @@ def delete_service_tree(client: Client, service: str) -> None:
             listing = client.list_functions(service, fc_models.ListFunctionsRequest(limit=100)).body
             functions = listing.functions or []
             for f in functions:
+                # A function with triggers cannot be deleted (412 FunctionNotEmpty).
+                _try(delete_all_triggers, client, service, f.function_name)
                 _try(client.delete_function, service, f.function_name)
             if not functions or not listing.next_token:
                 break
@@ -436,6 +439,17 @@ def _try(fn: Callable, *args) -> None:
         fn(*args)
     except Exception:
         pass
+
+
+def delete_all_triggers(client: Client, service: str, function: str) -> None:
+    """Deletes every trigger of ``function`` (raises on the first failure)."""
+    for _ in range(1000):
+        listing = client.list_triggers(service, function, fc_models.ListTriggersRequest(limit=100)).body
+        triggers = listing.triggers or []
+        if not triggers:
+            return
+        for t in triggers:
+            client.delete_trigger(service, function, t.trigger_name)
 
 
 def delete_all_aliases(client: Client, service: str) -> None:
