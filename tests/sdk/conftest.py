@@ -30,6 +30,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "invoke: tests that run user code through InvokeFunction (deselect with -m 'not invoke')",
     )
+    config.addinivalue_line(
+        "markers",
+        "slow: tests that wait about a minute of wall time (deselect with -m 'not slow')",
+    )
 
 
 @pytest.fixture(scope="session")

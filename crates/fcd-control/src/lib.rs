@@ -26,6 +26,7 @@ pub mod asynchronous;
 mod configs;
 pub mod iam;
 mod role_credentials;
+pub mod timers;
 mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};

@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod model;
 pub mod names;
+pub mod schedule;
 pub mod time;
 pub mod triggers;
 pub mod versions;

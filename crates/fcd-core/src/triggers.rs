@@ -239,6 +239,9 @@ fn parse_timer(
             ));
         }
     };
+    // Refused here, at CreateTrigger/UpdateTrigger, rather than by a scheduler that would then
+    // never fire it.
+    crate::schedule::Schedule::parse(&cron_expression)?;
     let payload = match map.get("payload") {
         None | Some(serde_json::Value::Null) => String::new(),
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -419,6 +422,14 @@ mod tests {
             (
                 "timer",
                 json!(r#"{"cronExpression":"@every 1m","enable":"yes"}"#),
+            ),
+            (
+                "timer",
+                json!(r#"{"cronExpression":"* * * * *","enable":true}"#),
+            ),
+            (
+                "timer",
+                json!(r#"{"cronExpression":"@every 10s","enable":true}"#),
             ),
             ("oss", json!(r#"{"events":["oss:ObjectCreated:*"]}"#)),
         ] {

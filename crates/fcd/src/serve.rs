@@ -389,6 +389,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("starting async invocation: {e}"))?;
+    // Timer triggers fire through the async engine; started before the listener is announced,
+    // stopped first at shutdown.
+    let timers = fcd_control::timers::spawn(
+        control.clone(),
+        asynchronous.clone(),
+        Arc::new(fcd_control::timers::SystemClock),
+    );
     let front_door = Arc::new(FrontDoor::new(
         usize::try_from(args.replay_cache_entries).unwrap_or(fcd_api::replay::DEFAULT_CAPACITY),
         Duration::from_secs(args.body_read_timeout_secs),
@@ -458,6 +465,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down: no new requests; draining in-flight ones");
+    timers.stop().await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let drain = async {
