@@ -25,9 +25,11 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 pub mod asynchronous;
 mod configs;
 pub mod iam;
+mod invoke;
 mod role_credentials;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
+pub use invoke::{Invoked, invoke_error};
 pub use versions::VersionPage;
 
 /// (account, service, function, `LATEST` or a version id, the qualifier as invoked). The
