@@ -24,6 +24,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 
 pub mod asynchronous;
 mod configs;
+mod http_lookup_shim;
 pub mod iam;
 mod invoke;
 mod role_credentials;
