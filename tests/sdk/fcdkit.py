@@ -423,6 +423,8 @@ def delete_service_tree(client: Client, service: str) -> None:
             listing = client.list_functions(service, fc_models.ListFunctionsRequest(limit=100)).body
             functions = listing.functions or []
             for f in functions:
+                # A function with triggers cannot be deleted (412 FunctionNotEmpty).
+                _try(delete_all_triggers, client, service, f.function_name)
                 _try(client.delete_function, service, f.function_name)
             if not functions or not listing.next_token:
                 break
@@ -436,6 +438,13 @@ def _try(fn: Callable, *args) -> None:
         fn(*args)
     except Exception:
         pass
+
+
+def delete_all_triggers(client: Client, service: str, function: str) -> None:
+    """Deletes every trigger of ``function`` (raises on the first failure)."""
+    listing = client.list_triggers(service, function, fc_models.ListTriggersRequest(limit=100)).body
+    for t in listing.triggers or []:
+        client.delete_trigger(service, function, t.trigger_name)
 
 
 def delete_all_aliases(client: Client, service: str) -> None:

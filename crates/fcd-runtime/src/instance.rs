@@ -156,8 +156,12 @@ impl Instance {
             None => http.client_ip.clone(),
         };
         header(&mut headers, "x-forwarded-for", &forwarded);
+        // Only the contract's own headers: the client's `Host` and `Content-Type` are the
+        // function's business, not the event defaults among the base headers.
         for (k, v) in &self.base_headers {
-            headers.insert(k.clone(), v.clone());
+            if k.as_str().starts_with("x-fc-") {
+                headers.insert(k.clone(), v.clone());
+            }
         }
         for (k, v) in extra {
             header(&mut headers, k, v);
@@ -332,6 +336,8 @@ mod tests {
         let rec = Recorder::new();
         let mut base = HeaderMap::new();
         base.insert("x-fc-function-name", "fn".parse().unwrap());
+        base.insert("content-type", "application/octet-stream".parse().unwrap());
+        base.insert("host", "127.0.0.1:9000".parse().unwrap());
         let inst = Instance::new(
             "i".into(),
             Box::new(Shared(rec.clone())),
@@ -340,6 +346,7 @@ mod tests {
         );
         let mut client = HeaderMap::new();
         client.insert("host", "example.test".parse().unwrap());
+        client.insert("content-type", "text/plain".parse().unwrap());
         client.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         client.append("accept", "a".parse().unwrap());
         client.append("accept", "b".parse().unwrap());
@@ -374,6 +381,7 @@ mod tests {
         assert_eq!(get("x-fc-request-id").as_deref(), Some("rid"));
         assert_eq!(get("x-fc-function-name").as_deref(), Some("fn"));
         assert_eq!(get("host").as_deref(), Some("example.test"));
+        assert_eq!(get("content-type").as_deref(), Some("text/plain"));
         assert_eq!(get("x-fc-access-key-id").as_deref(), Some("STS.a"));
         assert_eq!(h.get_all("accept").iter().count(), 2);
         assert!(h.get("connection").is_none() && h.get("content-length").is_none());
