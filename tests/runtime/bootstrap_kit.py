@@ -47,6 +47,44 @@ def call(conn, path="/invoke", body=b"", handler=None, method="POST", rid=None,
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
+def http_invoke(conn, target, method="GET", body=b"", handler=None, rid=None, headers=(),
+                base_path=None, client_ip="10.1.2.3", fc_headers=None):
+    """One HTTP-trigger request as fcd sends it (CONTRACT-12 section 3): the client's method,
+    request-target, headers (a list of (name, value), repeats allowed) and body, plus the
+    common x-fc-* headers, `x-fc-control-path: /http-invoke`, `x-fc-base-path` when given and
+    `x-forwarded-for` ending with the client's address.
+
+    Returns (status, reason, header list [(lower-case name, value)], body)."""
+    pairs = [("x-fc-request-id", rid or new_rid()),
+             ("x-fc-function-memory", "512"),
+             ("x-fc-function-timeout", "60"),
+             ("x-fc-control-path", "/http-invoke")]
+    if handler is not None:
+        pairs.append(("x-fc-function-handler", handler))
+    if base_path is not None:
+        pairs.append(("x-fc-base-path", base_path))
+    pairs.extend((fc_headers or {}).items())
+    client = list(headers)
+    prior = [v for k, v in client if k.lower() == "x-forwarded-for"]
+    client = [(k, v) for k, v in client if k.lower() != "x-forwarded-for"]
+    client.append(("x-forwarded-for", ", ".join(prior + [client_ip])))
+    conn.putrequest(method, target, skip_host=any(k.lower() == "host" for k, _ in client),
+                    skip_accept_encoding=True)
+    for k, v in client + pairs:
+        conn.putheader(k, v)
+    if body or method not in ("GET", "HEAD"):
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, resp.reason, [(k.lower(), v) for k, v in resp.getheaders()], data
+
+
+def header_values(header_list, name):
+    """Every value of one header in a response's header list, in order."""
+    return [v for k, v in header_list if k == name.lower()]
+
+
 def raw_latency(port, n, handler):
     """Mean round trip of n invokes of a handler answering an empty body, with a bare socket
     client (no http.client parsing overhead), i.e. closer to what the bootstrap costs."""

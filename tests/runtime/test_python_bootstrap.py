@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from bootstrap_kit import call, free_port, new_rid, raw_latency, time_to_accept
+from bootstrap_kit import (call, free_port, header_values, http_invoke, new_rid, raw_latency,
+                           time_to_accept)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "runtimes", "python", "bootstrap.py")
@@ -231,9 +232,213 @@ def fail_hook(context):
     raise RuntimeError("hook failed with credentials in the context")
 '''
 
+# WSGI apps for the HTTP-trigger tests.
+WEB_PY = r'''
+import json
+import sys
+import threading
+from wsgiref.validate import validator
+
+closed = []
+a_started = threading.Event()
+b_started = threading.Event()
+
+_CGI = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
+        "CONTENT_LENGTH", "REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL")
+
+
+def _report(environ, start_response):
+    # The validator insists on WSGI 1.0's read(size).
+    body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    ctx = environ["fc.context"]
+    out = {k: environ[k] for k in _CGI}
+    out["http"] = {k: v for k, v in environ.items() if k.startswith("HTTP_")}
+    out["wsgi"] = {k: environ[k] for k in ("wsgi.version", "wsgi.url_scheme", "wsgi.multithread",
+                                           "wsgi.multiprocess", "wsgi.run_once")}
+    environ["wsgi.errors"].write("wsgi.errors line %s\n" % ctx.request_id)
+    environ["wsgi.errors"].flush()
+    out["request_uri"] = environ["fc.request_uri"]
+    out["body"] = body.hex()
+    out["context"] = {"request_id": ctx.request_id, "handler": ctx.function.handler,
+                      "key": ctx.credentials.access_key_id, "memory": ctx.function.memory}
+    out["user_env"] = environ.get("MY_USER_VAR")
+    # Frameworks (Werkzeug, Django) read PATH_INFO as latin-1 characters of UTF-8 bytes.
+    out["path_utf8"] = environ["PATH_INFO"].encode("latin-1").decode("utf-8")
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(out).encode("utf-8")]
+
+
+# wsgiref's validator checks both sides of the protocol: the environ the server built, and
+# that the server drives the app's iterable and calls its close().
+report = validator(_report)
+
+
+def binary(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("207 Multi-Status", [
+        ("Content-Type", "application/octet-stream"),
+        ("Set-Cookie", "a=1; Path=/"),
+        ("Set-Cookie", "b=2; HttpOnly"),
+        ("X-Mixed-Case", "Value With Case"),
+    ])
+    return [bytes(range(256)), body[::-1]]
+
+
+class Closing(object):
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __iter__(self):
+        yield b"it-"
+        yield b""
+        yield bytearray(b"erable")
+
+    def close(self):
+        closed.append(self.tag)
+
+
+def writer(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"written-")
+    return Closing(environ["QUERY_STRING"])
+
+
+def closed_tags(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(closed).encode()]
+
+
+def generator(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"gen-"
+    yield b"erated"
+
+
+def str_items(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+    return ["caf\u00e9"]
+
+
+def reserved_headers(environ, start_response):
+    start_response("200 OK", [("x-fc-status", "404"), ("X-Fc-Error-Type", "Nope"),
+                              ("Content-Length", "999"), ("Transfer-Encoding", "chunked"),
+                              ("Connection", "close"), ("X-Kept", "yes")])
+    return [b"fine"]
+
+
+def no_content(environ, start_response):
+    start_response("204 No Content", [("X-Kept", "yes")])
+    return [b""]
+
+
+def error_page(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        raise KeyError("late")
+    except KeyError:
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                       sys.exc_info())
+    return [b"error page"]
+
+
+def error_after_body(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"partial")
+    try:
+        raise KeyError("after the body started")
+    except KeyError:
+        start_response("500 Internal Server Error", [], sys.exc_info())
+    return [b"never"]
+
+
+def _helper():
+    raise ValueError("wsgi broke")
+
+
+def raising(environ, start_response):
+    _helper()
+
+
+def raising_in_iterable(environ, start_response):
+    start_response("200 OK", [])
+
+    def body():
+        yield b"x"
+        raise RuntimeError("mid-body")
+    return body()
+
+
+def no_start(environ, start_response):
+    return [b"body without start_response"]
+
+
+def never_starts(environ, start_response):
+    return []
+
+
+def bad_status(environ, start_response):
+    start_response("OK", [])
+    return [b""]
+
+
+def non_bytes_item(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok", 42]
+
+
+def header_injection(environ, start_response):
+    start_response("200 OK", [("X-A", "a\r\nX-Injected: 1")])
+    return [b""]
+
+
+def start_twice(environ, start_response):
+    start_response("200 OK", [])
+    start_response("201 Created", [])
+    return [b""]
+
+
+def slow_a(environ, start_response):
+    a_started.set()
+    b_started.wait(60)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("a:" + environ["fc.context"].request_id).encode()]
+
+
+def slow_b(environ, start_response):
+    a_started.wait(60)
+    b_started.set()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("b:" + environ["fc.context"].request_id).encode()]
+
+
+# A small framework in the style of Flask: routes on the decoded path and method, reads the
+# query and the form, sets cookies.
+def mini_framework(environ, start_response):
+    from urllib.parse import parse_qs
+    path = environ["PATH_INFO"].encode("latin-1").decode("utf-8")
+    method = environ["REQUEST_METHOD"]
+    if path.startswith("/users/") and method == "GET":
+        name = path[len("/users/"):]
+        q = parse_qs(environ["QUERY_STRING"])
+        out = json.dumps({"user": name, "fields": q.get("f", [])}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(out)))])
+        return [out]
+    if path == "/login" and method == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        form = parse_qs(environ["wsgi.input"].read(length).decode())
+        start_response("302 Found", [("Location", "/home"),
+                                     ("Set-Cookie", "session=" + form["user"][0]),
+                                     ("Set-Cookie", "theme=dark")])
+        return [b""]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [("no route for %s %s" % (method, path)).encode("utf-8")]
+'''
+
 FILES = {
     "index.py": INDEX_PY,
     "creds.py": CREDS_PY,
+    "web.py": WEB_PY,
     "syntax_err.py": "def handler(event, context)\n    return 1\n",
     "import_err.py": "import this_module_does_not_exist_fcd\n\ndef handler(e, c):\n    return 1\n",
     "init_err.py": "raise RuntimeError('boom at import')\n",
@@ -779,6 +984,248 @@ def test_lifecycle_hooks(server, conn):
         for method in ("GET", "POST"):
             status, _, body = call(conn, path=path, method=method)
             assert (status, body) == (200, b"")
+
+
+# ---------------------------------------------------------------------------
+# HTTP functions: WSGI handler(environ, start_response)
+# ---------------------------------------------------------------------------
+
+BASE = "/2016-08-15/proxy/svc/fn"
+
+
+def http_ok(result):
+    status, reason, headers, body = result
+    assert header_values(headers, "x-fc-status") == ["200"], (status, headers, body)
+    assert not header_values(headers, "x-fc-error-type"), body
+    return status, reason, headers, body
+
+
+def http_failure(result, error_type, message=None):
+    """An HTTP function's failure is answered exactly like an event's."""
+    status, _, headers, body = result
+    return assert_failure(status, dict(headers), body, error_type, message)
+
+
+def test_http_request_reaches_wsgi_environ(server, conn):
+    rid = new_rid()
+    body = bytes(range(256)) + b"\r\n\x00tail"
+    status, _, headers, data = http_ok(http_invoke(
+        conn, BASE + "/users/caf%C3%A9%20x/1?a=1&a=2&b=%20+&c", method="PUT", body=body,
+        handler="web.report", rid=rid, base_path=BASE, client_ip="203.0.113.7",
+        headers=[("Host", "api.example.test"), ("Content-Type", "application/x-custom"),
+                 ("Accept", "text/html"), ("Accept", "application/json"),
+                 ("X-Forwarded-For", "198.51.100.1"), ("X-Custom_Under", "u"),
+                 ("Cookie", "a=1")],
+        fc_headers={"x-fc-access-key-id": "STS.http"}))
+    assert status == 200
+    e = json.loads(data)
+    assert e["REQUEST_METHOD"] == "PUT"
+    assert e["SCRIPT_NAME"] == ""
+    assert e["path_utf8"] == "/users/caf\u00e9 x/1"
+    assert e["QUERY_STRING"] == "a=1&a=2&b=%20+&c"
+    assert e["CONTENT_TYPE"] == "application/x-custom"
+    assert e["CONTENT_LENGTH"] == str(len(body))
+    assert e["REMOTE_ADDR"] == "203.0.113.7"
+    assert (e["SERVER_NAME"], e["SERVER_PORT"], e["SERVER_PROTOCOL"]) == \
+        ("FCRUNTIME", "9000", "HTTP/1.1")
+    http = e["http"]
+    assert http["HTTP_HOST"] == "api.example.test"
+    assert http["HTTP_ACCEPT"] == "text/html,application/json"
+    assert http["HTTP_X_FORWARDED_FOR"] == "198.51.100.1, 203.0.113.7"
+    assert http["HTTP_X_CUSTOM_UNDER"] == "u"
+    assert http["HTTP_COOKIE"] == "a=1"
+    # Neither fcd's x-fc-* headers (credentials among them) nor the hop's own headers, nor
+    # the two CGI keys (CONTENT_TYPE/CONTENT_LENGTH) as HTTP_*.
+    assert not [k for k in http if k.startswith("HTTP_X_FC_")], http
+    for k in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_CONNECTION"):
+        assert k not in http
+    assert e["wsgi"] == {"wsgi.version": [1, 0], "wsgi.url_scheme": "http",
+                         "wsgi.multithread": True, "wsgi.multiprocess": False,
+                         "wsgi.run_once": False}
+    assert "wsgi.errors line %s\n" % rid in server.stderr()
+    assert e["request_uri"] == BASE + "/users/caf%C3%A9%20x/1?a=1&a=2&b=%20+&c"
+    assert e["body"] == body.hex()
+    # The same context object event handlers get; environ inherits the process environment.
+    assert e["context"] == {"request_id": rid, "handler": "web.report", "key": "STS.http",
+                            "memory": 512}
+    assert e["user_env"] == "user-value"
+    out = server.stdout()
+    assert out.index("FC Invoke Start RequestId: %s\n" % rid) < \
+        out.index("FC Invoke End RequestId: %s\n" % rid)
+
+
+def test_http_defaults_for_a_bodyless_get(conn):
+    _, _, _, data = http_ok(http_invoke(conn, BASE, handler="web.report", base_path=BASE))
+    e = json.loads(data)
+    # The base path alone is the function's root; no query, no body.
+    assert (e["PATH_INFO"], e["QUERY_STRING"], e["CONTENT_LENGTH"], e["body"]) == ("/", "", "0", "")
+    assert e["CONTENT_TYPE"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize("target,base,path", [
+    (BASE + "/a/b", BASE, "/a/b"),
+    (BASE + "/", BASE, "/"),
+    (BASE, BASE, "/"),
+    # A custom domain: no base path, the handler sees the whole path.
+    ("/a/b", None, "/a/b"),
+    ("/", None, "/"),
+    # The prefix is cut only at a segment boundary.
+    (BASE + "x/y", BASE, BASE + "x/y"),
+])
+def test_http_base_path(conn, target, base, path):
+    _, _, _, data = http_ok(http_invoke(conn, target, handler="web.report", base_path=base))
+    assert json.loads(data)["PATH_INFO"] == path
+
+
+@pytest.mark.parametrize("path,method", [("/invoke", "POST"), ("/initialize", "POST"),
+                                         ("/pre-stop", "GET")])
+def test_http_header_decides_not_the_path(conn, path, method):
+    _, _, _, data = http_ok(http_invoke(conn, path + "?q=1", method=method, body=b"x",
+                                        handler="web.report"))
+    e = json.loads(data)
+    assert (e["REQUEST_METHOD"], e["PATH_INFO"], e["QUERY_STRING"]) == (method, path, "q=1")
+
+
+def test_http_response_status_headers_and_binary_body(conn):
+    body = os.urandom(4096)
+    status, reason, headers, data = http_ok(http_invoke(
+        conn, BASE + "/bin", method="POST", body=body, handler="web.binary", base_path=BASE))
+    assert (status, reason) == (207, "Multi-Status")
+    assert data == bytes(range(256)) + body[::-1]
+    assert header_values(headers, "set-cookie") == ["a=1; Path=/", "b=2; HttpOnly"]
+    assert header_values(headers, "content-type") == ["application/octet-stream"]
+    assert header_values(headers, "content-length") == [str(len(data))]
+    # Names keep their case on the wire.
+    status, _, raw_headers, _ = http_invoke(conn, "/", handler="web.binary")
+    assert any(k == "x-mixed-case" and v == "Value With Case" for k, v in raw_headers)
+
+
+def test_http_write_callable_and_close(conn):
+    _, _, _, data = http_ok(http_invoke(conn, "/w?tag-1", handler="web.writer"))
+    assert data == b"written-it-erable"
+    _, _, _, data = http_ok(http_invoke(conn, "/", handler="web.closed_tags"))
+    assert "tag-1" in json.loads(data)
+    assert http_ok(http_invoke(conn, "/", handler="web.generator"))[3] == b"gen-erated"
+
+
+def test_http_str_items_are_utf8_as_on_fc(conn):
+    assert http_ok(http_invoke(conn, "/", handler="web.str_items"))[3] == "caf\u00e9".encode()
+
+
+def test_http_reserved_response_headers_are_dropped(conn):
+    status, _, headers, data = http_ok(http_invoke(conn, "/", handler="web.reserved_headers"))
+    assert (status, data) == (200, b"fine")
+    assert header_values(headers, "x-fc-status") == ["200"]
+    assert header_values(headers, "content-length") == ["4"]
+    assert header_values(headers, "x-kept") == ["yes"]
+    for name in ("x-fc-error-type", "transfer-encoding", "connection"):
+        assert not header_values(headers, name), headers
+    # The connection stays usable.
+    assert call(conn, body=b"still", handler="index.echo")[2] == b"still"
+
+
+def test_http_no_content_and_head(conn):
+    status, _, headers, data = http_ok(http_invoke(conn, "/", handler="web.no_content"))
+    assert (status, data) == (204, b"")
+    assert header_values(headers, "x-kept") == ["yes"]
+    assert not header_values(headers, "content-length")
+    # HEAD: the length of what GET would send, no body bytes (the connection stays in sync).
+    status, _, headers, data = http_ok(http_invoke(conn, "/", method="HEAD",
+                                                   handler="web.generator"))
+    assert (status, data) == (200, b"")
+    assert header_values(headers, "content-length") == ["10"]
+    assert http_ok(http_invoke(conn, "/", handler="web.generator"))[3] == b"gen-erated"
+
+
+def test_http_error_page_through_exc_info(conn):
+    status, reason, _, data = http_ok(http_invoke(conn, "/", handler="web.error_page"))
+    assert (status, reason, data) == (500, "Internal Server Error", b"error page")
+
+
+def test_http_raising_app(server, conn):
+    rid = new_rid()
+    err = http_failure(http_invoke(conn, BASE + "/x", method="POST", body=b"in", rid=rid,
+                                   handler="web.raising", base_path=BASE),
+                       "ValueError", "wsgi broke")
+    assert err["stackTrace"][-1][2:] == ["in _helper", 'raise ValueError("wsgi broke")']
+    assert err["stackTrace"][-2][2] == "in raising"
+    assert ("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid
+            in server.stdout())
+    assert "ValueError: wsgi broke" in server.stderr()
+    http_failure(http_invoke(conn, "/", handler="web.raising_in_iterable"),
+                 "RuntimeError", "mid-body")
+    http_failure(http_invoke(conn, "/", handler="web.error_after_body"),
+                 "KeyError", "'after the body started'")
+
+
+@pytest.mark.parametrize("handler,message", [
+    ("web.no_start", "the app returned a body before calling start_response"),
+    ("web.never_starts", "the app returned without calling start_response"),
+    ("web.bad_status", "invalid status 'OK'"),
+    ("web.non_bytes_item", "response body items must be bytes, not int"),
+    ("web.header_injection", "invalid value for response header 'X-A'"),
+    ("web.start_twice", "start_response called twice without exc_info"),
+])
+def test_http_wsgi_misuse(conn, handler, message):
+    http_failure(http_invoke(conn, "/", handler=handler), "WSGIProtocolError", message)
+    # The instance keeps serving afterwards.
+    assert call(conn, body=b"after", handler="index.echo")[2] == b"after"
+
+
+@pytest.mark.parametrize("handler,error_type", [
+    ("web.nope", "HandlerNotFound"),
+    ("syntax_err.handler", "UserCodeSyntaxError"),
+    ("nodot", "InvalidHandleName"),
+])
+def test_http_load_errors(conn, handler, error_type):
+    http_failure(http_invoke(conn, "/", handler=handler), error_type)
+
+
+def test_http_mini_framework(conn):
+    status, _, headers, data = http_ok(http_invoke(
+        conn, BASE + "/users/%E5%BC%A0%E4%B8%89?f=a&f=b", handler="web.mini_framework",
+        base_path=BASE))
+    assert status == 200
+    assert json.loads(data) == {"user": "\u5f20\u4e09", "fields": ["a", "b"]}
+    status, _, headers, data = http_ok(http_invoke(
+        conn, BASE + "/login", method="POST", body=b"user=ann", handler="web.mini_framework",
+        base_path=BASE, headers=[("Content-Type", "application/x-www-form-urlencoded")]))
+    assert (status, data) == (302, b"")
+    assert header_values(headers, "location") == ["/home"]
+    assert header_values(headers, "set-cookie") == ["session=ann", "theme=dark"]
+    status, _, _, data = http_ok(http_invoke(conn, BASE + "/nothing", method="DELETE",
+                                             handler="web.mini_framework", base_path=BASE))
+    assert (status, data) == (404, b"no route for DELETE /nothing")
+
+
+def test_http_and_events_share_one_process(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, body=b"event-1", handler="index.echo")[2] == b"event-1"
+    assert http_ok(http_invoke(c, "/", handler="web.generator"))[3] == b"gen-erated"
+    assert call(c, body=b"event-2", handler="index.echo")[2] == b"event-2"
+    assert call(c, body=b"event-3", path="/invoke", handler="index.echo",
+                headers={"x-fc-control-path": "/invoke"})[2] == b"event-3"
+    c.close()
+
+
+def test_http_requests_interleave(server):
+    """Two HTTP requests inside the app at once (each waits for the other)."""
+    ca, cb = server.connection(), server.connection()
+    rid_a, rid_b = new_rid(), new_rid()
+    result = {}
+
+    def run_a():
+        result["a"] = http_invoke(ca, "/a", handler="web.slow_a", rid=rid_a)
+
+    t = threading.Thread(target=run_a)
+    t.start()
+    b = http_ok(http_invoke(cb, "/b", handler="web.slow_b", rid=rid_b))
+    t.join(TIMEOUT)
+    assert b[3] == ("b:" + rid_b).encode()
+    assert http_ok(result["a"])[3] == ("a:" + rid_a).encode()
+    ca.close()
+    cb.close()
 
 
 # ---------------------------------------------------------------------------

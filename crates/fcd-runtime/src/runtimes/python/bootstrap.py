@@ -9,8 +9,11 @@
 #   POST /invoke       run the handler as handler(event: bytes, context)
 #   POST /initialize   run the initializer once (successfully) per process
 #   GET|POST /pre-stop, /pre-freeze   run the lifecycle hooks as fn(context)
+#   any method and path with "x-fc-control-path: /http-invoke": an HTTP-trigger
+#       request, run as the WSGI app handler(environ, start_response)
 #
-# Success: 200 + "x-fc-status: 200", body = result.
+# Success: 200 + "x-fc-status: 200", body = result; for an HTTP request the
+#          app's status, headers and body + "x-fc-status: 200".
 # Failure: 404 + "x-fc-status: 404" + "x-fc-error-type: UnhandledInvocationError"
 #          + JSON {"errorMessage", "errorType", "stackTrace"}.
 #
@@ -592,6 +595,227 @@ def _pre_freeze(headers, body):
     return _run_hook("PreFreeze", headers.get("x-fc-request-id", ""), handler, headers)
 
 
+# --------------------------------------------------------------------------
+# HTTP functions: the WSGI shape (fc-runtime-contract.md 4.1 and 12).
+#
+# fcd sends an HTTP-trigger request as the client's own request (method,
+# request-target, headers, body) marked "x-fc-control-path: /http-invoke",
+# with "x-fc-base-path" naming the URL prefix before the function's own path
+# when it was routed by a /proxy/ URL.  The app's response is buffered whole
+# and answered with its status, its headers (repeated ones as separate lines)
+# and "x-fc-status: 200"; a failure is answered like an event failure.
+# --------------------------------------------------------------------------
+
+# Request headers that describe the fcd->instance hop, not the client's
+# request: never shown to the app as HTTP_*.  (x-fc-* are fcd's and carry the
+# role's credentials; content-type/-length become CONTENT_TYPE/_LENGTH.)
+_WSGI_SKIP_HEADERS = frozenset(("content-type", "content-length", "connection",
+                                "keep-alive", "transfer-encoding"))
+# Response headers the app may not set: fcd's own x-fc-* (x-fc-status must be
+# ours) and the ones that frame this hop's response.
+_HTTP_RESERVED_RESPONSE = frozenset(("content-length", "connection", "keep-alive",
+                                     "transfer-encoding"))
+# A header name: an RFC 9110 token.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class WSGIProtocolError(Exception):
+    """The app broke the WSGI protocol (bad status or header, body before
+    start_response, a body item that is not bytes)."""
+
+
+def _unquote_latin1(path):
+    # PEP 3333: PATH_INFO holds the decoded path's bytes as latin-1 characters
+    # (what wsgiref does), so frameworks that re-encode it as latin-1 and
+    # decode UTF-8 (Werkzeug/Flask, Django) see non-ASCII paths correctly.
+    if "%" not in path:
+        return path
+    from urllib.parse import unquote
+    return unquote(path, "latin-1")
+
+
+def _strip_base_path(path, base):
+    """The handler's path: the request path without fcd's /proxy/ prefix."""
+    if base:
+        base = base.rstrip("/")
+        if path == base or (path.startswith(base) and path[len(base)] == "/"):
+            path = path[len(base):]
+    return path or "/"
+
+
+def _wsgi_environ(method, target, headers, raw_headers, body, context):
+    path, _, query = target.partition("?")
+    if path.startswith("http://") or path.startswith("https://"):
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    path = _strip_base_path(path, headers.get("x-fc-base-path", ""))
+    forwarded = headers.get("x-forwarded-for", "")
+    client_ip = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    import io
+    # As FC's runtime (and CGI servers): the process environment first, the
+    # request's keys over it.
+    environ = dict(os.environ)
+    environ.update({
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": _unquote_latin1(path),
+        "QUERY_STRING": query,
+        "CONTENT_TYPE": headers.get("content-type") or "application/octet-stream",
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_ADDR": client_ip,
+        "SERVER_NAME": "FCRUNTIME",
+        "SERVER_PORT": "9000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,
+        "wsgi.errors": sys.stderr,
+        # Requests run on threads of one process, interleaved when the
+        # instance's concurrency is above 1.
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "fc.context": context,
+        "fc.request_uri": target,
+    })
+    joined = {}
+    for name, value in raw_headers:
+        if name.startswith("x-fc-") or name in _WSGI_SKIP_HEADERS:
+            continue
+        key = "HTTP_" + name.upper().replace("-", "_")
+        prev = joined.get(key)
+        joined[key] = value if prev is None else prev + "," + value
+    environ.update(joined)
+    return environ
+
+
+def _check_status(status):
+    if not isinstance(status, str):
+        raise WSGIProtocolError("status must be a str, not %s" % type(status).__name__)
+    code, _, reason = status.partition(" ")
+    if len(code) != 3 or not code.isdigit() or not 200 <= int(code) <= 999:
+        raise WSGIProtocolError("invalid status %r" % (status,))
+    reason = reason.strip()
+    if "\r" in reason or "\n" in reason:
+        raise WSGIProtocolError("invalid status %r" % (status,))
+    try:
+        reason.encode("latin-1")
+    except UnicodeEncodeError:
+        raise WSGIProtocolError("invalid status %r" % (status,))
+    return int(code), reason
+
+
+def _check_headers(headers):
+    try:
+        items = list(headers)
+    except TypeError:
+        raise WSGIProtocolError("response headers must be a list of (name, value) tuples")
+    out = []
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise WSGIProtocolError("response header %r is not a (name, value) tuple" % (item,))
+        name, value = item
+        if not isinstance(name, str) or not name or not _TOKEN_CHARS.issuperset(name):
+            raise WSGIProtocolError("invalid response header name %r" % (name,))
+        if not isinstance(value, str):
+            raise WSGIProtocolError("response header %r: value must be a str, not %s"
+                                    % (name, type(value).__name__))
+        # CR/LF would let a header value forge more headers or a body.
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise WSGIProtocolError("invalid value for response header %r" % (name,))
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise WSGIProtocolError("response header %r: value is not latin-1" % (name,))
+        lower = name.lower()
+        if lower.startswith("x-fc-") or lower in _HTTP_RESERVED_RESPONSE:
+            continue
+        out.append((name, value))
+    return out
+
+
+def _body_bytes(item):
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, (bytearray, memoryview)):
+        return bytes(item)
+    # FC's runtime encodes str items as UTF-8 instead of failing them.
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    raise WSGIProtocolError("response body items must be bytes, not %s" % type(item).__name__)
+
+
+def _run_wsgi(app, environ):
+    """Call the app; return (status, reason, headers, body)."""
+    state = {"status": None, "headers": None, "sent": False}
+    chunks = []
+
+    def write(data):
+        data = _body_bytes(data)
+        if data:
+            state["sent"] = True
+            chunks.append(data)
+
+    def start_response(status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if state["sent"]:
+                    # Too late to replace the response (PEP 3333): fail with
+                    # the app's own error.
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif state["status"] is not None:
+            raise WSGIProtocolError("start_response called twice without exc_info")
+        code_reason = _check_status(status)
+        state["headers"] = _check_headers(headers)
+        state["status"] = code_reason
+        return write
+
+    result = app(environ, start_response)
+    try:
+        for item in result:
+            data = _body_bytes(item)
+            if data:
+                if state["status"] is None:
+                    raise WSGIProtocolError("the app returned a body before calling start_response")
+                state["sent"] = True
+                chunks.append(data)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    if state["status"] is None:
+        raise WSGIProtocolError("the app returned without calling start_response")
+    code, reason = state["status"]
+    return code, reason, state["headers"], b"".join(chunks)
+
+
+def _http_invoke(method, target, headers, raw_headers, body):
+    """Returns (status, reason, headers, body)."""
+    global _current_request_id
+    rid = headers.get("x-fc-request-id", "")
+    _current_request_id = rid
+    handler = headers.get("x-fc-function-handler") or _DEFAULT_HANDLER
+    _marker("FC Invoke Start RequestId: %s\n" % rid)
+    try:
+        app = _load_handler(handler)
+        environ = _wsgi_environ(method, target, headers, raw_headers, body,
+                                FCContext(headers, handler))
+        status, reason, app_headers, payload = _run_wsgi(app, environ)
+    except SystemExit as e:
+        _marker("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+        _exit_from_handler(e)
+    except BaseException as e:  # noqa: B902 - report every failure
+        err = _describe_failure(rid, e)
+        _marker("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+        return 404, None, _FAIL_HEADERS, err
+    _marker("FC Invoke End RequestId: %s\n" % rid)
+    app_headers.append(("x-fc-status", "200"))
+    return status, reason, app_headers, payload
+
+
 _ROUTES = {
     ("POST", "/invoke"): _invoke,
     ("POST", "/initialize"): _initialize,
@@ -626,16 +850,22 @@ class _BadRequest(Exception):
         self.status = status
 
 
-def _send(sock, status, headers, body, close):
-    parts = ["HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown"))]
+def _send(sock, status, headers, body, close, reason=None, head_request=False):
+    """One response.  `reason` is an HTTP function's own reason phrase.  The
+    answer to a HEAD request, a 204 and a 304 carry no body bytes (the body's
+    length is still announced for HEAD, as for the GET it stands for)."""
+    parts = ["HTTP/1.1 %d %s\r\n" % (status, reason or _REASONS.get(status, "Unknown"))]
     for k, v in headers:
         parts.append("%s: %s\r\n" % (k, v))
-    parts.append("Content-Length: %d\r\n" % len(body))
+    if status not in (204, 304):
+        parts.append("Content-Length: %d\r\n" % len(body))
     if close:
         parts.append("Connection: close\r\n")
     parts.append("\r\n")
     head = "".join(parts).encode("latin-1")
-    if len(body) <= 65536:
+    if head_request or status in (204, 304):
+        sock.sendall(head)
+    elif len(body) <= 65536:
         sock.sendall(head + body)
     else:
         sock.sendall(head)
@@ -687,6 +917,7 @@ def _serve_connection(sock):
                 if not version.startswith("HTTP/1."):
                     raise _BadRequest(505, "unsupported HTTP version")
                 headers = {}
+                raw_headers = []
                 while True:
                     h = rfile.readline(_MAX_LINE + 1)
                     if not h:
@@ -700,6 +931,7 @@ def _serve_connection(sock):
                         raise _BadRequest(400, "bad header line")
                     name = name.strip().lower()
                     value = value.strip()
+                    raw_headers.append((name, value))
                     if name in headers:
                         headers[name] = headers[name] + ", " + value
                     else:
@@ -735,6 +967,20 @@ def _serve_connection(sock):
                 _send(sock, e.status, (("content-type", "application/json"),),
                       msg.encode("utf-8"), True)
                 return
+            if headers.get("x-fc-control-path") == "/http-invoke":
+                # An HTTP-trigger request: the header decides, whatever the
+                # client's method and path (it may well be POST /invoke).
+                try:
+                    status, reason, rh, rbody = _http_invoke(method, target, headers,
+                                                             raw_headers, body)
+                except Exception as e:  # bug in the bootstrap itself
+                    status, reason, rh, rbody = 500, None, (("content-type", "application/json"),), \
+                        json.dumps({"errorMessage": "runtime error: %r" % (e,),
+                                    "errorType": "RuntimeError"}).encode("utf-8")
+                _send(sock, status, rh, rbody, close, reason, method == "HEAD")
+                if close:
+                    return
+                continue
             path = target.split("?", 1)[0]
             if path.startswith("http://") or path.startswith("https://"):
                 path = "/" + path.split("://", 1)[1].partition("/")[2]
