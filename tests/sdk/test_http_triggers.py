@@ -472,3 +472,67 @@ def test_a_custom_domain_routes_two_paths_to_two_functions_by_host(web_server: F
         except Exception:
             pass
         delete_service_tree(client, service)
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in runtimes' HTTP handler shapes (the bootstraps): python WSGI
+# --------------------------------------------------------------------------------------------
+
+WSGI_HANDLER = """\
+import base64
+import json
+
+
+def handler(environ, start_response):
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    if "raw" in environ["QUERY_STRING"]:
+        start_response("200 OK", [("Content-Type", environ.get("CONTENT_TYPE", ""))])
+        return [body]
+    out = json.dumps({
+        "method": environ["REQUEST_METHOD"],
+        "path": environ["PATH_INFO"],
+        "query": environ["QUERY_STRING"],
+        "remote": environ["REMOTE_ADDR"],
+        "custom": environ.get("HTTP_X_CUSTOM"),
+        "request_uri": environ.get("fc.request_uri"),
+        "request_id": environ["fc.context"].request_id,
+        "body": base64.b64encode(body).decode(),
+    }).encode()
+    start_response("201 Created", [
+        ("Content-Type", "application/json"),
+        ("X-Wsgi", "yes"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ])
+    return [out]
+"""
+
+
+def test_python_wsgi_function_get_and_post(fcd: FcdServer, client: Client, service: str):
+    fn = create_function(
+        client, service, files={"index.py": WSGI_HANDLER}, runtime="python3.10"
+    ).function_name
+    http_trigger(client, service, fn)
+    base = f"/2016-08-15/proxy/{service}/{fn}"
+    resp = requests.get(
+        f"http://{fcd.addr}{base}/users/1?a=1&a=2", headers={"X-Custom": "c"}, timeout=60
+    )
+    assert resp.status_code == 201, resp.text
+    echo = resp.json()
+    # Built-in handlers see the path after the function.
+    assert echo["method"] == "GET" and echo["path"] == "/users/1"
+    assert echo["query"] == "a=1&a=2" and echo["custom"] == "c"
+    assert echo["remote"] == "127.0.0.1"
+    assert echo["request_id"] == resp.headers["x-fc-request-id"]
+    assert resp.headers["x-wsgi"] == "yes"
+    assert resp.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    payload = bytes(range(256)) * 16
+    resp = requests.post(
+        f"http://{fcd.addr}{base}/up?raw=1",
+        data=payload,
+        headers={"Content-Type": "application/x-bin"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.content == payload and resp.headers["content-type"] == "application/x-bin"
