@@ -361,7 +361,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     // A function reached over HTTP (a `/proxy/` URL, or a Host naming a custom domain) is not
     // an API call: its trigger decides who may call it (see `crate::proxy`).
-    if let Some(entry) = crate::proxy::entry(&state, req.headers(), req.uri()).await {
+    if let Some(entry) = crate::proxy::entry(&state, req.headers(), req.uri(), true).await {
         let mut resp = crate::proxy::serve(&state, req, &request_id, entry).await;
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-fc-request-id", v);

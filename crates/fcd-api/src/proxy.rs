@@ -98,14 +98,39 @@ fn host_name(req_headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
 }
 
 /// Whether `req` is for the HTTP data path, and why.
+/// On the API listener (`api_listener`), a request shaped like an API call — a path under an
+/// API version prefix, `/status`, `/code-packages/…`, or RAM/STS at `/` (`x-acs-version`) —
+/// stays an API call whatever its `Host`: a custom domain named like the server's own host
+/// must not capture API traffic (and the signed requests in it). The plain-web listener has
+/// no API, so there every path of a domain is the domain's.
+///
 /// (Takes the head's parts, not the request: a body is not `Sync`, so a borrowed request
 /// cannot cross an await.)
-pub(crate) async fn entry(state: &AppState, headers: &HeaderMap, uri: &http::Uri) -> Option<Entry> {
-    if is_proxy_path(uri.path()) {
+pub(crate) async fn entry(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    api_listener: bool,
+) -> Option<Entry> {
+    let path = uri.path();
+    if is_proxy_path(path) {
         return Some(Entry::Proxy);
+    }
+    if api_listener && is_api_call(path, headers) {
+        return None;
     }
     let host = host_name(headers, uri)?;
     state.control.custom_domain(&host).await.map(Entry::Domain)
+}
+
+/// Whether a request on the API listener is an API call by its shape (see [`entry`]).
+fn is_api_call(path: &str, headers: &HeaderMap) -> bool {
+    fcd_iam::fc::API_PREFIXES.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }) || path == "/status"
+        || path.starts_with("/code-packages/")
+        || (path == "/" && headers.contains_key("x-acs-version"))
 }
 
 /// FC's response to a request error (not the function's).
@@ -526,7 +551,7 @@ pub fn web_router(state: AppState) -> Router {
 
 async fn web(State(state): State<AppState>, req: Request) -> Response {
     let request_id = auth::new_request_id();
-    let mut resp = match entry(&state, req.headers(), req.uri()).await {
+    let mut resp = match entry(&state, req.headers(), req.uri(), false).await {
         Some(e) => serve(&state, req, &request_id, e).await,
         None => {
             let host = host_name(req.headers(), req.uri()).unwrap_or_default();
@@ -563,6 +588,25 @@ mod tests {
         assert_eq!(hosts("127.0.0.1:9000"), None);
         assert_eq!(hosts("[::1]:9000"), None);
         assert_eq!(hosts("10.0.0.1"), None);
+    }
+
+    #[test]
+    fn api_calls_on_the_api_listener_are_never_a_domains() {
+        let none = HeaderMap::new();
+        let mut rpc = HeaderMap::new();
+        rpc.insert("x-acs-version", HeaderValue::from_static("2015-05-01"));
+        for p in [
+            "/2021-04-06/services",
+            "/2016-08-15",
+            "/status",
+            "/code-packages/x",
+        ] {
+            assert!(is_api_call(p, &none), "{p}");
+        }
+        assert!(is_api_call("/", &rpc));
+        for p in ["/", "/users/1", "/2021-04-06x/a", "/statuses"] {
+            assert!(!is_api_call(p, &none), "{p}");
+        }
     }
 
     #[test]
