@@ -635,6 +635,77 @@ mod tests {
         assert!(proxy_target("/2021-04-06/proxy/%ff/f", "/2021-04-06/proxy/%ff/f").is_err());
     }
 
+    fn outcome(
+        error_type: Option<&str>,
+        http: Option<(u16, Vec<(&'static str, String)>)>,
+    ) -> InvokeOutcome {
+        InvokeOutcome {
+            body: bytes::Bytes::from_static(b"payload"),
+            error_type: error_type.map(str::to_owned),
+            duration: std::time::Duration::from_millis(3),
+            max_memory_mb: 1.0,
+            instance_id: "c-1".into(),
+            log_tail: None,
+            http: http.map(|(status, hs)| {
+                let mut headers = HeaderMap::new();
+                for (k, v) in hs {
+                    headers.append(k, HeaderValue::from_str(&v).unwrap());
+                }
+                fcd_runtime::HttpResponseParts { status, headers }
+            }),
+        }
+    }
+
+    #[test]
+    fn the_functions_response_goes_back_without_reserved_headers() {
+        let resp = respond(
+            outcome(
+                None,
+                Some((
+                    418,
+                    vec![
+                        ("set-cookie", "a=1".into()),
+                        ("set-cookie", "b=2".into()),
+                        ("x-fc-status", "200".into()),
+                        ("server", "mine".into()),
+                        ("content-length", "999".into()),
+                        ("content-type", "text/x".into()),
+                    ],
+                )),
+            ),
+            "rid",
+        );
+        assert_eq!(resp.status(), 418);
+        let h = resp.headers();
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(h.get("content-type").unwrap(), "text/x");
+        for gone in ["x-fc-status", "server", "content-length"] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        let no_type = respond(outcome(None, Some((200, vec![]))), "rid");
+        assert!(no_type.headers().get("content-type").is_none());
+    }
+
+    #[test]
+    fn function_errors_and_bad_responses_are_502() {
+        let resp = respond(outcome(Some("UnhandledInvocationError"), None), "rid");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(
+            resp.headers().get("x-fc-error-type").unwrap(),
+            "UnhandledInvocationError"
+        );
+        let big = respond(
+            outcome(
+                None,
+                Some((200, vec![("x-big", "b".repeat(RESPONSE_HEADERS_MAX))])),
+            ),
+            "rid",
+        );
+        assert_eq!(big.status(), 502);
+        let odd = respond(outcome(None, Some((1000, vec![]))), "rid");
+        assert_eq!(odd.status(), 502);
+    }
+
     #[test]
     fn reserved_and_hop_by_hop_headers_are_not_passed_on() {
         let mut h = HeaderMap::new();
