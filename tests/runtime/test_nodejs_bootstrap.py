@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bootstrap_kit import call, free_port, new_rid, raw_latency, time_to_accept
+from bootstrap_kit import (call, free_port, header_values, http_invoke, new_rid, raw_latency,
+                           time_to_accept)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOTSTRAP = os.path.join(ROOT, "crates", "fcd-runtime", "src", "runtimes", "nodejs", "bootstrap.js")
@@ -232,9 +233,210 @@ exports.fail = (event, context, callback) => { throw new Error('failed with cred
 exports.failHook = (context, callback) => callback(new Error('hook failed with credentials in the context'));
 '''
 
+# HTTP functions for the HTTP-trigger tests: exports.handler = (req, resp, context).
+WEB_JS = r'''
+'use strict';
+const http = require('http');
+const stream = require('stream');
+const { Writable } = stream;
+
+let arrivals = 0;
+const waiting = [];
+
+function view(req, context, streamed) {
+  return {
+    method: req.method, path: req.path, url: req.url, queries: req.queries,
+    headers: req.headers, clientIP: req.clientIP, body: req.body.toString('hex'),
+    isBuffer: Buffer.isBuffer(req.body), streamed: streamed.toString('hex'),
+    getHeader: [req.getHeader('Content-Type'), req.getHeader('ACCEPT'), req.getHeader('missing')],
+    incoming: req instanceof http.IncomingMessage,
+    rid: context.requestId, handler: context.function.handler,
+    key: context.credentials.accessKeyId,
+  };
+}
+
+// Reads the body as a stream ('data'/'end'), as raw-body and express adapters do.
+exports.report = (req, resp, context) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    resp.setHeader('Content-Type', 'application/json');
+    resp.send(JSON.stringify(view(req, context, Buffer.concat(chunks))));
+  });
+};
+
+// The body through pipe() into a Writable, and through async iteration, in one request.
+exports.piped = (req, resp, context) => {
+  const got = [];
+  req.pipe(new Writable({
+    write(chunk, enc, cb) { got.push(chunk); cb(); },
+    final(cb) {
+      resp.send(Buffer.concat(got));
+      cb();
+    },
+  }));
+};
+
+exports.iterated = async (req, resp, context) => {
+  const got = [];
+  for await (const c of req) got.push(c);
+  resp.send(Buffer.concat(got));
+};
+
+exports.binary = (req, resp, context) => {
+  const all = Buffer.alloc(256);
+  for (let i = 0; i < 256; i++) all[i] = i;
+  resp.setStatusCode(207);
+  resp.setHeader('Content-Type', 'application/octet-stream');
+  resp.setHeader('Set-Cookie', ['a=1; Path=/', 'b=2; HttpOnly']);
+  resp.setHeader('X-Mixed-Case', 'Value With Case');
+  resp.send(Buffer.concat([all, Buffer.from(req.body).reverse()]));
+};
+
+exports.headerOps = (req, resp, context) => {
+  resp.setHeader('X-Gone', 'soon');
+  const had = resp.hasHeader('X-Gone');
+  resp.deleteHeader('X-Gone');
+  resp.setHeader('X-List', ['1', '2']);
+  const chained = resp.setHeader('X-Chained', 'c') === resp;
+  resp.send(JSON.stringify({ had: had, has: resp.hasHeader('X-Gone'), list: resp.getHeader('X-List'),
+                             chained: chained }));
+};
+
+exports.reserved = (req, resp, context) => {
+  resp.setHeader('x-fc-status', '404');
+  resp.setHeader('X-Fc-Error-Type', 'Nope');
+  resp.setHeader('Content-Length', '999');
+  resp.setHeader('Transfer-Encoding', 'chunked');
+  resp.setHeader('Connection', 'close');
+  resp.setHeader('X-Kept', 'yes');
+  resp.send('fine');
+};
+
+exports.noContent = (req, resp, context) => {
+  resp.setStatusCode(204);
+  resp.setHeader('X-Kept', 'yes');
+  resp.send('');
+};
+
+exports.text = (req, resp, context) => resp.send('caf\u00e9');
+
+exports.streamed = (req, resp, context) => {
+  const n = parseInt(req.queries.n || '3', 10);
+  let i = 0;
+  resp.setHeader('Content-Type', 'text/plain');
+  resp.send(new stream.Readable({
+    read() {
+      if (i === n) { this.push(null); return; }
+      const chunk = Buffer.alloc(64 * 1024, 97 + (i % 26));
+      i += 1;
+      setImmediate(() => this.push(chunk));
+    },
+  }));
+};
+
+exports.streamStrings = (req, resp, context) => {
+  resp.send(stream.Readable.from(['str', Buffer.from('-buf')]));
+};
+
+exports.streamFails = (req, resp, context) => {
+  const s = new stream.Readable({ read() {} });
+  resp.send(s);
+  s.push('partial');
+  setImmediate(() => s.destroy(new Error('stream broke')));
+};
+
+exports.sendTwice = (req, resp, context) => {
+  resp.send('first');
+  let second = null;
+  try {
+    resp.send('second');
+  } catch (e) {
+    second = e.message;
+  }
+  let header = null;
+  try {
+    resp.setHeader('X-Late', '1');
+  } catch (e) {
+    header = e.message;
+  }
+  console.log('sendTwice: ' + second + ' / ' + header);
+};
+
+function helper() {
+  throw new Error('http boom');
+}
+exports.throws = (req, resp, context) => { helper(); };
+exports.rejects = async (req, resp, context) => {
+  await null;
+  throw new RangeError('async http');
+};
+exports.throwsAfterSend = (req, resp, context) => {
+  resp.send('sent');
+  throw new Error('too late');
+};
+exports.badStatus = (req, resp, context) => { resp.setStatusCode('200'); };
+exports.badHeader = (req, resp, context) => { resp.setHeader('X-A', 'a\r\nX-Injected: 1'); };
+exports.badBody = (req, resp, context) => { resp.send({ not: 'a buffer' }); };
+
+// Holds every caller until `n` (the query) are inside the handler at once.
+exports.barrier = (req, resp, context) => {
+  const n = parseInt(req.queries.n, 10);
+  arrivals += 1;
+  waiting.push(() => setTimeout(() => {
+    resp.send(JSON.stringify({ rid: context.requestId, path: req.path, body: req.body.toString() }));
+  }, Math.floor(Math.random() * 20)));
+  if (waiting.length >= n) waiting.splice(0).forEach((f) => f());
+};
+
+// An express-style adapter: the FC request is replayed against a plain Node HTTP app (here on
+// an in-process server), the way FC's framework adapters bridge (req, resp, context) to
+// (IncomingMessage, ServerResponse).
+let appServer = null;
+function app(req, res) {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    res.statusCode = req.url.startsWith('/users/') ? 200 : 404;
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Set-Cookie', ['s=1', 't=2']);
+    res.end(JSON.stringify({ url: req.url, method: req.method, body: Buffer.concat(chunks).toString() }));
+  });
+}
+exports.adapter = (req, resp, context) => {
+  const go = () => {
+    const headers = Object.assign({}, req.headers);
+    delete headers.host;
+    const qs = req.url.indexOf('?') === -1 ? '' : req.url.slice(req.url.indexOf('?'));
+    const up = http.request({ port: appServer.address().port, host: '127.0.0.1', method: req.method,
+                              path: req.path + qs, headers: headers }, (r) => {
+      const got = [];
+      r.on('data', (c) => got.push(c));
+      r.on('end', () => {
+        resp.setStatusCode(r.statusCode);
+        for (const k of Object.keys(r.headers)) {
+          if (k !== 'content-length' && k !== 'date' && k !== 'connection' && k !== 'keep-alive') {
+            resp.setHeader(k, r.headers[k]);
+          }
+        }
+        resp.send(Buffer.concat(got));
+      });
+    });
+    req.pipe(up);
+  };
+  if (appServer === null) {
+    appServer = http.createServer(app);
+    appServer.listen(0, '127.0.0.1', go);
+  } else {
+    go();
+  }
+};
+'''
+
 FILES = {
     "index.js": INDEX_JS,
     "creds.js": CREDS_JS,
+    "web.js": WEB_JS,
     "syntax_err.js": "exports.handler = (e, c, cb) => {{\n  cb(null, 1);\n",
     "init_err.js": "throw new Error('boom at import');\n",
     "dep_err.js": "require('this-module-does-not-exist-fcd');\nexports.handler = (e, c, cb) => cb(null, 1);\n",
@@ -687,13 +889,6 @@ def test_unknown_path(conn):
     assert json.loads(body)["errorType"] == "NotFound"
 
 
-def test_http_functions_are_not_served_yet(conn):
-    err = assert_failure(call(conn, path="/some/path?q=1", method="GET",
-                              headers={"x-fc-control-path": "/http-invoke"}),
-                         "Unhandled", "UnsupportedFunctionType")
-    assert "HTTP" in err["errorMessage"]
-
-
 def test_process_exit_in_handler_exits_process(fresh_server):
     srv = fresh_server()
     c = srv.connection()
@@ -935,6 +1130,269 @@ def test_fifty_concurrent_requests(server):
     with ThreadPoolExecutor(max_workers=n) as pool:
         results = list(pool.map(one, range(n)))
     assert [json.loads(ok(r))["ctxRid"] for r in results] == rids
+
+
+# ---------------------------------------------------------------------------
+# HTTP functions: exports.handler = (req, resp, context)
+# ---------------------------------------------------------------------------
+
+BASE = "/2016-08-15/proxy/svc/fn"
+
+
+def http_ok(result):
+    status, reason, headers, body = result
+    assert header_values(headers, "x-fc-status") == ["200"], (status, headers, body)
+    assert not header_values(headers, "x-fc-error-type"), body
+    return status, reason, headers, body
+
+
+def http_failure(result, error_type, message=None):
+    """An HTTP function's failure is answered exactly like an event's (unhandled)."""
+    status, _, headers, body = result
+    return assert_failure((status, dict(headers), body), "Unhandled", error_type, message)
+
+
+def test_http_request_fields(server, conn):
+    rid = new_rid()
+    body = bytes(range(256)) + b"\r\n\x00tail"
+    status, _, headers, data = http_ok(http_invoke(
+        conn, BASE + "/users/caf%C3%A9%20x/1?a=1&a=2&b=%20+&c&__proto__=p", method="PUT",
+        body=body, handler="web.report", rid=rid, base_path=BASE, client_ip="203.0.113.7",
+        headers=[("Host", "api.example.test"), ("Content-Type", "application/x-custom"),
+                 ("Content-Type", "text/ignored"), ("Accept", "text/html"),
+                 ("Accept", "application/json"), ("Set-Cookie", "c1=1"), ("Set-Cookie", "c2=2"),
+                 ("X-Forwarded-For", "198.51.100.1"), ("X-Mixed-Case", "V")],
+        fc_headers={"x-fc-access-key-id": "STS.http"}))
+    assert status == 200
+    assert header_values(headers, "content-type") == ["application/json"]
+    r = json.loads(data)
+    assert r["method"] == "PUT"
+    assert r["path"] == "/users/caf\u00e9 x/1"
+    assert r["url"] == BASE + "/users/caf%C3%A9%20x/1?a=1&a=2&b=%20+&c&__proto__=p"
+    assert r["queries"] == {"a": ["1", "2"], "b": "  ", "c": "", "__proto__": "p"}
+    h = r["headers"]
+    assert h["host"] == "api.example.test"
+    # The first value of a single-value header wins; set-cookie is an array; others joined.
+    assert h["content-type"] == "application/x-custom"
+    assert h["accept"] == "text/html, application/json"
+    assert h["set-cookie"] == ["c1=1", "c2=2"]
+    assert h["x-mixed-case"] == "V"
+    assert h["x-forwarded-for"] == "198.51.100.1, 203.0.113.7"
+    assert h["content-length"] == str(len(body))
+    # fcd's x-fc-* headers (credentials among them) never reach the handler.
+    assert not [k for k in h if k.startswith("x-fc-")], h
+    assert r["clientIP"] == "203.0.113.7"
+    assert r["body"] == body.hex() and r["isBuffer"] is True
+    assert r["streamed"] == body.hex()
+    assert r["getHeader"] == ["application/x-custom", "text/html, application/json", None]
+    assert r["incoming"] is True
+    assert (r["rid"], r["handler"], r["key"]) == (rid, "web.report", "STS.http")
+    log = server.request_log(rid)
+    assert log.startswith("FC Invoke Start RequestId: %s\n" % rid)
+    assert log.endswith("FC Invoke End RequestId: %s\n" % rid)
+
+
+@pytest.mark.parametrize("target,base,path", [
+    (BASE + "/a/b", BASE, "/a/b"),
+    (BASE + "/", BASE, "/"),
+    (BASE, BASE, "/"),
+    # A custom domain: no base path, the handler sees the whole path.
+    ("/a/b", None, "/a/b"),
+    ("/", None, "/"),
+    # The prefix is cut only at a segment boundary.
+    (BASE + "x/y", BASE, BASE + "x/y"),
+])
+def test_http_base_path(conn, target, base, path):
+    r = json.loads(http_ok(http_invoke(conn, target, handler="web.report", base_path=base))[3])
+    assert r["path"] == path
+    assert r["queries"] == {}
+    assert r["body"] == ""
+
+
+@pytest.mark.parametrize("path,method", [("/invoke", "POST"), ("/initialize", "POST"),
+                                         ("/pre-stop", "GET")])
+def test_http_header_decides_not_the_path(conn, path, method):
+    r = json.loads(http_ok(http_invoke(conn, path + "?q=1", method=method, body=b"x",
+                                       handler="web.report"))[3])
+    assert (r["method"], r["path"], r["queries"], r["body"]) == (method, path, {"q": "1"}, "78")
+
+
+def test_http_request_is_a_readable_stream(conn):
+    body = os.urandom(300 * 1024)
+    for handler in ("web.piped", "web.iterated"):
+        assert http_ok(http_invoke(conn, "/", method="POST", body=body, handler=handler))[3] == body
+    assert http_ok(http_invoke(conn, "/", handler="web.iterated"))[3] == b""
+
+
+def test_http_response_status_headers_and_binary_body(rt_server):
+    c = rt_server.connection()
+    body = os.urandom(4096)
+    status, reason, headers, data = http_ok(http_invoke(
+        c, BASE + "/bin", method="POST", body=body, handler="web.binary", base_path=BASE))
+    assert status == 207
+    assert data == bytes(range(256)) + body[::-1]
+    assert header_values(headers, "set-cookie") == ["a=1; Path=/", "b=2; HttpOnly"]
+    assert header_values(headers, "content-type") == ["application/octet-stream"]
+    assert header_values(headers, "content-length") == [str(len(data))]
+    assert header_values(headers, "x-mixed-case") == ["Value With Case"]
+    c.close()
+
+
+def test_http_header_names_keep_their_case(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nx-fc-control-path: /http-invoke\r\n"
+                 b"x-fc-function-handler: web.binary\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    assert "\r\nX-Mixed-Case: Value With Case\r\n" in head, head
+    assert "\r\nSet-Cookie: a=1; Path=/\r\nSet-Cookie: b=2; HttpOnly\r\n" in head, head
+
+
+def test_http_header_operations(conn):
+    r = json.loads(http_ok(http_invoke(conn, "/", handler="web.headerOps"))[3])
+    assert r == {"had": True, "has": False, "list": ["1", "2"], "chained": True}
+    _, _, headers, _ = http_ok(http_invoke(conn, "/", handler="web.headerOps"))
+    assert header_values(headers, "x-list") == ["1", "2"]
+    assert header_values(headers, "x-chained") == ["c"]
+    assert not header_values(headers, "x-gone")
+
+
+def test_http_reserved_response_headers_are_dropped(conn):
+    status, _, headers, data = http_ok(http_invoke(conn, "/", handler="web.reserved"))
+    assert (status, data) == (200, b"fine")
+    assert header_values(headers, "x-fc-status") == ["200"]
+    assert header_values(headers, "content-length") == ["4"]
+    assert header_values(headers, "x-kept") == ["yes"]
+    for name in ("x-fc-error-type", "transfer-encoding"):
+        assert not header_values(headers, name), headers
+    assert header_values(headers, "connection") != ["close"]
+    assert ok(call(conn, body=b"still", handler="index.echo")) == b"still"
+
+
+def test_http_text_no_content_and_head(conn):
+    assert http_ok(http_invoke(conn, "/", handler="web.text"))[3] == "caf\u00e9".encode()
+    status, _, headers, data = http_ok(http_invoke(conn, "/", handler="web.noContent"))
+    assert (status, data) == (204, b"")
+    assert header_values(headers, "x-kept") == ["yes"]
+    # HEAD: the length of what GET would send, no body bytes (the connection stays in sync).
+    status, _, headers, data = http_ok(http_invoke(conn, "/", method="HEAD", handler="web.text"))
+    assert (status, data) == (200, b"")
+    assert header_values(headers, "content-length") == ["5"]
+    assert http_ok(http_invoke(conn, "/", handler="web.text"))[3] == "caf\u00e9".encode()
+
+
+def test_http_send_a_stream(conn):
+    status, _, headers, data = http_ok(http_invoke(conn, "/?n=40", handler="web.streamed"))
+    assert status == 200
+    assert len(data) == 40 * 64 * 1024
+    assert data[:3] == b"aaa" and data[-1:] == bytes([97 + 39 % 26])
+    assert header_values(headers, "content-length") == [str(len(data))]
+    assert header_values(headers, "content-type") == ["text/plain"]
+    assert http_ok(http_invoke(conn, "/", handler="web.streamStrings"))[3] == b"str-buf"
+
+
+def test_http_failing_stream(rt_server):
+    c = rt_server.connection()
+    http_failure(http_invoke(c, "/", handler="web.streamFails"),
+                 unhandled_type(rt_server.runtime, "Error"), "stream broke")
+    c.close()
+
+
+def test_http_send_only_once(server, conn):
+    rid = new_rid()
+    assert http_ok(http_invoke(conn, "/", handler="web.sendTwice", rid=rid))[3] == b"first"
+    server.wait_output("sendTwice: can not send multi times / can not set headers after they are sent")
+
+
+def test_http_thrown_and_rejected(rt_server):
+    c = rt_server.connection()
+    rt = rt_server.runtime
+    rid = new_rid()
+    err = http_failure(http_invoke(c, BASE + "/x", method="POST", body=b"in", rid=rid,
+                                   handler="web.throws", base_path=BASE),
+                       unhandled_type(rt, "Error"), "http boom")
+    assert err["stackTrace"][0] == "Error: http boom"
+    assert "at helper (" in err["stackTrace"][1] and "web.js" in err["stackTrace"][1]
+    log = rt_server.request_log(rid)
+    assert log.endswith("FC Invoke End RequestId: %s, Error: Unhandled function error\n" % rid)
+    assert re.search(r"^%s %s \[error\] Error: http boom" % (TS, re.escape(rid)), log, re.M), log
+    http_failure(http_invoke(c, "/", handler="web.rejects"),
+                 unhandled_type(rt, "RangeError"), "async http")
+    # A throw after send: the response stands, the error is only logged.
+    assert http_ok(http_invoke(c, "/", handler="web.throwsAfterSend"))[3] == b"sent"
+    rt_server.wait_output("[error] Error: too late")
+    assert ok(call(c, body=b"after", handler="index.echo")) == b"after"
+    c.close()
+
+
+@pytest.mark.parametrize("handler,name,message", [
+    ("web.badStatus", "TypeError", "statusCode should be an `integer`"),
+    ("web.badHeader", "TypeError", 'Invalid character in header "X-A"'),
+    ("web.badBody", "TypeError", "body should be a `Buffer` or a `string` or a `stream.Readable`"),
+])
+def test_http_api_misuse(conn, handler, name, message):
+    err = http_failure(http_invoke(conn, "/", handler=handler), name, message)
+    # The user's frame that made the bad call is kept, the runtime's are not.
+    assert any("web.js" in line for line in err["stackTrace"]), err
+
+
+@pytest.mark.parametrize("handler,error_type", [
+    ("web.nope", "HandlerNotFound"),
+    ("no_such_module.handler", "ImportModuleError"),
+    ("nodot", "InvalidHandlerName"),
+])
+def test_http_load_errors(conn, handler, error_type):
+    http_failure(http_invoke(conn, "/", handler=handler), error_type)
+
+
+def test_http_express_style_adapter(conn):
+    status, _, headers, data = http_ok(http_invoke(
+        conn, BASE + "/users/7?x=1", method="POST", body=b"payload", handler="web.adapter",
+        base_path=BASE, headers=[("Content-Type", "text/plain")]))
+    assert status == 200
+    assert json.loads(data) == {"url": "/users/7?x=1", "method": "POST", "body": "payload"}
+    assert header_values(headers, "set-cookie") == ["s=1", "t=2"]
+    status, _, _, _ = http_ok(http_invoke(conn, BASE + "/other", handler="web.adapter",
+                                          base_path=BASE))
+    assert status == 404
+
+
+def test_http_and_events_share_one_process(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert ok(call(c, body=b"event-1", handler="index.echo")) == b"event-1"
+    assert http_ok(http_invoke(c, "/", handler="web.text"))[3] == "caf\u00e9".encode()
+    assert ok(call(c, body=b"event-2", handler="index.echo",
+                   headers={"x-fc-control-path": "/invoke"})) == b"event-2"
+    c.close()
+
+
+def test_http_requests_interleave(server):
+    """10 HTTP requests inside the handler at once (a barrier proves it), each answered from
+    its own req and context."""
+    n = 10
+    rids = [new_rid() for _ in range(n)]
+
+    def one(i):
+        c = server.connection()
+        try:
+            return http_invoke(c, BASE + "/item/%d?n=%d" % (i, n), method="POST",
+                               body=b"body-%d" % i, handler="web.barrier", rid=rids[i],
+                               base_path=BASE)
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(one, range(n)))
+    for i, r in enumerate(results):
+        got = json.loads(http_ok(r)[3])
+        assert got == {"rid": rids[i], "path": "/item/%d" % i, "body": "body-%d" % i}
 
 
 # ---------------------------------------------------------------------------

@@ -435,10 +435,43 @@ def mini_framework(environ, start_response):
     return [("no route for %s %s" % (method, path)).encode("utf-8")]
 '''
 
+# A real Flask app (Flask comes from tests/sdk/requirements.txt; the bootstrap runs on the
+# test interpreter, so it is importable as a function's vendored dependency would be).
+FLASK_PY = r"""
+from flask import Flask, jsonify, make_response, request
+
+app = Flask(__name__)
+
+
+@app.route("/users/<name>", methods=["GET", "POST"])
+def user(name):
+    return jsonify(name=name, q=request.args.getlist("q"), ip=request.remote_addr,
+                   form=request.form.to_dict(), data=request.get_data().hex(),
+                   host=request.host, rid=request.environ["fc.context"].request_id)
+
+
+@app.route("/cookie")
+def cookie():
+    r = make_response(b"\x00\xff", 201)
+    r.set_cookie("a", "1")
+    r.set_cookie("b", "2")
+    r.headers["Content-Type"] = "application/octet-stream"
+    return r
+
+
+@app.route("/boom")
+def boom():
+    raise RuntimeError("flask boom")
+
+
+handler = app
+"""
+
 FILES = {
     "index.py": INDEX_PY,
     "creds.py": CREDS_PY,
     "web.py": WEB_PY,
+    "flask_app.py": FLASK_PY,
     "syntax_err.py": "def handler(event, context)\n    return 1\n",
     "import_err.py": "import this_module_does_not_exist_fcd\n\ndef handler(e, c):\n    return 1\n",
     "init_err.py": "raise RuntimeError('boom at import')\n",
@@ -1196,6 +1229,33 @@ def test_http_mini_framework(conn):
     status, _, _, data = http_ok(http_invoke(conn, BASE + "/nothing", method="DELETE",
                                              handler="web.mini_framework", base_path=BASE))
     assert (status, data) == (404, b"no route for DELETE /nothing")
+
+
+def test_http_flask_app(server, conn):
+    if subprocess.run([PYTHON, "-c", "import flask"], capture_output=True).returncode != 0:
+        pytest.skip("flask is not installed for %s (tests/sdk/requirements.txt has it)" % PYTHON)
+    rid = new_rid()
+    status, _, headers, data = http_ok(http_invoke(
+        conn, BASE + "/users/%E5%BC%A0%E4%B8%89?q=1&q=2", handler="flask_app.handler", rid=rid,
+        base_path=BASE, client_ip="198.51.100.9", headers=[("Host", "api.example.test")]))
+    assert status == 200
+    assert json.loads(data) == {"name": "\u5f20\u4e09", "q": ["1", "2"], "ip": "198.51.100.9",
+                                "form": {}, "data": "", "host": "api.example.test", "rid": rid}
+    status, _, _, data = http_ok(http_invoke(
+        conn, BASE + "/users/bob", method="POST", body=b"x=1&y=%C3%A9",
+        handler="flask_app.handler", base_path=BASE,
+        headers=[("Content-Type", "application/x-www-form-urlencoded")]))
+    r = json.loads(data)
+    assert (status, r["form"]) == (200, {"x": "1", "y": "\u00e9"})
+    status, _, headers, data = http_ok(http_invoke(conn, "/cookie", handler="flask_app.handler"))
+    assert (status, data) == (201, b"\x00\xff")
+    assert header_values(headers, "set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    # Flask answers its own errors (a 500 page, the traceback on wsgi.errors): for the runtime
+    # that is a response like any other.
+    status, _, _, data = http_ok(http_invoke(conn, "/boom", handler="flask_app.handler"))
+    assert status == 500
+    assert "RuntimeError: flask boom" in server.stderr()
+    assert http_ok(http_invoke(conn, "/nope", handler="flask_app.handler"))[0] == 404
 
 
 def test_http_and_events_share_one_process(fresh_server):

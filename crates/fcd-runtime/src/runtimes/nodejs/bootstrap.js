@@ -10,8 +10,11 @@
 //   POST /invoke       exports.handler(event: Buffer, context, callback)
 //   POST /initialize   exports.initialize(context, callback), until it succeeds once
 //   GET|POST /pre-freeze, /pre-stop   the lifecycle hooks, (context, callback)
+//   any method and path with "x-fc-control-path: /http-invoke": an HTTP-trigger request,
+//     exports.handler(req, resp, context) answering through resp.send()
 //
-// Success: 200 + "x-fc-status: 200", body = the result.
+// Success: 200 + "x-fc-status: 200", body = the result; for an HTTP request the handler's
+//          status, headers and body + "x-fc-status: 200".
 // Failure: 404 + "x-fc-status: 404" + "x-fc-error-type: HandledInvocationError" (callback(err))
 //          or "UnhandledInvocationError" (thrown, rejected, load errors)
 //          + JSON {"errorMessage", "errorType", "stackTrace": [lines]}.
@@ -367,8 +370,9 @@ function cleanMessage(message) {
 }
 
 // err.stack as lines, without the runtime's own frames: the stack is cut at the first frame in
-// this file, and Node's module-loader frames just above it (the require chain of an error
-// raised while a module loads) go with it.
+// this file that follows another frame (leading ones, of an error the runtime's API raised for
+// a bad call, are dropped), and Node's module-loader frames just above it (the require chain of
+// an error raised while a module loads) go with it.
 function stackLines(e) {
   let stack;
   try {
@@ -382,7 +386,12 @@ function stackLines(e) {
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     if (line.indexOf(__filename) !== -1) {
-      if (/^\s+at /.test(line)) break;
+      if (/^\s+at /.test(line)) {
+        // An error raised by the runtime's API on user code's behalf (resp.setHeader...)
+        // starts with runtime frames: skip those, keep the user's frames that called it.
+        if (!out.some(function (l) { return /^\s+at /.test(l); })) continue;
+        break;
+      }
       if (line === REQUIRE_STACK_LINE.slice(1)) continue;
     }
     out.push(line);
@@ -740,19 +749,6 @@ const ROUTES = {
   'POST /pre-freeze': preFreeze,
 };
 
-// HTTP functions: FC's `exports.handler = (req, resp, context)` shape.  FC sends them as the
-// client's own request (any method and path) marked "x-fc-control-path: /http-invoke"
-// (2.2, 12), not as POST /invoke.  Not implemented yet: this is the one place it plugs in,
-// next to the event routes above; it will get the raw request and response streams.
-function httpInvoke(req, res) {
-  req.resume();
-  const rid = req.headers['x-fc-request-id'] || '';
-  const run = new Run('Invoke', rid, res, false);
-  run.start();
-  run.unhandled(new LoadError('UnsupportedFunctionType',
-    'HTTP functions (req, resp, context) are not supported by this runtime yet'));
-}
-
 function notFound(method, path, res) {
   send(res, 404, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify({
     errorMessage: 'no route for ' + method + ' ' + path,
@@ -762,25 +758,339 @@ function notFound(method, path, res) {
 
 function onRequest(req, res) {
   res.sendDate = false;
+  let endpoint;
+  // An HTTP-trigger request: the header decides, whatever the client's method and path (it may
+  // well be POST /invoke).
   if (req.headers['x-fc-control-path'] === '/http-invoke') {
-    httpInvoke(req, res);
-    return;
-  }
-  const url = req.url;
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
-  const endpoint = ROUTES[req.method + ' ' + path];
-  if (endpoint === undefined) {
-    req.resume();
-    notFound(req.method, path, res);
-    return;
+    endpoint = httpInvoke;
+  } else {
+    const url = req.url;
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const route = ROUTES[req.method + ' ' + path];
+    if (route === undefined) {
+      req.resume();
+      notFound(req.method, path, res);
+      return;
+    }
+    endpoint = function (r, body, response) { route(r.headers, body, response); };
   }
   const chunks = [];
   req.on('data', function (c) { chunks.push(c); });
   req.on('end', function () {
     const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    endpoint(req.headers, body, res);
+    endpoint(req, body, res);
   });
+}
+
+// --------------------------------------------------------------------------------------------
+// HTTP functions: FC's `exports.handler = (req, resp, context)` shape (fc-runtime-contract.md
+// 4.2 and 12).  fcd sends an HTTP-trigger request as the client's own request (any method and
+// path) marked "x-fc-control-path: /http-invoke", with "x-fc-base-path" naming the URL prefix
+// before the function's own path when it was routed by a /proxy/ URL.  The handler answers
+// through resp.send() (once); the response goes back with its status, its headers (repeated
+// ones as separate lines) and "x-fc-status: 200".  A throw or a rejected promise fails the
+// request as unhandled, exactly as for events; a handler that never sends runs until fcd's
+// timeout.
+// --------------------------------------------------------------------------------------------
+
+// Request headers that describe the fcd->instance hop, not the client's request.  x-fc-* are
+// fcd's (and carry the role's credentials) and are never shown to the handler either.
+const HOP_HEADERS = { connection: 1, 'keep-alive': 1, 'transfer-encoding': 1 };
+// Response headers a handler may not set: fcd's own x-fc-* (x-fc-status must be ours) and the
+// ones that frame this hop's response (the length is computed here).
+const RESERVED_RESPONSE = { 'content-length': 1, connection: 1, 'keep-alive': 1, 'transfer-encoding': 1 };
+// Headers of which FC keeps the first value only (Node 10's documented list, which FC's
+// runtime follows); set-cookie is an array; any other repeated header is joined with ', '.
+const SINGLE_VALUE_HEADERS = {
+  age: 1, authorization: 1, 'content-length': 1, 'content-type': 1, etag: 1, expires: 1, from: 1,
+  host: 1, 'if-modified-since': 1, 'if-unmodified-since': 1, 'last-modified': 1, location: 1,
+  'max-forwards': 1, 'proxy-authorization': 1, referer: 1, 'retry-after': 1, 'user-agent': 1,
+};
+const MAX_STREAM_BODY = 128 * 1024 * 1024;
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE_RE = /[^\t\x20-\x7e\x80-\xff]/;
+
+// Own data properties only: a header or query named "__proto__" must stay data.
+function setOwn(obj, key, value) {
+  Object.defineProperty(obj, key, { value: value, writable: true, enumerable: true, configurable: true });
+}
+
+function hasOwn(obj, key) {
+  return Object.prototype.hasOwnProperty.call(obj, key);
+}
+
+// Percent-decoding that never throws: a malformed sequence leaves the path as it was sent.
+function decodePath(p) {
+  if (p.indexOf('%') === -1) return p;
+  try {
+    return decodeURIComponent(p);
+  } catch (e) {
+    return p;
+  }
+}
+
+function stripBasePath(p, base) {
+  if (base) {
+    base = base.replace(/\/+$/, '');
+    if (p === base || (p.startsWith(base) && p.charAt(base.length) === '/')) p = p.slice(base.length);
+  }
+  return p || '/';
+}
+
+let querystringModule = null;
+let httpModule = null;
+let streamModule = null;
+let eventsModule = null;
+
+function parseQueries(query) {
+  const out = {};
+  if (!query) return out;
+  if (querystringModule === null) querystringModule = require('querystring');
+  const parsed = querystringModule.parse(query, '&', '=', { maxKeys: 0 });
+  for (const k of Object.keys(parsed)) setOwn(out, k, parsed[k]);
+  return out;
+}
+
+// FC's req: an http.IncomingMessage (frameworks check for one) that emits the body as a
+// readable stream, with FC's fields on top.  Its socket is a stand-in showing the client's
+// address: the real socket is fcd's connection, which user code must not close or read.
+function makeHttpRequest(inReq, body) {
+  if (httpModule === null) httpModule = require('http');
+  if (eventsModule === null) eventsModule = require('events');
+  const raw = inReq.rawHeaders;
+  const headers = {};
+  const rawHeaders = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i].toLowerCase();
+    if (key.startsWith('x-fc-') || HOP_HEADERS[key] === 1) continue;
+    const v = raw[i + 1];
+    rawHeaders.push(raw[i], v);
+    if (key === 'set-cookie') {
+      if (hasOwn(headers, key)) headers[key].push(v);
+      else setOwn(headers, key, [v]);
+    } else if (!hasOwn(headers, key)) {
+      setOwn(headers, key, v);
+    } else if (SINGLE_VALUE_HEADERS[key] !== 1) {
+      headers[key] = headers[key] + ', ' + v;
+    }
+  }
+  const target = inReq.url;
+  const q = target.indexOf('?');
+  let rawPath = q === -1 ? target : target.slice(0, q);
+  const abs = /^https?:\/\/[^/]*/.exec(rawPath);
+  if (abs) rawPath = rawPath.slice(abs[0].length) || '/';
+  const base = inReq.headers['x-fc-base-path'];
+  const forwarded = inReq.headers['x-forwarded-for'];
+  const clientIP = forwarded ? forwarded.split(',').pop().trim() : '';
+
+  const socket = new eventsModule.EventEmitter();
+  socket.remoteAddress = clientIP;
+  socket.remotePort = 0;
+  socket.encrypted = false;
+  socket.readable = false;
+  socket.writable = false;
+  socket.destroyed = true;
+  socket.destroy = function () { return socket; };
+  socket.end = function () { return socket; };
+  socket.setTimeout = function () { return socket; };
+  socket.setNoDelay = function () { return socket; };
+  socket.setKeepAlive = function () { return socket; };
+  socket.address = function () { return { port: 9000, family: 'IPv4', address: '0.0.0.0' }; };
+
+  const req = new httpModule.IncomingMessage(socket);
+  req.httpVersion = '1.1';
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = 1;
+  req.complete = true;
+  req.method = inReq.method;
+  req.url = target;
+  req.headers = headers;
+  req.rawHeaders = rawHeaders;
+  req.path = stripBasePath(decodePath(rawPath), base === undefined ? '' : decodePath(base));
+  req.queries = parseQueries(q === -1 ? '' : target.slice(q + 1));
+  req.clientIP = clientIP;
+  req.ip = clientIP;
+  req.body = body;
+  req.getHeader = function (k) {
+    const key = String(k).toLowerCase();
+    return hasOwn(this.headers, key) ? this.headers[key] : undefined;
+  };
+  // The body, whole, to whoever reads the stream ('data'/'end', pipe, async iteration).
+  req._read = function () {
+    this._readableState.readingMore = false;
+    if (body.length > 0) this.push(body);
+    this.push(null);
+  };
+  return req;
+}
+
+function checkHeaderName(name) {
+  if (typeof name !== 'string') throw new TypeError('headerKey should be a `string`');
+  if (!TOKEN_RE.test(name)) throw new TypeError('Invalid header name: ' + JSON.stringify(name));
+}
+
+function checkHeaderValues(name, value) {
+  const values = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(values) || values.some(function (v) { return typeof v !== 'string'; })) {
+    throw new TypeError('headerValue should be a `string` or an array of `string`');
+  }
+  for (const v of values) {
+    // CR/LF would let a value forge more headers or a body.
+    if (BAD_VALUE_RE.test(v)) throw new TypeError('Invalid character in header ' + JSON.stringify(name));
+  }
+  return values.slice();
+}
+
+// FC's resp.  Header names are kept as given (as FC does, 'A' and 'a' are different keys here;
+// they are merged into one header when sent).
+function HttpResponse(run) {
+  this._run = run;
+  this._sent = false;
+  this._status = 200;
+  this._headers = new Map();
+}
+
+HttpResponse.prototype.setStatusCode = function (statusCode) {
+  if (this._sent) throw new Error('can not set statusCode after it is sent');
+  if (!Number.isInteger(statusCode)) throw new TypeError('statusCode should be an `integer`');
+  if (statusCode < 200 || statusCode > 999) {
+    throw new RangeError('statusCode should be between 200 and 999, got ' + statusCode);
+  }
+  this._status = statusCode;
+};
+
+HttpResponse.prototype.setHeader = function (headerKey, headerValue) {
+  if (this._sent) throw new Error('can not set headers after they are sent');
+  checkHeaderName(headerKey);
+  this._headers.set(headerKey, checkHeaderValues(headerKey, headerValue));
+  return this;
+};
+
+HttpResponse.prototype.getHeader = function (headerKey) {
+  const v = this._headers.get(headerKey);
+  if (v === undefined) return undefined;
+  return v.length === 1 ? v[0] : v.slice();
+};
+
+HttpResponse.prototype.hasHeader = function (headerKey) {
+  return this._headers.has(headerKey);
+};
+
+HttpResponse.prototype.deleteHeader = function (headerKey) {
+  if (this._sent) throw new Error('can not set headers after they are sent');
+  if (typeof headerKey !== 'string') throw new TypeError('headerKey should be a `string`');
+  this._headers.delete(headerKey);
+};
+
+function isReadable(x) {
+  if (streamModule === null) streamModule = require('stream');
+  return x instanceof streamModule.Readable ||
+    (x !== null && typeof x === 'object' && typeof x.pipe === 'function' && typeof x.on === 'function');
+}
+
+HttpResponse.prototype.send = function (body) {
+  if (this._sent) throw new Error('can not send multi times');
+  let buf = null;
+  if (typeof body === 'string') buf = Buffer.from(body, 'utf8');
+  else if (Buffer.isBuffer(body)) buf = body;
+  else if (body instanceof Uint8Array) buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  else if (!isReadable(body)) {
+    throw new TypeError('body should be a `Buffer` or a `string` or a `stream.Readable`');
+  }
+  this._sent = true;
+  const status = this._status;
+  const headers = new Map(this._headers);
+  const run = this._run;
+  if (buf !== null) {
+    run.succeedHttp(status, headers, buf);
+    return;
+  }
+  // A stream is read whole before anything is sent, up to FC's 128 MB.
+  const chunks = [];
+  let size = 0;
+  let over = false;
+  body.on('data', function (chunk) {
+    if (run.done || over) return;
+    if (typeof chunk === 'string') chunk = Buffer.from(chunk, 'utf8');
+    else if (!(chunk instanceof Uint8Array)) {
+      over = true;
+      run.unhandled(new TypeError('the response stream produced a chunk that is not a Buffer or a string'));
+      if (typeof body.destroy === 'function') body.destroy();
+      return;
+    }
+    size += chunk.length;
+    if (size > MAX_STREAM_BODY) {
+      over = true;
+      run.unhandled(new RangeError('the response stream is larger than ' + MAX_STREAM_BODY + ' bytes'));
+      if (typeof body.destroy === 'function') body.destroy();
+      return;
+    }
+    chunks.push(chunk);
+  });
+  body.on('end', function () {
+    if (over) return;
+    run.succeedHttp(status, headers, Buffer.concat(chunks, size));
+  });
+  body.on('error', function (err) {
+    if (over) return;
+    over = true;
+    run.unhandled(err === undefined || err === null ? new Error('the response stream failed') : err);
+  });
+  if (typeof body.resume === 'function') body.resume();
+};
+
+// The handler's response: its status and headers (repeated ones as separate lines), the body,
+// and "x-fc-status: 200".  Names differing only in case are one header on the wire.
+Run.prototype.succeedHttp = function (status, headers, body) {
+  if (this.done) return;
+  const merged = new Map();
+  headers.forEach(function (values, name) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith('x-fc-') || RESERVED_RESPONSE[lower] === 1) return;
+    const prev = merged.get(lower);
+    if (prev === undefined) merged.set(lower, { name: name, values: values.slice() });
+    else prev.values = prev.values.concat(values);
+  });
+  this.end('');
+  const res = this.res;
+  merged.forEach(function (h) {
+    res.setHeader(h.name, h.values.length === 1 ? h.values[0] : h.values);
+  });
+  res.setHeader('x-fc-status', '200');
+  // A 204 or 304 has no body and no length (Node then sends none); HEAD gets the length only.
+  if (status !== 204 && status !== 304) res.setHeader('content-length', String(body.length));
+  res.writeHead(status);
+  res.end(body);
+};
+
+function httpInvoke(inReq, body, res) {
+  const h = inReq.headers;
+  const handler = h['x-fc-function-handler'] || DEFAULT_HANDLER;
+  const run = new Run('Invoke', h['x-fc-request-id'] || '', res, false);
+  run.start();
+  let fn;
+  let req;
+  try {
+    fn = loadHandler(handler);
+    req = makeHttpRequest(inReq, body);
+  } catch (e) {
+    run.unhandled(e);
+    return;
+  }
+  let ret;
+  try {
+    ret = fn(req, new HttpResponse(run), makeContext(h, handler));
+  } catch (e) {
+    run.unhandled(e);
+    return;
+  }
+  // The response comes only through resp.send(); a returned promise can only fail the request.
+  if (ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
+    ret.then(undefined, function (e) {
+      run.unhandled(e === undefined || e === null ? new Error('Promise rejected with ' + e) : e);
+    });
+  }
 }
 
 // --------------------------------------------------------------------------------------------
