@@ -538,3 +538,59 @@ def test_python_wsgi_function_get_and_post(fcd: FcdServer, client: Client, servi
     )
     assert resp.status_code == 200, resp.text
     assert resp.content == payload and resp.headers["content-type"] == "application/x-bin"
+
+
+# nodejs: FC's (req, resp, context)
+NODE_HANDLER = """\
+exports.handler = (req, resp, context) => {
+  if (req.queries.raw !== undefined) {
+    resp.setStatusCode(200);
+    resp.setHeader('content-type', req.headers['content-type']);
+    resp.send(req.body);
+    return;
+  }
+  resp.setStatusCode(201);
+  resp.setHeader('content-type', 'application/json');
+  resp.setHeader('x-node', 'yes');
+  resp.setHeader('set-cookie', ['a=1', 'b=2']);
+  resp.send(JSON.stringify({
+    method: req.method,
+    path: req.path,
+    queries: req.queries,
+    clientIP: req.clientIP,
+    custom: req.headers['x-custom'],
+    url: req.url,
+    requestId: context.requestId,
+    body: req.body.toString('base64'),
+  }));
+};
+"""
+
+
+def test_nodejs_http_function_get_and_post(fcd: FcdServer, client: Client, service: str):
+    fn = create_function(
+        client, service, files={"index.js": NODE_HANDLER}, runtime="nodejs18"
+    ).function_name
+    http_trigger(client, service, fn)
+    base = f"/2021-04-06/proxy/{service}/{fn}"
+    resp = requests.get(
+        f"http://{fcd.addr}{base}/users/1?a=1&a=2&b=x", headers={"X-Custom": "c"}, timeout=60
+    )
+    assert resp.status_code == 201, resp.text
+    echo = resp.json()
+    assert echo["method"] == "GET" and echo["path"] == "/users/1"
+    assert echo["queries"] == {"a": ["1", "2"], "b": "x"}
+    assert echo["clientIP"] == "127.0.0.1" and echo["custom"] == "c"
+    assert echo["url"] == f"{base}/users/1?a=1&a=2&b=x"
+    assert echo["requestId"] == resp.headers["x-fc-request-id"]
+    assert resp.headers["x-node"] == "yes"
+    assert resp.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    payload = bytes(range(256)) * 16
+    resp = requests.post(
+        f"http://{fcd.addr}{base}/up?raw=1",
+        data=payload,
+        headers={"Content-Type": "application/x-bin"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.content == payload and resp.headers["content-type"] == "application/x-bin"
