@@ -182,10 +182,13 @@ def test_anonymous_get_passes_path_query_and_headers_and_returns_the_functions_r
             "X-Custom": "v1",
             "X-Fc-Invocation-Code-Version": "spoofed",
             "X-Forwarded-For": "203.0.113.7",
+            "X-Fc-Log-Type": "Tail",
         },
         timeout=60,
     )
     echo = echoed(resp)
+    # Anonymous callers never read the function's log.
+    assert "x-fc-log-result" not in resp.headers
     assert resp.status_code == 203
     # A custom runtime gets the full request-target, exactly as sent.
     assert echo["method"] == "GET"
@@ -356,8 +359,13 @@ def test_auth_type_function_needs_a_signature_of_someone_allowed_to_invoke(
             allow("fc:InvokeFunction", f"acs:fc:*:{ACCOUNT_ID}:services/{service}.LATEST/functions/{fn}")
         )
     )
-    r = classic_client(fcd.addr, invoker.keys).do_http_request("GET", service, fn, "/secret")
+    r = classic_client(fcd.addr, invoker.keys).do_http_request(
+        "GET", service, fn, "/secret", headers={"X-Fc-Log-Type": "Tail"}
+    )
     assert echoed(r)["tag"] == "signed"
+    # A caller allowed to invoke may read the log tail, as with InvokeFunction.
+    tail = base64.b64decode(r.headers["x-fc-log-result"]).decode()
+    assert f"http signed GET /2016-08-15/proxy/{service}/{fn}/secret" in tail, tail
     r = fc_client(fcd.addr, invoker.keys).invoke_httptrigger(
         f"http://{fcd.addr}/2021-04-06/proxy/{service}/{fn}/x", "GET", b"", {}
     )
