@@ -24,13 +24,14 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 
 pub mod asynchronous;
 mod configs;
-mod http_lookup_shim;
 pub mod iam;
 mod invoke;
 mod role_credentials;
+mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, invoke_error};
+pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 
 /// (account, service, function, `LATEST` or a version id, the qualifier as invoked). The
@@ -65,6 +66,8 @@ pub struct Control {
     /// Bumped (under the alias cache's write lock) by every alias invalidation, as `cache_gen`.
     alias_gen: AtomicU64,
     provisioning: configs::Provisioning,
+    /// What the HTTP data path looks up per request (HTTP triggers, custom domains).
+    triggers: triggers::TriggerCaches,
     /// Where functions of a service with a `role` get that role's credentials.
     roles: role_credentials::RoleSources,
     started: Instant,
@@ -171,6 +174,7 @@ impl Control {
             aliases: RwLock::new(HashMap::new()),
             alias_gen: AtomicU64::new(0),
             provisioning: configs::Provisioning::default(),
+            triggers: triggers::TriggerCaches::default(),
             roles: role_credentials::RoleSources::new(iam),
             started: Instant::now(),
         }
@@ -202,7 +206,11 @@ impl Control {
             etag: new_id(),
         };
         match self.store.insert_service(account, &stored).await {
-            Ok(()) => Ok(stored),
+            Ok(()) => {
+                // Requests for its (future) functions may have been answered "no service".
+                self.forget_http_triggers(account, &name, None);
+                Ok(stored)
+            }
             Err(StoreError::AlreadyExists) => Err(FcError::ServiceAlreadyExists(name)),
             Err(e) => Err(internal("insert service", e)),
         }
@@ -372,7 +380,10 @@ impl Control {
             etag: new_id(),
         };
         match self.store.insert_function(account, service, &stored).await {
-            Ok(()) => Ok(stored),
+            Ok(()) => {
+                self.forget_http_triggers(account, service, Some(&name));
+                Ok(stored)
+            }
             Err(StoreError::AlreadyExists) => Err(FcError::FunctionAlreadyExists {
                 service: service.to_owned(),
                 function: name,
@@ -480,6 +491,7 @@ impl Control {
                 service: service.to_owned(),
                 function: name.to_owned(),
             }),
+            Err(StoreError::NotEmpty) => Err(FcError::FunctionNotEmpty(name.to_owned())),
             Err(e) => Err(internal("delete function", e)),
         }
     }
@@ -699,6 +711,7 @@ impl Control {
 
     fn forget_service(&self, account: &str, service: &str) {
         self.forget_specs(|(a, s, ..)| a == account && s == service);
+        self.forget_http_triggers(account, service, None);
         if let Ok(mut c) = self.aliases.write() {
             self.alias_gen.fetch_add(1, Ordering::AcqRel);
             c.retain(|(a, s, _), _| !(a == account && s == service));
@@ -711,6 +724,7 @@ impl Control {
         self.forget_specs(|(a, s, f, v, _)| {
             a == account && s == service && f == name && v == LATEST
         });
+        self.forget_http_triggers(account, service, Some(name));
         self.runtime
             .retire(account, service, Some(name), None)
             .await;

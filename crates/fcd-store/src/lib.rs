@@ -8,6 +8,7 @@
 pub mod code;
 pub mod iam;
 mod sqlite;
+pub mod triggers;
 
 use async_trait::async_trait;
 use fcd_core::configs::{OnDemandConfig, ProvisionConfig};
@@ -113,6 +114,9 @@ pub enum StoreError {
     /// An alias names a version that does not exist.
     #[error("version {0} does not exist")]
     VersionMissing(String),
+    /// The function already has this `http` trigger for the qualifier written.
+    #[error("http trigger {0} already serves that qualifier")]
+    HttpTriggerExists(String),
     #[error("storage backend: {0}")]
     Backend(String),
 }
@@ -129,10 +133,10 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) lives next
-/// to it in the same store.
+/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) and
+/// triggers and custom domains ([`triggers::TriggerStore`]) live next to it in the same store.
 #[async_trait]
-pub trait MetadataStore: iam::IamStore + Send + Sync + 'static {
+pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 'static {
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(
         &self,
@@ -177,7 +181,7 @@ pub trait MetadataStore: iam::IamStore + Send + Sync + 'static {
         expected_etag: &str,
     ) -> Result<(), StoreError>;
     /// Deletes the function (LATEST) and, in the same transaction, its on-demand config under
-    /// `LATEST`. Configs under aliases and versions stay: those run the function as the
+    /// `LATEST`; refuses with [`StoreError::NotEmpty`] while it has triggers. Configs under aliases and versions stay: those run the function as the
     /// version's snapshot captured it, which deleting LATEST does not touch.
     async fn delete_function(
         &self,

@@ -23,6 +23,7 @@ use fcd_core::versions::{Alias, VersionInfo};
 use sha2::{Digest, Sha256};
 
 mod iam;
+mod triggers;
 
 /// Schema steps, applied in order once each; `schema_version` records how far a file has come.
 const MIGRATIONS: &[&str] = &[
@@ -87,6 +88,7 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (account_id, service_name) REFERENCES services (account_id, name)
     );",
     iam::MIGRATION,
+    triggers::MIGRATION,
 ];
 
 #[derive(Debug, Clone)]
@@ -485,6 +487,9 @@ impl MetadataStore for SqliteStore {
         name: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if triggers::function_has_triggers(&mut tx, account, service, name).await? {
+            return Err(StoreError::NotEmpty);
+        }
         let res = sqlx::query(
             "DELETE FROM functions WHERE account_id = ? AND service_name = ? AND name = ?",
         )
