@@ -413,9 +413,10 @@ def create_function(
 
 
 def delete_service_tree(client: Client, service: str) -> None:
-    """Best-effort cleanup: deletes the aliases, versions and functions of ``service``, then the
-    service (fcd refuses to delete a service that still has any of them: 412 ServiceNotEmpty).
-    Aliases go first because a version an alias routes to cannot be deleted."""
+    """Best-effort cleanup: deletes the aliases, versions, functions (and their triggers) of
+    ``service``, then the service (fcd refuses to delete a service that still has any of them:
+    412 ServiceNotEmpty). Aliases go first because a version an alias routes to cannot be
+    deleted."""
     _try(delete_all_aliases, client, service)
     _try(delete_all_versions, client, service)
     try:
@@ -442,9 +443,13 @@ def _try(fn: Callable, *args) -> None:
 
 def delete_all_triggers(client: Client, service: str, function: str) -> None:
     """Deletes every trigger of ``function`` (raises on the first failure)."""
-    listing = client.list_triggers(service, function, fc_models.ListTriggersRequest(limit=100)).body
-    for t in listing.triggers or []:
-        client.delete_trigger(service, function, t.trigger_name)
+    for _ in range(1000):
+        listing = client.list_triggers(service, function, fc_models.ListTriggersRequest(limit=100)).body
+        triggers = listing.triggers or []
+        if not triggers:
+            return
+        for t in triggers:
+            client.delete_trigger(service, function, t.trigger_name)
 
 
 def delete_all_aliases(client: Client, service: str) -> None:

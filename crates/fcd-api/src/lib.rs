@@ -30,6 +30,9 @@ pub struct AppState {
     pub control: Arc<Control>,
     pub asynchronous: Arc<asynchronous::AsyncEngine>,
     pub front_door: Arc<FrontDoor>,
+    /// Where clients reach this server (`fcd serve --public-url`), no trailing slash: the base
+    /// of HTTP triggers' `urlInternet`/`urlIntranet`.
+    pub public_url: Arc<str>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; see <data-dir>/listen-addr).
     #[arg(long, env = "FCD_LISTEN", default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
+    /// The URL clients reach this server at (e.g. behind a proxy), the base of HTTP triggers'
+    /// URLs. Default: http:// and the listen address (127.0.0.1 for an unspecified one).
+    #[arg(long, env = "FCD_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
     /// Where fcd keeps its metadata, code packages and credentials.
     #[arg(long, env = "FCD_DATA_DIR", default_value = "./fcd-data")]
     data_dir: PathBuf,
@@ -189,6 +193,25 @@ fn sts_token_key(secret: &str) -> fcd_iam::TokenKey {
 }
 
 /// A key for signing code-download URLs, derived so it changes when the secret does.
+/// `--public-url`: an http(s) URL, kept without its trailing slash.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let ok = ["http://", "https://"]
+        .iter()
+        .any(|p| s.len() > p.len() && s.starts_with(p));
+    if !ok || s.contains(char::is_whitespace) {
+        return Err(format!("'{s}' is not an http:// or https:// URL"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+fn public_url(flag: Option<&str>, listen: SocketAddr) -> String {
+    match flag {
+        Some(u) => u.to_owned(),
+        None if listen.ip().is_unspecified() => format!("http://127.0.0.1:{}", listen.port()),
+        None => format!("http://{listen}"),
+    }
+}
+
 fn url_secret(secret: &str) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(format!("fcd code urls\n{secret}").as_bytes()).to_vec()
@@ -375,11 +398,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         usize::try_from(args.replay_cache_entries).unwrap_or(fcd_api::replay::DEFAULT_CAPACITY),
         Duration::from_secs(args.body_read_timeout_secs),
     ));
+    // Bound before the state is built: the default public URL needs the port it got.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
     let state = AppState {
         front_door: front_door.clone(),
         asynchronous: asynchronous.clone(),
         iam,
         control,
+        public_url: public_url(args.public_url.as_deref(), addr).into(),
     };
 
     let max_connections = args
@@ -437,10 +466,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )));
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
     let addr_file = data_dir.join("listen-addr");
     write_atomically(&data_dir, &addr_file, &addr.to_string())?;
     tracing::info!(%addr, data_dir = %data_dir.display(), account = %creds.account_id, region = %args.region, max_connections, "fcd listening on http://{addr}");

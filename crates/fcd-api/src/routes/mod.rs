@@ -8,11 +8,13 @@ mod aliases;
 mod async_invocations;
 mod code;
 mod configs;
+mod domains;
 mod functions;
 mod instances;
 mod invoke;
 mod services;
 mod status;
+mod triggers;
 mod versions;
 
 use std::collections::HashMap;
@@ -114,10 +116,30 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/instances",
             get(instances::list),
+        )
+        .route(
+            "/services/{service}/functions/{function}/triggers",
+            get(triggers::list).post(triggers::create),
+        )
+        .route(
+            "/services/{service}/functions/{function}/triggers/{trigger}",
+            get(triggers::get)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        )
+        .route("/custom-domains", get(domains::list).post(domains::create))
+        .route(
+            "/custom-domains/{domain}",
+            get(domains::get)
+                .put(domains::update)
+                .delete(domains::delete),
         );
     Router::new()
-        .nest("/2021-04-06", api.clone())
-        .nest("/2016-08-15", api)
+        .nest(
+            "/2021-04-06",
+            api.clone().layer(axum::Extension(ApiVersion::V2021)),
+        )
+        .nest("/2016-08-15", api.layer(axum::Extension(ApiVersion::V2016)))
         .route("/", get(crate::rpc::handle).post(crate::rpc::handle))
         .route("/code-packages/{digest}", get(code::download))
         .route("/status", get(status::status))
@@ -145,6 +167,16 @@ async fn unsupported(req: Request) -> ApiError {
         method: req.method().to_string(),
         path: req.uri().path().to_owned(),
     })
+}
+
+/// The API version of the request's path prefix, for the few shapes that differ between them
+/// (a request extension set by the router).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiVersion {
+    /// `/2021-04-06`: the alibabacloud-fc-open20210406 SDK.
+    V2021,
+    /// `/2016-08-15`: the classic SDKs (aliyun-fc2, fc-go-sdk, @alicloud/fc2).
+    V2016,
 }
 
 /// The authenticated caller; present on every request past [`crate::auth::layer`].
