@@ -46,6 +46,7 @@ import http.server
 import json
 import os
 import socketserver
+import time
 import urllib.parse
 
 PORT = int(os.environ.get("FC_SERVER_PORT", "9000"))
@@ -74,6 +75,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         print("http " + TAG + " " + self.command + " " + self.path, flush=True)
         print("FC Invoke End RequestId: " + rid, flush=True)
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if "sleep" in params:
+            time.sleep(float(params["sleep"][0]))
+        if "exit" in params:
+            os._exit(3)
         if "fail" in params:
             err = json.dumps({"errorMessage": "boom", "errorType": "Error", "stackTrace": []})
             self._send(200, [("x-fc-status", "404"),
@@ -113,12 +118,20 @@ Server(("0.0.0.0", PORT), Handler).serve_forever()
 '''
 
 
-def http_function(client: Client, service: str, tag: str, name: Optional[str] = None) -> str:
+def http_function(
+    client: Client, service: str, tag: str, name: Optional[str] = None, **kwargs
+) -> str:
     zip_bytes = make_zip_bytes(
         {"bootstrap": HTTP_BOOTSTRAP.replace("__TAG__", tag)}, executable=("bootstrap",)
     )
     return create_function(
-        client, service, name, zip_bytes=zip_bytes, runtime="custom", handler="index.handler"
+        client,
+        service,
+        name,
+        zip_bytes=zip_bytes,
+        runtime="custom",
+        handler="index.handler",
+        **kwargs,
     ).function_name
 
 
@@ -266,6 +279,24 @@ def test_limits_and_function_errors(fcd: FcdServer, anon: tuple[str, str]):
     resp = requests.get(url + "/?bigheaders=1", timeout=60)
     assert resp.status_code == 502, resp.text
     assert resp.json()["ErrorCode"] == "BadResponse"
+
+
+def test_timeouts_and_crashes_are_502_function_errors(
+    fcd: FcdServer, client: Client, service: str
+):
+    fn = http_function(client, service, "slow", timeout=1)
+    http_trigger(client, service, fn)
+    url = f"http://{fcd.addr}/2021-04-06/proxy/{service}/{fn}/"
+    # The handler sleeps far past the function's 1 s timeout.
+    resp = requests.get(url + "?sleep=20", timeout=60)
+    assert resp.status_code == 502, resp.text
+    assert resp.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert "timed out after 1 seconds" in resp.json()["errorMessage"]
+    resp = requests.get(url + "?exit=1", timeout=60)
+    assert resp.status_code == 502, resp.text
+    assert "Process exited unexpectedly" in resp.json()["errorMessage"]
+    # A fresh instance serves the next request.
+    assert echoed(requests.get(url, timeout=60))["tag"] == "slow"
 
 
 def test_2016_prefix_and_a_qualified_path_reach_the_alias(
