@@ -32,7 +32,16 @@ from fcdkit import (
     unique,
     wait_until,
 )
-from ramkit import RamFixture, allow, classic_client, fc_client, policy_document
+from ramkit import (
+    ROOT_ARN,
+    RamFixture,
+    allow,
+    assume_role,
+    classic_client,
+    fc_client,
+    policy_document,
+    trust_document,
+)
 
 pytestmark = pytest.mark.invoke
 
@@ -401,6 +410,19 @@ def test_auth_type_function_needs_a_signature_of_someone_allowed_to_invoke(
         f"http://{fcd.addr}/2021-04-06/proxy/{service}/{fn}/x", "GET", b"", {}
     )
     assert echoed(r)["tag"] == "signed"
+    # An STS session (its token in the signed x-fc-security-token) with the role's permission.
+    role = iam.role(
+        trust_document(ROOT_ARN),
+        policy_document(
+            allow("fc:InvokeFunction", f"acs:fc:*:*:services/{service}.*/functions/*")
+        ),
+    )
+    assumer = iam.user(system=("AliyunSTSAssumeRoleAccess",))
+    session, _ = assume_role(fcd.addr, assumer.keys, role)
+    r = classic_client(fcd.addr, session).do_http_request("POST", service, fn, "/sts", body=b"s")
+    assert echoed(r)["tag"] == "signed"
+    r = classic_client(fcd.addr, assumer.keys).do_http_request("POST", service, fn, "/sts", body=b"s")
+    assert_common_error(r, 403, "AccessDenied")
 
 
 def test_async_http_invocation_is_replayed_as_the_same_request(
