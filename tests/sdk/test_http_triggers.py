@@ -231,6 +231,14 @@ def test_anonymous_get_passes_path_query_and_headers_and_returns_the_functions_r
     assert resp.headers["content-type"] == "application/json"
 
 
+def test_the_triggers_url_internet_reaches_it(fcd: FcdServer, client: Client, anon: tuple[str, str]):
+    service, fn = anon
+    listing = client.list_triggers(service, fn, fm.ListTriggersRequest()).body
+    (trigger,) = listing.triggers
+    echo = echoed(requests.get(trigger.url_internet + "hello?x=1", timeout=60))
+    assert echo["path"] == f"/2016-08-15/proxy/{service}/{fn}/hello?x=1"
+
+
 def test_anonymous_post_round_trips_a_binary_body(fcd: FcdServer, anon: tuple[str, str]):
     service, fn = anon
     payload = bytes(range(256)) * 64
