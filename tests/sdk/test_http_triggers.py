@@ -513,7 +513,13 @@ def test_a_custom_domain_routes_two_paths_to_two_functions_by_host(web_server: F
         orders = http_function(client, service, "orders")
         http_trigger(client, service, users)
         http_trigger(client, service, orders, methods=("GET",))
-        create_domain(client, domain, [("/users/*", service, users), ("/orders", service, orders)])
+        secure = http_function(client, service, "secure")
+        http_trigger(client, service, secure, auth_type="function")
+        create_domain(
+            client,
+            domain,
+            [("/users/*", service, users), ("/orders", service, orders), ("/secure", service, secure)],
+        )
         web_addr = (web_server.data_dir / "http-addr").read_text().strip()
         for addr in (web_server.addr, web_addr):
             host = {"Host": domain.upper() + ":8080"}
@@ -525,6 +531,11 @@ def test_a_custom_domain_routes_two_paths_to_two_functions_by_host(web_server: F
             # The trigger's methods still apply; a path no route matches is 404.
             assert_common_error(requests.post(f"http://{addr}/orders", headers=host, timeout=60), 403, "AccessDenied")
             assert_common_error(requests.get(f"http://{addr}/nothing", headers=host, timeout=60), 404, "RouteNotFound")
+            # authType function applies on the domain too: the query is signed with the path.
+            secure_url = f"http://{addr}/secure?b=2&a=1"
+            assert_common_error(requests.get(secure_url, headers=host, timeout=60), 400, "MissingRequiredHeader")
+            r = client.invoke_httptrigger(secure_url, "GET", b"", {"Host": domain})
+            assert echoed(r)["tag"] == "secure" and echoed(r)["path"] == "/secure?b=2&a=1"
         # /proxy/ URLs work on the web listener too; the API does not.
         echo = echoed(requests.get(f"http://{web_addr}/2021-04-06/proxy/{service}/{users}/p", timeout=60))
         assert echo["tag"] == "users"
