@@ -210,8 +210,108 @@ async fn authorize(
         .await
 }
 
+/// Authenticates a signed request's head: its `Authorization` parsed, the access key resolved
+/// (root, RAM user, or `STS.` key with its security token) and the signature verified over
+/// the head with the body digest the client claims — before any body is read.
+/// `http_function`: the request reaches a function over HTTP (an HTTP trigger or a custom
+/// domain), whose FC signature always covers the query.
+pub(crate) async fn verify_signed_head(
+    state: &AppState,
+    parts: &http::request::Parts,
+    path: &str,
+    now: SystemTime,
+    http_function: bool,
+) -> Result<(Authorization, Credential), FcError> {
+    let auth_header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            FcError::AccessDenied("the request is not signed: Authorization header missing".into())
+        })?
+        .to_str()
+        .map_err(|_| FcError::AccessDenied("the Authorization header is not valid text".into()))?;
+    let auth = Authorization::parse(auth_header).map_err(sign_error)?;
+    let key_id = auth.access_key_id();
+    // The root keys are a map lookup; other keys are resolved through the IAM cache (users) or
+    // by verifying their token (STS).
+    let token = match state.iam.root_key(key_id) {
+        Some(_) => None,
+        None => security_token(&auth, &parts.headers)?,
+    };
+    let credential = state.iam.resolve(key_id, token, now).await?;
+    // The head is verified before the body is read: a forged or unsigned request never makes
+    // the server buffer up to the body limit. The body is then checked against the digest the
+    // verified head carries.
+    let head = SignedRequest {
+        method: parts.method.as_str(),
+        path,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &[],
+    };
+    if http_function {
+        fcd_sign::verify_head_http_trigger(&auth, &credential.secret, &head, now)
+    } else {
+        fcd_sign::verify_head(&auth, &credential.secret, &head, now)
+    }
+    .map_err(sign_error)?;
+    Ok((auth, credential))
+}
+
+/// The second half of [`verify_signed_head`], once the body is read: the body against the
+/// digest the verified head carries, then the ACS3 nonce (recorded only now, with the whole
+/// request verified).
+pub(crate) fn verify_signed_body(
+    state: &AppState,
+    auth: &Authorization,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), FcError> {
+    fcd_sign::verify_body(auth, headers, body).map_err(sign_error)?;
+    state.front_door.check_replay(auth, headers, now)
+}
+
+/// Whether `credential` may invoke `function` of `service` in `account` as `qualifier`
+/// (`fc:InvokeFunction` on its qualified ARN), decided as for InvokeFunction: root may, others
+/// by their policies.
+pub(crate) async fn authorize_invoke(
+    state: &AppState,
+    extensions: &http::Extensions,
+    credential: &Credential,
+    account: &str,
+    service: &str,
+    qualifier: &str,
+    function: &str,
+) -> Result<(), FcError> {
+    let principal = &credential.principal;
+    if principal.account_id() != account {
+        return Err(FcError::AccessDenied(format!(
+            "'{}' may not invoke functions of account '{account}'",
+            principal.arn()
+        )));
+    }
+    if principal.is_root() {
+        return Ok(());
+    }
+    let arn = fcd_iam::fc::arn(
+        state.iam.region(),
+        account,
+        &format!("services/{service}.{qualifier}/functions/{function}"),
+    );
+    let ctx = crate::rpc::auth_context(extensions);
+    state
+        .iam
+        .authorize_credential(credential, "fc:InvokeFunction", &arn, &ctx)
+        .await
+}
+
 /// The body, within `limit` bytes and the body read timeout (see [`crate::frontdoor`]).
-async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<Bytes, FcError> {
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, FcError> {
     crate::frontdoor::read_body(body, limit, state.front_door.body_read_timeout()).await
 }
 
@@ -259,6 +359,15 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Some(host) => render_rpc(e, &request_id, host),
         None => render(e, &request_id),
     };
+    // A function reached over HTTP (a `/proxy/` URL, or a Host naming a custom domain) is not
+    // an API call: its trigger decides who may call it (see `crate::proxy`).
+    if let Some(entry) = crate::proxy::entry(&state, req.headers(), req.uri(), true).await {
+        let mut resp = crate::proxy::serve(&state, req, &request_id, entry).await;
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-fc-request-id", v);
+        }
+        return resp;
+    }
     let mut resp = match authenticate(&state, req, &request_id).await {
         Ok(req) => next.run(req).await,
         Err(e) => render(&e),
@@ -307,39 +416,11 @@ async fn authenticate(
             limit: limit as u64,
         });
     }
-    let auth_header = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            FcError::AccessDenied("the request is not signed: Authorization header missing".into())
-        })?
-        .to_str()
-        .map_err(|_| FcError::AccessDenied("the Authorization header is not valid text".into()))?;
-    let auth = Authorization::parse(auth_header).map_err(sign_error)?;
     let now = SystemTime::now();
+    let (auth, credential) = verify_signed_head(state, &parts, &path, now, false).await?;
     let key_id = auth.access_key_id();
-    // The root keys are a map lookup; other keys are resolved through the IAM cache (users) or
-    // by verifying their token (STS).
-    let token = match state.iam.root_key(key_id) {
-        Some(_) => None,
-        None => security_token(&auth, &parts.headers)?,
-    };
-    let credential = state.iam.resolve(key_id, token, now).await?;
-    // The head is verified before the body is read: a forged or unsigned request never makes
-    // the server buffer up to the body limit. The body is then checked against the digest the
-    // verified head carries.
-    let head = SignedRequest {
-        method: parts.method.as_str(),
-        path: &path,
-        query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &[],
-    };
-    fcd_sign::verify_head(&auth, &credential.secret, &head, now).map_err(sign_error)?;
     let body = read_body(state, body, limit).await?;
-    fcd_sign::verify_body(&auth, &parts.headers, &body).map_err(sign_error)?;
-    // Only now, with the whole request verified, may its nonce be recorded.
-    state.front_door.check_replay(&auth, &parts.headers, now)?;
+    verify_signed_body(state, &auth, &parts.headers, &body, now)?;
     let account_id = resolve_account(&parts.headers, key_id, &credential.principal)?;
     authorize(state, &parts, &path, &credential).await?;
     parts.extensions.insert(Caller {

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod error;
 pub mod frontdoor;
+pub mod proxy;
 pub mod replay;
 pub mod routes;
 mod rpc;
@@ -43,6 +44,11 @@ impl std::fmt::Debug for AppState {
 /// The complete API router.
 pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
+}
+
+/// The router of the optional plain-web listener: custom domains and `/proxy/` URLs only.
+pub fn web_router(state: AppState) -> axum::Router {
+    proxy::web_router(state)
 }
 
 /// The router of the opt-in metrics listener: `GET /metrics`, unsigned, and nothing else.

@@ -25,7 +25,7 @@ use fcd_queue::{
     AsyncConfig, AsyncQueue, Invocation, ListFilter, NewInvocation, Outcome, QueueError, Status,
     StopResult,
 };
-use fcd_runtime::{InvokeError, InvokeRequest};
+use fcd_runtime::{HttpInvocation, InvokeError, InvokeRequest};
 
 use crate::{Control, internal};
 
@@ -135,6 +135,66 @@ fn destinations(cfg: Option<&AsyncConfig>) -> (Option<String>, Option<String>) {
         .unwrap_or_default();
     let pick = |d: Option<Destination>| d.map(|d| d.destination).filter(|d| !d.is_empty());
     (pick(dc.on_success), pick(dc.on_failure))
+}
+
+/// An HTTP-trigger request as the queue keeps it (JSON in `http_request`; the body is the
+/// invocation's payload). Header values are kept byte for byte: each byte is one character
+/// of the string (Latin-1), since a header value need not be UTF-8.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct HttpRecord {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base_path: Option<String>,
+    client_ip: String,
+}
+
+impl HttpRecord {
+    fn of(h: &HttpInvocation) -> HttpRecord {
+        HttpRecord {
+            method: h.method.as_str().to_owned(),
+            target: h.target.clone(),
+            headers: h
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let latin1 = v.as_bytes().iter().map(|&b| char::from(b)).collect();
+                    (k.as_str().to_owned(), latin1)
+                })
+                .collect(),
+            base_path: h.base_path.clone(),
+            client_ip: h.client_ip.clone(),
+        }
+    }
+
+    fn encode(&self) -> Result<String, FcError> {
+        serde_json::to_string(self).map_err(|e| internal("encode an HTTP request for the queue", e))
+    }
+
+    fn decode(text: &str) -> Result<HttpInvocation, String> {
+        let r: HttpRecord = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let method = http::Method::from_bytes(r.method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut headers = http::HeaderMap::with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            let bytes: Vec<u8> = v
+                .chars()
+                .map(|c| {
+                    u8::try_from(u32::from(c)).map_err(|_| "a header byte out of range".to_owned())
+                })
+                .collect::<Result<_, _>>()?;
+            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
+            let value = http::HeaderValue::from_bytes(&bytes).map_err(|e| e.to_string())?;
+            headers.append(name, value);
+        }
+        Ok(HttpInvocation {
+            method,
+            target: r.target,
+            headers,
+            base_path: r.base_path,
+            client_ip: r.client_ip,
+        })
+    }
 }
 
 /// (account, service, function, qualifier).
@@ -294,6 +354,7 @@ impl AsyncEngine {
             on_success,
             on_failure,
             now_ms: now_ms(),
+            http_request: None,
         }
     }
 
@@ -328,6 +389,65 @@ impl AsyncEngine {
         request_id: &str,
         stateful_header: Option<&str>,
         invocation_id: Option<&str>,
+    ) -> Result<Option<String>, FcError> {
+        self.accept_with(
+            account,
+            service,
+            function,
+            qualifier,
+            payload,
+            request_id,
+            stateful_header,
+            invocation_id,
+            None,
+        )
+        .await
+    }
+
+    /// Accepts an async HTTP-trigger request (`X-Fc-Invocation-Type: Async`): queued like an
+    /// async InvokeFunction, and replayed to the instance later as the same HTTP request
+    /// (method, request-target, headers, body). Returns the stateful invocation id, if the
+    /// call is one.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn accept_http(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+        request: &HttpInvocation,
+        body: Bytes,
+        request_id: &str,
+        stateful_header: Option<&str>,
+        invocation_id: Option<&str>,
+    ) -> Result<Option<String>, FcError> {
+        let record = HttpRecord::of(request).encode()?;
+        self.accept_with(
+            account,
+            service,
+            function,
+            qualifier,
+            body,
+            request_id,
+            stateful_header,
+            invocation_id,
+            Some(record),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn accept_with(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+        payload: Bytes,
+        request_id: &str,
+        stateful_header: Option<&str>,
+        invocation_id: Option<&str>,
+        http_request: Option<String>,
     ) -> Result<Option<String>, FcError> {
         if payload.len() > ASYNC_PAYLOAD_MAX {
             return Err(FcError::EntityTooLarge {
@@ -373,6 +493,7 @@ impl AsyncEngine {
             on_success,
             on_failure,
             now_ms: now_ms(),
+            http_request,
         };
         match self.queue.enqueue(inv).await {
             Ok(()) => {}
@@ -454,6 +575,21 @@ impl AsyncEngine {
                 return;
             }
         };
+        let http = match inv.http_request.as_deref().map(HttpRecord::decode) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => {
+                let reason = format!("the queued HTTP request cannot be read: {e}");
+                tracing::warn!(request_id = %inv.request_id, "{reason}");
+                let _ = self
+                    .queue
+                    .finish(inv.id, Outcome::Invalid { reason }, now)
+                    .await;
+                self.deliver(&inv, false, "InvalidArgument", 400, "", b"")
+                    .await;
+                return;
+            }
+        };
         let (stop_tx, stop_rx) = oneshot::channel();
         if let Ok(mut r) = self.running.lock() {
             r.insert(inv.id, stop_tx);
@@ -465,6 +601,7 @@ impl AsyncEngine {
             body: Bytes::from(inv.payload.clone()),
             log_tail: false,
             retry_count: inv.attempts.saturating_sub(1),
+            http,
         };
         let runtime = self.control.runtime().clone();
         let result = tokio::select! {
@@ -1056,6 +1193,32 @@ mod tests {
         ] {
             assert!(parse_destination(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_http_request_survives_the_queue_byte_for_byte() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("set-cookie", http::HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", http::HeaderValue::from_static("b=2"));
+        headers.insert(
+            "x-raw",
+            http::HeaderValue::from_bytes(b"caf\xe9 \xff").unwrap(),
+        );
+        let req = HttpInvocation {
+            method: http::Method::PATCH,
+            target: "/2016-08-15/proxy/s.prod/f/a%20b?x=1&x=2".into(),
+            headers,
+            base_path: Some("/2016-08-15/proxy/s.prod/f".into()),
+            client_ip: "10.0.0.7".into(),
+        };
+        let text = HttpRecord::of(&req).encode().unwrap();
+        let back = HttpRecord::decode(&text).unwrap();
+        assert_eq!(back.method, req.method);
+        assert_eq!(back.target, req.target);
+        assert_eq!(back.headers, req.headers);
+        assert_eq!(back.base_path, req.base_path);
+        assert_eq!(back.client_ip, req.client_ip);
+        assert!(HttpRecord::decode("{\"method\":1}").is_err());
     }
 
     #[test]

@@ -235,6 +235,14 @@ impl Iam {
         &self.region
     }
 
+    /// The accounts the server's root keys belong to (usually one), without repeats.
+    pub fn root_accounts(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.roots.values().map(|k| k.account_id.as_str()).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// A root key of the server's configuration: the fast path, no store read.
     pub fn root_key(&self, access_key_id: &str) -> Option<&RootKey> {
         self.roots.get(access_key_id)

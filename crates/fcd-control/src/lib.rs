@@ -25,11 +25,13 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 pub mod asynchronous;
 mod configs;
 pub mod iam;
+mod invoke;
 mod role_credentials;
 pub mod timers;
 mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
+pub use invoke::{Invoked, invoke_error};
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 

@@ -183,6 +183,9 @@ pub enum FcError {
     /// A function's response fcd cannot pass on (an HTTP trigger's over-large headers).
     #[error("BadResponse: {0}")]
     BadResponse(String),
+    /// A request on a custom domain whose path no route of the domain matches.
+    #[error("no route of custom domain '{domain}' matches path '{path}'")]
+    RouteNotFound { domain: String, path: String },
     #[error("the resource being modified has been changed")]
     PreconditionFailed,
     #[error("ConcurrentUpdateError: {0}")]
@@ -281,6 +284,7 @@ impl FcError {
             FcError::DomainNameNotFound(_) => "DomainNameNotFound",
             FcError::DomainNameAlreadyExists(_) => "DomainNameAlreadyExists",
             FcError::BadResponse(_) => "BadResponse",
+            FcError::RouteNotFound { .. } => "RouteNotFound",
             FcError::PreconditionFailed => "PreconditionFailed",
             FcError::ConcurrentUpdate(_) => "ConcurrentUpdateError",
             FcError::LimitExceeded(_) => "LimitExceededError",
@@ -394,6 +398,7 @@ impl FcError {
             | FcError::DomainNameAlreadyExists(_)
             | FcError::ConcurrentUpdate(_) => 409,
             FcError::BadResponse(_) => 502,
+            FcError::RouteNotFound { .. } => 404,
             FcError::FunctionNotEmpty(_)
             | FcError::ServiceNotEmpty(_)
             | FcError::PreconditionFailed

@@ -102,6 +102,10 @@ pub struct NewInvocation {
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
     pub now_ms: u64,
+    /// For an invocation through an HTTP trigger: the client's request (method, target,
+    /// headers ...) as the engine encoded it, replayed to the instance with `payload` as the
+    /// body. Opaque here; `None` for an event.
+    pub http_request: Option<String>,
 }
 
 /// An invocation as stored.
@@ -133,6 +137,9 @@ pub struct Invocation {
     pub on_failure: Option<String>,
     pub platform_retries: u32,
     pub events: Vec<Event>,
+    /// See [`NewInvocation::http_request`]; `None` for events and for rows written before
+    /// the column existed.
+    pub http_request: Option<String>,
 }
 
 /// How an execution ended, as the worker records it.

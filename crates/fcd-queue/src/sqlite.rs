@@ -154,6 +154,7 @@ impl SqliteQueue {
             .connect_with(opts.clone().synchronous(SqliteSynchronous::Full))
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&durable).await?;
+        migrate(&durable).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
@@ -164,15 +165,42 @@ impl SqliteQueue {
     }
 }
 
+/// Columns added after the first schema, each added to an older file when missing (rows
+/// written before read them as NULL, which means what those rows always meant).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    // The client's request of an HTTP-trigger invocation (NULL: an event).
+    ("http_request", "TEXT"),
+];
+
+async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
+    let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('invocations')")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("name"))
+        .collect::<Result<_, _>>()?;
+    for (name, ty) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE invocations ADD COLUMN {name} {ty}"
+            )))
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn insert_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     inv: &NewInvocation,
 ) -> Result<(), QueueError> {
     let res = sqlx::query(
         "INSERT INTO invocations (account_id, service, function, qualifier, invocation_id, request_id, stateful,
-            payload, status, max_retries, max_age_secs, enqueued_ms, next_attempt_ms, on_success, on_failure, events)
+            payload, status, max_retries, max_age_secs, enqueued_ms, next_attempt_ms, on_success, on_failure, events,
+            http_request)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'Enqueued', ?, ?, ?, ?, ?, ?,
-            json_array(json_object('eventId', 1, 'status', 'Enqueued', 'timestamp', ?, 'eventDetail', '')))
+            json_array(json_object('eventId', 1, 'status', 'Enqueued', 'timestamp', ?, 'eventDetail', '')), ?)
          ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING",
     )
     .bind(&inv.account_id)
@@ -190,6 +218,7 @@ async fn insert_one(
     .bind(&inv.on_success)
     .bind(&inv.on_failure)
     .bind(inv.now_ms as i64)
+    .bind(&inv.http_request)
     .execute(&mut **tx)
     .await?;
     if res.rows_affected() == 0 {
@@ -413,6 +442,7 @@ fn invocation(row: &SqliteRow) -> Result<Invocation, QueueError> {
         on_failure: row.try_get("on_failure")?,
         platform_retries: row.try_get::<i64, _>("platform_retries")?.max(0) as u32,
         events: serde_json::from_str::<Vec<Event>>(&events)?,
+        http_request: row.try_get("http_request")?,
     })
 }
 
@@ -775,7 +805,64 @@ mod tests {
             on_success: None,
             on_failure: None,
             now_ms: now,
+            http_request: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_file_from_before_http_requests_is_migrated_and_its_rows_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        {
+            // The schema as it was before `http_request`, with one row in it.
+            let opts = SqliteConnectOptions::from_str("sqlite://")
+                .unwrap()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+            // SCHEMA is still the first schema: later columns are added by `migrate`.
+            sqlx::raw_sql(SCHEMA).execute(&pool).await.unwrap();
+            let cols: Vec<String> =
+                sqlx::query("SELECT name FROM pragma_table_info('invocations')")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("name"))
+                    .collect();
+            assert!(!cols.iter().any(|c| c == "http_request"), "{cols:?}");
+            sqlx::query(
+                "INSERT INTO invocations (account_id, service, function, qualifier, invocation_id, request_id, stateful,
+                    payload, status, max_retries, max_age_secs, enqueued_ms, next_attempt_ms)
+                 VALUES ('a', 's', 'f', 'LATEST', 'old', 'r-old', 1, X'7031', 'Enqueued', 2, 60, 1000, 1000)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let q = SqliteQueue::open(&path).await.unwrap();
+        let old = q.get("a", "s", "f", "old").await.unwrap().unwrap();
+        assert_eq!(
+            (old.payload.as_slice(), old.http_request),
+            (&b"p1"[..], None)
+        );
+        let mut inv = new("http", 1000);
+        inv.http_request = Some("{\"method\":\"PUT\"}".into());
+        q.enqueue(inv).await.unwrap();
+        let got = q.get("a", "s", "f", "http").await.unwrap().unwrap();
+        assert_eq!(got.http_request.as_deref(), Some("{\"method\":\"PUT\"}"));
+        // Opening again finds the column and adds nothing.
+        drop(q);
+        let q = SqliteQueue::open(&path).await.unwrap();
+        assert!(
+            q.get("a", "s", "f", "http")
+                .await
+                .unwrap()
+                .unwrap()
+                .http_request
+                .is_some()
+        );
     }
 
     #[tokio::test]

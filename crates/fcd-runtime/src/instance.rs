@@ -17,6 +17,18 @@ use crate::contract::header;
 use crate::credentials::{self, CredentialSource, FunctionCredentials};
 use crate::logs::Logs;
 
+/// Headers of the client's connection that never travel to the instance.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
 pub(crate) struct Instance {
     pub(crate) id: String,
     engine: Box<dyn RunningInstance>,
@@ -113,6 +125,57 @@ impl Instance {
         }
         header(&mut headers, "x-fc-control-path", path);
         self.engine.call(method, path, headers, body, limit).await
+    }
+
+    /// An HTTP invocation (fc-runtime-contract.md section 12): the client's method,
+    /// request-target, headers and body, with the common `x-fc-*` headers of every call on
+    /// top (they win over anything the client sent), `x-fc-control-path: /http-invoke`, the
+    /// `x-fc-base-path` of a `/proxy/` URL and `x-forwarded-for` ending with the client's
+    /// address. The client's headers arrive already filtered of what FC drops.
+    pub(crate) async fn call_http(
+        &self,
+        http: &crate::HttpInvocation,
+        extra: &[(&'static str, &str)],
+        creds: Option<&FunctionCredentials>,
+        body: Bytes,
+        limit: Duration,
+    ) -> CallResult {
+        let mut headers = http.headers.clone();
+        // The body is sent whole: its length is recomputed by the HTTP client, and nothing
+        // of the client's connection management applies to fcd's connection.
+        for name in HOP_BY_HOP {
+            headers.remove(*name);
+        }
+        let forwarded = match headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            Some(prior) => format!("{prior}, {}", http.client_ip),
+            None => http.client_ip.clone(),
+        };
+        header(&mut headers, "x-forwarded-for", &forwarded);
+        // Only the contract's own headers: the client's `Host` and `Content-Type` are the
+        // function's business, not the event defaults among the base headers.
+        for (k, v) in &self.base_headers {
+            if k.as_str().starts_with("x-fc-") {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in extra {
+            header(&mut headers, k, v);
+        }
+        if let Some(c) = creds {
+            credentials::add_headers(&mut headers, c);
+        }
+        header(&mut headers, "x-fc-control-path", "/http-invoke");
+        if let Some(base) = &http.base_path {
+            header(&mut headers, "x-fc-base-path", base);
+        }
+        self.engine
+            .call(http.method.clone(), &http.target, headers, body, limit)
+            .await
     }
 
     pub(crate) fn has_pre_freeze(&self) -> bool {
@@ -266,6 +329,62 @@ mod tests {
             some(["STS.a", "secret-a", "token-a"])
         );
         assert_eq!(cred_headers(&calls[1].1), vec![None, None, None]);
+    }
+
+    #[tokio::test]
+    async fn an_http_call_sends_the_clients_request_with_the_contracts_headers_on_top() {
+        let rec = Recorder::new();
+        let mut base = HeaderMap::new();
+        base.insert("x-fc-function-name", "fn".parse().unwrap());
+        base.insert("content-type", "application/octet-stream".parse().unwrap());
+        base.insert("host", "127.0.0.1:9000".parse().unwrap());
+        let inst = Instance::new(
+            "i".into(),
+            Box::new(Shared(rec.clone())),
+            base,
+            &testkit::function(serde_json::json!({})),
+        );
+        let mut client = HeaderMap::new();
+        client.insert("host", "example.test".parse().unwrap());
+        client.insert("content-type", "text/plain".parse().unwrap());
+        client.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        client.append("accept", "a".parse().unwrap());
+        client.append("accept", "b".parse().unwrap());
+        client.insert("connection", "close".parse().unwrap());
+        client.insert("content-length", "3".parse().unwrap());
+        let http = crate::HttpInvocation {
+            method: Method::PUT,
+            target: "/2016-08-15/proxy/s/fn/invoke?a=1".into(),
+            headers: client,
+            base_path: Some("/2016-08-15/proxy/s/fn".into()),
+            client_ip: "10.0.0.9".into(),
+        };
+        let c = testkit::creds("a", 1);
+        inst.call_http(
+            &http,
+            &[("x-fc-request-id", "rid")],
+            Some(&c),
+            Bytes::from_static(b"abc"),
+            Duration::from_secs(5),
+        )
+        .await;
+        let calls = rec.calls();
+        let (target, h) = &calls[0];
+        assert_eq!(target, "/2016-08-15/proxy/s/fn/invoke?a=1");
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(get("x-fc-control-path").as_deref(), Some("/http-invoke"));
+        assert_eq!(
+            get("x-fc-base-path").as_deref(),
+            Some("/2016-08-15/proxy/s/fn")
+        );
+        assert_eq!(get("x-forwarded-for").as_deref(), Some("1.2.3.4, 10.0.0.9"));
+        assert_eq!(get("x-fc-request-id").as_deref(), Some("rid"));
+        assert_eq!(get("x-fc-function-name").as_deref(), Some("fn"));
+        assert_eq!(get("host").as_deref(), Some("example.test"));
+        assert_eq!(get("content-type").as_deref(), Some("text/plain"));
+        assert_eq!(get("x-fc-access-key-id").as_deref(), Some("STS.a"));
+        assert_eq!(h.get_all("accept").iter().count(), 2);
+        assert!(h.get("connection").is_none() && h.get("content-length").is_none());
     }
 
     #[tokio::test]

@@ -159,6 +159,33 @@ pub struct InvokeRequest {
     pub log_tail: bool,
     /// How many times this (asynchronous) invocation ran before; 0 for sync calls.
     pub retry_count: u32,
+    /// An HTTP invocation (an HTTP trigger or a custom domain); `None` for an event.
+    pub http: Option<HttpInvocation>,
+}
+
+/// The client's request an HTTP invocation hands to the instance (fc-runtime-contract.md
+/// section 12; the body is [`InvokeRequest::body`]).
+#[derive(Debug, Clone)]
+pub struct HttpInvocation {
+    pub method: Method,
+    /// The request-target sent to the instance: the client's path and query exactly as sent
+    /// (still percent-encoded), e.g. `/2016-08-15/proxy/svc.prod/fn/users/1?x=1`.
+    pub target: String,
+    /// The client's headers minus what FC drops (`x-fc-*`, connection, keep-alive,
+    /// hop-by-hop).
+    pub headers: http::HeaderMap,
+    /// The URL prefix before the function's own path when routed by a `/proxy/` URL, e.g.
+    /// `/2016-08-15/proxy/svc.prod/fn` (no trailing slash); `None` for custom domains.
+    pub base_path: Option<String>,
+    pub client_ip: String,
+}
+
+/// The instance's own status and headers of a successful HTTP invocation (its body is
+/// [`InvokeOutcome::body`]), unfiltered: what a client may see is the front end's call.
+#[derive(Debug, Clone)]
+pub struct HttpResponseParts {
+    pub status: u16,
+    pub headers: http::HeaderMap,
 }
 
 /// What an invocation produced. A function error is an outcome, not an `Err`.
@@ -172,6 +199,9 @@ pub struct InvokeOutcome {
     pub instance_id: String,
     /// The request's log, framed and summarised, already cut to FC's 4 KB.
     pub log_tail: Option<String>,
+    /// The instance's status and headers when an HTTP invocation succeeded; `None` for
+    /// events and for function errors (whose body is FC's error JSON).
+    pub http: Option<HttpResponseParts>,
 }
 
 /// Why an instance could not be started; the caller gets a platform error.
@@ -604,18 +634,41 @@ impl InstanceManager {
         // FC's duration is the handler's own time, without start-up and initializer.
         let invoked = Instant::now();
         let limit = Duration::from_secs(u64::from(f.timeout.max(1)));
+        let Some(http) = &req.http else {
+            let res = inst
+                .call(
+                    Method::POST,
+                    "/invoke",
+                    &extra,
+                    creds,
+                    req.body.clone(),
+                    limit,
+                )
+                .await;
+            let verdict = judge(inst, res, invoked, limit, "Function").await;
+            return outcome(inst, invoked, verdict);
+        };
         let res = inst
-            .call(
-                Method::POST,
-                "/invoke",
-                &extra,
-                creds,
-                req.body.clone(),
-                limit,
-            )
+            .call_http(http, &extra, creds, req.body.clone(), limit)
             .await;
-        let verdict = judge(inst, res, invoked, limit, "Function").await;
-        outcome(inst, invoked, verdict)
+        // An HTTP function's status is the client's business (a 404 page is a success):
+        // only the runtime's own verdict (`x-fc-status` other than 200, or an error type)
+        // makes it a function error. Timeouts and crashes are judged as for events.
+        match res {
+            CallResult::Response {
+                status,
+                headers,
+                body,
+            } if !http_failed(&headers) => {
+                let mut o = outcome(inst, invoked, Verdict::Success(body));
+                o.http = Some(HttpResponseParts { status, headers });
+                o
+            }
+            other => {
+                let verdict = judge(inst, other, invoked, limit, "Function").await;
+                outcome(inst, invoked, verdict)
+            }
+        }
     }
 
     /// Keeps `target` instances of `spec` started ahead of traffic, replacing any that die.
@@ -1030,6 +1083,15 @@ async fn judge(
     }
 }
 
+/// Whether the runtime reported an HTTP invocation as failed.
+fn http_failed(headers: &http::HeaderMap) -> bool {
+    headers.contains_key("x-fc-error-type")
+        || headers
+            .get("x-fc-status")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| s.trim() != "200")
+}
+
 fn outcome(inst: &Instance, started: Instant, v: Verdict) -> InvokeOutcome {
     let duration = started.elapsed();
     let (body, error_type, mem) = match v {
@@ -1044,6 +1106,7 @@ fn outcome(inst: &Instance, started: Instant, v: Verdict) -> InvokeOutcome {
         max_memory_mb: round2(mem),
         instance_id: inst.id.clone(),
         log_tail: None,
+        http: None,
     }
 }
 

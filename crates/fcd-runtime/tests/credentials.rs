@@ -234,6 +234,7 @@ fn request(n: u32) -> InvokeRequest {
         body: Bytes::from_static(b"{}"),
         log_tail: false,
         retry_count: 0,
+        http: None,
     }
 }
 

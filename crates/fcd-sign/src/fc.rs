@@ -129,22 +129,56 @@ pub(crate) fn verify_head(
     req: &SignedRequest<'_>,
     now: SystemTime,
 ) -> Result<(), SignError> {
-    // `x-fc-date` is only a freshness fallback: it is signed as an x-fc-
-    // header, but the Date line of the string-to-sign stays the `date` header.
+    check_date(req, now)?;
+
+    let path = percent_decode_str(req.path).decode_utf8_lossy();
+    let candidates = if is_http_trigger(&path) {
+        http_trigger_candidates(req)
+    } else {
+        vec![fc_string_to_sign(req)]
+    };
+    verify_candidates(signature, secret, candidates)
+}
+
+/// The strings an HTTP-trigger request may have been signed as: the query sorted (aliyun-fc2,
+/// @alicloud/fc2, fc-go-sdk) or in URL order (`alibabacloud_gateway_fc_util`).
+fn http_trigger_candidates(req: &SignedRequest<'_>) -> Vec<String> {
+    vec![
+        string_to_sign(req, &canonical_resource(req, Some(QueryOrder::Sorted))),
+        fc_string_to_sign_url_order(req),
+    ]
+}
+
+/// [`verify_head`] for a request that reached a function over HTTP whatever its path looks
+/// like (a custom domain's path has no `/proxy/`): the query is always signed.
+pub(crate) fn verify_head_http_trigger(
+    signature: &[u8],
+    secret: &str,
+    req: &SignedRequest<'_>,
+    now: SystemTime,
+) -> Result<(), SignError> {
+    check_date(req, now)?;
+    verify_candidates(signature, secret, http_trigger_candidates(req))
+}
+
+/// The request's date must be within the allowed skew. `x-fc-date` is only a freshness
+/// fallback: it is signed as an x-fc- header, but the Date line of the string-to-sign stays
+/// the `date` header.
+fn check_date(req: &SignedRequest<'_>, now: SystemTime) -> Result<(), SignError> {
     let date = req
         .headers
         .get(DATE)
         .or_else(|| req.headers.get("x-fc-date"))
         .map(header_text)
         .ok_or_else(|| SignError::MissingHeader(DATE.as_str().to_string()))?;
-    check_fresh(parse_http_date(&date)?, now, date.trim())?;
+    check_fresh(parse_http_date(&date)?, now, date.trim())
+}
 
-    let mut candidates = vec![fc_string_to_sign(req)];
-    let path = percent_decode_str(req.path).decode_utf8_lossy();
-    if is_http_trigger(&path) {
-        candidates.push(fc_string_to_sign_url_order(req));
-    }
-
+fn verify_candidates(
+    signature: &[u8],
+    secret: &str,
+    candidates: Vec<String>,
+) -> Result<(), SignError> {
     for candidate in candidates {
         if hmac_sha256(secret, candidate.as_bytes())?
             .verify_slice(signature)

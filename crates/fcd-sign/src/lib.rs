@@ -237,6 +237,24 @@ pub fn verify_head(
     }
 }
 
+/// [`verify_head`] for a request reaching a function over HTTP (an HTTP trigger's `/proxy/`
+/// URL or a custom domain): under the FC scheme the query is always part of the signed
+/// resource (sorted, or in URL order), whatever the path looks like. ACS3 signs the query
+/// anyway and is verified as usual.
+pub fn verify_head_http_trigger(
+    auth: &Authorization,
+    secret: &str,
+    req: &SignedRequest<'_>,
+    now: SystemTime,
+) -> Result<(), SignError> {
+    match auth {
+        Authorization::Acs3 { .. } => verify_head(auth, secret, req, now),
+        Authorization::Fc { signature, .. } => {
+            fc::verify_head_http_trigger(signature, secret, req, now)
+        }
+    }
+}
+
 /// Checks the body against the digest the (verified) head carries: ACS3's
 /// `x-acs-content-sha256`; the FC scheme's `Content-MD5` when sent (without it
 /// the FC scheme does not cover the body, as on FC). The digests are compared

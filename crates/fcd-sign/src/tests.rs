@@ -1103,3 +1103,47 @@ fn acs3_replay_key_needs_exactly_one_nonce_and_date() {
         Err(SignError::MissingHeader(_))
     ));
 }
+
+#[test]
+fn custom_domain_requests_are_verified_with_their_query_signed() {
+    let mut hdrs = headers(
+        "
+date: Mon, 01 Jan 2024 00:00:00 GMT
+content-type: text/plain
+",
+    );
+    // A custom domain's path has no `/proxy/`: the API rule would leave the query unsigned.
+    let (path, query) = ("/users/1", "b=2&a=1");
+    let sorted = format!("GET\n\ntext/plain\nMon, 01 Jan 2024 00:00:00 GMT\n{path}\na=1\nb=2");
+    hdrs.insert(
+        "authorization",
+        format!("FC {AK}:{}", hmac_b64(SECRET, &sorted))
+            .parse()
+            .unwrap(),
+    );
+    let auth = Authorization::parse(hdrs.get("authorization").unwrap().to_str().unwrap()).unwrap();
+    let req = SignedRequest {
+        method: "GET",
+        path,
+        query,
+        headers: &hdrs,
+        body: b"",
+    };
+    assert_eq!(verify_head_http_trigger(&auth, SECRET, &req, now()), Ok(()));
+    assert_eq!(
+        verify_head(&auth, SECRET, &req, now()),
+        Err(SignError::SignatureMismatch),
+        "the API rule signs no query"
+    );
+    let tampered = SignedRequest {
+        query: "b=2&a=9",
+        ..req
+    };
+    assert_eq!(
+        verify_head_http_trigger(&auth, SECRET, &tampered, now()),
+        Err(SignError::SignatureMismatch)
+    );
+    let url_order = format!("GET\n\ntext/plain\nMon, 01 Jan 2024 00:00:00 GMT\n{path}\nb=2\na=1");
+    let auth = Authorization::parse(&format!("FC {AK}:{}", hmac_b64(SECRET, &url_order))).unwrap();
+    assert_eq!(verify_head_http_trigger(&auth, SECRET, &req, now()), Ok(()));
+}

@@ -121,6 +121,11 @@ pub(crate) struct ServeArgs {
     /// port never serves them.
     #[arg(long, env = "FCD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Also serve plain web traffic on this address, e.g. 0.0.0.0:80 (port 0 picks one; see
+    /// <data-dir>/http-addr): custom domains (by Host) and HTTP-trigger `/proxy/` URLs only,
+    /// never the API. The API listener serves both as well.
+    #[arg(long, env = "FCD_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
     /// TESTS ONLY: the lowest DurationSeconds STS AssumeRole accepts (STS's own minimum, 900,
     /// when unset), so tests can see temporary credentials expire within seconds. Hidden: it
     /// weakens nothing by default and is never needed in production.
@@ -444,6 +449,30 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )));
     }
 
+    // The plain-web listener: its own connection cap (the API's), same accept loop.
+    let mut web_server = None;
+    let web_addr_file = data_dir.join("http-addr");
+    let _ = std::fs::remove_file(&web_addr_file);
+    if let Some(http_listen) = args.http_listen {
+        let listener = tokio::net::TcpListener::bind(http_listen)
+            .await
+            .with_context(|| format!("binding the web listener {http_listen}"))?;
+        let addr = listener.local_addr()?;
+        write_atomically(&data_dir, &web_addr_file, &addr.to_string())?;
+        tracing::info!(%addr, "custom domains and HTTP triggers on http://{addr}/");
+        web_server = Some(tokio::spawn(crate::listener::serve(
+            listener,
+            fcd_api::web_router(state.clone()),
+            crate::listener::Limits {
+                name: "web (--max-connections)",
+                max_connections,
+                header_read_timeout,
+                counters: None,
+            },
+            stop_rx.clone(),
+        )));
+    }
+
     let addr_file = data_dir.join("listen-addr");
     write_atomically(&data_dir, &addr_file, &addr.to_string())?;
     tracing::info!(%addr, data_dir = %data_dir.display(), account = %creds.account_id, region = %args.region, max_connections, "fcd listening on http://{addr}");
@@ -473,6 +502,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(m) = metrics_server {
             let _ = m.await;
         }
+        if let Some(w) = web_server {
+            let _ = w.await;
+        }
     };
     tokio::select! {
         _ = tokio::time::timeout(grace, drain) => {},
@@ -483,6 +515,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.shutdown(Duration::from_millis(100)).await;
     let _ = std::fs::remove_file(&addr_file);
     let _ = std::fs::remove_file(&metrics_addr_file);
+    let _ = std::fs::remove_file(&web_addr_file);
     tracing::info!("stopped");
     drop(stop_rx);
     Ok(())

@@ -193,6 +193,7 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
                 body: Bytes::from_static(b"{}"),
                 log_tail: false,
                 retry_count: 0,
+                http: None,
             },
         )
         .await

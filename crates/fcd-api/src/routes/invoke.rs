@@ -8,33 +8,16 @@ use base64::Engine;
 use bytes::Bytes;
 
 use fcd_core::FcError;
-use fcd_runtime::{InvokeError, InvokeRequest, StartError};
+use fcd_runtime::InvokeRequest;
 
 use super::{Ctx, PathParams, QueryParams, header_str, qualified};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
 /// The list real FC sends on every invocation response.
-const EXPOSE_HEADERS: &str = "Date,x-fc-request-id,x-fc-error-type,x-fc-code-checksum,x-fc-invocation-duration,x-fc-max-memory-usage,x-fc-log-result,x-fc-invocation-code-version";
+pub(crate) const EXPOSE_HEADERS: &str = "Date,x-fc-request-id,x-fc-error-type,x-fc-code-checksum,x-fc-invocation-duration,x-fc-max-memory-usage,x-fc-log-result,x-fc-invocation-code-version";
 
-fn invoke_error(e: InvokeError) -> FcError {
-    match e {
-        InvokeError::ShuttingDown => FcError::ServiceUnavailable,
-        e @ InvokeError::Start(StartError::UnsupportedRuntime { .. }) => {
-            FcError::invalid(e.to_string())
-        }
-        // The service role's credentials could not be issued: the source's own error (e.g.
-        // AccessDenied naming the role) is what the caller must fix.
-        InvokeError::Start(StartError::Credentials(e)) => e,
-        InvokeError::Start(other) => FcError::FunctionNotStarted(other.to_string()),
-        e @ InvokeError::FunctionThrottled(_) => {
-            FcError::ResourceExhausted(format!("{e}: retry later or raise maximumInstanceCount"))
-        }
-        e @ InvokeError::ServerThrottled => FcError::ResourceThrottled(e.to_string()),
-    }
-}
-
-fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
+pub(crate) fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), v);
     }
@@ -81,32 +64,25 @@ pub(super) async fn invoke(
     let log_tail =
         header_str(&headers, "x-fc-log-type").is_some_and(|t| t.eq_ignore_ascii_case("tail"));
     let trace_id = header_str(&headers, "x-fc-trace-id").map(str::to_owned);
-    let spec = s
+    tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %p.get("function"), "invoke");
+    let fcd_control::Invoked { spec, outcome } = s
         .control
-        .resolve(
+        .invoke(
             &c.account_id,
             &service,
             p.get("function"),
             qualifier.as_deref(),
-        )
-        .await?;
-    tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %spec.function.function_name, "invoke");
-    let outcome = s
-        .control
-        .runtime()
-        .invoke(
-            &spec,
             InvokeRequest {
                 request_id: c.request_id.clone(),
-                qualifier: qualifier.unwrap_or_else(|| "LATEST".to_owned()),
+                qualifier: String::new(),
                 trace_id,
                 body,
                 log_tail,
                 retry_count: 0,
+                http: None,
             },
         )
-        .await
-        .map_err(|e| ApiError(invoke_error(e)))?;
+        .await?;
 
     let mut resp = (StatusCode::OK, outcome.body).into_response();
     let h = resp.headers_mut();

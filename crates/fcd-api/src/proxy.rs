@@ -1,0 +1,736 @@
+//! The HTTP data path: requests that reach a function by URL rather than through
+//! InvokeFunction — an HTTP trigger's `/{2021-04-06|2016-08-15}/proxy/{service}[.{qualifier}]/
+//! {function}[/{path…}]`, or any request whose `Host` names a custom domain (routed by the
+//! domain's `routeConfig`). fc-runtime-contract.md section 12; CONTRACT-12 sections 3 and 4.
+//!
+//! [`crate::auth::layer`] hands such requests here before API authentication ([`entry`]),
+//! because the function's HTTP trigger, not the API's rules, decides who may call:
+//! `authType: anonymous` admits anyone; `authType: function` needs the FC signature (the
+//! query always signed, sorted or in URL order), a fresh `Date`, a key resolved like an API
+//! caller's (root, RAM user, `STS.` key with `x-fc-security-token`) and `fc:InvokeFunction`
+//! on the function's qualified ARN — the same functions [`crate::auth`] uses for the API.
+//! The trigger's `methods` (and a domain route's) filter the method.
+//!
+//! The request then reaches the instance manager through [`fcd_control::Control::invoke`],
+//! the same call InvokeFunction makes, with the client's request in
+//! [`fcd_runtime::InvokeRequest::http`]; `X-Fc-Invocation-Type: Async` goes through the async
+//! engine instead, which replays the same HTTP request later.
+//!
+//! What the client gets: the function's status, headers (minus FC's reserved ones) and body;
+//! a function error as 502 with `X-Fc-Error-Type` and FC's error JSON; a request error as
+//! FC's error JSON with `X-Fc-Error-Type: FcCommonError`. `X-Fc-Log-Type: Tail` is honoured
+//! only for signed (`authType: function`) calls — whoever may invoke may read the tail, as with
+//! InvokeFunction — and ignored for anonymous ones, whose callers must not read the
+//! function's log.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+use fcd_core::FcError;
+use fcd_core::domains::CustomDomain;
+use fcd_core::limits::{ASYNC_PAYLOAD_MAX, SYNC_PAYLOAD_MAX};
+use fcd_core::triggers::AuthType;
+use fcd_runtime::{HttpInvocation, InvokeOutcome, InvokeRequest};
+
+use crate::AppState;
+use crate::auth;
+use crate::error::render;
+
+/// The URL prefixes of HTTP triggers, one per API version.
+const PROXY_PREFIXES: [&str; 2] = ["/2021-04-06/proxy/", "/2016-08-15/proxy/"];
+
+/// FC's request limits for HTTP functions: headers (names plus values), and path with query.
+pub const REQUEST_HEADERS_MAX: usize = 8 * 1024;
+pub const TARGET_MAX: usize = 4 * 1024;
+/// A function's response headers above this are a `BadResponse` (502).
+pub const RESPONSE_HEADERS_MAX: usize = 8 * 1024;
+
+/// Characters a rewritten custom-domain path must not carry raw in a request-target.
+const PATH_ESCAPE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// Why a request belongs to the HTTP data path.
+pub(crate) enum Entry {
+    /// A `/proxy/` URL.
+    Proxy,
+    /// A custom domain named by the `Host` header.
+    Domain(Arc<CustomDomain>),
+}
+
+fn is_proxy_path(path: &str) -> bool {
+    PROXY_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+/// The host a request names (`Host`, else the URI's authority), port stripped and
+/// lower-cased; `None` for an IP address (how the SDKs and API clients reach fcd, so an API
+/// call never costs a domain lookup) or when there is none.
+fn host_name(req_headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
+    let raw = req_headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))?
+        .trim();
+    if raw.starts_with('[') {
+        return None; // an IPv6 literal
+    }
+    let host = raw.rsplit_once(':').map_or(raw, |(h, _)| h);
+    if host.is_empty() || host.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Whether `req` is for the HTTP data path, and why.
+/// On the API listener (`api_listener`), a request shaped like an API call — a path under an
+/// API version prefix, `/status`, `/code-packages/…`, or RAM/STS at `/` (`x-acs-version`) —
+/// stays an API call whatever its `Host`: a custom domain named like the server's own host
+/// must not capture API traffic (and the signed requests in it). The plain-web listener has
+/// no API, so there every path of a domain is the domain's.
+///
+/// (Takes the head's parts, not the request: a body is not `Sync`, so a borrowed request
+/// cannot cross an await.)
+pub(crate) async fn entry(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    api_listener: bool,
+) -> Option<Entry> {
+    let path = uri.path();
+    if is_proxy_path(path) {
+        return Some(Entry::Proxy);
+    }
+    if api_listener && is_api_call(path, headers) {
+        return None;
+    }
+    let host = host_name(headers, uri)?;
+    state.control.custom_domain(&host).await.map(Entry::Domain)
+}
+
+/// Whether a request on the API listener is an API call by its shape (see [`entry`]).
+fn is_api_call(path: &str, headers: &HeaderMap) -> bool {
+    fcd_iam::fc::API_PREFIXES.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }) || path == "/status"
+        || path.starts_with("/code-packages/")
+        || (path == "/" && headers.contains_key("x-acs-version"))
+}
+
+/// FC's response to a request error (not the function's).
+fn common_error(e: &FcError, request_id: &str) -> Response {
+    if matches!(e, FcError::Internal) {
+        tracing::error!(request_id, "internal error on the HTTP data path");
+    }
+    let mut resp = render(e, request_id);
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-fc-error-type"),
+        HeaderValue::from_static("FcCommonError"),
+    );
+    resp
+}
+
+/// Serves one request of the data path; every outcome is a response.
+pub(crate) async fn serve(
+    state: &AppState,
+    req: Request,
+    request_id: &str,
+    entry: Entry,
+) -> Response {
+    match handle(state, req, request_id, entry).await {
+        Ok(resp) => resp,
+        Err(e) => common_error(&e, request_id),
+    }
+}
+
+/// The function a request reaches and what its instance is sent.
+struct Target {
+    account: String,
+    service: String,
+    qualifier: Option<String>,
+    function: String,
+    /// The request-target for the instance.
+    target: String,
+    base_path: Option<String>,
+}
+
+fn decode(raw: &str) -> Result<String, FcError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| FcError::invalid(format!("the path segment '{raw}' is not valid UTF-8")))
+}
+
+/// `/{version}/proxy/{service}[.{qualifier}]/{function}[/{path…}]`.
+fn proxy_target(path: &str, path_and_query: &str) -> Result<Target, FcError> {
+    let prefix = PROXY_PREFIXES
+        .iter()
+        .find(|p| path.starts_with(*p))
+        .ok_or(FcError::Internal)?;
+    let rest = &path[prefix.len()..];
+    let (svc_raw, after) = rest.split_once('/').unwrap_or((rest, ""));
+    let fn_raw = after.split('/').next().unwrap_or("");
+    if svc_raw.is_empty() || fn_raw.is_empty() {
+        return Err(FcError::invalid(format!(
+            "'{path}' is not an HTTP trigger URL: use {prefix}{{service}}[.{{qualifier}}]/{{function}}/{{path}}"
+        )));
+    }
+    let service_seg = decode(svc_raw)?;
+    let (service, qualifier) = match service_seg.split_once('.') {
+        Some((s, q)) => (s.to_owned(), Some(q.to_owned()).filter(|q| !q.is_empty())),
+        None => (service_seg, None),
+    };
+    Ok(Target {
+        account: String::new(),
+        service,
+        qualifier,
+        function: decode(fn_raw)?,
+        target: path_and_query.to_owned(),
+        base_path: Some(format!("{prefix}{svc_raw}/{fn_raw}")),
+    })
+}
+
+/// The account a `/proxy/` URL reaches: FC names it in the host
+/// (`{account}.{region}.fc.aliyuncs.com`); otherwise the server's own account.
+fn proxy_account(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+) -> Result<String, FcError> {
+    let accounts = state.iam.root_accounts();
+    if let Some(host) = host_name(headers, uri)
+        && let Some(label) = host.split('.').next()
+        && accounts.contains(&label)
+    {
+        return Ok(label.to_owned());
+    }
+    match accounts.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        _ => Err(FcError::invalid(
+            "this server holds several accounts: name the account as the first label of the Host ({account}.…)",
+        )),
+    }
+}
+
+/// A custom domain's route for the request: the function, and the (rewritten) path it sees.
+fn domain_target(
+    domain: &CustomDomain,
+    method: &str,
+    raw_path: &str,
+    query: Option<&str>,
+) -> Result<Target, FcError> {
+    let path = decode(raw_path)?;
+    let found = domain
+        .route_config
+        .find(&path)
+        .ok_or_else(|| FcError::RouteNotFound {
+            domain: domain.domain_name.clone(),
+            path: path.clone(),
+        })?;
+    let route = found.route;
+    if !route.allows(method) {
+        return Err(FcError::AccessDenied(format!(
+            "method {method} is not allowed on path '{}' of custom domain '{}'",
+            route.path, domain.domain_name
+        )));
+    }
+    // Untouched paths go on exactly as the client encoded them.
+    let mut target = if found.path == path {
+        raw_path.to_owned()
+    } else {
+        utf8_percent_encode(&found.path, PATH_ESCAPE).to_string()
+    };
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    Ok(Target {
+        account: domain.account_id.clone(),
+        service: route.service_name.clone(),
+        qualifier: Some(route.qualifier.clone()).filter(|q| !q.is_empty()),
+        function: route.function_name.clone(),
+        target,
+        base_path: None,
+    })
+}
+
+/// FC's request limits: headers and request-target.
+fn check_limits(parts: &http::request::Parts) -> Result<(), FcError> {
+    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > TARGET_MAX {
+        return Err(FcError::invalid(format!(
+            "the request path and query are {target_len} bytes: at most {TARGET_MAX} are allowed"
+        )));
+    }
+    let header_len: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_len > REQUEST_HEADERS_MAX {
+        return Err(FcError::invalid(format!(
+            "the request headers are {header_len} bytes: at most {REQUEST_HEADERS_MAX} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// The client's headers a function sees: FC drops `x-fc-*`, `connection` and `keep-alive`
+/// (the instance manager drops the other hop-by-hop headers).
+fn client_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (k, v) in headers {
+        let n = k.as_str();
+        if n.starts_with("x-fc-") || n == "connection" || n == "keep-alive" {
+            continue;
+        }
+        out.append(k.clone(), v.clone());
+    }
+    out
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+async fn handle(
+    state: &AppState,
+    req: Request,
+    request_id: &str,
+    entry: Entry,
+) -> Result<Response, FcError> {
+    let (parts, body) = req.into_parts();
+    check_limits(&parts)?;
+    let raw_path = parts.uri.path().to_owned();
+    let method = parts.method.as_str().to_owned();
+    let mut t = match &entry {
+        Entry::Proxy => {
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map_or(raw_path.as_str(), |p| p.as_str());
+            let mut t = proxy_target(&raw_path, pq)?;
+            t.account = proxy_account(state, &parts.headers, &parts.uri)?;
+            t
+        }
+        Entry::Domain(d) => domain_target(d, &method, &raw_path, parts.uri.query())?,
+    };
+    let trigger = state
+        .control
+        .http_trigger(&t.account, &t.service, t.qualifier.as_deref(), &t.function)
+        .await?;
+    if !trigger.config.allows(&method) {
+        return Err(FcError::AccessDenied(format!(
+            "method {method} is not allowed by the HTTP trigger '{}' of function '{}' (it admits {})",
+            trigger.trigger.trigger_name,
+            t.function,
+            trigger.config.methods.join(", ")
+        )));
+    }
+    let is_async = match header(&parts.headers, "x-fc-invocation-type") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("sync") => false,
+        Some(v) if v.eq_ignore_ascii_case("async") => true,
+        Some(v) => {
+            return Err(FcError::invalid(format!(
+                "X-Fc-Invocation-Type '{v}' is invalid: use Sync or Async"
+            )));
+        }
+    };
+    let limit = if is_async {
+        ASYNC_PAYLOAD_MAX
+    } else {
+        SYNC_PAYLOAD_MAX
+    };
+    if let Some(len) = header(&parts.headers, "content-length").and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(FcError::EntityTooLarge {
+            limit: limit as u64,
+        });
+    }
+    let now = SystemTime::now();
+    let qualifier = t.qualifier.clone().unwrap_or_else(|| "LATEST".to_owned());
+    let signed = match trigger.config.auth_type {
+        AuthType::Anonymous => None,
+        AuthType::Function => {
+            if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+                return Err(FcError::MissingRequiredHeader("Authorization".into()));
+            }
+            if !parts.headers.contains_key(http::header::DATE)
+                && !parts.headers.contains_key("x-fc-date")
+            {
+                return Err(FcError::MissingRequiredHeader("Date".into()));
+            }
+            let (authz, credential) =
+                auth::verify_signed_head(state, &parts, &raw_path, now, true).await?;
+            auth::authorize_invoke(
+                state,
+                &parts.extensions,
+                &credential,
+                &t.account,
+                &t.service,
+                &qualifier,
+                &t.function,
+            )
+            .await?;
+            Some(authz)
+        }
+    };
+    let body = auth::read_body(state, body, limit).await?;
+    if let Some(authz) = &signed {
+        auth::verify_signed_body(state, authz, &parts.headers, &body, now)?;
+    }
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical().to_string())
+        .unwrap_or_default();
+    let http = HttpInvocation {
+        method: parts.method.clone(),
+        target: std::mem::take(&mut t.target),
+        headers: client_headers(&parts.headers),
+        base_path: t.base_path.take(),
+        client_ip,
+    };
+    if is_async {
+        let id = state
+            .asynchronous
+            .accept_http(
+                &t.account,
+                &t.service,
+                &t.function,
+                t.qualifier.as_deref(),
+                &http,
+                body,
+                request_id,
+                header(&parts.headers, "x-fc-stateful-async-invocation-enable"),
+                header(&parts.headers, "x-fc-stateful-async-invocation-id"),
+            )
+            .await?;
+        let mut resp = StatusCode::ACCEPTED.into_response();
+        if let Some(id) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+            resp.headers_mut()
+                .insert("x-fc-stateful-async-invocation-id", id);
+        }
+        return Ok(resp);
+    }
+    let log_tail = signed.is_some()
+        && header(&parts.headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
+    let invoked = state
+        .control
+        .invoke(
+            &t.account,
+            &t.service,
+            &t.function,
+            t.qualifier.as_deref(),
+            InvokeRequest {
+                request_id: request_id.to_owned(),
+                qualifier: String::new(),
+                trace_id: header(&parts.headers, "x-fc-trace-id").map(str::to_owned),
+                body,
+                log_tail,
+                retry_count: 0,
+                http: Some(http),
+            },
+        )
+        .await?;
+    Ok(respond(invoked.outcome, request_id))
+}
+
+/// Response headers a function may not set (FC ignores them); hop-by-hop ones are the
+/// server's.
+fn reserved_response_header(name: &str) -> bool {
+    name.starts_with("x-fc-")
+        || matches!(
+            name,
+            "connection"
+                | "content-length"
+                | "date"
+                | "keep-alive"
+                | "server"
+                | "upgrade"
+                | "transfer-encoding"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+        )
+}
+
+/// A function's answer fcd cannot pass on.
+fn bad_response(message: String, request_id: &str) -> Response {
+    let mut resp = render(&FcError::BadResponse(message), request_id);
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-fc-error-type"),
+        HeaderValue::from_static("UnhandledInvocationError"),
+    );
+    resp
+}
+
+/// The client's response: the function's own, or its error as FC shapes it.
+fn respond(o: InvokeOutcome, request_id: &str) -> Response {
+    let mut resp = match (&o.error_type, o.http) {
+        (Some(kind), _) => {
+            let mut resp = (StatusCode::BAD_GATEWAY, o.body).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(v) = HeaderValue::from_str(kind) {
+                h.insert(HeaderName::from_static("x-fc-error-type"), v);
+            }
+            resp
+        }
+        (None, Some(parts)) => {
+            let Ok(status) = StatusCode::from_u16(parts.status) else {
+                return bad_response(
+                    format!("the function answered with status {}", parts.status),
+                    request_id,
+                );
+            };
+            let mut headers = HeaderMap::with_capacity(parts.headers.len());
+            let mut size = 0usize;
+            for (k, v) in &parts.headers {
+                if reserved_response_header(k.as_str()) {
+                    continue;
+                }
+                size += k.as_str().len() + v.len();
+                headers.append(k.clone(), v.clone());
+            }
+            if size > RESPONSE_HEADERS_MAX {
+                return bad_response(
+                    format!(
+                        "the function's response headers are {size} bytes: at most {RESPONSE_HEADERS_MAX} are allowed"
+                    ),
+                    request_id,
+                );
+            }
+            let mut resp = (status, o.body).into_response();
+            // No content type unless the function set one (axum's default for bytes is not
+            // the function's).
+            resp.headers_mut().remove(http::header::CONTENT_TYPE);
+            resp.headers_mut().extend(headers);
+            resp
+        }
+        (None, None) => return common_error(&FcError::Internal, request_id),
+    };
+    if let Some(log) = &o.log_tail
+        && let Ok(v) =
+            HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(log.as_bytes()))
+    {
+        resp.headers_mut().insert("x-fc-log-result", v);
+    }
+    resp
+}
+
+/// The router of the optional plain-web listener (`fcd serve --http-listen`): custom domains
+/// and `/proxy/` URLs, nothing of the API.
+pub fn web_router(state: AppState) -> Router {
+    Router::new().fallback(web).with_state(state)
+}
+
+async fn web(State(state): State<AppState>, req: Request) -> Response {
+    let request_id = auth::new_request_id();
+    let mut resp = match entry(&state, req.headers(), req.uri(), false).await {
+        Some(e) => serve(&state, req, &request_id, e).await,
+        None => {
+            let host = host_name(req.headers(), req.uri()).unwrap_or_default();
+            common_error(&FcError::DomainNameNotFound(host), &request_id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-fc-request-id", v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn hosts(h: &str) -> Option<String> {
+        let mut m = HeaderMap::new();
+        m.insert(http::header::HOST, HeaderValue::from_str(h).unwrap());
+        host_name(&m, &http::Uri::from_static("/"))
+    }
+
+    #[test]
+    fn hosts_are_lower_cased_without_port_and_ip_literals_are_no_domain() {
+        assert_eq!(
+            hosts("API.Example.test:8080").as_deref(),
+            Some("api.example.test")
+        );
+        assert_eq!(
+            hosts("api.example.test.").as_deref(),
+            Some("api.example.test")
+        );
+        assert_eq!(hosts("127.0.0.1:9000"), None);
+        assert_eq!(hosts("[::1]:9000"), None);
+        assert_eq!(hosts("10.0.0.1"), None);
+    }
+
+    #[test]
+    fn api_calls_on_the_api_listener_are_never_a_domains() {
+        let none = HeaderMap::new();
+        let mut rpc = HeaderMap::new();
+        rpc.insert("x-acs-version", HeaderValue::from_static("2015-05-01"));
+        for p in [
+            "/2021-04-06/services",
+            "/2016-08-15",
+            "/status",
+            "/code-packages/x",
+        ] {
+            assert!(is_api_call(p, &none), "{p}");
+        }
+        assert!(is_api_call("/", &rpc));
+        for p in ["/", "/users/1", "/2021-04-06x/a", "/statuses"] {
+            assert!(!is_api_call(p, &none), "{p}");
+        }
+    }
+
+    #[test]
+    fn proxy_urls_name_service_qualifier_function_and_base_path() {
+        let t = proxy_target(
+            "/2016-08-15/proxy/svc.prod/fn/users/1",
+            "/2016-08-15/proxy/svc.prod/fn/users/1?a=1&a=2",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                t.service.as_str(),
+                t.qualifier.as_deref(),
+                t.function.as_str()
+            ),
+            ("svc", Some("prod"), "fn")
+        );
+        assert_eq!(t.target, "/2016-08-15/proxy/svc.prod/fn/users/1?a=1&a=2");
+        assert_eq!(
+            t.base_path.as_deref(),
+            Some("/2016-08-15/proxy/svc.prod/fn")
+        );
+        let t = proxy_target("/2021-04-06/proxy/svc/fn", "/2021-04-06/proxy/svc/fn").unwrap();
+        assert_eq!((t.qualifier, t.function.as_str()), (None, "fn"));
+        assert!(proxy_target("/2021-04-06/proxy/svc/", "/2021-04-06/proxy/svc/").is_err());
+        assert!(proxy_target("/2021-04-06/proxy/%ff/f", "/2021-04-06/proxy/%ff/f").is_err());
+    }
+
+    fn outcome(
+        error_type: Option<&str>,
+        http: Option<(u16, Vec<(&'static str, String)>)>,
+    ) -> InvokeOutcome {
+        InvokeOutcome {
+            body: bytes::Bytes::from_static(b"payload"),
+            error_type: error_type.map(str::to_owned),
+            duration: std::time::Duration::from_millis(3),
+            max_memory_mb: 1.0,
+            instance_id: "c-1".into(),
+            log_tail: None,
+            http: http.map(|(status, hs)| {
+                let mut headers = HeaderMap::new();
+                for (k, v) in hs {
+                    headers.append(k, HeaderValue::from_str(&v).unwrap());
+                }
+                fcd_runtime::HttpResponseParts { status, headers }
+            }),
+        }
+    }
+
+    #[test]
+    fn the_functions_response_goes_back_without_reserved_headers() {
+        let resp = respond(
+            outcome(
+                None,
+                Some((
+                    418,
+                    vec![
+                        ("set-cookie", "a=1".into()),
+                        ("set-cookie", "b=2".into()),
+                        ("x-fc-status", "200".into()),
+                        ("server", "mine".into()),
+                        ("content-length", "999".into()),
+                        ("content-type", "text/x".into()),
+                    ],
+                )),
+            ),
+            "rid",
+        );
+        assert_eq!(resp.status(), 418);
+        let h = resp.headers();
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(h.get("content-type").unwrap(), "text/x");
+        for gone in ["x-fc-status", "server", "content-length"] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        let no_type = respond(outcome(None, Some((200, vec![]))), "rid");
+        assert!(no_type.headers().get("content-type").is_none());
+    }
+
+    #[test]
+    fn function_errors_and_bad_responses_are_502() {
+        let resp = respond(outcome(Some("UnhandledInvocationError"), None), "rid");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(
+            resp.headers().get("x-fc-error-type").unwrap(),
+            "UnhandledInvocationError"
+        );
+        let big = respond(
+            outcome(
+                None,
+                Some((200, vec![("x-big", "b".repeat(RESPONSE_HEADERS_MAX))])),
+            ),
+            "rid",
+        );
+        assert_eq!(big.status(), 502);
+        let odd = respond(outcome(None, Some((1000, vec![]))), "rid");
+        assert_eq!(odd.status(), 502);
+    }
+
+    #[test]
+    fn reserved_and_hop_by_hop_headers_are_not_passed_on() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-fc-invocation-type", "Sync"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "5"),
+            ("accept", "*/*"),
+            ("authorization", "FC a:b"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        let out = client_headers(&h);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept", "authorization"]);
+        for n in [
+            "x-fc-status",
+            "content-length",
+            "date",
+            "server",
+            "upgrade",
+            "keep-alive",
+        ] {
+            assert!(reserved_response_header(n), "{n}");
+        }
+        assert!(!reserved_response_header("set-cookie"));
+    }
+}
