@@ -335,15 +335,17 @@ impl Spawned {
         );
         let logs = Logs::start(
             output,
+            &id,
             Box::new(move |line| {
-                // The per-request markers are for cutting log tails; in fcd's own log they are
-                // noise, and forwarding them costs every call two log writes.
+                // Functions' output is kept in the log store (`fcd logs`); fcd's own log repeats
+                // it only at debug level (`RUST_LOG=fcd::function=debug`), so a function
+                // printing in a loop cannot flood the server's log.
                 if line.starts_with("FC Invoke Start RequestId:")
                     || line.starts_with("FC Invoke End RequestId:")
                 {
                     return;
                 }
-                tracing::info!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
+                tracing::debug!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
             }),
         );
         let instance = ProcessInstance {
