@@ -174,8 +174,11 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
-    fn matches(&self, r: &StoredRecord) -> bool {
-        self.request_id.as_deref().is_none_or(|id| r.request_id == id)
+    /// Whether a record is one the query asks for.
+    pub fn matches(&self, r: &StoredRecord) -> bool {
+        self.request_id
+            .as_deref()
+            .is_none_or(|id| r.request_id == id)
             && self.since_ms.is_none_or(|t| r.time >= t)
             && self.until_ms.is_none_or(|t| r.time < t)
             && self.qualifier.as_deref().is_none_or(|q| r.qualifier == q)
@@ -669,7 +672,11 @@ impl FunctionState {
 
     /// Deletes segments whose newest record is older than `cutoff_ms`.
     fn expire(&mut self, cutoff_ms: i64) -> io::Result<()> {
-        if self.active.as_ref().is_some_and(|a| a.index.last_ms < cutoff_ms) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.index.last_ms < cutoff_ms)
+        {
             self.seal()?;
         }
         let dir = self.dir.clone();
@@ -761,7 +768,8 @@ impl Writer {
             let Some(dir) = key.dir(&self.root) else {
                 return Ok(());
             };
-            self.functions.insert(key.clone(), FunctionState::open(dir)?);
+            self.functions
+                .insert(key.clone(), FunctionState::open(dir)?);
         }
         let Some(st) = self.functions.get_mut(key) else {
             return Ok(());

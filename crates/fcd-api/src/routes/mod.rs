@@ -11,6 +11,7 @@ mod configs;
 mod functions;
 mod instances;
 mod invoke;
+mod logs;
 mod services;
 mod status;
 mod versions;
@@ -114,6 +115,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/instances",
             get(instances::list),
+        )
+        // fcd's extension: the function's stored log.
+        .route(
+            "/services/{service}/functions/{function}/logs",
+            get(logs::get),
         );
     Router::new()
         .nest("/2021-04-06", api.clone())
