@@ -121,8 +121,7 @@ impl Instance {
         };
         let _call_log = self
             .logs()
-            .begin(named("x-fc-request-id"), named("x-fc-qualifier"))
-            .await;
+            .begin(named("x-fc-request-id"), named("x-fc-qualifier"));
         self.engine.call(method, path, headers, body, limit).await
     }
 

@@ -593,10 +593,8 @@ impl InstanceManager {
         if req.log_tail {
             // The same records the log store gets: this request's lines (on a cold start its
             // initializer's too), cut by its markers or framed by fcd.
-            let lines = logs::request_log(
-                &inst.logs().request_lines(&req.request_id).await,
-                &req.request_id,
-            );
+            let lines =
+                logs::request_log(&inst.logs().request_lines(&req.request_id), &req.request_id);
             let ms = outcome.duration.as_secs_f64() * 1000.0;
             let text = format!(
                 "{}\n\nDuration: {:.2} ms, Billed Duration: {} ms, Memory Size: {} MB, Max Memory Used: {:.2} MB",

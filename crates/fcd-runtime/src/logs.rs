@@ -23,14 +23,17 @@
 //! for an `End` marker reporting a function error, else `INFO`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::logstore::{FunctionSink, LogRecord};
+
+// Shared, so the common values cost no allocation per line.
+static INFO: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("INFO"));
+static ERROR: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("ERROR"));
+static NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
 
 /// How many bytes of recent output an instance keeps in memory for log tails.
 const KEEP_BYTES: usize = 256 * 1024;
@@ -57,46 +60,53 @@ impl Ring {
     }
 }
 
-enum Ctl {
-    /// Stores the instance's records (those in the ring first) in the function's log.
-    Attach {
-        sink: Arc<FunctionSink>,
-        qualifier: Arc<str>,
-    },
-    /// Drains the pipe, registers the call, then acknowledges.
-    Begin {
-        request_id: Arc<str>,
-        qualifier: Arc<str>,
-        ack: oneshot::Sender<()>,
-    },
-    /// Drains the pipe, then ends the registration.
-    End { request_id: Arc<str> },
-    /// The ring's messages of one request, after draining the pipe.
-    Records {
-        request_id: String,
-        reply: oneshot::Sender<Vec<String>>,
-    },
-}
+/// Most bytes one drain takes from the pipe on a caller's behalf, so a function printing in a
+/// loop cannot keep a caller reading; the rest is the collector task's.
+const DRAIN_MAX: usize = 256 << 10;
 
 /// Handle to a running collector.
-#[derive(Debug, Clone)]
+///
+/// The pipe is read only under the state's lock — by the collector task when it is readable,
+/// and by callers (a call beginning or ending, a log tail) draining what it holds right then —
+/// so lines are processed in the order they were written, and a call's registration is exact:
+/// whatever was in the pipe when the call began is collected before it is registered, and
+/// whatever is there when it ends, before it is unregistered. Registering costs a non-blocking
+/// `read(2)` and a lock, no round trip to the task.
+#[derive(Clone)]
 pub(crate) struct Logs {
-    ring: Arc<Mutex<Ring>>,
-    ctl: mpsc::UnboundedSender<Ctl>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Logs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logs").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    rx: pipe::Receiver,
+    state: Mutex<Collector>,
 }
 
 /// Ends a call's registration when dropped, however the call ends (a caller that goes away
 /// drops the call's future).
 pub(crate) struct CallLog {
-    ctl: mpsc::UnboundedSender<Ctl>,
+    inner: Arc<Inner>,
     request_id: Arc<str>,
 }
 
 impl Drop for CallLog {
     fn drop(&mut self) {
-        let _ = self.ctl.send(Ctl::End {
-            request_id: self.request_id.clone(),
-        });
+        self.inner.with_drained(|c| c.end(&self.request_id));
+    }
+}
+
+impl Inner {
+    /// Runs `f` on the state after collecting what the pipe holds right now.
+    fn with_drained<R>(&self, f: impl FnOnce(&mut Collector) -> R) -> Option<R> {
+        let mut c = self.state.lock().ok()?;
+        c.drain(&self.rx);
+        Some(f(&mut c))
     }
 }
 
@@ -108,81 +118,111 @@ impl Logs {
         instance_id: &str,
         forward: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Logs {
-        let ring = Arc::new(Mutex::new(Ring::default()));
-        // Unbounded, yet bounded in practice: two messages per call to the instance, and
-        // calls are bounded by its concurrency.
-        let (ctl, ctl_rx) = mpsc::unbounded_channel();
-        let collector = Collector {
-            ring: ring.clone(),
-            attribution: Attribution::default(),
-            instance_id: Arc::from(instance_id),
-            qualifier: Arc::from(""),
-            sink: None,
-            forward,
-            partial: Vec::new(),
-        };
-        tokio::spawn(collector.run(rx, ctl_rx));
-        Logs { ring, ctl }
+        let inner = Arc::new(Inner {
+            rx,
+            state: Mutex::new(Collector {
+                ring: Ring::default(),
+                attribution: Attribution::default(),
+                instance_id: Arc::from(instance_id),
+                qualifier: Arc::from(""),
+                sink: None,
+                forward,
+                partial: Vec::new(),
+                chunk: vec![0u8; 16 * 1024],
+                closed: false,
+            }),
+        });
+        tokio::spawn(collect(inner.clone()));
+        Logs { inner }
     }
 
     /// From now on (and for what the ring already holds) the records go to `sink`.
     pub(crate) fn attach(&self, sink: Arc<FunctionSink>, qualifier: &str) {
-        let _ = self.ctl.send(Ctl::Attach {
-            sink,
-            qualifier: Arc::from(qualifier),
+        self.inner.with_drained(|c| {
+            let q: Arc<str> = Arc::from(qualifier);
+            // Start-up output was read before the instance's qualifier was known.
+            let held = c
+                .ring
+                .records
+                .iter()
+                .map(|r| match r.qualifier.is_empty() {
+                    true => Arc::new(LogRecord {
+                        qualifier: q.clone(),
+                        ..(**r).clone()
+                    }),
+                    false => r.clone(),
+                })
+                .collect();
+            sink.offer(held);
+            c.qualifier = q;
+            c.sink = Some(sink);
         });
     }
 
-    /// Registers a call to the instance until the returned guard is dropped. Returns once the
-    /// collector has taken everything printed before (which belongs to no call of this one) and
-    /// registered the call — so send the call only after this: every line it causes is then
-    /// collected while it is registered.
-    pub(crate) async fn begin(&self, request_id: &str, qualifier: &str) -> CallLog {
+    /// Registers a call to the instance until the returned guard is dropped. Send the call
+    /// only after this: everything printed before belongs to no call of this one, everything
+    /// printed from now on is collected while the call is registered.
+    pub(crate) fn begin(&self, request_id: &str, qualifier: &str) -> CallLog {
         let request_id: Arc<str> = Arc::from(request_id);
-        let (ack, acked) = oneshot::channel();
-        if self
-            .ctl
-            .send(Ctl::Begin {
-                request_id: request_id.clone(),
-                qualifier: Arc::from(qualifier),
-                ack,
-            })
-            .is_ok()
-        {
-            let _ = acked.await;
-        }
+        self.inner.with_drained(|c| {
+            // Hooks carry no qualifier: their lines get the instance's.
+            let qualifier = if qualifier.is_empty() {
+                c.qualifier.clone()
+            } else {
+                Arc::from(qualifier)
+            };
+            c.attribution.running.push((request_id.clone(), qualifier));
+        });
         CallLog {
-            ctl: self.ctl.clone(),
+            inner: self.inner.clone(),
             request_id,
         }
     }
 
-    /// The messages of `request_id`'s lines still in memory, once everything the instance
-    /// wrote before this call has been collected.
-    pub(crate) async fn request_lines(&self, request_id: &str) -> Vec<String> {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.ctl.send(Ctl::Records {
-            request_id: request_id.to_owned(),
-            reply,
-        });
-        if sent.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+    /// The messages of `request_id`'s lines still in memory, including everything the
+    /// instance wrote before this call.
+    pub(crate) fn request_lines(&self, request_id: &str) -> Vec<String> {
+        self.inner
+            .with_drained(|c| {
+                c.ring
+                    .records
+                    .iter()
+                    .filter(|l| *l.request_id == *request_id)
+                    .map(|l| l.message.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The last `n` lines, for startup errors.
     pub(crate) fn last(&self, n: usize) -> Vec<String> {
-        match self.ring.lock() {
-            Ok(r) => {
-                let skip = r.records.len().saturating_sub(n);
-                r.records
+        self.inner
+            .with_drained(|c| {
+                let skip = c.ring.records.len().saturating_sub(n);
+                c.ring
+                    .records
                     .iter()
                     .skip(skip)
                     .map(|l| l.message.clone())
                     .collect()
-            }
-            Err(_) => Vec::new(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The collector task: reads whenever the pipe is readable, until it is closed.
+async fn collect(inner: Arc<Inner>) {
+    loop {
+        if inner.rx.readable().await.is_err() {
+            break;
+        }
+        let Ok(mut c) = inner.state.lock() else {
+            break;
+        };
+        c.read_ready(&inner.rx);
+        if c.closed {
+            c.flush_partial();
+            break;
         }
     }
 }
@@ -221,8 +261,7 @@ fn parse_formatted(line: &str) -> Option<(&str, &str)> {
     let time = parts.next()?;
     let b = time.as_bytes();
     // 2020-07-08T11:54:44.123Z, 2020-07-08T19:54:44+08:00
-    if b.len() < 19 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' || b[10] != b'T'
-    {
+    if b.len() < 19 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' || b[10] != b'T' {
         return None;
     }
     let rid = parts.next()?;
@@ -289,7 +328,7 @@ enum Level {
 }
 
 struct Collector {
-    ring: Arc<Mutex<Ring>>,
+    ring: Ring,
     attribution: Attribution,
     instance_id: Arc<str>,
     /// The instance's qualifier, for lines of no request.
@@ -297,6 +336,9 @@ struct Collector {
     sink: Option<Arc<FunctionSink>>,
     forward: Box<dyn Fn(&str) + Send + Sync>,
     partial: Vec<u8>,
+    chunk: Vec<u8>,
+    /// The pipe reached its end (the instance is gone).
+    closed: bool,
 }
 
 fn now_ms() -> i64 {
@@ -307,112 +349,56 @@ fn now_ms() -> i64 {
 }
 
 impl Collector {
-    async fn run(
-        mut self,
-        mut rx: pipe::Receiver,
-        mut ctl_rx: mpsc::UnboundedReceiver<Ctl>,
-    ) {
-        let mut chunk = vec![0u8; 16 * 1024];
-        let mut open = true;
-        loop {
-            if !open {
-                // The pipe is closed: answer what is still asked of the ring.
-                match ctl_rx.recv().await {
-                    Some(c) => self.control(c, None, &mut chunk),
-                    None => break,
+    /// Reads what tokio says is readable, until the pipe would block (which clears tokio's
+    /// readiness) or a round's worth is read (the task then yields to others).
+    fn read_ready(&mut self, rx: &pipe::Receiver) {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let mut taken = 0;
+        while !self.closed && taken < DRAIN_MAX {
+            match rx.try_read(&mut chunk) {
+                Ok(0) => self.closed = true,
+                Ok(n) => {
+                    taken += n;
+                    self.push_bytes(&chunk[..n]);
                 }
-                continue;
-            }
-            tokio::select! {
-                // Control first: a call's registration is seen before any output it causes.
-                biased;
-                c = ctl_rx.recv() => match c {
-                    Some(c) => self.control(c, Some(&mut rx), &mut chunk),
-                    None => break,
-                },
-                read = rx.read(&mut chunk) => match read {
-                    Ok(0) | Err(_) => {
-                        self.flush_partial();
-                        open = false;
-                    }
-                    Ok(n) => self.push_bytes(&chunk[..n]),
-                },
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.closed = true,
             }
         }
-        self.flush_partial();
-    }
-
-    fn control(&mut self, c: Ctl, rx: Option<&mut pipe::Receiver>, chunk: &mut [u8]) {
-        match c {
-            Ctl::Attach { sink, qualifier } => {
-                self.qualifier = qualifier;
-                let held: Vec<Arc<LogRecord>> = match self.ring.lock() {
-                    Ok(r) => r.records.iter().cloned().collect(),
-                    Err(_) => Vec::new(),
-                };
-                sink.offer(held);
-                self.sink = Some(sink);
-            }
-            Ctl::Begin {
-                request_id,
-                qualifier,
-                ack,
-            } => {
-                if let Some(rx) = rx {
-                    self.drain(rx, chunk);
-                }
-                // Hooks carry no qualifier: their lines get the instance's.
-                let qualifier = if qualifier.is_empty() {
-                    self.qualifier.clone()
-                } else {
-                    qualifier
-                };
-                self.attribution.running.push((request_id, qualifier));
-                let _ = ack.send(());
-            }
-            Ctl::End { request_id } => {
-                if let Some(rx) = rx {
-                    self.drain(rx, chunk);
-                }
-                let a = &mut self.attribution;
-                if let Some(i) = a.running.iter().position(|(r, _)| *r == request_id) {
-                    a.running.remove(i);
-                }
-                // A request that never printed its End marker (timed out, crashed) has no
-                // region any more.
-                if !a.running.iter().any(|(r, _)| *r == request_id) {
-                    a.open.retain(|o| *o != request_id);
-                }
-            }
-            Ctl::Records { request_id, reply } => {
-                if let Some(rx) = rx {
-                    self.drain(rx, chunk);
-                }
-                let lines = match self.ring.lock() {
-                    Ok(r) => r
-                        .records
-                        .iter()
-                        .filter(|l| *l.request_id == *request_id)
-                        .map(|l| l.message.clone())
-                        .collect(),
-                    Err(_) => Vec::new(),
-                };
-                let _ = reply.send(lines);
-            }
-        }
+        self.chunk = chunk;
     }
 
     /// Collects what the pipe holds right now without waiting for more. A plain non-blocking
     /// `read(2)`, not `try_read`: tokio's readiness may not have caught up with data the
     /// instance wrote before it answered, and that data belongs to the call that just ended.
-    fn drain(&mut self, rx: &mut pipe::Receiver, chunk: &mut [u8]) {
-        loop {
-            match nix::unistd::read(&*rx, chunk) {
-                Ok(0) => break,
-                Ok(n) => self.push_bytes(&chunk[..n]),
-                Err(nix::errno::Errno::EINTR) => continue,
+    fn drain(&mut self, rx: &pipe::Receiver) {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let mut taken = 0;
+        while !self.closed && taken < DRAIN_MAX {
+            match nix::unistd::read(rx, &mut chunk) {
+                Ok(0) => self.closed = true,
+                Ok(n) => {
+                    taken += n;
+                    self.push_bytes(&chunk[..n]);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => break,
             }
+        }
+        self.chunk = chunk;
+    }
+
+    /// A call ended: it takes no more lines.
+    fn end(&mut self, request_id: &Arc<str>) {
+        let a = &mut self.attribution;
+        if let Some(i) = a.running.iter().position(|(r, _)| r == request_id) {
+            a.running.remove(i);
+        }
+        // A request that never printed its End marker (timed out, crashed) has no region
+        // any more.
+        if !a.running.iter().any(|(r, _)| r == request_id) {
+            a.open.retain(|o| o != request_id);
         }
     }
 
@@ -460,13 +446,13 @@ impl Collector {
             .and_then(|i| self.attribution.qualifier_of(i))
             .unwrap_or_else(|| self.qualifier.clone());
         let level: Arc<str> = match level {
-            Level::Info => Arc::from("INFO"),
-            Level::Error => Arc::from("ERROR"),
+            Level::Info => INFO.clone(),
+            Level::Error => ERROR.clone(),
             Level::Parsed(l) => Arc::from(l.to_ascii_uppercase()),
         };
         Arc::new(LogRecord {
             time_ms,
-            request_id: id.unwrap_or_else(|| Arc::from("")),
+            request_id: id.unwrap_or_else(|| NONE.clone()),
             instance_id: self.instance_id.clone(),
             qualifier,
             level,
@@ -481,10 +467,8 @@ impl Collector {
         for r in &batch {
             (self.forward)(&r.message);
         }
-        if let Ok(mut ring) = self.ring.lock() {
-            for r in &batch {
-                ring.push(r.clone());
-            }
+        for r in &batch {
+            self.ring.push(r.clone());
         }
         if let Some(sink) = &self.sink {
             sink.offer(batch);
@@ -613,7 +597,10 @@ mod tests {
     }
 
     fn ids(a: &mut Attribution, line: &str) -> String {
-        a.attribute(line).0.map(|s| s.to_string()).unwrap_or_default()
+        a.attribute(line)
+            .0
+            .map(|s| s.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -650,10 +637,19 @@ mod tests {
             Level::Error => "ERROR".to_owned(),
             Level::Parsed(p) => p.to_ascii_uppercase(),
         };
-        assert_eq!(lvl(&mut a, "2024-01-01T00:00:00.000Z r [WARNING] w"), "WARNING");
-        assert_eq!(lvl(&mut a, "2024-01-01T00:00:00.000Z r [verbose] v"), "VERBOSE");
         assert_eq!(
-            lvl(&mut a, "FC Invoke End RequestId: r, Error: Handled function error"),
+            lvl(&mut a, "2024-01-01T00:00:00.000Z r [WARNING] w"),
+            "WARNING"
+        );
+        assert_eq!(
+            lvl(&mut a, "2024-01-01T00:00:00.000Z r [verbose] v"),
+            "VERBOSE"
+        );
+        assert_eq!(
+            lvl(
+                &mut a,
+                "FC Invoke End RequestId: r, Error: Handled function error"
+            ),
             "ERROR"
         );
         assert_eq!(lvl(&mut a, "print"), "INFO");
@@ -675,6 +671,22 @@ mod tests {
         assert!(ring.bytes <= KEEP_BYTES);
     }
 
+    /// What registering a call costs the invocation (one round trip to the collector task and
+    /// back, plus the end message). Printed for the record; the bound only catches a hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_registration_cost() {
+        let (_tx, rx) = pipe::pipe().unwrap();
+        let logs = Logs::start(rx, "c-1", Box::new(|_| {}));
+        let n = 20_000u32;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            drop(logs.begin("req", "LATEST"));
+        }
+        let per_call = started.elapsed() / n;
+        eprintln!("call registration: {per_call:?} per call");
+        assert!(per_call < Duration::from_millis(5));
+    }
+
     /// Through a real pipe: registration, lines, the tail's lines and the store agree.
     #[tokio::test]
     async fn a_call_registers_collects_and_stores() {
@@ -686,15 +698,15 @@ mod tests {
         let logs = Logs::start(rx, "c-1", Box::new(|_| {}));
         writeln!(tx, "starting up").unwrap();
         logs.attach(store.sink(key.clone()).unwrap(), "LATEST");
-        let call = logs.begin("req-1", "prod").await;
+        let call = logs.begin("req-1", "prod");
         writeln!(tx, "no markers here").unwrap();
         write!(tx, "a split ").unwrap();
         writeln!(tx, "line").unwrap();
         drop(call);
-        let got = logs.request_lines("req-1").await;
+        let got = logs.request_lines("req-1");
         assert_eq!(got, ["no markers here", "a split line"]);
         writeln!(tx, "between requests").unwrap();
-        assert!(logs.request_lines("req-1").await.len() == 2);
+        assert!(logs.request_lines("req-1").len() == 2);
         assert_eq!(logs.last(1), ["between requests"]);
         // The writer stores them shortly after (never on the caller's path).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -712,7 +724,13 @@ mod tests {
                 let by: Vec<_> = r
                     .records
                     .iter()
-                    .map(|r| (r.request_id.as_str(), r.qualifier.as_str(), r.instance_id.as_str()))
+                    .map(|r| {
+                        (
+                            r.request_id.as_str(),
+                            r.qualifier.as_str(),
+                            r.instance_id.as_str(),
+                        )
+                    })
                     .collect();
                 assert_eq!(
                     by,

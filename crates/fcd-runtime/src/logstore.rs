@@ -44,6 +44,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+/// A function may store at most its size limit per this period (after a burst of the whole
+/// limit): printing faster than that only churns its own log, so the excess is dropped before
+/// it costs the writer anything.
+const RATE_PERIOD: Duration = Duration::from_secs(10);
 /// Bytes of records one function may have queued for the writer; beyond, its lines are dropped.
 pub const FN_QUEUE_BYTES: usize = 4 << 20;
 /// Bytes of records all functions together may have queued for the writer.
@@ -53,8 +57,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A function's writer state (open file, index of the newest segment) is dropped after this
 /// long without records, so thousands of functions do not keep thousands of files open.
 const IDLE_CLOSE: Duration = Duration::from_secs(60);
-/// Records per follow subscriber the server buffers before the subscriber is told it lagged.
-const LIVE_CAPACITY: usize = 4096;
+/// Records the live feed (follow mode) holds for slow subscribers; one that falls further
+/// behind is told it lagged and catches up from the files. Small, because the feed keeps its
+/// newest records whatever their size (256 lines of at most 128 KB: 32 MB at worst).
+const LIVE_CAPACITY: usize = 256;
 /// Defaults of `fcd serve --log-max-mb-per-function` and `--log-retention-hours`.
 pub const DEFAULT_MAX_MB_PER_FUNCTION: u64 = 64;
 pub const DEFAULT_RETENTION_HOURS: u64 = 72;
@@ -233,6 +239,9 @@ impl std::fmt::Debug for LogStore {
 /// Where one function's records enter the store; collectors of its instances hold one.
 pub struct FunctionSink {
     key: Arc<FunctionKey>,
+    /// Token bucket of the function's write rate: (bytes allowed now, when last refilled).
+    allowance: Mutex<(f64, Instant)>,
+    max_bytes: f64,
     tx: mpsc::Sender<WriterMsg>,
     queued: AtomicUsize,
     server_queued: Arc<AtomicUsize>,
@@ -258,7 +267,7 @@ impl FunctionSink {
         let mut bytes: usize = records.iter().map(|r| r.cost()).sum();
         let mine = self.queued.load(Ordering::Relaxed);
         let all = self.server_queued.load(Ordering::Relaxed);
-        if mine + bytes > FN_QUEUE_BYTES || all + bytes > QUEUE_BYTES {
+        if mine + bytes > FN_QUEUE_BYTES || all + bytes > QUEUE_BYTES || !self.allow(bytes) {
             let n = records.len() as u64;
             self.dropped.fetch_add(n, Ordering::Relaxed);
             self.dropped_total.fetch_add(n, Ordering::Relaxed);
@@ -274,7 +283,8 @@ impl FunctionSink {
                 qualifier: first.qualifier.clone(),
                 level: Arc::from("WARN"),
                 message: format!(
-                    "[fcd] {lost} log lines of this function were dropped: it printed faster than they could be stored"
+                    "[fcd] {lost} log lines of this function were dropped: it printed faster than they could be stored, or more than its log keeps within {} s",
+                    RATE_PERIOD.as_secs()
                 ),
             });
             bytes += note.cost();
@@ -292,6 +302,22 @@ impl FunctionSink {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
             self.server_queued.fetch_sub(bytes, Ordering::Relaxed);
         }
+    }
+
+    /// Takes `bytes` from the function's write allowance, if it has that much.
+    fn allow(&self, bytes: usize) -> bool {
+        let Ok(mut a) = self.allowance.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(a.1).as_secs_f64() / RATE_PERIOD.as_secs_f64();
+        a.0 = (a.0 + refill * self.max_bytes).min(self.max_bytes);
+        a.1 = now;
+        if a.0 < bytes as f64 {
+            return false;
+        }
+        a.0 -= bytes as f64;
+        true
     }
 
     fn done(&self, bytes: usize) {
@@ -349,8 +375,11 @@ impl LogStore {
             sinks
                 .entry(key.clone())
                 .or_insert_with(|| {
+                    let max_bytes = self.limits.max_bytes_per_function as f64;
                     Arc::new(FunctionSink {
                         key: Arc::new(key),
+                        allowance: Mutex::new((max_bytes, Instant::now())),
+                        max_bytes,
                         tx,
                         queued: AtomicUsize::new(0),
                         server_queued: self.queued.clone(),
@@ -1066,6 +1095,28 @@ mod tests {
         assert!(FunctionKey::new("1", "s/t", "f").dir(root).is_none());
         assert!(FunctionKey::new("1", "s", "").dir(root).is_none());
         assert!(FunctionKey::new("1", "s", "f_1-a").dir(root).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_function_may_store_its_limit_per_period_at_most() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = LogLimits {
+            max_bytes_per_function: 64 << 10,
+            retention: Duration::from_secs(3600),
+        };
+        let store = LogStore::open(tmp.path().to_path_buf(), limits).unwrap();
+        let sink = store.sink(FunctionKey::new("1", "s", "f")).unwrap();
+        let line = "z".repeat(900);
+        // 100 records of ~1 KB: the first ~64 fit the allowance, the rest are dropped.
+        for i in 0..100 {
+            sink.offer(vec![rec(i, "r", &line)]);
+        }
+        let dropped = store.dropped_total();
+        assert!((30..=40).contains(&dropped), "{dropped}");
+        // Another function has its own allowance.
+        let other = store.sink(FunctionKey::new("1", "s", "g")).unwrap();
+        other.offer(vec![rec(1, "r", &line)]);
+        assert_eq!(store.dropped_total(), dropped);
     }
 
     #[tokio::test]

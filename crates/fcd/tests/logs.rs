@@ -283,6 +283,25 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds a process has used (user + system).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 const FLOOD: &str = r#"
 import sys
 
@@ -304,6 +323,7 @@ async fn a_function_printing_a_gigabyte_is_capped() {
     deploy(&srv, "logs", "quiet", HANDLER, serde_json::json!({})).await;
     invoke(&srv, "logs", "quiet", "warm").await;
     let started = Instant::now();
+    let cpu_before = cpu_secs(srv.pid());
     let flood_path = invoke_path("logs", "flood");
     let flood_call = srv.call("POST", &flood_path, "");
     tokio::pin!(flood_call);
@@ -333,9 +353,10 @@ async fn a_function_printing_a_gigabyte_is_capped() {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(&reply.body[..], b"flooded");
     let took = started.elapsed();
+    let cpu = cpu_secs(srv.pid()) - cpu_before;
     let on_disk = du(&flood_dir);
     eprintln!(
-        "1 GB flood: {took:?}, {quiet_calls} calls to another function meanwhile, fcd peak RSS {peak_rss} KiB, {on_disk} bytes of logs kept"
+        "1 GB flood: {took:?}, fcd used {cpu:.1} s of CPU, {quiet_calls} calls to another function meanwhile, fcd peak RSS {peak_rss} KiB, {on_disk} bytes of logs kept"
     );
     assert!(on_disk <= 2 << 20, "{on_disk} bytes on disk");
     assert!(on_disk > 0);
@@ -355,6 +376,18 @@ async fn a_function_printing_a_gigabyte_is_capped() {
     // says how many lines were dropped.
     let out = fcd_logs(&srv, &["logs/flood", "--limit", "10000"]);
     assert!(out.lines().count() > 0);
+    let dropped: u64 = out
+        .lines()
+        .filter_map(|l| {
+            l.split("[fcd] ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    eprintln!("lines reported dropped among the records kept: {dropped}");
     if let Some(l) = out.lines().find(|l| l.contains("[fcd]")) {
         assert!(l.contains(" WARN ") && l.contains("were dropped"), "{l}");
     }
