@@ -937,6 +937,7 @@ impl InstanceManager {
             reserved_instances: u64::from(used_n),
             max_instances: u64::from(max_n),
             max_memory_mb: max_m,
+            log_lines_dropped: self.log_store.as_ref().map_or(0, |s| s.dropped_total()),
         })
     }
 }

@@ -23,7 +23,6 @@
 //! Per call the cost is a few hash lookups under read locks and atomic adds: about a
 //! microsecond (measured by `per_call_cost_is_microseconds` below).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -74,8 +73,10 @@ pub(crate) struct Metrics {
     fn_errors: Family<FunctionLabels, Counter>,
     fn_cold_starts: Family<FunctionLabels, Counter>,
     fn_duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
-    /// Label sets refused for the cap (so an operator can see it was reached).
-    overflowed: AtomicU64,
+    /// Invocations counted under `_other` (so an operator can see the cap was reached).
+    overflowed: Counter,
+    /// Function log lines the log store dropped (mirrored from the store when scraped).
+    log_dropped: Counter,
     /// Label sets admitted so far.
     admitted: std::sync::Mutex<usize>,
     max_series: usize,
@@ -103,6 +104,8 @@ pub(crate) struct Gauges {
     pub(crate) reserved_instances: u64,
     pub(crate) max_instances: u64,
     pub(crate) max_memory_mb: u64,
+    /// Lines the log store has dropped since start.
+    pub(crate) log_lines_dropped: u64,
 }
 
 fn gauge(v: u64) -> i64 {
@@ -128,7 +131,8 @@ impl Metrics {
             fn_errors: Family::default(),
             fn_cold_starts: Family::default(),
             fn_duration: Family::new_with_constructor(histogram as fn() -> Histogram),
-            overflowed: AtomicU64::new(0),
+            overflowed: Counter::default(),
+            log_dropped: Counter::default(),
             admitted: std::sync::Mutex::new(0),
             max_series,
         };
@@ -202,6 +206,16 @@ impl Metrics {
             "Handler time per function and qualifier",
             m.fn_duration.clone(),
         );
+        registry.register(
+            "fcd_function_series_overflow",
+            "Invocations counted under the _other label set: the per-function series cap was reached",
+            m.overflowed.clone(),
+        );
+        registry.register(
+            "fcd_log_lines_dropped",
+            "Function log lines not stored: printed faster than they could be stored, or more than the function's log keeps in 10 s",
+            m.log_dropped.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -233,7 +247,7 @@ impl Metrics {
                 return l;
             }
         }
-        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.overflowed.inc();
         FunctionLabels {
             account: OTHER.to_owned(),
             service: OTHER.to_owned(),
@@ -281,6 +295,10 @@ impl Metrics {
         self.budget_instances_max.set(gauge(g.max_instances));
         self.budget_memory_used.set(gauge(g.reserved_memory_mb));
         self.budget_memory_max.set(gauge(g.max_memory_mb));
+        let seen = self.log_dropped.get();
+        if g.log_lines_dropped > seen {
+            self.log_dropped.inc_by(g.log_lines_dropped - seen);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::warn!("rendering metrics failed");
@@ -302,6 +320,7 @@ mod tests {
             reserved_instances: 3,
             max_instances: 10,
             max_memory_mb: 1024,
+            log_lines_dropped: 5,
         }
     }
 
@@ -324,6 +343,7 @@ mod tests {
             "fcd_instances{state=\"idle\"} 2",
             "fcd_budget_instances_used 3",
             "fcd_budget_memory_used_megabytes 384",
+            "fcd_log_lines_dropped_total 5",
             "fcd_invocation_duration_seconds_bucket{le=\"0.0005\"} 1",
             "fcd_invocation_duration_seconds_bucket{le=\"0.025\"} 2",
             "fcd_invocation_duration_seconds_count 2",
@@ -355,6 +375,7 @@ mod tests {
         assert!(text.contains("fcd_function_invocations_total{account=\"_other\",service=\"_other\",function=\"_other\",qualifier=\"_other\"} 7"));
         assert!(text.contains("function=\"f0\",qualifier=\"LATEST\"} 2"));
         assert!(text.contains("fcd_invocations_total 11"));
+        assert!(text.contains("fcd_function_series_overflow_total 7"));
     }
 
     /// What the hot path pays per invocation for metrics, roughly (debug builds are slower

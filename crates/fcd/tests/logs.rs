@@ -318,7 +318,9 @@ def handler(event, context):
 /// memory stays bounded, and the server and another function's logs are unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_printing_a_gigabyte_is_capped() {
-    let srv = TestServer::start_with(&["--log-max-mb-per-function", "2"]);
+    let mut args = vec!["--log-max-mb-per-function", "2"];
+    args.extend(common::METRICS);
+    let srv = TestServer::start_with(&args);
     deploy(&srv, "logs", "flood", FLOOD, serde_json::json!({})).await;
     deploy(&srv, "logs", "quiet", HANDLER, serde_json::json!({})).await;
     invoke(&srv, "logs", "quiet", "warm").await;
@@ -372,8 +374,14 @@ async fn a_function_printing_a_gigabyte_is_capped() {
             |o| o.contains(&word),
         );
     }
-    // Whether the flood's own writer fell behind depends on the machine; if it did, the log
-    // says how many lines were dropped.
+    // 1 GB is far more than the function may store in the time it took (2 MB, then 2 MB per
+    // 10 s), so lines were dropped, counted, and the log says so.
+    let text = srv.metrics().await;
+    let dropped_total: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fcd_log_lines_dropped_total ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no fcd_log_lines_dropped_total:\n{text}"));
+    assert!(dropped_total > 100_000, "{dropped_total}");
     let out = fcd_logs(&srv, &["logs/flood", "--limit", "10000"]);
     assert!(out.lines().count() > 0);
     let dropped: u64 = out
@@ -388,9 +396,14 @@ async fn a_function_printing_a_gigabyte_is_capped() {
         })
         .sum();
     eprintln!("lines reported dropped among the records kept: {dropped}");
-    if let Some(l) = out.lines().find(|l| l.contains("[fcd]")) {
-        assert!(l.contains(" WARN ") && l.contains("were dropped"), "{l}");
-    }
+    let note = out
+        .lines()
+        .find(|l| l.contains("[fcd]"))
+        .unwrap_or_else(|| panic!("no note of dropped lines in the kept records"));
+    assert!(
+        note.contains(" WARN ") && note.contains("were dropped"),
+        "{note}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
