@@ -112,16 +112,6 @@ impl Instance {
             credentials::add_headers(&mut headers, c);
         }
         header(&mut headers, "x-fc-control-path", path);
-        // The call's output is attributed to its request for as long as it runs (see `logs`).
-        let named = |name: &str| {
-            extra
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map_or("", |(_, v)| *v)
-        };
-        let _call_log = self
-            .logs()
-            .begin(named("x-fc-request-id"), named("x-fc-qualifier"));
         self.engine.call(method, path, headers, body, limit).await
     }
 

@@ -569,7 +569,22 @@ impl RunningInstance for ProcessInstance {
         body: Bytes,
         limit: Duration,
     ) -> BoxFuture<'a, CallResult> {
-        Box::pin(self.call_inner(method, path, headers, body, limit))
+        // Every call of the contract (invocations of either kind, `/initialize`, the hooks)
+        // is registered with the log collector before it is sent and until its future ends, so
+        // the output it causes is attributed to its request (see `logs`).
+        let named = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let call_log = self
+            .logs
+            .begin(named("x-fc-request-id"), named("x-fc-qualifier"));
+        Box::pin(async move {
+            let _call_log = call_log;
+            self.call_inner(method, path, headers, body, limit).await
+        })
     }
 
     fn logs(&self) -> &Logs {
