@@ -225,6 +225,8 @@ pub struct LogStore {
     live: broadcast::Sender<Arc<LiveRecord>>,
     /// Lines dropped because the writer fell behind, all functions together.
     dropped_total: Arc<AtomicU64>,
+    /// Set when the server shuts down: followers end their streams.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -354,6 +356,7 @@ impl LogStore {
             sinks: Mutex::new(HashMap::new()),
             live,
             dropped_total: Arc::new(AtomicU64::new(0)),
+            closing: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -389,6 +392,18 @@ impl LogStore {
                 })
                 .clone(),
         )
+    }
+
+    /// The server is shutting down: followers end their streams (so a client following a log
+    /// does not hold the shutdown's drain for its whole grace period).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`LogStore::close`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// Lines dropped since start because the writer fell behind.

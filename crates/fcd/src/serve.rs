@@ -457,6 +457,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: no new requests; draining in-flight ones");
     let _ = stop_tx.send(true);
+    if let Some(logs) = runtime.log_store() {
+        logs.close();
+    }
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let drain = async {
         let _ = server.await;

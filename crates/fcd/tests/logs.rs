@@ -192,7 +192,8 @@ async fn a_failed_async_invocation_is_found_by_request_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn since_selects_by_time_and_follow_sees_new_invocations() {
-    let srv = TestServer::start();
+    // A long grace period: a follower must not hold the shutdown for it (checked at the end).
+    let mut srv = TestServer::start_with(&["--shutdown-grace-secs", "600"]);
     deploy(&srv, "logs", "f", HANDLER, serde_json::json!({})).await;
     let first = invoke(&srv, "logs", "f", "first").await;
     let out = wait_logs(&srv, &["logs/f", "--json", "--request-id", &first], |o| {
@@ -253,8 +254,21 @@ async fn since_selects_by_time_and_follow_sees_new_invocations() {
         wait_for(&format!("{third} INFO said third")),
         "follow saw the new invocation"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    // Shutting down ends the stream (terminate() fails if fcd takes more than 30 s), and the
+    // follower ends with it.
+    srv.terminate();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("follower") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fcd logs --follow did not end with the server");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
 }
 
 /// Bytes under a directory, recursively.

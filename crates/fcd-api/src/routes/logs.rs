@@ -9,7 +9,7 @@
 //! Without `follow`: `{"records": [...], "truncated": bool}`. With it: newline-delimited JSON,
 //! one record per line — first what the query finds, then every new matching record as it is
 //! written, until the client goes away (an empty line every 15 s keeps idle streams alive and
-//! notices a client that left).
+//! notices a client that left) or the server shuts down.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -183,6 +183,7 @@ async fn follow_stream(
     loop {
         tokio::select! {
             _ = tx.closed() => return,
+            _ = store.closed() => return,
             got = tokio::time::timeout(HEARTBEAT, live.recv()) => match got {
                 Err(_) => {
                     if tx.send(Bytes::from_static(b"\n")).await.is_err() {
