@@ -687,6 +687,39 @@ mod tests {
         assert!(per_call < Duration::from_millis(5));
     }
 
+    /// How fast the collector turns output into records (what a function printing in a loop
+    /// costs fcd's CPU before anything is stored). Printed for the record.
+    #[test]
+    fn collector_throughput() {
+        let mut c = Collector {
+            ring: Ring::default(),
+            attribution: Attribution::default(),
+            instance_id: Arc::from("c-1"),
+            qualifier: Arc::from("LATEST"),
+            sink: None,
+            forward: Box::new(|_| {}),
+            partial: Vec::new(),
+            chunk: Vec::new(),
+            closed: false,
+        };
+        c.attribution
+            .running
+            .push((Arc::from("r"), Arc::from("LATEST")));
+        let line = format!("flood {}\n", "x".repeat(1017));
+        let chunk = line.repeat(16).into_bytes();
+        let total = 64usize << 20;
+        let started = std::time::Instant::now();
+        for _ in 0..total / chunk.len() {
+            c.push_bytes(&chunk);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "collector: {:.0} MB/s of 1 KB lines",
+            total as f64 / secs / 1e6
+        );
+        assert!(c.ring.bytes <= KEEP_BYTES);
+    }
+
     /// Through a real pipe: registration, lines, the tail's lines and the store agree.
     #[tokio::test]
     async fn a_call_registers_collects_and_stores() {
