@@ -644,8 +644,20 @@ impl FunctionState {
             };
             st.next_seq = st.next_seq.max(index.last_seq + 1).max(s.first_seq);
             if last && s.idx.is_none() {
-                let file = OpenOptions::new().append(true).open(&s.log)?;
-                let bytes = file.metadata()?.len();
+                let mut file = OpenOptions::new().read(true).append(true).open(&s.log)?;
+                let mut bytes = file.metadata()?.len();
+                // A crash may have left half a line: end it, so the next record starts on a
+                // line of its own (the torn one is skipped by readers).
+                if bytes > 0 {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut last_byte = [0u8; 1];
+                    file.seek(SeekFrom::Start(bytes - 1))?;
+                    file.read_exact(&mut last_byte)?;
+                    if last_byte[0] != b'\n' {
+                        file.write_all(b"\n")?;
+                        bytes += 1;
+                    }
+                }
                 st.active = Some(Active {
                     first_seq: s.first_seq,
                     file: BufWriter::with_capacity(64 << 10, file),
@@ -1061,6 +1073,11 @@ mod tests {
         }
         drop(w);
         let dir = k.dir(tmp.path()).unwrap();
+        // A crash half-way through a line: the torn record is lost, nothing else.
+        let active = list_segments(&dir).unwrap().last().unwrap().log.clone();
+        let mut f = OpenOptions::new().append(true).open(&active).unwrap();
+        f.write_all(b"{\"seq\":99999,\"ti").unwrap();
+        drop(f);
         let kept: u64 = list_segments(&dir).unwrap().iter().map(|s| s.bytes).sum();
         assert!(kept >= limits.max_bytes_per_function * 6 / 8, "{kept}");
         let mut w = writer(tmp.path(), limits);
