@@ -38,7 +38,9 @@ pub(crate) use crate::sandbox::ExitInfo;
 
 /// One started instance, as the pool drives it.
 pub(crate) trait RunningInstance: Send + Sync {
-    /// One request of the custom-runtime contract, bounded by `limit`.
+    /// One request of the custom-runtime contract, bounded by `limit`. The backend registers
+    /// it with its log collector ([`Logs::begin`], from the `x-fc-request-id` and
+    /// `x-fc-qualifier` headers) before sending it, until the returned future ends.
     fn call<'a>(
         &'a self,
         method: Method,

@@ -26,6 +26,7 @@ mod contract;
 pub mod credentials;
 mod instance;
 mod logs;
+pub mod logstore;
 mod metrics;
 mod pool;
 mod process;
@@ -254,6 +255,8 @@ pub struct InstanceManager {
     drained: tokio::sync::Notify,
     clock: Instant,
     metrics: metrics::Metrics,
+    /// Where instances' output is kept (`None`: only in memory, for log tails).
+    log_store: Option<Arc<logstore::LogStore>>,
 }
 
 impl std::fmt::Debug for InstanceManager {
@@ -356,7 +359,19 @@ impl InstanceManager {
             drained: tokio::sync::Notify::new(),
             clock: Instant::now(),
             metrics: metrics::Metrics::default(),
+            log_store: None,
         }
+    }
+
+    /// Keeps every instance's output in `store` (see [`logstore`]).
+    pub fn with_log_store(mut self, store: Arc<logstore::LogStore>) -> InstanceManager {
+        self.log_store = Some(store);
+        self
+    }
+
+    /// The store functions' output is kept in, if any.
+    pub fn log_store(&self) -> Option<&Arc<logstore::LogStore>> {
+        self.log_store.as_ref()
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -428,6 +443,15 @@ impl InstanceManager {
             ),
         };
         let mut inst = Instance::new(id, engine, contract::base_headers(&self.cfg, spec), f);
+        if let Some(sink) = self.log_store.as_ref().and_then(|s| {
+            s.sink(logstore::FunctionKey::new(
+                &spec.account_id,
+                &spec.service_name,
+                &f.function_name,
+            ))
+        }) {
+            inst.logs().attach(sink, qualifier);
+        }
         if let Some(source) = &spec.credentials {
             inst.set_credentials(source.clone(), creds.map(|c| c.expires_at));
         }
@@ -499,7 +523,13 @@ impl InstanceManager {
         if self.closed.load(Ordering::Acquire) {
             return Err(InvokeError::ShuttingDown);
         }
-        self.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+        let labels = self.metrics.labels(
+            &spec.account_id,
+            &spec.service_name,
+            &spec.function.function_name,
+            &req.qualifier,
+        );
+        self.metrics.invoked(&labels);
         // Before any slot or instance is taken: a failing source harms nothing.
         let creds = match &spec.credentials {
             None => None,
@@ -531,10 +561,10 @@ impl InstanceManager {
                 Ok(Acquired::Start(ticket)) => {
                     let Some(reservation) = self.budget.reserve(mem) else {
                         drop(ticket);
-                        self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.throttled();
                         return Err(InvokeError::ServerThrottled);
                     };
-                    self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.cold_start(&labels);
                     let inst = self
                         .start_instance(spec, &req.qualifier, reservation, creds)
                         .await?;
@@ -550,16 +580,14 @@ impl InstanceManager {
                     {
                         inst.kill().await;
                         drop(ticket);
-                        return Ok(self
-                            .finish(spec, &inst, &req, failed, inst.logs().mark())
-                            .await);
+                        return Ok(self.finish(spec, &inst, &req, &labels, failed).await);
                     }
                     ticket.finish(inst.clone());
                     break (pool, inst, true);
                 }
                 Err(NoSlot::Retired) => continue,
                 Err(why) => {
-                    self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.throttled();
                     return Err(throttled(why));
                 }
             }
@@ -572,10 +600,11 @@ impl InstanceManager {
             finished: false,
         };
         let inst = slot.inst.clone();
-        let mark = inst.logs().mark();
         let verdict_outcome = self.run(spec, &inst, &req, creds).await;
         slot.finished = true;
-        let outcome = self.finish(spec, &inst, &req, verdict_outcome, mark).await;
+        let outcome = self
+            .finish(spec, &inst, &req, &labels, verdict_outcome)
+            .await;
         drop(slot);
         Ok(outcome)
     }
@@ -586,18 +615,16 @@ impl InstanceManager {
         spec: &FunctionSpec,
         inst: &Arc<Instance>,
         req: &InvokeRequest,
+        labels: &metrics::FunctionLabels,
         mut outcome: InvokeOutcome,
-        mark: u64,
     ) -> InvokeOutcome {
-        if outcome.error_type.is_some() {
-            self.metrics.function_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        self.metrics.observe(outcome.duration);
+        self.metrics
+            .finished(labels, outcome.duration, outcome.error_type.is_some());
         if req.log_tail {
-            inst.logs().sync().await;
-            // On a cold start the tail includes the initializer's lines of this request.
-            let mark = mark.min(inst.logs().first_mark_of(&req.request_id).unwrap_or(mark));
-            let lines = logs::request_log(&inst.logs().since(mark), &req.request_id);
+            // The same records the log store gets: this request's lines (on a cold start its
+            // initializer's too), cut by its markers or framed by fcd.
+            let lines =
+                logs::request_log(&inst.logs().request_lines(&req.request_id), &req.request_id);
             let ms = outcome.duration.as_secs_f64() * 1000.0;
             let text = format!(
                 "{}\n\nDuration: {:.2} ms, Billed Duration: {} ms, Memory Size: {} MB, Max Memory Used: {:.2} MB",
@@ -963,6 +990,7 @@ impl InstanceManager {
             reserved_instances: u64::from(used_n),
             max_instances: u64::from(max_n),
             max_memory_mb: max_m,
+            log_lines_dropped: self.log_store.as_ref().map_or(0, |s| s.dropped_total()),
         })
     }
 }

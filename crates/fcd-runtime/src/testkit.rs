@@ -47,7 +47,7 @@ impl Recorder {
         let (tx, rx) = tokio::net::unix::pipe::pipe().expect("pipe");
         Arc::new(Recorder {
             calls: Mutex::new(Vec::new()),
-            logs: Logs::start(rx, Box::new(|_| {})),
+            logs: Logs::start(rx, "i", Box::new(|_| {})),
             _out: tx,
         })
     }

@@ -4,34 +4,20 @@
 //! them to a running server, exactly as the RAM SDK would.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http::{HeaderMap, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderMap, HeaderValue, Method};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 const RAM_VERSION: &str = "2015-05-01";
 
 #[derive(Debug, Args)]
 pub(crate) struct IamArgs {
-    /// The server's data dir: where the account's credentials and the listen address are read
-    /// from when not given otherwise.
-    #[arg(
-        long,
-        env = "FCD_DATA_DIR",
-        default_value = "./fcd-data",
-        global = true
-    )]
-    data_dir: PathBuf,
-    /// The server to talk to (`host:port`; default: the data dir's `listen-addr`, else
-    /// 127.0.0.1:9000).
-    #[arg(long, env = "FCD_ENDPOINT", global = true)]
-    endpoint: Option<String>,
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
     #[command(subcommand)]
     command: IamCommand,
 }
@@ -64,10 +50,7 @@ enum IamCommand {
 
 /// Signs and sends RAM calls to one server.
 struct RamCaller {
-    endpoint: String,
-    key_id: String,
-    secret: String,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    api: crate::client::Api,
 }
 
 impl RamCaller {
@@ -76,38 +59,13 @@ impl RamCaller {
             .extend_pairs(params.iter().filter(|(_, v)| !v.is_empty()))
             .finish();
         let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_str(&self.endpoint)?);
-        headers.insert("accept", HeaderValue::from_static("application/json"));
         headers.insert("x-acs-version", HeaderValue::from_static(RAM_VERSION));
         headers.insert("x-acs-action", HeaderValue::from_str(action)?);
-        let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        fcd_sign::sign_acs3(
-            &self.key_id,
-            &self.secret,
-            "POST",
-            "/",
-            &query,
-            &mut headers,
-            b"",
-            SystemTime::now(),
-            &hex::encode(nonce),
-        )
-        .map_err(|e| anyhow::anyhow!("signing {action}: {e}"))?;
-        let uri = if query.is_empty() {
-            format!("http://{}/", self.endpoint)
-        } else {
-            format!("http://{}/?{query}", self.endpoint)
-        };
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))?;
-        *req.headers_mut() = headers;
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+        let resp = self
+            .api
+            .send(Method::POST, "/", &query, headers, Bytes::new())
             .await
-            .with_context(|| format!("{action}: no answer from {}", self.endpoint))?
-            .with_context(|| format!("{action}: cannot reach fcd at {}", self.endpoint))?;
+            .with_context(|| action.to_owned())?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         let value: Value = serde_json::from_slice(&body)
@@ -124,27 +82,9 @@ impl RamCaller {
     }
 }
 
-fn endpoint(args: &IamArgs) -> String {
-    if let Some(e) = &args.endpoint {
-        return e
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-    }
-    std::fs::read_to_string(args.data_dir.join("listen-addr"))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "127.0.0.1:9000".to_owned())
-}
-
 pub(crate) async fn run(args: IamArgs) -> anyhow::Result<()> {
-    let creds = crate::credentials::read(&args.data_dir)?;
     let ram = RamCaller {
-        endpoint: endpoint(&args),
-        key_id: creds.access_key_id,
-        secret: creds.access_key_secret,
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        api: crate::client::Api::new(&args.server)?,
     };
     match args.command {
         IamCommand::CreateUser {

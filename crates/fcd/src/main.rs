@@ -4,9 +4,11 @@
 //! environment, credentials, logging, signals and the order of start-up and shutdown. Everything
 //! else lives in the library crates.
 
+mod client;
 mod credentials;
 mod iam_cli;
 mod listener;
+mod logs_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Common RAM tasks (users with keys and policies) through a running server's RAM API.
     Iam(iam_cli::IamArgs),
+    /// Print a function's stored log (by request id, since a time, or following new records).
+    Logs(logs_cli::LogsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(iam_cli::run(args))
+        }
+        Command::Logs(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(logs_cli::run(args))
         }
     }
 }

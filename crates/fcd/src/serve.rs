@@ -126,6 +126,17 @@ pub(crate) struct ServeArgs {
     /// never the API. The API listener serves both as well.
     #[arg(long, env = "FCD_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// Most megabytes of log files kept per function under <data-dir>/logs (`fcd logs`); the
+    /// oldest records go first.
+    #[arg(long, env = "FCD_LOG_MAX_MB_PER_FUNCTION",
+          default_value_t = fcd_runtime::logstore::DEFAULT_MAX_MB_PER_FUNCTION,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    log_max_mb_per_function: u64,
+    /// Hours functions' log records are kept.
+    #[arg(long, env = "FCD_LOG_RETENTION_HOURS",
+          default_value_t = fcd_runtime::logstore::DEFAULT_RETENTION_HOURS,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 365 * 10))]
+    log_retention_hours: u64,
     /// TESTS ONLY: the lowest DurationSeconds STS AssumeRole accepts (STS's own minimum, 900,
     /// when unset), so tests can see temporary credentials expire within seconds. Hidden: it
     /// weakens nothing by default and is never needed in production.
@@ -334,21 +345,33 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
-        region: args.region.clone(),
-        network,
-        runtimes,
-        start_timeout: Duration::from_secs(args.instance_start_timeout_secs),
-        max_instances: args.max_instances.unwrap_or_else(default_max_instances),
-        max_memory_mb: args.max_memory_mb.unwrap_or_else(default_max_memory_mb),
-        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
-        jail,
-        jail_unavailable,
-        egress,
-        egress_unavailable,
-        prewarm: args.prewarm,
-        code_store: Some(data_dir.join("code")),
-    }));
+    // Functions' output, kept per function (written by its own thread, off the invoke path).
+    let log_store = fcd_runtime::logstore::LogStore::open(
+        data_dir.join("logs"),
+        fcd_runtime::logstore::LogLimits {
+            max_bytes_per_function: args.log_max_mb_per_function << 20,
+            retention: Duration::from_secs(args.log_retention_hours * 3600),
+        },
+    )
+    .context("opening the log store")?;
+    let runtime = Arc::new(
+        InstanceManager::new(RuntimeConfig {
+            region: args.region.clone(),
+            network,
+            runtimes,
+            start_timeout: Duration::from_secs(args.instance_start_timeout_secs),
+            max_instances: args.max_instances.unwrap_or_else(default_max_instances),
+            max_memory_mb: args.max_memory_mb.unwrap_or_else(default_max_memory_mb),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+            jail,
+            jail_unavailable,
+            egress,
+            egress_unavailable,
+            prewarm: args.prewarm,
+            code_store: Some(data_dir.join("code")),
+        })
+        .with_log_store(log_store),
+    );
     tokio::spawn(runtime.clone().reclaim_idle_forever());
     runtime.start_prewarming();
     let store: Arc<dyn fcd_store::MetadataStore> = Arc::new(store);
@@ -496,6 +519,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new requests; draining in-flight ones");
     timers.stop().await;
     let _ = stop_tx.send(true);
+    if let Some(logs) = runtime.log_store() {
+        logs.close();
+    }
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let drain = async {
         let _ = server.await;

@@ -287,11 +287,29 @@ async fn idle_instances_are_reclaimed_after_pre_stop() {
         .to_str()
         .unwrap()
         .to_owned();
+    // The hook's output is in the function's stored log (fcd's own log repeats functions'
+    // output only at debug level).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !srv.log().contains(&format!("PRESTOP-RAN {id}")) {
+    loop {
+        let logs = srv
+            .call("GET", "/2021-04-06/services/idle/functions/f/logs", "")
+            .await;
+        assert_eq!(logs.status, 200, "{:?}", logs.body);
+        let ran = logs.json()["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| {
+                r["message"] == format!("PRESTOP-RAN {id}").as_str()
+                    && r["instanceId"] == id.as_str()
+            });
+        if ran {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "preStop never ran: {}",
+            "preStop never ran: {:?} {}",
+            logs.body,
             srv.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -12,6 +12,7 @@ mod domains;
 mod functions;
 mod instances;
 mod invoke;
+mod logs;
 mod services;
 mod status;
 mod triggers;
@@ -133,6 +134,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/instances",
             get(instances::list),
+        )
+        // fcd's extension: the function's stored log.
+        .route(
+            "/services/{service}/functions/{function}/logs",
+            get(logs::get),
         );
     Router::new()
         .nest(

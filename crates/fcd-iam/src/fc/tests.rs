@@ -335,6 +335,20 @@ const TABLE: &[(&str, &str, Option<&str>, &str, &str)] = &[
     ),
     (
         "GET",
+        "/services/s/functions/f/logs",
+        None,
+        "fc:GetFunctionLogs",
+        "services/s/functions/f",
+    ),
+    (
+        "GET",
+        "/services/s.prod/functions/f/logs",
+        None,
+        "fc:GetFunctionLogs",
+        "services/s.prod/functions/f",
+    ),
+    (
+        "GET",
         "/services/s/functions/f/triggers",
         None,
         "fc:ListTriggers",
@@ -805,6 +819,7 @@ mod against_axum {
                 Just("services"), Just("functions"), Just("invocations"), Just("versions"),
                 Just("aliases"), Just("triggers"), Just("custom-domains"), Just("code"),
                 Just("on-demand-config"), Just("stateful-async-invocations"), Just("instances"),
+                Just("logs"),
                 Just("async-invoke-config"), Just("provision-configs"),
             ].prop_map(str::to_owned),
             2 => "[a-z.]{0,4}",

@@ -335,15 +335,17 @@ impl Spawned {
         );
         let logs = Logs::start(
             output,
+            &id,
             Box::new(move |line| {
-                // The per-request markers are for cutting log tails; in fcd's own log they are
-                // noise, and forwarding them costs every call two log writes.
+                // Functions' output is kept in the log store (`fcd logs`); fcd's own log repeats
+                // it only at debug level (`RUST_LOG=fcd::function=debug`), so a function
+                // printing in a loop cannot flood the server's log.
                 if line.starts_with("FC Invoke Start RequestId:")
                     || line.starts_with("FC Invoke End RequestId:")
                 {
                     return;
                 }
-                tracing::info!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
+                tracing::debug!(target: "fcd::function", service = %svc, function = %func, instance = %inst, "{line}");
             }),
         );
         let instance = ProcessInstance {
@@ -567,7 +569,22 @@ impl RunningInstance for ProcessInstance {
         body: Bytes,
         limit: Duration,
     ) -> BoxFuture<'a, CallResult> {
-        Box::pin(self.call_inner(method, path, headers, body, limit))
+        // Every call of the contract (invocations of either kind, `/initialize`, the hooks)
+        // is registered with the log collector before it is sent and until its future ends, so
+        // the output it causes is attributed to its request (see `logs`).
+        let named = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let call_log = self
+            .logs
+            .begin(named("x-fc-request-id"), named("x-fc-qualifier"));
+        Box::pin(async move {
+            let _call_log = call_log;
+            self.call_inner(method, path, headers, body, limit).await
+        })
     }
 
     fn logs(&self) -> &Logs {
