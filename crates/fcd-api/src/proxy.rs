@@ -90,11 +90,15 @@ fn host_name(req_headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
     if raw.starts_with('[') {
         return None; // an IPv6 literal
     }
-    let host = raw.rsplit_once(':').map_or(raw, |(h, _)| h);
+    // The root's trailing dot goes first, so `10.0.0.1.` is an address too.
+    let host = raw
+        .rsplit_once(':')
+        .map_or(raw, |(h, _)| h)
+        .trim_end_matches('.');
     if host.is_empty() || host.parse::<IpAddr>().is_ok() {
         return None;
     }
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+    Some(host.to_ascii_lowercase())
 }
 
 /// Whether `req` is for the HTTP data path, and why.
@@ -588,6 +592,11 @@ mod tests {
         assert_eq!(hosts("127.0.0.1:9000"), None);
         assert_eq!(hosts("[::1]:9000"), None);
         assert_eq!(hosts("10.0.0.1"), None);
+        // Regressions (found by property testing): an address with the root's dot was a
+        // domain name to look up, and a lone dot an empty one.
+        assert_eq!(hosts("10.0.0.1.:80"), None);
+        assert_eq!(hosts("0.0.0.0."), None);
+        assert_eq!(hosts("."), None);
     }
 
     #[test]
@@ -732,5 +741,259 @@ mod tests {
             assert!(reserved_response_header(n), "{n}");
         }
         assert!(!reserved_response_header("set-cookie"));
+    }
+
+    /// Properties over generated requests: the data path's parsers never panic, a `/proxy/`
+    /// URL names the function InvokeFunction's authorization would name for the same segments,
+    /// and what reaches the instance and the client is well-formed and filtered.
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A raw (still encoded) path segment: names, dots (the qualifier separator), escapes
+        /// good and bad, multi-byte characters.
+        fn segment() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop_oneof![
+                    6 => "[a-z0-9_-]{1,4}",
+                    2 => Just(".".to_owned()),
+                    2 => "%[0-9A-Fa-f]{2}",
+                    1 => prop::sample::select(vec!["%2E", "%2F", "%2e", "%", "%G1", "%C3", "%C3%A9", "é", "+", "~"])
+                        .prop_map(str::to_owned),
+                ],
+                0..5,
+            )
+            .prop_map(|v| v.concat())
+        }
+
+        fn rest() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                Just("/".to_owned()),
+                prop::collection::vec(segment(), 1..4).prop_map(|v| format!("/{}", v.join("/"))),
+            ]
+        }
+
+        fn prefix() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(PROXY_PREFIXES.to_vec())
+        }
+
+        /// A header name a function or client may send, reserved ones and `x-fc-` among them.
+        fn header_name() -> impl Strategy<Value = HeaderName> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "connection",
+                    "content-length",
+                    "date",
+                    "keep-alive",
+                    "server",
+                    "upgrade",
+                    "transfer-encoding",
+                    "proxy-connection",
+                    "te",
+                    "trailer",
+                    "set-cookie",
+                    "content-type",
+                    "x-fc-status",
+                    "x-fc-request-id",
+                    "x-fcx",
+                    "host",
+                ])
+                .prop_map(HeaderName::from_static),
+                "(x-fc-)?[a-z][a-z0-9-]{0,10}".prop_filter_map("a header name", |n| {
+                    HeaderName::from_bytes(n.as_bytes()).ok()
+                }),
+            ]
+        }
+
+        fn header_map() -> impl Strategy<Value = HeaderMap> {
+            prop::collection::vec((header_name(), "[ -~]{0,12}"), 0..10).prop_map(|pairs| {
+                let mut m = HeaderMap::new();
+                for (k, v) in pairs {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        m.append(k, v);
+                    }
+                }
+                m
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn proxy_target_never_panics(prefix in prefix(), rest in "\\PC{0,40}") {
+                let path = format!("{prefix}{rest}");
+                let _ = proxy_target(&path, &path);
+            }
+
+            /// The service, qualifier and function a `/proxy/` URL reaches are those the
+            /// operation table (the API's authorization) names for InvokeFunction with the same
+            /// raw segments: `fc:InvokeFunction` is checked on the resource the API would check.
+            #[test]
+            fn proxy_urls_name_what_invoke_function_authorizes(
+                prefix in prefix(),
+                svc in segment(),
+                func in segment(),
+                rest in rest(),
+                query in prop::option::of("[a-z=&%0-9]{0,10}"),
+            ) {
+                let path = format!("{prefix}{svc}/{func}{rest}");
+                let pq = match &query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                let decodes = |s: &str| percent_decode_str(s).decode_utf8().is_ok();
+                let parsed = proxy_target(&path, &pq);
+                let api_path = format!("{}/services/{svc}/functions/{func}/invocations", &prefix[..11]);
+                let op = fcd_iam::fc::operation("POST", &api_path, None);
+                match parsed {
+                    Ok(t) => {
+                        let op = op.expect("the API routes the same segments");
+                        prop_assert_eq!(op.action, "fc:InvokeFunction");
+                        let qualifier = t.qualifier.as_deref().unwrap_or("LATEST");
+                        prop_assert_eq!(
+                            op.resource,
+                            format!("services/{}.{qualifier}/functions/{}", t.service, t.function)
+                        );
+                        // The instance gets the request-target unchanged, under its base path.
+                        let base = t.base_path.expect("a /proxy/ URL has a base path");
+                        prop_assert_eq!(&base, &format!("{prefix}{svc}/{func}"));
+                        prop_assert_eq!(&t.target, &pq);
+                        let after = &t.target[base.len()..];
+                        prop_assert!(after.is_empty() || after.starts_with('/') || after.starts_with('?'));
+                    }
+                    Err(_) => {
+                        prop_assert!(
+                            svc.is_empty() || func.is_empty() || !decodes(&svc) || !decodes(&func),
+                            "{} refused", path
+                        );
+                    }
+                }
+            }
+
+            #[test]
+            fn host_names_are_lower_case_names_never_addresses(
+                host in prop_oneof![
+                    "[A-Za-z0-9.-]{0,12}(:[0-9]{0,5})?",
+                    "(\\[[0-9a-f:]{0,8}\\]|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3})\\.?(:[0-9]{1,5})?",
+                    "[ -~]{0,16}",
+                ],
+                authority in prop::option::of("[a-z0-9.:]{1,10}"),
+            ) {
+                let mut headers = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&host) {
+                    headers.insert(http::header::HOST, v);
+                }
+                let uri = match &authority {
+                    Some(a) => format!("http://{a}/x").parse::<http::Uri>().unwrap_or_default(),
+                    None => http::Uri::from_static("/x"),
+                };
+                if let Some(name) = host_name(&headers, &uri) {
+                    prop_assert!(!name.is_empty(), "{:?}", host);
+                    prop_assert_eq!(&name, &name.to_ascii_lowercase());
+                    prop_assert!(!name.ends_with('.'));
+                    prop_assert!(name.parse::<IpAddr>().is_err(), "{:?} gave address {}", host, name);
+                }
+            }
+
+            /// What a custom domain hands the instance is a valid request-target that decodes to
+            /// the path the route chose, with the client's query unchanged.
+            #[test]
+            fn domain_targets_are_request_targets(
+                route_path in prop_oneof![Just("/*"), Just("/a/*"), Just("/a/b")],
+                matcher in prop_oneof![
+                    Just("/*".to_owned()), Just("/a/*".to_owned()), Just("/*/b*".to_owned()),
+                    "/[a-z*é/]{0,6}",
+                ],
+                replacement in "/[a-z$12é/ %?#<>\\\\^|\"`{}\\[\\]]{0,10}",
+                path in prop::collection::vec(
+                    prop_oneof![segment(), Just("a".to_owned()), Just("b".to_owned())], 0..4,
+                ).prop_map(|v| format!("/{}", v.join("/"))),
+                query in prop::option::of("[a-z=&%0-9]{0,10}"),
+                method in prop::sample::select(vec!["GET", "POST", "get", "BREW"]),
+            ) {
+                let route = fcd_core::domains::PathConfig {
+                    path: route_path.to_owned(),
+                    service_name: "s".into(),
+                    function_name: "f".into(),
+                    qualifier: String::new(),
+                    methods: vec!["GET".into()],
+                    rewrite_config: Some(fcd_core::domains::RewriteConfig {
+                        wildcard_rules: vec![fcd_core::domains::RewriteRule {
+                            match_: matcher,
+                            replacement,
+                        }],
+                        ..Default::default()
+                    }),
+                };
+                let domain = CustomDomain::create(
+                    "1".into(),
+                    fcd_core::domains::CustomDomainInput {
+                        domain_name: Some("a.test".into()),
+                        route_config: Some(fcd_core::domains::RouteConfig { routes: vec![route] }),
+                        ..Default::default()
+                    },
+                    "now".into(),
+                )
+                .expect("a valid domain");
+                let Ok(t) = domain_target(&domain, method, &path, query.as_deref()) else {
+                    return Ok(());
+                };
+                prop_assert!(method.eq_ignore_ascii_case("GET"));
+                let pq = t.target.parse::<http::uri::PathAndQuery>();
+                prop_assert!(pq.is_ok(), "{:?} is not a request-target", t.target);
+                let pq = pq.unwrap();
+                let decoded = percent_decode_str(&path).decode_utf8().unwrap();
+                let routed = domain.route_config.find(&decoded).unwrap();
+                prop_assert_eq!(percent_decode_str(pq.path()).decode_utf8().unwrap(), routed.path.as_str());
+                prop_assert_eq!(pq.query(), query.as_deref());
+                prop_assert_eq!((t.service.as_str(), t.function.as_str(), t.qualifier.as_deref()), ("s", "f", Some("LATEST")));
+            }
+
+            #[test]
+            fn client_headers_drop_exactly_fcs_own(headers in header_map()) {
+                let out = client_headers(&headers);
+                let keep = |n: &str| !(n.starts_with("x-fc-") || n == "connection" || n == "keep-alive");
+                let want: Vec<_> = headers.iter().filter(|(k, _)| keep(k.as_str())).collect();
+                let got: Vec<_> = out.iter().collect();
+                prop_assert_eq!(got, want);
+            }
+
+            /// The client gets the function's status and its headers minus the reserved ones,
+            /// every value of a repeated header in order; or a 502 when that cannot be passed on.
+            #[test]
+            fn responses_pass_on_exactly_the_functions_own_headers(
+                status in prop_oneof![100u16..600, any::<u16>()],
+                headers in header_map(),
+            ) {
+                let o = InvokeOutcome {
+                    body: bytes::Bytes::from_static(b"x"),
+                    error_type: None,
+                    duration: std::time::Duration::from_millis(1),
+                    max_memory_mb: 1.0,
+                    instance_id: "c".into(),
+                    log_tail: None,
+                    http: Some(fcd_runtime::HttpResponseParts { status, headers: headers.clone() }),
+                };
+                let resp = respond(o, "rid");
+                if StatusCode::from_u16(status).is_err() {
+                    prop_assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+                    return Ok(());
+                }
+                prop_assert_eq!(resp.status().as_u16(), status);
+                for name in resp.headers().keys() {
+                    prop_assert!(!reserved_response_header(name.as_str()), "{} passed on", name);
+                    let sent: Vec<_> = resp.headers().get_all(name).iter().collect();
+                    let set: Vec<_> = headers.get_all(name).iter().collect();
+                    prop_assert_eq!(sent, set);
+                }
+                for name in headers.keys() {
+                    prop_assert_eq!(
+                        resp.headers().contains_key(name),
+                        !reserved_response_header(name.as_str())
+                    );
+                }
+            }
+        }
     }
 }

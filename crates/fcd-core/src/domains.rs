@@ -158,6 +158,13 @@ fn check_route(r: &PathConfig) -> Result<(), FcError> {
                     "rewriteConfig rules must match and replace with paths starting with '/'",
                 ));
             }
+            // Bounded like a route's path: a replacement is copied (with captures) into every
+            // rewritten request.
+            if rule.match_.len() > 1024 || rule.replacement.len() > 1024 {
+                return Err(FcError::invalid(
+                    "rewriteConfig rules may match and replace with at most 1024 characters",
+                ));
+            }
         }
     }
     Ok(())
@@ -298,15 +305,45 @@ fn rewrite(rc: Option<&RewriteConfig>, path: &str) -> String {
     }
     for r in &rc.wildcard_rules {
         if let Some(caps) = wildcard_captures(&r.match_, path) {
-            let mut out = r.replacement.clone();
-            // Highest index first, so `$1` does not eat the start of `$10`.
-            for (i, c) in caps.iter().enumerate().rev() {
-                out = out.replace(&format!("${}", i + 1), c);
-            }
-            return out;
+            return substitute(&r.replacement, &caps);
         }
     }
     path.to_owned()
+}
+
+/// `replacement` with each `$n` (1-based, the longest number that names a capture, so `$12`
+/// is the twelfth capture when there are twelve and the first followed by `2` otherwise)
+/// replaced by capture n, in one pass: a capture's text is the client's and is never read for
+/// `$n` itself (replacing capture by capture would let a path holding `$1` pull capture 1 into
+/// capture 2's place). Anything else, `$0` and a `$` without a capture number included, is
+/// kept as written.
+fn substitute(replacement: &str, caps: &[String]) -> String {
+    let mut out = String::with_capacity(replacement.len());
+    let mut rest = replacement;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        // Digits are ASCII, so every prefix length is a character boundary.
+        let named = (1..=digits).rev().find_map(|n| {
+            let number = &after[..n];
+            let index: usize = number.parse().ok()?;
+            let cap = caps.get(index.checked_sub(1)?)?;
+            (!number.starts_with('0')).then_some((n, cap))
+        });
+        match named {
+            Some((n, cap)) => {
+                out.push_str(cap);
+                rest = &after[n..];
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What each `*` of `pattern` matched in `text`, if it matches as a whole.
@@ -406,6 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_holding_a_dollar_reference_stays_literal() {
+        // Regression (found by property testing): replacing `$2` then `$1` over the whole
+        // output let a client's `$1` inside capture 2 be replaced by capture 1.
+        let mut r = route("/old/*", "f");
+        r.rewrite_config = Some(RewriteConfig {
+            wildcard_rules: vec![RewriteRule {
+                match_: "/old/*/items/*".into(),
+                replacement: "/v2/$1/$2/$10/$0/$".into(),
+            }],
+            ..RewriteConfig::default()
+        });
+        let d = domain(vec![r]);
+        let p = |x: &str| d.route_config.find(x).map(|m| m.path);
+        assert_eq!(
+            p("/old/a/items/$1$2").as_deref(),
+            Some("/v2/a/$1$2/a0/$0/$")
+        );
+        assert_eq!(p("/old/é/items/ü").as_deref(), Some("/v2/é/ü/é0/$0/$"));
+    }
+
+    #[test]
     fn invalid_domains_are_refused() {
         for bad in [
             "",
@@ -439,4 +497,187 @@ mod tests {
         let dup = vec![route("/a", "f"), route("/a", "g")];
         assert!(CustomDomain::create("1".into(), input("HTTP", dup), "n".into()).is_err());
     }
+}
+
+/// Properties over generated routes and paths (the `fuzz/` target `custom_domain` explores the
+/// same ground without bounds): validation and matching never panic, matching picks the route
+/// FC's rules name, and wildcard rewrites capture and substitute exactly.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Path-ish text over a small alphabet (so that routes and paths collide), with `*`, `$`,
+    /// digits and multi-byte characters (the wildcard code slices strings).
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                6 => prop::sample::select(vec!["/", "a", "b", "ab", "/a", "/b"]),
+                1 => prop::sample::select(vec!["*", "$", "$1", "$2", "1", "é", "✓", "𝄞", ".", "%"]),
+            ],
+            0..max,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    fn route_path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => text(5).prop_map(|t| format!("/{t}")),
+            3 => text(4).prop_map(|t| format!("/{t}/*")),
+            1 => Just("/*".to_owned()),
+            1 => text(5),
+        ]
+    }
+
+    fn rule() -> impl Strategy<Value = RewriteRule> {
+        (text(8), text(8)).prop_map(|(m, r)| RewriteRule {
+            match_: format!("/{m}"),
+            replacement: format!("/{r}"),
+        })
+    }
+
+    fn path_config() -> impl Strategy<Value = PathConfig> {
+        (
+            route_path(),
+            "[a-z]{1,3}",
+            prop::collection::vec(rule(), 0..3),
+            prop::collection::vec(rule(), 0..3),
+        )
+            .prop_map(|(path, f, equal_rules, wildcard_rules)| PathConfig {
+                path,
+                service_name: "s".into(),
+                function_name: f,
+                qualifier: String::new(),
+                methods: vec![],
+                rewrite_config: Some(RewriteConfig {
+                    equal_rules,
+                    wildcard_rules,
+                    regex_rules: vec![],
+                }),
+            })
+    }
+
+    /// FC's rule, written plainly: an exact route, else the wildcard route with the longest
+    /// prefix (`/api/*` taking `/api` too).
+    fn model<'a>(routes: &'a [PathConfig], path: &str) -> Option<&'a PathConfig> {
+        if let Some(r) = routes.iter().find(|r| r.path == path) {
+            return Some(r);
+        }
+        let mut best: Option<&PathConfig> = None;
+        for r in routes {
+            let Some(prefix) = r.path.strip_suffix('*') else {
+                continue;
+            };
+            let matches = path.starts_with(prefix) || path == prefix.trim_end_matches('/');
+            if matches && best.is_none_or(|b| b.path.len() < r.path.len()) {
+                best = Some(r);
+            }
+        }
+        best
+    }
+
+    proptest! {
+        #[test]
+        fn find_picks_the_route_fc_names(
+            routes in prop::collection::vec(path_config(), 0..6),
+            path in text(8).prop_map(|t| format!("/{t}")),
+        ) {
+            let created = CustomDomain::create(
+                "1".into(),
+                CustomDomainInput {
+                    domain_name: Some("x.test".into()),
+                    route_config: Some(RouteConfig { routes }),
+                    ..CustomDomainInput::default()
+                },
+                "now".into(),
+            );
+            let Ok(domain) = created else {
+                return Ok(());
+            };
+            for r in &domain.route_config.routes {
+                prop_assert!(r.path.starts_with('/'));
+                prop_assert!(!r.qualifier.is_empty());
+            }
+            let rc = &domain.route_config;
+            let found = rc.find(&path);
+            prop_assert_eq!(
+                found.as_ref().map(|m| &m.route.path),
+                model(&rc.routes, &path).map(|r| &r.path),
+                "{}",
+                path
+            );
+        }
+
+        #[test]
+        fn rewrite_never_panics(rules in prop::collection::vec(rule(), 0..4), path in text(10)) {
+            let rc = RewriteConfig { equal_rules: rules.clone(), wildcard_rules: rules, regex_rules: vec![] };
+            let _ = rewrite(Some(&rc), &path);
+        }
+
+        /// What `*`s capture, put back in the pattern, is the text (captures are sound), and
+        /// a text built from the pattern is matched (they are complete).
+        #[test]
+        fn wildcard_captures_rebuild_the_text(
+            literals in prop::collection::vec(text(3).prop_map(|t| t.replace('*', "")), 1..5),
+            fills in prop::collection::vec(text(4), 4),
+            other in text(10),
+        ) {
+            let pattern = literals.join("*");
+            let rebuild = |caps: &[String]| {
+                let mut out = literals[0].clone();
+                for (lit, cap) in literals[1..].iter().zip(caps) {
+                    out.push_str(cap);
+                    out.push_str(lit);
+                }
+                out
+            };
+            let built = rebuild(&fills[..literals.len() - 1]);
+            let caps = wildcard_captures(&pattern, &built);
+            prop_assert!(caps.is_some(), "{} does not match {}", pattern, built);
+            for text in [built, other] {
+                if let Some(caps) = wildcard_captures(&pattern, &text) {
+                    prop_assert_eq!(caps.len(), literals.len() - 1);
+                    prop_assert_eq!(rebuild(&caps), text);
+                    // Each capture substitutes exactly, whatever it holds.
+                    let replacement: Vec<String> = (1..=caps.len()).map(|i| format!("${i}")).collect();
+                    prop_assert_eq!(substitute(&replacement.join("|"), &caps), caps.join("|"));
+                }
+            }
+        }
+
+        #[test]
+        fn create_never_panics(
+            name in prop_oneof![Just("a.test".to_owned()), "\\PC{0,20}"],
+            protocol in prop::option::of(prop_oneof![Just("HTTP".to_owned()), Just("https".to_owned()), "\\PC{0,5}"]),
+            routes in prop::collection::vec(path_config(), 0..4),
+            qualifier in "\\PC{0,4}",
+            methods in prop::collection::vec(prop_oneof![Just("get".to_owned()), "\\PC{0,4}"], 0..3),
+        ) {
+            let routes = routes
+                .into_iter()
+                .map(|mut r| {
+                    r.qualifier = qualifier.clone();
+                    r.methods = methods.clone();
+                    r
+                })
+                .collect();
+            if let Ok(d) = CustomDomain::create(
+                "1".into(),
+                CustomDomainInput {
+                    domain_name: Some(name),
+                    protocol,
+                    route_config: Some(RouteConfig { routes }),
+                    ..CustomDomainInput::default()
+                },
+                "now".into(),
+            ) {
+                for r in &d.route_config.routes {
+                    prop_assert!(r.methods.iter().all(|m| HTTP_METHODS_UPPER.contains(&m.as_str())));
+                }
+            }
+        }
+    }
+
+    const HTTP_METHODS_UPPER: [&str; 7] = crate::triggers::HTTP_METHODS;
 }

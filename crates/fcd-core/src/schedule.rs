@@ -282,7 +282,10 @@ fn parse_go_duration(s: &str) -> Result<u128, String> {
             // Digits past nanosecond precision cannot change the result.
             let digits = &frac[..frac.len().min(18)];
             let f: u128 = digits.parse().map_err(|_| bad())?;
-            part += f * scale / 10u128.pow(digits.len() as u32);
+            // Checked: a whole part just below u128's limit plus a fraction overflows.
+            part = part
+                .checked_add(f * scale / 10u128.pow(digits.len() as u32))
+                .ok_or_else(bad)?;
         }
         total = total.checked_add(part).ok_or_else(bad)?;
         rest = after;
@@ -330,6 +333,10 @@ mod tests {
         for bad in ["", "5", "m", "5d", "-5m", "1h 30m", "0m", "1..5h", "5M"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
+        // Regression (found by property testing): the largest whole number of hours u128 holds
+        // in nanoseconds, plus half an hour, overflowed (a panic with overflow checks on).
+        assert!(parse_go_duration("94522879700260684295381835.5h").is_err());
+        assert!(Schedule::parse("@every 94522879700260684295381835.5h").is_err());
     }
 
     #[test]
@@ -491,6 +498,147 @@ mod tests {
             let e = Schedule::parse(bad).unwrap_err();
             assert_eq!(e.code(), "InvalidArgument", "{bad}");
             assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+    }
+}
+
+/// Properties over generated expressions (the `fuzz/` target `timer_schedule` explores the same
+/// ground without bounds): parsing never panics, and a parsed schedule's ticks are strictly
+/// increasing, whole seconds, and for `@every` on the period's grid.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One cron field (`index` 0 to 5) as a client may write it: mostly FC's forms over the
+    /// field's range, sometimes out of range, names, `?`, Quartz letters or stray text.
+    fn field(index: usize) -> impl Strategy<Value = String> {
+        let (lo, hi) = [(0u32, 59u32), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7)][index];
+        let names = match index {
+            4 => MONTHS.to_vec(),
+            5 => DAYS.to_vec(),
+            _ => vec!["JAN", "MON"],
+        };
+        let value = prop_oneof![
+            30 => (lo..=hi).prop_map(|n| n.to_string()),
+            1 => (0u32..100).prop_map(|n| n.to_string()),
+            if index >= 4 { 10 } else { 1 } =>
+                prop::sample::select(names).prop_map(|s| s.to_lowercase()),
+        ];
+        let item = prop_oneof![
+            4 => value.clone(),
+            2 => (value.clone(), value.clone()).prop_map(|(a, b)| format!("{a}-{b}")),
+            2 => (prop_oneof![Just("*".to_owned()), value.clone()], 1u32..40)
+                .prop_map(|(a, n)| format!("{a}/{n}")),
+            1 => (value.clone(), value, 1u32..10).prop_map(|(a, b, n)| format!("{a}-{b}/{n}")),
+        ];
+        prop_oneof![
+            20 => Just("*".to_owned()),
+            if index == 3 || index == 5 { 5 } else { 1 } => Just("?".to_owned()),
+            30 => prop::collection::vec(item, 1..4).prop_map(|v| v.join(",")),
+            1 => "[LW#?a-z0-9,/*-]{1,4}",
+            1 => "\\PC{0,2}",
+        ]
+    }
+
+    fn expression() -> impl Strategy<Value = String> {
+        let zone = prop_oneof![
+            4 => Just(String::new()),
+            1 => Just("CRON_TZ=Asia/Shanghai ".to_owned()),
+            1 => Just("TZ=Europe/Berlin ".to_owned()),
+            1 => Just("CRON_TZ=America/New_York ".to_owned()),
+            1 => Just("CRON_TZ=utc ".to_owned()),
+            1 => "(CRON_)?TZ=\\PC{0,12} ?",
+        ];
+        let body = prop_oneof![
+            6 => (field(0), field(1), field(2), field(3), field(4), field(5))
+                .prop_map(|f| [f.0, f.1, f.2, f.3, f.4, f.5].join(" ")),
+            1 => (field(0), field(2), field(4), field(5)).prop_map(|f| [f.0, f.1, f.2, f.3].join(" ")),
+            1 => (field(0), field(1), field(2), field(3), field(4), field(5), field(1))
+                .prop_map(|f| [f.0, f.1, f.2, f.3, f.4, f.5, f.6].join(" ")),
+            2 => "[0-9.]{1,6}(ns|us|µs|ms|s|m|h|d|M)?([0-9.]{1,4}(s|m|h))?"
+                .prop_map(|d| format!("@every {d}")),
+            1 => "@every [0-9]{15,40}(\\.[0-9]{1,20})?(ns|us|ms|s|m|h)",
+            1 => "\\PC{0,40}",
+        ];
+        (zone, body).prop_map(|(z, b)| format!("{z}{b}"))
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,60}") {
+            let _ = Schedule::parse(&s);
+        }
+
+        #[test]
+        fn go_durations_near_the_limit_never_panic(
+            unit in prop::sample::select(vec![("ns", 1u128), ("us", 1_000), ("ms", 1_000_000),
+                ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)]),
+            below in 0u128..3,
+            frac in "[0-9]{1,20}",
+        ) {
+            let whole = u128::MAX / unit.1 - below;
+            let _ = parse_go_duration(&format!("{whole}.{frac}{}", unit.0));
+            let _ = parse_go_duration(&format!("{whole}{}1{}", unit.0, unit.0));
+        }
+
+        #[test]
+        fn go_durations_never_panic(s in "[+-]?([0-9]{0,42}(\\.[0-9]{0,30})?(ns|us|µs|ms|s|m|h|x)?){0,4}") {
+            let _ = parse_go_duration(&s);
+        }
+
+        #[test]
+        fn go_durations_add_up(parts in prop::collection::vec((0u64..100_000, 0usize..8), 1..5)) {
+            const SCALE: [(&str, u128); 6] = [
+                ("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000),
+                ("m", 60_000_000_000), ("h", 3_600_000_000_000),
+            ];
+            let text: String = parts.iter().map(|(n, u)| format!("{n}{}", SCALE[u % 6].0)).collect();
+            let want: u128 = parts.iter().map(|(n, u)| u128::from(*n) * SCALE[u % 6].1).sum();
+            if want == 0 {
+                prop_assert!(parse_go_duration(&text).is_err());
+            } else {
+                prop_assert_eq!(parse_go_duration(&text), Ok(want), "{}", text);
+            }
+        }
+
+        #[test]
+        fn ticks_are_strictly_increasing(
+            expr in expression(),
+            // From before the epoch to past year 9999 (beyond what jiff and time represent).
+            start in -100_000_000_000i64..300_000_000_000,
+        ) {
+            let Ok(schedule) = Schedule::parse(&expr) else {
+                return Ok(());
+            };
+            let mut t = start;
+            for _ in 0..16 {
+                let Some(next) = schedule.next_after_unix(t) else {
+                    break;
+                };
+                prop_assert!(next > t, "{}: {} after {}", expr, next, t);
+                if let Kind::Every { period_secs } = schedule.kind {
+                    prop_assert_eq!(next.rem_euclid(period_secs), 0);
+                    prop_assert!(next - t <= period_secs);
+                }
+                // The OffsetDateTime form agrees wherever it can represent the instant.
+                if let (Ok(at), Ok(n)) = (
+                    OffsetDateTime::from_unix_timestamp(t),
+                    OffsetDateTime::from_unix_timestamp(next),
+                ) {
+                    prop_assert_eq!(schedule.next_after(at), Some(n));
+                }
+                t = next;
+            }
+        }
+
+        #[test]
+        fn every_with_whole_minutes_always_parses(minutes in 1u64..10_000_000) {
+            let s = Schedule::parse(&format!("@every {minutes}m")).unwrap();
+            let period = i64::try_from(minutes * 60).unwrap();
+            prop_assert_eq!(s.next_after_unix(0), Some(period));
+            prop_assert_eq!(s.next_after_unix(-1), Some(0));
         }
     }
 }

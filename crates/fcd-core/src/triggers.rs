@@ -460,3 +460,108 @@ mod tests {
         assert_eq!(t.last_modified_time, "b");
     }
 }
+
+/// Properties over generated configurations (the `fuzz/` target `timer_schedule` also feeds
+/// arbitrary text here): parsing never panics, and the normalised wire form parses back to the
+/// same configuration, which is what a stored trigger relies on.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn loose_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::String),
+        ]
+    }
+
+    fn method() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => prop::sample::select(HTTP_METHODS.to_vec()).prop_map(|m| json!(m.to_lowercase())),
+            4 => prop::sample::select(HTTP_METHODS.to_vec()).prop_map(|m| json!(m)),
+            1 => loose_value(),
+        ]
+    }
+
+    fn config() -> impl Strategy<Value = Value> {
+        let auth = prop_oneof![
+            3 => prop::sample::select(vec!["anonymous", "function", "Function", "ANONYMOUS"])
+                .prop_map(|a| json!(a)),
+            1 => loose_value(),
+        ];
+        let cron = prop_oneof![
+            3 => prop::sample::select(vec!["@every 1m", " @every 90m ", "*/2 * * * * *",
+                "0 0 4 * * MON", "CRON_TZ=Asia/Shanghai 0 0 4 1 * *", "0 0 0 30 2 *"])
+                .prop_map(|c| json!(c)),
+            1 => loose_value(),
+        ];
+        let optional = |s: BoxedStrategy<Value>| prop::option::of(s);
+        (
+            optional(auth.boxed()),
+            optional(
+                prop::collection::vec(method(), 0..4)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+            optional(loose_value().boxed()),
+            optional(cron.boxed()),
+            optional(
+                prop_oneof![
+                    Just(json!("x".repeat(TIMER_PAYLOAD_MAX + 1))),
+                    loose_value()
+                ]
+                .boxed(),
+            ),
+            optional(loose_value().boxed()),
+        )
+            .prop_map(|(auth, methods, disable, cron, payload, enable)| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in [
+                    ("authType", auth),
+                    ("methods", methods),
+                    ("disableURLInternet", disable),
+                    ("cronExpression", cron),
+                    ("payload", payload),
+                    ("enable", enable),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.to_owned(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_on_text(t in prop::sample::select(vec!["http", "timer", "oss"]), s in "\\PC{0,80}") {
+            let _ = TriggerConfig::parse(t, &Value::String(s));
+        }
+
+        #[test]
+        fn wire_form_round_trips(
+            t in prop::sample::select(vec!["http", "timer", "oss"]),
+            c in config(),
+            as_string in any::<bool>(),
+        ) {
+            let raw = if as_string { Value::String(c.to_string()) } else { c };
+            let Ok(parsed) = TriggerConfig::parse(t, &raw) else {
+                return Ok(());
+            };
+            let wire = parsed.to_wire();
+            prop_assert_eq!(TriggerConfig::parse(t, &Value::String(wire.clone())), Ok(parsed.clone()));
+            if let TriggerConfig::Http(h) = &parsed {
+                prop_assert!(!h.methods.is_empty());
+                for m in &h.methods {
+                    prop_assert!(HTTP_METHODS.contains(&m.as_str()));
+                    prop_assert!(h.allows(&m.to_lowercase()));
+                }
+            }
+        }
+    }
+}

@@ -22,7 +22,7 @@ use base64::Engine as _;
 pub use acs3::{
     acs3_canonical_request, acs3_replay_key, acs3_string_to_sign, canonical_query, sign_acs3,
 };
-pub use fc::{fc_string_to_sign, fc_string_to_sign_url_order, sign_fc};
+pub use fc::{fc_string_to_sign, fc_string_to_sign_url_order, sign_fc, sign_fc_http_trigger};
 pub use util::MAX_CLOCK_SKEW;
 
 /// The request as received/sent on the wire.
