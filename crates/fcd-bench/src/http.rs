@@ -1,6 +1,8 @@
 //! The HTTP side of the harness: hyper 1 client connections, SDK-style request signing, and the
-//! two kinds of invocation request the load generator sends (through fcd, and straight to a
-//! runtime as fcd itself would).
+//! kinds of invocation request the load generator sends: through fcd (a signed InvokeFunction,
+//! or a plain request to an HTTP trigger's `/proxy/` URL), and straight to a runtime as fcd
+//! itself would send them (`POST /invoke`, or the client's request marked
+//! `x-fc-control-path: /http-invoke`).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -222,11 +224,143 @@ impl DirectInvoke {
     }
 }
 
+/// The headers an anonymous client of an HTTP trigger sends (as curl does), plus a content
+/// type when it sends a body.
+fn client_headers(host: &HeaderValue, body: &Bytes) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(http::header::HOST, host.clone());
+    h.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static("fcd-bench"),
+    );
+    h.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+    if !body.is_empty() {
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    h
+}
+
+/// A plain, unsigned request to a function's anonymous HTTP trigger through fcd:
+/// `{method} /2016-08-15/proxy/{service}/{function}{rest}`.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyRequest {
+    pub(crate) addr: SocketAddr,
+    host: HeaderValue,
+    method: Method,
+    /// The request-target: path and query.
+    target: String,
+}
+
+/// The URL prefix of a function's HTTP trigger, as the 2016-08-15 SDKs build it.
+pub(crate) fn proxy_base(service: &str, function: &str) -> String {
+    format!("/2016-08-15/proxy/{service}/{function}")
+}
+
+impl ProxyRequest {
+    /// `rest` is what follows the function in the URL (path and query, starting with `/`).
+    pub(crate) fn new(
+        addr: SocketAddr,
+        method: Method,
+        service: &str,
+        function: &str,
+        rest: &str,
+    ) -> Self {
+        ProxyRequest {
+            addr,
+            host: host_value(addr),
+            method,
+            target: format!("{}{rest}", proxy_base(service, function)),
+        }
+    }
+
+    pub(crate) fn request(&self, body: &Bytes) -> Result<Request<Full<Bytes>>> {
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.target)
+            .body(Full::new(body.clone()))?;
+        *req.headers_mut() = client_headers(&self.host, body);
+        Ok(req)
+    }
+}
+
+/// An HTTP trigger's request straight to a runtime, as fcd sends it to its instance: the
+/// client's method, request-target and headers, `x-forwarded-for` with the client's address,
+/// the contract's `x-fc-*` headers of every call, `x-fc-control-path: /http-invoke` and the
+/// `/proxy/` URL's `x-fc-base-path`.
+#[derive(Debug, Clone)]
+pub(crate) struct DirectHttp {
+    pub(crate) addr: SocketAddr,
+    method: Method,
+    target: String,
+    base: HeaderMap,
+}
+
+impl DirectHttp {
+    /// The same request as `ProxyRequest::new(_, method, SERVICE, function, rest)`, addressed
+    /// to the runtime at `addr`.
+    pub(crate) fn new(
+        addr: SocketAddr,
+        method: Method,
+        handler: &str,
+        function: &str,
+        rest: &str,
+    ) -> Result<Self> {
+        let base_path = proxy_base(crate::server::SERVICE, function);
+        // The contract's headers, as for an event: only the control path differs.
+        let mut base = DirectInvoke::new(addr, handler, function)?.base;
+        base.remove(http::header::CONTENT_TYPE);
+        base.remove(http::header::HOST);
+        base.insert(
+            HeaderName::from_static("x-fc-control-path"),
+            HeaderValue::from_static("/http-invoke"),
+        );
+        base.insert(
+            HeaderName::from_static("x-fc-base-path"),
+            HeaderValue::from_str(&base_path)?,
+        );
+        base.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_static("127.0.0.1"),
+        );
+        Ok(DirectHttp {
+            addr,
+            method,
+            target: format!("{base_path}{rest}"),
+            base,
+        })
+    }
+
+    pub(crate) fn request(&self, body: &Bytes) -> Result<Request<Full<Bytes>>> {
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.target)
+            .body(Full::new(body.clone()))?;
+        let mut h = client_headers(&host_value(self.addr), body);
+        for (k, v) in &self.base {
+            h.insert(k.clone(), v.clone());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        h.insert(
+            HeaderName::from_static("x-fc-request-id"),
+            HeaderValue::from_str(&id)?,
+        );
+        *req.headers_mut() = h;
+        Ok(req)
+    }
+}
+
 /// What the load generator sends.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
     Fcd(FcdInvoke),
     Direct(DirectInvoke),
+    /// An HTTP trigger's URL through fcd, unsigned.
+    Proxy(ProxyRequest),
+    /// An HTTP trigger's request straight to the runtime.
+    DirectHttp(DirectHttp),
 }
 
 impl Target {
@@ -234,6 +368,8 @@ impl Target {
         match self {
             Target::Fcd(f) => f.addr,
             Target::Direct(d) => d.addr,
+            Target::Proxy(p) => p.addr,
+            Target::DirectHttp(d) => d.addr,
         }
     }
 
@@ -241,6 +377,8 @@ impl Target {
         match self {
             Target::Fcd(f) => f.request(body),
             Target::Direct(d) => d.request(body),
+            Target::Proxy(p) => p.request(body),
+            Target::DirectHttp(d) => d.request(body),
         }
     }
 
@@ -253,7 +391,8 @@ impl Target {
                 }
                 return Ok(());
             }
-            Target::Fcd(_) => {
+            Target::Fcd(_) | Target::Proxy(_) => {
+                // An HTTP function's status is its own; the benchmark's functions answer 200.
                 if reply.status != 200 {
                     bail!("fcd answered {}", reply.describe());
                 }
@@ -261,7 +400,7 @@ impl Target {
                     bail!("function error {kind}: {}", reply.describe());
                 }
             }
-            Target::Direct(_) => {
+            Target::Direct(_) | Target::DirectHttp(_) => {
                 if reply.status != 200 || reply.header("x-fc-status").is_some_and(|s| s != "200") {
                     bail!(
                         "runtime answered {} (x-fc-status {:?})",

@@ -31,6 +31,9 @@ enum Scenario {
     Cold,
     /// 1 KB, 1 MB and 16 MB echo bodies through the custom fixture, via fcd and direct.
     Payload,
+    /// Anonymous HTTP triggers (custom and python3 WSGI): plain GET/POST to `/proxy/` URLs at
+    /// c=1 and 8, against InvokeFunction of the same function and the runtime called directly.
+    Http,
     /// Asynchronous invocation (accepted calls/s), or skipped while fcd lacks it.
     Async,
     /// Everything; also writes target/bench/bench-<timestamp>.{md,json}.
@@ -262,6 +265,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Warm,
             Scenario::Cold,
             Scenario::Payload,
+            Scenario::Http,
             Scenario::Async,
         ],
         one => vec![one],
@@ -272,6 +276,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Warm => bench.warm().await,
             Scenario::Cold => bench.cold().await,
             Scenario::Payload => bench.payload().await,
+            Scenario::Http => bench.http().await,
             Scenario::Async => bench.asynchronous().await,
             Scenario::All => Ok(()),
         };

@@ -117,6 +117,27 @@ pub(crate) struct PayloadRow {
     pub(crate) client_sign_ms: f64,
 }
 
+/// One kind of request to a function with an anonymous HTTP trigger, through fcd and
+/// straight to the same runtime.
+#[derive(Debug, Serialize)]
+pub(crate) struct HttpRow {
+    pub(crate) runtime: String,
+    pub(crate) concurrency: usize,
+    /// `invoke` (a signed InvokeFunction), `get` or `post` (plain requests to the trigger's
+    /// `/proxy/` URL).
+    pub(crate) kind: String,
+    /// What was sent, for the report.
+    pub(crate) request: String,
+    pub(crate) fcd: LoadStats,
+    pub(crate) direct: LoadStats,
+    /// fcd req/s / direct req/s.
+    pub(crate) throughput_ratio: f64,
+    /// fcd p50 − direct p50.
+    pub(crate) p50_overhead_us: f64,
+    /// This row's fcd p50 − the InvokeFunction row's fcd p50 (same runtime and c).
+    pub(crate) p50_vs_invoke_us: Option<f64>,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct AsyncResult {
     /// `skipped` or `measured`.
@@ -140,6 +161,7 @@ pub(crate) struct Report {
     pub(crate) warm: Vec<WarmRow>,
     pub(crate) cold: Vec<ColdRow>,
     pub(crate) payload: Vec<PayloadRow>,
+    pub(crate) http: Vec<HttpRow>,
     #[serde(rename = "async")]
     pub(crate) asynchronous: Option<AsyncResult>,
     pub(crate) skipped: Vec<String>,
@@ -512,6 +534,36 @@ impl Report {
                     us(r.direct.p50_us),
                     r.direct.mb_per_s,
                     r.throughput_ratio * 100.0
+                );
+            }
+        }
+
+        if !self.http.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## HTTP triggers: plain requests to an anonymous trigger, against InvokeFunction\n\n\
+                 The same function (`instanceConcurrency` 100) reached three ways, through fcd and straight to the same runtime \
+                 as fcd sends each to its instance (*direct*: `POST /invoke` for InvokeFunction; the client's request with \
+                 `x-fc-control-path: /http-invoke` for the trigger). Bodies are echoed and checked.\n\n\
+                 | runtime | c | request | fcd p50 | fcd p99 | fcd req/s | direct p50 | direct p99 | direct req/s | p50 overhead | req/s fcd/direct | fcd p50 − InvokeFunction's |\n\
+                 |---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.http {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {} | {:.0} % | {} |",
+                    r.runtime,
+                    r.concurrency,
+                    r.request,
+                    us(r.fcd.p50_us),
+                    us(r.fcd.p99_us),
+                    r.fcd.rps,
+                    us(r.direct.p50_us),
+                    us(r.direct.p99_us),
+                    r.direct.rps,
+                    signed_us(r.p50_overhead_us),
+                    r.throughput_ratio * 100.0,
+                    r.p50_vs_invoke_us.map_or("—".into(), signed_us),
                 );
             }
         }

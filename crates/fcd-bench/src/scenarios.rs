@@ -1,5 +1,5 @@
-//! The scenarios: warm, cold, payload and async invocations, each measured through fcd and
-//! against a floor (the same runtime process, standalone, called directly).
+//! The scenarios: warm, cold, payload, HTTP-trigger and async invocations, each measured
+//! through fcd and against a floor (the same runtime process, standalone, called directly).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
-use crate::http::{DirectInvoke, FcdInvoke, Target, send, wait_first_response};
+use crate::http::{
+    DirectHttp, DirectInvoke, FcdInvoke, ProxyRequest, Target, send, wait_first_response,
+};
 use crate::load::{self, Limit, LoadSpec, LoadStats, median};
 use crate::report::{
-    AsyncResult, Baseline, ColdRow, ColdStats, PayloadRow, Report, ServerStats, WarmRow,
+    AsyncResult, Baseline, ColdRow, ColdStats, HttpRow, PayloadRow, Report, ServerStats, WarmRow,
 };
 use crate::server::{self, Api, FcdServer, FunctionDef, SERVICE};
 use crate::sys::{self, Guard, Pinning};
@@ -23,6 +25,17 @@ const PYTHON_BOOTSTRAP: &str = include_str!("../../fcd-runtime/src/runtimes/pyth
 /// The python3 function: returns the event, so an empty body is a no-op and the payload echoes.
 const PYTHON_INDEX: &str = "def handler(event, context):\n    return event\n";
 const PYTHON_HANDLER: &str = "index.handler";
+/// The python3 function behind an HTTP trigger: a WSGI app echoing the request body. Called
+/// through InvokeFunction it gets `(event, context)` instead (the bootstrap picks the shape
+/// per request) and returns the event, so the same function serves both paths.
+const PYTHON_HTTP_INDEX: &str = "\
+def handler(environ, start_response):
+    if not callable(start_response):
+        return environ
+    body = environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return [body]
+";
 /// The Node.js bootstrap fcd runs its nodejs* functions with; the node floor runs it alone.
 const NODE_BOOTSTRAP: &str = include_str!("../../fcd-runtime/src/runtimes/nodejs/bootstrap.js");
 /// The nodejs function: a no-op answering an empty body.
@@ -39,6 +52,16 @@ const WARM_MEMORY_MB: u32 = 512;
 const WARM_CUSTOM: &str = "warm-custom";
 const WARM_PYTHON: &str = "warm-python";
 const ASYNC_CUSTOM: &str = "async-custom";
+const HTTP_CUSTOM: &str = "http-custom";
+const HTTP_PYTHON: &str = "http-python";
+/// The name of each HTTP function's anonymous trigger.
+const HTTP_TRIGGER: &str = "http";
+/// What follows the function in the trigger's URL.
+const HTTP_REST: &str = "/path?x=1";
+/// The body of the HTTP scenario's POSTs and InvokeFunctions (echoed).
+const HTTP_BODY_BYTES: usize = 128;
+/// The HTTP scenario's concurrencies.
+const HTTP_CONCURRENCY: [usize; 2] = [1, 8];
 /// The gauge of instances holding a share of fcd's budget (prewarmed jails hold none).
 const INSTANCES_USED: &str = "fcd_budget_instances_used";
 /// One instance serves every worker, as the single standalone floor process does.
@@ -122,6 +145,8 @@ impl Plan {
 enum Floor {
     Fixture,
     Python,
+    /// The python3 bootstrap with the HTTP scenario's WSGI function.
+    PythonHttp,
     Node,
 }
 
@@ -129,7 +154,7 @@ impl Floor {
     fn runtime(self) -> &'static str {
         match self {
             Floor::Fixture => "custom",
-            Floor::Python => "python3",
+            Floor::Python | Floor::PythonHttp => "python3",
             Floor::Node => NODE_RUNTIME,
         }
     }
@@ -138,6 +163,7 @@ impl Floor {
         match self {
             Floor::Fixture => WARM_CUSTOM,
             Floor::Python => WARM_PYTHON,
+            Floor::PythonHttp => HTTP_PYTHON,
             Floor::Node => "direct-nodejs",
         }
     }
@@ -145,7 +171,7 @@ impl Floor {
     fn handler(self) -> &'static str {
         match self {
             Floor::Fixture => "index.handler",
-            Floor::Python => PYTHON_HANDLER,
+            Floor::Python | Floor::PythonHttp => PYTHON_HANDLER,
             Floor::Node => NODE_HANDLER,
         }
     }
@@ -218,6 +244,7 @@ pub(crate) struct Bench {
     api: Option<Api>,
     fixture_zip: String,
     python_zip: String,
+    python_http_zip: String,
     node_zip: String,
     warm_deployed: bool,
     pub(crate) report: Report,
@@ -237,6 +264,8 @@ impl Bench {
             .with_context(|| format!("reading the fixture {}", fixture_bin.display()))?;
         let fixture_zip = server::zip_b64(&[("bootstrap", &fixture, 0o755)])?;
         let python_zip = server::zip_b64(&[("index.py", PYTHON_INDEX.as_bytes(), 0o644)])?;
+        let python_http_zip =
+            server::zip_b64(&[("index.py", PYTHON_HTTP_INDEX.as_bytes(), 0o644)])?;
         let node_zip = server::zip_b64(&[("index.js", NODE_INDEX.as_bytes(), 0o644)])?;
         Ok(Bench {
             plan,
@@ -250,6 +279,7 @@ impl Bench {
             api: None,
             fixture_zip,
             python_zip,
+            python_http_zip,
             node_zip,
             warm_deployed: false,
             report,
@@ -400,7 +430,7 @@ impl Bench {
     fn cold_def(&self, floor: Floor, name: &str) -> FunctionDef {
         let def = match floor {
             Floor::Fixture => self.custom_def(name, 1),
-            Floor::Python => self.python_def(name, 1),
+            Floor::Python | Floor::PythonHttp => self.python_def(name, 1),
             Floor::Node => FunctionDef {
                 name: name.into(),
                 runtime: NODE_RUNTIME.into(),
@@ -454,7 +484,7 @@ impl Bench {
                 c.current_dir(&root);
                 c
             }
-            Floor::Python => {
+            Floor::Python | Floor::PythonHttp => {
                 let python = self
                     .python
                     .as_ref()
@@ -465,7 +495,12 @@ impl Bench {
                 std::fs::create_dir_all(&code)?;
                 let bootstrap = rt.join("bootstrap.py");
                 std::fs::write(&bootstrap, PYTHON_BOOTSTRAP)?;
-                std::fs::write(code.join("index.py"), PYTHON_INDEX)?;
+                let index = if floor == Floor::PythonHttp {
+                    PYTHON_HTTP_INDEX
+                } else {
+                    PYTHON_INDEX
+                };
+                std::fs::write(code.join("index.py"), index)?;
                 env.push(("FC_FUNC_CODE_PATH", code.clone().into_os_string()));
                 env.push(("FC_FUNCTION_HANDLER", PYTHON_HANDLER.into()));
                 env.push(("PYTHONUNBUFFERED", "1".into()));
@@ -747,7 +782,7 @@ impl Bench {
         };
         Ok(match floor {
             Floor::Fixture => vec![standalone()?],
-            Floor::Python => {
+            Floor::Python | Floor::PythonHttp => {
                 let python = self.python.as_deref().context("python3 is not available")?;
                 vec![self.wall_ms(python, &["-c", "pass"])?, standalone()?]
             }
@@ -800,7 +835,7 @@ impl Bench {
             };
             let sign_ms = match &via_fcd {
                 Target::Fcd(t) => sign_cost_ms(t, &spec.body)?,
-                Target::Direct(_) => 0.0,
+                Target::Direct(_) | Target::Proxy(_) | Target::DirectHttp(_) => 0.0,
             };
             let f = load::run(&via_fcd, &spec)
                 .await
@@ -816,6 +851,152 @@ impl Bench {
                 fcd: f,
                 direct: d,
             });
+        }
+        Ok(())
+    }
+
+    /// HTTP triggers: a custom and a python3 (WSGI) function, each behind an anonymous HTTP
+    /// trigger, reached by plain GET and POST to `/2016-08-15/proxy/{service}/{function}/path?x=1`
+    /// and by a signed InvokeFunction, at c=1 and 8, through fcd and straight to the same
+    /// runtime standalone.
+    pub(crate) async fn http(&mut self) -> Result<()> {
+        self.api()?.create_service().await?;
+        let mut cases = vec![(Floor::Fixture, HTTP_CUSTOM)];
+        if self.python.is_some() {
+            cases.push((Floor::PythonHttp, HTTP_PYTHON));
+        } else {
+            self.report
+                .skipped
+                .push("http python3: no python3 interpreter found".into());
+        }
+        let mut deployed: Vec<(&str, bool)> = Vec::new();
+        let mut res = Ok(());
+        for &(floor, name) in &cases {
+            let def = match floor {
+                Floor::PythonHttp => FunctionDef {
+                    zip_b64: self.python_http_zip.clone(),
+                    ..self.python_def(name, WARM_INSTANCE_CONCURRENCY)
+                },
+                _ => self.custom_def(name, WARM_INSTANCE_CONCURRENCY),
+            };
+            if let Err(e) = self.api()?.create_function(&def).await {
+                res = Err(e);
+                break;
+            }
+            deployed.push((name, false));
+            if let Err(e) = self
+                .api()?
+                .create_http_trigger(name, HTTP_TRIGGER, &["GET", "POST"])
+                .await
+            {
+                res = Err(e);
+                break;
+            }
+            if let Some(d) = deployed.last_mut() {
+                d.1 = true;
+            }
+        }
+        if res.is_ok() {
+            res = self.http_on(&cases).await;
+        }
+        // Triggers first: fcd refuses to delete a function that still has one.
+        for (name, with_trigger) in deployed {
+            let mut gone = Ok(());
+            if with_trigger {
+                gone = self.api()?.delete_trigger(name, HTTP_TRIGGER).await;
+            }
+            if gone.is_ok() {
+                gone = self.api()?.delete_function(name).await;
+            }
+            res = res.and(gone.with_context(|| format!("deleting {name}")));
+        }
+        res
+    }
+
+    async fn http_on(&mut self, cases: &[(Floor, &str)]) -> Result<()> {
+        let addr = self.server()?.addr;
+        let body = pseudo_random(HTTP_BODY_BYTES);
+        for &(floor, name) in cases {
+            let rt = floor.runtime();
+            let direct_proc = self.standalone(floor, &format!("http-{rt}"))?;
+            let handler = floor.handler();
+            let get = http::Method::GET;
+            let post = http::Method::POST;
+            let kinds = [
+                (
+                    "invoke",
+                    format!("InvokeFunction, signed ({HTTP_BODY_BYTES} B)"),
+                    Target::Fcd(self.fcd_target(name)?),
+                    Target::Direct(DirectInvoke::new(direct_proc.addr, handler, name)?),
+                    body.clone(),
+                ),
+                (
+                    "get",
+                    format!("GET /proxy/…{HTTP_REST}, anonymous"),
+                    Target::Proxy(ProxyRequest::new(
+                        addr,
+                        get.clone(),
+                        SERVICE,
+                        name,
+                        HTTP_REST,
+                    )),
+                    Target::DirectHttp(DirectHttp::new(
+                        direct_proc.addr,
+                        get,
+                        handler,
+                        name,
+                        HTTP_REST,
+                    )?),
+                    Bytes::new(),
+                ),
+                (
+                    "post",
+                    format!("POST /proxy/…{HTTP_REST}, anonymous ({HTTP_BODY_BYTES} B)"),
+                    Target::Proxy(ProxyRequest::new(
+                        addr,
+                        post.clone(),
+                        SERVICE,
+                        name,
+                        HTTP_REST,
+                    )),
+                    Target::DirectHttp(DirectHttp::new(
+                        direct_proc.addr,
+                        post,
+                        handler,
+                        name,
+                        HTTP_REST,
+                    )?),
+                    body.clone(),
+                ),
+            ];
+            for c in HTTP_CONCURRENCY {
+                let mut invoke_p50 = None;
+                for (kind, request, via_fcd, direct, body) in &kinds {
+                    let spec = self.spec(c, body.clone(), self.plan.warm_limit(), true);
+                    let f = load::run(via_fcd, &spec)
+                        .await
+                        .with_context(|| format!("http {rt} {kind} c={c} through fcd"))?;
+                    let d = load::run(direct, &spec)
+                        .await
+                        .with_context(|| format!("http {rt} {kind} c={c} direct"))?;
+                    if *kind == "invoke" {
+                        invoke_p50 = Some(f.p50_us);
+                    }
+                    self.report.http.push(HttpRow {
+                        runtime: rt.into(),
+                        concurrency: c,
+                        kind: (*kind).into(),
+                        request: request.clone(),
+                        throughput_ratio: ratio(f.rps, d.rps),
+                        p50_overhead_us: f.p50_us - d.p50_us,
+                        p50_vs_invoke_us: invoke_p50
+                            .filter(|_| *kind != "invoke")
+                            .map(|p| f.p50_us - p),
+                        fcd: f,
+                        direct: d,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -937,7 +1118,7 @@ fn baseline_kinds(floor: Floor) -> &'static [(&'static str, &'static str)] {
             "standalone",
             "fixture standalone: spawn → first /invoke answered",
         )],
-        Floor::Python => &[
+        Floor::Python | Floor::PythonHttp => &[
             (
                 "interpreter",
                 "`python3 -c pass` wall time (environment: PATH, HOME, LANG)",

@@ -314,6 +314,40 @@ impl Api {
         Ok(())
     }
 
+    /// An HTTP trigger on `function` admitting anonymous `methods` (`triggerConfig` is a JSON
+    /// string for the 2021-04-06 API).
+    pub(crate) async fn create_http_trigger(
+        &mut self,
+        function: &str,
+        trigger: &str,
+        methods: &[&str],
+    ) -> Result<()> {
+        let config = serde_json::json!({ "authType": "anonymous", "methods": methods });
+        let body = serde_json::json!({
+            "triggerName": trigger,
+            "triggerType": "http",
+            "triggerConfig": config.to_string(),
+        });
+        self.call(
+            Method::POST,
+            &format!("/2021-04-06/services/{SERVICE}/functions/{function}/triggers"),
+            &body.to_string(),
+        )
+        .await
+        .with_context(|| format!("creating HTTP trigger {trigger} of {function}"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_trigger(&mut self, function: &str, trigger: &str) -> Result<()> {
+        self.call(
+            Method::DELETE,
+            &format!("/2021-04-06/services/{SERVICE}/functions/{function}/triggers/{trigger}"),
+            "",
+        )
+        .await?;
+        Ok(())
+    }
+
     pub(crate) async fn delete_function(&mut self, name: &str) -> Result<()> {
         self.call(
             Method::DELETE,

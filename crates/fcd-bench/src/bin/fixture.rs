@@ -4,7 +4,10 @@
 //! A deliberately small std-only HTTP/1.1 server: one thread per connection, keep-alive,
 //! `TCP_NODELAY` on every accepted socket, listening on `0.0.0.0:$FC_SERVER_PORT` (9000 by
 //! default). `POST /invoke` answers 200 with `x-fc-status: 200` and echoes the request body;
-//! `POST /initialize` (and the lifecycle hooks) answer 200 with an empty body. With
+//! so does any method and path of an HTTP invocation (a request carrying
+//! `x-fc-control-path: /http-invoke`, as fcd forwards an HTTP trigger's request: the header
+//! decides, not the path); `POST /initialize` (and the lifecycle hooks) answer 200 with an
+//! empty body. With
 //! `FIXTURE_LOG=1` it prints FC's `FC Invoke Start/End RequestId: <id>` markers to stdout;
 //! by default it prints nothing, so the floor it sets is not inflated by logging.
 
@@ -130,6 +133,10 @@ fn respond_to(req: &Request, w: &mut TcpStream, log: bool) -> io::Result<()> {
         ("x-fc-status", "200"),
         ("content-type", "application/octet-stream"),
     ];
+    // An HTTP trigger's request keeps the client's method and path: the header marks it.
+    if req.header("x-fc-control-path") == Some("/http-invoke") {
+        return respond(w, 200, &OK, &req.body, req.close);
+    }
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/invoke") => {
             let id = req.header("x-fc-request-id").unwrap_or("");
@@ -433,6 +440,25 @@ mod tests {
         // The fixture closed the connection as asked.
         let mut rest = Vec::new();
         assert_eq!(r.read_to_end(&mut rest).unwrap(), 0);
+    }
+
+    #[test]
+    fn http_invocations_are_answered_whatever_their_method_and_path() {
+        let mut c = fixture();
+        let mut r = BufReader::new(c.try_clone().unwrap());
+        c.write_all(
+            b"GET /2016-08-15/proxy/s/f/path?x=1 HTTP/1.1\r\nx-fc-control-path: /http-invoke\r\n\r\n\
+              POST /2016-08-15/proxy/s/f/path?x=1 HTTP/1.1\r\nx-fc-control-path: /http-invoke\r\ncontent-length: 3\r\n\r\nabc\
+              GET /2016-08-15/proxy/s/f/path HTTP/1.1\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let (status, headers, body) = response(&mut r);
+        assert_eq!((status, body.as_slice()), (200, &b""[..]));
+        assert!(headers.contains(&("x-fc-status".into(), "200".into())));
+        let (status, _, body) = response(&mut r);
+        assert_eq!((status, body.as_slice()), (200, &b"abc"[..]));
+        // Without the header, a path other than the contract's is not found.
+        assert_eq!(response(&mut r).0, 404);
     }
 
     #[test]
