@@ -201,28 +201,8 @@ pub fn sign_fc(
     headers: &mut HeaderMap,
     now: SystemTime,
 ) -> Result<(), SignError> {
-    if !headers.contains_key(DATE) {
-        headers.insert(DATE, header_value("date", &format_http_date(now)?)?);
-    }
-    let req = SignedRequest {
-        method,
-        path,
-        query,
-        headers,
-        body: &[],
-    };
-    let signature = hmac_sha256(secret, fc_string_to_sign(&req).as_bytes())?
-        .finalize()
-        .into_bytes();
-    let authorization = format!(
-        "{FC_SCHEME} {access_key_id}:{}",
-        base64::engine::general_purpose::STANDARD.encode(signature)
-    );
-    headers.insert(
-        AUTHORIZATION,
-        header_value("Authorization", &authorization)?,
-    );
-    Ok(())
+    let req = (method, path, query);
+    sign_with(access_key_id, secret, req, headers, now, fc_string_to_sign)
 }
 
 /// Signs a request to a function over HTTP (an HTTP trigger's URL or a custom domain) like
@@ -237,6 +217,26 @@ pub fn sign_fc_http_trigger(
     headers: &mut HeaderMap,
     now: SystemTime,
 ) -> Result<(), SignError> {
+    let req = (method, path, query);
+    sign_with(
+        access_key_id,
+        secret,
+        req,
+        headers,
+        now,
+        fc_string_to_sign_url_order,
+    )
+}
+
+/// The FC scheme's signing, with the string to sign the caller's variant builds.
+fn sign_with(
+    access_key_id: &str,
+    secret: &str,
+    (method, path, query): (&str, &str, &str),
+    headers: &mut HeaderMap,
+    now: SystemTime,
+    string_to_sign: fn(&SignedRequest<'_>) -> String,
+) -> Result<(), SignError> {
     if !headers.contains_key(DATE) {
         headers.insert(DATE, header_value("date", &format_http_date(now)?)?);
     }
@@ -247,7 +247,7 @@ pub fn sign_fc_http_trigger(
         headers,
         body: &[],
     };
-    let signature = hmac_sha256(secret, fc_string_to_sign_url_order(&req).as_bytes())?
+    let signature = hmac_sha256(secret, string_to_sign(&req).as_bytes())?
         .finalize()
         .into_bytes();
     let authorization = format!(
