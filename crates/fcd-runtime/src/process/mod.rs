@@ -14,10 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::{HeaderMap, Method};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -26,15 +23,15 @@ use crate::budget::Reservation;
 use crate::contract::{Placed, instance_env};
 
 pub(crate) mod prewarm;
+mod wire;
 use crate::logs::Logs;
 use crate::runtimes::ProcessLaunch;
 use crate::sandbox::{self, MemoryProbe, NetworkMode, SocketFactory, SpawnSpec};
 use crate::{FunctionSpec, RuntimeConfig, StartError};
+use wire::{Conn, WireError};
 
 /// The most response bytes fcd accepts from a function.
 const RESPONSE_MAX: usize = 32 * 1024 * 1024;
-
-type Sender = SendRequest<Full<Bytes>>;
 
 /// What must be released, in order, when an instance ends.
 struct Teardown {
@@ -100,7 +97,7 @@ pub(crate) struct ProcessInstance {
     /// The instance's cgroup, when it has one: limits, and the authoritative peak memory.
     cgroup: Option<Arc<sandbox::cgroup::InstanceCgroup>>,
     exit: watch::Receiver<Option<ExitInfo>>,
-    idle_conns: Mutex<Vec<Sender>>,
+    idle_conns: Mutex<Vec<Conn>>,
     created: Instant,
     mem_cached_kib: AtomicU64,
     mem_read_at: AtomicU64,
@@ -447,10 +444,8 @@ impl ProcessInstance {
                     log: self.logs.last(20),
                 });
             }
-            if let Ok(stream) = self.connect().await
-                && let Ok(sender) = handshake(stream).await
-            {
-                self.put_conn(sender);
+            if let Ok(stream) = self.connect().await {
+                self.put_conn(Conn::new(stream));
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -481,27 +476,20 @@ impl ProcessInstance {
         Ok(stream)
     }
 
-    fn put_conn(&self, s: Sender) {
-        if let Ok(mut c) = self.idle_conns.lock() {
-            c.push(s);
+    fn put_conn(&self, c: Conn) {
+        if let Ok(mut conns) = self.idle_conns.lock() {
+            conns.push(c);
         }
     }
 
-    async fn sender(&self) -> Result<Sender, String> {
+    /// A kept-alive connection the instance has not closed, if there is one.
+    fn pooled_conn(&self) -> Option<Conn> {
         loop {
-            let pooled = self.idle_conns.lock().ok().and_then(|mut c| c.pop());
-            match pooled {
-                Some(mut s) if !s.is_closed() => {
-                    if s.ready().await.is_ok() {
-                        return Ok(s);
-                    }
-                }
-                Some(_) => continue,
-                None => break,
+            let mut c = self.idle_conns.lock().ok()?.pop()?;
+            if c.still_open() {
+                return Some(c);
             }
         }
-        let stream = self.connect().await.map_err(|e| e.to_string())?;
-        handshake(stream).await.map_err(|e| e.to_string())
     }
 
     async fn call_inner(
@@ -513,25 +501,31 @@ impl ProcessInstance {
         limit: Duration,
     ) -> CallResult {
         let fut = async {
-            let mut sender = self.sender().await?;
-            let mut req = Request::builder()
-                .method(method)
-                .uri(path)
-                .body(Full::new(body))
-                .map_err(|e| e.to_string())?;
-            *req.headers_mut() = headers;
-            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let (parts, body) = resp.into_parts();
-            let body = http_body_util::Limited::new(body, RESPONSE_MAX)
-                .collect()
+            // A kept-alive connection the instance closed just now fails the write; the
+            // request never reached it, so it goes out again on a fresh connection.
+            let mut conn = match self.pooled_conn() {
+                Some(mut c) => match c.send(&method, path, &headers, &body).await {
+                    Ok(()) => c,
+                    Err(_) => self.fresh_conn(&method, path, &headers, &body).await?,
+                },
+                None => self.fresh_conn(&method, path, &headers, &body).await?,
+            };
+            let resp = conn
+                .response(&method, RESPONSE_MAX)
                 .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            self.put_conn(sender);
+                .map_err(|e| match e {
+                    WireError::ClosedBeforeResponse => {
+                        "the instance closed the connection without a response".to_owned()
+                    }
+                    e => e.to_string(),
+                })?;
+            if resp.reusable {
+                self.put_conn(conn);
+            }
             Ok::<_, String>(CallResult::Response {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
+                status: resp.status,
+                headers: resp.headers,
+                body: resp.body,
             })
         };
         match tokio::time::timeout(limit, fut).await {
@@ -539,6 +533,21 @@ impl ProcessInstance {
             Ok(Err(e)) => CallResult::Failed(e),
             Err(_) => CallResult::TimedOut,
         }
+    }
+
+    async fn fresh_conn(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Conn, String> {
+        let stream = self.connect().await.map_err(|e| e.to_string())?;
+        let mut conn = Conn::new(stream);
+        conn.send(method, path, headers, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(conn)
     }
 
     /// Peak memory in MB, read now; after an exit, the peak the kernel reported for it.
@@ -647,12 +656,4 @@ impl RunningInstance for ProcessInstance {
             tracing::debug!(instance = %self.id, "instance stopped");
         })
     }
-}
-
-async fn handshake(stream: TcpStream) -> Result<Sender, hyper::Error> {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
 }
