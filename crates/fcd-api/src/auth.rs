@@ -15,9 +15,14 @@
 //! only. RAM and STS calls (`/`) decide their own permissions in the service layer.
 //!
 //! Signatures cover the body (ACS3 hashes it; the FC scheme covers `Content-MD5`, checked
-//! against the body), so the body is buffered here once — after the signature over the head
-//! (with the body digest the client claims) has verified — and handed on as `Bytes`; handlers
-//! never read the wire themselves.
+//! against the body), so the body is read here once — after the signature over the head (with
+//! the body digest the client claims) has verified — and handed on as `Bytes`; handlers never
+//! read the wire themselves. The exception is a large synchronous invocation (over
+//! [`STREAM_ABOVE`], or sent without a length): once the head is verified and the caller
+//! authorized, its body is passed on to the instance while it arrives
+//! ([`crate::frontdoor::stream_body`], found by the route in a [`StreamSlot`]), and its last
+//! piece only after the whole body matched its digest; its ACS3 nonce is recorded when the head
+//! has verified, not at the end.
 
 use std::time::SystemTime;
 
@@ -52,6 +57,20 @@ pub struct Caller {
 
 /// Body limit for invocations: the sync payload limit (async is checked later, it is smaller).
 const INVOKE_BODY_MAX: usize = SYNC_PAYLOAD_MAX;
+
+/// A synchronous invocation body larger than this (or of unknown length) is streamed to the
+/// instance rather than buffered: below it, buffering costs less than the hand-offs.
+pub(crate) const STREAM_ABOVE: u64 = 256 * 1024;
+
+/// A streamed invocation body, waiting in the request's extensions for the route to take it.
+#[derive(Clone, Default)]
+pub(crate) struct StreamSlot(std::sync::Arc<std::sync::Mutex<Option<fcd_runtime::StreamedBody>>>);
+
+impl StreamSlot {
+    pub(crate) fn take(&self) -> Option<fcd_runtime::StreamedBody> {
+        self.0.lock().ok()?.take()
+    }
+}
 /// Body limit for control-plane calls: a base64 code zip of the largest size plus JSON around it.
 const CONTROL_BODY_MAX: usize = CODE_ZIP_MAX / 3 * 4 + 1024 * 1024;
 
@@ -387,6 +406,14 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     resp
 }
 
+/// An `X-Fc-Invocation-Type: Async` call: its body is queued whole, never streamed.
+fn is_async_invocation(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-fc-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("async"))
+}
+
 async fn authenticate(
     state: &AppState,
     req: Request,
@@ -405,11 +432,12 @@ async fn authenticate(
         return Ok(Request::from_parts(parts, body));
     }
     let limit = body_limit(&path);
-    if let Some(len) = parts
+    let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
         && len > limit as u64
     {
         return Err(FcError::EntityTooLarge {
@@ -419,6 +447,38 @@ async fn authenticate(
     let now = SystemTime::now();
     let (auth, credential) = verify_signed_head(state, &parts, &path, now, false).await?;
     let key_id = auth.access_key_id();
+    // hyper knows a body's exact length from Content-Length, and that a request without
+    // Content-Length or Transfer-Encoding has none; only a chunked body's is unknown.
+    let known_len = axum::body::HttpBody::size_hint(&body).exact();
+    if limit == INVOKE_BODY_MAX
+        && parts.method == http::Method::POST
+        && known_len.is_none_or(|n| n > STREAM_ABOVE)
+        && !is_async_invocation(&parts.headers)
+    {
+        let verifier = fcd_sign::BodyVerifier::new(&auth, &parts.headers).map_err(sign_error)?;
+        let account_id = resolve_account(&parts.headers, key_id, &credential.principal)?;
+        authorize(state, &parts, &path, &credential).await?;
+        state.front_door.check_replay(&auth, &parts.headers, now)?;
+        let streamed = crate::frontdoor::stream_body(
+            body,
+            verifier,
+            limit,
+            state.front_door.body_read_timeout(),
+            known_len,
+        );
+        parts
+            .extensions
+            .insert(StreamSlot(std::sync::Arc::new(std::sync::Mutex::new(
+                Some(streamed),
+            ))));
+        parts.extensions.insert(Caller {
+            request_id: request_id.to_owned(),
+            account_id,
+            access_key_id: key_id.to_owned(),
+            principal: Some(credential.principal),
+        });
+        return Ok(Request::from_parts(parts, Body::empty()));
+    }
     let body = read_body(state, body, limit).await?;
     verify_signed_body(state, &auth, &parts.headers, &body, now)?;
     let account_id = resolve_account(&parts.headers, key_id, &credential.principal)?;

@@ -14,7 +14,8 @@
 //! - Path ≤ [`MAX_PATH_BYTES`] (4 KiB, percent-encoded as received) → 414 `PathTooLong`. FC's
 //!   longest paths (names of at most 128 characters) stay well under 1 KiB even encoded.
 //! - Body: no progress for the body read timeout → 408 `RequestTimeout`. Size limits are the
-//!   auth layer's (FC's `EntityTooLarge`).
+//!   auth layer's (FC's `EntityTooLarge`). A large synchronous invocation's body is not
+//!   buffered at all: [`stream_body`] passes it on piece by piece, verifying as it goes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -211,6 +212,71 @@ pub async fn read_body(body: Body, limit: usize, idle: Duration) -> Result<Bytes
         (Some(f), None) => f,
         (None, None) => Bytes::new(),
     })
+}
+
+/// How many pieces of a streamed body may wait for the instance; with hyper's read buffer (at
+/// most a few hundred KiB per piece) this bounds the memory a streamed request holds.
+const STREAM_QUEUE: usize = 4;
+
+/// Passes a body on while it arrives (see [`fcd_runtime::StreamedBody`]): each piece is counted
+/// against `limit`, fed to `verifier` and sent on — except the latest, held back until the next
+/// one arrives or the body ends, so the last piece goes out only once the whole body matched
+/// the digest its signed head claims. Whatever goes wrong (too large, a stalled or broken
+/// client, a digest mismatch) is sent instead of the held piece, and the instance is left with
+/// an incomplete request. Runs as a task of its own: it ends when the body does or when the
+/// receiving side is dropped.
+pub(crate) fn stream_body(
+    body: Body,
+    mut verifier: fcd_sign::BodyVerifier,
+    limit: usize,
+    idle: Duration,
+    len: Option<u64>,
+) -> fcd_runtime::StreamedBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut held: Option<Bytes> = None;
+        let mut total = 0usize;
+        let failure = loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => {
+                    break FcError::RequestTimeout {
+                        secs: idle.as_secs().max(1),
+                    };
+                }
+                Ok(None) => match verifier.finish() {
+                    Ok(()) => {
+                        if let Some(last) = held {
+                            let _ = tx.send(Ok(last)).await;
+                        }
+                        return;
+                    }
+                    Err(e) => break crate::auth::sign_error(e),
+                },
+                Ok(Some(Err(e))) => {
+                    break FcError::invalid(format!("could not read the request body: {e}"));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total = total.saturating_add(data.len());
+            if total > limit {
+                break FcError::EntityTooLarge {
+                    limit: limit as u64,
+                };
+            }
+            verifier.update(&data);
+            if let Some(previous) = held.replace(data)
+                && tx.send(Ok(previous)).await.is_err()
+            {
+                return;
+            }
+        };
+        let _ = tx.send(Err(failure)).await;
+    });
+    fcd_runtime::StreamedBody { len, pieces: rx }
 }
 
 #[cfg(test)]

@@ -451,7 +451,7 @@ async fn handle(
                 request_id: request_id.to_owned(),
                 qualifier: String::new(),
                 trace_id: header(&parts.headers, "x-fc-trace-id").map(str::to_owned),
-                body,
+                body: body.into(),
                 log_tail,
                 retry_count: 0,
                 http: Some(http),

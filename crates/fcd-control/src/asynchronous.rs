@@ -598,7 +598,7 @@ impl AsyncEngine {
             request_id: inv.request_id.clone(),
             qualifier: inv.qualifier.clone(),
             trace_id: None,
-            body: Bytes::from(inv.payload.clone()),
+            body: Bytes::from(inv.payload.clone()).into(),
             log_tail: false,
             retry_count: inv.attempts.saturating_sub(1),
             http,
@@ -721,7 +721,9 @@ impl AsyncEngine {
                     .await;
                 self.wake_later(pause);
             }
-            Err(InvokeError::Start(e)) => {
+            // A queued body is whole, so `Body` (a streamed body refused) cannot happen here; it
+            // would count as a start failure.
+            Err(e @ (InvokeError::Start(_) | InvokeError::Body(_))) => {
                 // A function that cannot start is the function's failure: it counts.
                 if inv.attempts <= inv.max_retries {
                     let pause = 1000u64 << inv.attempts.saturating_sub(1).min(6);

@@ -34,6 +34,7 @@ pub fn invoke_error(e: InvokeError) -> FcError {
             FcError::ResourceExhausted(format!("{e}: retry later or raise maximumInstanceCount"))
         }
         e @ InvokeError::ServerThrottled => FcError::ResourceThrottled(e.to_string()),
+        InvokeError::Body(e) => e,
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
+use crate::Payload;
 use crate::logs::Logs;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +33,9 @@ pub(crate) enum CallResult {
     TimedOut,
     /// The call failed; the instance may have exited.
     Failed(String),
+    /// A streamed body failed on the client's side before it was complete; the instance only
+    /// lost a connection (see [`crate::StreamedBody`]).
+    BodyRejected(fcd_core::FcError),
 }
 
 pub(crate) use crate::sandbox::ExitInfo;
@@ -46,7 +50,7 @@ pub(crate) trait RunningInstance: Send + Sync {
         method: Method,
         path: &'a str,
         headers: HeaderMap,
-        body: Bytes,
+        body: Payload,
         limit: Duration,
     ) -> BoxFuture<'a, CallResult>;
 

@@ -12,6 +12,7 @@ use http::{HeaderMap, Method};
 
 use fcd_core::model::LifecycleHook;
 
+use crate::Payload;
 use crate::backend::{CallResult, ExitInfo, RunningInstance};
 use crate::contract::header;
 use crate::credentials::{self, CredentialSource, FunctionCredentials};
@@ -113,7 +114,7 @@ impl Instance {
         path: &'static str,
         extra: &[(&'static str, &str)],
         creds: Option<&FunctionCredentials>,
-        body: Bytes,
+        body: Payload,
         limit: Duration,
     ) -> CallResult {
         let mut headers = self.base_headers.clone();
@@ -137,7 +138,7 @@ impl Instance {
         http: &crate::HttpInvocation,
         extra: &[(&'static str, &str)],
         creds: Option<&FunctionCredentials>,
-        body: Bytes,
+        body: Payload,
         limit: Duration,
     ) -> CallResult {
         let mut headers = http.headers.clone();
@@ -239,7 +240,7 @@ impl Instance {
                 path,
                 &[("x-fc-request-id", &rid)],
                 creds.as_deref(),
-                Bytes::new(),
+                Bytes::new().into(),
                 limit,
             )
             .await
@@ -252,6 +253,9 @@ impl Instance {
                 tracing::warn!(instance = %self.id, hook = path, "lifecycle hook timed out")
             }
             CallResult::Failed(e) => {
+                tracing::warn!(instance = %self.id, hook = path, error = %e, "lifecycle hook failed")
+            }
+            CallResult::BodyRejected(e) => {
                 tracing::warn!(instance = %self.id, hook = path, error = %e, "lifecycle hook failed")
             }
         }
@@ -318,10 +322,24 @@ mod tests {
         );
         let c = testkit::creds("a", 1);
         let limit = Duration::from_secs(5);
-        inst.call(Method::POST, "/invoke", &[], Some(&c), Bytes::new(), limit)
-            .await;
-        inst.call(Method::POST, "/invoke", &[], None, Bytes::new(), limit)
-            .await;
+        inst.call(
+            Method::POST,
+            "/invoke",
+            &[],
+            Some(&c),
+            Bytes::new().into(),
+            limit,
+        )
+        .await;
+        inst.call(
+            Method::POST,
+            "/invoke",
+            &[],
+            None,
+            Bytes::new().into(),
+            limit,
+        )
+        .await;
         let calls = rec.calls();
         assert_eq!(calls.len(), 2);
         assert_eq!(
@@ -364,7 +382,7 @@ mod tests {
             &http,
             &[("x-fc-request-id", "rid")],
             Some(&c),
-            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"abc").into(),
             Duration::from_secs(5),
         )
         .await;

@@ -47,6 +47,7 @@ use http::Method;
 use backend::{CallResult, RunningInstance};
 use budget::Budget;
 pub use credentials::{CredentialSource, FunctionCredentials};
+use fcd_core::FcError;
 use fcd_core::model::Function;
 use instance::Instance;
 use pool::{Acquired, NoSlot, Pool};
@@ -149,6 +150,38 @@ impl InstanceLimit {
     }
 }
 
+/// A request body as the instance manager gets it: whole, or still arriving from the client.
+#[derive(Debug)]
+pub enum Payload {
+    Whole(Bytes),
+    Streamed(StreamedBody),
+}
+
+impl Default for Payload {
+    fn default() -> Payload {
+        Payload::Whole(Bytes::new())
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Payload {
+        Payload::Whole(b)
+    }
+}
+
+/// A body passed on to the instance while the client still sends it: its pieces in order,
+/// then the end of the channel. Whoever reads the client checks the body as it goes and sends
+/// an error instead of the last piece when it fails (a body that does not match its signed
+/// digest, one over the size limit, a client that stalls), so the instance never receives a
+/// complete request that was not verified; the connection carrying it is then abandoned.
+#[derive(Debug)]
+pub struct StreamedBody {
+    /// The length the client declared, sent on as `Content-Length`; without one the body goes
+    /// to the instance chunked.
+    pub len: Option<u64>,
+    pub pieces: tokio::sync::mpsc::Receiver<Result<Bytes, FcError>>,
+}
+
 /// One invocation as the API hands it over.
 #[derive(Debug)]
 pub struct InvokeRequest {
@@ -156,7 +189,7 @@ pub struct InvokeRequest {
     /// `LATEST`, a version id or an alias, as the caller named it.
     pub qualifier: String,
     pub trace_id: Option<String>,
-    pub body: Bytes,
+    pub body: Payload,
     pub log_tail: bool,
     /// How many times this (asynchronous) invocation ran before; 0 for sync calls.
     pub retry_count: u32,
@@ -240,6 +273,9 @@ pub enum InvokeError {
     /// The server's instance or memory budget is used up.
     #[error("the server has no capacity for another instance right now")]
     ServerThrottled,
+    /// A streamed request body failed on the way (see [`StreamedBody`]): the client's error.
+    #[error("{0}")]
+    Body(FcError),
 }
 
 type PoolKey = (String, String, String, String);
@@ -516,8 +552,10 @@ impl InstanceManager {
     pub async fn invoke(
         &self,
         spec: &FunctionSpec,
-        req: InvokeRequest,
+        mut req: InvokeRequest,
     ) -> Result<InvokeOutcome, InvokeError> {
+        // The body goes to the instance once; the request's other fields serve the log tail.
+        let body = std::mem::take(&mut req.body);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(self);
         if self.closed.load(Ordering::Acquire) {
@@ -600,7 +638,14 @@ impl InstanceManager {
             finished: false,
         };
         let inst = slot.inst.clone();
-        let verdict_outcome = self.run(spec, &inst, &req, creds).await;
+        let verdict_outcome = match self.run(spec, &inst, &req, body, creds).await {
+            Ok(o) => o,
+            Err(e) => {
+                // The instance is fine: it only lost a request that never became complete.
+                slot.finished = true;
+                return Err(InvokeError::Body(e));
+            }
+        };
         slot.finished = true;
         let outcome = self
             .finish(spec, &inst, &req, &labels, verdict_outcome)
@@ -644,8 +689,9 @@ impl InstanceManager {
         spec: &FunctionSpec,
         inst: &Arc<Instance>,
         req: &InvokeRequest,
+        body: Payload,
         creds: Option<&FunctionCredentials>,
-    ) -> InvokeOutcome {
+    ) -> Result<InvokeOutcome, FcError> {
         let f = &spec.function;
         let mut extra: Vec<(&'static str, &str)> = vec![
             ("x-fc-request-id", &req.request_id),
@@ -663,21 +709,18 @@ impl InstanceManager {
         let limit = Duration::from_secs(u64::from(f.timeout.max(1)));
         let Some(http) = &req.http else {
             let res = inst
-                .call(
-                    Method::POST,
-                    "/invoke",
-                    &extra,
-                    creds,
-                    req.body.clone(),
-                    limit,
-                )
+                .call(Method::POST, "/invoke", &extra, creds, body, limit)
                 .await;
+            if let CallResult::BodyRejected(e) = res {
+                return Err(e);
+            }
             let verdict = judge(inst, res, invoked, limit, "Function").await;
-            return outcome(inst, invoked, verdict);
+            return Ok(outcome(inst, invoked, verdict));
         };
-        let res = inst
-            .call_http(http, &extra, creds, req.body.clone(), limit)
-            .await;
+        let res = inst.call_http(http, &extra, creds, body, limit).await;
+        if let CallResult::BodyRejected(e) = res {
+            return Err(e);
+        }
         // An HTTP function's status is the client's business (a 404 page is a success):
         // only the runtime's own verdict (`x-fc-status` other than 200, or an error type)
         // makes it a function error. Timeouts and crashes are judged as for events.
@@ -689,11 +732,11 @@ impl InstanceManager {
             } if !http_failed(&headers) => {
                 let mut o = outcome(inst, invoked, Verdict::Success(body));
                 o.http = Some(HttpResponseParts { status, headers });
-                o
+                Ok(o)
             }
             other => {
                 let verdict = judge(inst, other, invoked, limit, "Function").await;
-                outcome(inst, invoked, verdict)
+                Ok(outcome(inst, invoked, verdict))
             }
         }
     }
@@ -1020,7 +1063,7 @@ async fn initialize(
             "/initialize",
             &extra,
             creds,
-            Bytes::new(),
+            Bytes::new().into(),
             limit,
         )
         .await;
@@ -1083,6 +1126,12 @@ async fn judge(
                 kind: "UnhandledInvocationError".into(),
             }
         }
+        // Only a streamed body can be refused, and only invocations stream one (`run` handles
+        // it); anything else is a call fcd made itself with a whole body.
+        CallResult::BodyRejected(e) => Verdict::FunctionError {
+            body: error_body(&e.to_string()),
+            kind: "UnhandledInvocationError".into(),
+        },
         CallResult::Failed(e) => {
             let exit = inst.exit_info(Duration::from_millis(500)).await;
             inst.dead.store(true, Ordering::SeqCst);

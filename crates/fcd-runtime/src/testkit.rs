@@ -66,7 +66,7 @@ impl RunningInstance for Shared {
         _method: Method,
         path: &'a str,
         headers: HeaderMap,
-        _body: Bytes,
+        _body: crate::Payload,
         _limit: Duration,
     ) -> BoxFuture<'a, CallResult> {
         if let Ok(mut c) = self.0.calls.lock() {

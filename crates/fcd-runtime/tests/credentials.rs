@@ -231,7 +231,7 @@ fn request(n: u32) -> InvokeRequest {
         request_id: format!("req-{n}"),
         qualifier: "LATEST".into(),
         trace_id: None,
-        body: Bytes::from_static(b"{}"),
+        body: Bytes::from_static(b"{}").into(),
         log_tail: false,
         retry_count: 0,
         http: None,

@@ -122,7 +122,7 @@ pub fn fc_string_to_sign_url_order(req: &SignedRequest<'_>) -> String {
 }
 
 /// Everything but the body: the signature (which covers `Content-MD5`, not the body) and the
-/// freshness. [`check_content_md5`] then binds the body.
+/// freshness. [`crate::BodyVerifier`] then binds the body to a sent `Content-MD5`.
 pub(crate) fn verify_head(
     signature: &[u8],
     secret: &str,
@@ -266,23 +266,19 @@ fn sign_with(
 /// another body. The SDKs spell it three ways: the hex digest (aliyun-fc2), base64 of the hex
 /// text (@alicloud/fc2), and base64 of the raw digest (RFC 1864); any of them is accepted.
 /// Without the header the body is not covered, as on FC.
-pub(crate) fn check_content_md5(headers: &HeaderMap, body: &[u8]) -> Result<(), SignError> {
-    use base64::Engine as _;
-    use md5::Digest as _;
-    let Some(sent) = headers.get("content-md5") else {
-        return Ok(());
-    };
-    let sent = header_text(sent);
-    let sent = sent.trim();
-    let digest = md5::Md5::digest(body);
-    let hex_text = hex::encode(digest);
+/// The `Content-MD5` a client sent, trimmed, if any.
+pub(crate) fn sent_content_md5(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("content-md5")
+        .map(|v| header_text(v).trim().to_owned())
+}
+
+/// Whether a sent `Content-MD5` names `digest`: as hex, as base64 of the hex text (what the
+/// FC SDKs send) or as base64 of the digest (RFC 1864).
+pub(crate) fn content_md5_matches(sent: &str, digest: &[u8]) -> bool {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let matches = sent.eq_ignore_ascii_case(&hex_text)
+    let hex_text = hex::encode(digest);
+    sent.eq_ignore_ascii_case(&hex_text)
         || sent == b64.encode(hex_text.as_bytes())
-        || sent == b64.encode(digest);
-    if matches {
-        Ok(())
-    } else {
-        Err(SignError::ContentHashMismatch)
-    }
+        || sent == b64.encode(digest)
 }

@@ -264,9 +264,72 @@ pub fn verify_body(
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> Result<(), SignError> {
-    match auth {
-        Authorization::Acs3 { .. } => acs3::verify_body(headers, body),
-        Authorization::Fc { .. } => fc::check_content_md5(headers, body),
+    let mut v = BodyVerifier::new(auth, headers)?;
+    v.update(body);
+    v.finish()
+}
+
+/// Checks a body against the digest its verified head carries, piece by piece as it arrives,
+/// so a body can be passed on while it is read: ACS3's `x-acs-content-sha256` (always present
+/// in a signed ACS3 request), the FC scheme's `Content-MD5` when the client sent one.
+pub struct BodyVerifier {
+    check: BodyCheck,
+}
+
+enum BodyCheck {
+    Sha256 {
+        claimed: String,
+        hasher: sha2::Sha256,
+    },
+    Md5 {
+        sent: String,
+        hasher: md5::Md5,
+    },
+    Nothing,
+}
+
+impl BodyVerifier {
+    /// Fails at once where the claimed digest cannot be right (ACS3: not 64 hex digits).
+    pub fn new(auth: &Authorization, headers: &http::HeaderMap) -> Result<BodyVerifier, SignError> {
+        use sha2::Digest as _;
+        let check = match auth {
+            Authorization::Acs3 { .. } => BodyCheck::Sha256 {
+                claimed: acs3::claimed_body_hash(headers)?,
+                hasher: sha2::Sha256::new(),
+            },
+            Authorization::Fc { .. } => match fc::sent_content_md5(headers) {
+                Some(sent) => BodyCheck::Md5 {
+                    sent,
+                    hasher: md5::Md5::new(),
+                },
+                None => BodyCheck::Nothing,
+            },
+        };
+        Ok(BodyVerifier { check })
+    }
+
+    pub fn update(&mut self, piece: &[u8]) {
+        use sha2::Digest as _;
+        match &mut self.check {
+            BodyCheck::Sha256 { hasher, .. } => hasher.update(piece),
+            BodyCheck::Md5 { hasher, .. } => hasher.update(piece),
+            BodyCheck::Nothing => {}
+        }
+    }
+
+    /// Whether the whole body was the one the client signed.
+    pub fn finish(self) -> Result<(), SignError> {
+        use sha2::Digest as _;
+        let matches = match self.check {
+            BodyCheck::Sha256 { claimed, hasher } => hex::encode(hasher.finalize()) == claimed,
+            BodyCheck::Md5 { sent, hasher } => fc::content_md5_matches(&sent, &hasher.finalize()),
+            BodyCheck::Nothing => true,
+        };
+        if matches {
+            Ok(())
+        } else {
+            Err(SignError::ContentHashMismatch)
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! environment, credentials, logging, signals and the order of start-up and shutdown. Everything
 //! else lives in the library crates.
 
+mod allocator;
 mod client;
 mod credentials;
 mod iam_cli;
@@ -12,13 +13,6 @@ mod logs_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc instead of glibc's malloc: the request path allocates many small, short-lived
-/// objects (header maps, strings, futures), where it costs about half as much CPU, and it gives
-/// freed pages back to the system after a short delay where glibc keeps each thread's arena
-/// grown to its peak (idle RSS after a load run). See docs/benchmarks.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     {
         fcd_runtime::sandbox::jail::init_main();
     }
+    allocator::configure();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

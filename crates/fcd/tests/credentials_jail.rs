@@ -190,7 +190,7 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
                 request_id: "req-jailed".into(),
                 qualifier: "LATEST".into(),
                 trace_id: None,
-                body: Bytes::from_static(b"{}"),
+                body: Bytes::from_static(b"{}").into(),
                 log_tail: false,
                 retry_count: 0,
                 http: None,

@@ -28,6 +28,7 @@ pub(super) async fn invoke(
     Ctx(c): Ctx,
     p: PathParams,
     q: QueryParams,
+    streamed: Option<axum::Extension<crate::auth::StreamSlot>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -76,7 +77,11 @@ pub(super) async fn invoke(
                 request_id: c.request_id.clone(),
                 qualifier: String::new(),
                 trace_id,
-                body,
+                // A large body the auth layer is streaming (see `auth::STREAM_ABOVE`).
+                body: match streamed.and_then(|slot| slot.take()) {
+                    Some(s) => fcd_runtime::Payload::Streamed(s),
+                    None => body.into(),
+                },
                 log_tail,
                 retry_count: 0,
                 http: None,

@@ -27,7 +27,13 @@ mod wire;
 use crate::logs::Logs;
 use crate::runtimes::ProcessLaunch;
 use crate::sandbox::{self, MemoryProbe, NetworkMode, SocketFactory, SpawnSpec};
-use crate::{FunctionSpec, RuntimeConfig, StartError};
+use crate::{FunctionSpec, Payload, RuntimeConfig, StartError, StreamedBody};
+
+/// How sending a streamed body ended when it did not end well.
+enum Sent {
+    Failed(String),
+    Rejected(fcd_core::FcError),
+}
 use wire::{Conn, WireError};
 
 /// The most response bytes fcd accepts from a function.
@@ -497,9 +503,15 @@ impl ProcessInstance {
         method: Method,
         path: &str,
         headers: HeaderMap,
-        body: Bytes,
+        body: Payload,
         limit: Duration,
     ) -> CallResult {
+        let body = match body {
+            Payload::Whole(b) => b,
+            Payload::Streamed(s) => {
+                return self.call_streamed(method, path, headers, s, limit).await;
+            }
+        };
         let fut = async {
             // A kept-alive connection the instance closed just now fails the write; the
             // request never reached it, so it goes out again on a fresh connection.
@@ -531,6 +543,78 @@ impl ProcessInstance {
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => CallResult::Failed(e),
+            Err(_) => CallResult::TimedOut,
+        }
+    }
+
+    /// A call whose body is still arriving from the client: the head goes out first (on a
+    /// fresh connection if a kept-alive one turns out closed), then each piece as it comes.
+    /// Sending and waiting for the response are bounded by `limit` each, so a client's slow
+    /// upload is not counted as the function's time.
+    async fn call_streamed(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        mut body: StreamedBody,
+        limit: Duration,
+    ) -> CallResult {
+        let chunked = body.len.is_none();
+        let send = async {
+            let mut conn = match self.pooled_conn() {
+                Some(mut c) => match c.send_head(&method, path, &headers, body.len).await {
+                    Ok(()) => Some(c),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            if conn.is_none() {
+                let stream = self
+                    .connect()
+                    .await
+                    .map_err(|e| Sent::Failed(e.to_string()))?;
+                let mut c = Conn::new(stream);
+                c.send_head(&method, path, &headers, body.len)
+                    .await
+                    .map_err(|e| Sent::Failed(e.to_string()))?;
+                conn = Some(c);
+            }
+            let Some(mut conn) = conn else {
+                return Err(Sent::Failed("no connection".into()));
+            };
+            while let Some(piece) = body.pieces.recv().await {
+                // On a refused body the connection is dropped with the request incomplete:
+                // the instance never sees a whole request that was not verified.
+                let piece = piece.map_err(Sent::Rejected)?;
+                conn.send_piece(&piece, chunked)
+                    .await
+                    .map_err(|e| Sent::Failed(e.to_string()))?;
+            }
+            if chunked {
+                conn.end_chunked()
+                    .await
+                    .map_err(|e| Sent::Failed(e.to_string()))?;
+            }
+            Ok(conn)
+        };
+        let mut conn = match tokio::time::timeout(limit, send).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(Sent::Rejected(e))) => return CallResult::BodyRejected(e),
+            Ok(Err(Sent::Failed(e))) => return CallResult::Failed(e),
+            Err(_) => return CallResult::TimedOut,
+        };
+        match tokio::time::timeout(limit, conn.response(&method, RESPONSE_MAX)).await {
+            Ok(Ok(resp)) => {
+                if resp.reusable {
+                    self.put_conn(conn);
+                }
+                CallResult::Response {
+                    status: resp.status,
+                    headers: resp.headers,
+                    body: resp.body,
+                }
+            }
+            Ok(Err(e)) => CallResult::Failed(e.to_string()),
             Err(_) => CallResult::TimedOut,
         }
     }
@@ -575,7 +659,7 @@ impl RunningInstance for ProcessInstance {
         method: Method,
         path: &'a str,
         headers: HeaderMap,
-        body: Bytes,
+        body: Payload,
         limit: Duration,
     ) -> BoxFuture<'a, CallResult> {
         // Every call of the contract (invocations of either kind, `/initialize`, the hooks)

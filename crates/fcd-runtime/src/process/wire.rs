@@ -102,7 +102,7 @@ impl Conn {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> io::Result<()> {
-        let head = encode_head(method, target, headers, body.len());
+        let head = encode_head(method, target, headers, Some(body.len() as u64));
         let mut slices = [IoSlice::new(&head), IoSlice::new(body)];
         let mut bufs: &mut [IoSlice<'_>] = &mut slices;
         if body.is_empty() {
@@ -116,6 +116,49 @@ impl Conn {
             IoSlice::advance_slices(&mut bufs, n);
         }
         Ok(())
+    }
+
+    /// Sends a request head announcing a body of `len` bytes, or a chunked body without one;
+    /// the body follows with [`Conn::send_piece`] (and [`Conn::end_chunked`]).
+    pub(crate) async fn send_head(
+        &mut self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        len: Option<u64>,
+    ) -> io::Result<()> {
+        let head = encode_head(method, target, headers, len);
+        self.stream.write_all(&head).await
+    }
+
+    /// One piece of a body announced by [`Conn::send_head`].
+    pub(crate) async fn send_piece(&mut self, piece: &[u8], chunked: bool) -> io::Result<()> {
+        if piece.is_empty() {
+            return Ok(());
+        }
+        if !chunked {
+            return self.stream.write_all(piece).await;
+        }
+        let size = format!("{:x}\r\n", piece.len());
+        let mut slices = [
+            IoSlice::new(size.as_bytes()),
+            IoSlice::new(piece),
+            IoSlice::new(b"\r\n"),
+        ];
+        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+        while !bufs.is_empty() {
+            let n = self.stream.write_vectored(bufs).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        Ok(())
+    }
+
+    /// The end of a chunked body.
+    pub(crate) async fn end_chunked(&mut self) -> io::Result<()> {
+        self.stream.write_all(b"0\r\n\r\n").await
     }
 
     /// Reads the response to a request of `method`, its body at most `max` bytes.
@@ -339,8 +382,14 @@ impl Conn {
 }
 
 /// The request head: request line, the caller's headers minus framing and connection ones,
-/// then `content-length` where a body is sent or the method normally carries one.
-fn encode_head(method: &Method, target: &str, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
+/// then `content-length` where a body is sent or the method normally carries one, or
+/// `transfer-encoding: chunked` for a body of unknown length (`body_len` `None`).
+fn encode_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body_len: Option<u64>,
+) -> Vec<u8> {
     let mut head = Vec::with_capacity(256 + headers.len() * 48);
     head.extend_from_slice(method.as_str().as_bytes());
     head.push(b' ');
@@ -362,10 +411,14 @@ fn encode_head(method: &Method, target: &str, headers: &HeaderMap, body_len: usi
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::CONNECT
     );
-    if body_len > 0 || !bodiless {
-        head.extend_from_slice(b"content-length: ");
-        head.extend_from_slice(body_len.to_string().as_bytes());
-        head.extend_from_slice(b"\r\n");
+    match body_len {
+        None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Some(n) if n > 0 || !bodiless => {
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(n.to_string().as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        Some(_) => {}
     }
     head.extend_from_slice(b"\r\n");
     head
