@@ -1365,6 +1365,38 @@ mod tests {
         assert!(HttpRecord::decode("{\"method\":1}").is_err());
     }
 
+    #[tokio::test]
+    async fn a_failed_queue_write_is_retried_until_it_is_written() {
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let open = AtomicBool::new(false);
+        let got = until_written("test write", "r1", &open, || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(QueueError::Backend("disk I/O error".into())),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(got, Some(2));
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_queue_write_is_given_up_only_when_the_server_stops() {
+        let closed = AtomicBool::new(true);
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let got: Option<()> = until_written("test write", "r1", &closed, || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(QueueError::Backend("disk I/O error".into()))
+        })
+        .await;
+        assert_eq!((got, tries.load(Ordering::SeqCst)), (None, 1));
+        // A closed queue (its writer gone) is the server stopping as well.
+        let open = AtomicBool::new(false);
+        let got: Option<()> =
+            until_written("test write", "r1", &open, || async { Err(QueueError::Closed) }).await;
+        assert_eq!(got, None);
+    }
+
     #[test]
     fn invocation_ids() {
         assert!(valid_invocation_id("job_1-a"));
