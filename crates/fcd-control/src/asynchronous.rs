@@ -49,6 +49,9 @@ const RETURN_PAYLOAD_MAX: usize = 1024 * 1024;
 /// How long a claim holds an invocation (a crashed server's claims are handed back by
 /// `recover` at the next start, not by the lease).
 const LEASE_MS: u64 = 3_600_000;
+/// With every slot taken, how long the dispatcher waits for a quarter of them to come back
+/// before claiming for fewer.
+const REFILL_WAIT: Duration = Duration::from_millis(2);
 /// Waiting invocations past their age limit are looked for this often.
 const EXPIRE_EVERY_MS: u64 = 1_000;
 /// First and longest pause between tries of a failed queue write.
@@ -588,8 +591,12 @@ impl AsyncEngine {
             }
             let free = self.slots.available_permits();
             if free == 0 {
-                // Every slot is taken: wait for one to come back (or a second, to sweep).
+                // Every slot is taken: wait for one to come back (or a second, to sweep), then
+                // a moment for more, so that one claim takes many rather than each freed slot
+                // costing a claim of its own.
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.slots.acquire()).await;
+                let more = (self.max_running / 4).clamp(1, CLAIM_MAX) as u32;
+                let _ = tokio::time::timeout(REFILL_WAIT, self.slots.acquire_many(more)).await;
                 continue;
             }
             let want = free.min(CLAIM_MAX);
