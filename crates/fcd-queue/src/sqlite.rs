@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -181,12 +181,15 @@ impl SqliteQueue {
         // everything that waited while the previous commit ran. The readers' pool (and the
         // few writes outside the writer: stops, recovery, purge, configs) commits with NORMAL;
         // the next FULL commit syncs those frames too, since the WAL is written in order.
-        let durable = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone().synchronous(SqliteSynchronous::Full))
+        // The writer's own connection, not a pool's: no checkout (nor its liveness ping) per
+        // batch.
+        let mut durable = opts
+            .clone()
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&durable).await?;
-        migrate(&durable).await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut durable).await?;
+        migrate(&mut durable).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
@@ -215,9 +218,9 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("http_request", "TEXT"),
 ];
 
-async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), QueueError> {
     let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('invocations')")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| r.try_get::<String, _>("name"))
@@ -227,7 +230,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "ALTER TABLE invocations ADD COLUMN {name} {ty}"
             )))
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
         }
     }
@@ -251,8 +254,7 @@ impl InsertSql {
                     request_id, stateful, payload, status, max_retries, max_age_secs, enqueued_ms,
                     next_attempt_ms, on_success, on_failure, events, http_request)
                  VALUES {rows}
-                 ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING
-                 RETURNING account_id, service, function, invocation_id"
+                 ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING"
             ))
         });
         AssertSqlSafe(text.clone())
@@ -297,7 +299,35 @@ async fn insert_many(
             .bind(events)
             .bind(&inv.http_request);
     }
-    let inserted = match q.fetch_all(&mut *conn).await {
+    let done = match q.execute(&mut *conn).await {
+        Ok(d) => d,
+        Err(e) => {
+            let e = e.to_string();
+            return rows
+                .iter()
+                .map(|_| Err(QueueError::Backend(e.clone())))
+                .collect();
+        }
+    };
+    let went_in = done.rows_affected() as usize;
+    if went_in == rows.len() {
+        return rows.iter().map(|_| Ok(())).collect();
+    }
+    if went_in == 0 {
+        return rows.iter().map(|_| Err(QueueError::Duplicate)).collect();
+    }
+    // Some were duplicates (rare: a client's own invocation id used twice). The rows that went
+    // in have the last `went_in` ids (one statement of the only writer); the first input with
+    // each of their keys is the one that went in.
+    let last = done.last_insert_rowid();
+    let keys = sqlx::query(
+        "SELECT account_id, service, function, invocation_id FROM invocations WHERE id > ? AND id <= ?",
+    )
+    .bind(last - went_in as i64)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await;
+    let inserted = match keys {
         Ok(r) => r,
         Err(e) => {
             let e = e.to_string();
@@ -307,8 +337,6 @@ async fn insert_many(
                 .collect();
         }
     };
-    // Which rows went in: the first input with each returned key (a second one with the same
-    // key in this statement found the first there).
     let mut keys: Vec<Option<[String; 4]>> = inserted
         .iter()
         .map(|r| {
@@ -341,16 +369,86 @@ async fn insert_many(
         .collect()
 }
 
+/// One successful execution's result, to be recorded with others in one statement.
+struct Success {
+    id: i64,
+    now_ms: u64,
+    duration_ms: u64,
+    return_payload: Vec<u8>,
+    instance_id: String,
+    ack: oneshot::Sender<Result<bool, QueueError>>,
+}
+
+/// The text of an UPDATE recording `n` successes, by `n` (built once each).
+#[derive(Default)]
+struct SuccessSql(Vec<Option<Arc<str>>>);
+
+impl SuccessSql {
+    fn get(&mut self, n: usize) -> AssertSqlSafe<Arc<str>> {
+        if self.0.len() <= n {
+            self.0.resize(n + 1, None);
+        }
+        let text = self.0[n].get_or_insert_with(|| {
+            let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+            Arc::from(format!(
+                "WITH r(id, end_ms, duration_ms, return_payload, instance_id) AS (VALUES {rows})
+                 UPDATE invocations SET status = 'Succeeded', end_ms = r.end_ms,
+                     duration_ms = r.duration_ms, return_payload = r.return_payload,
+                     instance_id = r.instance_id, lease_until_ms = NULL,
+                     events = json_insert(events, '$[#]', json_object('eventId',
+                         json_array_length(events) + 1, 'status', 'Succeeded',
+                         'timestamp', r.end_ms, 'eventDetail', ''))
+                 FROM r WHERE invocations.id = r.id AND invocations.status = 'Running'
+                 RETURNING invocations.id"
+            ))
+        });
+        AssertSqlSafe(text.clone())
+    }
+}
+
+/// Records successes with one statement; each is answered `true` if it applied (its row was
+/// still `Running`).
+async fn succeed_many(
+    conn: &mut SqliteConnection,
+    sql: &mut SuccessSql,
+    rows: &[Success],
+) -> Result<Vec<bool>, QueueError> {
+    let mut q = sqlx::query(sql.get(rows.len()));
+    for r in rows {
+        q = q
+            .bind(r.id)
+            .bind(r.now_ms as i64)
+            .bind(r.duration_ms as i64)
+            .bind(&r.return_payload)
+            .bind(&r.instance_id);
+    }
+    let applied: Vec<i64> = q
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    Ok(rows.iter().map(|r| applied.contains(&r.id)).collect())
+}
+
 /// Runs whatever writes are waiting in one transaction, then answers each of them: nothing is
 /// answered before its commit is on disk.
-async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>, commits: Arc<AtomicU64>) {
+async fn write_batches(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Cmd>,
+    commits: Arc<AtomicU64>,
+) {
     let mut insert_sql = InsertSql::default();
+    let mut success_sql = SuccessSql::default();
     let mut batch: Vec<Cmd> = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        // Accepts first, as multi-row inserts; everything else after them, in arrival order.
-        // Within one transaction that only lets a claim see rows that arrived with it.
+        // Accepts first, as multi-row inserts, then successes, many per statement; everything
+        // else after them, in arrival order. Within one transaction that only lets a claim see
+        // rows that arrived with it (a success concerns a row already `Running`, which no
+        // claim or expiry touches).
         let mut invs = Vec::new();
         let mut acks = Vec::new();
+        let mut successes = Vec::new();
         let mut others = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {
@@ -358,17 +456,58 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>, commits: A
                     invs.push(inv);
                     acks.push(ack);
                 }
+                Cmd::Finish {
+                    id,
+                    outcome:
+                        Outcome::Succeeded {
+                            duration_ms,
+                            return_payload,
+                            instance_id,
+                        },
+                    now_ms,
+                    ack,
+                } => successes.push(Success {
+                    id,
+                    now_ms,
+                    duration_ms,
+                    return_payload,
+                    instance_id,
+                    ack,
+                }),
                 other => others.push(other),
             }
         }
-        let mut done: Vec<Done> = Vec::with_capacity(acks.len() + others.len());
+        let mut done: Vec<Done> = Vec::with_capacity(acks.len() + successes.len() + others.len());
         let committed = async {
-            let mut tx = pool.begin().await?;
+            let mut tx = conn.begin().await?;
             let mut acks = acks.into_iter();
             for chunk in invs.chunks(INSERT_ROWS_MAX) {
                 for r in insert_many(&mut tx, &mut insert_sql, chunk).await {
                     if let Some(ack) = acks.next() {
                         done.push(Done::Enqueue(ack, r));
+                    }
+                }
+            }
+            let mut successes = successes.into_iter().peekable();
+            while successes.peek().is_some() {
+                let chunk: Vec<Success> = successes.by_ref().take(INSERT_ROWS_MAX).collect();
+                match succeed_many(&mut tx, &mut success_sql, &chunk).await {
+                    Ok(applied) => {
+                        for (s, a) in chunk.into_iter().zip(applied) {
+                            done.push(Done::Finish(s.ack, Ok(a)));
+                        }
+                    }
+                    // One at a time, so that what fails is only what cannot be written.
+                    Err(_) => {
+                        for s in chunk {
+                            let outcome = Outcome::Succeeded {
+                                duration_ms: s.duration_ms,
+                                return_payload: s.return_payload,
+                                instance_id: s.instance_id,
+                            };
+                            let r = finish_on(&mut tx, s.id, outcome, s.now_ms).await;
+                            done.push(Done::Finish(s.ack, r));
+                        }
                     }
                 }
             }
@@ -1365,5 +1504,145 @@ mod tests {
         };
         assert_eq!(status("bad").await, Status::Running);
         assert_eq!(status("good").await, Status::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn many_results_share_one_commit_and_a_stopped_one_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        let ids: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        for r in all(ids.iter().map(|id| q.enqueue(new(id, 1))).collect()).await {
+            r.unwrap();
+        }
+        let claimed = q.claim(1, 100, 100).await.unwrap();
+        assert_eq!(claimed.len(), 100);
+        // A stop of r5 came in while it ran.
+        assert_eq!(
+            q.request_stop("a", "s", "f", "r5", 2).await.unwrap(),
+            StopResult::Stopping
+        );
+        let before = q.commits();
+        let finishes = claimed
+            .iter()
+            .map(|inv| {
+                let o = Outcome::Succeeded {
+                    duration_ms: 3,
+                    return_payload: inv.invocation_id.as_bytes().to_vec(),
+                    instance_id: "i".into(),
+                };
+                q.finish(inv.id, o, 7)
+            })
+            .collect();
+        let applied: Vec<bool> = all(finishes)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(q.commits() - before, 1);
+        for (inv, a) in claimed.iter().zip(&applied) {
+            assert_eq!(*a, inv.invocation_id != "r5", "{}", inv.invocation_id);
+        }
+        let got = q.get("a", "s", "f", "r42").await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.end_ms, got.duration_ms),
+            (Status::Succeeded, Some(7), Some(3))
+        );
+        assert_eq!(got.return_payload.as_deref(), Some(&b"r42"[..]));
+        let events: Vec<_> = got
+            .events
+            .iter()
+            .map(|e| (e.event_id, e.status.as_str(), e.timestamp))
+            .collect();
+        assert_eq!(
+            events,
+            [(1, "Enqueued", 1), (2, "Running", 1), (3, "Succeeded", 7)]
+        );
+        let stopped = q.get("a", "s", "f", "r5").await.unwrap().unwrap();
+        assert_eq!(stopped.status, Status::Stopping);
+        assert_eq!(stopped.return_payload, None);
+    }
+}
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+
+    /// Not a test: `cargo test --release -p fcd-queue -- --ignored --nocapture enqueue_rate`
+    /// prints what the queue alone sustains (no HTTP), for the "where the time goes" notes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn enqueue_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(SqliteQueue::open(&dir.path().join("q.db")).await.unwrap());
+        for c in [8usize, 64] {
+            let per = 20_000 / c;
+            let t = std::time::Instant::now();
+            let before = q.commits();
+            let mut set = tokio::task::JoinSet::new();
+            for w in 0..c {
+                let q = q.clone();
+                set.spawn(async move {
+                    for i in 0..per {
+                        let inv = NewInvocation {
+                            account_id: "a".into(),
+                            service: "s".into(),
+                            function: "f".into(),
+                            qualifier: "LATEST".into(),
+                            invocation_id: format!("c{c}-w{w}-{i}"),
+                            request_id: format!("c{c}-w{w}-{i}"),
+                            stateful: false,
+                            payload: Vec::new(),
+                            max_retries: 3,
+                            max_age_secs: 86400,
+                            on_success: None,
+                            on_failure: None,
+                            now_ms: 1,
+                            http_request: None,
+                        };
+                        q.enqueue(inv).await.unwrap();
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+            let n = per * c;
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "c={c}: {n} enqueues in {s:.2} s = {:.0}/s, {} commits",
+                n as f64 / s,
+                q.commits() - before
+            );
+        }
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        loop {
+            let got = q.claim(2, 100, 64).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            let fin: Vec<_> = got
+                .iter()
+                .map(|inv| {
+                    let q = q.clone();
+                    let id = inv.id;
+                    tokio::spawn(async move {
+                        let o = Outcome::Succeeded {
+                            duration_ms: 0,
+                            return_payload: Vec::new(),
+                            instance_id: "i".into(),
+                        };
+                        q.finish(id, o, 3).await.unwrap()
+                    })
+                })
+                .collect();
+            for f in fin {
+                f.await.unwrap();
+            }
+            n += got.len();
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "claim 64 + finish each: {n} in {s:.2} s = {:.0}/s",
+            n as f64 / s
+        );
     }
 }
