@@ -220,6 +220,14 @@ impl HttpRecord {
 /// (account, service, function, qualifier).
 type ConfigKey = (String, String, String, String);
 
+/// An async invoke config as the cache keeps it: shared, its destinations read once.
+#[derive(Debug)]
+struct CachedConfig {
+    cfg: AsyncConfig,
+    on_success: Option<String>,
+    on_failure: Option<String>,
+}
+
 /// Runs a queue write until it succeeds: a failure is logged at error level and tried again
 /// after a pause that doubles up to [`WRITE_RETRY_MAX`]. Gives up (`None`) only once `closed`
 /// is set — the server is stopping, and what the write would have recorded is recovered at the
@@ -275,7 +283,7 @@ pub struct AsyncEngine {
     /// Invocations running in this process, by row id, with the way to abort each.
     running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
     /// Async invoke configs by (account, service, function, qualifier); `None` = no config.
-    configs: std::sync::RwLock<HashMap<ConfigKey, Option<AsyncConfig>>>,
+    configs: std::sync::RwLock<HashMap<ConfigKey, Option<Arc<CachedConfig>>>>,
     closed: AtomicBool,
 }
 
@@ -352,7 +360,7 @@ impl AsyncEngine {
         service: &str,
         function: &str,
         qualifier: &str,
-    ) -> Option<AsyncConfig> {
+    ) -> Option<Arc<CachedConfig>> {
         let key = (
             account.to_owned(),
             service.to_owned(),
@@ -368,6 +376,14 @@ impl AsyncEngine {
             .await
         {
             Ok(c) => {
+                let c = c.map(|cfg| {
+                    let (on_success, on_failure) = destinations(Some(&cfg));
+                    Arc::new(CachedConfig {
+                        cfg,
+                        on_success,
+                        on_failure,
+                    })
+                });
                 if let Ok(mut cache) = self.configs.write() {
                     cache.insert(key, c.clone());
                 }
@@ -399,8 +415,11 @@ impl AsyncEngine {
         invocation_id: &str,
         force_stateful: bool,
     ) -> NewInvocation {
-        let cfg = self.config(account, service, function, qualifier).await;
-        let (on_success, on_failure) = destinations(cfg.as_ref());
+        let cached = self.config(account, service, function, qualifier).await;
+        let cfg = cached.as_ref().map(|c| &c.cfg);
+        let (on_success, on_failure) = cached.as_ref().map_or((None, None), |c| {
+            (c.on_success.clone(), c.on_failure.clone())
+        });
         NewInvocation {
             account_id: account.to_owned(),
             service: service.to_owned(),
@@ -528,18 +547,33 @@ impl AsyncEngine {
                 "X-Fc-Stateful-Async-Invocation-Id '{id}' is invalid: it must start with a letter or '_', contain only letters, digits, '_' and '-', and be at most 128 characters"
             )));
         }
-        // The function must exist now; it is resolved again when it runs.
-        self.control
-            .function_at(account, service, function, qualifier)
-            .await?;
+        // The function must exist now; it is resolved again when it runs. The control plane's
+        // cached spec answers that without reading the store; a function that may not run
+        // now (maximumInstanceCount 0) is still accepted if it exists, and throttled later.
+        match self
+            .control
+            .resolve(account, service, function, qualifier)
+            .await
+        {
+            Ok(_) => {}
+            Err(FcError::ResourceExhausted(_)) => {
+                self.control
+                    .function_at(account, service, function, qualifier)
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
         let qualifier = qualifier.unwrap_or("LATEST");
-        let cfg = self.config(account, service, function, qualifier).await;
+        let cached = self.config(account, service, function, qualifier).await;
+        let cfg = cached.as_ref().map(|c| &c.cfg);
         let header_on = stateful_header.is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let stateful = header_on
             || invocation_id.is_some()
             || cfg.as_ref().is_some_and(|c| c.stateful_invocation);
         let id = invocation_id.unwrap_or(request_id).to_owned();
-        let (on_success, on_failure) = destinations(cfg.as_ref());
+        let (on_success, on_failure) = cached.as_ref().map_or((None, None), |c| {
+            (c.on_success.clone(), c.on_failure.clone())
+        });
         let inv = NewInvocation {
             account_id: account.to_owned(),
             service: service.to_owned(),
@@ -600,10 +634,11 @@ impl AsyncEngine {
                 continue;
             }
             let want = free.min(CLAIM_MAX);
-            match self.queue.claim(now, now + LEASE_MS, want).await {
+            let claimed = match self.queue.claim(now, now + LEASE_MS, want).await {
                 Ok(batch) => {
                     pause = WRITE_RETRY_FIRST;
                     let full = batch.len() == want;
+                    let claimed = batch.len();
                     for inv in batch {
                         // Only this loop takes slots, and it claimed no more than were free.
                         let slot = self.slots.clone().try_acquire_owned().ok();
@@ -612,6 +647,7 @@ impl AsyncEngine {
                     if full {
                         continue;
                     }
+                    claimed
                 }
                 Err(e) => {
                     tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "claiming async work failed");
@@ -619,12 +655,19 @@ impl AsyncEngine {
                     pause = (pause * 2).min(WRITE_RETRY_MAX);
                     continue;
                 }
-            }
-            let due = match self.queue.next_due_ms().await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the next due async invocation failed");
-                    None
+            };
+            // Nothing due now: sleep until the next due time (a retry), the next sweep, or an
+            // accept. (After a partial claim, accepts keep coming and wake this loop; the read
+            // is saved, and a retry that falls due meanwhile waits at most a second.)
+            let due = if claimed > 0 {
+                None
+            } else {
+                match self.queue.next_due_ms().await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the next due async invocation failed");
+                        None
+                    }
                 }
             };
             let until = due.map_or(next_sweep, |d| d.min(next_sweep));
@@ -1156,7 +1199,10 @@ impl AsyncEngine {
             }
         }
         let now = fcd_core::time::now();
-        let current = self.config(account, service, function, qualifier).await;
+        let current = self
+            .config(account, service, function, qualifier)
+            .await
+            .map(|c| c.cfg.clone());
         let mut cfg = current.unwrap_or(AsyncConfig {
             service: service.to_owned(),
             function: function.to_owned(),
@@ -1399,8 +1445,10 @@ mod tests {
         assert_eq!((got, tries.load(Ordering::SeqCst)), (None, 1));
         // A closed queue (its writer gone) is the server stopping as well.
         let open = AtomicBool::new(false);
-        let got: Option<()> =
-            until_written("test write", "r1", &open, || async { Err(QueueError::Closed) }).await;
+        let got: Option<()> = until_written("test write", "r1", &open, || async {
+            Err(QueueError::Closed)
+        })
+        .await;
         assert_eq!(got, None);
     }
 
