@@ -1,4 +1,5 @@
-//! The embedded queue: one SQLite file, one writer task that commits enqueues in batches.
+//! The embedded queue: one SQLite file; one writer task, on its own connection, commits every
+//! state change in batches (group commit).
 
 use std::path::Path;
 use std::str::FromStr;
