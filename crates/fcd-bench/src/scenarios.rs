@@ -1070,7 +1070,7 @@ impl Bench {
             .await
             .context("sync invocations of the async function at c=8")?;
         for d in &mut drains {
-            d.drain_vs_sync = d.drain_per_s / sync8.rps;
+            d.drain_vs_sync = d.drain_per_s.map(|r| r / sync8.rps);
         }
         self.report.asynchronous = Some(AsyncResult {
             status: "measured".into(),
@@ -1150,10 +1150,11 @@ impl Bench {
             accept_s,
             backlog_at_accept_end: backlog,
             drain_s,
-            drain_per_s: backlog / drain_s,
+            // Fewer than one per connection left: no rate worth the name.
+            drain_per_s: (backlog >= C as f64).then(|| backlog / drain_s),
             end_to_end_s,
             end_to_end_per_s: accepted as f64 / end_to_end_s,
-            drain_vs_sync: 0.0,
+            drain_vs_sync: None,
         })
     }
 }
