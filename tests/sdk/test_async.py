@@ -992,6 +992,92 @@ def test_accepted_invocations_survive_a_crash(fcd_with, tmp_path):
     wait_status(c2, service, fn, "after_crash", {"Succeeded"})
 
 
+def test_a_crash_under_load_loses_no_accept_and_records_each_end_once(fcd_with, tmp_path):
+    """SIGKILL while 16 connections keep accepting and the results of a quick function are
+    being recorded many per commit (the default --async-workers runs many at once). After the
+    restart every call that got its 202 is there and ends exactly once in its record, as
+    Succeeded. A call that was running, or whose result was still waiting for its commit, runs
+    again: at-least-once execution, one terminal record."""
+    data_dir = tmp_path / "crash-load-data"
+    first = fcd_with(data_dir=data_dir)
+    c1 = first.client()
+    service = create_service(c1, unique("crashload")).service_name
+    fn = py_function(c1, service, SUCCESS_HANDLER)
+    accepted(async_invoke(c1, service, fn, b"warm", invocation_id="warm"), "warm")
+    wait_status(c1, service, fn, "warm", {"Succeeded"})
+
+    path = f"/2021-04-06/services/{service}/functions/{fn}/invocations"
+    host, port = first.addr.rsplit(":", 1)
+    got_202: set[str] = set()
+    other: list[int] = []
+    lock = threading.Lock()
+    stopping = threading.Event()
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        i = 0
+        while not stopping.is_set():
+            inv_id = f"load_{k}_{i}"
+            i += 1
+            body = inv_id.encode()
+            extra = {"x-fc-invocation-type": "Async", "x-fc-stateful-async-invocation-id": inv_id}
+            try:
+                conn.request("POST", path, body=body, headers=acs3_headers(first.addr, path, body, extra))
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                return  # the server is gone
+            with lock:
+                if resp.status == 202:
+                    got_202.add(inv_id)
+                else:
+                    other.append(resp.status)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        # Kill mid-load: accepts still arriving, earlier calls running and being recorded.
+        deadline = time.monotonic() + POLL_S
+        while True:
+            with lock:
+                n = len(got_202)
+            if n >= 1500:
+                break
+            assert time.monotonic() < deadline, f"only {n} accepts within {POLL_S} s"
+            time.sleep(0.01)
+        first.kill()
+    finally:
+        stopping.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not other, sorted(set(other))
+
+    second = fcd_with(data_dir=data_dir)
+    c2 = second.client()
+    records = wait_records(
+        c2, service, fn,
+        lambda rs: {r.invocation_id for r in rs} >= got_202 and all(r.status in TERMINAL for r in rs),
+        timeout_s=180,
+    )
+    listed = [r.invocation_id for r in records]
+    assert len(listed) == len(set(listed)), "an invocation listed twice"
+    assert got_202 <= set(listed), sorted(got_202 - set(listed))[:10]  # nothing accepted is lost
+    ran_again = 0
+    for r in records:
+        seen = statuses(r)
+        assert r.status == "Succeeded", r.to_map()
+        assert seen[0] == "Enqueued" and seen[-1] == "Succeeded", r.to_map()
+        assert seen.count("Succeeded") == 1, r.to_map()  # one terminal record
+        assert [e.event_id for e in r.events] == list(range(1, len(seen) + 1)), r.to_map()
+        assert r.return_payload.startswith(f"ok:{r.invocation_id}:retry="), r.to_map()
+        assert r.already_retried_times in (0, 1), r.to_map()
+        if r.already_retried_times == 1:
+            ran_again += 1
+            assert "Retrying" in seen, r.to_map()
+    print(f"crash under load: {len(got_202)} accepted before the kill, {len(listed)} recorded, {ran_again} ran again")
+
+
 # --------------------------------------------------------------------------------------------
 # Measurements (printed, never asserted)
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ use crate::http::{
 };
 use crate::load::{self, Limit, LoadSpec, LoadStats, median};
 use crate::report::{
-    AsyncResult, Baseline, ColdRow, ColdStats, HttpRow, PayloadRow, Report, ServerStats, WarmRow,
+    AsyncResult, Baseline, ColdRow, ColdStats, DrainRow, HttpRow, PayloadRow, Report, ServerStats,
+    WarmRow,
 };
 use crate::server::{self, Api, FcdServer, FunctionDef, SERVICE};
 use crate::sys::{self, Guard, Pinning};
@@ -93,6 +94,15 @@ impl Plan {
             Limit::Time(Duration::from_millis(120))
         } else {
             Limit::Time(Duration::from_secs(5))
+        }
+    }
+
+    /// Backlogs of accepted no-op calls whose execution is timed end to end.
+    pub(crate) fn async_backlogs(&self) -> Vec<usize> {
+        if self.quick {
+            vec![256]
+        } else {
+            vec![10_000, 30_000]
         }
     }
 
@@ -1033,7 +1043,8 @@ impl Bench {
                 detail: msg,
                 accepted: None,
                 accepted_c64: None,
-                completions_per_s: None,
+                drains: Vec::new(),
+                sync_c8: None,
             });
             return Ok(());
         }
@@ -1042,41 +1053,109 @@ impl Bench {
             .await
             .context("async invocations")?;
         let spec64 = self.spec(64, Bytes::new(), self.plan.warm_limit(), false);
-        let stats64 = load::run(&Target::Fcd(target), &spec64)
+        let stats64 = load::run(&Target::Fcd(target.clone()), &spec64)
             .await
             .context("async invocations at c=64")?;
-        let completions = self.drain_rate().await?;
+        // What those accepts left runs first: each drain below starts from an empty queue.
+        self.wait_drained(Duration::from_secs(180)).await?;
+        let mut drains = Vec::new();
+        for n in self.plan.async_backlogs() {
+            drains.push(self.drain(&target, n).await?);
+        }
+        // The same function called synchronously, in the same run, as the yardstick.
+        let mut sync_target = target;
+        sync_target.asynchronous = false;
+        let spec = self.spec(8, Bytes::new(), self.plan.warm_limit(), false);
+        let sync8 = load::run(&Target::Fcd(sync_target), &spec)
+            .await
+            .context("sync invocations of the async function at c=8")?;
+        for d in &mut drains {
+            d.drain_vs_sync = d.drain_per_s.map(|r| r / sync8.rps);
+        }
         self.report.asynchronous = Some(AsyncResult {
             status: "measured".into(),
-            detail: "the server accepted asynchronous invocations (HTTP 202; the calls run later, off the measured path)".into(),
+            detail: "the server accepted asynchronous invocations (HTTP 202 once durably queued)"
+                .into(),
             accepted: Some(stats),
             accepted_c64: Some(stats64),
-            completions_per_s: completions,
+            drains,
+            sync_c8: Some(sync8),
         });
         Ok(())
     }
 }
 
 impl Bench {
-    /// Watches `fcd_invocations_total` while the accepted backlog runs: the rate at which it
-    /// rises until it settles is the end-to-end async execution rate. Bounded to a minute.
-    async fn drain_rate(&mut self) -> Result<Option<f64>> {
+    /// Waits until `fcd_invocations_total` has not moved for half a second (the accepted
+    /// backlog of no-op calls has run).
+    async fn wait_drained(&mut self, limit: Duration) -> Result<()> {
         let start = Instant::now();
-        let first = self.api()?.invocations_total().await?;
-        let mut last = first;
-        let mut last_change = start;
-        while start.elapsed() < Duration::from_secs(60) {
+        let mut last = self.api()?.invocations_total().await?;
+        let mut last_change = Instant::now();
+        while last_change.elapsed() < Duration::from_millis(500) {
+            if start.elapsed() > limit {
+                bail!("the async backlog was still running after {limit:?}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
             let now = self.api()?.invocations_total().await?;
-            if now > last {
+            if now != last {
                 last = now;
                 last_change = Instant::now();
-            } else if last_change.elapsed() > Duration::from_millis(500) {
-                break;
             }
         }
-        let secs = last_change.duration_since(start).as_secs_f64();
-        Ok((last > first && secs > 0.0).then(|| (last - first) / secs))
+        Ok(())
+    }
+
+    /// Accepts about `n` no-op calls at c=64 as fast as the server takes them, then watches
+    /// `fcd_invocations_total` until every accepted call has run: end to end (first accept to
+    /// the last call run) and while draining (from the last accept on). Fails if not every
+    /// accepted call runs within a few minutes.
+    async fn drain(&mut self, target: &FcdInvoke, n: usize) -> Result<DrainRow> {
+        const C: usize = 64;
+        let per_worker = n.div_ceil(C).max(1);
+        let spec = LoadSpec {
+            concurrency: C,
+            // One unrecorded request per worker, then `per_worker` recorded ones.
+            warmup: Duration::ZERO,
+            limit: Limit::Count(per_worker),
+            body: Bytes::new(),
+            echo: false,
+        };
+        let accepted = C * (per_worker + 1);
+        let base = self.api()?.invocations_total().await?;
+        let t0 = Instant::now();
+        let stats = load::run(&Target::Fcd(target.clone()), &spec)
+            .await
+            .with_context(|| format!("accepting a backlog of {accepted} async calls"))?;
+        let accept_s = t0.elapsed().as_secs_f64();
+        let ran_at_accept_end = self.api()?.invocations_total().await? - base;
+        let t_accepted = Instant::now();
+        let limit = Duration::from_secs(300);
+        loop {
+            let ran = self.api()?.invocations_total().await? - base;
+            if ran >= accepted as f64 {
+                break;
+            }
+            if t_accepted.elapsed() > limit {
+                bail!("only {ran} of {accepted} accepted async calls ran within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let end_to_end_s = t0.elapsed().as_secs_f64();
+        let drain_s = t_accepted.elapsed().as_secs_f64().max(1e-3);
+        let backlog = (accepted as f64 - ran_at_accept_end).max(0.0);
+        Ok(DrainRow {
+            accepted,
+            accept_per_s: stats.rps,
+            accept_s,
+            backlog_at_accept_end: backlog,
+            drain_s,
+            // Fewer than one per connection left: no rate worth the name.
+            drain_per_s: (backlog >= C as f64).then(|| backlog / drain_s),
+            end_to_end_s,
+            end_to_end_per_s: accepted as f64 / end_to_end_s,
+            drain_vs_sync: None,
+        })
     }
 }
 

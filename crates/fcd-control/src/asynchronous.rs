@@ -1,9 +1,16 @@
 //! Asynchronous invocation: accepting durably, running with retries, destinations, and the
 //! stateful-invocation API.
 //!
-//! `accept` answers only after the queue has the invocation on disk. A fixed number of workers
-//! (a bounded share of the server, so sync traffic is never starved) claim due invocations,
-//! resolve the function as a sync call would, and run it through the same instance manager.
+//! `accept` answers only after the queue has the invocation on disk (the queue's writer commits
+//! concurrent accepts together). One dispatcher claims due invocations in batches and runs each
+//! as a task: at most `max_running` at once (the async share of the server, so sync traffic is
+//! never starved) and, per function, at most what its instances can take at once
+//! (`instanceConcurrency` × the instances it may have). Each task resolves the function as a
+//! sync call would and runs it through the same instance manager. A result is recorded
+//! durably before anything acts on it (its destination, a stop); a failed queue write is
+//! retried with backoff and logged, never dropped — if the server stops first, the row is
+//! still `Running` and `recover` puts it back at the next start (at-least-once execution, one
+//! terminal record).
 //! Function errors are retried up to `maxAsyncRetryAttempts` with a doubling pause; throttling
 //! and platform trouble are retried with FC's exponential backoff (0.5 s, 1 s, 2 s ... for up to
 //! 5 hours) without counting as attempts. An invocation older than `maxAsyncEventAgeInSeconds`
@@ -15,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use base64::Engine as _;
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
@@ -22,10 +31,10 @@ use tokio::sync::{Notify, oneshot};
 use fcd_core::FcError;
 use fcd_core::limits::ASYNC_PAYLOAD_MAX;
 use fcd_queue::{
-    AsyncConfig, AsyncQueue, Invocation, ListFilter, NewInvocation, Outcome, QueueError, Status,
-    StopResult,
+    AsyncConfig, AsyncQueue, CLAIM_MAX, Invocation, ListFilter, NewInvocation, Outcome, QueueError,
+    Status, StopResult,
 };
-use fcd_runtime::{HttpInvocation, InvokeError, InvokeRequest};
+use fcd_runtime::{FunctionSpec, HttpInvocation, InstanceLimit, InvokeError, InvokeRequest};
 
 use crate::{Control, internal};
 
@@ -37,6 +46,17 @@ const MAX_RETRIES: u32 = 8;
 const PLATFORM_RETRY_WINDOW_MS: u64 = 5 * 3600 * 1000;
 /// Most bytes of a result kept as `returnPayload`.
 const RETURN_PAYLOAD_MAX: usize = 1024 * 1024;
+/// How long a claim holds an invocation (a crashed server's claims are handed back by
+/// `recover` at the next start, not by the lease).
+const LEASE_MS: u64 = 3_600_000;
+/// With every slot taken, how long the dispatcher waits for a quarter of them to come back
+/// before claiming for fewer.
+const REFILL_WAIT: Duration = Duration::from_millis(2);
+/// Waiting invocations past their age limit are looked for this often.
+const EXPIRE_EVERY_MS: u64 = 1_000;
+/// First and longest pause between tries of a failed queue write.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(50);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -200,39 +220,96 @@ impl HttpRecord {
 /// (account, service, function, qualifier).
 type ConfigKey = (String, String, String, String);
 
+/// An async invoke config as the cache keeps it: shared, its destinations read once.
+#[derive(Debug)]
+struct CachedConfig {
+    cfg: AsyncConfig,
+    on_success: Option<String>,
+    on_failure: Option<String>,
+}
+
+/// Runs a queue write until it succeeds: a failure is logged at error level and tried again
+/// after a pause that doubles up to [`WRITE_RETRY_MAX`]. Gives up (`None`) only once `closed`
+/// is set — the server is stopping, and what the write would have recorded is recovered at the
+/// next start.
+async fn until_written<T, F, Fut>(
+    what: &str,
+    request_id: &str,
+    closed: &AtomicBool,
+    mut write: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    let mut pause = WRITE_RETRY_FIRST;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match write().await {
+            Ok(v) => {
+                if tries > 1 {
+                    tracing::warn!(request_id, tries, "{what}: written after retrying");
+                }
+                return Some(v);
+            }
+            Err(e) => {
+                if closed.load(Ordering::Acquire) || matches!(e, QueueError::Closed) {
+                    tracing::error!(request_id, tries, error = %e,
+                        "{what} failed while the server stops: the invocation stays Running and goes back to the queue at the next start");
+                    return None;
+                }
+                tracing::error!(request_id, tries, error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "{what} failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(WRITE_RETRY_MAX);
+            }
+        }
+    }
+}
+
 /// Runs asynchronous invocations. One per server.
 pub struct AsyncEngine {
     queue: Arc<dyn AsyncQueue>,
     control: Arc<Control>,
-    workers: usize,
+    /// Most invocations running at once, all functions together.
+    max_running: usize,
+    slots: Arc<Semaphore>,
+    /// Per function and qualifier: how many of its invocations may run at once, and the
+    /// semaphore that holds them to it.
+    function_slots: Mutex<HashMap<ConfigKey, (usize, Arc<Semaphore>)>>,
     retention: Duration,
     wake: Notify,
     /// Invocations running in this process, by row id, with the way to abort each.
     running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
     /// Async invoke configs by (account, service, function, qualifier); `None` = no config.
-    configs: std::sync::RwLock<HashMap<ConfigKey, Option<AsyncConfig>>>,
+    configs: std::sync::RwLock<HashMap<ConfigKey, Option<Arc<CachedConfig>>>>,
     closed: AtomicBool,
 }
 
 impl std::fmt::Debug for AsyncEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncEngine")
-            .field("workers", &self.workers)
+            .field("max_running", &self.max_running)
             .finish_non_exhaustive()
     }
 }
 
 impl AsyncEngine {
+    /// `max_running`: most async invocations running at once (the async share of the server).
     pub fn new(
         queue: Arc<dyn AsyncQueue>,
         control: Arc<Control>,
-        workers: usize,
+        max_running: usize,
         retention: Duration,
     ) -> AsyncEngine {
+        let max_running = max_running.max(1);
         AsyncEngine {
             queue,
             control,
-            workers: workers.max(1),
+            max_running,
+            slots: Arc::new(Semaphore::new(max_running)),
+            function_slots: Mutex::new(HashMap::new()),
             retention,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
@@ -241,7 +318,7 @@ impl AsyncEngine {
         }
     }
 
-    /// Recovers what a previous run left, then starts the workers and the retention sweeper.
+    /// Recovers what a previous run left, then starts the dispatcher and the retention sweeper.
     pub async fn start(self: &Arc<Self>) -> Result<(), FcError> {
         let n = self.queue.recover(now_ms()).await.map_err(queue_error)?;
         if n > 0 {
@@ -250,9 +327,7 @@ impl AsyncEngine {
                 "async invocations interrupted by the last shutdown were put back in the queue"
             );
         }
-        for _ in 0..self.workers {
-            tokio::spawn(self.clone().work());
-        }
+        tokio::spawn(self.clone().dispatch());
         let me = self.clone();
         tokio::spawn(async move {
             while !me.closed.load(Ordering::Acquire) {
@@ -285,7 +360,7 @@ impl AsyncEngine {
         service: &str,
         function: &str,
         qualifier: &str,
-    ) -> Option<AsyncConfig> {
+    ) -> Option<Arc<CachedConfig>> {
         let key = (
             account.to_owned(),
             service.to_owned(),
@@ -301,6 +376,14 @@ impl AsyncEngine {
             .await
         {
             Ok(c) => {
+                let c = c.map(|cfg| {
+                    let (on_success, on_failure) = destinations(Some(&cfg));
+                    Arc::new(CachedConfig {
+                        cfg,
+                        on_success,
+                        on_failure,
+                    })
+                });
                 if let Ok(mut cache) = self.configs.write() {
                     cache.insert(key, c.clone());
                 }
@@ -332,8 +415,11 @@ impl AsyncEngine {
         invocation_id: &str,
         force_stateful: bool,
     ) -> NewInvocation {
-        let cfg = self.config(account, service, function, qualifier).await;
-        let (on_success, on_failure) = destinations(cfg.as_ref());
+        let cached = self.config(account, service, function, qualifier).await;
+        let cfg = cached.as_ref().map(|c| &c.cfg);
+        let (on_success, on_failure) = cached.as_ref().map_or((None, None), |c| {
+            (c.on_success.clone(), c.on_failure.clone())
+        });
         NewInvocation {
             account_id: account.to_owned(),
             service: service.to_owned(),
@@ -461,18 +547,33 @@ impl AsyncEngine {
                 "X-Fc-Stateful-Async-Invocation-Id '{id}' is invalid: it must start with a letter or '_', contain only letters, digits, '_' and '-', and be at most 128 characters"
             )));
         }
-        // The function must exist now; it is resolved again when it runs.
-        self.control
-            .function_at(account, service, function, qualifier)
-            .await?;
+        // The function must exist now; it is resolved again when it runs. The control plane's
+        // cached spec answers that without reading the store; a function that may not run
+        // now (maximumInstanceCount 0) is still accepted if it exists, and throttled later.
+        match self
+            .control
+            .resolve(account, service, function, qualifier)
+            .await
+        {
+            Ok(_) => {}
+            Err(FcError::ResourceExhausted(_)) => {
+                self.control
+                    .function_at(account, service, function, qualifier)
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
         let qualifier = qualifier.unwrap_or("LATEST");
-        let cfg = self.config(account, service, function, qualifier).await;
+        let cached = self.config(account, service, function, qualifier).await;
+        let cfg = cached.as_ref().map(|c| &c.cfg);
         let header_on = stateful_header.is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let stateful = header_on
             || invocation_id.is_some()
             || cfg.as_ref().is_some_and(|c| c.stateful_invocation);
         let id = invocation_id.unwrap_or(request_id).to_owned();
-        let (on_success, on_failure) = destinations(cfg.as_ref());
+        let (on_success, on_failure) = cached.as_ref().map_or((None, None), |c| {
+            (c.on_success.clone(), c.on_failure.clone())
+        });
         let inv = NewInvocation {
             account_id: account.to_owned(),
             service: service.to_owned(),
@@ -510,43 +611,166 @@ impl AsyncEngine {
         Ok(stateful.then_some(id))
     }
 
-    async fn work(self: Arc<Self>) {
+    /// Claims due invocations in batches, as many as there are free slots, and runs each as
+    /// a task; every second, ends the waiting ones that became too old to start.
+    async fn dispatch(self: Arc<Self>) {
+        let mut next_sweep = 0u64;
+        let mut pause = WRITE_RETRY_FIRST;
         while !self.closed.load(Ordering::Acquire) {
             let notified = self.wake.notified();
             let now = now_ms();
-            // Too old to start: they end without ever running.
-            match self.queue.expire_due(now).await {
-                Ok(expired) => {
-                    for inv in expired {
-                        self.deliver(&inv, false, "EventExpired", 200, "", b"")
-                            .await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "expiring async work failed"),
+            if now >= next_sweep {
+                self.expire(now).await;
+                next_sweep = now + EXPIRE_EVERY_MS;
             }
-            match self.queue.claim(now, now + 3_600_000).await {
-                Ok(Some(inv)) => {
-                    self.process(inv).await;
+            let free = self.slots.available_permits();
+            if free == 0 {
+                // Every slot is taken: wait for one to come back (or a second, to sweep), then
+                // a moment for more, so that one claim takes many rather than each freed slot
+                // costing a claim of its own.
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.slots.acquire()).await;
+                let more = (self.max_running / 4).clamp(1, CLAIM_MAX) as u32;
+                let _ = tokio::time::timeout(REFILL_WAIT, self.slots.acquire_many(more)).await;
+                continue;
+            }
+            let want = free.min(CLAIM_MAX);
+            let claimed = match self.queue.claim(now, now + LEASE_MS, want).await {
+                Ok(batch) => {
+                    pause = WRITE_RETRY_FIRST;
+                    let full = batch.len() == want;
+                    let claimed = batch.len();
+                    for inv in batch {
+                        // Only this loop takes slots, and it claimed no more than were free.
+                        let slot = self.slots.clone().try_acquire_owned().ok();
+                        tokio::spawn(self.clone().run(inv, slot));
+                    }
+                    if full {
+                        continue;
+                    }
+                    claimed
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "claiming async work failed");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(WRITE_RETRY_MAX);
                     continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "claiming async work failed"),
-            }
-            let due = self.queue.next_due_ms().await.ok().flatten();
-            let wait = due
-                .map(|d| Duration::from_millis(d.saturating_sub(now_ms()).max(5)))
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
+            };
+            // Nothing due now: sleep until the next due time (a retry), the next sweep, or an
+            // accept. (After a partial claim, accepts keep coming and wake this loop; the read
+            // is saved, and a retry that falls due meanwhile waits at most a second.)
+            let due = if claimed > 0 {
+                None
+            } else {
+                match self.queue.next_due_ms().await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the next due async invocation failed");
+                        None
+                    }
+                }
+            };
+            let until = due.map_or(next_sweep, |d| d.min(next_sweep));
+            let wait = Duration::from_millis(until.saturating_sub(now_ms()).clamp(1, 1000));
             let _ = tokio::time::timeout(wait, notified).await;
+        }
+    }
+
+    /// Ends, as `Expired`, what became too old to start, and tells their destinations.
+    async fn expire(&self, now: u64) {
+        match self.queue.expire_due(now).await {
+            Ok(expired) => {
+                for inv in expired {
+                    self.deliver(&inv, false, "EventExpired", 200, "", b"")
+                        .await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "expiring async work failed"),
+        }
+    }
+
+    async fn run(self: Arc<Self>, inv: Invocation, slot: Option<OwnedSemaphorePermit>) {
+        self.process(inv).await;
+        drop(slot);
+    }
+
+    /// The semaphore that holds one function to what its instances can take at once:
+    /// `instanceConcurrency` × the instances it may have (its own limit, the server's), within
+    /// the engine's `max_running`.
+    fn function_slots(&self, inv: &Invocation, spec: &FunctionSpec) -> Arc<Semaphore> {
+        let server = self.control.runtime().config().max_instances;
+        let instances = match spec.limit {
+            InstanceLimit::Unlimited => server,
+            InstanceLimit::AtMost(n) => n.get().min(server),
+            // It is refused when it runs (and retried as throttled): one at a time is enough.
+            InstanceLimit::Blocked => 1,
+        };
+        let cap = (spec.function.instance_concurrency.max(1) as usize)
+            .saturating_mul(instances.max(1) as usize)
+            .min(self.max_running);
+        let key = (
+            inv.account_id.clone(),
+            inv.service.clone(),
+            inv.function.clone(),
+            inv.qualifier.clone(),
+        );
+        let Ok(mut map) = self.function_slots.lock() else {
+            return Arc::new(Semaphore::new(cap));
+        };
+        match map.get(&key) {
+            Some((c, sem)) if *c == cap => sem.clone(),
+            // New, or its capacity changed (an update): those running on the old semaphore
+            // finish there.
+            _ => {
+                let sem = Arc::new(Semaphore::new(cap));
+                map.insert(key, (cap, sem.clone()));
+                sem
+            }
+        }
+    }
+
+    /// Records how an execution ended (retrying a failed write, see [`until_written`]).
+    /// `Some(false)`: not applied, a stop came first. `None`: the server stopped first.
+    async fn record(&self, inv: &Invocation, outcome: Outcome) -> Option<bool> {
+        until_written(
+            "recording an async invocation's result",
+            &inv.request_id,
+            &self.closed,
+            || self.queue.finish(inv.id, outcome.clone(), now_ms()),
+        )
+        .await
+    }
+
+    /// Records a result of an execution and, once it is on disk, tells the destination; if a
+    /// stop came first, the invocation ends as stopped instead.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_then_deliver(
+        &self,
+        inv: &Invocation,
+        outcome: Outcome,
+        success: bool,
+        condition: &str,
+        status: u16,
+        function_error: &str,
+        response: &[u8],
+    ) {
+        match self.record(inv, outcome).await {
+            Some(true) => {
+                self.deliver(inv, success, condition, status, function_error, response)
+                    .await
+            }
+            Some(false) => self.finish_stopped(inv).await,
+            None => {}
         }
     }
 
     async fn process(&self, inv: Invocation) {
         let now = now_ms();
         if now.saturating_sub(inv.enqueued_ms) > inv.max_age_secs * 1000 {
-            let _ = self.queue.finish(inv.id, Outcome::Expired, now).await;
-            self.deliver(&inv, false, "EventExpired", 200, "", b"")
-                .await;
+            if self.record(&inv, Outcome::Expired).await.is_some() {
+                self.deliver(&inv, false, "EventExpired", 200, "", b"")
+                    .await;
+            }
             return;
         }
         let spec = match self
@@ -561,17 +785,14 @@ impl AsyncEngine {
         {
             Ok(s) => s,
             Err(e) => {
-                let _ = self
-                    .queue
-                    .finish(
-                        inv.id,
-                        Outcome::Invalid {
-                            reason: e.to_string(),
-                        },
-                        now,
-                    )
-                    .await;
-                self.deliver(&inv, false, e.code(), 404, "", b"").await;
+                let reason = e.to_string();
+                if self
+                    .record(&inv, Outcome::Invalid { reason })
+                    .await
+                    .is_some()
+                {
+                    self.deliver(&inv, false, e.code(), 404, "", b"").await;
+                }
                 return;
             }
         };
@@ -581,12 +802,14 @@ impl AsyncEngine {
             Some(Err(e)) => {
                 let reason = format!("the queued HTTP request cannot be read: {e}");
                 tracing::warn!(request_id = %inv.request_id, "{reason}");
-                let _ = self
-                    .queue
-                    .finish(inv.id, Outcome::Invalid { reason }, now)
-                    .await;
-                self.deliver(&inv, false, "InvalidArgument", 400, "", b"")
-                    .await;
+                if self
+                    .record(&inv, Outcome::Invalid { reason })
+                    .await
+                    .is_some()
+                {
+                    self.deliver(&inv, false, "InvalidArgument", 400, "", b"")
+                        .await;
+                }
                 return;
             }
         };
@@ -604,8 +827,13 @@ impl AsyncEngine {
             http,
         };
         let runtime = self.control.runtime().clone();
+        let function_slots = self.function_slots(&inv, &spec);
         let result = tokio::select! {
-            r = runtime.invoke(&spec, req) => Some(r),
+            r = async {
+                // Waits while the function runs as many as its instances can take.
+                let _slot = function_slots.acquire_owned().await;
+                runtime.invoke(&spec, req).await
+            } => Some(r),
             _ = stop_rx => None,
         };
         if let Ok(mut r) = self.running.lock() {
@@ -615,8 +843,9 @@ impl AsyncEngine {
         let outcome = match result {
             // Stopped: dropping the call replaced the instance that was running it.
             None => {
-                let _ = self.queue.finish(inv.id, Outcome::Stopped, now).await;
-                self.deliver(&inv, false, "Stopped", 200, "", b"").await;
+                if self.record(&inv, Outcome::Stopped).await.is_some() {
+                    self.deliver(&inv, false, "Stopped", 200, "", b"").await;
+                }
                 return;
             }
             Some(r) => r,
@@ -625,23 +854,13 @@ impl AsyncEngine {
             Ok(o) if o.error_type.is_none() => {
                 let mut payload = o.body.to_vec();
                 payload.truncate(RETURN_PAYLOAD_MAX);
-                let applied = self
-                    .queue
-                    .finish(
-                        inv.id,
-                        Outcome::Succeeded {
-                            duration_ms: o.duration.as_millis() as u64,
-                            return_payload: payload,
-                            instance_id: o.instance_id,
-                        },
-                        now,
-                    )
+                let done = Outcome::Succeeded {
+                    duration_ms: o.duration.as_millis() as u64,
+                    return_payload: payload,
+                    instance_id: o.instance_id,
+                };
+                self.record_then_deliver(&inv, done, true, "", 200, "", &o.body)
                     .await;
-                if matches!(applied, Ok(true)) {
-                    self.deliver(&inv, true, "", 200, "", &o.body).await;
-                } else {
-                    self.finish_stopped(&inv).await;
-                }
             }
             Ok(o) => {
                 let kind = o
@@ -650,76 +869,54 @@ impl AsyncEngine {
                 if inv.attempts <= inv.max_retries {
                     // Function errors are retried after a doubling pause: 1 s, 2 s, 4 s ...
                     let pause = 1000u64 << inv.attempts.saturating_sub(1).min(6);
-                    let r = self
-                        .queue
-                        .finish(
-                            inv.id,
-                            Outcome::Retry {
-                                at_ms: now + pause,
-                                error: kind,
-                                platform: false,
-                            },
-                            now,
-                        )
-                        .await;
-                    if !matches!(r, Ok(true)) {
+                    let retry = Outcome::Retry {
+                        at_ms: now + pause,
+                        error: kind,
+                        platform: false,
+                    };
+                    if self.record(&inv, retry).await == Some(false) {
                         self.finish_stopped(&inv).await;
                     }
-                    self.wake_later(pause);
                 } else {
-                    let applied = self
-                        .queue
-                        .finish(
-                            inv.id,
-                            Outcome::Failed {
-                                duration_ms: o.duration.as_millis() as u64,
-                                error: kind.clone(),
-                                instance_id: o.instance_id,
-                            },
-                            now,
-                        )
+                    let failed = Outcome::Failed {
+                        duration_ms: o.duration.as_millis() as u64,
+                        error: kind.clone(),
+                        instance_id: o.instance_id,
+                    };
+                    self.record_then_deliver(&inv, failed, false, &kind, 200, &kind, &o.body)
                         .await;
-                    if matches!(applied, Ok(true)) {
-                        self.deliver(&inv, false, &kind, 200, &kind, &o.body).await;
-                    } else {
-                        self.finish_stopped(&inv).await;
-                    }
                 }
             }
             Err(InvokeError::FunctionThrottled(_))
             | Err(InvokeError::ServerThrottled)
             | Err(InvokeError::ShuttingDown) => {
                 if now.saturating_sub(inv.enqueued_ms) > PLATFORM_RETRY_WINDOW_MS {
-                    let _ = self
-                        .queue
-                        .finish(
-                            inv.id,
-                            Outcome::Failed {
-                                duration_ms: 0,
-                                error: "ResourceThrottled".into(),
-                                instance_id: String::new(),
-                            },
-                            now,
-                        )
-                        .await;
-                    self.deliver(&inv, false, "FunctionResourceExhausted", 429, "", b"")
-                        .await;
+                    let failed = Outcome::Failed {
+                        duration_ms: 0,
+                        error: "ResourceThrottled".into(),
+                        instance_id: String::new(),
+                    };
+                    self.record_then_deliver(
+                        &inv,
+                        failed,
+                        false,
+                        "FunctionResourceExhausted",
+                        429,
+                        "",
+                        b"",
+                    )
+                    .await;
                     return;
                 }
                 let pause = 500u64 << inv.platform_retries.min(15);
-                let _ = self
-                    .queue
-                    .finish(
-                        inv.id,
-                        Outcome::Retry {
-                            at_ms: now + pause,
-                            error: "ResourceThrottled".into(),
-                            platform: true,
-                        },
-                        now,
-                    )
-                    .await;
-                self.wake_later(pause);
+                let retry = Outcome::Retry {
+                    at_ms: now + pause,
+                    error: "ResourceThrottled".into(),
+                    platform: true,
+                };
+                if self.record(&inv, retry).await == Some(false) {
+                    self.finish_stopped(&inv).await;
+                }
             }
             // A queued body is whole, so `Body` (a streamed body refused) cannot happen here; it
             // would count as a start failure.
@@ -727,34 +924,23 @@ impl AsyncEngine {
                 // A function that cannot start is the function's failure: it counts.
                 if inv.attempts <= inv.max_retries {
                     let pause = 1000u64 << inv.attempts.saturating_sub(1).min(6);
-                    let _ = self
-                        .queue
-                        .finish(
-                            inv.id,
-                            Outcome::Retry {
-                                at_ms: now + pause,
-                                error: e.to_string(),
-                                platform: false,
-                            },
-                            now,
-                        )
-                        .await;
-                    self.wake_later(pause);
+                    let retry = Outcome::Retry {
+                        at_ms: now + pause,
+                        error: e.to_string(),
+                        platform: false,
+                    };
+                    if self.record(&inv, retry).await == Some(false) {
+                        self.finish_stopped(&inv).await;
+                    }
                 } else {
-                    let _ = self
-                        .queue
-                        .finish(
-                            inv.id,
-                            Outcome::Failed {
-                                duration_ms: 0,
-                                error: e.to_string(),
-                                instance_id: String::new(),
-                            },
-                            now,
-                        )
-                        .await;
-                    self.deliver(
+                    let failed = Outcome::Failed {
+                        duration_ms: 0,
+                        error: e.to_string(),
+                        instance_id: String::new(),
+                    };
+                    self.record_then_deliver(
                         &inv,
+                        failed,
                         false,
                         "FunctionNotStarted",
                         200,
@@ -769,14 +955,9 @@ impl AsyncEngine {
 
     /// A stop arrived while the result was being recorded: the stop wins.
     async fn finish_stopped(&self, inv: &Invocation) {
-        let _ = self.queue.finish(inv.id, Outcome::Stopped, now_ms()).await;
-        self.deliver(inv, false, "Stopped", 200, "", b"").await;
-    }
-
-    fn wake_later(&self, pause_ms: u64) {
-        let _ = pause_ms;
-        // Workers sleep at most a second and look at the earliest due time, so a retry is
-        // picked up on time without a timer per invocation.
+        if self.record(inv, Outcome::Stopped).await.is_some() {
+            self.deliver(inv, false, "Stopped", 200, "", b"").await;
+        }
     }
 
     /// Sends FC's destination record to the onSuccess / onFailure function, if configured.
@@ -827,7 +1008,14 @@ impl AsyncEngine {
                         false,
                     )
                     .await;
-                self.queue.enqueue(next).await.is_ok()
+                match self.queue.enqueue(next).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(request_id = %inv.request_id, destination = %arn, error = %e,
+                            "queueing the destination record failed");
+                        false
+                    }
+                }
             }
             Err(_) => false,
         };
@@ -835,7 +1023,13 @@ impl AsyncEngine {
             self.wake.notify_one();
         }
         let status = if delivered { "Succeeded" } else { "Failed" };
-        let _ = self.queue.set_destination_status(inv.id, status).await;
+        until_written(
+            "recording an async invocation's destination status",
+            &inv.request_id,
+            &self.closed,
+            || self.queue.set_destination_status(inv.id, status),
+        )
+        .await;
     }
 
     // ---- the stateful-invocation API ----
@@ -1007,7 +1201,10 @@ impl AsyncEngine {
             }
         }
         let now = fcd_core::time::now();
-        let current = self.config(account, service, function, qualifier).await;
+        let current = self
+            .config(account, service, function, qualifier)
+            .await
+            .map(|c| c.cfg.clone());
         let mut cfg = current.unwrap_or(AsyncConfig {
             service: service.to_owned(),
             function: function.to_owned(),
@@ -1221,6 +1418,40 @@ mod tests {
         assert_eq!(back.base_path, req.base_path);
         assert_eq!(back.client_ip, req.client_ip);
         assert!(HttpRecord::decode("{\"method\":1}").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_queue_write_is_retried_until_it_is_written() {
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let open = AtomicBool::new(false);
+        let got = until_written("test write", "r1", &open, || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(QueueError::Backend("disk I/O error".into())),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(got, Some(2));
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_queue_write_is_given_up_only_when_the_server_stops() {
+        let closed = AtomicBool::new(true);
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let got: Option<()> = until_written("test write", "r1", &closed, || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(QueueError::Backend("disk I/O error".into()))
+        })
+        .await;
+        assert_eq!((got, tries.load(Ordering::SeqCst)), (None, 1));
+        // A closed queue (its writer gone) is the server stopping as well.
+        let open = AtomicBool::new(false);
+        let got: Option<()> = until_written("test write", "r1", &open, || async {
+            Err(QueueError::Closed)
+        })
+        .await;
+        assert_eq!(got, None);
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! An accepted async invocation is a row that moves through FC's statuses (`Enqueued`,
 //! `Running`, `Retrying`, `Succeeded`, `Failed`, `Stopping`, `Stopped`, `Expired`, `Invalid`)
-//! and keeps its `events` history. Workers claim due rows with a lease; a crashed server's
-//! `Running` rows are handed back on restart (at-least-once). Async invoke configs live here too,
-//! since only the async path reads them.
+//! and keeps its `events` history. The engine claims due rows in batches with a lease; a crashed
+//! server's `Running` rows are handed back on restart (at-least-once execution; each
+//! invocation still ends once in its record). Async invoke configs live here too, since only
+//! the async path reads them.
 //!
 //! [`AsyncQueue`] is the seam for other backends: the embedded one is [`SqliteQueue`] (its own
-//! SQLite file in the data dir, WAL, `synchronous=FULL`, enqueues committed in batches so that
-//! many concurrent accepts share one fsync). A NATS JetStream backend would map enqueue to a
+//! SQLite file in the data dir, WAL, `synchronous=FULL`; one writer task commits whatever
+//! waits — accepts as multi-row inserts, claims, results — in one transaction, so that many
+//! concurrent writes share one fsync). A NATS JetStream backend would map enqueue to a
 //! publish with ack, claim to a durable pull consumer's fetch (`ack_wait` as the lease), retry to
 //! a NAK with delay, and keep the stateful records in a KV bucket.
 
@@ -17,7 +19,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use sqlite::SqliteQueue;
+pub use sqlite::{CLAIM_MAX, SqliteQueue};
 
 /// FC's statuses of an asynchronous invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,12 +239,14 @@ impl From<serde_json::Error> for QueueError {
 pub trait AsyncQueue: Send + Sync + 'static {
     /// Stores the invocation durably; returns only once it would survive a crash.
     async fn enqueue(&self, inv: NewInvocation) -> Result<(), QueueError>;
-    /// Takes the next due invocation, marking it `Running` until `lease_until_ms`.
+    /// Takes up to `max` due invocations, earliest due first, marking each `Running` until
+    /// `lease_until_ms`. Its cost does not grow with the number of waiting invocations.
     async fn claim(
         &self,
         now_ms: u64,
         lease_until_ms: u64,
-    ) -> Result<Option<Invocation>, QueueError>;
+        max: usize,
+    ) -> Result<Vec<Invocation>, QueueError>;
     /// Records how an execution ended. Results of an execution (`Succeeded`, `Failed`,
     /// `Retry`) only apply while the row is still `Running`; `false` means it was not (a stop
     /// came in meanwhile).

@@ -1,16 +1,19 @@
-//! The embedded queue: one SQLite file, one writer task that commits enqueues in batches.
+//! The embedded queue: one SQLite file; one writer task, on its own connection, commits every
+//! state change in batches (group commit).
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -49,7 +52,15 @@ CREATE TABLE IF NOT EXISTS invocations (
     events TEXT NOT NULL DEFAULT '[]',
     UNIQUE (account_id, service, function, invocation_id)
 );
-CREATE INDEX IF NOT EXISTS invocations_due ON invocations (status, next_attempt_ms);
+-- Waiting rows in due order: a claim reads the first few entries, however many rows wait
+-- or have ended. (The old `(status, next_attempt_ms)` index could not give the two waiting
+-- statuses in one order, so every claim sorted all due rows.)
+DROP INDEX IF EXISTS invocations_due;
+CREATE INDEX IF NOT EXISTS invocations_waiting ON invocations (next_attempt_ms)
+    WHERE status IN ('Enqueued', 'Retrying');
+-- Waiting rows by the time they become too old to start (`expire_due`).
+CREATE INDEX IF NOT EXISTS invocations_deadline ON invocations (enqueued_ms + max_age_secs * 1000)
+    WHERE status IN ('Enqueued', 'Retrying');
 CREATE TABLE IF NOT EXISTS async_configs (
     account_id TEXT NOT NULL,
     service TEXT NOT NULL,
@@ -60,12 +71,16 @@ CREATE TABLE IF NOT EXISTS async_configs (
 );
 ";
 
-/// Most enqueues committed in one transaction.
-const BATCH_MAX: usize = 512;
+/// Most commands run in one transaction.
+const BATCH_MAX: usize = 1024;
+/// Most rows in one multi-row INSERT (17 parameters each: far below SQLite's limit of 32766).
+const INSERT_ROWS_MAX: usize = 64;
+/// Most invocations one claim takes.
+pub const CLAIM_MAX: usize = 256;
 
 /// A write for the writer task. Every change of an invocation's state goes through the one
-/// writer, so writes never wait on SQLite's lock (whose busy handler sleeps) and many of them
-/// share one durable commit.
+/// writer, so writes never wait on SQLite's lock (whose busy handler sleeps) and everything
+/// that waits shares one durable commit (group commit): accepts, claims and results alike.
 enum Cmd {
     Enqueue {
         inv: NewInvocation,
@@ -74,7 +89,8 @@ enum Cmd {
     Claim {
         now_ms: u64,
         lease_until_ms: u64,
-        ack: oneshot::Sender<Result<Option<Invocation>, QueueError>>,
+        max: usize,
+        ack: oneshot::Sender<Result<Vec<Invocation>, QueueError>>,
     },
     Finish {
         id: i64,
@@ -95,8 +111,8 @@ enum Done {
         Result<(), QueueError>,
     ),
     Claim(
-        oneshot::Sender<Result<Option<Invocation>, QueueError>>,
-        Box<Result<Option<Invocation>, QueueError>>,
+        oneshot::Sender<Result<Vec<Invocation>, QueueError>>,
+        Result<Vec<Invocation>, QueueError>,
     ),
     Finish(
         oneshot::Sender<Result<bool, QueueError>>,
@@ -113,7 +129,7 @@ impl Done {
         let fail = |m: &str| QueueError::Backend(m.to_owned());
         match self {
             Done::Enqueue(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
-            Done::Claim(a, r) => drop(a.send(failed.map_or(*r, |m| Err(fail(m))))),
+            Done::Claim(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
             Done::Finish(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
             Done::Expire(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
         }
@@ -124,6 +140,8 @@ impl Done {
 pub struct SqliteQueue {
     pool: SqlitePool,
     writer: mpsc::Sender<Cmd>,
+    /// Transactions the writer committed.
+    commits: Arc<AtomicU64>,
 }
 
 /// Replaces the last event (the `Running` of a claim being undone) with a new one.
@@ -131,6 +149,22 @@ const UNDO_RUNNING_AND_APPEND: &str = "json_insert(json_remove(events, '$[#-1]')
 
 /// The SQL that appends one event to a row's history.
 const APPEND_EVENT: &str = "json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1, 'status', ?, 'timestamp', ?, 'eventDetail', ?))";
+
+/// SQL text built once: sqlx keeps a prepared statement per connection and text, so the hot
+/// statements are parsed once and never formatted per call.
+fn sql(
+    cell: &'static OnceLock<Arc<str>>,
+    make: impl FnOnce() -> String,
+) -> AssertSqlSafe<Arc<str>> {
+    AssertSqlSafe(cell.get_or_init(|| Arc::from(make())).clone())
+}
+
+macro_rules! cached_sql {
+    ($make:expr) => {{
+        static CELL: OnceLock<Arc<str>> = OnceLock::new();
+        sql(&CELL, || $make)
+    }};
+}
 
 impl SqliteQueue {
     async fn send(&self, cmd: Cmd) -> Result<(), QueueError> {
@@ -143,25 +177,38 @@ impl SqliteQueue {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(30));
-        // Two kinds of commit, two connection pools. Accepting (the 202) must survive an OS
-        // crash: FULL syncs the WAL on commit, and batching shares that fsync among concurrent
-        // accepts. Everything after — claims, results, stops — commits without its own fsync
-        // (NORMAL): it survives a crash of fcd, and after an OS crash a lost result only means
-        // the invocation runs again, which at-least-once delivery allows. The next FULL commit
-        // syncs those frames too, since the WAL is written in order.
-        let durable = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone().synchronous(SqliteSynchronous::Full))
+        // The writer's connection commits with FULL: WAL synced on every commit, so a 202 (and
+        // a recorded result) survives an OS crash. Group commit shares that one fsync among
+        // everything that waited while the previous commit ran. The readers' pool (and the
+        // few writes outside the writer: stops, recovery, purge, configs) commits with NORMAL;
+        // the next FULL commit syncs those frames too, since the WAL is written in order.
+        // The writer's own connection, not a pool's: no checkout (nor its liveness ping) per
+        // batch.
+        let mut durable = opts
+            .clone()
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&durable).await?;
-        migrate(&durable).await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut durable).await?;
+        migrate(&mut durable).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await?;
         let (writer, rx) = mpsc::channel(4096);
-        tokio::spawn(write_batches(durable, rx));
-        Ok(SqliteQueue { pool, writer })
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_batches(durable, rx, commits.clone()));
+        Ok(SqliteQueue {
+            pool,
+            writer,
+            commits,
+        })
+    }
+
+    /// How many transactions the writer has committed (each one fsync): fewer than the writes
+    /// it carried when they came concurrently.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 }
 
@@ -172,9 +219,9 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("http_request", "TEXT"),
 ];
 
-async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), QueueError> {
     let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('invocations')")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| r.try_get::<String, _>("name"))
@@ -184,76 +231,296 @@ async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "ALTER TABLE invocations ADD COLUMN {name} {ty}"
             )))
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
         }
     }
     Ok(())
 }
 
-async fn insert_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    inv: &NewInvocation,
-) -> Result<(), QueueError> {
-    let res = sqlx::query(
-        "INSERT INTO invocations (account_id, service, function, qualifier, invocation_id, request_id, stateful,
-            payload, status, max_retries, max_age_secs, enqueued_ms, next_attempt_ms, on_success, on_failure, events,
-            http_request)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'Enqueued', ?, ?, ?, ?, ?, ?,
-            json_array(json_object('eventId', 1, 'status', 'Enqueued', 'timestamp', ?, 'eventDetail', '')), ?)
-         ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING",
-    )
-    .bind(&inv.account_id)
-    .bind(&inv.service)
-    .bind(&inv.function)
-    .bind(&inv.qualifier)
-    .bind(&inv.invocation_id)
-    .bind(&inv.request_id)
-    .bind(inv.stateful)
-    .bind(&inv.payload)
-    .bind(i64::from(inv.max_retries))
-    .bind(inv.max_age_secs as i64)
-    .bind(inv.now_ms as i64)
-    .bind(inv.now_ms as i64)
-    .bind(&inv.on_success)
-    .bind(&inv.on_failure)
-    .bind(inv.now_ms as i64)
-    .bind(&inv.http_request)
-    .execute(&mut **tx)
-    .await?;
-    if res.rows_affected() == 0 {
-        return Err(QueueError::Duplicate);
+/// The text of an INSERT of `n` invocations, by `n` (built once each).
+#[derive(Default)]
+struct InsertSql(Vec<Option<Arc<str>>>);
+
+impl InsertSql {
+    fn get(&mut self, n: usize) -> AssertSqlSafe<Arc<str>> {
+        if self.0.len() <= n {
+            self.0.resize(n + 1, None);
+        }
+        let text = self.0[n].get_or_insert_with(|| {
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'Enqueued', ?, ?, ?, ?, ?, ?, ?, ?)";
+            let rows = vec![row; n].join(", ");
+            Arc::from(format!(
+                "INSERT INTO invocations (account_id, service, function, qualifier, invocation_id,
+                    request_id, stateful, payload, status, max_retries, max_age_secs, enqueued_ms,
+                    next_attempt_ms, on_success, on_failure, events, http_request)
+                 VALUES {rows}
+                 ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING"
+            ))
+        });
+        AssertSqlSafe(text.clone())
     }
-    Ok(())
 }
 
-/// Runs whatever writes are waiting in one transaction, then answers each of them: an accept
-/// is answered only once its commit is on disk.
-async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+/// Inserts `rows` with one statement. Per row: `Ok` if it went in, `Duplicate` if an
+/// invocation with its id exists (already, or earlier in `rows`).
+async fn insert_many(
+    conn: &mut SqliteConnection,
+    sql: &mut InsertSql,
+    rows: &[NewInvocation],
+) -> Vec<Result<(), QueueError>> {
+    // The history starts with one event; written as text here rather than built by SQLite's
+    // JSON functions per row.
+    let events: Vec<String> = rows
+        .iter()
+        .map(|inv| {
+            format!(
+                r#"[{{"eventId":1,"status":"Enqueued","timestamp":{},"eventDetail":""}}]"#,
+                inv.now_ms
+            )
+        })
+        .collect();
+    let mut q = sqlx::query(sql.get(rows.len()));
+    for (inv, events) in rows.iter().zip(&events) {
+        q = q
+            .bind(&inv.account_id)
+            .bind(&inv.service)
+            .bind(&inv.function)
+            .bind(&inv.qualifier)
+            .bind(&inv.invocation_id)
+            .bind(&inv.request_id)
+            .bind(inv.stateful)
+            .bind(&inv.payload)
+            .bind(i64::from(inv.max_retries))
+            .bind(inv.max_age_secs as i64)
+            .bind(inv.now_ms as i64)
+            .bind(inv.now_ms as i64)
+            .bind(&inv.on_success)
+            .bind(&inv.on_failure)
+            .bind(events)
+            .bind(&inv.http_request);
+    }
+    let done = match q.execute(&mut *conn).await {
+        Ok(d) => d,
+        Err(e) => {
+            let e = e.to_string();
+            return rows
+                .iter()
+                .map(|_| Err(QueueError::Backend(e.clone())))
+                .collect();
+        }
+    };
+    let went_in = done.rows_affected() as usize;
+    if went_in == rows.len() {
+        return rows.iter().map(|_| Ok(())).collect();
+    }
+    if went_in == 0 {
+        return rows.iter().map(|_| Err(QueueError::Duplicate)).collect();
+    }
+    // Some were duplicates (rare: a client's own invocation id used twice). The rows that went
+    // in have the last `went_in` ids (one statement of the only writer); the first input with
+    // each of their keys is the one that went in.
+    let last = done.last_insert_rowid();
+    let keys = sqlx::query(
+        "SELECT account_id, service, function, invocation_id FROM invocations WHERE id > ? AND id <= ?",
+    )
+    .bind(last - went_in as i64)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await;
+    let inserted = match keys {
+        Ok(r) => r,
+        Err(e) => {
+            let e = e.to_string();
+            return rows
+                .iter()
+                .map(|_| Err(QueueError::Backend(e.clone())))
+                .collect();
+        }
+    };
+    let mut keys: Vec<Option<[String; 4]>> = inserted
+        .iter()
+        .map(|r| {
+            Some([
+                r.try_get("account_id").unwrap_or_default(),
+                r.try_get("service").unwrap_or_default(),
+                r.try_get("function").unwrap_or_default(),
+                r.try_get("invocation_id").unwrap_or_default(),
+            ])
+        })
+        .collect();
+    rows.iter()
+        .map(|inv| {
+            let hit = keys.iter_mut().find(|k| {
+                k.as_ref().is_some_and(|[a, s, f, i]| {
+                    *i == inv.invocation_id
+                        && *f == inv.function
+                        && *s == inv.service
+                        && *a == inv.account_id
+                })
+            });
+            match hit {
+                Some(k) => {
+                    *k = None;
+                    Ok(())
+                }
+                None => Err(QueueError::Duplicate),
+            }
+        })
+        .collect()
+}
+
+/// One successful execution's result, to be recorded with others in one statement.
+struct Success {
+    id: i64,
+    now_ms: u64,
+    duration_ms: u64,
+    return_payload: Vec<u8>,
+    instance_id: String,
+    ack: oneshot::Sender<Result<bool, QueueError>>,
+}
+
+/// The text of an UPDATE recording `n` successes, by `n` (built once each).
+#[derive(Default)]
+struct SuccessSql(Vec<Option<Arc<str>>>);
+
+impl SuccessSql {
+    fn get(&mut self, n: usize) -> AssertSqlSafe<Arc<str>> {
+        if self.0.len() <= n {
+            self.0.resize(n + 1, None);
+        }
+        let text = self.0[n].get_or_insert_with(|| {
+            let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+            Arc::from(format!(
+                "WITH r(id, end_ms, duration_ms, return_payload, instance_id) AS (VALUES {rows})
+                 UPDATE invocations SET status = 'Succeeded', end_ms = r.end_ms,
+                     duration_ms = r.duration_ms, return_payload = r.return_payload,
+                     instance_id = r.instance_id, lease_until_ms = NULL,
+                     events = json_insert(events, '$[#]', json_object('eventId',
+                         json_array_length(events) + 1, 'status', 'Succeeded',
+                         'timestamp', r.end_ms, 'eventDetail', ''))
+                 FROM r WHERE invocations.id = r.id AND invocations.status = 'Running'
+                 RETURNING invocations.id"
+            ))
+        });
+        AssertSqlSafe(text.clone())
+    }
+}
+
+/// Records successes with one statement; each is answered `true` if it applied (its row was
+/// still `Running`).
+async fn succeed_many(
+    conn: &mut SqliteConnection,
+    sql: &mut SuccessSql,
+    rows: &[Success],
+) -> Result<Vec<bool>, QueueError> {
+    let mut q = sqlx::query(sql.get(rows.len()));
+    for r in rows {
+        q = q
+            .bind(r.id)
+            .bind(r.now_ms as i64)
+            .bind(r.duration_ms as i64)
+            .bind(&r.return_payload)
+            .bind(&r.instance_id);
+    }
+    let applied: Vec<i64> = q
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    Ok(rows.iter().map(|r| applied.contains(&r.id)).collect())
+}
+
+/// Runs whatever writes are waiting in one transaction, then answers each of them: nothing is
+/// answered before its commit is on disk.
+async fn write_batches(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Cmd>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut insert_sql = InsertSql::default();
+    let mut success_sql = SuccessSql::default();
+    let mut batch: Vec<Cmd> = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        // Accepts first, as multi-row inserts, then successes, many per statement; everything
+        // else after them, in arrival order. Within one transaction that only lets a claim see
+        // rows that arrived with it (a success concerns a row already `Running`, which no
+        // claim or expiry touches).
+        let mut invs = Vec::new();
+        let mut acks = Vec::new();
+        let mut successes = Vec::new();
+        let mut others = Vec::new();
+        for cmd in batch.drain(..) {
+            match cmd {
+                Cmd::Enqueue { inv, ack } => {
+                    invs.push(inv);
+                    acks.push(ack);
+                }
+                Cmd::Finish {
+                    id,
+                    outcome:
+                        Outcome::Succeeded {
+                            duration_ms,
+                            return_payload,
+                            instance_id,
+                        },
+                    now_ms,
+                    ack,
+                } => successes.push(Success {
+                    id,
+                    now_ms,
+                    duration_ms,
+                    return_payload,
+                    instance_id,
+                    ack,
+                }),
+                other => others.push(other),
             }
         }
-        let mut done: Vec<Done> = Vec::with_capacity(batch.len());
+        let mut done: Vec<Done> = Vec::with_capacity(acks.len() + successes.len() + others.len());
         let committed = async {
-            let mut tx = pool.begin().await?;
-            for cmd in batch {
-                done.push(match cmd {
-                    Cmd::Enqueue { inv, ack } => {
-                        Done::Enqueue(ack, insert_one(&mut tx, &inv).await)
+            let mut tx = conn.begin().await?;
+            let mut acks = acks.into_iter();
+            for chunk in invs.chunks(INSERT_ROWS_MAX) {
+                for r in insert_many(&mut tx, &mut insert_sql, chunk).await {
+                    if let Some(ack) = acks.next() {
+                        done.push(Done::Enqueue(ack, r));
                     }
+                }
+            }
+            let mut successes = successes.into_iter().peekable();
+            while successes.peek().is_some() {
+                let chunk: Vec<Success> = successes.by_ref().take(INSERT_ROWS_MAX).collect();
+                match succeed_many(&mut tx, &mut success_sql, &chunk).await {
+                    Ok(applied) => {
+                        for (s, a) in chunk.into_iter().zip(applied) {
+                            done.push(Done::Finish(s.ack, Ok(a)));
+                        }
+                    }
+                    // One at a time, so that what fails is only what cannot be written.
+                    Err(_) => {
+                        for s in chunk {
+                            let outcome = Outcome::Succeeded {
+                                duration_ms: s.duration_ms,
+                                return_payload: s.return_payload,
+                                instance_id: s.instance_id,
+                            };
+                            let r = finish_on(&mut tx, s.id, outcome, s.now_ms).await;
+                            done.push(Done::Finish(s.ack, r));
+                        }
+                    }
+                }
+            }
+            for cmd in others {
+                done.push(match cmd {
+                    Cmd::Enqueue { .. } => continue,
                     Cmd::Claim {
                         now_ms,
                         lease_until_ms,
+                        max,
                         ack,
-                    } => Done::Claim(
-                        ack,
-                        Box::new(claim_on(&mut tx, now_ms, lease_until_ms).await),
-                    ),
+                    } => Done::Claim(ack, claim_on(&mut tx, now_ms, lease_until_ms, max).await),
                     Cmd::Finish {
                         id,
                         outcome,
@@ -269,6 +536,9 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>) {
             Ok::<_, sqlx::Error>(())
         }
         .await;
+        if committed.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
         let failed = committed.err().map(|e| {
             tracing::error!(error = %e, "async queue commit failed");
             e.to_string()
@@ -279,30 +549,39 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Cmd>) {
     }
 }
 
+/// Takes up to `max` due invocations in due order (one statement, whatever the backlog: it
+/// reads the first entries of `invocations_waiting`).
 async fn claim_on(
     conn: &mut SqliteConnection,
     now_ms: u64,
     lease_until_ms: u64,
-) -> Result<Option<Invocation>, QueueError> {
-    let sql = format!(
+    max: usize,
+) -> Result<Vec<Invocation>, QueueError> {
+    let q = cached_sql!(
         "UPDATE invocations
-         SET status = 'Running', attempts = attempts + 1, lease_until_ms = ?,
-             started_ms = COALESCE(started_ms, ?), events = {APPEND_EVENT}
-         WHERE id = (SELECT id FROM invocations
-                     WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
-                     ORDER BY next_attempt_ms, id LIMIT 1)
+         SET status = 'Running', attempts = attempts + 1, lease_until_ms = ?1,
+             started_ms = COALESCE(started_ms, ?2),
+             events = json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1,
+                 'status', 'Running', 'timestamp', ?2, 'eventDetail', ''))
+         WHERE id IN (SELECT id FROM invocations
+                      WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?2
+                      ORDER BY next_attempt_ms, id LIMIT ?3)
          RETURNING *"
+            .to_owned()
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query(q)
         .bind(lease_until_ms as i64)
         .bind(now_ms as i64)
-        .bind("Running")
-        .bind(now_ms as i64)
-        .bind("")
-        .bind(now_ms as i64)
-        .fetch_optional(&mut *conn)
+        .bind(max.min(CLAIM_MAX) as i64)
+        .fetch_all(&mut *conn)
         .await?;
-    row.as_ref().map(invocation).transpose()
+    // RETURNING gives no order: restore the due order.
+    let mut keyed = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<i64, _>("next_attempt_ms")?, invocation(r)?)))
+        .collect::<Result<Vec<_>, QueueError>>()?;
+    keyed.sort_by_key(|(due, inv)| (*due, inv.id));
+    Ok(keyed.into_iter().map(|(_, inv)| inv).collect())
 }
 
 async fn finish_on(
@@ -313,7 +592,7 @@ async fn finish_on(
 ) -> Result<bool, QueueError> {
     let now = now_ms as i64;
     let q = match outcome {
-        Outcome::Succeeded { duration_ms, return_payload, instance_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
+        Outcome::Succeeded { duration_ms, return_payload, instance_id } => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Succeeded', end_ms = ?, duration_ms = ?, return_payload = ?,
                 instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
              WHERE id = ? AND status = 'Running'"
@@ -325,7 +604,7 @@ async fn finish_on(
         .bind("Succeeded")
         .bind(now)
         .bind(""),
-        Outcome::Failed { duration_ms, error, instance_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
+        Outcome::Failed { duration_ms, error, instance_id } => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Failed', end_ms = ?, duration_ms = ?, error_message = ?,
                 instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
              WHERE id = ? AND status = 'Running'"
@@ -337,7 +616,7 @@ async fn finish_on(
         .bind("Failed")
         .bind(now)
         .bind(serde_json::json!({ "Error": error }).to_string()),
-        Outcome::Retry { at_ms, error, platform } => sqlx::query(sqlx::AssertSqlSafe(format!(
+        Outcome::Retry { at_ms, error, platform } => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Retrying', next_attempt_ms = ?, error_message = ?,
                 attempts = attempts - ?, platform_retries = platform_retries + ?,
                 lease_until_ms = NULL, events = {APPEND_EVENT}
@@ -350,7 +629,7 @@ async fn finish_on(
         .bind("Retrying")
         .bind(now)
         .bind(serde_json::json!({ "Error": error }).to_string()),
-        Outcome::Stopped => sqlx::query(sqlx::AssertSqlSafe(format!(
+        Outcome::Stopped => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Stopped', end_ms = ?, lease_until_ms = NULL,
                 events = {APPEND_EVENT} WHERE id = ?"
         )))
@@ -358,7 +637,7 @@ async fn finish_on(
         .bind("Stopped")
         .bind(now)
         .bind(""),
-        Outcome::Expired => sqlx::query(sqlx::AssertSqlSafe(format!(
+        Outcome::Expired => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL,
                 attempts = attempts - 1,
                 started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
@@ -370,7 +649,7 @@ async fn finish_on(
         .bind(""),
         // Found not runnable right after the claim: the claim is undone, so the history never
         // shows a run that did not happen.
-        Outcome::Invalid { reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
+        Outcome::Invalid { reason } => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Invalid', end_ms = ?, error_message = ?, lease_until_ms = NULL,
                 attempts = attempts - 1,
                 started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
@@ -386,22 +665,22 @@ async fn finish_on(
     Ok(res.rows_affected() == 1)
 }
 
+/// Ends every waiting invocation past its age limit (found through `invocations_deadline`).
 async fn expire_on(
     conn: &mut SqliteConnection,
     now_ms: u64,
 ) -> Result<Vec<Invocation>, QueueError> {
     let now = now_ms as i64;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
-         WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= ?
-           AND enqueued_ms + max_age_secs * 1000 < ?
+    let rows = sqlx::query(cached_sql!(
+        "UPDATE invocations SET status = 'Expired', end_ms = ?1, lease_until_ms = NULL,
+             events = json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1,
+                 'status', 'Expired', 'timestamp', ?1, 'eventDetail', ''))
+         WHERE id IN (SELECT id FROM invocations
+                      WHERE status IN ('Enqueued', 'Retrying')
+                        AND enqueued_ms + max_age_secs * 1000 < ?1 AND next_attempt_ms <= ?1)
          RETURNING *"
-    )))
-    .bind(now)
-    .bind("Expired")
-    .bind(now)
-    .bind("")
-    .bind(now)
+            .to_owned()
+    ))
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
@@ -458,11 +737,13 @@ impl AsyncQueue for SqliteQueue {
         &self,
         now_ms: u64,
         lease_until_ms: u64,
-    ) -> Result<Option<Invocation>, QueueError> {
+        max: usize,
+    ) -> Result<Vec<Invocation>, QueueError> {
         let (ack, rx) = oneshot::channel();
         self.send(Cmd::Claim {
             now_ms,
             lease_until_ms,
+            max,
             ack,
         })
         .await?;
@@ -809,6 +1090,13 @@ mod tests {
         }
     }
 
+    /// One claim of at most one invocation.
+    async fn claim1(q: &SqliteQueue, now: u64, lease: u64) -> Option<Invocation> {
+        let mut got = q.claim(now, lease, 1).await.unwrap();
+        assert!(got.len() <= 1, "claimed {} for a claim of one", got.len());
+        got.pop()
+    }
+
     #[tokio::test]
     async fn a_file_from_before_http_requests_is_migrated_and_its_rows_stay_readable() {
         let dir = tempfile::tempdir().unwrap();
@@ -874,12 +1162,9 @@ mod tests {
             q.enqueue(new("one", 1001)).await,
             Err(QueueError::Duplicate)
         ));
-        let c = q.claim(1000, 5000).await.unwrap().unwrap();
+        let c = claim1(&q, 1000, 5000).await.unwrap();
         assert_eq!((c.status, c.attempts), (Status::Running, 1));
-        assert!(
-            q.claim(1000, 5000).await.unwrap().is_none(),
-            "claimed twice"
-        );
+        assert!(claim1(&q, 1000, 5000).await.is_none(), "claimed twice");
         q.finish(
             c.id,
             Outcome::Retry {
@@ -892,10 +1177,10 @@ mod tests {
         .await
         .unwrap();
         assert!(
-            q.claim(1500, 5000).await.unwrap().is_none(),
+            claim1(&q, 1500, 5000).await.is_none(),
             "retried before its time"
         );
-        let c = q.claim(2000, 5000).await.unwrap().unwrap();
+        let c = claim1(&q, 2000, 5000).await.unwrap();
         assert_eq!(c.attempts, 2);
         q.finish(
             c.id,
@@ -941,7 +1226,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["Enqueued", "Expired"]
         );
-        let c = q.claim(5000, 9000).await.unwrap().unwrap();
+        let c = claim1(&q, 5000, 9000).await.unwrap();
         q.finish(
             c.id,
             Outcome::Invalid {
@@ -973,7 +1258,7 @@ mod tests {
             for id in ["queued", "running", "done"] {
                 q.enqueue(new(id, 1)).await.unwrap();
             }
-            let r = q.claim(1, 100).await.unwrap().unwrap();
+            let r = claim1(&q, 1, 100).await.unwrap();
             assert_eq!(r.invocation_id, "queued");
             q.finish(
                 r.id,
@@ -986,9 +1271,9 @@ mod tests {
             )
             .await
             .unwrap();
-            let running = q.claim(2, 100).await.unwrap().unwrap();
+            let running = claim1(&q, 2, 100).await.unwrap();
             assert_eq!(running.invocation_id, "running");
-            let done = q.claim(2, 100).await.unwrap().unwrap();
+            let done = claim1(&q, 2, 100).await.unwrap();
             q.finish(
                 done.id,
                 Outcome::Failed {
@@ -1016,7 +1301,7 @@ mod tests {
         // A crash while "running" ran: it comes back, its attempt counted.
         let q = SqliteQueue::open(&path).await.unwrap();
         assert_eq!(q.recover(10).await.unwrap(), 1);
-        let again = q.claim(10, 100).await.unwrap().unwrap();
+        let again = claim1(&q, 10, 100).await.unwrap();
         assert_eq!(
             (again.invocation_id.as_str(), again.attempts),
             ("running", 2)
@@ -1037,5 +1322,328 @@ mod tests {
             "done"
         );
         assert_eq!(q.purge(1000).await.unwrap(), 2);
+    }
+
+    /// Polls every future in one pass until all are done, so that everything they send is
+    /// queued before any of it is answered (outside tokio's cooperative budget, which would
+    /// otherwise make the 129th send wait for a later pass).
+    async fn all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+        tokio::task::unconstrained(all_in_one_pass(futs)).await
+    }
+
+    async fn all_in_one_pass<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+        let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+        let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+                if o.is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => *o = Some(v),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        out.into_iter().flatten().collect()
+    }
+
+    #[tokio::test]
+    async fn concurrent_accepts_share_one_commit_and_duplicates_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let q = SqliteQueue::open(&path).await.unwrap();
+        q.enqueue(new("existing", 1)).await.unwrap();
+        let before = q.commits();
+        // 300 distinct ids (more than one multi-row INSERT holds), the existing one, and one id
+        // twice within the same batch.
+        let mut ids: Vec<String> = (0..300).map(|i| format!("id{i}")).collect();
+        ids.push("existing".into());
+        ids.push("id7".into());
+        let results = all(ids.iter().map(|id| q.enqueue(new(id, 2))).collect()).await;
+        let duplicates: Vec<&str> = ids
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| matches!(r, Err(QueueError::Duplicate)))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(duplicates, ["existing", "id7"]);
+        assert!(results.iter().filter(|r| r.is_ok()).count() == 300);
+        assert_eq!(
+            q.commits() - before,
+            1,
+            "302 accepts sent together: one commit"
+        );
+        // Durable: a fresh open sees every row, each with its one event.
+        drop(q);
+        let q = SqliteQueue::open(&path).await.unwrap();
+        let got = q.get("a", "s", "f", "id299").await.unwrap().unwrap();
+        assert_eq!((got.status, got.events.len()), (Status::Enqueued, 1));
+        assert_eq!(q.claim(2, 100, CLAIM_MAX).await.unwrap().len(), CLAIM_MAX);
+        assert_eq!(
+            q.claim(2, 100, CLAIM_MAX).await.unwrap().len(),
+            301 - CLAIM_MAX
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_claim_takes_due_invocations_earliest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        for (id, at) in [("c", 30), ("a", 10), ("later", 500), ("b", 20), ("d", 30)] {
+            q.enqueue(new(id, at)).await.unwrap();
+        }
+        let ids = |v: &[Invocation]| {
+            v.iter()
+                .map(|i| i.invocation_id.clone())
+                .collect::<Vec<_>>()
+        };
+        let first = q.claim(100, 1000, 2).await.unwrap();
+        assert_eq!(ids(&first), ["a", "b"]);
+        assert!(
+            first
+                .iter()
+                .all(|i| i.status == Status::Running && i.attempts == 1)
+        );
+        // `b` is retried at 40: due after c and d (30), before `later` (500).
+        let b = &first[1];
+        let r = Outcome::Retry {
+            at_ms: 40,
+            error: "E".into(),
+            platform: false,
+        };
+        assert!(q.finish(b.id, r, 100).await.unwrap());
+        assert_eq!(ids(&q.claim(100, 1000, 10).await.unwrap()), ["c", "d", "b"]);
+        // Nothing else is due before 500.
+        assert!(q.claim(499, 1000, 10).await.unwrap().is_empty());
+        assert_eq!(q.next_due_ms().await.unwrap(), Some(500));
+        assert_eq!(ids(&q.claim(500, 1000, 10).await.unwrap()), ["later"]);
+        assert_eq!(q.next_due_ms().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn claims_and_expiry_read_an_index_not_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        let plan = |sql: &'static str| {
+            let pool = q.pool.clone();
+            async move {
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        };
+        let claim = plan(
+            "SELECT id FROM invocations WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= 5
+             ORDER BY next_attempt_ms, id LIMIT 10",
+        )
+        .await;
+        assert!(claim.contains("USING INDEX invocations_waiting"), "{claim}");
+        assert!(!claim.contains("TEMP B-TREE"), "a claim sorts: {claim}");
+        let expire = plan(
+            "SELECT id FROM invocations WHERE status IN ('Enqueued', 'Retrying')
+               AND enqueued_ms + max_age_secs * 1000 < 5 AND next_attempt_ms <= 5",
+        )
+        .await;
+        assert!(
+            expire.contains("USING INDEX invocations_deadline"),
+            "{expire}"
+        );
+        let due = plan(
+            "SELECT MIN(next_attempt_ms) FROM invocations WHERE status IN ('Enqueued', 'Retrying')",
+        )
+        .await;
+        assert!(due.contains("USING INDEX invocations_waiting"), "{due}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_answered_as_failed_and_spoils_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        q.enqueue(new("bad", 1)).await.unwrap();
+        q.enqueue(new("good", 1)).await.unwrap();
+        let claimed = q.claim(1, 100, 2).await.unwrap();
+        let (bad, good) = (claimed[0].id, claimed[1].id);
+        // The disk refusing this one row's result, as a full disk or an I/O error would.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TRIGGER refuse BEFORE UPDATE OF status ON invocations
+             WHEN old.id = {bad} AND new.status = 'Succeeded'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )))
+        .execute(&q.pool)
+        .await
+        .unwrap();
+        let done = |id| {
+            let o = Outcome::Succeeded {
+                duration_ms: 1,
+                return_payload: b"ok".to_vec(),
+                instance_id: "i".into(),
+            };
+            q.finish(id, o, 2)
+        };
+        let results = all(vec![done(bad), done(good)]).await;
+        assert!(
+            matches!(&results[0], Err(QueueError::Backend(m)) if m.contains("refused")),
+            "{:?}",
+            results[0]
+        );
+        assert!(matches!(results[1], Ok(true)), "{:?}", results[1]);
+        let status = |id: &'static str| {
+            let q = q.clone();
+            async move { q.get("a", "s", "f", id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(status("bad").await, Status::Running);
+        assert_eq!(status("good").await, Status::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn many_results_share_one_commit_and_a_stopped_one_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        let ids: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        for r in all(ids.iter().map(|id| q.enqueue(new(id, 1))).collect()).await {
+            r.unwrap();
+        }
+        let claimed = q.claim(1, 100, 100).await.unwrap();
+        assert_eq!(claimed.len(), 100);
+        // A stop of r5 came in while it ran.
+        assert_eq!(
+            q.request_stop("a", "s", "f", "r5", 2).await.unwrap(),
+            StopResult::Stopping
+        );
+        let before = q.commits();
+        let finishes = claimed
+            .iter()
+            .map(|inv| {
+                let o = Outcome::Succeeded {
+                    duration_ms: 3,
+                    return_payload: inv.invocation_id.as_bytes().to_vec(),
+                    instance_id: "i".into(),
+                };
+                q.finish(inv.id, o, 7)
+            })
+            .collect();
+        let applied: Vec<bool> = all(finishes)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(q.commits() - before, 1);
+        for (inv, a) in claimed.iter().zip(&applied) {
+            assert_eq!(*a, inv.invocation_id != "r5", "{}", inv.invocation_id);
+        }
+        let got = q.get("a", "s", "f", "r42").await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.end_ms, got.duration_ms),
+            (Status::Succeeded, Some(7), Some(3))
+        );
+        assert_eq!(got.return_payload.as_deref(), Some(&b"r42"[..]));
+        let events: Vec<_> = got
+            .events
+            .iter()
+            .map(|e| (e.event_id, e.status.as_str(), e.timestamp))
+            .collect();
+        assert_eq!(
+            events,
+            [(1, "Enqueued", 1), (2, "Running", 1), (3, "Succeeded", 7)]
+        );
+        let stopped = q.get("a", "s", "f", "r5").await.unwrap().unwrap();
+        assert_eq!(stopped.status, Status::Stopping);
+        assert_eq!(stopped.return_payload, None);
+    }
+}
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+
+    /// Not a test: `cargo test --release -p fcd-queue -- --ignored --nocapture enqueue_rate`
+    /// prints what the queue alone sustains (no HTTP), for the "where the time goes" notes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn enqueue_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(SqliteQueue::open(&dir.path().join("q.db")).await.unwrap());
+        for c in [8usize, 64] {
+            let per = 20_000 / c;
+            let t = std::time::Instant::now();
+            let before = q.commits();
+            let mut set = tokio::task::JoinSet::new();
+            for w in 0..c {
+                let q = q.clone();
+                set.spawn(async move {
+                    for i in 0..per {
+                        let inv = NewInvocation {
+                            account_id: "a".into(),
+                            service: "s".into(),
+                            function: "f".into(),
+                            qualifier: "LATEST".into(),
+                            invocation_id: format!("c{c}-w{w}-{i}"),
+                            request_id: format!("c{c}-w{w}-{i}"),
+                            stateful: false,
+                            payload: Vec::new(),
+                            max_retries: 3,
+                            max_age_secs: 86400,
+                            on_success: None,
+                            on_failure: None,
+                            now_ms: 1,
+                            http_request: None,
+                        };
+                        q.enqueue(inv).await.unwrap();
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+            let n = per * c;
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "c={c}: {n} enqueues in {s:.2} s = {:.0}/s, {} commits",
+                n as f64 / s,
+                q.commits() - before
+            );
+        }
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        loop {
+            let got = q.claim(2, 100, 64).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            let fin: Vec<_> = got
+                .iter()
+                .map(|inv| {
+                    let q = q.clone();
+                    let id = inv.id;
+                    tokio::spawn(async move {
+                        let o = Outcome::Succeeded {
+                            duration_ms: 0,
+                            return_payload: Vec::new(),
+                            instance_id: "i".into(),
+                        };
+                        q.finish(id, o, 3).await.unwrap()
+                    })
+                })
+                .collect();
+            for f in fin {
+                f.await.unwrap();
+            }
+            n += got.len();
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "claim 64 + finish each: {n} in {s:.2} s = {:.0}/s",
+            n as f64 / s
+        );
     }
 }

@@ -89,8 +89,9 @@ pub(crate) struct ServeArgs {
     /// Seconds an on-demand instance may stay idle before it is stopped (FC: 2 to 5 minutes).
     #[arg(long, env = "FCD_IDLE_TIMEOUT_SECS", default_value_t = 180)]
     idle_timeout_secs: u64,
-    /// Workers running asynchronous invocations (their share of the server's capacity).
-    #[arg(long, env = "FCD_ASYNC_WORKERS", default_value_t = 8)]
+    /// Most asynchronous invocations running at once, all functions together (their share of
+    /// the server's capacity; each function is further held to what its instances can take).
+    #[arg(long, env = "FCD_ASYNC_WORKERS", default_value_t = 64)]
     async_workers: usize,
     /// Days finished stateful async invocation records are kept.
     #[arg(long, env = "FCD_ASYNC_RETENTION_DAYS", default_value_t = 7)]
