@@ -36,7 +36,7 @@ use bytes::Bytes;
 use fcd_control::iam::{Credential, Principal};
 use fcd_core::FcError;
 use fcd_core::error::TokenProblem;
-use fcd_core::limits::{CODE_ZIP_MAX, SYNC_PAYLOAD_MAX};
+use fcd_core::limits::{ASYNC_PAYLOAD_MAX, CODE_ZIP_MAX, SYNC_PAYLOAD_MAX};
 use fcd_sign::{Authorization, SignError, SignedRequest};
 
 use crate::AppState;
@@ -55,7 +55,7 @@ pub struct Caller {
     pub principal: Option<Principal>,
 }
 
-/// Body limit for invocations: the sync payload limit (async is checked later, it is smaller).
+/// Body limit for invocations: the sync payload limit (`ASYNC_PAYLOAD_MAX` for async calls).
 const INVOKE_BODY_MAX: usize = SYNC_PAYLOAD_MAX;
 
 /// A synchronous invocation body larger than this (or of unknown length) is streamed to the
@@ -431,7 +431,11 @@ async fn authenticate(
         });
         return Ok(Request::from_parts(parts, body));
     }
-    let limit = body_limit(&path);
+    // An asynchronous invocation's smaller limit applies at once: its body is queued whole.
+    let limit = match body_limit(&path) {
+        INVOKE_BODY_MAX if is_async_invocation(&parts.headers) => ASYNC_PAYLOAD_MAX,
+        other => other,
+    };
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
