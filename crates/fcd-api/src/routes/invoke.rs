@@ -28,12 +28,25 @@ pub(super) async fn invoke(
     Ctx(c): Ctx,
     p: PathParams,
     q: QueryParams,
-    streamed: Option<axum::Extension<crate::auth::StreamSlot>>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: axum::extract::Request,
 ) -> ApiResult<Response> {
+    // The request itself rather than a `HeaderMap` extractor, which would copy every header.
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    // A large body the auth layer is streaming (see `auth::STREAM_ABOVE`); else the body it
+    // buffered, handed over as one piece.
+    let streamed = parts
+        .extensions
+        .get::<crate::auth::StreamSlot>()
+        .and_then(|slot| slot.take());
+    let body: Bytes = match streamed {
+        Some(_) => Bytes::new(),
+        None => axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|_| ApiError(FcError::Internal))?,
+    };
     let (service, qualifier) = qualified(&p, &q);
-    match header_str(&headers, "x-fc-invocation-type") {
+    match header_str(headers, "x-fc-invocation-type") {
         None => {}
         Some(t) if t.eq_ignore_ascii_case("sync") => {}
         Some(t) if t.eq_ignore_ascii_case("async") => {
@@ -46,8 +59,8 @@ pub(super) async fn invoke(
                     qualifier.as_deref(),
                     body,
                     &c.request_id,
-                    header_str(&headers, "x-fc-stateful-async-invocation-enable"),
-                    header_str(&headers, "x-fc-stateful-async-invocation-id"),
+                    header_str(headers, "x-fc-stateful-async-invocation-enable"),
+                    header_str(headers, "x-fc-stateful-async-invocation-id"),
                 )
                 .await?;
             let mut resp = StatusCode::ACCEPTED.into_response();
@@ -63,8 +76,8 @@ pub(super) async fn invoke(
         }
     }
     let log_tail =
-        header_str(&headers, "x-fc-log-type").is_some_and(|t| t.eq_ignore_ascii_case("tail"));
-    let trace_id = header_str(&headers, "x-fc-trace-id").map(str::to_owned);
+        header_str(headers, "x-fc-log-type").is_some_and(|t| t.eq_ignore_ascii_case("tail"));
+    let trace_id = header_str(headers, "x-fc-trace-id").map(str::to_owned);
     tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %p.get("function"), "invoke");
     let fcd_control::Invoked { spec, outcome } = s
         .control
@@ -77,8 +90,7 @@ pub(super) async fn invoke(
                 request_id: c.request_id.clone(),
                 qualifier: String::new(),
                 trace_id,
-                // A large body the auth layer is streaming (see `auth::STREAM_ABOVE`).
-                body: match streamed.and_then(|slot| slot.take()) {
+                body: match streamed {
                     Some(s) => fcd_runtime::Payload::Streamed(s),
                     None => body.into(),
                 },
