@@ -6,9 +6,11 @@
 
 mod http;
 mod load;
+mod nginx;
 mod report;
 mod scenarios;
 mod server;
+mod sls;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +65,11 @@ struct Cli {
     /// Concurrencies of the warm scenario.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64])]
     concurrency: Vec<usize>,
+    /// Also measure python3 behind serverless-offline in the warm scenario (installs
+    /// serverless@3 and serverless-offline@13.9.0 with npm on first use; needs node and npm),
+    /// at c=1 and 16, and fcd's python3 at c=16 too.
+    #[arg(long)]
+    serverless_offline: bool,
 }
 
 fn main() -> ExitCode {
@@ -205,6 +212,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
         quick: cli.quick,
         duration: cli.duration.map(Duration::from_secs_f64),
         concurrency: cli.concurrency.clone(),
+        serverless_offline: cli.serverless_offline,
     };
     let mut report = Report {
         scenario: format!("{:?}", cli.scenario).to_lowercase(),

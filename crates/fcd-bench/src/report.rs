@@ -54,6 +54,51 @@ pub(crate) struct WarmRow {
     pub(crate) p50_overhead_us: f64,
 }
 
+/// The warm scenario's third column: the same standalone runtime behind another server
+/// (nginx as a bare reverse proxy), beside fcd and direct at the same concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProxyRow {
+    pub(crate) runtime: String,
+    pub(crate) concurrency: usize,
+    /// What stands in front of the runtime (`nginx`).
+    pub(crate) proxy: String,
+    pub(crate) stats: LoadStats,
+    pub(crate) direct_p50_us: f64,
+    pub(crate) fcd_p50_us: f64,
+    pub(crate) fcd_rps: f64,
+    /// proxy p50 − direct p50.
+    pub(crate) proxy_overhead_us: f64,
+    /// fcd p50 − direct p50.
+    pub(crate) fcd_overhead_us: f64,
+    /// fcd's p50 overhead / the proxy's.
+    pub(crate) overhead_ratio: f64,
+    /// fcd req/s / the proxy's req/s.
+    pub(crate) throughput_ratio: f64,
+}
+
+/// The payload scenario's nginx column for one body size.
+#[derive(Debug, Serialize)]
+pub(crate) struct PayloadProxyRow {
+    pub(crate) label: String,
+    pub(crate) stats: LoadStats,
+    /// nginx MB/s / direct MB/s.
+    pub(crate) proxy_share_of_direct: f64,
+    /// fcd MB/s / nginx MB/s.
+    pub(crate) fcd_over_proxy: f64,
+}
+
+/// A python3 no-op behind serverless-offline (the local emulator of AWS Lambda and API
+/// Gateway), beside the same function through fcd at the same concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct EmulatorRow {
+    pub(crate) runtime: String,
+    pub(crate) concurrency: usize,
+    pub(crate) stats: LoadStats,
+    pub(crate) fcd: LoadStats,
+    /// fcd req/s / serverless-offline req/s.
+    pub(crate) fcd_throughput_ratio: f64,
+}
+
 /// A runtime's own start-up, without fcd.
 #[derive(Debug, Serialize)]
 pub(crate) struct Baseline {
@@ -159,6 +204,12 @@ pub(crate) struct Report {
     pub(crate) notes: Vec<String>,
     pub(crate) server: Option<ServerStats>,
     pub(crate) warm: Vec<WarmRow>,
+    /// The warm scenario's nginx column (custom fixture), when nginx is installed.
+    pub(crate) warm_nginx: Vec<ProxyRow>,
+    /// python3 behind serverless-offline (`--serverless-offline`).
+    pub(crate) warm_serverless_offline: Vec<EmulatorRow>,
+    /// The payload scenario's nginx column, when nginx is installed.
+    pub(crate) payload_nginx: Vec<PayloadProxyRow>,
     pub(crate) cold: Vec<ColdRow>,
     pub(crate) payload: Vec<PayloadRow>,
     pub(crate) http: Vec<HttpRow>,
@@ -238,6 +289,48 @@ impl Report {
             }),
             met: row.map(|r| r.throughput_ratio >= 0.6),
         });
+        let nginx = |c: usize| {
+            self.warm_nginx
+                .iter()
+                .find(|r| r.runtime == "custom" && r.concurrency == c)
+        };
+        if let Some(r) = nginx(1) {
+            v.push(Verdict {
+                target: "warm custom, c=1: fcd p50 overhead over direct ≤ nginx's",
+                measured: format!(
+                    "{} vs nginx {}",
+                    signed_us(r.fcd_overhead_us),
+                    signed_us(r.proxy_overhead_us)
+                ),
+                met: Some(r.fcd_overhead_us <= r.proxy_overhead_us),
+            });
+        }
+        if let Some(r) = nginx(8) {
+            v.push(Verdict {
+                target: "warm custom, c=8: fcd req/s ≥ nginx's",
+                measured: format!(
+                    "{:.0} % ({:.0} vs {:.0} req/s)",
+                    r.throughput_ratio * 100.0,
+                    r.fcd_rps,
+                    r.stats.rps
+                ),
+                met: Some(r.throughput_ratio >= 1.0),
+            });
+        }
+        if let Some(r) = self
+            .warm_serverless_offline
+            .iter()
+            .find(|r| r.concurrency == 16)
+        {
+            v.push(Verdict {
+                target: "warm python3, c=16: fcd req/s ≥ 5× serverless-offline's",
+                measured: format!(
+                    "{:.2}× ({:.0} vs {:.0} req/s)",
+                    r.fcd_throughput_ratio, r.fcd.rps, r.stats.rps
+                ),
+                met: Some(r.fcd_throughput_ratio >= 5.0),
+            });
+        }
         let row = warm("python3", 1);
         v.push(Verdict {
             target: "warm python3, c=1: fcd p50 ≤ 0.3 ms",
@@ -444,6 +537,57 @@ impl Report {
             }
         }
 
+        if !self.warm_nginx.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Warm: nginx as a bare reverse proxy in front of the same runtime\n\n\
+                 The standalone runtime of the rows above behind nginx (one worker, upstream keep-alive, pinned like fcd), \
+                 called with the same unsigned request as *direct*. Goals: fcd's p50 overhead at c=1 ≤ nginx's; fcd's req/s at c=8 ≥ nginx's.\n\n\
+                 | runtime | c | nginx p50 | nginx p99 | nginx req/s | nginx p50 overhead | fcd p50 overhead | overhead fcd/nginx | req/s fcd/nginx |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.warm_nginx {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {:.0} | {} | {} | {:.2}× | {:.0} % |",
+                    r.runtime,
+                    r.concurrency,
+                    us(r.stats.p50_us),
+                    us(r.stats.p99_us),
+                    r.stats.rps,
+                    signed_us(r.proxy_overhead_us),
+                    signed_us(r.fcd_overhead_us),
+                    r.overhead_ratio,
+                    r.throughput_ratio * 100.0
+                );
+            }
+        }
+
+        if !self.warm_serverless_offline.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Warm: python3 through serverless-offline\n\n\
+                 The same no-op python handler behind `serverless offline` (an `http` event, `POST /dev/invoke`, the same \
+                 interpreter, pinned like fcd). Goal: fcd's python3 req/s at c=16 ≥ 5× serverless-offline's.\n\n\
+                 | runtime | c | serverless-offline p50 | p99 | req/s | fcd p50 | fcd req/s | req/s fcd ÷ serverless-offline |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.warm_serverless_offline {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {:.0} | {} | {:.0} | {:.2}× |",
+                    r.runtime,
+                    r.concurrency,
+                    us(r.stats.p50_us),
+                    us(r.stats.p99_us),
+                    r.stats.rps,
+                    us(r.fcd.p50_us),
+                    r.fcd.rps,
+                    r.fcd_throughput_ratio
+                );
+            }
+        }
+
         if !self.cold.is_empty() {
             let _ = writeln!(
                 o,
@@ -534,6 +678,26 @@ impl Report {
                     us(r.direct.p50_us),
                     r.direct.mb_per_s,
                     r.throughput_ratio * 100.0
+                );
+            }
+        }
+
+        if !self.payload_nginx.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Payload: nginx in front of the same fixture\n\n\
+                 | size | nginx p50 | nginx MB/s | MB/s nginx/direct | MB/s fcd/nginx |\n\
+                 |---|--:|--:|--:|--:|"
+            );
+            for r in &self.payload_nginx {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {:.1} | {:.0} % | {:.0} % |",
+                    r.label,
+                    us(r.stats.p50_us),
+                    r.stats.mb_per_s,
+                    r.proxy_share_of_direct * 100.0,
+                    r.fcd_over_proxy * 100.0
                 );
             }
         }

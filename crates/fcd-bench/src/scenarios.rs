@@ -11,13 +11,16 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
 use crate::http::{
-    DirectHttp, DirectInvoke, FcdInvoke, ProxyRequest, Target, send, wait_first_response,
+    DirectHttp, DirectInvoke, FcdInvoke, PlainPost, ProxyRequest, Target, send, wait_first_response,
 };
 use crate::load::{self, Limit, LoadSpec, LoadStats, median};
+use crate::nginx::{self, Nginx};
 use crate::report::{
-    AsyncResult, Baseline, ColdRow, ColdStats, HttpRow, PayloadRow, Report, ServerStats, WarmRow,
+    AsyncResult, Baseline, ColdRow, ColdStats, HttpRow, PayloadProxyRow, PayloadRow, ProxyRow,
+    Report, ServerStats, WarmRow,
 };
 use crate::server::{self, Api, FcdServer, FunctionDef, SERVICE};
+use crate::sls;
 use crate::sys::{self, Guard, Pinning};
 
 /// The Python bootstrap fcd runs its python3 functions with; the python floor runs it alone.
@@ -64,6 +67,10 @@ const HTTP_BODY_BYTES: usize = 128;
 const HTTP_CONCURRENCY: [usize; 2] = [1, 8];
 /// The gauge of instances holding a share of fcd's budget (prewarmed jails hold none).
 const INSTANCES_USED: &str = "fcd_budget_instances_used";
+/// The concurrencies python3 is measured at behind serverless-offline; the target is judged
+/// at the larger.
+const SLS_CONCURRENCY: [usize; 2] = [1, SLS_JUDGED_AT];
+const SLS_JUDGED_AT: usize = 16;
 /// One instance serves every worker, as the single standalone floor process does.
 const WARM_INSTANCE_CONCURRENCY: u32 = 100;
 
@@ -75,6 +82,8 @@ pub(crate) struct Plan {
     pub(crate) duration: Option<Duration>,
     /// The warm scenario's concurrencies.
     pub(crate) concurrency: Vec<usize>,
+    /// python3 behind serverless-offline too, in the warm scenario.
+    pub(crate) serverless_offline: bool,
 }
 
 impl Plan {
@@ -133,6 +142,17 @@ impl Plan {
             ("1 MB", 1024 * 1024, timed),
             ("16 MB", 16 * 1024 * 1024, large),
         ]
+    }
+
+    /// The warm scenario's concurrencies for `floor`: python3 adds 16 (the concurrency the
+    /// serverless-offline comparison is judged at) when that comparison runs.
+    fn warm_concurrency(&self, floor: Floor) -> Vec<usize> {
+        let mut c = self.concurrency.clone();
+        if self.serverless_offline && floor == Floor::Python && !c.contains(&SLS_JUDGED_AT) {
+            c.push(SLS_JUDGED_AT);
+            c.sort_unstable();
+        }
+        c
     }
 
     fn sign_iterations(&self) -> usize {
@@ -567,7 +587,9 @@ impl Bench {
         }
     }
 
-    /// Warm no-op invocations at several concurrencies, through fcd and direct.
+    /// Warm no-op invocations at several concurrencies, through fcd and direct; for the custom
+    /// fixture also behind nginx (when installed), for python3 also behind serverless-offline
+    /// (with `--serverless-offline`).
     pub(crate) async fn warm(&mut self) -> Result<()> {
         self.deploy_warm().await?;
         let mut floors = vec![Floor::Fixture];
@@ -586,7 +608,27 @@ impl Bench {
                 floor.function(),
             )?);
             let via_fcd = Target::Fcd(self.fcd_target(floor.function())?);
-            for c in self.plan.concurrency.clone() {
+            let nginx = match floor {
+                Floor::Fixture => self.start_nginx(direct_proc.addr, "warm")?,
+                Floor::Python | Floor::PythonHttp | Floor::Node => None,
+            };
+            let via_nginx = match &nginx {
+                Some(n) => Some(Target::Direct(DirectInvoke::new(
+                    n.addr,
+                    floor.handler(),
+                    floor.function(),
+                )?)),
+                None => None,
+            };
+            let offline = if floor == Floor::Python && self.plan.serverless_offline {
+                Some(self.start_serverless_offline()?)
+            } else {
+                None
+            };
+            let via_offline = offline
+                .as_ref()
+                .map(|o| Target::Plain(PlainPost::new(o.addr, sls::PATH)));
+            for c in self.plan.warm_concurrency(floor) {
                 let spec = self.spec(c, Bytes::new(), self.plan.warm_limit(), false);
                 let f = load::run(&via_fcd, &spec)
                     .await
@@ -594,6 +636,30 @@ impl Bench {
                 let d = load::run(&direct, &spec)
                     .await
                     .with_context(|| format!("warm {} c={c} direct", floor.runtime()))?;
+                if let Some(t) = &via_nginx {
+                    let n = load::run(t, &spec)
+                        .await
+                        .with_context(|| format!("warm {} c={c} through nginx", floor.runtime()))?;
+                    self.report
+                        .warm_nginx
+                        .push(proxy_row(floor.runtime(), c, "nginx", n, &f, &d));
+                }
+                if let Some(t) = &via_offline
+                    && SLS_CONCURRENCY.contains(&c)
+                {
+                    let o = load::run(t, &spec).await.with_context(|| {
+                        format!("warm {} c={c} through serverless-offline", floor.runtime())
+                    })?;
+                    self.report
+                        .warm_serverless_offline
+                        .push(crate::report::EmulatorRow {
+                            runtime: floor.runtime().into(),
+                            concurrency: c,
+                            fcd_throughput_ratio: ratio(f.rps, o.rps),
+                            stats: o,
+                            fcd: f.clone(),
+                        });
+                }
                 self.report.warm.push(warm_row(floor.runtime(), c, f, d));
             }
         }
@@ -601,6 +667,42 @@ impl Bench {
             self.note_instance_cpus();
         }
         Ok(())
+    }
+
+    /// nginx in front of `upstream`, or `None` (listed under *Skipped*) where it is not
+    /// installed.
+    fn start_nginx(&mut self, upstream: SocketAddr, tag: &str) -> Result<Option<Nginx>> {
+        let Some(bin) = nginx::find() else {
+            let why =
+                "nginx column: nginx is not installed (neither /usr/sbin/nginx nor nginx on PATH)";
+            if !self.report.skipped.iter().any(|s| s == why) {
+                self.report.skipped.push(why.into());
+            }
+            return Ok(None);
+        };
+        let dir = self.dir.path().join(format!("nginx-{tag}"));
+        Nginx::start(&bin, &dir, upstream, &self.pin)
+            .map(Some)
+            .with_context(|| format!("starting {} in front of {upstream}", bin.display()))
+    }
+
+    fn start_serverless_offline(&mut self) -> Result<sls::Offline> {
+        let python = self
+            .python
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("python3 is not available"))?;
+        let node = self.node.clone().ok_or_else(|| {
+            anyhow::anyhow!("--serverless-offline needs node (and npm), and none was found")
+        })?;
+        println!("starting serverless offline…");
+        let offline = sls::Offline::start(&self.dir.path().join("sls"), &node, &python, &self.pin)
+            .context("starting serverless offline")?;
+        self.report.notes.push(format!(
+            "serverless-offline: {} (serverless@3, serverless-offline@13.9.0 with their defaults; python3 from {})",
+            offline.addr,
+            python.display()
+        ));
+        Ok(offline)
     }
 
     fn note_instance_cpus(&mut self) {
@@ -822,6 +924,15 @@ impl Bench {
             WARM_CUSTOM,
         )?);
         let via_fcd = Target::Fcd(self.fcd_target(WARM_CUSTOM)?);
+        let nginx = self.start_nginx(direct_proc.addr, "payload")?;
+        let via_nginx = match &nginx {
+            Some(n) => Some(Target::Direct(DirectInvoke::new(
+                n.addr,
+                Floor::Fixture.handler(),
+                WARM_CUSTOM,
+            )?)),
+            None => None,
+        };
         for (label, size, limit) in self.plan.payloads() {
             let body = pseudo_random(size);
             let spec = LoadSpec {
@@ -835,7 +946,9 @@ impl Bench {
             };
             let sign_ms = match &via_fcd {
                 Target::Fcd(t) => sign_cost_ms(t, &spec.body)?,
-                Target::Direct(_) | Target::Proxy(_) | Target::DirectHttp(_) => 0.0,
+                Target::Direct(_) | Target::Proxy(_) | Target::DirectHttp(_) | Target::Plain(_) => {
+                    0.0
+                }
             };
             let f = load::run(&via_fcd, &spec)
                 .await
@@ -843,6 +956,17 @@ impl Bench {
             let d = load::run(&direct, &spec)
                 .await
                 .with_context(|| format!("payload {label} direct"))?;
+            if let Some(t) = &via_nginx {
+                let n = load::run(t, &spec)
+                    .await
+                    .with_context(|| format!("payload {label} through nginx"))?;
+                self.report.payload_nginx.push(PayloadProxyRow {
+                    label: label.into(),
+                    proxy_share_of_direct: ratio(n.mb_per_s, d.mb_per_s),
+                    fcd_over_proxy: ratio(f.mb_per_s, n.mb_per_s),
+                    stats: n,
+                });
+            }
             self.report.payload.push(PayloadRow {
                 bytes: size,
                 label: label.into(),
@@ -1205,6 +1329,33 @@ fn warm_row(runtime: &str, c: usize, f: LoadStats, d: LoadStats) -> WarmRow {
         p50_overhead_us: f.p50_us - d.p50_us,
         fcd: f,
         direct: d,
+    }
+}
+
+/// The nginx (or other proxy) column of a warm row: `p` in front of the runtime `d` measured
+/// directly, beside fcd's `f`.
+fn proxy_row(
+    runtime: &str,
+    c: usize,
+    proxy: &str,
+    p: LoadStats,
+    f: &LoadStats,
+    d: &LoadStats,
+) -> ProxyRow {
+    let proxy_overhead_us = p.p50_us - d.p50_us;
+    let fcd_overhead_us = f.p50_us - d.p50_us;
+    ProxyRow {
+        runtime: runtime.into(),
+        concurrency: c,
+        proxy: proxy.into(),
+        direct_p50_us: d.p50_us,
+        fcd_p50_us: f.p50_us,
+        fcd_rps: f.rps,
+        proxy_overhead_us,
+        fcd_overhead_us,
+        overhead_ratio: ratio(fcd_overhead_us, proxy_overhead_us),
+        throughput_ratio: ratio(f.rps, p.rps),
+        stats: p,
     }
 }
 
