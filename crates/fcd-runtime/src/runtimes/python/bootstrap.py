@@ -1066,9 +1066,10 @@ def _head_end(buf, start):
 
 
 def _parse_head(text):
-    """(method, target, version, headers, raw_headers) of a request head (no
-    final empty line).  Header names are lower-cased; repeated headers are
-    joined with ", " in `headers` and kept apart, in order, in `raw_headers`."""
+    """(method, target, version, headers, repeated) of a request head (no
+    final empty line).  Header names are lower-cased; a repeated header is
+    joined with ", " in `headers`, and `repeated` (None unless some header
+    came more than once) maps its name to its values, in order."""
     lines = text.split("\n")
     request_line = lines[0]
     if len(request_line) > _MAX_LINE:
@@ -1081,20 +1082,43 @@ def _parse_head(text):
         raise _BadRequest(505, "unsupported HTTP version")
     if len(lines) > _MAX_HEADERS + 1:
         raise _BadRequest(431, "headers too large")
+    if len(text) > _MAX_LINE and any(len(line) > _MAX_LINE for line in lines):
+        raise _BadRequest(431, "headers too large")
     headers = {}
-    raw_headers = []
-    for line in lines[1:]:
-        if len(line) > _MAX_LINE:
-            raise _BadRequest(431, "headers too large")
+    repeated = None
+    del lines[0]
+    for line in lines:
         name, sep, value = line.partition(":")
         if not sep:
             raise _BadRequest(400, "bad header line")
         name = name.strip().lower()
         value = value.strip()
-        raw_headers.append((name, value))
-        prev = headers.get(name)
-        headers[name] = value if prev is None else prev + ", " + value
-    return method, target, version, headers, raw_headers
+        if name in headers:
+            if repeated is None:
+                repeated = {}
+            prev = headers[name]
+            values = repeated.get(name)
+            if values is None:
+                values = repeated[name] = [prev]
+            values.append(value)
+            headers[name] = prev + ", " + value
+        else:
+            headers[name] = value
+    return method, target, version, headers, repeated
+
+
+def _header_pairs(headers, repeated):
+    """The request's headers as (name, value) pairs, a repeated one once per value."""
+    if not repeated:
+        return list(headers.items())
+    out = []
+    for name, value in headers.items():
+        values = repeated.get(name)
+        if values is None:
+            out.append((name, value))
+        else:
+            out.extend((name, v) for v in values)
+    return out
 
 
 def _serve_connection(sock):
@@ -1130,7 +1154,7 @@ def _serve_connection(sock):
             rd.pos = body_start
             close = False
             try:
-                method, target, version, headers, raw_headers = \
+                method, target, version, headers, repeated = \
                     _parse_head(buf[pos:end].decode("latin-1"))
                 conn_hdr = headers.get("connection")
                 if version == "HTTP/1.0":
@@ -1172,8 +1196,8 @@ def _serve_connection(sock):
                 # An HTTP-trigger request: the header decides, whatever the
                 # client's method and path (it may well be POST /invoke).
                 try:
-                    status, reason, rh, rbody = _http_invoke(method, target, headers,
-                                                             raw_headers, body)
+                    status, reason, rh, rbody = _http_invoke(
+                        method, target, headers, _header_pairs(headers, repeated), body)
                 except Exception as e:  # bug in the bootstrap itself
                     status, reason, rh, rbody = 500, None, (("content-type", "application/json"),), \
                         json.dumps({"errorMessage": "runtime error: %r" % (e,),
