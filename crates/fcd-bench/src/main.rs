@@ -38,6 +38,9 @@ enum Scenario {
     Http,
     /// Asynchronous invocation (accepted calls/s), or skipped while fcd lacks it.
     Async,
+    /// 16 concurrent InvokeFunctions of a python3 function with instanceConcurrency 1 and no
+    /// instance: 16 instances start at once.
+    Burst,
     /// Everything; also writes target/bench/bench-<timestamp>.{md,json}.
     All,
 }
@@ -275,6 +278,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Payload,
             Scenario::Http,
             Scenario::Async,
+            Scenario::Burst,
         ],
         one => vec![one],
     };
@@ -286,6 +290,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Payload => bench.payload().await,
             Scenario::Http => bench.http().await,
             Scenario::Async => bench.asynchronous().await,
+            Scenario::Burst => bench.burst().await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = res {

@@ -33,7 +33,7 @@ pub(crate) fn find() -> Option<PathBuf> {
 
 /// A running nginx proxying every request to one upstream; stopped when dropped.
 pub(crate) struct Nginx {
-    _child: Guard,
+    child: Guard,
     pub(crate) addr: SocketAddr,
 }
 
@@ -119,9 +119,10 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        Ok(Nginx {
-            _child: child,
-            addr,
-        })
+        Ok(Nginx { child, addr })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 }

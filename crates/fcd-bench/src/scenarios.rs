@@ -71,6 +71,8 @@ const INSTANCES_USED: &str = "fcd_budget_instances_used";
 /// at the larger.
 const SLS_CONCURRENCY: [usize; 2] = [1, SLS_JUDGED_AT];
 const SLS_JUDGED_AT: usize = 16;
+/// The burst scenario's concurrent calls (and so instances started at once).
+const BURST_CALLS: usize = 16;
 /// One instance serves every worker, as the single standalone floor process does.
 const WARM_INSTANCE_CONCURRENCY: u32 = 100;
 
@@ -244,7 +246,7 @@ struct ColdSample {
 
 /// A standalone runtime process and where it listens.
 struct Standalone {
-    _child: Guard,
+    child: Guard,
     addr: SocketAddr,
     /// Spawn → first successful `POST /invoke`.
     start: Duration,
@@ -571,7 +573,7 @@ impl Bench {
                     )
                 })?;
         Ok(Standalone {
-            _child: child,
+            child,
             addr,
             start: answered - started,
         })
@@ -584,6 +586,7 @@ impl Bench {
             limit,
             body,
             echo,
+            cpu_of: Vec::new(),
         }
     }
 
@@ -628,26 +631,32 @@ impl Bench {
             let via_offline = offline
                 .as_ref()
                 .map(|o| Target::Plain(PlainPost::new(o.addr, sls::PATH)));
+            let server_pid = self.server()?.pid;
+            let direct_pid = direct_proc.child.0.id();
             for c in self.plan.warm_concurrency(floor) {
                 let spec = self.spec(c, Bytes::new(), self.plan.warm_limit(), false);
-                let f = load::run(&via_fcd, &spec)
+                let on = |pids: Vec<u32>| LoadSpec {
+                    cpu_of: pids,
+                    ..spec.clone()
+                };
+                let f = load::run(&via_fcd, &on(vec![server_pid]))
                     .await
                     .with_context(|| format!("warm {} c={c} through fcd", floor.runtime()))?;
-                let d = load::run(&direct, &spec)
+                let d = load::run(&direct, &on(vec![direct_pid]))
                     .await
                     .with_context(|| format!("warm {} c={c} direct", floor.runtime()))?;
-                if let Some(t) = &via_nginx {
-                    let n = load::run(t, &spec)
+                if let (Some(t), Some(ng)) = (&via_nginx, &nginx) {
+                    let n = load::run(t, &on(vec![ng.pid(), direct_pid]))
                         .await
                         .with_context(|| format!("warm {} c={c} through nginx", floor.runtime()))?;
                     self.report
                         .warm_nginx
                         .push(proxy_row(floor.runtime(), c, "nginx", n, &f, &d));
                 }
-                if let Some(t) = &via_offline
+                if let (Some(t), Some(sl)) = (&via_offline, &offline)
                     && SLS_CONCURRENCY.contains(&c)
                 {
-                    let o = load::run(t, &spec).await.with_context(|| {
+                    let o = load::run(t, &on(vec![sl.pid()])).await.with_context(|| {
                         format!("warm {} c={c} through serverless-offline", floor.runtime())
                     })?;
                     self.report
@@ -666,6 +675,76 @@ impl Bench {
         if self.pin.pinned() {
             self.note_instance_cpus();
         }
+        Ok(())
+    }
+
+    /// A burst of [`BURST_CALLS`] concurrent InvokeFunctions to a python3 function with no
+    /// instance and the default instanceConcurrency (1), so that as many instances start at
+    /// once: the first answer and the last, per sample (a fresh function each).
+    pub(crate) async fn burst(&mut self) -> Result<()> {
+        if self.python.is_none() {
+            self.report
+                .skipped
+                .push("burst: no python3 interpreter found".into());
+            return Ok(());
+        }
+        self.api()?.create_service().await?;
+        let samples = if self.plan.quick { 1 } else { 5 };
+        let (mut first, mut all, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+        let mut instances = 0.0;
+        for i in 0..samples {
+            let name = format!("burst-python-{i}");
+            let def = FunctionDef {
+                memory_mb: COLD_MEMORY_MB,
+                ..self.python_def(&name, 1)
+            };
+            let before = self.api()?.metric(INSTANCES_USED).await?;
+            self.api()?.create_function(&def).await?;
+            let target = self.fcd_target(&name)?;
+            let mut senders = Vec::new();
+            for _ in 0..BURST_CALLS {
+                senders.push(crate::http::connect(target.addr).await?);
+            }
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for mut sender in senders {
+                let target = target.clone();
+                tasks.push(tokio::spawn(async move {
+                    let req = target.request(&Bytes::new())?;
+                    let reply = send(&mut sender, req).await?;
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    Target::Fcd(target).check(&reply, &Bytes::new(), false)?;
+                    anyhow::Ok(ms)
+                }));
+            }
+            let mut sample = Vec::new();
+            for task in tasks {
+                sample.push(task.await.context("a burst call's task")??);
+            }
+            if i == 0 {
+                instances = self.api()?.metric(INSTANCES_USED).await? - before;
+            }
+            sample.sort_by(f64::total_cmp);
+            first.push(sample[0]);
+            all.push(sample[sample.len() - 1]);
+            calls.extend(sample);
+            self.api()?.delete_function(&name).await?;
+            self.api()?
+                .wait_instances_at_most(before, Duration::from_secs(30))
+                .await?;
+            let pid = self.server()?.pid;
+            sys::wait_quiet(pid, Duration::from_secs(5));
+        }
+        self.report.burst = Some(crate::report::BurstResult {
+            runtime: Floor::Python.runtime().into(),
+            calls: BURST_CALLS,
+            first_median_ms: median(&first),
+            all_median_ms: median(&all),
+            call_median_ms: median(&calls),
+            first_ms: first,
+            all_ms: all,
+            instances,
+        });
         Ok(())
     }
 

@@ -113,6 +113,11 @@ impl Drop for Offline {
 }
 
 impl Offline {
+    /// node's; the python processes it starts are below it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Installs (if needed) and starts serverless-offline in `dir` with `python`'s directory
     /// first on `PATH`; returns once the function's path answers 200.
     pub(crate) fn start(dir: &Path, node: &Path, python: &Path, pin: &Pinning) -> Result<Offline> {
