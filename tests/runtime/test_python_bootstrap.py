@@ -484,6 +484,14 @@ FILES = {
             return "flaky ok"
         '''),
     "pkg/sub/mod.py": "def handler(event, context):\n    return 'nested ' + __name__\n",
+    # No logging until a module imports it: the bootstrap configures it on that import.
+    "logless.py": ("import sys\n\n\ndef handler(event, context):\n"
+                   "    return str('logging' in sys.modules)\n"),
+    "importlog.py": ("import logging\n\nlogging.getLogger('lib').info('imported importlog')\n\n\n"
+                     "def handler(event, context):\n    logging.warning('called importlog')\n"
+                     "    return 'ok'\n"),
+    "ctxlog.py": ("def handler(event, context):\n"
+                  "    context.getLogger().info('ctx first')\n    return 'ok'\n"),
 }
 
 
@@ -926,6 +934,35 @@ def test_logger_format_and_markers(server, conn):
     printed = out.index("printed msg-42\n")
     end = out.index("FC Invoke End RequestId: %s\n" % rid)
     assert start < printed < end
+
+
+def test_logging_is_loaded_on_first_use_and_formatted(fresh_server):
+    """The bootstrap does not import logging at start-up; when user code does (here at
+    module import, during the first request of that module), records already carry FC's
+    format, import-time ones included."""
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, handler="logless.handler")[2] == b"False"
+    rid = new_rid()
+    assert call(c, handler="importlog.handler", rid=rid)[2] == b"ok"
+    assert call(c, handler="logless.handler")[2] == b"True"
+    err = srv.stderr()
+    ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.search(r"^%s %s \[INFO\] imported importlog$" % (ts, re.escape(rid)), err, re.M), err
+    assert re.search(r"^%s %s \[WARNING\] called importlog$" % (ts, re.escape(rid)), err, re.M), err
+    c.close()
+
+
+def test_context_logger_before_any_logging_import(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, handler="logless.handler")[2] == b"False"
+    rid = new_rid()
+    assert call(c, handler="ctxlog.handler", rid=rid)[2] == b"ok"
+    ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    err = srv.stderr()
+    assert re.search(r"^%s %s \[INFO\] ctx first$" % (ts, re.escape(rid)), err, re.M), err
+    c.close()
 
 
 def test_context_logger_is_per_request(server):

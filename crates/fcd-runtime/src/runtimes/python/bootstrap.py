@@ -119,42 +119,48 @@ for _s in (_OUT, _ERR):
 import threading  # noqa: E402
 import time  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
-
 _LOG_RECORD_LIMIT = 128 * 1024
 
 # Request id of the most recently started request; used by the root logger
 # (process-global, as in FC: may be wrong under instance concurrency > 1).
 _current_request_id = ""
 
-
-class _FCFormatter(logging.Formatter):
-    converter = time.gmtime
-
-    def format(self, record):
-        if not hasattr(record, "fc_request_id"):
-            record.fc_request_id = _current_request_id
-        s = logging.Formatter.format(self, record)
-        if len(s) > _LOG_RECORD_LIMIT:
-            s = s[:_LOG_RECORD_LIMIT]
-        return s
+# `logging` (~4 ms of imports) is loaded only when something uses it: user
+# code importing it (directly or through a library), or context.getLogger().
+# Whenever it is first imported, the root logger is given FC's format before
+# the importing code goes on, so records look the same as if it had been
+# configured at start-up.  A prepared instance imports it up front.
+_RequestLogger = None
 
 
-class _RequestLogger(logging.Logger):
-    """A logger bound to one request id; propagates to the root handlers."""
+def _setup_logging(logging):
+    """FC's root handler and level; the per-request logger class."""
+    global _RequestLogger
 
-    def __init__(self, request_id):
-        logging.Logger.__init__(self, "fc_request_logger")
-        self.parent = logging.root
-        self._fc_request_id = request_id
+    class _FCFormatter(logging.Formatter):
+        converter = time.gmtime
 
-    def makeRecord(self, *args, **kwargs):
-        rv = logging.Logger.makeRecord(self, *args, **kwargs)
-        rv.fc_request_id = self._fc_request_id
-        return rv
+        def format(self, record):
+            if not hasattr(record, "fc_request_id"):
+                record.fc_request_id = _current_request_id
+            s = logging.Formatter.format(self, record)
+            if len(s) > _LOG_RECORD_LIMIT:
+                s = s[:_LOG_RECORD_LIMIT]
+            return s
 
+    class RequestLogger(logging.Logger):
+        """A logger bound to one request id; propagates to the root handlers."""
 
-def _setup_logging():
+        def __init__(self, request_id):
+            logging.Logger.__init__(self, "fc_request_logger")
+            self.parent = logging.root
+            self._fc_request_id = request_id
+
+        def makeRecord(self, *args, **kwargs):
+            rv = logging.Logger.makeRecord(self, *args, **kwargs)
+            rv.fc_request_id = self._fc_request_id
+            return rv
+
     level = logging.INFO
     name = _LOG_LEVEL_NAME.strip()
     if name:
@@ -173,6 +179,62 @@ def _setup_logging():
         "%Y-%m-%dT%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level)
+    _RequestLogger = RequestLogger
+
+
+class _LoggingLoader(object):
+    """Loads `logging` with the loader found for it, then configures it."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        self._inner.exec_module(module)
+        _setup_logging(module)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class _LoggingFinder(object):
+    """A sys.meta_path entry that sees the first import of `logging` only."""
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname != "logging":
+            return None
+        try:
+            sys.meta_path.remove(cls)
+        except ValueError:
+            pass
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _LoggingLoader(spec.loader)
+                return spec
+        return None
+
+
+def _init_logging():
+    """Configure `logging` now if it is loaded, else when it first is."""
+    mod = sys.modules.get("logging")
+    if mod is not None:
+        _setup_logging(mod)
+    else:
+        sys.meta_path.insert(0, _LoggingFinder)
+
+
+def _request_logger(request_id):
+    if _RequestLogger is None:
+        import logging
+        if _RequestLogger is None:  # imported before the finder was installed
+            _setup_logging(logging)
+    return _RequestLogger(request_id)
 
 
 def _utc_stamp():
@@ -426,7 +488,7 @@ class FCContext(object):
     def getLogger(self):
         lg = self._logger
         if lg is None:
-            lg = self._logger = _RequestLogger(self.request_id)
+            lg = self._logger = _request_logger(self.request_id)
         return lg
 
     def to_json(self):
@@ -1263,7 +1325,7 @@ def main():
     signal.signal(signal.SIGTERM, _on_sigterm)
     _scrub_env()
     _setup_sys_path()
-    _setup_logging()
+    _init_logging()
     try:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
