@@ -484,6 +484,14 @@ FILES = {
             return "flaky ok"
         '''),
     "pkg/sub/mod.py": "def handler(event, context):\n    return 'nested ' + __name__\n",
+    # No logging until a module imports it: the bootstrap configures it on that import.
+    "logless.py": ("import sys\n\n\ndef handler(event, context):\n"
+                   "    return str('logging' in sys.modules)\n"),
+    "importlog.py": ("import logging\n\nlogging.getLogger('lib').info('imported importlog')\n\n\n"
+                     "def handler(event, context):\n    logging.warning('called importlog')\n"
+                     "    return 'ok'\n"),
+    "ctxlog.py": ("def handler(event, context):\n"
+                  "    context.getLogger().info('ctx first')\n    return 'ok'\n"),
 }
 
 
@@ -928,6 +936,35 @@ def test_logger_format_and_markers(server, conn):
     assert start < printed < end
 
 
+def test_logging_is_loaded_on_first_use_and_formatted(fresh_server):
+    """The bootstrap does not import logging at start-up; when user code does (here at
+    module import, during the first request of that module), records already carry FC's
+    format, import-time ones included."""
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, handler="logless.handler")[2] == b"False"
+    rid = new_rid()
+    assert call(c, handler="importlog.handler", rid=rid)[2] == b"ok"
+    assert call(c, handler="logless.handler")[2] == b"True"
+    err = srv.stderr()
+    ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.search(r"^%s %s \[INFO\] imported importlog$" % (ts, re.escape(rid)), err, re.M), err
+    assert re.search(r"^%s %s \[WARNING\] called importlog$" % (ts, re.escape(rid)), err, re.M), err
+    c.close()
+
+
+def test_context_logger_before_any_logging_import(fresh_server):
+    srv = fresh_server()
+    c = srv.connection()
+    assert call(c, handler="logless.handler")[2] == b"False"
+    rid = new_rid()
+    assert call(c, handler="ctxlog.handler", rid=rid)[2] == b"ok"
+    ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    err = srv.stderr()
+    assert re.search(r"^%s %s \[INFO\] ctx first$" % (ts, re.escape(rid)), err, re.M), err
+    c.close()
+
+
 def test_context_logger_is_per_request(server):
     ca, cb = server.connection(), server.connection()
     rid_a, rid_b = new_rid(), new_rid()
@@ -1304,6 +1341,111 @@ def test_keepalive_100_requests(server):
         assert headers.get("connection", "").lower() != "close"
         assert c.sock is sock and sock.getsockname() == local
     c.close()
+
+
+def _raw_request(body=b"", handler="index.echo", rid="raw", extra=b"", eol=b"\r\n"):
+    head = [b"POST /invoke HTTP/1.1", b"host: x", b"x-fc-request-id: " + rid.encode(),
+            b"x-fc-function-handler: " + handler.encode(),
+            b"content-length: " + str(len(body)).encode()]
+    return eol.join(head) + eol + extra + eol + body
+
+
+def _read_responses(sock, n):
+    """`n` responses from `sock`: a list of (status, headers dict, body)."""
+    buf = b""
+    out = []
+    while len(out) < n:
+        i = buf.find(b"\r\n\r\n")
+        if i >= 0:
+            lines = buf[:i].decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            length = int(headers.get("content-length", "0"))
+            if len(buf) >= i + 4 + length:
+                out.append((int(lines[0].split()[1]), headers, buf[i + 4:i + 4 + length]))
+                buf = buf[i + 4 + length:]
+                continue
+        data = sock.recv(1 << 20)
+        assert data, "connection closed after %d responses" % len(out)
+        buf += data
+    return out
+
+
+def test_pipelined_requests_in_one_write(server):
+    """Requests sent back to back in one segment are answered in order."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    bodies = [("pipelined %d" % i).encode() * (i + 1) for i in range(20)]
+    sock.sendall(b"\r\n".join([b""] + [_raw_request(b, rid="p%d" % i)
+                                       for i, b in enumerate(bodies)]))
+    replies = _read_responses(sock, len(bodies))
+    assert [r[2] for r in replies] == bodies
+    assert all(r[0] == 200 and r[1]["x-fc-status"] == "200" for r in replies)
+    sock.close()
+
+
+def test_request_split_into_single_bytes(server):
+    """A head and body that arrive a byte at a time (every split point) still parse."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw = _raw_request(b"trickled body") + _raw_request(b"second")
+    for i in range(len(raw)):
+        sock.sendall(raw[i:i + 1])
+    replies = _read_responses(sock, 2)
+    assert [r[2] for r in replies] == [b"trickled body", b"second"]
+    sock.close()
+
+
+def test_bare_lf_line_ends(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.sendall(_raw_request(b"lf only", eol=b"\n") + _raw_request(b"crlf"))
+    replies = _read_responses(sock, 2)
+    assert [r[2] for r in replies] == [b"lf only", b"crlf"]
+    sock.close()
+
+
+def test_large_body_followed_by_pipelined_request(server):
+    """A body bigger than one receive, with the next request in the same stream: the
+    first body is exact and the second request is not swallowed by it."""
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sender = threading.Thread(
+        target=sock.sendall, args=(_raw_request(big) + _raw_request(b"after"),))
+    sender.start()
+    replies = _read_responses(sock, 2)
+    sender.join(TIMEOUT)
+    assert replies[0][2] == big
+    assert replies[1][2] == b"after"
+    sock.close()
+
+
+def test_oversized_head_is_refused(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    line = b"x-filler: " + b"a" * 1000 + b"\r\n"
+    try:
+        sock.sendall(b"POST /invoke HTTP/1.1\r\n" + line * 1100)
+    except OSError:
+        pass  # the runtime may answer and close before taking it all
+    status = _read_responses(sock, 1)[0][0]
+    assert status == 431
+    sock.close()
+
+
+def test_chunked_body_in_many_segments(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = (b"POST /invoke HTTP/1.1\r\nhost: x\r\nx-fc-request-id: ch\r\n"
+            b"x-fc-function-handler: index.echo\r\ntransfer-encoding: chunked\r\n\r\n")
+    parts = [b"5;ext=1\r\nhello\r\n", b"6\r\n", b" world", b"\r\n", b"0\r\n", b"x-t: 1\r\n\r\n"]
+    sock.sendall(head)
+    for p in parts:
+        sock.sendall(p)
+        time.sleep(0.01)
+    sock.sendall(_raw_request(b"next"))
+    replies = _read_responses(sock, 2)
+    assert [r[2] for r in replies] == [b"hello world", b"next"]
+    sock.close()
 
 
 def test_connection_close_is_honoured(server):

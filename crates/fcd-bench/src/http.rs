@@ -352,6 +352,34 @@ impl DirectHttp {
     }
 }
 
+/// A plain `POST {path}` with the client headers of [`ProxyRequest`]: a function behind
+/// another server's HTTP route (serverless-offline's API Gateway emulation).
+#[derive(Debug, Clone)]
+pub(crate) struct PlainPost {
+    pub(crate) addr: SocketAddr,
+    host: HeaderValue,
+    path: String,
+}
+
+impl PlainPost {
+    pub(crate) fn new(addr: SocketAddr, path: &str) -> Self {
+        PlainPost {
+            addr,
+            host: host_value(addr),
+            path: path.to_owned(),
+        }
+    }
+
+    pub(crate) fn request(&self, body: &Bytes) -> Result<Request<Full<Bytes>>> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(&self.path)
+            .body(Full::new(body.clone()))?;
+        *req.headers_mut() = client_headers(&self.host, body);
+        Ok(req)
+    }
+}
+
 /// What the load generator sends.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
@@ -361,6 +389,8 @@ pub(crate) enum Target {
     Proxy(ProxyRequest),
     /// An HTTP trigger's request straight to the runtime.
     DirectHttp(DirectHttp),
+    /// A plain POST to another server's route for a function.
+    Plain(PlainPost),
 }
 
 impl Target {
@@ -370,6 +400,7 @@ impl Target {
             Target::Direct(d) => d.addr,
             Target::Proxy(p) => p.addr,
             Target::DirectHttp(d) => d.addr,
+            Target::Plain(p) => p.addr,
         }
     }
 
@@ -379,6 +410,7 @@ impl Target {
             Target::Direct(d) => d.request(body),
             Target::Proxy(p) => p.request(body),
             Target::DirectHttp(d) => d.request(body),
+            Target::Plain(p) => p.request(body),
         }
     }
 
@@ -390,6 +422,11 @@ impl Target {
                     bail!("async invoke answered {}", reply.describe());
                 }
                 return Ok(());
+            }
+            Target::Plain(_) => {
+                if reply.status != 200 {
+                    bail!("the server answered {}", reply.describe());
+                }
             }
             Target::Fcd(_) | Target::Proxy(_) => {
                 // An HTTP function's status is its own; the benchmark's functions answer 200.

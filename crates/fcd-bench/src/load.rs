@@ -33,6 +33,9 @@ pub(crate) struct LoadSpec {
     pub(crate) body: Bytes,
     /// Check that the response body equals the request body.
     pub(crate) echo: bool,
+    /// Processes whose CPU time (with their descendants') during the measured phase is
+    /// reported per request: the server side of the target.
+    pub(crate) cpu_of: Vec<u32>,
 }
 
 /// What one load run measured.
@@ -49,6 +52,9 @@ pub(crate) struct LoadStats {
     pub(crate) max_us: f64,
     /// Request payload bytes per second (the same again comes back when echoed).
     pub(crate) mb_per_s: f64,
+    /// CPU time of the server side ([`LoadSpec::cpu_of`]) per request of the measured phase,
+    /// in microseconds: what the target costs whatever else runs on the machine.
+    pub(crate) server_cpu_us: Option<f64>,
 }
 
 struct WorkerResult {
@@ -114,7 +120,8 @@ pub(crate) async fn run(target: &Target, spec: &LoadSpec) -> Result<LoadStats> {
     let target = Arc::new(target.clone());
     let spec = Arc::new(spec.clone());
     let c = spec.concurrency.max(1);
-    let barrier = Arc::new(tokio::sync::Barrier::new(c));
+    // The workers and this task: the CPU count starts when the measured phase does.
+    let barrier = Arc::new(tokio::sync::Barrier::new(c + 1));
     let warm_until = Instant::now() + spec.warmup;
     let mut set = tokio::task::JoinSet::new();
     for id in 0..c {
@@ -126,6 +133,24 @@ pub(crate) async fn run(target: &Target, spec: &LoadSpec) -> Result<LoadStats> {
             barrier.clone(),
         ));
     }
+    let cpu_ns = || -> u64 {
+        spec.cpu_of
+            .iter()
+            .map(|&p| crate::sys::tree_cpu_total_ns(p))
+            .sum()
+    };
+    // A worker that fails during the warm-up never reaches the barrier.
+    let cpu_start = tokio::select! {
+        _ = barrier.wait() => Some(cpu_ns()),
+        Some(joined) = set.join_next() => {
+            set.abort_all();
+            return match joined {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(_)) => Err(anyhow!("a load worker ended before the measured phase")),
+                Err(e) => Err(anyhow!("load worker failed: {e}")),
+            };
+        }
+    };
     let mut results = Vec::with_capacity(c);
     while let Some(joined) = set.join_next().await {
         match joined {
@@ -150,8 +175,13 @@ pub(crate) async fn run(target: &Target, spec: &LoadSpec) -> Result<LoadStats> {
         .map(|r| r.ended)
         .max()
         .ok_or_else(|| anyhow!("no worker ran"))?;
+    let cpu_used = cpu_start.map(|s| cpu_ns().saturating_sub(s));
     let mut all: Vec<u64> = results.into_iter().flat_map(|r| r.latencies).collect();
-    Ok(stats(c, &mut all, ended - started, spec.body.len()))
+    let mut st = stats(c, &mut all, ended - started, spec.body.len());
+    if !spec.cpu_of.is_empty() && st.requests > 0 {
+        st.server_cpu_us = cpu_used.map(|ns| ns as f64 / 1000.0 / st.requests as f64);
+    }
+    Ok(st)
 }
 
 /// Nearest-rank percentile of sorted nanoseconds, in microseconds.
@@ -184,6 +214,7 @@ fn stats(concurrency: usize, lat: &mut [u64], elapsed: Duration, payload: usize)
         mean_us: mean,
         max_us: lat.last().map_or(0.0, |&x| x as f64 / 1000.0),
         mb_per_s: (n * payload) as f64 / seconds / 1_000_000.0,
+        server_cpu_us: None,
     }
 }
 

@@ -6,9 +6,11 @@
 
 mod http;
 mod load;
+mod nginx;
 mod report;
 mod scenarios;
 mod server;
+mod sls;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ enum Scenario {
     Http,
     /// Asynchronous invocation (accepted calls/s), or skipped while fcd lacks it.
     Async,
+    /// 16 concurrent InvokeFunctions of a python3 function with instanceConcurrency 1 and no
+    /// instance: 16 instances start at once.
+    Burst,
     /// Everything; also writes target/bench/bench-<timestamp>.{md,json}.
     All,
 }
@@ -63,6 +68,11 @@ struct Cli {
     /// Concurrencies of the warm scenario.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64])]
     concurrency: Vec<usize>,
+    /// Also measure python3 behind serverless-offline in the warm scenario (installs
+    /// serverless@3 and serverless-offline@13.9.0 with npm on first use; needs node and npm),
+    /// at c=1 and 16, and fcd's python3 at c=16 too.
+    #[arg(long)]
+    serverless_offline: bool,
 }
 
 fn main() -> ExitCode {
@@ -205,6 +215,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
         quick: cli.quick,
         duration: cli.duration.map(Duration::from_secs_f64),
         concurrency: cli.concurrency.clone(),
+        serverless_offline: cli.serverless_offline,
     };
     let mut report = Report {
         scenario: format!("{:?}", cli.scenario).to_lowercase(),
@@ -267,6 +278,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Payload,
             Scenario::Http,
             Scenario::Async,
+            Scenario::Burst,
         ],
         one => vec![one],
     };
@@ -278,6 +290,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Payload => bench.payload().await,
             Scenario::Http => bench.http().await,
             Scenario::Async => bench.asynchronous().await,
+            Scenario::Burst => bench.burst().await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = res {

@@ -54,6 +54,68 @@ pub(crate) struct WarmRow {
     pub(crate) p50_overhead_us: f64,
 }
 
+/// The warm scenario's third column: the same standalone runtime behind another server
+/// (nginx as a bare reverse proxy), beside fcd and direct at the same concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProxyRow {
+    pub(crate) runtime: String,
+    pub(crate) concurrency: usize,
+    /// What stands in front of the runtime (`nginx`).
+    pub(crate) proxy: String,
+    pub(crate) stats: LoadStats,
+    pub(crate) direct_p50_us: f64,
+    pub(crate) fcd_p50_us: f64,
+    pub(crate) fcd_rps: f64,
+    /// proxy p50 − direct p50.
+    pub(crate) proxy_overhead_us: f64,
+    /// fcd p50 − direct p50.
+    pub(crate) fcd_overhead_us: f64,
+    /// fcd's p50 overhead / the proxy's.
+    pub(crate) overhead_ratio: f64,
+    /// fcd req/s / the proxy's req/s.
+    pub(crate) throughput_ratio: f64,
+}
+
+/// The payload scenario's nginx column for one body size.
+#[derive(Debug, Serialize)]
+pub(crate) struct PayloadProxyRow {
+    pub(crate) label: String,
+    pub(crate) stats: LoadStats,
+    /// nginx MB/s / direct MB/s.
+    pub(crate) proxy_share_of_direct: f64,
+    /// fcd MB/s / nginx MB/s.
+    pub(crate) fcd_over_proxy: f64,
+}
+
+/// A python3 no-op behind serverless-offline (the local emulator of AWS Lambda and API
+/// Gateway), beside the same function through fcd at the same concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct EmulatorRow {
+    pub(crate) runtime: String,
+    pub(crate) concurrency: usize,
+    pub(crate) stats: LoadStats,
+    pub(crate) fcd: LoadStats,
+    /// fcd req/s / serverless-offline req/s.
+    pub(crate) fcd_throughput_ratio: f64,
+}
+
+/// A burst of concurrent calls to a function with no instance and instanceConcurrency 1.
+#[derive(Debug, Serialize)]
+pub(crate) struct BurstResult {
+    pub(crate) runtime: String,
+    pub(crate) calls: usize,
+    /// Per sample: the first answer, after the calls were sent together.
+    pub(crate) first_ms: Vec<f64>,
+    /// Per sample: the last answer (every call answered).
+    pub(crate) all_ms: Vec<f64>,
+    pub(crate) first_median_ms: f64,
+    pub(crate) all_median_ms: f64,
+    /// Median over every call of every sample.
+    pub(crate) call_median_ms: f64,
+    /// Instances fcd had after the first sample's calls (`fcd_budget_instances_used`).
+    pub(crate) instances: f64,
+}
+
 /// A runtime's own start-up, without fcd.
 #[derive(Debug, Serialize)]
 pub(crate) struct Baseline {
@@ -181,6 +243,13 @@ pub(crate) struct Report {
     pub(crate) notes: Vec<String>,
     pub(crate) server: Option<ServerStats>,
     pub(crate) warm: Vec<WarmRow>,
+    /// The warm scenario's nginx column (custom fixture), when nginx is installed.
+    pub(crate) warm_nginx: Vec<ProxyRow>,
+    /// python3 behind serverless-offline (`--serverless-offline`).
+    pub(crate) warm_serverless_offline: Vec<EmulatorRow>,
+    /// The payload scenario's nginx column, when nginx is installed.
+    pub(crate) payload_nginx: Vec<PayloadProxyRow>,
+    pub(crate) burst: Option<BurstResult>,
     pub(crate) cold: Vec<ColdRow>,
     pub(crate) payload: Vec<PayloadRow>,
     pub(crate) http: Vec<HttpRow>,
@@ -196,6 +265,11 @@ fn us(x: f64) -> String {
     } else {
         format!("{x:.0} µs")
     }
+}
+
+/// A server-side CPU time per request, or "?" where it was not measured.
+fn cpu(x: Option<f64>) -> String {
+    x.map_or_else(|| "?".into(), |v| format!("{v:.0} µs"))
 }
 
 fn signed_us(x: f64) -> String {
@@ -260,6 +334,48 @@ impl Report {
             }),
             met: row.map(|r| r.throughput_ratio >= 0.6),
         });
+        let nginx = |c: usize| {
+            self.warm_nginx
+                .iter()
+                .find(|r| r.runtime == "custom" && r.concurrency == c)
+        };
+        if let Some(r) = nginx(1) {
+            v.push(Verdict {
+                target: "warm custom, c=1: fcd p50 overhead over direct ≤ nginx's",
+                measured: format!(
+                    "{} vs nginx {}",
+                    signed_us(r.fcd_overhead_us),
+                    signed_us(r.proxy_overhead_us)
+                ),
+                met: Some(r.fcd_overhead_us <= r.proxy_overhead_us),
+            });
+        }
+        if let Some(r) = nginx(8) {
+            v.push(Verdict {
+                target: "warm custom, c=8: fcd req/s ≥ nginx's",
+                measured: format!(
+                    "{:.0} % ({:.0} vs {:.0} req/s)",
+                    r.throughput_ratio * 100.0,
+                    r.fcd_rps,
+                    r.stats.rps
+                ),
+                met: Some(r.throughput_ratio >= 1.0),
+            });
+        }
+        if let Some(r) = self
+            .warm_serverless_offline
+            .iter()
+            .find(|r| r.concurrency == 16)
+        {
+            v.push(Verdict {
+                target: "warm python3, c=16: fcd req/s ≥ 5× serverless-offline's",
+                measured: format!(
+                    "{:.2}× ({:.0} vs {:.0} req/s)",
+                    r.fcd_throughput_ratio, r.fcd.rps, r.stats.rps
+                ),
+                met: Some(r.fcd_throughput_ratio >= 5.0),
+            });
+        }
         let row = warm("python3", 1);
         v.push(Verdict {
             target: "warm python3, c=1: fcd p50 ≤ 0.3 ms",
@@ -469,13 +585,15 @@ impl Report {
             let _ = writeln!(
                 o,
                 "\n## Warm: no-op synchronous invocations\n\n\
-                 | runtime | c | fcd p50 | fcd p90 | fcd p99 | fcd req/s | direct p50 | direct p90 | direct p99 | direct req/s | p50 overhead | p50 fcd/direct | req/s fcd/direct |\n\
-                 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+                 *CPU/req*: CPU time of the server side (fcd and its instances; the floor process) per request, \
+                 from the processes' `utime + stime` over the measured phase (10 ms ticks).\n\n\
+                 | runtime | c | fcd p50 | fcd p90 | fcd p99 | fcd req/s | direct p50 | direct p90 | direct p99 | direct req/s | p50 overhead | p50 fcd/direct | req/s fcd/direct | fcd CPU/req | direct CPU/req |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
             );
             for r in &self.warm {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {:.2}× | {:.0} % |",
+                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {:.2}× | {:.0} % | {} | {} |",
                     r.runtime,
                     r.concurrency,
                     us(r.fcd.p50_us),
@@ -488,7 +606,67 @@ impl Report {
                     r.direct.rps,
                     signed_us(r.p50_overhead_us),
                     r.latency_ratio,
-                    r.throughput_ratio * 100.0
+                    r.throughput_ratio * 100.0,
+                    cpu(r.fcd.server_cpu_us),
+                    cpu(r.direct.server_cpu_us)
+                );
+            }
+        }
+
+        if !self.warm_nginx.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Warm: nginx as a bare reverse proxy in front of the same runtime\n\n\
+                 The standalone runtime of the rows above behind nginx (one worker, upstream keep-alive, pinned like fcd), \
+                 called with the same unsigned request as *direct*. Goals: fcd's p50 overhead at c=1 ≤ nginx's; fcd's req/s at c=8 ≥ nginx's.\n\n\
+                 | runtime | c | nginx p50 | nginx p99 | nginx req/s | nginx p50 overhead | fcd p50 overhead | overhead fcd/nginx | req/s fcd/nginx | nginx + runtime CPU/req |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.warm_nginx {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {:.0} | {} | {} | {:.2}× | {:.0} % | {} |",
+                    r.runtime,
+                    r.concurrency,
+                    us(r.stats.p50_us),
+                    us(r.stats.p99_us),
+                    r.stats.rps,
+                    signed_us(r.proxy_overhead_us),
+                    signed_us(r.fcd_overhead_us),
+                    r.overhead_ratio,
+                    r.throughput_ratio * 100.0,
+                    cpu(r.stats.server_cpu_us)
+                );
+            }
+        }
+
+        if !self.warm_serverless_offline.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Warm: python3 through serverless-offline\n\n\
+                 The same no-op python handler behind `serverless offline` (an `http` event, `POST /dev/invoke`, the same \
+                 interpreter, pinned like fcd). Goal: fcd's python3 req/s at c=16 ≥ 5× serverless-offline's.\n\n\
+                 | runtime | c | serverless-offline p50 | p99 | req/s | CPU/req | fcd p50 | fcd req/s | fcd CPU/req | req/s fcd ÷ serverless-offline | CPU/req serverless-offline ÷ fcd |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.warm_serverless_offline {
+                let cpu_ratio = match (r.stats.server_cpu_us, r.fcd.server_cpu_us) {
+                    (Some(s), Some(f)) if f > 0.0 => format!("{:.2}×", s / f),
+                    _ => "?".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {} | {:.2}× | {cpu_ratio} |",
+                    r.runtime,
+                    r.concurrency,
+                    us(r.stats.p50_us),
+                    us(r.stats.p99_us),
+                    r.stats.rps,
+                    cpu(r.stats.server_cpu_us),
+                    us(r.fcd.p50_us),
+                    r.fcd.rps,
+                    cpu(r.fcd.server_cpu_us),
+                    r.fcd_throughput_ratio
                 );
             }
         }
@@ -585,6 +763,52 @@ impl Report {
                     r.throughput_ratio * 100.0
                 );
             }
+        }
+
+        if !self.payload_nginx.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Payload: nginx in front of the same fixture\n\n\
+                 | size | nginx p50 | nginx MB/s | MB/s nginx/direct | MB/s fcd/nginx |\n\
+                 |---|--:|--:|--:|--:|"
+            );
+            for r in &self.payload_nginx {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {:.1} | {:.0} % | {:.0} % |",
+                    r.label,
+                    us(r.stats.p50_us),
+                    r.stats.mb_per_s,
+                    r.proxy_share_of_direct * 100.0,
+                    r.fcd_over_proxy * 100.0
+                );
+            }
+        }
+
+        if let Some(b) = &self.burst {
+            let _ = writeln!(
+                o,
+                "\n## Burst: {} concurrent calls to a {} function with no instance (instanceConcurrency 1)\n\n\
+                 Each sample creates the function (memorySize 128), sends the calls together, each on its own connection, \
+                 times them to their answers and deletes the function. fcd had {} instance(s) after the first sample's calls.\n\n\
+                 | first answer (median) | every call answered (median) | per call (median of all) | samples: first / all (ms) |\n\
+                 |--:|--:|--:|---|",
+                b.calls, b.runtime, b.instances
+            );
+            let samples: Vec<String> = b
+                .first_ms
+                .iter()
+                .zip(&b.all_ms)
+                .map(|(f, a)| format!("{f:.1} / {a:.1}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "| {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+                b.first_median_ms,
+                b.all_median_ms,
+                b.call_median_ms,
+                samples.join(", ")
+            );
         }
 
         if !self.http.is_empty() {

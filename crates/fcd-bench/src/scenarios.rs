@@ -11,14 +11,16 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
 use crate::http::{
-    DirectHttp, DirectInvoke, FcdInvoke, ProxyRequest, Target, send, wait_first_response,
+    DirectHttp, DirectInvoke, FcdInvoke, PlainPost, ProxyRequest, Target, send, wait_first_response,
 };
 use crate::load::{self, Limit, LoadSpec, LoadStats, median};
+use crate::nginx::{self, Nginx};
 use crate::report::{
-    AsyncResult, Baseline, ColdRow, ColdStats, DrainRow, HttpRow, PayloadRow, Report, ServerStats,
-    WarmRow,
+    AsyncResult, Baseline, ColdRow, ColdStats, DrainRow, HttpRow, PayloadProxyRow, PayloadRow,
+    ProxyRow, Report, ServerStats, WarmRow,
 };
 use crate::server::{self, Api, FcdServer, FunctionDef, SERVICE};
+use crate::sls;
 use crate::sys::{self, Guard, Pinning};
 
 /// The Python bootstrap fcd runs its python3 functions with; the python floor runs it alone.
@@ -65,6 +67,12 @@ const HTTP_BODY_BYTES: usize = 128;
 const HTTP_CONCURRENCY: [usize; 2] = [1, 8];
 /// The gauge of instances holding a share of fcd's budget (prewarmed jails hold none).
 const INSTANCES_USED: &str = "fcd_budget_instances_used";
+/// The concurrencies python3 is measured at behind serverless-offline; the target is judged
+/// at the larger.
+const SLS_CONCURRENCY: [usize; 2] = [1, SLS_JUDGED_AT];
+const SLS_JUDGED_AT: usize = 16;
+/// The burst scenario's concurrent calls (and so instances started at once).
+const BURST_CALLS: usize = 16;
 /// One instance serves every worker, as the single standalone floor process does.
 const WARM_INSTANCE_CONCURRENCY: u32 = 100;
 
@@ -76,6 +84,8 @@ pub(crate) struct Plan {
     pub(crate) duration: Option<Duration>,
     /// The warm scenario's concurrencies.
     pub(crate) concurrency: Vec<usize>,
+    /// python3 behind serverless-offline too, in the warm scenario.
+    pub(crate) serverless_offline: bool,
 }
 
 impl Plan {
@@ -143,6 +153,17 @@ impl Plan {
             ("1 MB", 1024 * 1024, timed),
             ("16 MB", 16 * 1024 * 1024, large),
         ]
+    }
+
+    /// The warm scenario's concurrencies for `floor`: python3 adds 16 (the concurrency the
+    /// serverless-offline comparison is judged at) when that comparison runs.
+    fn warm_concurrency(&self, floor: Floor) -> Vec<usize> {
+        let mut c = self.concurrency.clone();
+        if self.serverless_offline && floor == Floor::Python && !c.contains(&SLS_JUDGED_AT) {
+            c.push(SLS_JUDGED_AT);
+            c.sort_unstable();
+        }
+        c
     }
 
     fn sign_iterations(&self) -> usize {
@@ -234,7 +255,7 @@ struct ColdSample {
 
 /// A standalone runtime process and where it listens.
 struct Standalone {
-    _child: Guard,
+    child: Guard,
     addr: SocketAddr,
     /// Spawn → first successful `POST /invoke`.
     start: Duration,
@@ -561,7 +582,7 @@ impl Bench {
                     )
                 })?;
         Ok(Standalone {
-            _child: child,
+            child,
             addr,
             start: answered - started,
         })
@@ -574,10 +595,13 @@ impl Bench {
             limit,
             body,
             echo,
+            cpu_of: Vec::new(),
         }
     }
 
-    /// Warm no-op invocations at several concurrencies, through fcd and direct.
+    /// Warm no-op invocations at several concurrencies, through fcd and direct; for the custom
+    /// fixture also behind nginx (when installed), for python3 also behind serverless-offline
+    /// (with `--serverless-offline`).
     pub(crate) async fn warm(&mut self) -> Result<()> {
         self.deploy_warm().await?;
         let mut floors = vec![Floor::Fixture];
@@ -596,14 +620,64 @@ impl Bench {
                 floor.function(),
             )?);
             let via_fcd = Target::Fcd(self.fcd_target(floor.function())?);
-            for c in self.plan.concurrency.clone() {
+            let nginx = match floor {
+                Floor::Fixture => self.start_nginx(direct_proc.addr, "warm")?,
+                Floor::Python | Floor::PythonHttp | Floor::Node => None,
+            };
+            let via_nginx = match &nginx {
+                Some(n) => Some(Target::Direct(DirectInvoke::new(
+                    n.addr,
+                    floor.handler(),
+                    floor.function(),
+                )?)),
+                None => None,
+            };
+            let offline = if floor == Floor::Python && self.plan.serverless_offline {
+                Some(self.start_serverless_offline()?)
+            } else {
+                None
+            };
+            let via_offline = offline
+                .as_ref()
+                .map(|o| Target::Plain(PlainPost::new(o.addr, sls::PATH)));
+            let server_pid = self.server()?.pid;
+            let direct_pid = direct_proc.child.0.id();
+            for c in self.plan.warm_concurrency(floor) {
                 let spec = self.spec(c, Bytes::new(), self.plan.warm_limit(), false);
-                let f = load::run(&via_fcd, &spec)
+                let on = |pids: Vec<u32>| LoadSpec {
+                    cpu_of: pids,
+                    ..spec.clone()
+                };
+                let f = load::run(&via_fcd, &on(vec![server_pid]))
                     .await
                     .with_context(|| format!("warm {} c={c} through fcd", floor.runtime()))?;
-                let d = load::run(&direct, &spec)
+                let d = load::run(&direct, &on(vec![direct_pid]))
                     .await
                     .with_context(|| format!("warm {} c={c} direct", floor.runtime()))?;
+                if let (Some(t), Some(ng)) = (&via_nginx, &nginx) {
+                    let n = load::run(t, &on(vec![ng.pid(), direct_pid]))
+                        .await
+                        .with_context(|| format!("warm {} c={c} through nginx", floor.runtime()))?;
+                    self.report
+                        .warm_nginx
+                        .push(proxy_row(floor.runtime(), c, "nginx", n, &f, &d));
+                }
+                if let (Some(t), Some(sl)) = (&via_offline, &offline)
+                    && SLS_CONCURRENCY.contains(&c)
+                {
+                    let o = load::run(t, &on(vec![sl.pid()])).await.with_context(|| {
+                        format!("warm {} c={c} through serverless-offline", floor.runtime())
+                    })?;
+                    self.report
+                        .warm_serverless_offline
+                        .push(crate::report::EmulatorRow {
+                            runtime: floor.runtime().into(),
+                            concurrency: c,
+                            fcd_throughput_ratio: ratio(f.rps, o.rps),
+                            stats: o,
+                            fcd: f.clone(),
+                        });
+                }
                 self.report.warm.push(warm_row(floor.runtime(), c, f, d));
             }
         }
@@ -611,6 +685,112 @@ impl Bench {
             self.note_instance_cpus();
         }
         Ok(())
+    }
+
+    /// A burst of [`BURST_CALLS`] concurrent InvokeFunctions to a python3 function with no
+    /// instance and the default instanceConcurrency (1), so that as many instances start at
+    /// once: the first answer and the last, per sample (a fresh function each).
+    pub(crate) async fn burst(&mut self) -> Result<()> {
+        if self.python.is_none() {
+            self.report
+                .skipped
+                .push("burst: no python3 interpreter found".into());
+            return Ok(());
+        }
+        self.api()?.create_service().await?;
+        let samples = if self.plan.quick { 1 } else { 5 };
+        let (mut first, mut all, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+        let mut instances = 0.0;
+        for i in 0..samples {
+            let name = format!("burst-python-{i}");
+            let def = FunctionDef {
+                memory_mb: COLD_MEMORY_MB,
+                ..self.python_def(&name, 1)
+            };
+            let before = self.api()?.metric(INSTANCES_USED).await?;
+            self.api()?.create_function(&def).await?;
+            let target = self.fcd_target(&name)?;
+            let mut senders = Vec::new();
+            for _ in 0..BURST_CALLS {
+                senders.push(crate::http::connect(target.addr).await?);
+            }
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for mut sender in senders {
+                let target = target.clone();
+                tasks.push(tokio::spawn(async move {
+                    let req = target.request(&Bytes::new())?;
+                    let reply = send(&mut sender, req).await?;
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    Target::Fcd(target).check(&reply, &Bytes::new(), false)?;
+                    anyhow::Ok(ms)
+                }));
+            }
+            let mut sample = Vec::new();
+            for task in tasks {
+                sample.push(task.await.context("a burst call's task")??);
+            }
+            if i == 0 {
+                instances = self.api()?.metric(INSTANCES_USED).await? - before;
+            }
+            sample.sort_by(f64::total_cmp);
+            first.push(sample[0]);
+            all.push(sample[sample.len() - 1]);
+            calls.extend(sample);
+            self.api()?.delete_function(&name).await?;
+            self.api()?
+                .wait_instances_at_most(before, Duration::from_secs(30))
+                .await?;
+            let pid = self.server()?.pid;
+            sys::wait_quiet(pid, Duration::from_secs(5));
+        }
+        self.report.burst = Some(crate::report::BurstResult {
+            runtime: Floor::Python.runtime().into(),
+            calls: BURST_CALLS,
+            first_median_ms: median(&first),
+            all_median_ms: median(&all),
+            call_median_ms: median(&calls),
+            first_ms: first,
+            all_ms: all,
+            instances,
+        });
+        Ok(())
+    }
+
+    /// nginx in front of `upstream`, or `None` (listed under *Skipped*) where it is not
+    /// installed.
+    fn start_nginx(&mut self, upstream: SocketAddr, tag: &str) -> Result<Option<Nginx>> {
+        let Some(bin) = nginx::find() else {
+            let why =
+                "nginx column: nginx is not installed (neither /usr/sbin/nginx nor nginx on PATH)";
+            if !self.report.skipped.iter().any(|s| s == why) {
+                self.report.skipped.push(why.into());
+            }
+            return Ok(None);
+        };
+        let dir = self.dir.path().join(format!("nginx-{tag}"));
+        Nginx::start(&bin, &dir, upstream, &self.pin)
+            .map(Some)
+            .with_context(|| format!("starting {} in front of {upstream}", bin.display()))
+    }
+
+    fn start_serverless_offline(&mut self) -> Result<sls::Offline> {
+        let python = self
+            .python
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("python3 is not available"))?;
+        let node = self.node.clone().ok_or_else(|| {
+            anyhow::anyhow!("--serverless-offline needs node (and npm), and none was found")
+        })?;
+        println!("starting serverless offline…");
+        let offline = sls::Offline::start(&self.dir.path().join("sls"), &node, &python, &self.pin)
+            .context("starting serverless offline")?;
+        self.report.notes.push(format!(
+            "serverless-offline: {} (serverless@3, serverless-offline@13.9.0 with their defaults; python3 from {})",
+            offline.addr,
+            python.display()
+        ));
+        Ok(offline)
     }
 
     fn note_instance_cpus(&mut self) {
@@ -832,6 +1012,15 @@ impl Bench {
             WARM_CUSTOM,
         )?);
         let via_fcd = Target::Fcd(self.fcd_target(WARM_CUSTOM)?);
+        let nginx = self.start_nginx(direct_proc.addr, "payload")?;
+        let via_nginx = match &nginx {
+            Some(n) => Some(Target::Direct(DirectInvoke::new(
+                n.addr,
+                Floor::Fixture.handler(),
+                WARM_CUSTOM,
+            )?)),
+            None => None,
+        };
         for (label, size, limit) in self.plan.payloads() {
             let body = pseudo_random(size);
             let spec = LoadSpec {
@@ -845,7 +1034,9 @@ impl Bench {
             };
             let sign_ms = match &via_fcd {
                 Target::Fcd(t) => sign_cost_ms(t, &spec.body)?,
-                Target::Direct(_) | Target::Proxy(_) | Target::DirectHttp(_) => 0.0,
+                Target::Direct(_) | Target::Proxy(_) | Target::DirectHttp(_) | Target::Plain(_) => {
+                    0.0
+                }
             };
             let f = load::run(&via_fcd, &spec)
                 .await
@@ -853,6 +1044,17 @@ impl Bench {
             let d = load::run(&direct, &spec)
                 .await
                 .with_context(|| format!("payload {label} direct"))?;
+            if let Some(t) = &via_nginx {
+                let n = load::run(t, &spec)
+                    .await
+                    .with_context(|| format!("payload {label} through nginx"))?;
+                self.report.payload_nginx.push(PayloadProxyRow {
+                    label: label.into(),
+                    proxy_share_of_direct: ratio(n.mb_per_s, d.mb_per_s),
+                    fcd_over_proxy: ratio(f.mb_per_s, n.mb_per_s),
+                    stats: n,
+                });
+            }
             self.report.payload.push(PayloadRow {
                 bytes: size,
                 label: label.into(),
@@ -1120,6 +1322,7 @@ impl Bench {
             limit: Limit::Count(per_worker),
             body: Bytes::new(),
             echo: false,
+            cpu_of: Vec::new(),
         };
         let accepted = C * (per_worker + 1);
         let base = self.api()?.invocations_total().await?;
@@ -1284,6 +1487,33 @@ fn warm_row(runtime: &str, c: usize, f: LoadStats, d: LoadStats) -> WarmRow {
         p50_overhead_us: f.p50_us - d.p50_us,
         fcd: f,
         direct: d,
+    }
+}
+
+/// The nginx (or other proxy) column of a warm row: `p` in front of the runtime `d` measured
+/// directly, beside fcd's `f`.
+fn proxy_row(
+    runtime: &str,
+    c: usize,
+    proxy: &str,
+    p: LoadStats,
+    f: &LoadStats,
+    d: &LoadStats,
+) -> ProxyRow {
+    let proxy_overhead_us = p.p50_us - d.p50_us;
+    let fcd_overhead_us = f.p50_us - d.p50_us;
+    ProxyRow {
+        runtime: runtime.into(),
+        concurrency: c,
+        proxy: proxy.into(),
+        direct_p50_us: d.p50_us,
+        fcd_p50_us: f.p50_us,
+        fcd_rps: f.rps,
+        proxy_overhead_us,
+        fcd_overhead_us,
+        overhead_ratio: ratio(fcd_overhead_us, proxy_overhead_us),
+        throughput_ratio: ratio(f.rps, p.rps),
+        stats: p,
     }
 }
 

@@ -208,6 +208,21 @@ fn tree_cpu_ns(pid: u32) -> u64 {
     total
 }
 
+/// CPU time so far of `pid` and every process below it, in nanoseconds: `utime + stime` of
+/// `/proc/<pid>/stat`, which (unlike the per-thread schedstat) keeps the time of threads that
+/// have exited — a runtime's per-connection threads end with their connections. USER_HZ
+/// ticks: 10 ms resolution.
+pub(crate) fn tree_cpu_total_ns(pid: u32) -> u64 {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let after_comm: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(ticks(&after_comm, &[11, 12]) * 10_000_000)
+        })
+        .sum()
+}
+
 /// Waits until `pid` and its descendants are quiet: less than 1 ms of CPU in 25 ms, with the
 /// same processes at both ends of the window (a prewarmed jail being refilled, an instance
 /// being torn down, are not). `false` if that did not happen within `limit`.

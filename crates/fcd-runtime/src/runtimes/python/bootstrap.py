@@ -20,7 +20,10 @@
 # Standard library only; must run on Python 3.9+.  Startup is kept cheap: the
 # HTTP layer is a small hand-written HTTP/1.1 server on a raw socket (one
 # daemon thread per connection) instead of http.server, whose imports (email,
-# http.client, mimetypes, ...) alone cost ~20 ms.
+# http.client, mimetypes, ...) alone cost ~20 ms.  Per request it receives
+# into one buffer and parses the head from it in one pass (no readline per
+# header), answers with one write, and builds the context's nested objects
+# only when the handler uses them.
 
 import os
 import sys
@@ -116,42 +119,48 @@ for _s in (_OUT, _ERR):
 import threading  # noqa: E402
 import time  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
-
 _LOG_RECORD_LIMIT = 128 * 1024
 
 # Request id of the most recently started request; used by the root logger
 # (process-global, as in FC: may be wrong under instance concurrency > 1).
 _current_request_id = ""
 
-
-class _FCFormatter(logging.Formatter):
-    converter = time.gmtime
-
-    def format(self, record):
-        if not hasattr(record, "fc_request_id"):
-            record.fc_request_id = _current_request_id
-        s = logging.Formatter.format(self, record)
-        if len(s) > _LOG_RECORD_LIMIT:
-            s = s[:_LOG_RECORD_LIMIT]
-        return s
+# `logging` (~4 ms of imports) is loaded only when something uses it: user
+# code importing it (directly or through a library), or context.getLogger().
+# Whenever it is first imported, the root logger is given FC's format before
+# the importing code goes on, so records look the same as if it had been
+# configured at start-up.  A prepared instance imports it up front.
+_RequestLogger = None
 
 
-class _RequestLogger(logging.Logger):
-    """A logger bound to one request id; propagates to the root handlers."""
+def _setup_logging(logging):
+    """FC's root handler and level; the per-request logger class."""
+    global _RequestLogger
 
-    def __init__(self, request_id):
-        logging.Logger.__init__(self, "fc_request_logger")
-        self.parent = logging.root
-        self._fc_request_id = request_id
+    class _FCFormatter(logging.Formatter):
+        converter = time.gmtime
 
-    def makeRecord(self, *args, **kwargs):
-        rv = logging.Logger.makeRecord(self, *args, **kwargs)
-        rv.fc_request_id = self._fc_request_id
-        return rv
+        def format(self, record):
+            if not hasattr(record, "fc_request_id"):
+                record.fc_request_id = _current_request_id
+            s = logging.Formatter.format(self, record)
+            if len(s) > _LOG_RECORD_LIMIT:
+                s = s[:_LOG_RECORD_LIMIT]
+            return s
 
+    class RequestLogger(logging.Logger):
+        """A logger bound to one request id; propagates to the root handlers."""
 
-def _setup_logging():
+        def __init__(self, request_id):
+            logging.Logger.__init__(self, "fc_request_logger")
+            self.parent = logging.root
+            self._fc_request_id = request_id
+
+        def makeRecord(self, *args, **kwargs):
+            rv = logging.Logger.makeRecord(self, *args, **kwargs)
+            rv.fc_request_id = self._fc_request_id
+            return rv
+
     level = logging.INFO
     name = _LOG_LEVEL_NAME.strip()
     if name:
@@ -170,6 +179,62 @@ def _setup_logging():
         "%Y-%m-%dT%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level)
+    _RequestLogger = RequestLogger
+
+
+class _LoggingLoader(object):
+    """Loads `logging` with the loader found for it, then configures it."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        self._inner.exec_module(module)
+        _setup_logging(module)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class _LoggingFinder(object):
+    """A sys.meta_path entry that sees the first import of `logging` only."""
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname != "logging":
+            return None
+        try:
+            sys.meta_path.remove(cls)
+        except ValueError:
+            pass
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _LoggingLoader(spec.loader)
+                return spec
+        return None
+
+
+def _init_logging():
+    """Configure `logging` now if it is loaded, else when it first is."""
+    mod = sys.modules.get("logging")
+    if mod is not None:
+        _setup_logging(mod)
+    else:
+        sys.meta_path.insert(0, _LoggingFinder)
+
+
+def _request_logger(request_id):
+    if _RequestLogger is None:
+        import logging
+        if _RequestLogger is None:  # imported before the finder was installed
+            _setup_logging(logging)
+    return _RequestLogger(request_id)
 
 
 def _utc_stamp():
@@ -187,9 +252,19 @@ def _flush_streams():
 
 
 def _marker(text):
-    # Flush anything the user wrote first so markers keep their order.
-    _flush_streams()
+    # Flush anything the user wrote first so markers keep their order (the
+    # user's replacement streams, if any, and ours).
+    so = sys.stdout
+    se = sys.stderr
     try:
+        if so is not _OUT:
+            so.flush()
+        if se is not _ERR and se is not so:
+            se.flush()
+    except Exception:
+        pass
+    try:
+        _ERR.flush()
         _OUT.write(text)
         _OUT.flush()
     except Exception:
@@ -308,35 +383,103 @@ def _decode_baggages(value):
 
 
 class FCContext(object):
-    __slots__ = ("request_id", "credentials", "function", "service", "region",
-                 "account_id", "retry_count", "tracing", "_logger")
+    """The handler's context.  Built for every call, so only the request id,
+    region and account are read eagerly; the nested objects (credentials,
+    function, service, tracing) and the retry count are built from the
+    request's headers on first use."""
+
+    __slots__ = ("request_id", "region", "account_id", "_headers", "_handler",
+                 "_credentials", "_function", "_service", "_tracing", "_retry_count",
+                 "_logger")
 
     def __init__(self, headers, handler):
         g = headers.get
+        self._headers = headers
+        self._handler = handler
         self.request_id = g("x-fc-request-id", "")
-        self.credentials = Credentials(g("x-fc-access-key-id", ""),
-                                       g("x-fc-access-key-secret", ""),
-                                       g("x-fc-security-token", ""))
-        self.function = FunctionMeta(
-            g("x-fc-function-name") or _ENV_FUNCTION_NAME,
-            handler,
-            _int_or(g("x-fc-function-memory") or _ENV_MEMORY, None),
-            _int_or(g("x-fc-function-timeout"), None),
-            g("x-fc-function-initializer") or _DEFAULT_INITIALIZER,
-            _int_or(g("x-fc-initialization-timeout"), None))
-        self.service = ServiceMeta(
-            g("x-fc-service-name") or _ENV_SERVICE_NAME,
-            g("x-fc-service-logproject", ""),
-            g("x-fc-service-logstore", ""),
-            g("x-fc-qualifier") or _ENV_QUALIFIER,
-            g("x-fc-version-id") or _ENV_VERSION_ID)
         self.region = g("x-fc-region") or _ENV_REGION
         self.account_id = g("x-fc-account-id") or _ENV_ACCOUNT_ID
-        self.retry_count = _int_or(g("x-fc-retry-count"), 0)
-        self.tracing = Tracing(g("x-fc-tracing-opentracing-span-context", ""),
-                               g("x-fc-tracing-jaeger-endpoint", ""),
-                               _decode_baggages(g("x-fc-tracing-opentracing-span-baggages")))
+        self._credentials = None
+        self._function = None
+        self._service = None
+        self._tracing = None
+        self._retry_count = None
         self._logger = None
+
+    @property
+    def credentials(self):
+        c = self._credentials
+        if c is None:
+            g = self._headers.get
+            c = self._credentials = Credentials(g("x-fc-access-key-id", ""),
+                                                g("x-fc-access-key-secret", ""),
+                                                g("x-fc-security-token", ""))
+        return c
+
+    @credentials.setter
+    def credentials(self, value):
+        self._credentials = value
+
+    @property
+    def function(self):
+        f = self._function
+        if f is None:
+            g = self._headers.get
+            f = self._function = FunctionMeta(
+                g("x-fc-function-name") or _ENV_FUNCTION_NAME,
+                self._handler,
+                _int_or(g("x-fc-function-memory") or _ENV_MEMORY, None),
+                _int_or(g("x-fc-function-timeout"), None),
+                g("x-fc-function-initializer") or _DEFAULT_INITIALIZER,
+                _int_or(g("x-fc-initialization-timeout"), None))
+        return f
+
+    @function.setter
+    def function(self, value):
+        self._function = value
+
+    @property
+    def service(self):
+        s = self._service
+        if s is None:
+            g = self._headers.get
+            s = self._service = ServiceMeta(
+                g("x-fc-service-name") or _ENV_SERVICE_NAME,
+                g("x-fc-service-logproject", ""),
+                g("x-fc-service-logstore", ""),
+                g("x-fc-qualifier") or _ENV_QUALIFIER,
+                g("x-fc-version-id") or _ENV_VERSION_ID)
+        return s
+
+    @service.setter
+    def service(self, value):
+        self._service = value
+
+    @property
+    def tracing(self):
+        t = self._tracing
+        if t is None:
+            g = self._headers.get
+            t = self._tracing = Tracing(
+                g("x-fc-tracing-opentracing-span-context", ""),
+                g("x-fc-tracing-jaeger-endpoint", ""),
+                _decode_baggages(g("x-fc-tracing-opentracing-span-baggages")))
+        return t
+
+    @tracing.setter
+    def tracing(self, value):
+        self._tracing = value
+
+    @property
+    def retry_count(self):
+        r = self._retry_count
+        if r is None:
+            r = self._retry_count = _int_or(self._headers.get("x-fc-retry-count"), 0)
+        return r
+
+    @retry_count.setter
+    def retry_count(self, value):
+        self._retry_count = value
 
     @property
     def requestId(self):
@@ -345,7 +488,7 @@ class FCContext(object):
     def getLogger(self):
         lg = self._logger
         if lg is None:
-            lg = self._logger = _RequestLogger(self.request_id)
+            lg = self._logger = _request_logger(self.request_id)
         return lg
 
     def to_json(self):
@@ -854,6 +997,15 @@ def _send(sock, status, headers, body, close, reason=None, head_request=False):
     """One response.  `reason` is an HTTP function's own reason phrase.  The
     answer to a HEAD request, a 204 and a 304 carry no body bytes (the body's
     length is still announced for HEAD, as for the GET it stands for)."""
+    if headers is _OK_HEADERS and not close:
+        # The usual answer of /invoke: one format, one write.
+        head = _OK_HEAD % len(body)
+        if len(body) <= 65536:
+            sock.sendall(head + body)
+        else:
+            sock.sendall(head)
+            sock.sendall(body)
+        return
     parts = ["HTTP/1.1 %d %s\r\n" % (status, reason or _REASONS.get(status, "Unknown"))]
     for k, v in headers:
         parts.append("%s: %s\r\n" % (k, v))
@@ -872,82 +1024,213 @@ def _send(sock, status, headers, body, close, reason=None, head_request=False):
         sock.sendall(body)
 
 
-def _read_chunked(rfile):
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nx-fc-status: 200\r\nContent-Length: %d\r\n\r\n"
+# Largest request head (request line and headers) accepted.
+_MAX_HEAD = 1024 * 1024
+_RECV = 65536
+
+
+class _Reader(object):
+    """The bytes of one connection received but not yet consumed: `buf[pos:]`.
+    Used by the request loop for everything but its fast path."""
+
+    __slots__ = ("sock", "buf", "pos")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.pos = 0
+
+    def more(self):
+        """Receive what is there; False at EOF."""
+        data = self.sock.recv(_RECV)
+        if not data:
+            return False
+        if self.pos >= len(self.buf):
+            self.buf = data
+        else:
+            self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+        return True
+
+    def readline(self, limit):
+        """One line with its LF; raises _BadRequest past `limit` bytes, EOFError at EOF."""
+        while True:
+            i = self.buf.find(b"\n", self.pos)
+            if i >= 0:
+                if i + 1 - self.pos > limit:
+                    raise _BadRequest(400, "line too long")
+                line = self.buf[self.pos:i + 1]
+                self.pos = i + 1
+                return line
+            if len(self.buf) - self.pos > limit:
+                raise _BadRequest(400, "line too long")
+            if not self.more():
+                raise EOFError()
+
+    def read(self, n):
+        """Exactly `n` bytes (EOFError if the peer stops first)."""
+        have = len(self.buf) - self.pos
+        if have >= n:
+            data = self.buf[self.pos:self.pos + n]
+            self.pos += n
+            return data
+        # One buffer of the final size, filled in place: no list of chunks,
+        # no quadratic joins, one copy into the bytes the handler gets.
+        out = bytearray(n)
+        view = memoryview(out)
+        view[:have] = self.buf[self.pos:]
+        self.buf = b""
+        self.pos = 0
+        got = have
+        recv_into = self.sock.recv_into
+        while got < n:
+            k = recv_into(view[got:], min(n - got, 1 << 20))
+            if not k:
+                raise EOFError()
+            got += k
+        view.release()
+        return bytes(out)
+
+
+def _read_chunked(reader):
     chunks = []
     while True:
-        line = rfile.readline(_MAX_LINE + 1)
-        if not line.endswith(b"\n"):
-            raise _BadRequest(400, "bad chunk size line")
+        line = reader.readline(_MAX_LINE)
         size_str = line.split(b";", 1)[0].strip()
         try:
             size = int(size_str, 16)
         except ValueError:
             raise _BadRequest(400, "bad chunk size")
+        if size < 0:
+            raise _BadRequest(400, "bad chunk size")
         if size == 0:
             # Trailers, up to the empty line.
             while True:
-                t = rfile.readline(_MAX_LINE + 1)
-                if not t or t in (b"\r\n", b"\n"):
+                t = reader.readline(_MAX_LINE)
+                if t in (b"\r\n", b"\n"):
                     break
             return b"".join(chunks)
-        data = rfile.read(size)
-        if len(data) != size:
-            raise EOFError()
-        chunks.append(data)
-        rfile.readline(_MAX_LINE + 1)  # CRLF after chunk data
+        chunks.append(reader.read(size))
+        reader.readline(_MAX_LINE)  # CRLF after chunk data
+
+
+def _head_end(buf, start):
+    """(end of the head's last line, start of the body), or None: the head ends
+    at the first empty line (CRLF or a bare LF)."""
+    i = buf.find(b"\r\n\r\n", start)
+    j = buf.find(b"\n\n", start)
+    if j >= 0 and (i < 0 or j < i):
+        return j, j + 2
+    if i >= 0:
+        return i, i + 4
+    return None
+
+
+def _parse_head(text):
+    """(method, target, version, headers, repeated) of a request head (no
+    final empty line).  Header names are lower-cased; a repeated header is
+    joined with ", " in `headers`, and `repeated` (None unless some header
+    came more than once) maps its name to its values, in order."""
+    lines = text.split("\n")
+    request_line = lines[0]
+    if len(request_line) > _MAX_LINE:
+        raise _BadRequest(400, "request line too long")
+    words = request_line.split()
+    if len(words) != 3:
+        raise _BadRequest(400, "bad request line")
+    method, target, version = words
+    if not version.startswith("HTTP/1."):
+        raise _BadRequest(505, "unsupported HTTP version")
+    if len(lines) > _MAX_HEADERS + 1:
+        raise _BadRequest(431, "headers too large")
+    if len(text) > _MAX_LINE and any(len(line) > _MAX_LINE for line in lines):
+        raise _BadRequest(431, "headers too large")
+    headers = {}
+    repeated = None
+    del lines[0]
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise _BadRequest(400, "bad header line")
+        name = name.strip().lower()
+        value = value.strip()
+        if name in headers:
+            if repeated is None:
+                repeated = {}
+            prev = headers[name]
+            values = repeated.get(name)
+            if values is None:
+                values = repeated[name] = [prev]
+            values.append(value)
+            headers[name] = prev + ", " + value
+        else:
+            headers[name] = value
+    return method, target, version, headers, repeated
+
+
+def _header_pairs(headers, repeated):
+    """The request's headers as (name, value) pairs, a repeated one once per value."""
+    if not repeated:
+        return list(headers.items())
+    out = []
+    for name, value in headers.items():
+        values = repeated.get(name)
+        if values is None:
+            out.append((name, value))
+        else:
+            out.extend((name, v) for v in values)
+    return out
 
 
 def _serve_connection(sock):
-    rfile = sock.makefile("rb", 65536)
+    """Requests of one connection, one after the other (pipelined ones too),
+    on this connection's own thread.  The bytes received are searched for the
+    end of the head; a Content-Length body already received is sliced out, a
+    larger one read into a buffer of its size."""
+    rd = _Reader(sock)
     try:
         while True:
-            line = rfile.readline(_MAX_LINE + 1)
-            while line in (b"\r\n", b"\n"):  # tolerate stray CRLFs between requests
-                line = rfile.readline(_MAX_LINE + 1)
-            if not line:
-                return
+            buf = rd.buf
+            pos = rd.pos
+            # Tolerate stray CRLFs between requests.
+            while pos < len(buf) and buf[pos] in (13, 10):
+                pos += 1
+            found = _head_end(buf, pos) if pos < len(buf) else None
+            while found is None:
+                rd.pos = pos
+                if len(buf) - pos > _MAX_HEAD:
+                    raise _BadRequest(431, "headers too large")
+                nl = buf.find(b"\n", pos)
+                if (nl < 0 and len(buf) - pos > _MAX_LINE) or nl - pos > _MAX_LINE:
+                    raise _BadRequest(400, "request line too long")
+                if not rd.more():
+                    return
+                buf = rd.buf
+                pos = 0
+                while pos < len(buf) and buf[pos] in (13, 10):
+                    pos += 1
+                if pos < len(buf):
+                    found = _head_end(buf, pos)
+            end, body_start = found
+            rd.pos = body_start
             close = False
             try:
-                if len(line) > _MAX_LINE:
-                    raise _BadRequest(400, "request line too long")
-                words = line.decode("latin-1").split()
-                if len(words) != 3:
-                    raise _BadRequest(400, "bad request line")
-                method, target, version = words
-                if not version.startswith("HTTP/1."):
-                    raise _BadRequest(505, "unsupported HTTP version")
-                headers = {}
-                raw_headers = []
-                while True:
-                    h = rfile.readline(_MAX_LINE + 1)
-                    if not h:
-                        return
-                    if h in (b"\r\n", b"\n"):
-                        break
-                    if len(h) > _MAX_LINE or len(headers) >= _MAX_HEADERS:
-                        raise _BadRequest(431, "headers too large")
-                    name, sep, value = h.decode("latin-1").partition(":")
-                    if not sep:
-                        raise _BadRequest(400, "bad header line")
-                    name = name.strip().lower()
-                    value = value.strip()
-                    raw_headers.append((name, value))
-                    if name in headers:
-                        headers[name] = headers[name] + ", " + value
-                    else:
-                        headers[name] = value
-                conn_hdr = headers.get("connection", "").lower()
+                method, target, version, headers, repeated = \
+                    _parse_head(buf[pos:end].decode("latin-1"))
+                conn_hdr = headers.get("connection")
                 if version == "HTTP/1.0":
-                    close = "keep-alive" not in conn_hdr
+                    close = conn_hdr is None or "keep-alive" not in conn_hdr.lower()
                 else:
-                    close = "close" in conn_hdr
-                if headers.get("expect", "").lower() == "100-continue":
+                    close = conn_hdr is not None and "close" in conn_hdr.lower()
+                expect = headers.get("expect")
+                if expect is not None and expect.lower() == "100-continue":
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                te = headers.get("transfer-encoding", "").lower()
+                te = headers.get("transfer-encoding")
                 if te:
-                    if te.rsplit(",", 1)[-1].strip() != "chunked":
+                    if te.lower().rsplit(",", 1)[-1].strip() != "chunked":
                         raise _BadRequest(501, "unsupported transfer-encoding")
-                    body = _read_chunked(rfile)
+                    body = _read_chunked(rd)
                 else:
                     cl = headers.get("content-length")
                     if cl:
@@ -957,9 +1240,13 @@ def _serve_connection(sock):
                             raise _BadRequest(400, "bad content-length")
                         if n < 0:
                             raise _BadRequest(400, "bad content-length")
-                        body = rfile.read(n) if n else b""
-                        if len(body) != n:
-                            return
+                        if n == 0:
+                            body = b""
+                        elif len(buf) - body_start >= n:
+                            body = buf[body_start:body_start + n]
+                            rd.pos = body_start + n
+                        else:
+                            body = rd.read(n)
                     else:
                         body = b""
             except _BadRequest as e:
@@ -971,8 +1258,8 @@ def _serve_connection(sock):
                 # An HTTP-trigger request: the header decides, whatever the
                 # client's method and path (it may well be POST /invoke).
                 try:
-                    status, reason, rh, rbody = _http_invoke(method, target, headers,
-                                                             raw_headers, body)
+                    status, reason, rh, rbody = _http_invoke(
+                        method, target, headers, _header_pairs(headers, repeated), body)
                 except Exception as e:  # bug in the bootstrap itself
                     status, reason, rh, rbody = 500, None, (("content-type", "application/json"),), \
                         json.dumps({"errorMessage": "runtime error: %r" % (e,),
@@ -997,13 +1284,17 @@ def _serve_connection(sock):
             _send(sock, status, rh, rbody, close)
             if close:
                 return
+    except _BadRequest as e:
+        try:
+            msg = json.dumps({"errorMessage": str(e), "errorType": "BadRequest"})
+            _send(sock, e.status, (("content-type", "application/json"),),
+                  msg.encode("utf-8"), True)
+        except OSError:
+            pass
+        return
     except (OSError, EOFError, ValueError):
         return
     finally:
-        try:
-            rfile.close()
-        except Exception:
-            pass
         try:
             sock.close()
         except Exception:
@@ -1034,7 +1325,7 @@ def main():
     signal.signal(signal.SIGTERM, _on_sigterm)
     _scrub_env()
     _setup_sys_path()
-    _setup_logging()
+    _init_logging()
     try:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
