@@ -104,10 +104,12 @@ impl Conn {
     ) -> io::Result<()> {
         let head = encode_head(method, target, headers, Some(body.len() as u64));
         let mut slices = [IoSlice::new(&head), IoSlice::new(body)];
-        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
-        if body.is_empty() {
-            bufs = &mut bufs[..1];
-        }
+        let used = if body.is_empty() { 1 } else { 2 };
+        self.write_all_vectored(&mut slices[..used]).await
+    }
+
+    /// Writes every slice, in as few system calls as the socket allows.
+    async fn write_all_vectored(&mut self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         while !bufs.is_empty() {
             let n = self.stream.write_vectored(bufs).await?;
             if n == 0 {
@@ -145,15 +147,7 @@ impl Conn {
             IoSlice::new(piece),
             IoSlice::new(b"\r\n"),
         ];
-        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
-        while !bufs.is_empty() {
-            let n = self.stream.write_vectored(bufs).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut bufs, n);
-        }
-        Ok(())
+        self.write_all_vectored(&mut slices).await
     }
 
     /// The end of a chunked body.
