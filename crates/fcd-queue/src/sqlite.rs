@@ -238,35 +238,49 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// The text of an INSERT of `n` invocations, by `n` (built once each).
-#[derive(Default)]
-struct InsertSql(Vec<Option<Arc<str>>>);
+/// Statement texts for `n` rows, built once per `n` by `build` (the multi-row statements of the
+/// writer's group commit).
+struct SqlByRows {
+    texts: Vec<Option<Arc<str>>>,
+    build: fn(usize) -> String,
+}
 
-impl InsertSql {
-    fn get(&mut self, n: usize) -> AssertSqlSafe<Arc<str>> {
-        if self.0.len() <= n {
-            self.0.resize(n + 1, None);
+impl SqlByRows {
+    fn new(build: fn(usize) -> String) -> SqlByRows {
+        SqlByRows {
+            texts: Vec::new(),
+            build,
         }
-        let text = self.0[n].get_or_insert_with(|| {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'Enqueued', ?, ?, ?, ?, ?, ?, ?, ?)";
-            let rows = vec![row; n].join(", ");
-            Arc::from(format!(
-                "INSERT INTO invocations (account_id, service, function, qualifier, invocation_id,
-                    request_id, stateful, payload, status, max_retries, max_age_secs, enqueued_ms,
-                    next_attempt_ms, on_success, on_failure, events, http_request)
-                 VALUES {rows}
-                 ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING"
-            ))
-        });
+    }
+
+    fn get(&mut self, n: usize) -> AssertSqlSafe<Arc<str>> {
+        if self.texts.len() <= n {
+            self.texts.resize(n + 1, None);
+        }
+        let build = self.build;
+        let text = self.texts[n].get_or_insert_with(|| Arc::from(build(n)));
         AssertSqlSafe(text.clone())
     }
+}
+
+/// An INSERT of `n` invocations.
+fn insert_text(n: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'Enqueued', ?, ?, ?, ?, ?, ?, ?, ?)";
+    let rows = vec![row; n].join(", ");
+    format!(
+        "INSERT INTO invocations (account_id, service, function, qualifier, invocation_id,
+            request_id, stateful, payload, status, max_retries, max_age_secs, enqueued_ms,
+            next_attempt_ms, on_success, on_failure, events, http_request)
+         VALUES {rows}
+         ON CONFLICT (account_id, service, function, invocation_id) DO NOTHING"
+    )
 }
 
 /// Inserts `rows` with one statement. Per row: `Ok` if it went in, `Duplicate` if an
 /// invocation with its id exists (already, or earlier in `rows`).
 async fn insert_many(
     conn: &mut SqliteConnection,
-    sql: &mut InsertSql,
+    sql: &mut SqlByRows,
     rows: &[NewInvocation],
 ) -> Vec<Result<(), QueueError>> {
     // The history starts with one event; written as text here rather than built by SQLite's
@@ -380,38 +394,27 @@ struct Success {
     ack: oneshot::Sender<Result<bool, QueueError>>,
 }
 
-/// The text of an UPDATE recording `n` successes, by `n` (built once each).
-#[derive(Default)]
-struct SuccessSql(Vec<Option<Arc<str>>>);
-
-impl SuccessSql {
-    fn get(&mut self, n: usize) -> AssertSqlSafe<Arc<str>> {
-        if self.0.len() <= n {
-            self.0.resize(n + 1, None);
-        }
-        let text = self.0[n].get_or_insert_with(|| {
-            let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
-            Arc::from(format!(
-                "WITH r(id, end_ms, duration_ms, return_payload, instance_id) AS (VALUES {rows})
-                 UPDATE invocations SET status = 'Succeeded', end_ms = r.end_ms,
-                     duration_ms = r.duration_ms, return_payload = r.return_payload,
-                     instance_id = r.instance_id, lease_until_ms = NULL,
-                     events = json_insert(events, '$[#]', json_object('eventId',
-                         json_array_length(events) + 1, 'status', 'Succeeded',
-                         'timestamp', r.end_ms, 'eventDetail', ''))
-                 FROM r WHERE invocations.id = r.id AND invocations.status = 'Running'
-                 RETURNING invocations.id"
-            ))
-        });
-        AssertSqlSafe(text.clone())
-    }
+/// An UPDATE recording `n` successes.
+fn success_text(n: usize) -> String {
+    let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+    format!(
+        "WITH r(id, end_ms, duration_ms, return_payload, instance_id) AS (VALUES {rows})
+         UPDATE invocations SET status = 'Succeeded', end_ms = r.end_ms,
+             duration_ms = r.duration_ms, return_payload = r.return_payload,
+             instance_id = r.instance_id, lease_until_ms = NULL,
+             events = json_insert(events, '$[#]', json_object('eventId',
+                 json_array_length(events) + 1, 'status', 'Succeeded',
+                 'timestamp', r.end_ms, 'eventDetail', ''))
+         FROM r WHERE invocations.id = r.id AND invocations.status = 'Running'
+         RETURNING invocations.id"
+    )
 }
 
 /// Records successes with one statement; each is answered `true` if it applied (its row was
 /// still `Running`).
 async fn succeed_many(
     conn: &mut SqliteConnection,
-    sql: &mut SuccessSql,
+    sql: &mut SqlByRows,
     rows: &[Success],
 ) -> Result<Vec<bool>, QueueError> {
     let mut q = sqlx::query(sql.get(rows.len()));
@@ -439,8 +442,8 @@ async fn write_batches(
     mut rx: mpsc::Receiver<Cmd>,
     commits: Arc<AtomicU64>,
 ) {
-    let mut insert_sql = InsertSql::default();
-    let mut success_sql = SuccessSql::default();
+    let mut insert_sql = SqlByRows::new(insert_text);
+    let mut success_sql = SqlByRows::new(success_text);
     let mut batch: Vec<Cmd> = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
         // Accepts first, as multi-row inserts, then successes, many per statement; everything

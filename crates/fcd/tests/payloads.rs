@@ -107,13 +107,7 @@ async fn completed(srv: &TestServer, service: &str) -> (String, String) {
         .call("POST", &invoke_path(service, "echo"), "count?")
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let instance = r
-        .headers
-        .get("x-fc-instance-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let instance = r.header("x-fc-instance-id");
     (String::from_utf8(r.body.to_vec()).unwrap(), instance)
 }
 

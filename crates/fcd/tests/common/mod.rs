@@ -35,6 +35,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A header's value as text; panics (failing the test) when it is absent or not text.
+    pub fn header(&self, name: &str) -> String {
+        let v = self.headers.get(name);
+        let v = v.unwrap_or_else(|| panic!("no {name} header"));
+        v.to_str().unwrap().to_owned()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
