@@ -432,7 +432,8 @@ async fn authenticate(
         return Ok(Request::from_parts(parts, body));
     }
     // An asynchronous invocation's smaller limit applies at once: its body is queued whole.
-    let limit = match body_limit(&path) {
+    let path_limit = body_limit(&path);
+    let limit = match path_limit {
         INVOKE_BODY_MAX if is_async_invocation(&parts.headers) => ASYNC_PAYLOAD_MAX,
         other => other,
     };
@@ -441,8 +442,10 @@ async fn authenticate(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Over what the path ever accepts: refused before anything is read (the connection then
+    // closes, its body unread).
     if let Some(len) = declared
-        && len > limit as u64
+        && len > path_limit as u64
     {
         return Err(FcError::EntityTooLarge {
             limit: limit as u64,
@@ -451,6 +454,17 @@ async fn authenticate(
     let now = SystemTime::now();
     let (auth, credential) = verify_signed_head(state, &parts, &path, now, false).await?;
     let key_id = auth.access_key_id();
+    // An async call over its own limit but within the path's: a signed client's body is read
+    // and dropped (never kept) before the refusal, so its kept-alive connection stays usable
+    // for the next call, as it did when such bodies were buffered and refused later.
+    if let Some(len) = declared
+        && len > limit as u64
+    {
+        crate::frontdoor::discard_body(body, state.front_door.body_read_timeout()).await;
+        return Err(FcError::EntityTooLarge {
+            limit: limit as u64,
+        });
+    }
     // hyper knows a body's exact length from Content-Length, and that a request without
     // Content-Length or Transfer-Encoding has none; only a chunked body's is unknown.
     let known_len = axum::body::HttpBody::size_hint(&body).exact();

@@ -214,6 +214,14 @@ pub async fn read_body(body: Body, limit: usize, idle: Duration) -> Result<Bytes
     })
 }
 
+/// Reads a body to its end and drops every piece, giving up when no part of it arrives for
+/// `idle`: a response sent before its request's body was read makes the server close the
+/// connection, which a client that keeps connections alive would see fail on its next call.
+pub(crate) async fn discard_body(body: Body, idle: Duration) {
+    let mut body = body;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+}
+
 /// How many pieces of a streamed body may wait for the instance; with hyper's read buffer (at
 /// most a few hundred KiB per piece) this bounds the memory a streamed request holds.
 const STREAM_QUEUE: usize = 4;

@@ -242,3 +242,73 @@ async fn a_streamed_body_that_is_too_large_or_not_the_signed_one_never_reaches_t
     assert_eq!(count, "0");
     assert_eq!(after, instance, "a refused body must not cost the instance");
 }
+
+/// Writes one request on `s` and reads its answer (sized by `content-length`).
+async fn exchange(s: &mut TcpStream, head: String, body: &[u8]) -> (u16, Vec<u8>) {
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 16];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before an answer: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if buf.len() >= end + 4 + len {
+            return (
+                text[9..12].parse().unwrap(),
+                buf[end + 4..end + 4 + len].to_vec(),
+            );
+        }
+    }
+}
+
+fn signed_head(srv: &TestServer, path: &str, body: &[u8], extra: &[(&str, &str)]) -> String {
+    let mut h = srv.acs3_headers("POST", path, body, SECRET, KEY_ID, SystemTime::now());
+    for (k, v) in extra {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let mut head = format!("POST {path} HTTP/1.1\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in &h {
+        head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// An async call over its 128 KB limit is refused, and the client's connection still carries
+/// its next call (the body was read and dropped, not left unread).
+#[tokio::test]
+async fn an_oversized_async_body_is_refused_and_the_connection_stays_usable() {
+    let srv = TestServer::start();
+    deploy(&srv, "asyncbig").await;
+    let path = invoke_path("asyncbig", "echo");
+    let big = pseudo_random(128 * 1024 + 1, 11);
+    let mut s = TcpStream::connect(&srv.addr).await.unwrap();
+    let head = signed_head(&srv, &path, &big, &[("x-fc-invocation-type", "Async")]);
+    let (status, body) = tokio::time::timeout(HANG, exchange(&mut s, head, &big))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("EntityTooLarge"));
+    let small = b"next".to_vec();
+    let head = signed_head(&srv, &path, &small, &[]);
+    let (status, body) = tokio::time::timeout(HANG, exchange(&mut s, head, &small))
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, small));
+}
