@@ -276,6 +276,14 @@ fn insert_text(n: usize) -> String {
     )
 }
 
+/// The same backend error for each of `n` rows of a statement that failed as a whole.
+fn all_failed(n: usize, e: &sqlx::Error) -> Vec<Result<(), QueueError>> {
+    let e = e.to_string();
+    (0..n)
+        .map(|_| Err(QueueError::Backend(e.clone())))
+        .collect()
+}
+
 /// Inserts `rows` with one statement. Per row: `Ok` if it went in, `Duplicate` if an
 /// invocation with its id exists (already, or earlier in `rows`).
 async fn insert_many(
@@ -316,13 +324,7 @@ async fn insert_many(
     }
     let done = match q.execute(&mut *conn).await {
         Ok(d) => d,
-        Err(e) => {
-            let e = e.to_string();
-            return rows
-                .iter()
-                .map(|_| Err(QueueError::Backend(e.clone())))
-                .collect();
-        }
+        Err(e) => return all_failed(rows.len(), &e),
     };
     let went_in = done.rows_affected() as usize;
     if went_in == rows.len() {
@@ -344,13 +346,7 @@ async fn insert_many(
     .await;
     let inserted = match keys {
         Ok(r) => r,
-        Err(e) => {
-            let e = e.to_string();
-            return rows
-                .iter()
-                .map(|_| Err(QueueError::Backend(e.clone())))
-                .collect();
-        }
+        Err(e) => return all_failed(rows.len(), &e),
     };
     let mut keys: Vec<Option<[String; 4]>> = inserted
         .iter()
