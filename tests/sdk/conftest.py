@@ -14,6 +14,7 @@ When a test fails, the tail of the stdout/stderr of the servers it used is attac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -38,8 +39,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def fcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FcdServer]:
-    """The shared fcd server of the whole test session."""
+    """The shared fcd server of the whole test session.
+
+    With ``FCD_TEST_CLUSTER=N`` it is a cluster instead: N nodes on PostgreSQL and NATS behind a
+    round-robin load balancer (``clusterkit.FcdCluster``), so every test of the suite runs with
+    its requests spread over the nodes.
+    """
     base = tmp_path_factory.mktemp("fcd-session")
+    nodes = int(os.environ.get("FCD_TEST_CLUSTER", "0") or 0)
+    if nodes > 0:
+        from clusterkit import FcdCluster
+
+        cluster = FcdCluster(base, owner="session", n=nodes)
+        cluster.start()
+        yield cluster
+        cluster.stop()
+        return
     server = _new_server(base, owner="session")
     server.start()
     yield server

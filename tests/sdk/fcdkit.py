@@ -83,6 +83,10 @@ class FcdServer:
     owner: str  # "session" or the node id of the test that started it
     # Extra ``fcd serve`` arguments, e.g. ``("--async-workers", "1")``.
     extra_args: tuple[str, ...] = ()
+    # Where to listen; a fixed port keeps a cluster node's address across restarts.
+    listen: str = "127.0.0.1:0"
+    # Extra environment variables for the server (e.g. ``RUST_LOG``).
+    extra_env: dict = field(default_factory=dict)
     proc: Optional[subprocess.Popen] = None
     addr: Optional[str] = None
     _stdout: Optional[io.BufferedWriter] = field(default=None, repr=False)
@@ -116,9 +120,10 @@ class FcdServer:
             FCD_ACCOUNT_ID=ACCOUNT_ID,
             FCD_REGION=REGION,
         )
+        env.update(self.extra_env)
         self._stdout = open(self.stdout_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
-        cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+        cmd = [binary, "serve", "--listen", self.listen, "--data-dir", str(self.data_dir)]
         if os.geteuid() != 0 and "--isolation" not in self.extra_args:
             cmd += ["--isolation", "none"]
         cmd += list(self.extra_args)

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod forward;
 pub mod frontdoor;
 pub mod proxy;
 pub mod replay;

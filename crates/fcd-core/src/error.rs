@@ -202,6 +202,10 @@ pub enum FcError {
     Internal,
     #[error("the server is shutting down")]
     ServiceUnavailable,
+    /// Something the server depends on cannot be reached right now (the cluster's PostgreSQL
+    /// or NATS, the node a call was forwarded to): FC's 503, with what and why.
+    #[error("{0}")]
+    Unavailable(String),
 
     // ---- RAM and STS (the RPC APIs at `/`), and temporary credentials everywhere ----
     #[error("The {} does not exist: {name}", .entity.noun())]
@@ -292,7 +296,7 @@ impl FcError {
             FcError::ResourceExhausted(_) => "ResourceExhausted",
             FcError::ResourceThrottled(_) => "ResourceThrottled",
             FcError::Internal => "InternalServerError",
-            FcError::ServiceUnavailable => "ServiceUnavailable",
+            FcError::ServiceUnavailable | FcError::Unavailable(_) => "ServiceUnavailable",
             FcError::EntityNotExist { entity, .. } => match entity {
                 RamEntity::User => "EntityNotExist.User",
                 RamEntity::UserAccessKey => "EntityNotExist.User.AccessKey",
@@ -405,7 +409,9 @@ impl FcError {
             | FcError::FunctionNotStarted(_) => 412,
             FcError::ResourceExhausted(_) => 429,
             FcError::Internal => 500,
-            FcError::ResourceThrottled(_) | FcError::ServiceUnavailable => 503,
+            FcError::ResourceThrottled(_)
+            | FcError::ServiceUnavailable
+            | FcError::Unavailable(_) => 503,
             FcError::RamInvalidParameter { .. }
             | FcError::MissingParameter(_)
             | FcError::MalformedPolicyDocument(_)

@@ -373,6 +373,28 @@ pub struct InstanceInfo {
     pub version_id: String,
 }
 
+/// One pool's warm capacity (see [`InstanceManager::warm_pools`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmPool {
+    pub account: String,
+    pub service: String,
+    pub function: String,
+    pub version: String,
+    pub instances: u32,
+    pub free_slots: u32,
+}
+
+impl WarmPool {
+    /// The same key as [`InstanceManager::placement_key`].
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.account, self.service, self.function, self.version
+        )
+    }
+}
+
 /// Why an invocation could not be placed on an instance.
 fn throttled(why: NoSlot) -> InvokeError {
     match why {
@@ -930,6 +952,45 @@ impl InstanceManager {
             .read()
             .map(|m| m.values().map(|p| p.instances().len()).sum())
             .unwrap_or(0)
+    }
+
+    /// Every pool with live instances: what this node tells its cluster peers so that calls
+    /// of a function go where it is warm.
+    pub fn warm_pools(&self) -> Vec<WarmPool> {
+        let Ok(m) = self.pools.read() else {
+            return Vec::new();
+        };
+        m.iter()
+            .filter(|(_, p)| !p.retired.load(Ordering::Acquire))
+            .filter_map(|((a, s, f, v), p)| {
+                let (instances, free_slots) = p.warm_capacity();
+                (instances > 0).then(|| WarmPool {
+                    account: a.clone(),
+                    service: s.clone(),
+                    function: f.clone(),
+                    version: v.clone(),
+                    instances,
+                    free_slots,
+                })
+            })
+            .collect()
+    }
+
+    /// Request slots free right now on this node's warm instances of `spec`'s version.
+    pub fn free_slots(&self, spec: &FunctionSpec) -> u32 {
+        let key = Self::pool_key(spec);
+        self.pools
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).map(|p| p.warm_capacity().1))
+            .unwrap_or(0)
+    }
+
+    /// The name under which `spec`'s instances are pooled (account, service, function,
+    /// version): the key the cluster places calls by.
+    pub fn placement_key(spec: &FunctionSpec) -> String {
+        let (a, s, f, v) = Self::pool_key(spec);
+        format!("{a}/{s}/{f}/{v}")
     }
 
     /// ListInstances: the live instances of a function (all versions unless one is named).

@@ -310,6 +310,29 @@ impl Pool {
         }
     }
 
+    /// Live instances and the request slots free on them right now (an instance running a
+    /// hook takes none). What a node advertises to its cluster peers, and what decides whether
+    /// a call may stay on this node.
+    pub(crate) fn warm_capacity(&self) -> (u32, u32) {
+        let Ok(st) = self.state.lock() else {
+            return (0, 0);
+        };
+        let mut live = 0;
+        let mut free = 0;
+        for i in st.instances.iter() {
+            if i.dead.load(Ordering::Acquire) || i.exited() {
+                continue;
+            }
+            live += 1;
+            if !i.hook_busy.load(Ordering::Acquire) {
+                free += self
+                    .capacity
+                    .saturating_sub(i.active.load(Ordering::Acquire));
+            }
+        }
+        (live, free)
+    }
+
     /// Live provisioned instances, and how many are starting.
     pub(crate) fn provisioned_count(&self) -> u32 {
         self.state

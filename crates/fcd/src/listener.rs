@@ -18,7 +18,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -49,6 +49,10 @@ pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
     /// Where the connection counters go (the API listener's, shown in `/metrics`).
     pub(crate) counters: Option<Arc<FrontDoor>>,
+    /// Set while a cluster node drains: every response says `Connection: close`, so a load
+    /// balancer keeps no idle connection to this node that the coming stop could close under a
+    /// request it is about to send (see `serve::drain`).
+    pub(crate) closing: Option<Arc<AtomicBool>>,
 }
 
 /// Serves `app` on `listener` until `stop` turns true (or its sender is dropped), then drains.
@@ -98,6 +102,7 @@ pub(crate) async fn serve(
                     stop.clone(),
                     permit,
                     limits.counters.clone(),
+                    limits.closing.clone(),
                 ));
             }
             Err(_) => {
@@ -164,17 +169,28 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
     counters: Option<Arc<FrontDoor>>,
+    closing: Option<Arc<AtomicBool>>,
 ) {
     let _open = Open::new(counters);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();
+        let closing = closing.clone();
         async move {
             // The router is always ready (its `poll_ready` is immediate) and never fails: every
             // error is already a response.
-            let resp: Result<axum::response::Response, Infallible> =
-                tower_service::Service::call(&mut app, req).await;
-            resp
+            let mut resp: axum::response::Response =
+                match tower_service::Service::call(&mut app, req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+            if closing.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                resp.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(resp)
         }
     });
     let conn = http.serve_connection(TokioIo::new(stream), service);

@@ -55,6 +55,22 @@ pub(crate) struct ServeArgs {
     /// URLs. Default: http:// and the listen address (127.0.0.1 for an unspecified one).
     #[arg(long, env = "FCD_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// The metadata store shared by a cluster's nodes: `postgres://user@host:port/db`. Unset:
+    /// the embedded SQLite file in the data dir (one machine).
+    #[arg(long, env = "FCD_STORE", value_parser = parse_store_url)]
+    store: Option<String>,
+    /// The async work queue shared by a cluster's nodes: `nats://host:port[/stream]`
+    /// (JetStream; the invocation records live in `--store`, which must then be PostgreSQL).
+    /// Unset: the embedded queue file in the data dir, or PostgreSQL when `--store` is.
+    #[arg(long, env = "FCD_QUEUE", value_parser = parse_queue_url)]
+    queue: Option<String>,
+    /// This node's name in its cluster (default: one generated and kept in the data dir).
+    #[arg(long, env = "FCD_NODE_ID", value_parser = parse_node_id)]
+    node_id: Option<String>,
+    /// The URL other nodes reach this one's API at, to forward calls to its warm instances.
+    /// Default: http:// and the listen address (127.0.0.1 for an unspecified one).
+    #[arg(long, env = "FCD_ADVERTISE_URL", value_parser = parse_public_url)]
+    advertise_url: Option<String>,
     /// Where fcd keeps its metadata, code packages and credentials.
     #[arg(long, env = "FCD_DATA_DIR", default_value = "./fcd-data")]
     data_dir: PathBuf,
@@ -214,6 +230,62 @@ fn parse_public_url(s: &str) -> Result<String, String> {
         return Err(format!("'{s}' is not an http:// or https:// URL"));
     }
     Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// `--store`: a PostgreSQL URL.
+fn parse_store_url(s: &str) -> Result<String, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a postgres:// URL (unset, the embedded store is used)"
+        ))
+    }
+}
+
+/// `--queue`: a NATS URL.
+fn parse_queue_url(s: &str) -> Result<String, String> {
+    if s.starts_with("nats://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a nats:// URL (unset, the embedded queue is used)"
+        ))
+    }
+}
+
+/// `--node-id`: 1 to 64 of `[A-Za-z0-9_.-]` (it travels in headers and NATS names).
+fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a node id: 1 to 64 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// The node id from `--node-id`, else the one kept in the data dir (made on first start).
+fn node_id(flag: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(id) = flag {
+        return Ok(id.to_owned());
+    }
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if parse_node_id(text.trim()).is_ok() => Ok(text.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{} does not hold a valid node id", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            write_atomically(data_dir, &path, &id)?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 fn public_url(flag: Option<&str>, listen: SocketAddr) -> String {
@@ -448,6 +520,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_max_connections(open_files));
     let header_read_timeout = Duration::from_secs(args.header_read_timeout_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // The metrics listener first, so its address is known before the API's is announced.
     let mut metrics_server = None;
@@ -468,6 +541,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_connections: METRICS_MAX_CONNECTIONS,
                 header_read_timeout,
                 counters: None,
+                closing: None,
             },
             stop_rx.clone(),
         )));
@@ -492,6 +566,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_connections,
                 header_read_timeout,
                 counters: None,
+                closing: None,
             },
             stop_rx.clone(),
         )));
@@ -509,6 +584,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_connections,
             header_read_timeout,
             counters: Some(front_door),
+            closing: Some(closing.clone()),
         },
         stop_rx.clone(),
     ));
