@@ -257,7 +257,47 @@ async fn quotas_and_conflicts<S: MetadataStore>(s: S) {
     assert_eq!(acct.policies.len(), 5);
 }
 
+/// The checks a write makes hold against concurrent writes (on PostgreSQL, through the write
+/// lock; at READ COMMITTED alone, every writer would count the same keys and all would pass).
+async fn concurrent_writes_see_each_other<S: MetadataStore + Clone>(s: S) {
+    s.create_ram_user("a", &user("u")).await.unwrap();
+    // Concurrent reads first, so the pool holds a connection for every writer and the writes
+    // below really overlap.
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.iam_state().await.map(|_| ()) })
+        })
+        .collect();
+    for r in reads {
+        r.await.unwrap().unwrap();
+    }
+    let writes: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.create_ram_access_key("a", &key(&format!("K{i}"), "u"), 2)
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for w in writes {
+        match w.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(e) => assert!(
+                format!("{e:?}").contains("LimitExceeded(UserAccessKey)"),
+                "{e:?}"
+            ),
+        }
+    }
+    assert_eq!(created, 2);
+    let state = s.iam_state().await.unwrap();
+    assert_eq!(state.accounts["a"].access_keys.len(), 2);
+}
+
 crate::tests::both_backends!(
     every_write_bumps_the_generation_and_the_state_reads_back,
-    quotas_and_conflicts
+    quotas_and_conflicts,
+    concurrent_writes_see_each_other,
 );
