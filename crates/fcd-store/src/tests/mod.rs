@@ -3,6 +3,7 @@
 //! created on the server `FCD_TEST_POSTGRES` names (skipped with a visible line when it is unset,
 //! unless `FCD_REQUIRE_SERVICES=1`).
 
+mod availability;
 mod code;
 mod iam;
 mod metadata;
