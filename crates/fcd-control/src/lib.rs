@@ -82,14 +82,21 @@ impl std::fmt::Debug for Control {
     }
 }
 
-pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> FcError {
+pub(crate) fn internal(context: &str, e: impl std::fmt::Display + 'static) -> FcError {
     tracing::error!(error = %e, "{context}");
+    // The storage engine down (PostgreSQL unreachable, no pooled connection in time) is FC's
+    // 503: nothing was written, and the same request may succeed later.
+    if let Some(StoreError::Unavailable(_)) = (&e as &dyn std::any::Any).downcast_ref() {
+        return FcError::ServiceUnavailable;
+    }
     FcError::Internal
 }
 
 pub(crate) fn code_error(e: CodeError) -> FcError {
     match e {
         CodeError::Io(e) => internal("code store", e),
+        CodeError::Shared(e) => internal("shared code store", e),
+        CodeError::Corrupt(d) => internal("code store", format!("package {d} is corrupt")),
         CodeError::Missing(d) => internal("code store", format!("package {d} is missing")),
         other => FcError::invalid(other.to_string()),
     }
@@ -729,5 +736,22 @@ impl Control {
         self.runtime
             .retire(account, service, Some(name), None)
             .await;
+    }
+}
+
+#[cfg(test)]
+mod store_error_tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_503_and_other_failures_500() {
+        let e = internal("t", StoreError::Unavailable("connection refused".into()));
+        assert!(matches!(e, FcError::ServiceUnavailable));
+        assert!(matches!(
+            internal("t", StoreError::Backend("x".into())),
+            FcError::Internal
+        ));
+        let e = code_error(CodeError::Shared(StoreError::Unavailable("reset".into())));
+        assert!(matches!(e, FcError::ServiceUnavailable));
     }
 }
