@@ -579,7 +579,10 @@ impl Control {
                 "the code URL is invalid or has expired".into(),
             ));
         }
-        tokio::fs::read(self.code.zip_path(digest))
+        // In a cluster the package may have been uploaded through another node: fetched from
+        // the shared store first.
+        let zip = self.code.ensure_zip(digest).await.map_err(code_error)?;
+        tokio::fs::read(zip)
             .await
             .map_err(|e| internal("read code package", e))
     }
