@@ -21,6 +21,8 @@
 
 mod pg;
 pub mod rendezvous;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,36 +8,8 @@ use fcd_cluster::{Cluster, ClusterEvent, JOBS, LEASE_TTL, NodeInfo, NodeState, R
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-/// A fresh database on the test server, or `None` (skipped) when none is configured.
 async fn database(test: &str) -> Option<String> {
-    let Ok(base) = std::env::var("FCD_TEST_POSTGRES") else {
-        if std::env::var("FCD_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{test}: FCD_TEST_POSTGRES is not set and FCD_REQUIRE_SERVICES=1");
-        }
-        eprintln!("{test}: SKIPPED (set FCD_TEST_POSTGRES; scripts/services starts one)");
-        return None;
-    };
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("randomness");
-    let name = format!(
-        "t_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    );
-    let mut conn = PgConnection::connect(&base)
-        .await
-        .expect("connect to FCD_TEST_POSTGRES");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let (head, tail) = base
-        .split_once('?')
-        .map_or((base.as_str(), None), |(h, t)| (h, Some(t)));
-    let root = head.rsplit_once('/').map_or(head, |(r, _)| r);
-    Some(match tail {
-        Some(t) => format!("{root}/{name}?{t}"),
-        None => format!("{root}/{name}"),
-    })
+    fcd_cluster::testing::postgres_database(test).await
 }
 
 async fn join(url: &str, id: &str) -> Cluster {
@@ -274,15 +246,7 @@ async fn events_cross_and_a_dropped_listener_resyncs() {
     ));
 
     // Cut b's listener connection: b reconnects and tells its subscribers to resync.
-    let mut admin = PgConnection::connect(&url).await.unwrap();
-    let killed: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(b.listener_application_name())
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert_eq!(killed, [(true,)]);
+    assert_eq!(fcd_cluster::testing::cut_listener(&url, &b).await, 1);
     let got = tokio::time::timeout(Duration::from_secs(5), at_b.recv()).await;
     assert_eq!(
         got.expect("resync within 5 s").unwrap(),
