@@ -539,7 +539,7 @@ impl Control {
 
     /// One pass: read every config, work out each pool's target, start `provision` calls for
     /// pools that are not already busy, and release pools nothing asks for any more.
-    async fn reconcile_once(self: Arc<Control>) {
+    pub(crate) async fn reconcile_once(self: Arc<Control>) {
         let configs = match self.store.all_provision_configs().await {
             Ok(c) => c,
             Err(e) => {

@@ -408,4 +408,110 @@ mod tests {
         c.apply_cluster_event(ClusterEvent::Resync).await;
         assert!(c.get_service(ACC, "s").await.is_ok());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn provisioning_keeps_this_nodes_share_and_current_sums_every_node() {
+        let Some(url) = fcd_cluster::testing::postgres_database("control_provision_shares").await
+        else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let a = node(dir.path(), store.clone(), &url, "a").await;
+        let b = node(dir.path(), store.clone(), &url, "b").await;
+        within(
+            "a sees b",
+            Duration::from_secs(3),
+            || async { a.cluster().nodes().iter().any(|n| n.id == "b" && n.live) },
+            |seen| *seen,
+        )
+        .await;
+        a.create_service(
+            ACC,
+            ServiceUpdate {
+                service_name: Some("s".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        a.create_function(
+            ACC,
+            "s",
+            FunctionUpdate {
+                function_name: Some("f".into()),
+                runtime: Some("custom".into()),
+                // An empty zip: its instances never start here, which is fine for shares.
+                code: Some(fcd_core::model::CodeInput {
+                    zip_file: Some("UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        a.publish_version(ACC, "s", "", None).await.unwrap();
+        let target = 5;
+        a.put_provision_config(
+            ACC,
+            "s",
+            "f",
+            Some("1"),
+            fcd_core::configs::ProvisionConfigUpdate {
+                target: Some(target),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+        let key = fcd_cluster::route_key(ACC, "s", "f", "1");
+        let pool = (
+            ACC.to_owned(),
+            "s".to_owned(),
+            "f".to_owned(),
+            "1".to_owned(),
+        );
+        let (share_a, share_b) = (a.cluster().share(&key, 5), b.cluster().share(&key, 5));
+        assert_eq!(share_a + share_b, 5);
+        assert_eq!(
+            share_a,
+            fcd_cluster::rendezvous::share(&key, 5, &["a", "b"], "a")
+        );
+        // a's reconciler asks its instance manager for its share only (the spec's limit too).
+        a.clone().reconcile_once().await;
+        assert_eq!(a.provisioning.target(&pool), share_a);
+
+        // b reports instances up (as its reconciler would once they started): a's `current`
+        // counts them, though none runs on a.
+        b.cluster().update_local_state(|s| {
+            s.provisioned.insert(key.clone(), share_b);
+        });
+        within(
+            "a's current includes b's instances",
+            Duration::from_secs(3),
+            || a.get_provision_config(ACC, "s", "f", Some("1")),
+            |r| r.as_ref().is_ok_and(|(_, st)| st.current == share_b),
+        )
+        .await;
+        // b leaves: its instances stop counting, and a's share becomes the whole target.
+        b.cluster().leave().await.unwrap();
+        within(
+            "b's instances stop counting",
+            Duration::from_secs(3),
+            || a.get_provision_config(ACC, "s", "f", Some("1")),
+            |r| r.as_ref().is_ok_and(|(_, st)| st.current == 0),
+        )
+        .await;
+        assert_eq!(a.cluster().share(&key, 5), 5);
+        a.clone().reconcile_once().await;
+        assert_eq!(a.provisioning.target(&pool), 5);
+        a.cluster().leave().await.unwrap();
+    }
 }
