@@ -18,6 +18,13 @@
 //!
 //! [`Cluster::single`] is one node with no engine: every lease held, no other node, publishing a
 //! no-op — exactly a standalone server.
+//!
+//! Wiring, in `fcd serve`: `Arc::new(Cluster::postgres(url, NodeInfo::new(id, advertised_url))
+//! .await?)`; hand it to the control plane (`Control::with_cluster`, which publishes and applies
+//! invalidations, provisions this node's shares and gates the timers); on `SIGTERM`
+//! [`Cluster::drain`], finish or hand back work, then [`Cluster::leave`]. Whoever knows the
+//! warm pools (the instance manager) fills [`NodeState::warm`] through
+//! [`Cluster::update_local_state`] for [`Cluster::route`] to see them.
 
 mod pg;
 pub mod rendezvous;

@@ -786,9 +786,10 @@ impl Control {
     // ---- observability ----
 
     /// What `GET /status` reports: no secrets, only what an operator needs at a glance.
+    /// In a cluster it also lists the nodes (`nodes`), as this node last saw them.
     pub fn status(&self) -> serde_json::Value {
         let cfg = self.runtime.config();
-        serde_json::json!({
+        let mut status = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptimeSeconds": self.started.elapsed().as_secs(),
             "region": self.region,
@@ -800,7 +801,28 @@ impl Control {
                 "idleTimeoutSeconds": cfg.idle_timeout.as_secs(),
             },
             "instances": self.runtime.instance_count(),
-        })
+        });
+        if !self.cluster.is_single() {
+            let nodes: Vec<serde_json::Value> = self
+                .cluster
+                .nodes()
+                .into_iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "id": n.id,
+                        "url": n.url,
+                        "self": n.is_self,
+                        "live": n.live,
+                        "draining": n.draining,
+                        "startedMs": n.started_ms,
+                        "heartbeatAgeMs": n.heartbeat_age_ms,
+                        "instances": n.state.instances,
+                    })
+                })
+                .collect();
+            status["nodes"] = serde_json::Value::Array(nodes);
+        }
+        status
     }
 }
 

@@ -392,6 +392,10 @@ mod tests {
         ));
         let c = Control::new(store, code, runtime, "cn-test".into(), b"s".to_vec(), iam);
         assert!(c.cluster().is_single());
+        assert!(
+            c.status().get("nodes").is_none(),
+            "a single server's status is as before"
+        );
         assert!(TimerSource::active(&c));
         let mut rx = c.cluster().subscribe();
         c.create_service(
@@ -510,6 +514,11 @@ mod tests {
         )
         .await;
         assert_eq!(a.cluster().share(&key, 5), 5);
+        let status = a.status();
+        let nodes = status["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 1, "{status}");
+        assert_eq!(nodes[0]["id"], "a");
+        assert_eq!(nodes[0]["self"], true);
         a.clone().reconcile_once().await;
         assert_eq!(a.provisioning.target(&pool), 5);
         a.cluster().leave().await.unwrap();
