@@ -5,6 +5,11 @@
 //! other's change silently (the loser gets `ConcurrentUpdateError`). Invocations resolve
 //! functions through an in-memory cache that every write through this process invalidates, so
 //! the invoke path never touches the database.
+//!
+//! In a cluster ([`Control::with_cluster`]) every such write also publishes the matching
+//! [`ClusterEvent`], and [`Control::apply_cluster_events_forever`] applies other nodes' events
+//! to the same invalidation functions, so a write on any node reaches every node's caches
+//! within the event bus's delay (one `NOTIFY`); a [`ClusterEvent::Resync`] drops every cache.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use fcd_cluster::{Cluster, ClusterEvent, NodeInfo};
 use fcd_core::FcError;
 use fcd_core::limits::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 use fcd_core::model::{CodeRef, Function, FunctionUpdate, Service, ServiceUpdate};
@@ -24,6 +30,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 
 pub mod asynchronous;
 mod configs;
+mod events;
 pub mod iam;
 mod invoke;
 mod role_credentials;
@@ -71,6 +78,9 @@ pub struct Control {
     triggers: triggers::TriggerCaches,
     /// Where functions of a service with a `role` get that role's credentials.
     roles: role_credentials::RoleSources,
+    /// This node's membership of the cluster ([`Cluster::single`] unless
+    /// [`Control::with_cluster`] gave another).
+    cluster: Arc<Cluster>,
     started: Instant,
 }
 
@@ -184,8 +194,21 @@ impl Control {
             provisioning: configs::Provisioning::default(),
             triggers: triggers::TriggerCaches::default(),
             roles: role_credentials::RoleSources::new(iam),
+            cluster: Arc::new(Cluster::single(NodeInfo::new("local", ""))),
             started: Instant::now(),
         }
+    }
+
+    /// Runs this control plane as one node of `cluster`: writes publish their invalidations,
+    /// provisioning keeps only this node's share of each target, timers fire only while this
+    /// node holds the `timers` lease. Spawn [`Control::apply_cluster_events_forever`] too.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Control {
+        self.cluster = cluster;
+        self
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     pub fn region(&self) -> &str {
@@ -217,6 +240,7 @@ impl Control {
             Ok(()) => {
                 // Requests for its (future) functions may have been answered "no service".
                 self.forget_http_triggers(account, &name, None);
+                self.publish_invalidation(account, Some(&name)).await;
                 Ok(stored)
             }
             Err(StoreError::AlreadyExists) => Err(FcError::ServiceAlreadyExists(name)),
@@ -254,6 +278,7 @@ impl Control {
         {
             Ok(()) => {
                 self.forget_service(account, name);
+                self.publish_invalidation(account, Some(name)).await;
                 Ok(stored)
             }
             Err(StoreError::NotFound) => Err(FcError::ServiceNotFound(name.to_owned())),
@@ -275,6 +300,7 @@ impl Control {
         match self.store.delete_service(account, name).await {
             Ok(()) => {
                 self.forget_service(account, name);
+                self.publish_invalidation(account, Some(name)).await;
                 Ok(())
             }
             Err(StoreError::NotFound) => Err(FcError::ServiceNotFound(name.to_owned())),
@@ -390,6 +416,7 @@ impl Control {
         match self.store.insert_function(account, service, &stored).await {
             Ok(()) => {
                 self.forget_http_triggers(account, service, Some(&name));
+                self.publish_invalidation(account, Some(service)).await;
                 Ok(stored)
             }
             Err(StoreError::AlreadyExists) => Err(FcError::FunctionAlreadyExists {
@@ -731,6 +758,7 @@ impl Control {
 
     /// After a LATEST function changed or went away: drop its cached spec and stop its
     /// LATEST instances. Versions are snapshots and keep running.
+    /// In a cluster, every node does the same.
     async fn forget_function(&self, account: &str, service: &str, name: &str) {
         self.forget_specs(|(a, s, f, v, _)| {
             a == account && s == service && f == name && v == LATEST
@@ -739,6 +767,14 @@ impl Control {
         self.runtime
             .retire(account, service, Some(name), None)
             .await;
+        self.publish_invalidation(account, Some(service)).await;
+        self.publish(ClusterEvent::Retire {
+            account: account.to_owned(),
+            service: service.to_owned(),
+            function: Some(name.to_owned()),
+            version: None,
+        })
+        .await;
     }
 }
 
