@@ -98,12 +98,14 @@ pub fn route_key(account: &str, service: &str, function: &str, version: &str) ->
 }
 
 /// Warm instances of one function version on a node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WarmPool {
     pub instances: u32,
     /// Requests the pool could take now without starting an instance.
     pub free_slots: u32,
+    /// The instances' ids (ListInstances answers for the whole cluster from these).
+    pub instance_ids: Vec<String>,
 }
 
 /// What a node publishes with every heartbeat.
@@ -554,6 +556,7 @@ mod tests {
                             WarmPool {
                                 instances: 1,
                                 free_slots: *free,
+                                ..WarmPool::default()
                             },
                         )
                     })

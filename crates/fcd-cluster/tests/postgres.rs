@@ -53,6 +53,7 @@ async fn two_nodes_see_each_other_and_each_others_state() {
         WarmPool {
             instances: 1,
             free_slots: 3,
+            ..WarmPool::default()
         },
     );
     b.set_local_state(state.clone());
@@ -180,6 +181,7 @@ async fn draining_gives_up_leases_shares_and_routes() {
         WarmPool {
             instances: 1,
             free_slots: 1,
+            ..WarmPool::default()
         },
     );
     a.set_local_state(warm);

@@ -479,9 +479,13 @@ impl Control {
         ProvisionStatus::default()
     }
 
-    /// Publishes what this node has provisioned, and its instance count, with the next
-    /// heartbeat (nothing to do on a single node, where the state is read locally anyway).
+    /// Publishes what this node has provisioned, its instance count and its warm pools with
+    /// the next heartbeat (nothing to do on a single node, where the state is read locally
+    /// anyway).
     fn publish_provisioned(&self) {
+        if self.cluster.is_single() {
+            return;
+        }
         let provisioned: BTreeMap<String, u32> = match self.provisioning.state.lock() {
             Ok(st) => st
                 .up
@@ -492,9 +496,27 @@ impl Control {
             Err(_) => return,
         };
         let instances = self.runtime.instance_count() as u64;
+        // Where this node is warm, and with what: peers route calls here by it, and
+        // ListInstances on any node lists these.
+        let warm = self
+            .runtime
+            .warm_pools()
+            .into_iter()
+            .map(|p| {
+                (
+                    fcd_cluster::route_key(&p.account, &p.service, &p.function, &p.version),
+                    fcd_cluster::WarmPool {
+                        instances: p.instances,
+                        free_slots: p.free_slots,
+                        instance_ids: p.instance_ids,
+                    },
+                )
+            })
+            .collect();
         self.cluster.update_local_state(|s| {
             s.provisioned = provisioned;
             s.instances = instances;
+            s.warm = warm;
         });
     }
 
@@ -761,7 +783,7 @@ impl Control {
                 Some(alias.alias.versions().map(str::to_owned).collect())
             }
         };
-        let mut out: Vec<InstanceInfo> = match versions {
+        let mut out: Vec<InstanceInfo> = match &versions {
             None => self
                 .runtime
                 .list_instances(account, service, function, None),
@@ -773,6 +795,29 @@ impl Control {
                 })
                 .collect(),
         };
+        // In a cluster, the other live nodes' instances too, as their last heartbeat said.
+        for node in self.cluster.nodes() {
+            if node.is_self || !node.live {
+                continue;
+            }
+            for (key, pool) in &node.state.warm {
+                let mut parts = key.splitn(4, '/');
+                let (Some(a), Some(s), Some(f), Some(v)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                let wanted = versions
+                    .as_ref()
+                    .is_none_or(|vs| vs.iter().any(|x| x == v));
+                if a == account && s == service && f == function && wanted {
+                    out.extend(pool.instance_ids.iter().map(|id| InstanceInfo {
+                        instance_id: id.clone(),
+                        version_id: v.to_owned(),
+                    }));
+                }
+            }
+        }
         if !instance_ids.is_empty() {
             out.retain(|i| instance_ids.contains(&i.instance_id));
         }
@@ -820,7 +865,10 @@ impl Control {
                     })
                 })
                 .collect();
-            status["nodes"] = serde_json::Value::Array(nodes);
+            status["cluster"] = serde_json::json!({
+                "nodeId": self.cluster.node().id,
+                "nodes": nodes,
+            });
         }
         status
     }

@@ -393,7 +393,7 @@ mod tests {
         let c = Control::new(store, code, runtime, "cn-test".into(), b"s".to_vec(), iam);
         assert!(c.cluster().is_single());
         assert!(
-            c.status().get("nodes").is_none(),
+            c.status().get("cluster").is_none(),
             "a single server's status is as before"
         );
         assert!(TimerSource::active(&c));
@@ -515,7 +515,7 @@ mod tests {
         .await;
         assert_eq!(a.cluster().share(&key, 5), 5);
         let status = a.status();
-        let nodes = status["nodes"].as_array().unwrap();
+        let nodes = status["cluster"]["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), 1, "{status}");
         assert_eq!(nodes[0]["id"], "a");
         assert_eq!(nodes[0]["self"], true);

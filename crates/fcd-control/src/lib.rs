@@ -38,7 +38,7 @@ pub mod timers;
 mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
-pub use invoke::{Invoked, invoke_error};
+pub use invoke::{Invoked, Placement, invoke_error};
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 
@@ -90,6 +90,18 @@ impl std::fmt::Debug for Control {
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
+}
+
+/// Refuses a spec that may not run on-demand instances and has no provisioned ones.
+pub(crate) fn runnable(spec: &FunctionSpec, qualifier: Option<&str>) -> Result<(), FcError> {
+    if spec.limit == InstanceLimit::Blocked {
+        let label = qualifier.filter(|q| !q.is_empty()).unwrap_or(LATEST);
+        return Err(FcError::ResourceExhausted(format!(
+            "function '{}' of service '{}' may not run on-demand instances (maximumInstanceCount is 0 for qualifier '{label}') and has no provisioned instances",
+            spec.function.function_name, spec.service_name
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn internal(context: &str, e: impl std::fmt::Display + 'static) -> FcError {
@@ -614,6 +626,52 @@ impl Control {
             .map_err(|e| internal("read code package", e))
     }
 
+    // ---- code packages ----
+
+    /// Removes the code packages no function or version references any more (on this node,
+    /// and from the shared store in a cluster), keeping those this node's instances run and
+    /// those younger than `grace` (uploaded by a create or update not yet committed).
+    pub async fn collect_code_once(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<fcd_store::code::CollectReport, FcError> {
+        // In use first: a package an instance starts on after this read is referenced (it was
+        // resolved from the store) or younger than `grace`.
+        let in_use = self
+            .runtime
+            .code_in_use()
+            .ok_or_else(|| internal("collect code", "the instance pools cannot be read"))?;
+        let referenced = self
+            .store
+            .referenced_code()
+            .await
+            .map_err(|e| internal("collect code", e))?;
+        self.code
+            .collect(&referenced, &in_use, grace)
+            .await
+            .map_err(code_error)
+    }
+
+    /// [`Control::collect_code_once`] every `every`, until the process ends.
+    pub async fn collect_code_forever(
+        self: Arc<Control>,
+        every: std::time::Duration,
+        grace: std::time::Duration,
+    ) {
+        loop {
+            tokio::time::sleep(every).await;
+            match self.collect_code_once(grace).await {
+                Ok(r) if r.local.is_empty() && r.shared.is_empty() => {}
+                Ok(r) => tracing::info!(
+                    local = r.local.len(),
+                    shared = r.shared.len(),
+                    "collected code packages no function or version references"
+                ),
+                Err(e) => tracing::warn!(error = %e, "collecting code packages failed; retrying later"),
+            }
+        }
+    }
+
     // ---- invocation ----
 
     /// The function to run for an invocation of `qualifier` (absent: LATEST), from the cache
@@ -627,6 +685,22 @@ impl Control {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<Arc<FunctionSpec>, FcError> {
+        let spec = self
+            .resolve_unchecked(account, service, name, qualifier)
+            .await?;
+        runnable(&spec, qualifier)?;
+        Ok(spec)
+    }
+
+    /// [`Control::resolve`] without refusing a function that may not run instances here
+    /// (placement may still find them on another node).
+    pub(crate) async fn resolve_unchecked(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Arc<FunctionSpec>, FcError> {
         let (version, label) = match qualifier {
             None | Some("") | Some(LATEST) => (None, LATEST),
             Some(q) => (Some(self.route(account, service, q).await?), q),
@@ -634,11 +708,6 @@ impl Control {
         let r = self
             .resolve_version(account, service, name, version, label)
             .await?;
-        if r.spec.limit == InstanceLimit::Blocked {
-            return Err(FcError::ResourceExhausted(format!(
-                "function '{name}' of service '{service}' may not run on-demand instances (maximumInstanceCount is 0 for qualifier '{label}') and has no provisioned instances"
-            )));
-        }
         Ok(r.spec)
     }
 
