@@ -405,14 +405,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         iam.clone(),
     ));
     tokio::spawn(control.clone().reconcile_provisioning_forever());
-    let queue = fcd_queue::SqliteQueue::open(&data_dir.join("queue.db"))
+    let queue = fcd_queue::Queue::embedded(&data_dir.join("queue.db"))
         .await
         .map_err(|e| anyhow::anyhow!("opening the async queue: {e}"))?;
     let asynchronous = Arc::new(fcd_control::asynchronous::AsyncEngine::new(
-        Arc::new(queue),
+        queue,
         control.clone(),
         args.async_workers,
         Duration::from_secs(args.async_retention_days * 86_400),
+        "local",
     ));
     asynchronous
         .start()
