@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use nats::{NatsConfig, NatsWorkQueue};
-pub use postgres::PgRecords;
+pub use postgres::{PgRecords, PgWorkQueue};
 pub use queue::{Claim, Queue};
 pub use sqlite::{CLAIM_MAX, SqliteQueue};
 

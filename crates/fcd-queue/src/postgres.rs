@@ -735,3 +735,147 @@ impl ConfigStore for PgRecords {
         Ok(all.into_iter().filter(|c| c.stateful_invocation).collect())
     }
 }
+
+/// The work queue on the records themselves (`--store postgres` without a broker): the
+/// waiting rows are the items; a claim takes due rows, and runs whose lease lapsed, with
+/// `FOR UPDATE SKIP LOCKED` (so nodes claiming at once never wait on each other) and starts
+/// them in the same statement; the record's transitions are the acknowledgements. A claim
+/// with nothing due polls every [`PgWorkQueue::POLL`], woken at once by a publish on the
+/// same node.
+#[derive(Debug, Clone)]
+pub struct PgWorkQueue {
+    pool: PgPool,
+    published: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl PgWorkQueue {
+    /// How often an idle claim looks again (work published by another node waits at most
+    /// this long).
+    pub const POLL: Duration = Duration::from_millis(200);
+
+    pub fn new(records: &PgRecords) -> PgWorkQueue {
+        PgWorkQueue {
+            pool: records.pool.clone(),
+            published: Default::default(),
+        }
+    }
+
+    async fn claim_now(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Invocation>, QueueError> {
+        let now = now_ms as i64;
+        // Stops whose run lost its lease complete (as the broker's redelivery would).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE async_invocations SET status = 'Stopped', end_ms = $1, lease_until_ms = NULL,
+                events = {}
+             WHERE id IN (SELECT id FROM async_invocations
+                          WHERE status = 'Stopping' AND lease_until_ms < $1
+                          LIMIT 100 FOR UPDATE SKIP LOCKED)",
+            append_event("'Stopped'", "$1", "'the run being stopped lost its lease'")
+        )))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH lapsed AS (SELECT id FROM async_invocations
+                             WHERE status = 'Running' AND lease_until_ms < $3
+                             ORDER BY lease_until_ms LIMIT $4 FOR UPDATE SKIP LOCKED),
+                  due AS (SELECT id FROM async_invocations
+                          WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms <= $3
+                          ORDER BY next_attempt_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE async_invocations SET status = 'Running', attempts = attempts + 1,
+                lease_until_ms = $1, owner = $2, started_ms = COALESCE(started_ms, $3),
+                events = {}
+             WHERE id IN (SELECT id FROM (SELECT id FROM lapsed UNION ALL SELECT id FROM due) u
+                          LIMIT $4)
+             RETURNING *",
+            append_event(
+                "'Running'",
+                "$3",
+                "CASE WHEN status = 'Running' THEN 'redelivered: the lease of the previous run lapsed' ELSE '' END"
+            )
+        )))
+        .bind(lease_until_ms as i64)
+        .bind(owner)
+        .bind(now)
+        .bind(max as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows.iter().map(invocation).collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|i| i.id);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl crate::WorkQueue for PgWorkQueue {
+    async fn publish(&self, _key: &str) -> Result<(), QueueError> {
+        // The record's insert queued it; a claim waiting here looks now.
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<crate::Delivery>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let until = tokio::time::Instant::now() + wait;
+        // The lease is kept as long from each look as from the first.
+        let lease_ms = lease_until_ms.saturating_sub(now_ms);
+        let mut now = now_ms;
+        loop {
+            let published = self.published.notified();
+            let got = self.claim_now(owner, now, now + lease_ms, max).await?;
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if !got.is_empty() || left.is_zero() {
+                return Ok(got
+                    .into_iter()
+                    .map(|inv| crate::Delivery {
+                        key: inv.key(),
+                        started: Some(inv),
+                        handle: crate::Handle::Row,
+                    })
+                    .collect());
+            }
+            let _ = tokio::time::timeout(left.min(Self::POLL), published).await;
+            now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(now);
+        }
+    }
+
+    async fn progress(&self, _d: &crate::Delivery) -> Result<(), QueueError> {
+        // The record's lease is the delivery's.
+        Ok(())
+    }
+
+    async fn ack(&self, _d: &crate::Delivery) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn retry(&self, _d: &crate::Delivery, _delay: Duration) -> Result<(), QueueError> {
+        // The record's `next_attempt_ms` is the delay.
+        Ok(())
+    }
+
+    async fn terminate(&self, _d: &crate::Delivery) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
+        // `claim` waits by itself.
+        Ok(None)
+    }
+}

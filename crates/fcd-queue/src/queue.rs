@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::{
     ConfigStore, Delivery, Invocation, InvocationRecords, NatsConfig, NatsWorkQueue, NewInvocation,
-    Outcome, PgRecords, QueueError, SqliteQueue, Start, Status, WorkQueue,
+    Outcome, PgRecords, PgWorkQueue, QueueError, SqliteQueue, Start, Status, WorkQueue,
 };
 
 /// The async queue: a work queue, invocation records and configs, chosen at start.
@@ -21,6 +21,9 @@ pub struct Queue {
     configs: Arc<dyn ConfigStore>,
     /// The embedded file, which also backs `recover` (one node owns every run in it).
     embedded: Option<SqliteQueue>,
+    /// The records' rows are the work queue (the file, or PostgreSQL alone): nothing can be
+    /// left unpublished, so the sweeper has nothing to do.
+    rows_are_work: bool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -49,6 +52,7 @@ impl Queue {
             records: Arc::new(q.clone()),
             configs: Arc::new(q.clone()),
             embedded: Some(q),
+            rows_are_work: true,
         })
     }
 
@@ -69,6 +73,19 @@ impl Queue {
         ))
     }
 
+    /// PostgreSQL alone (no broker): records, configs, and the work queue over the records
+    /// (`FOR UPDATE SKIP LOCKED`, see [`PgWorkQueue`]).
+    pub async fn postgres(postgres_url: &str) -> Result<Queue, QueueError> {
+        let records = PgRecords::connect(postgres_url).await?;
+        let mut q = Self::from_parts(
+            Arc::new(PgWorkQueue::new(&records)),
+            Arc::new(records.clone()),
+            Arc::new(records),
+        );
+        q.rows_are_work = true;
+        Ok(q)
+    }
+
     /// Any work queue with any records and configs.
     pub fn from_parts(
         work: Arc<dyn WorkQueue>,
@@ -80,6 +97,7 @@ impl Queue {
             records,
             configs,
             embedded: None,
+            rows_are_work: false,
         }
     }
 
@@ -244,7 +262,7 @@ impl Queue {
     /// delivery lost). Duplicates are harmless: the broker deduplicates by key, and the
     /// record's CAS starts a run once. Returns how many were published.
     pub async fn sweep(&self, now_ms: u64, grace: Duration) -> Result<usize, QueueError> {
-        if self.embedded.is_some() {
+        if self.rows_are_work {
             // The rows are the work queue: nothing can be unpublished.
             return Ok(0);
         }
@@ -526,6 +544,47 @@ mod tests {
             return;
         };
         lapsed_lease_is_redelivered(&one, &two, 2000).await;
+    }
+
+    /// Two handles on one PostgreSQL-only queue (two nodes).
+    async fn pg_only() -> Option<(Queue, Queue)> {
+        let pg = testenv::postgres().await?;
+        Some((
+            Queue::postgres(&pg).await.unwrap(),
+            Queue::postgres(&pg).await.unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn publish_claim_extend_ack_postgres() {
+        let Some((q, _)) = pg_only().await else {
+            return;
+        };
+        publish_claim_extend_ack(&q).await;
+    }
+
+    #[tokio::test]
+    async fn retry_after_delay_postgres() {
+        let Some((q, _)) = pg_only().await else {
+            return;
+        };
+        retry_after_delay(&q).await;
+    }
+
+    #[tokio::test]
+    async fn lapsed_lease_is_redelivered_to_another_node_postgres() {
+        let Some((one, two)) = pg_only().await else {
+            return;
+        };
+        lapsed_lease_is_redelivered(&one, &two, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn stop_across_two_nodes_postgres() {
+        let Some((one, two)) = pg_only().await else {
+            return;
+        };
+        stop_reaches_the_running_node(&one, &two).await;
     }
 
     /// A stop requested through one node reaches the run on another at its next extension.
