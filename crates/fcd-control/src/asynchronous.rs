@@ -1,21 +1,29 @@
 //! Asynchronous invocation: accepting durably, running with retries, destinations, and the
-//! stateful-invocation API.
+//! stateful-invocation API, on any [`fcd_queue::Queue`] (the embedded file, or NATS JetStream
+//! and PostgreSQL shared by a cluster).
 //!
-//! `accept` answers only after the queue has the invocation on disk (the queue's writer commits
-//! concurrent accepts together). One dispatcher claims due invocations in batches and runs each
-//! as a task: at most `max_running` at once (the async share of the server, so sync traffic is
-//! never starved) and, per function, at most what its instances can take at once
-//! (`instanceConcurrency` × the instances it may have). Each task resolves the function as a
+//! `accept` answers only after the queue has the invocation durably (the embedded queue's
+//! writer commits concurrent accepts together). One dispatcher per node claims invocations in
+//! batches and runs each as a task: at most `max_running` at once (the async share of the
+//! node, so sync traffic is never starved) and, per function, at most what its instances can
+//! take at once (`instanceConcurrency` × the instances it may have). Each claim carries an
+//! owner token (`{node}:{boot}:{n}`) and a lease of 30 s, extended every 2 s while the function
+//! runs; each extension also reads the record's status, so a stop requested on any node
+//! reaches the node running the call within 2 s (`cancel_local` is the faster path for a
+//! stop told to every node). A run whose node died is claimed again once its lease lapses;
+//! the record's compare-and-set keeps its result to one. Each task resolves the function as a
 //! sync call would and runs it through the same instance manager. A result is recorded
 //! durably before anything acts on it (its destination, a stop); a failed queue write is
-//! retried with backoff and logged, never dropped — if the server stops first, the row is
-//! still `Running` and `recover` puts it back at the next start (at-least-once execution, one
-//! terminal record).
+//! retried with backoff and logged, never dropped. On the embedded queue `recover` puts back
+//! at start what the last run of the node left `Running`.
 //! Function errors are retried up to `maxAsyncRetryAttempts` with a doubling pause; throttling
 //! and platform trouble are retried with FC's exponential backoff (0.5 s, 1 s, 2 s ... for up to
 //! 5 hours) without counting as attempts. An invocation older than `maxAsyncEventAgeInSeconds`
 //! when it could start is `Expired`. Results go to the configured destination functions as FC's
-//! destination record.
+//! destination record. The cluster-wide jobs — expiry, the sweeper that republishes what a
+//! crash left unpublished, the retention purge — run where [`AsyncEngine::set_runs_jobs`] says
+//! (`expire_once`, `sweep_once`, `purge_once` run one pass each); `drain` hands back what a
+//! stopping node still runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,8 +62,11 @@ const LEASE_MS: u64 = 30_000;
 const EXTEND_EVERY: Duration = Duration::from_secs(2);
 /// How long a broker's claim waits for work when none is there.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
-/// How late a waiting invocation may be before the sweeper publishes it again.
-const SWEEP_GRACE: Duration = Duration::from_secs(30);
+/// How late a waiting invocation may be before the sweeper publishes it again. The sweeper
+/// cannot tell a lost publish from a backlog: a republish within the broker's duplicate
+/// window (2 min) of the first is dropped by the broker, a later one costs a delivery that
+/// the record's compare-and-set turns into no second run.
+const SWEEP_GRACE: Duration = Duration::from_secs(60);
 /// How often the sweeper and the retention purge run (on the node that runs them).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -515,7 +526,8 @@ impl AsyncEngine {
     }
 
     /// Stops taking work; running invocations are aborted by the instance manager's shutdown
-    /// and resume after the next start.
+    /// and run again later: after the next start (embedded), or on another node once their
+    /// lease lapses (shared queue; `drain` first hands them back at once).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_waiters();

@@ -1,18 +1,24 @@
 //! The durable queue of asynchronous invocations and their stateful records.
 //!
-//! An accepted async invocation is a row that moves through FC's statuses (`Enqueued`,
-//! `Running`, `Retrying`, `Succeeded`, `Failed`, `Stopping`, `Stopped`, `Expired`, `Invalid`)
-//! and keeps its `events` history. The engine claims due rows in batches with a lease; a crashed
-//! server's `Running` rows are handed back on restart (at-least-once execution; each
-//! invocation still ends once in its record). Async invoke configs live here too, since only
-//! the async path reads them.
+//! An accepted async invocation moves through FC's statuses (`Enqueued`, `Running`,
+//! `Retrying`, `Succeeded`, `Failed`, `Stopping`, `Stopped`, `Expired`, `Invalid`) and keeps its
+//! `events` history. Three seams, each backed by what a deployment runs:
+//! - [`WorkQueue`]: items named by their invocation key ([`invocation_key`]), published with a
+//!   durable ack, claimed up to N at a time under a lease the worker extends while the function
+//!   runs, acknowledged, retried with a delay, terminated after the last attempt.
+//! - [`InvocationRecords`]: the stateful API's data, unique per key; every transition of a run
+//!   is a compare-and-set on the status and the claim's owner token, so each invocation ends
+//!   once in its record even when two workers ran it (a lease that lapsed, a duplicate
+//!   delivery).
+//! - [`ConfigStore`]: async invoke configs.
 //!
-//! [`AsyncQueue`] is the seam for other backends: the embedded one is [`SqliteQueue`] (its own
-//! SQLite file in the data dir, WAL, `synchronous=FULL`; one writer task commits whatever
-//! waits — accepts as multi-row inserts, claims, results — in one transaction, so that many
-//! concurrent writes share one fsync). A NATS JetStream backend would map enqueue to a
-//! publish with ack, claim to a durable pull consumer's fetch (`ack_wait` as the lease), retry to
-//! a NAK with delay, and keep the stateful records in a KV bucket.
+//! [`Queue`] is the value the engine takes: the three together and the steps spanning them.
+//! Backends: [`SqliteQueue`] (`queue.db`, one node: its rows are the work queue, one writer
+//! task commits what waits in one transaction — group commit), [`NatsWorkQueue`] (JetStream
+//! work-queue stream, one durable pull consumer shared by every node, `ack_wait` as the lease)
+//! with [`PgRecords`] (PostgreSQL), and [`PgWorkQueue`] (PostgreSQL alone, `FOR UPDATE SKIP
+//! LOCKED` over the records). Delivery is at least once; a crash between writing a record and
+//! publishing it is repaired by the sweeper ([`Queue::sweep`]).
 
 mod nats;
 mod postgres;

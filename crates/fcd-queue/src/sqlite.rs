@@ -1566,6 +1566,12 @@ mod tests {
         }
     }
 
+    async fn claim1_as(q: &SqliteQueue, owner: &str, now: u64, lease: u64) -> Option<Invocation> {
+        let mut got = q.claim(owner, now, lease, 1).await.unwrap();
+        assert!(got.len() <= 1, "claimed {} for a claim of one", got.len());
+        got.pop()
+    }
+
     /// One claim of at most one invocation.
     async fn claim1(q: &SqliteQueue, now: u64, lease: u64) -> Option<Invocation> {
         let mut got = q.claim("o", now, lease, 1).await.unwrap();
@@ -1616,6 +1622,16 @@ mod tests {
         q.enqueue(inv).await.unwrap();
         let got = q.get("a", "s", "f", "http").await.unwrap().unwrap();
         assert_eq!(got.http_request.as_deref(), Some("{\"method\":\"PUT\"}"));
+        // Versioned from now on: the baseline and every later migration are recorded.
+        let versions: Vec<i64> =
+            sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&q.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<i64, _>(0))
+                .collect();
+        assert_eq!(versions, [1000, 1001]);
         // Opening again finds the column and adds nothing.
         drop(q);
         let q = SqliteQueue::open(&path).await.unwrap();
@@ -1952,6 +1968,40 @@ mod tests {
         )
         .await;
         assert!(due.contains("USING INDEX invocations_waiting"), "{due}");
+        let lapsed = plan(
+            "SELECT id FROM invocations WHERE status = 'Running' AND lease_until_ms < 5
+             ORDER BY lease_until_ms LIMIT 10",
+        )
+        .await;
+        assert!(lapsed.contains("INDEX invocations_leased"), "{lapsed}");
+    }
+
+    #[tokio::test]
+    async fn a_run_is_extended_by_its_owner_only_and_claimable_again_once_its_lease_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        q.enqueue(new("x", 1)).await.unwrap();
+        let c = claim1_as(&q, "n:1", 10, 100).await.unwrap();
+        assert_eq!(
+            q.extend(c.id, "n:1", 200).await.unwrap(),
+            Some(Status::Running)
+        );
+        assert_eq!(q.extend(c.id, "n:2", 900).await.unwrap(), None);
+        // Extended to 200: not claimable at 150, claimable at 201 — by another owner, whose
+        // run is now the only one that counts.
+        assert!(claim1_as(&q, "n:2", 150, 1000).await.is_none());
+        let again = claim1_as(&q, "n:2", 201, 1000).await.unwrap();
+        assert_eq!((again.id, again.attempts), (c.id, 2));
+        let ok = || Outcome::Succeeded {
+            duration_ms: 1,
+            return_payload: Vec::new(),
+            instance_id: "i".into(),
+        };
+        assert!(!q.finish(c.id, "n:1", ok(), 300).await.unwrap());
+        assert!(q.finish(c.id, "n:2", ok(), 300).await.unwrap());
+        let got = q.get("a", "s", "f", "x").await.unwrap().unwrap();
+        let events: Vec<_> = got.events.iter().map(|e| e.status.as_str()).collect();
+        assert_eq!(events, ["Enqueued", "Running", "Running", "Succeeded"]);
     }
 
     #[tokio::test]
