@@ -26,7 +26,7 @@
 //! stopping node still runs.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -317,7 +317,9 @@ pub struct AsyncEngine {
     wake: Notify,
     /// Invocations running in this process, by invocation key, with the way to abort each.
     running: Mutex<HashMap<String, oneshot::Sender<Abort>>>,
-    /// Signalled whenever a run ends (`drain` waits on it).
+    /// Claims being processed (running, or recording how they ended).
+    active: AtomicUsize,
+    /// Signalled whenever a claim's processing ends (`drain` waits on it).
     run_ended: Notify,
     /// Whether this node runs the cluster-wide jobs (expiry, sweeper, purge).
     runs_jobs: AtomicBool,
@@ -359,6 +361,7 @@ impl AsyncEngine {
             retention,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
             run_ended: Notify::new(),
             runs_jobs: AtomicBool::new(true),
             draining: AtomicBool::new(false),
@@ -488,8 +491,8 @@ impl AsyncEngine {
         }
     }
 
-    fn running_count(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    fn active_count(&self) -> usize {
+        self.active.load(Ordering::Acquire)
     }
 
     /// Drains this node: claims nothing more, lets running invocations finish until
@@ -500,7 +503,7 @@ impl AsyncEngine {
         self.wake.notify_waiters();
         loop {
             let ended = self.run_ended.notified();
-            if self.running_count() == 0 {
+            if self.active_count() == 0 {
                 return 0;
             }
             if tokio::time::timeout_at(deadline, ended).await.is_err() {
@@ -518,7 +521,7 @@ impl AsyncEngine {
             .count();
         // Each run records its hand-back; give them a moment to.
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.running_count() > 0 && tokio::time::Instant::now() < until {
+        while self.active_count() > 0 && tokio::time::Instant::now() < until {
             let ended = self.run_ended.notified();
             let _ = tokio::time::timeout_at(until, ended).await;
         }
@@ -834,6 +837,7 @@ impl AsyncEngine {
                     for c in batch {
                         // Only this loop takes slots, and it claimed no more than were free.
                         let slot = self.slots.clone().try_acquire_owned().ok();
+                        self.active.fetch_add(1, Ordering::AcqRel);
                         tokio::spawn(self.clone().run(c, slot));
                     }
                     if full || !embedded {
@@ -872,6 +876,7 @@ impl AsyncEngine {
     async fn run(self: Arc<Self>, c: Claim, slot: Option<OwnedSemaphorePermit>) {
         self.process(c).await;
         drop(slot);
+        self.active.fetch_sub(1, Ordering::AcqRel);
         self.run_ended.notify_waiters();
     }
 
