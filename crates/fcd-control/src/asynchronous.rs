@@ -87,7 +87,14 @@ fn now_ms() -> u64 {
 }
 
 fn queue_error(e: QueueError) -> FcError {
-    internal("async queue", e)
+    match e {
+        // PostgreSQL or NATS unreachable: FC's 503, worth retrying.
+        QueueError::Unavailable(m) => {
+            tracing::error!(error = %m, "async queue unavailable");
+            FcError::ServiceUnavailable
+        }
+        e => internal("async queue", e),
+    }
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_-]{0,127}$`

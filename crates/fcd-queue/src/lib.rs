@@ -235,17 +235,21 @@ pub enum QueueError {
     Closed,
     #[error("queue backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached (connection refused or lost, pool exhausted): worth
+    /// retrying later; the API answers 503.
+    #[error("queue backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        QueueError::Backend(e.to_string())
-    }
-}
-
-impl From<async_nats::Error> for QueueError {
-    fn from(e: async_nats::Error) -> Self {
-        QueueError::Backend(format!("nats: {e}"))
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => QueueError::Unavailable(e.to_string()),
+            e => QueueError::Backend(e.to_string()),
+        }
     }
 }
 

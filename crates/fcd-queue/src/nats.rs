@@ -47,8 +47,10 @@ pub struct NatsWorkQueue {
     consumer: consumer::PullConsumer,
 }
 
+/// Every failure to talk to the broker (connect, publish, fetch, ack) counts as the broker
+/// being unavailable: none of them says anything about the invocation.
 fn nats_error(what: &str, e: impl std::fmt::Display) -> QueueError {
-    QueueError::Backend(format!("nats {what}: {e}"))
+    QueueError::Unavailable(format!("nats {what}: {e}"))
 }
 
 impl NatsWorkQueue {
@@ -218,5 +220,16 @@ impl WorkQueue for NatsWorkQueue {
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
         // The broker knows; `claim` waits for it.
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_broker_is_unavailable() {
+        let got = NatsWorkQueue::connect(NatsConfig::new("nats://127.0.0.1:1")).await;
+        assert!(matches!(got, Err(QueueError::Unavailable(_))), "{got:?}");
     }
 }

@@ -879,3 +879,15 @@ impl crate::WorkQueue for PgWorkQueue {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_unavailable_not_a_backend_fault() {
+        // Port 1 on loopback: nothing listens there.
+        let got = PgRecords::connect("postgres://postgres@127.0.0.1:1/none").await;
+        assert!(matches!(got, Err(QueueError::Unavailable(_))), "{got:?}");
+    }
+}
