@@ -109,7 +109,8 @@ impl PgRecords {
     pub async fn connect(url: &str) -> Result<PgRecords, QueueError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            // With the database unreachable, a request waits this long, then gets a 503.
+            .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await?;
         Self::with_pool(pool).await
