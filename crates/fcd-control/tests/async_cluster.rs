@@ -284,6 +284,14 @@ async fn a_stop_asked_of_one_node_stops_the_call_running_on_another() {
     let events: Vec<_> = rec.events.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(events, ["Enqueued", "Running", "Stopping", "Stopped"]);
 
+    // Stop asked of the node running it: stopped at once, before any lease extension.
+    accept(&two, "job3", "60").await;
+    wait_for(&qb, "job3", Status::Running, Duration::from_secs(30)).await;
+    one.stop(ACC, "s", "slow", "job3").await.unwrap();
+    wait_for(&qb, "job3", Status::Stopped, Duration::from_millis(1500)).await;
+    // Told to a node that does not run it: nothing to stop there.
+    assert!(!two.cancel_local(ACC, "s", "slow", "job3"));
+
     // A short call runs to its end, once.
     two.accept(
         ACC,
