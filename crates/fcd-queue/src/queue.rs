@@ -756,3 +756,101 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod start_tests {
+    //! `InvocationRecords::start`, the compare-and-set a broker's delivery goes through, on
+    //! both record stores.
+
+    use crate::{InvocationRecords, NewInvocation, Outcome, Start, Status, StopResult, testenv};
+
+    fn new(id: &str) -> NewInvocation {
+        NewInvocation {
+            account_id: "a".into(),
+            service: "s".into(),
+            function: "f".into(),
+            qualifier: "LATEST".into(),
+            invocation_id: id.into(),
+            request_id: format!("r-{id}"),
+            stateful: true,
+            payload: Vec::new(),
+            max_retries: 2,
+            max_age_secs: 600,
+            on_success: None,
+            on_failure: None,
+            now_ms: 1000,
+            http_request: None,
+        }
+    }
+
+    fn started(s: Start) -> crate::Invocation {
+        match s {
+            Start::Started(inv) => *inv,
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
+    async fn starts(r: &dyn InvocationRecords) {
+        r.insert(new("k")).await.unwrap();
+        let key = new("k").key();
+        let first = started(r.start(&key, "o1", 1000, 2000).await.unwrap());
+        assert_eq!((first.status, first.attempts), (Status::Running, 1));
+        assert!(matches!(
+            r.start(&key, "o2", 1500, 3000).await.unwrap(),
+            Start::Held(2000)
+        ));
+        // Lapsed: another owner starts it; the first can no longer finish it.
+        let second = started(r.start(&key, "o2", 2001, 5000).await.unwrap());
+        assert_eq!(second.attempts, 2);
+        let retry = Outcome::Retry {
+            at_ms: 9000,
+            error: "E".into(),
+            platform: false,
+        };
+        assert!(!r.finish(&first, "o1", retry.clone(), 2002).await.unwrap());
+        assert!(r.finish(&second, "o2", retry, 2002).await.unwrap());
+        assert!(matches!(
+            r.start(&key, "o3", 3000, 9000).await.unwrap(),
+            Start::NotDue(9000)
+        ));
+        let third = started(r.start(&key, "o3", 9000, 12_000).await.unwrap());
+        assert_eq!(
+            r.request_stop("a", "s", "f", "k", 9001).await.unwrap(),
+            StopResult::Stopping
+        );
+        // Its node died while stopping: the next delivery completes the stop.
+        assert!(matches!(
+            r.start(&key, "o4", 12_001, 20_000).await.unwrap(),
+            Start::Ended
+        ));
+        let rec = r.get("a", "s", "f", "k").await.unwrap().unwrap();
+        assert_eq!(rec.status, Status::Stopped);
+        assert!(
+            !r.finish(&third, "o3", Outcome::Stopped, 12_002)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            r.start(&new("gone").key(), "o5", 1, 2).await.unwrap(),
+            Start::Ended
+        ));
+    }
+
+    #[tokio::test]
+    async fn start_is_a_compare_and_set_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = crate::SqliteQueue::open(&dir.path().join("q.db"))
+            .await
+            .unwrap();
+        starts(&q).await;
+    }
+
+    #[tokio::test]
+    async fn start_is_a_compare_and_set_postgres() {
+        let Some(pg) = testenv::postgres().await else {
+            return;
+        };
+        let r = crate::PgRecords::connect(&pg).await.unwrap();
+        starts(&r).await;
+    }
+}
