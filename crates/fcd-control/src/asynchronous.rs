@@ -1000,7 +1000,7 @@ impl AsyncEngine {
             }
         };
         let key = inv.key();
-        let (stop_tx, mut stop_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone(), stop_tx);
         }
@@ -1020,25 +1020,31 @@ impl AsyncEngine {
             let _slot = function_slots.acquire_owned().await;
             runtime.invoke(&spec, req).await
         };
-        tokio::pin!(call);
-        let mut extend =
-            tokio::time::interval_at(tokio::time::Instant::now() + EXTEND_EVERY, EXTEND_EVERY);
         // The lease is extended while the function runs, and the record's status read with
-        // it: a stop requested on another node shows as `Stopping`.
-        let result = loop {
-            tokio::select! {
-                r = &mut call => break Ok(r),
-                why = &mut stop_rx => break Err(why.unwrap_or(Abort::Stop)),
-                _ = extend.tick() => match self.queue.extend(&c, now_ms() + LEASE_MS).await {
+        // it: a stop requested on another node shows as `Stopping`. Polled beside the call (not
+        // in turn with it), so a slow extension never holds up the call's own I/O.
+        let watch = async {
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + EXTEND_EVERY, EXTEND_EVERY);
+            loop {
+                tick.tick().await;
+                match self.queue.extend(&c, now_ms() + LEASE_MS).await {
                     Ok(Some(Status::Running)) => {}
-                    Ok(Some(_)) => break Err(Abort::Stop),
+                    Ok(Some(_)) => return,
                     Ok(None) => {
                         tracing::warn!(request_id = %inv.request_id, "an async invocation's lease was lost; its run is dropped");
-                        break Err(Abort::Stop);
+                        return;
                     }
-                    Err(e) => tracing::warn!(request_id = %inv.request_id, error = %e, "extending an async invocation's lease failed"),
-                },
+                    Err(e) => {
+                        tracing::warn!(request_id = %inv.request_id, error = %e, "extending an async invocation's lease failed")
+                    }
+                }
             }
+        };
+        let result = tokio::select! {
+            r = call => Ok(r),
+            why = stop_rx => Err(why.unwrap_or(Abort::Stop)),
+            () = watch => Err(Abort::Stop),
         };
         if let Ok(mut r) = self.running.lock() {
             r.remove(&key);
