@@ -170,17 +170,19 @@ class FcdCluster:
         # Each cluster its own stream, so clusters of different tests never share work.
         self.queue_url = f"{nats}/fcd_{uuid.uuid4().hex[:12]}"
         self.ports = [free_port() for _ in range(n)]
+        self.balancer = Balancer(base, self.ports)
         self.nodes: list[FcdServer] = []
         for i, port in enumerate(self.ports):
             args = (
                 "--store", self.store_url,
                 "--queue", self.queue_url,
                 "--node-id", f"node{i}",
+                # Clients reach the cluster through the balancer: HTTP triggers' URLs say so.
+                "--public-url", f"http://127.0.0.1:{self.balancer.port}",
             ) + tuple(extra_args)
             node = _new_server(base / f"node{i}", owner=owner, extra_args=args)
             node.listen = f"127.0.0.1:{port}"
             self.nodes.append(node)
-        self.balancer = Balancer(base, self.ports)
 
     def start(self) -> "FcdCluster":
         for node in self.nodes:
@@ -200,6 +202,11 @@ class FcdCluster:
     @property
     def data_dir(self) -> Path:
         return self.nodes[0].data_dir
+
+    @property
+    def proc(self):
+        """Node 0's process (every node runs as the same user)."""
+        return self.nodes[0].proc
 
     def client(self, **kwargs):
         return make_client(self.addr, **kwargs)

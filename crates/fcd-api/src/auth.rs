@@ -58,6 +58,10 @@ pub struct Caller {
 /// Body limit for invocations: the sync payload limit (`ASYNC_PAYLOAD_MAX` for async calls).
 const INVOKE_BODY_MAX: usize = SYNC_PAYLOAD_MAX;
 
+/// The most an over-limit body of a signed request may be read to be dropped (see
+/// `authenticate`): twice the largest body any path accepts.
+const OVERSIZED_DRAIN_MAX: u64 = 2 * INVOKE_BODY_MAX as u64;
+
 /// A synchronous invocation body larger than this (or of unknown length) is streamed to the
 /// instance rather than buffered: below it, buffering costs less than the hand-offs.
 pub(crate) const STREAM_ABOVE: u64 = 256 * 1024;
@@ -442,17 +446,25 @@ async fn authenticate(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // Over what the path ever accepts: refused before anything is read (the connection then
-    // closes, its body unread).
-    if let Some(len) = declared
-        && len > path_limit as u64
-    {
+    // Over what the path ever accepts: refused before anything is read, and for a stranger
+    // the connection then closes with its body unread. A caller whose signed head verifies
+    // has a body of moderate excess read and dropped first: a proxy in front of fcd (a
+    // cluster's load balancer) that is still sending it would otherwise turn the refusal
+    // into its own 502.
+    let oversized = declared.filter(|len| *len > path_limit as u64);
+    if oversized.is_some_and(|len| len > OVERSIZED_DRAIN_MAX) {
         return Err(FcError::EntityTooLarge {
             limit: limit as u64,
         });
     }
     let now = SystemTime::now();
     let (auth, credential) = verify_signed_head(state, &parts, &path, now, false).await?;
+    if oversized.is_some() {
+        crate::frontdoor::discard_body(body, state.front_door.body_read_timeout()).await;
+        return Err(FcError::EntityTooLarge {
+            limit: limit as u64,
+        });
+    }
     let key_id = auth.access_key_id();
     // An async call over its own limit but within the path's: a signed client's body is read
     // and dropped (never kept) before the refusal, so its kept-alive connection stays usable

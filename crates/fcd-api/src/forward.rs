@@ -119,7 +119,10 @@ impl Forwarder {
                 headers.append(name.clone(), value.clone());
             }
         }
-        headers.insert(HeaderName::from_static(FORWARDED_FROM), self.node_id.clone());
+        headers.insert(
+            HeaderName::from_static(FORWARDED_FROM),
+            self.node_id.clone(),
+        );
         match self.client.request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
@@ -154,7 +157,12 @@ mod tests {
         for name in HOP_BY_HOP {
             assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
-        for name in ["host", "authorization", "x-acs-signature-nonce", "content-md5"] {
+        for name in [
+            "host",
+            "authorization",
+            "x-acs-signature-nonce",
+            "content-md5",
+        ] {
             assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
     }
@@ -173,7 +181,12 @@ mod tests {
             .unwrap()
             .into_parts();
         let got = f
-            .forward(&format!("http://127.0.0.1:{port}"), "n2", &parts, Bytes::new())
+            .forward(
+                &format!("http://127.0.0.1:{port}"),
+                "n2",
+                &parts,
+                Bytes::new(),
+            )
             .await
             .unwrap();
         assert!(matches!(got, Forwarded::Unreachable));

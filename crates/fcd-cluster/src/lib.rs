@@ -430,31 +430,45 @@ impl Cluster {
         self.shared.events.subscribe()
     }
 
-    /// Where a synchronous invocation of `key` ([`route_key`]) should run: here when this node
-    /// has a free warm slot (`local_has_free_slot`); else on the first node in `key`'s
-    /// rendezvous order among the live, non-draining others that advertise a warm instance of
-    /// `key` with a free slot (a full node is passed over for the next); else here. A request
-    /// forwarded to another node must run there, not be routed again.
+    /// Where a synchronous invocation of `key` ([`route_key`]) should run:
+    /// 1. here, when this node has a free warm slot (`local_has_free_slot`);
+    /// 2. else on the first node in `key`'s rendezvous order, among the live, non-draining
+    ///    others, that advertises a warm instance of `key` with a free slot;
+    /// 3. else, when no node is warm for `key` at all, on its home — the first node of the
+    ///    order, this one included — so that calls entering anywhere warm one node, not each
+    ///    of them, and the next call finds that node warm even before its heartbeat says so;
+    /// 4. else (warm somewhere, but every warm node full) on the first node of the order that
+    ///    is not warm yet: load spills over to a new node.
+    ///
+    /// A request forwarded to another node must run there, not be routed again.
     pub fn route(&self, key: &str, local_has_free_slot: bool) -> Route {
         if local_has_free_slot || self.shared.single {
             return Route::Local;
         }
         let nodes = self.shared.nodes();
-        let others = nodes.iter().filter(|n| !n.is_self && n.live && !n.draining);
-        let has_room = |id: &str| {
-            nodes
-                .iter()
-                .any(|n| n.id == id && n.state.warm.get(key).is_some_and(|w| w.free_slots > 0))
-        };
-        match rendezvous::pick(key, others.map(|n| n.id.as_str()), has_room) {
-            Some(id) => nodes
-                .iter()
-                .find(|n| n.id == id)
-                .map_or(Route::Local, |n| Route::Remote {
-                    node_id: n.id.clone(),
-                    url: n.url.clone(),
-                }),
-            None => Route::Local,
+        let eligible: Vec<&NodeView> = nodes.iter().filter(|n| n.live && !n.draining).collect();
+        let order = rendezvous::rank(key, eligible.iter().map(|n| n.id.as_str()));
+        let node = |id: &str| eligible.iter().copied().find(|n| n.id == id);
+        let warm = |id: &str| node(id).and_then(|n| n.state.warm.get(key));
+        let chosen = order
+            .iter()
+            .copied()
+            .find(|id| {
+                node(id).is_some_and(|n| !n.is_self) && warm(id).is_some_and(|w| w.free_slots > 0)
+            })
+            .or_else(|| {
+                if order.iter().all(|id| warm(id).is_none()) {
+                    order.first().copied()
+                } else {
+                    order.iter().copied().find(|id| warm(id).is_none())
+                }
+            });
+        match chosen.and_then(node) {
+            Some(n) if !n.is_self => Route::Remote {
+                node_id: n.id.clone(),
+                url: n.url.clone(),
+            },
+            _ => Route::Local,
         }
     }
 
@@ -608,7 +622,8 @@ mod tests {
         assert!(
             matches!(c.route(key, false), Route::Remote { node_id, .. } if node_id == order[1])
         );
-        // Dead, draining or without the key: never chosen.
+        // Dead or draining: never chosen, however warm. Nobody warm for the key: its home
+        // (the first live, non-draining node of its order), which may be this node.
         let c = with_view(
             "a",
             vec![
@@ -617,7 +632,39 @@ mod tests {
                 view(order[2], true, false, &[("other/key/x/1", 5)]),
             ],
         );
-        assert_eq!(c.route(key, false), Route::Local);
+        // (This node, "a", is always a candidate: the home is first among it and order[2].)
+        let expect = |c: &Cluster, among: &[&str], pick: &dyn Fn(&[&str]) -> Option<String>| {
+            let got = match c.route(key, false) {
+                Route::Local => "a".to_owned(),
+                Route::Remote { node_id, .. } => node_id,
+            };
+            let ranked = rendezvous::rank(key, among.iter().copied());
+            assert_eq!(Some(got), pick(&ranked));
+        };
+        expect(&c, &["a", order[2]], &|r| r.first().map(|s| s.to_string()));
+        let mut me = view("a", true, false, &[]);
+        me.is_self = true;
+        let home = rendezvous::rank(key, ["a", "b"])[0];
+        let c = with_view("a", vec![me.clone(), view("b", true, false, &[])]);
+        match c.route(key, false) {
+            Route::Local => assert_eq!(home, "a"),
+            Route::Remote { node_id, .. } => assert_eq!((home, node_id.as_str()), ("b", "b")),
+        }
+        // Warm somewhere but full everywhere: spill to the first node not warm yet.
+        let c = with_view(
+            "a",
+            vec![
+                view(order[0], true, false, &[(key, 0)]),
+                view(order[1], true, false, &[]),
+                view(order[2], true, false, &[(key, 0)]),
+            ],
+        );
+        // The first not warm yet, in the order of all four (this node included).
+        expect(&c, &["a", order[0], order[1], order[2]], &|r| {
+            r.iter()
+                .find(|id| **id == "a" || **id == order[1])
+                .map(|s| s.to_string())
+        });
     }
 
     #[test]

@@ -589,8 +589,31 @@ impl AsyncEngine {
     }
 
     fn forget_cached_configs(&self, account: &str, service: &str) {
+        self.forget_cached(Some(account), Some(service));
+    }
+
+    /// Drops cached async invoke configs: of a service, of an account (`service: None`), or
+    /// all of them (`account: None`) — what another node's write or a missed event asks for.
+    pub fn forget_cached(&self, account: Option<&str>, service: Option<&str>) {
         if let Ok(mut cache) = self.configs.write() {
-            cache.retain(|(a, s, _, _), _| !(a == account && s == service));
+            cache.retain(|(a, s, _, _), _| {
+                !(account.is_none_or(|x| x == a) && service.is_none_or(|x| x == s))
+            });
+        }
+    }
+
+    /// A config of `service` changed here: forgotten here, and every other node told.
+    async fn configs_changed(&self, account: &str, service: &str) {
+        self.forget_cached_configs(account, service);
+        let cluster = self.control.cluster();
+        if !cluster.is_single() {
+            let event = fcd_cluster::ClusterEvent::Invalidate {
+                account: account.to_owned(),
+                service: Some(service.to_owned()),
+            };
+            if let Err(e) = cluster.publish(event).await {
+                tracing::warn!(error = %e, "could not tell the other nodes of an async config change");
+            }
         }
     }
 
@@ -1487,7 +1510,7 @@ impl AsyncEngine {
             .put_config(account, &cfg)
             .await
             .map_err(queue_error)?;
-        self.forget_cached_configs(account, service);
+        self.configs_changed(account, service).await;
         Ok(cfg)
     }
 
@@ -1530,7 +1553,7 @@ impl AsyncEngine {
             .delete_config(account, service, function, q)
             .await
             .map_err(queue_error)?;
-        self.forget_cached_configs(account, service);
+        self.configs_changed(account, service).await;
         if deleted {
             Ok(())
         } else {

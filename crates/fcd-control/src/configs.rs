@@ -807,9 +807,7 @@ impl Control {
                 else {
                     continue;
                 };
-                let wanted = versions
-                    .as_ref()
-                    .is_none_or(|vs| vs.iter().any(|x| x == v));
+                let wanted = versions.as_ref().is_none_or(|vs| vs.iter().any(|x| x == v));
                 if a == account && s == service && f == function && wanted {
                     out.extend(pool.instance_ids.iter().map(|id| InstanceInfo {
                         instance_id: id.clone(),

@@ -667,7 +667,9 @@ impl Control {
                     shared = r.shared.len(),
                     "collected code packages no function or version references"
                 ),
-                Err(e) => tracing::warn!(error = %e, "collecting code packages failed; retrying later"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "collecting code packages failed; retrying later")
+                }
             }
         }
     }

@@ -267,10 +267,20 @@ mod tests {
         let named = NatsConfig::from_url("nats://127.0.0.1:4222/team_a/").unwrap();
         assert_eq!(named.url, "nats://127.0.0.1:4222");
         assert_eq!(
-            (named.stream.as_str(), named.subject.as_str(), named.consumer.as_str()),
+            (
+                named.stream.as_str(),
+                named.subject.as_str(),
+                named.consumer.as_str()
+            ),
             ("team_a", "team_a.work", "team_a-workers")
         );
-        for bad in ["http://x", "nats://", "nats://h/a.b", "nats://h/a*", "nats://h/a b"] {
+        for bad in [
+            "http://x",
+            "nats://",
+            "nats://h/a.b",
+            "nats://h/a*",
+            "nats://h/a b",
+        ] {
             assert!(NatsConfig::from_url(bad).is_err(), "{bad}");
         }
     }

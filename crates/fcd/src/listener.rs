@@ -101,8 +101,10 @@ pub(crate) async fn serve(
                     app.clone(),
                     stop.clone(),
                     permit,
-                    limits.counters.clone(),
-                    limits.closing.clone(),
+                    Watchers {
+                        counters: limits.counters.clone(),
+                        closing: limits.closing.clone(),
+                    },
                 ));
             }
             Err(_) => {
@@ -161,6 +163,12 @@ impl Drop for Open {
     }
 }
 
+/// What a connection reports to and reads from its listener (see [`Limits`]).
+struct Watchers {
+    counters: Option<Arc<FrontDoor>>,
+    closing: Option<Arc<AtomicBool>>,
+}
+
 async fn connection(
     http: Arc<http1::Builder>,
     stream: TcpStream,
@@ -168,8 +176,7 @@ async fn connection(
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
-    counters: Option<Arc<FrontDoor>>,
-    closing: Option<Arc<AtomicBool>>,
+    Watchers { counters, closing }: Watchers,
 ) {
     let _open = Open::new(counters);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {

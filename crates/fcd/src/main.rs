@@ -27,8 +27,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the API server with its embedded store and instance manager.
-    Serve(serve::ServeArgs),
+    /// Run the API server with its embedded store and instance manager (or, clustered, on
+    /// PostgreSQL and NATS).
+    Serve(Box<serve::ServeArgs>),
     /// Common RAM tasks (users with keys and policies) through a running server's RAM API.
     Iam(iam_cli::IamArgs),
     /// Print a function's stored log (by request id, since a time, or following new records).
@@ -47,7 +48,11 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // sqlx reports PostgreSQL's notices ("relation already exists, skipping" at
+                // every start) at info: not news.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -56,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(serve::run(args))
+            rt.block_on(serve::run(*args))
         }
         Command::Iam(args) => {
             let rt = tokio::runtime::Builder::new_current_thread()

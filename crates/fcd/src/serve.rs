@@ -263,8 +263,7 @@ fn parse_queue_url(s: &str) -> Result<String, String> {
 fn parse_node_id(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
     if ok {
         Ok(s.to_owned())
@@ -375,12 +374,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| public_url(None, addr));
     let cluster = Arc::new(match &args.store {
         None => fcd_cluster::Cluster::single(fcd_cluster::NodeInfo::new(&node_id, &advertise)),
-        Some(url) => fcd_cluster::Cluster::postgres(
-            url,
-            fcd_cluster::NodeInfo::new(&node_id, &advertise),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("joining the cluster on {}: {e}", redact(url)))?,
+        Some(url) => {
+            fcd_cluster::Cluster::postgres(url, fcd_cluster::NodeInfo::new(&node_id, &advertise))
+                .await
+                .map_err(|e| anyhow::anyhow!("joining the cluster on {}: {e}", redact(url)))?
+        }
     });
     if !cluster.is_single() {
         tracing::info!(node = %node_id, url = %advertise, "joined the cluster");
@@ -699,7 +697,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // lease lapses (a single node keeps them for its own restart).
         let handed_back = async {
             if clustered {
-                let deadline = tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500));
+                let deadline =
+                    tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500));
                 let n = asynchronous.drain(deadline).await;
                 if n > 0 {
                     tracing::info!(calls = n, "handed back async calls still running");
@@ -736,9 +735,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// A cluster node's part in the async engine's cluster life: the periodic jobs (expiry,
-/// re-publishing, retention purge) run on the node holding their lease, and a stop asked on
+/// re-publishing, retention purge) run on the node holding their lease; a stop asked on
 /// another node reaches the call running here at once (the lease extension would see it
-/// within two seconds anyway).
+/// within two seconds anyway); other nodes' config writes drop the cached configs.
 async fn cluster_jobs(
     cluster: Arc<fcd_cluster::Cluster>,
     asynchronous: Arc<fcd_control::asynchronous::AsyncEngine>,
@@ -754,7 +753,14 @@ async fn cluster_jobs(
                 Ok(fcd_cluster::ClusterEvent::StopInvocation { account, service, function, invocation_id }) => {
                     asynchronous.cancel_local(&account, &service, &function, &invocation_id);
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(fcd_cluster::ClusterEvent::Invalidate { account, service }) => {
+                    asynchronous.forget_cached(Some(&account), service.as_deref());
+                }
+                Ok(fcd_cluster::ClusterEvent::Resync)
+                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    asynchronous.forget_cached(None, None);
+                }
+                Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         }

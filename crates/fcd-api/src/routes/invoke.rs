@@ -96,13 +96,23 @@ pub(super) async fn invoke(
     {
         fcd_control::Placement::Here(spec) => spec,
         fcd_control::Placement::There { node_id, url } => {
-            match s.forwarder.forward(&url, &node_id, &parts, body.clone()).await? {
+            match s
+                .forwarder
+                .forward(&url, &node_id, &parts, body.clone())
+                .await?
+            {
                 crate::forward::Forwarded::Answered(resp) => return Ok(resp),
                 // Gone since its last heartbeat: run it here after all.
-                crate::forward::Forwarded::Unreachable => s
-                    .control
-                    .resolve(&c.account_id, &service, p.get("function"), qualifier.as_deref())
-                    .await?,
+                crate::forward::Forwarded::Unreachable => {
+                    s.control
+                        .resolve(
+                            &c.account_id,
+                            &service,
+                            p.get("function"),
+                            qualifier.as_deref(),
+                        )
+                        .await?
+                }
             }
         }
     };
