@@ -338,11 +338,46 @@ impl FunctionSink {
     }
 }
 
+/// The layout version of the files under the store's root (segments, indexes), kept in
+/// `<root>/FORMAT`: a directory from before the marker existed has this layout too; one
+/// written by a newer fcd is refused rather than misread.
+const FORMAT: u32 = 1;
+
+fn check_format(root: &Path) -> io::Result<()> {
+    let path = root.join("FORMAT");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let found = text
+                .trim()
+                .strip_prefix("fcd-logstore ")
+                .and_then(|v| v.parse::<u32>().ok());
+            match found {
+                Some(v) if v <= FORMAT => Ok(()),
+                Some(v) => Err(io::Error::other(format!(
+                    "{} has log store format {v}, newer than this fcd's {FORMAT}",
+                    root.display()
+                ))),
+                None => Err(io::Error::other(format!(
+                    "{} is not a log store format marker",
+                    path.display()
+                ))),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let tmp = root.join(".FORMAT.tmp");
+            fs::write(&tmp, format!("fcd-logstore {FORMAT}\n"))?;
+            fs::rename(&tmp, &path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl LogStore {
     /// Opens (creating) the store under `root` and starts its writer thread, which ends when
     /// the store is dropped.
     pub fn open(root: PathBuf, limits: LogLimits) -> io::Result<Arc<LogStore>> {
         fs::create_dir_all(&root)?;
+        check_format(&root)?;
         let (tx, rx) = mpsc::channel();
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let writer = Writer {
@@ -970,6 +1005,25 @@ mod tests {
 
     fn key() -> Arc<FunctionKey> {
         Arc::new(FunctionKey::new("123", "svc", "fn"))
+    }
+
+    #[test]
+    fn the_layout_is_versioned_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory from before the marker (or new) gets it, and opens again.
+        check_format(dir.path()).unwrap();
+        let marker = fs::read_to_string(dir.path().join("FORMAT")).unwrap();
+        assert_eq!(marker.trim(), format!("fcd-logstore {FORMAT}"));
+        check_format(dir.path()).unwrap();
+        fs::write(
+            dir.path().join("FORMAT"),
+            format!("fcd-logstore {}\n", FORMAT + 1),
+        )
+        .unwrap();
+        let e = check_format(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("newer"), "{e}");
+        fs::write(dir.path().join("FORMAT"), "something else").unwrap();
+        assert!(check_format(dir.path()).is_err());
     }
 
     fn q() -> LogQuery {
