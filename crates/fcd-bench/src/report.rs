@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::LoadStats;
+use crate::cluster::{self, FCD, GENERATOR, NATS, NGINX, POSTGRES};
+use crate::load::{CpuShare, LoadStats};
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Env {
@@ -234,6 +235,50 @@ pub(crate) struct DrainRow {
     pub(crate) drain_vs_sync: Option<f64>,
 }
 
+/// The cluster scenario: fcd embedded against fcd on PostgreSQL + NATS, one node and three.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterResult {
+    /// The PostgreSQL server (version and address, no credentials).
+    pub(crate) postgres: String,
+    pub(crate) nats: String,
+    /// Which processes each CPU column counts.
+    pub(crate) cpu_note: String,
+    pub(crate) setups: Vec<ClusterSetup>,
+    /// Setups that could not be measured, and why.
+    pub(crate) failures: Vec<String>,
+}
+
+/// One way of running fcd, measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterSetup {
+    pub(crate) id: String,
+    pub(crate) label: String,
+    pub(crate) nodes: usize,
+    pub(crate) sync: Vec<ClusterSync>,
+    /// Async calls accepted (HTTP 202) at c=64.
+    pub(crate) accept_c64: LoadStats,
+    /// A backlog of accepted no-op calls run to completion.
+    pub(crate) drain: DrainRow,
+    /// CPU time per call of the backlog, first accept to the last call run, by group.
+    pub(crate) drain_cpu_us: Vec<CpuShare>,
+    /// The machine's busy time over the backlog, in CPUs.
+    pub(crate) drain_machine_busy_cpus: Option<f64>,
+    /// Calls of the backlog (and any left from the accept run) run on each node.
+    pub(crate) drain_calls_per_node: Vec<f64>,
+}
+
+/// Warm synchronous calls at one concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterSync {
+    pub(crate) concurrency: usize,
+    pub(crate) stats: LoadStats,
+    /// `fcd_invocations_total` of each node over the run (warm-up included): where the
+    /// calls ran.
+    pub(crate) calls_per_node: Vec<f64>,
+    /// `fcd_budget_instances_used` of each node after the run.
+    pub(crate) instances_per_node: Vec<f64>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Report {
     pub(crate) scenario: String,
@@ -255,6 +300,7 @@ pub(crate) struct Report {
     pub(crate) http: Vec<HttpRow>,
     #[serde(rename = "async")]
     pub(crate) asynchronous: Option<AsyncResult>,
+    pub(crate) cluster: Option<ClusterResult>,
     pub(crate) skipped: Vec<String>,
     pub(crate) failures: Vec<String>,
 }
@@ -902,7 +948,11 @@ impl Report {
             }
         }
 
-        if !self.quick {
+        if let Some(c) = &self.cluster {
+            cluster_markdown(&mut o, c);
+        }
+
+        if !self.quick && self.cluster.is_none() {
             let _ = writeln!(
                 o,
                 "\n## Targets\n\n| target | measured | status |\n|---|---|---|"
@@ -930,5 +980,115 @@ impl Report {
             }
         }
         o
+    }
+}
+
+/// A count per node: `a / b / c`.
+fn per_node(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The CPU columns of a split: fcd, nginx, PostgreSQL, NATS, the server side together, the
+/// load generator.
+fn cpu_columns(shares: &[CpuShare]) -> String {
+    let one = |label| cluster::share(shares, label).map_or("—".into(), |v| format!("{v:.0} µs"));
+    format!(
+        "{} | {} | {} | {} | {:.0} µs | {}",
+        one(FCD),
+        one(NGINX),
+        one(POSTGRES),
+        one(NATS),
+        cluster::server_side(shares),
+        one(GENERATOR)
+    )
+}
+
+fn busy(x: Option<f64>) -> String {
+    x.map_or_else(|| "?".into(), |v| format!("{v:.2}"))
+}
+
+fn cluster_markdown(o: &mut String, c: &ClusterResult) {
+    let _ = writeln!(
+        o,
+        "\n## Cluster: embedded against PostgreSQL + NATS, one node and three\n\n\
+         {} and {}, on this machine. No-op custom-runtime function (instanceConcurrency 100), \
+         signed InvokeFunction. *CPU/req* is CPU time per request over the measured phase (10 ms ticks): {}. \
+         *busy* is the whole machine's busy time over the phase, in CPUs. *calls per node*: \
+         `fcd_invocations_total` of each node over the run (warm-up included).\n\n\
+         | setup | c | req/s | p50 | p99 | fcd CPU/req | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | calls per node | instances per node |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        c.postgres, c.nats, c.cpu_note
+    );
+    for s in &c.setups {
+        for r in &s.sync {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                s.label,
+                r.concurrency,
+                r.stats.rps,
+                us(r.stats.p50_us),
+                us(r.stats.p99_us),
+                cpu_columns(&r.stats.cpu_split_us),
+                busy(r.stats.machine_busy_cpus),
+                per_node(&r.calls_per_node),
+                per_node(&r.instances_per_node),
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nAsync: calls accepted (HTTP 202) at c=64, CPU per accept (the calls run meanwhile, their CPU included).\n\n\
+         | setup | accepted/s | p50 | p99 | fcd CPU/accept | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for s in &c.setups {
+        let a = &s.accept_c64;
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {} | {} | {} | {} |",
+            s.label,
+            a.rps,
+            us(a.p50_us),
+            us(a.p99_us),
+            cpu_columns(&a.cpu_split_us),
+            busy(a.machine_busy_cpus)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nAsync backlog: accepted at c=64 as fast as taken, then counted (`fcd_invocations_total`, summed over the nodes) \
+         until every call ran. CPU per call is first accept → last run, accept and execution together.\n\n\
+         | setup | accepted | accept calls/s | queued at the last accept | draining calls/s | end to end | fcd CPU/call | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | calls per node |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for s in &c.setups {
+        let d = &s.drain;
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.0} | {:.0} | {} | {:.0} calls/s ({:.2} s) | {} | {} | {} |",
+            s.label,
+            d.accepted,
+            d.accept_per_s,
+            d.backlog_at_accept_end,
+            d.drain_per_s.map_or("— (too few left)".into(), |r| format!(
+                "{r:.0} (in {:.2} s)",
+                d.drain_s
+            )),
+            d.end_to_end_per_s,
+            d.end_to_end_s,
+            cpu_columns(&s.drain_cpu_us),
+            busy(s.drain_machine_busy_cpus),
+            per_node(&s.drain_calls_per_node),
+        );
+    }
+    if !c.failures.is_empty() {
+        let _ = writeln!(o, "\nNot measured:\n");
+        for f in &c.failures {
+            let _ = writeln!(o, "- {}", f.replace('\n', " "));
+        }
     }
 }
