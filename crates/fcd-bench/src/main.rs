@@ -47,7 +47,7 @@ enum Scenario {
     /// fcd embedded against fcd on PostgreSQL + NATS (1 node direct, 1 node behind nginx, 3
     /// nodes behind nginx round-robin): sync c=8 and 32, async accepts at c=64 and a drained
     /// backlog. Needs FCD_TEST_POSTGRES, FCD_TEST_NATS, psql and nginx; not part of `all`;
-    /// never pinned.
+    /// never pinned. Also writes target/bench/cluster-<timestamp>.{md,json}.
     Cluster,
 }
 
@@ -333,7 +333,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
     }
     let md = bench.report.markdown();
     println!("\n{md}");
-    if cli.scenario == Scenario::All {
+    if matches!(cli.scenario, Scenario::All | Scenario::Cluster) {
         let dir = std::env::current_dir()?.join("target").join("bench");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let stamp = time::OffsetDateTime::now_utc()
@@ -341,7 +341,12 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
                 "[year][month][day]-[hour][minute][second]"
             ))
             .unwrap_or_else(|_| "now".into());
-        let base = dir.join(format!("bench-{stamp}"));
+        let prefix = if cli.scenario == Scenario::Cluster {
+            "cluster"
+        } else {
+            "bench"
+        };
+        let base = dir.join(format!("{prefix}-{stamp}"));
         std::fs::write(base.with_extension("md"), &md)?;
         std::fs::write(
             base.with_extension("json"),
