@@ -34,6 +34,8 @@ pub struct AppState {
     /// Where clients reach this server (`fcd serve --public-url`), no trailing slash: the base
     /// of HTTP triggers' `urlInternet`/`urlIntranet`.
     pub public_url: Arc<str>,
+    /// How a call placed on another cluster node gets there.
+    pub forwarder: forward::Forwarder,
 }
 
 impl std::fmt::Debug for AppState {

@@ -8,8 +8,15 @@
 //!   version the qualifier names (an alias: its main version) started ahead of traffic.
 //!   `scheduledActions`, `targetTrackingPolicies` and `alwaysAllocateCPU` are validated, stored
 //!   and returned unchanged, but have no effect.
+//! - In a cluster every node runs the reconciler for its own share of each pool's target
+//!   ([`fcd_cluster::Cluster::share`]: the same split on every node that sees the same live
+//!   nodes, summing to the target), reconciles again as soon as the node list changes, and
+//!   publishes how many provisioned instances it has up per pool; a config's `current` is the
+//!   sum over the live nodes, so instances of a node whose heartbeat lapsed stop counting. While
+//!   the nodes' views differ (up to a heartbeat or two after a change) the total may briefly be
+//!   above or below the target.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,12 +71,22 @@ struct PoolTarget {
 
 #[derive(Debug, Default)]
 struct ProvisionState {
+    /// Configs provisioning nothing (target 0) or failing to resolve, as they stand. The status
+    /// of the others is computed from `members` and what is up ([`Control::provision_status`]).
     status: HashMap<ConfigKey, ProvisionStatus>,
-    /// Pools the reconciler has provisioned, and with what.
+    /// Pools the reconciler has provisioned on this node, and with what (its share).
     pools: HashMap<PoolKey, PoolTarget>,
-    /// The summed targets of the latest pass, per pool; [`Control::resolve`] adds them to the
-    /// on-demand limit.
+    /// This node's share of each pool's summed target, as of the latest pass;
+    /// [`Control::resolve`] adds it to the on-demand limit (the instance manager's limit is
+    /// this node's).
     targets: HashMap<PoolKey, u32>,
+    /// The configs sharing each pool with their targets, in the store's order (what is up is
+    /// split among them in this order).
+    members: HashMap<PoolKey, Members>,
+    /// The pool of each config in `members`.
+    config_pool: HashMap<ConfigKey, PoolKey>,
+    /// Provisioned instances up on this node per pool, and why fewer than its share.
+    up: HashMap<PoolKey, (u32, Option<String>)>,
     /// Pools with a `provision` call under way; they are skipped until it returns.
     busy: HashSet<PoolKey>,
     /// Pools that came up short: not retried before the instant unless their target changes.
@@ -100,20 +117,24 @@ impl Provisioning {
             .unwrap_or(0)
     }
 
-    fn status(&self, key: &ConfigKey) -> ProvisionStatus {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|s| s.status.get(key).cloned())
-            .unwrap_or_default()
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
     }
+}
+
+/// A pool's key as the cluster knows it ([`fcd_cluster::route_key`]).
+fn pool_route_key(k: &PoolKey) -> String {
+    fcd_cluster::route_key(&k.0, &k.1, &k.2, &k.3)
 }
 
 /// One pool the latest pass wants provisioned, and the configs that share it.
 struct Desired {
     spec: Arc<FunctionSpec>,
     qualifier: String,
+    /// Summed over the configs: the whole cluster's target.
     target: u32,
+    /// This node's share of it.
+    share: u32,
     members: Members,
 }
 
@@ -220,6 +241,7 @@ impl Control {
         {
             Ok(()) => {
                 self.forget_service_specs(account, service);
+                self.publish_invalidation(account, Some(service)).await;
                 Ok(stored)
             }
             Err(StoreError::ParentNotFound) => Err(FcError::ServiceNotFound(service.to_owned())),
@@ -272,6 +294,7 @@ impl Control {
         {
             Ok(()) => {
                 self.forget_service_specs(account, service);
+                self.publish_invalidation(account, Some(service)).await;
                 Ok(())
             }
             Err(StoreError::NotFound) => {
@@ -320,10 +343,10 @@ impl Control {
             }
             Err(e) => return Err(internal("put provision config", e)),
         }
-        self.provisioning.kick.notify_one();
-        let status = self
-            .provisioning
-            .status(&config_key(account, service, qualifier, function));
+        self.provisioning.kick();
+        // The other nodes reconcile at once too (their share of the new target).
+        self.publish_invalidation(account, Some(service)).await;
+        let status = self.provision_status(&config_key(account, service, qualifier, function));
         Ok((cfg, status))
     }
 
@@ -353,9 +376,7 @@ impl Control {
                 .into_config(service, qualifier, function)?
             }
         };
-        let status = self
-            .provisioning
-            .status(&config_key(account, service, qualifier, function));
+        let status = self.provision_status(&config_key(account, service, qualifier, function));
         Ok((cfg, status))
     }
 
@@ -407,7 +428,7 @@ impl Control {
         let configs = items
             .into_iter()
             .map(|c| {
-                let status = self.provisioning.status(&config_key(
+                let status = self.provision_status(&config_key(
                     account,
                     &c.service_name,
                     &c.qualifier,
@@ -424,14 +445,96 @@ impl Control {
 
     // ---- the provisioning reconciler ----
 
-    /// Keeps every provision config's `target` instances running: once a second, and right
-    /// after a PutProvisionConfig. Runs until the process ends; errors (a config whose alias or
-    /// function went away, a full server budget) are recorded as the config's `currentError`
-    /// and logged, never ending the loop.
+    /// A config's status: what is up of its pool on every live node (this one from memory, the
+    /// others as their last heartbeat published), split among the pool's configs in order.
+    fn provision_status(&self, key: &ConfigKey) -> ProvisionStatus {
+        let Ok(st) = self.provisioning.state.lock() else {
+            return ProvisionStatus::default();
+        };
+        let Some(pool) = st.config_pool.get(key).cloned() else {
+            return st.status.get(key).cloned().unwrap_or_default();
+        };
+        let (local, error) = st.up.get(&pool).cloned().unwrap_or((0, None));
+        let members = st.members.get(&pool).cloned().unwrap_or_default();
+        drop(st);
+        let mut total = local;
+        if !self.cluster.is_single() {
+            let rk = pool_route_key(&pool);
+            for n in self.cluster.nodes() {
+                if !n.is_self && n.live {
+                    total =
+                        total.saturating_add(n.state.provisioned.get(&rk).copied().unwrap_or(0));
+                }
+            }
+        }
+        let mut left = total;
+        for (k, target) in members {
+            let current = left.min(target);
+            left -= current;
+            if &k == key {
+                let error = (current < target).then(|| error.clone()).flatten();
+                return ProvisionStatus { current, error };
+            }
+        }
+        ProvisionStatus::default()
+    }
+
+    /// Publishes what this node has provisioned, its instance count and its warm pools with
+    /// the next heartbeat (nothing to do on a single node, where the state is read locally
+    /// anyway).
+    fn publish_provisioned(&self) {
+        if self.cluster.is_single() {
+            return;
+        }
+        let provisioned: BTreeMap<String, u32> = match self.provisioning.state.lock() {
+            Ok(st) => st
+                .up
+                .iter()
+                .filter(|(_, (n, _))| *n > 0)
+                .map(|(k, (n, _))| (pool_route_key(k), *n))
+                .collect(),
+            Err(_) => return,
+        };
+        let instances = self.runtime.instance_count() as u64;
+        // Where this node is warm, and with what: peers route calls here by it, and
+        // ListInstances on any node lists these.
+        let warm = self
+            .runtime
+            .warm_pools()
+            .into_iter()
+            .map(|p| {
+                (
+                    fcd_cluster::route_key(&p.account, &p.service, &p.function, &p.version),
+                    fcd_cluster::WarmPool {
+                        instances: p.instances,
+                        free_slots: p.free_slots,
+                        instance_ids: p.instance_ids,
+                    },
+                )
+            })
+            .collect();
+        self.cluster.update_local_state(|s| {
+            s.provisioned = provisioned;
+            s.instances = instances;
+            s.warm = warm;
+        });
+    }
+
+    /// Keeps this node's share of every provision config's `target` instances running: once a
+    /// second, right after a PutProvisionConfig (here or on another node), and whenever the
+    /// cluster's live nodes change (shares move). Runs until the process ends; errors (a config
+    /// whose alias or function went away, a full server budget) are recorded as the config's
+    /// `currentError` and logged, never ending the loop.
     pub async fn reconcile_provisioning_forever(self: Arc<Control>) {
+        let mut membership = self.cluster.membership();
+        let mut watching = true;
         loop {
             self.clone().reconcile_once().await;
-            let _ = tokio::time::timeout(RECONCILE_EVERY, self.provisioning.kick.notified()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                _ = self.provisioning.kick.notified() => {}
+                changed = membership.changed(), if watching => watching = changed.is_ok(),
+            }
         }
     }
 
@@ -458,7 +561,7 @@ impl Control {
 
     /// One pass: read every config, work out each pool's target, start `provision` calls for
     /// pools that are not already busy, and release pools nothing asks for any more.
-    async fn reconcile_once(self: Arc<Control>) {
+    pub(crate) async fn reconcile_once(self: Arc<Control>) {
         let configs = match self.store.all_provision_configs().await {
             Ok(c) => c,
             Err(e) => {
@@ -488,6 +591,7 @@ impl Control {
                         spec: spec.clone(),
                         qualifier: cfg.qualifier.clone(),
                         target: 0,
+                        share: 0,
                         members: Vec::new(),
                     });
                     d.target = d.target.saturating_add(cfg.target);
@@ -497,7 +601,11 @@ impl Control {
             }
         }
 
-        let mut start: Vec<(PoolKey, PoolTarget, Members)> = Vec::new();
+        for (k, d) in desired.iter_mut() {
+            d.share = self.cluster.share(&pool_route_key(k), d.target);
+        }
+
+        let mut start: Vec<(PoolKey, PoolTarget)> = Vec::new();
         let mut release: Vec<(PoolKey, PoolTarget)> = Vec::new();
         let mut changed_services: HashSet<(String, String)> = HashSet::new();
         {
@@ -505,6 +613,18 @@ impl Control {
                 return;
             };
             st.status.retain(|k, _| present.contains(k));
+            st.config_pool = desired
+                .iter()
+                .flat_map(|(p, d)| d.members.iter().map(move |(k, _)| (k.clone(), p.clone())))
+                .collect();
+            st.members = desired
+                .iter()
+                .map(|(p, d)| (p.clone(), d.members.clone()))
+                .collect();
+            let pooled: Vec<ConfigKey> = st.config_pool.keys().cloned().collect();
+            for k in pooled {
+                st.status.remove(&k);
+            }
             for k in idle {
                 st.status.insert(k, ProvisionStatus::default());
             }
@@ -521,14 +641,19 @@ impl Control {
                     },
                 );
             }
-            let targets: HashMap<PoolKey, u32> =
-                desired.iter().map(|(k, d)| (k.clone(), d.target)).collect();
+            let targets: HashMap<PoolKey, u32> = desired
+                .iter()
+                .filter(|(_, d)| d.share > 0)
+                .map(|(k, d)| (k.clone(), d.share))
+                .collect();
             for k in targets.keys().chain(st.targets.keys()) {
                 if targets.get(k) != st.targets.get(k) {
                     changed_services.insert((k.0.clone(), k.1.clone()));
                 }
             }
             st.targets = targets;
+            // What this node keeps: pools of which it has a share.
+            desired.retain(|_, d| d.share > 0);
             let stale: Vec<PoolKey> = st
                 .pools
                 .keys()
@@ -543,12 +668,16 @@ impl Control {
             }
             let now = Instant::now();
             st.backoff.retain(|k, _| desired.contains_key(k));
+            let st = &mut *st;
+            let pools = &st.pools;
+            st.up
+                .retain(|k, _| desired.contains_key(k) || pools.contains_key(k));
             for (k, d) in desired {
                 if st.busy.contains(&k)
                     || st
                         .backoff
                         .get(&k)
-                        .is_some_and(|b| b.target == d.target && now < b.not_before)
+                        .is_some_and(|b| b.target == d.share && now < b.not_before)
                 {
                     continue;
                 }
@@ -558,12 +687,12 @@ impl Control {
                     PoolTarget {
                         spec: d.spec,
                         qualifier: d.qualifier,
-                        target: d.target,
+                        target: d.share,
                     },
-                    d.members,
                 ));
             }
         }
+        self.publish_provisioned();
         // Specs carry the provisioned target in their instance limit.
         for (a, s) in changed_services {
             self.forget_service_specs(&a, &s);
@@ -575,10 +704,12 @@ impl Control {
                 if let Ok(mut st) = me.provisioning.state.lock() {
                     st.busy.remove(&k);
                     st.pools.remove(&k);
+                    st.up.remove(&k);
                 }
+                me.publish_provisioned();
             });
         }
-        for (k, p, members) in start {
+        for (k, p) in start {
             let me = self.clone();
             tokio::spawn(async move {
                 let up = me
@@ -594,14 +725,9 @@ impl Control {
                 let Ok(mut st) = me.provisioning.state.lock() else {
                     return;
                 };
-                // Configs sharing a pool (an alias and its version) share what is up.
-                let mut left = up;
-                for (key, target) in members {
-                    let current = left.min(target);
-                    left -= current;
-                    let error = (current < target).then(|| error.clone()).flatten();
-                    st.status.insert(key, ProvisionStatus { current, error });
-                }
+                // Configs sharing a pool (an alias and its version) share what is up: split in
+                // `provision_status`.
+                st.up.insert(k.clone(), (up, error));
                 if up < p.target {
                     let delay = st
                         .backoff
@@ -620,6 +746,8 @@ impl Control {
                 }
                 st.busy.remove(&k);
                 st.pools.insert(k, p);
+                drop(st);
+                me.publish_provisioned();
             });
         }
     }
@@ -655,7 +783,7 @@ impl Control {
                 Some(alias.alias.versions().map(str::to_owned).collect())
             }
         };
-        let mut out: Vec<InstanceInfo> = match versions {
+        let mut out: Vec<InstanceInfo> = match &versions {
             None => self
                 .runtime
                 .list_instances(account, service, function, None),
@@ -667,6 +795,29 @@ impl Control {
                 })
                 .collect(),
         };
+        // In a cluster, the other live nodes' instances too, as their last heartbeat said.
+        for node in self.cluster.nodes() {
+            if node.is_self || !node.live {
+                continue;
+            }
+            for (key, pool) in &node.state.warm {
+                let mut parts = key.splitn(4, '/');
+                let (Some(a), Some(s), Some(f), Some(v)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                let wanted = versions
+                    .as_ref()
+                    .is_none_or(|vs| vs.iter().any(|x| x == v));
+                if a == account && s == service && f == function && wanted {
+                    out.extend(pool.instance_ids.iter().map(|id| InstanceInfo {
+                        instance_id: id.clone(),
+                        version_id: v.to_owned(),
+                    }));
+                }
+            }
+        }
         if !instance_ids.is_empty() {
             out.retain(|i| instance_ids.contains(&i.instance_id));
         }
@@ -680,9 +831,10 @@ impl Control {
     // ---- observability ----
 
     /// What `GET /status` reports: no secrets, only what an operator needs at a glance.
+    /// In a cluster it also lists the nodes (`nodes`), as this node last saw them.
     pub fn status(&self) -> serde_json::Value {
         let cfg = self.runtime.config();
-        serde_json::json!({
+        let mut status = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptimeSeconds": self.started.elapsed().as_secs(),
             "region": self.region,
@@ -694,7 +846,31 @@ impl Control {
                 "idleTimeoutSeconds": cfg.idle_timeout.as_secs(),
             },
             "instances": self.runtime.instance_count(),
-        })
+        });
+        if !self.cluster.is_single() {
+            let nodes: Vec<serde_json::Value> = self
+                .cluster
+                .nodes()
+                .into_iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "id": n.id,
+                        "url": n.url,
+                        "self": n.is_self,
+                        "live": n.live,
+                        "draining": n.draining,
+                        "startedMs": n.started_ms,
+                        "heartbeatAgeMs": n.heartbeat_age_ms,
+                        "instances": n.state.instances,
+                    })
+                })
+                .collect();
+            status["cluster"] = serde_json::json!({
+                "nodeId": self.cluster.node().id,
+                "nodes": nodes,
+            });
+        }
+        status
     }
 }
 

@@ -5,6 +5,11 @@
 //! other's change silently (the loser gets `ConcurrentUpdateError`). Invocations resolve
 //! functions through an in-memory cache that every write through this process invalidates, so
 //! the invoke path never touches the database.
+//!
+//! In a cluster ([`Control::with_cluster`]) every such write also publishes the matching
+//! [`ClusterEvent`], and [`Control::apply_cluster_events_forever`] applies other nodes' events
+//! to the same invalidation functions, so a write on any node reaches every node's caches
+//! within the event bus's delay (one `NOTIFY`); a [`ClusterEvent::Resync`] drops every cache.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use fcd_cluster::{Cluster, ClusterEvent, NodeInfo};
 use fcd_core::FcError;
 use fcd_core::limits::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 use fcd_core::model::{CodeRef, Function, FunctionUpdate, Service, ServiceUpdate};
@@ -24,6 +30,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 
 pub mod asynchronous;
 mod configs;
+mod events;
 pub mod iam;
 mod invoke;
 mod role_credentials;
@@ -31,7 +38,7 @@ pub mod timers;
 mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
-pub use invoke::{Invoked, invoke_error};
+pub use invoke::{Invoked, Placement, invoke_error};
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 
@@ -71,6 +78,9 @@ pub struct Control {
     triggers: triggers::TriggerCaches,
     /// Where functions of a service with a `role` get that role's credentials.
     roles: role_credentials::RoleSources,
+    /// This node's membership of the cluster ([`Cluster::single`] unless
+    /// [`Control::with_cluster`] gave another).
+    cluster: Arc<Cluster>,
     started: Instant,
 }
 
@@ -82,14 +92,33 @@ impl std::fmt::Debug for Control {
     }
 }
 
-pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> FcError {
+/// Refuses a spec that may not run on-demand instances and has no provisioned ones.
+pub(crate) fn runnable(spec: &FunctionSpec, qualifier: Option<&str>) -> Result<(), FcError> {
+    if spec.limit == InstanceLimit::Blocked {
+        let label = qualifier.filter(|q| !q.is_empty()).unwrap_or(LATEST);
+        return Err(FcError::ResourceExhausted(format!(
+            "function '{}' of service '{}' may not run on-demand instances (maximumInstanceCount is 0 for qualifier '{label}') and has no provisioned instances",
+            spec.function.function_name, spec.service_name
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn internal(context: &str, e: impl std::fmt::Display + 'static) -> FcError {
     tracing::error!(error = %e, "{context}");
+    // The storage engine down (PostgreSQL unreachable, no pooled connection in time) is FC's
+    // 503: nothing was written, and the same request may succeed later.
+    if let Some(StoreError::Unavailable(_)) = (&e as &dyn std::any::Any).downcast_ref() {
+        return FcError::ServiceUnavailable;
+    }
     FcError::Internal
 }
 
 pub(crate) fn code_error(e: CodeError) -> FcError {
     match e {
         CodeError::Io(e) => internal("code store", e),
+        CodeError::Shared(e) => internal("shared code store", e),
+        CodeError::Corrupt(d) => internal("code store", format!("package {d} is corrupt")),
         CodeError::Missing(d) => internal("code store", format!("package {d} is missing")),
         other => FcError::invalid(other.to_string()),
     }
@@ -177,8 +206,21 @@ impl Control {
             provisioning: configs::Provisioning::default(),
             triggers: triggers::TriggerCaches::default(),
             roles: role_credentials::RoleSources::new(iam),
+            cluster: Arc::new(Cluster::single(NodeInfo::new("local", ""))),
             started: Instant::now(),
         }
+    }
+
+    /// Runs this control plane as one node of `cluster`: writes publish their invalidations,
+    /// provisioning keeps only this node's share of each target, timers fire only while this
+    /// node holds the `timers` lease. Spawn [`Control::apply_cluster_events_forever`] too.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Control {
+        self.cluster = cluster;
+        self
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     pub fn region(&self) -> &str {
@@ -210,6 +252,7 @@ impl Control {
             Ok(()) => {
                 // Requests for its (future) functions may have been answered "no service".
                 self.forget_http_triggers(account, &name, None);
+                self.publish_invalidation(account, Some(&name)).await;
                 Ok(stored)
             }
             Err(StoreError::AlreadyExists) => Err(FcError::ServiceAlreadyExists(name)),
@@ -247,6 +290,7 @@ impl Control {
         {
             Ok(()) => {
                 self.forget_service(account, name);
+                self.publish_invalidation(account, Some(name)).await;
                 Ok(stored)
             }
             Err(StoreError::NotFound) => Err(FcError::ServiceNotFound(name.to_owned())),
@@ -268,6 +312,7 @@ impl Control {
         match self.store.delete_service(account, name).await {
             Ok(()) => {
                 self.forget_service(account, name);
+                self.publish_invalidation(account, Some(name)).await;
                 Ok(())
             }
             Err(StoreError::NotFound) => Err(FcError::ServiceNotFound(name.to_owned())),
@@ -383,6 +428,7 @@ impl Control {
         match self.store.insert_function(account, service, &stored).await {
             Ok(()) => {
                 self.forget_http_triggers(account, service, Some(&name));
+                self.publish_invalidation(account, Some(service)).await;
                 Ok(stored)
             }
             Err(StoreError::AlreadyExists) => Err(FcError::FunctionAlreadyExists {
@@ -572,9 +618,58 @@ impl Control {
                 "the code URL is invalid or has expired".into(),
             ));
         }
-        tokio::fs::read(self.code.zip_path(digest))
+        // In a cluster the package may have been uploaded through another node: fetched from
+        // the shared store first.
+        let zip = self.code.ensure_zip(digest).await.map_err(code_error)?;
+        tokio::fs::read(zip)
             .await
             .map_err(|e| internal("read code package", e))
+    }
+
+    // ---- code packages ----
+
+    /// Removes the code packages no function or version references any more (on this node,
+    /// and from the shared store in a cluster), keeping those this node's instances run and
+    /// those younger than `grace` (uploaded by a create or update not yet committed).
+    pub async fn collect_code_once(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<fcd_store::code::CollectReport, FcError> {
+        // In use first: a package an instance starts on after this read is referenced (it was
+        // resolved from the store) or younger than `grace`.
+        let in_use = self
+            .runtime
+            .code_in_use()
+            .ok_or_else(|| internal("collect code", "the instance pools cannot be read"))?;
+        let referenced = self
+            .store
+            .referenced_code()
+            .await
+            .map_err(|e| internal("collect code", e))?;
+        self.code
+            .collect(&referenced, &in_use, grace)
+            .await
+            .map_err(code_error)
+    }
+
+    /// [`Control::collect_code_once`] every `every`, until the process ends.
+    pub async fn collect_code_forever(
+        self: Arc<Control>,
+        every: std::time::Duration,
+        grace: std::time::Duration,
+    ) {
+        loop {
+            tokio::time::sleep(every).await;
+            match self.collect_code_once(grace).await {
+                Ok(r) if r.local.is_empty() && r.shared.is_empty() => {}
+                Ok(r) => tracing::info!(
+                    local = r.local.len(),
+                    shared = r.shared.len(),
+                    "collected code packages no function or version references"
+                ),
+                Err(e) => tracing::warn!(error = %e, "collecting code packages failed; retrying later"),
+            }
+        }
     }
 
     // ---- invocation ----
@@ -590,6 +685,22 @@ impl Control {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<Arc<FunctionSpec>, FcError> {
+        let spec = self
+            .resolve_unchecked(account, service, name, qualifier)
+            .await?;
+        runnable(&spec, qualifier)?;
+        Ok(spec)
+    }
+
+    /// [`Control::resolve`] without refusing a function that may not run instances here
+    /// (placement may still find them on another node).
+    pub(crate) async fn resolve_unchecked(
+        &self,
+        account: &str,
+        service: &str,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Arc<FunctionSpec>, FcError> {
         let (version, label) = match qualifier {
             None | Some("") | Some(LATEST) => (None, LATEST),
             Some(q) => (Some(self.route(account, service, q).await?), q),
@@ -597,11 +708,6 @@ impl Control {
         let r = self
             .resolve_version(account, service, name, version, label)
             .await?;
-        if r.spec.limit == InstanceLimit::Blocked {
-            return Err(FcError::ResourceExhausted(format!(
-                "function '{name}' of service '{service}' may not run on-demand instances (maximumInstanceCount is 0 for qualifier '{label}') and has no provisioned instances"
-            )));
-        }
         Ok(r.spec)
     }
 
@@ -721,6 +827,7 @@ impl Control {
 
     /// After a LATEST function changed or went away: drop its cached spec and stop its
     /// LATEST instances. Versions are snapshots and keep running.
+    /// In a cluster, every node does the same.
     async fn forget_function(&self, account: &str, service: &str, name: &str) {
         self.forget_specs(|(a, s, f, v, _)| {
             a == account && s == service && f == name && v == LATEST
@@ -729,5 +836,30 @@ impl Control {
         self.runtime
             .retire(account, service, Some(name), None)
             .await;
+        self.publish_invalidation(account, Some(service)).await;
+        self.publish(ClusterEvent::Retire {
+            account: account.to_owned(),
+            service: service.to_owned(),
+            function: Some(name.to_owned()),
+            version: None,
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod store_error_tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_503_and_other_failures_500() {
+        let e = internal("t", StoreError::Unavailable("connection refused".into()));
+        assert!(matches!(e, FcError::ServiceUnavailable));
+        assert!(matches!(
+            internal("t", StoreError::Backend("x".into())),
+            FcError::Internal
+        ));
+        let e = code_error(CodeError::Shared(StoreError::Unavailable("reset".into())));
+        assert!(matches!(e, FcError::ServiceUnavailable));
     }
 }

@@ -24,6 +24,13 @@
 //! strictly after now: ticks that passed while the server was down, or before the trigger
 //! existed, are not fired. A tick found due more than [`MAX_LATENESS_SECS`] late (the process
 //! was suspended, the clock jumped) is skipped as missed rather than fired long after its time.
+//!
+//! **One scheduler per cluster.** Every node runs the loop, but ticks are fired only while
+//! [`TimerSource::active`] says so — for the control plane, while this node holds the cluster's
+//! `timers` lease, checked at every tick. A node without it still consumes its due ticks (so it
+//! never fires a backlog when it takes the lease over); the node taking over fires from its next
+//! due tick. Around a takeover a tick could be handed to the queue by both nodes only across a
+//! lease lapse, and the invocation-id dedup above makes that harmless.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -109,6 +116,10 @@ pub trait TimerSource: Send + Sync + 'static {
     fn generation(&self) -> u64;
     /// Every enabled timer trigger.
     async fn timers(&self) -> Result<Vec<TimerSpec>, FcError>;
+    /// Whether this process fires ticks now (in a cluster: holds the `timers` lease).
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 /// What a firing came to.
@@ -174,6 +185,10 @@ impl TimerSink for AsyncEngine {
 impl TimerSource for crate::Control {
     fn generation(&self) -> u64 {
         self.triggers_generation()
+    }
+
+    fn active(&self) -> bool {
+        self.cluster().holds("timers")
     }
 
     async fn timers(&self) -> Result<Vec<TimerSpec>, FcError> {
@@ -357,6 +372,7 @@ async fn run(
     let mut wheel = Wheel::default();
     let mut loaded: Option<u64> = None;
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut was_active = true;
     while !*stopped.borrow() {
         // Read the generation before the list: a write landing in between bumps it again, so
         // it is picked up on the next round.
@@ -372,7 +388,18 @@ async fn run(
             }
         }
         let now_ms = clock.now_ms();
-        for (spec, tick) in wheel.due(now_ms.div_euclid(1000)) {
+        let due = wheel.due(now_ms.div_euclid(1000));
+        // Checked at every tick: another node may have taken the lease since the last.
+        let active = !due.is_empty() && source.active();
+        if !due.is_empty() && active != was_active {
+            if active {
+                tracing::info!("timer scheduler: this node holds the timers lease; firing ticks");
+            } else {
+                tracing::info!("timer scheduler: another node holds the timers lease; standing by");
+            }
+            was_active = active;
+        }
+        for (spec, tick) in due.into_iter().filter(|_| active) {
             let sink = sink.clone();
             let in_flight = in_flight.clone();
             tokio::spawn(async move {
@@ -571,6 +598,7 @@ mod tests {
     struct FakeSource {
         generation: AtomicU64,
         specs: Mutex<Vec<TimerSpec>>,
+        inactive: std::sync::atomic::AtomicBool,
     }
 
     impl FakeSource {
@@ -587,6 +615,9 @@ mod tests {
         }
         async fn timers(&self) -> Result<Vec<TimerSpec>, FcError> {
             Ok(self.specs.lock().unwrap().clone())
+        }
+        fn active(&self) -> bool {
+            !self.inactive.load(Ordering::SeqCst)
         }
     }
 
@@ -657,6 +688,7 @@ mod tests {
     async fn scheduler_fires_follows_changes_and_stops() {
         let source = Arc::new(FakeSource {
             generation: AtomicU64::new(0),
+            inactive: Default::default(),
             specs: Mutex::new(vec![spec("a", "*/2 * * * * *")]),
         });
         let queue = Arc::new(FakeQueue::default());
@@ -692,6 +724,7 @@ mod tests {
         let queue = Arc::new(FakeQueue::default());
         let source = Arc::new(FakeSource {
             generation: AtomicU64::new(0),
+            inactive: Default::default(),
             specs: Mutex::new(specs.clone()),
         });
         // First run: T0-0.5 .. T0+0.3 fires T0.
@@ -729,6 +762,7 @@ mod tests {
     async fn one_slow_trigger_does_not_hold_up_the_others() {
         let source = Arc::new(FakeSource {
             generation: AtomicU64::new(0),
+            inactive: Default::default(),
             specs: Mutex::new(vec![
                 spec("slow", "* * * * * *"),
                 spec("fast", "* * * * * *"),
@@ -746,6 +780,34 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(3_000)).await;
         assert_eq!(ticks_of(&queue, "fast"), [T0, T0 + 1, T0 + 2]);
         assert!(ticks_of(&queue, "slow").is_empty());
+        handle.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_an_active_scheduler_fires_and_it_replays_nothing_on_taking_over() {
+        let source = Arc::new(FakeSource {
+            generation: AtomicU64::new(0),
+            inactive: Default::default(),
+            specs: Mutex::new(vec![spec("a", "* * * * * *")]),
+        });
+        source.inactive.store(true, Ordering::SeqCst);
+        let queue = Arc::new(FakeQueue::default());
+        let handle = spawn(
+            source.clone(),
+            queue.clone(),
+            Arc::new(TokioClock::at(T0 * 1000 - 500)),
+        );
+        // Standing by (another node holds the lease): ticks T0..T0+2 pass unfired.
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        assert!(ticks_of(&queue, "a").is_empty());
+        // Taking over at T0+2.5: from the next tick on, none of the passed ones.
+        source.inactive.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert_eq!(ticks_of(&queue, "a"), [T0 + 3, T0 + 4]);
+        // Losing it again stops the firing at the next tick.
+        source.inactive.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        assert_eq!(ticks_of(&queue, "a"), [T0 + 3, T0 + 4]);
         handle.stop().await;
     }
 }

@@ -259,13 +259,33 @@ impl Control {
         }
     }
 
-    /// After a trigger write.
-    fn trigger_written(&self, account: &str, service: &str, function: &str) {
-        self.forget_http_triggers(account, service, Some(function));
+    /// Drops the cached HTTP-trigger answers of `account` (`None`: of every account).
+    pub(crate) fn forget_http_triggers_of(&self, account: Option<&str>) {
+        if let Ok(mut c) = self.triggers.http.write() {
+            self.triggers.http_gen.fetch_add(1, Ordering::AcqRel);
+            c.retain(|(a, ..), _| account.is_some_and(|x| x != a));
+        }
+    }
+
+    /// Moves [`Control::triggers_generation`]: the scheduler re-reads the timers.
+    pub(crate) fn triggers_changed(&self) {
         self.triggers.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn forget_domains(&self) {
+    /// After a trigger write (here, and on the other nodes).
+    async fn trigger_written(&self, account: &str, service: &str, function: &str) {
+        self.forget_http_triggers(account, service, Some(function));
+        self.triggers_changed();
+        self.publish_invalidation(account, Some(service)).await;
+    }
+
+    /// After a custom domain write (here, and on the other nodes).
+    async fn domains_written(&self, account: &str) {
+        self.forget_domains();
+        self.publish_invalidation(account, None).await;
+    }
+
+    pub(crate) fn forget_domains(&self) {
         if let Ok(mut d) = self.triggers.domains.write() {
             self.triggers.domains_gen.fetch_add(1, Ordering::AcqRel);
             *d = None;
@@ -336,7 +356,7 @@ impl Control {
             .insert_trigger(account, service, function, &stored)
             .await
             .map_err(|e| Self::trigger_store_error(service, function, &stored.trigger, e))?;
-        self.trigger_written(account, service, function);
+        self.trigger_written(account, service, function).await;
         Ok(stored)
     }
 
@@ -387,7 +407,7 @@ impl Control {
             .replace_trigger(account, service, function, &stored, &current.etag)
             .await
             .map_err(|e| Self::trigger_store_error(service, function, &stored.trigger, e))?;
-        self.trigger_written(account, service, function);
+        self.trigger_written(account, service, function).await;
         Ok(stored)
     }
 
@@ -405,7 +425,7 @@ impl Control {
             .delete_trigger(account, service, function, name, Some(&current.etag))
             .await
             .map_err(|e| Self::trigger_store_error(service, function, &current.trigger, e))?;
-        self.trigger_written(account, service, function);
+        self.trigger_written(account, service, function).await;
         Ok(())
     }
 
@@ -440,7 +460,7 @@ impl Control {
         };
         match self.store.insert_custom_domain(&stored).await {
             Ok(()) => {
-                self.forget_domains();
+                self.domains_written(account).await;
                 Ok(stored)
             }
             Err(StoreError::AlreadyExists) => Err(FcError::DomainNameAlreadyExists(
@@ -490,7 +510,7 @@ impl Control {
             .await
         {
             Ok(()) => {
-                self.forget_domains();
+                self.domains_written(account).await;
                 Ok(stored)
             }
             Err(StoreError::NotFound) => Err(FcError::DomainNameNotFound(name.to_owned())),
@@ -515,7 +535,7 @@ impl Control {
             .await
         {
             Ok(()) => {
-                self.forget_domains();
+                self.domains_written(account).await;
                 Ok(())
             }
             Err(StoreError::NotFound) => Err(FcError::DomainNameNotFound(name.to_owned())),

@@ -313,6 +313,14 @@ impl Control {
                 self.runtime
                     .retire(account, service, None, Some(version))
                     .await;
+                self.publish_invalidation(account, Some(service)).await;
+                self.publish(fcd_cluster::ClusterEvent::Retire {
+                    account: account.to_owned(),
+                    service: service.to_owned(),
+                    function: None,
+                    version: Some(version.to_owned()),
+                })
+                .await;
                 Ok(())
             }
             Err(StoreError::NotFound) => {
@@ -384,6 +392,7 @@ impl Control {
             .await
             .map_err(|e| Self::alias_store_error(service, &name, e))?;
         self.forget_alias(account, service, &name);
+        self.publish_invalidation(account, Some(service)).await;
         Ok(stored)
     }
 
@@ -424,6 +433,7 @@ impl Control {
             .await
             .map_err(|e| Self::alias_store_error(service, name, e))?;
         self.forget_alias(account, service, name);
+        self.publish_invalidation(account, Some(service)).await;
         Ok(stored)
     }
 
@@ -443,6 +453,7 @@ impl Control {
         self.forget_alias(account, service, name);
         // The alias's on-demand configs went with it.
         self.forget_specs(|(a, s, .., q)| a == account && s == service && q == name);
+        self.publish_invalidation(account, Some(service)).await;
         Ok(())
     }
 

@@ -383,16 +383,7 @@ pub struct WarmPool {
     pub version: String,
     pub instances: u32,
     pub free_slots: u32,
-}
-
-impl WarmPool {
-    /// The same key as [`InstanceManager::placement_key`].
-    pub fn key(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.account, self.service, self.function, self.version
-        )
-    }
+    pub instance_ids: Vec<String>,
 }
 
 /// Why an invocation could not be placed on an instance.
@@ -540,6 +531,7 @@ impl InstanceManager {
         }
         let fresh = Arc::new(Pool::new(
             spec.revision.clone(),
+            spec.code_dir.clone(),
             spec.generation,
             spec.function.instance_concurrency,
         ));
@@ -963,7 +955,8 @@ impl InstanceManager {
         m.iter()
             .filter(|(_, p)| !p.retired.load(Ordering::Acquire))
             .filter_map(|((a, s, f, v), p)| {
-                let (instances, free_slots) = p.warm_capacity();
+                let mut instance_ids = Vec::new();
+                let (instances, free_slots) = p.warm(|i| instance_ids.push(i.id.clone()));
                 (instances > 0).then(|| WarmPool {
                     account: a.clone(),
                     service: s.clone(),
@@ -971,9 +964,23 @@ impl InstanceManager {
                     version: v.clone(),
                     instances,
                     free_slots,
+                    instance_ids,
                 })
             })
             .collect()
+    }
+
+    /// The code packages (their directories' names: the digests) that this node's pools run,
+    /// so that collecting unreferenced packages never removes one under a live instance
+    /// (`None` when that cannot be known: then nothing may be collected).
+    pub fn code_in_use(&self) -> Option<std::collections::HashSet<String>> {
+        let m = self.pools.read().ok()?;
+        Some(
+            m.values()
+                .filter_map(|p| p.code_dir.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect(),
+        )
     }
 
     /// Request slots free right now on this node's warm instances of `spec`'s version.
@@ -984,13 +991,6 @@ impl InstanceManager {
             .ok()
             .and_then(|m| m.get(&key).map(|p| p.warm_capacity().1))
             .unwrap_or(0)
-    }
-
-    /// The name under which `spec`'s instances are pooled (account, service, function,
-    /// version): the key the cluster places calls by.
-    pub fn placement_key(spec: &FunctionSpec) -> String {
-        let (a, s, f, v) = Self::pool_key(spec);
-        format!("{a}/{s}/{f}/{v}")
     }
 
     /// ListInstances: the live instances of a function (all versions unless one is named).

@@ -29,6 +29,8 @@ struct State {
 
 pub(crate) struct Pool {
     pub(crate) revision: String,
+    /// The extracted code package its instances run (kept from collection while they live).
+    pub(crate) code_dir: std::path::PathBuf,
     /// The generation of the spec the pool was made for (see `FunctionSpec::generation`).
     pub(crate) generation: u64,
     capacity: u32,
@@ -87,9 +89,15 @@ pub(crate) enum NoSlot {
 }
 
 impl Pool {
-    pub(crate) fn new(revision: String, generation: u64, capacity: u32) -> Pool {
+    pub(crate) fn new(
+        revision: String,
+        code_dir: std::path::PathBuf,
+        generation: u64,
+        capacity: u32,
+    ) -> Pool {
         Pool {
             revision,
+            code_dir,
             generation,
             capacity: capacity.max(1),
             state: Mutex::new(State::default()),
@@ -314,6 +322,11 @@ impl Pool {
     /// hook takes none). What a node advertises to its cluster peers, and what decides whether
     /// a call may stay on this node.
     pub(crate) fn warm_capacity(&self) -> (u32, u32) {
+        self.warm(|_| {})
+    }
+
+    /// [`Pool::warm_capacity`], calling `each` with every live instance.
+    pub(crate) fn warm(&self, mut each: impl FnMut(&Arc<Instance>)) -> (u32, u32) {
         let Ok(st) = self.state.lock() else {
             return (0, 0);
         };
@@ -323,6 +336,7 @@ impl Pool {
             if i.dead.load(Ordering::Acquire) || i.exited() {
                 continue;
             }
+            each(i);
             live += 1;
             if !i.hook_busy.load(Ordering::Acquire) {
                 free += self
@@ -375,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn instances_whose_env_credentials_expire_are_taken_out_busy_or_not() {
-        let pool = Pool::new("r".into(), 1, 1);
+        let pool = Pool::new("r".into(), "/code".into(), 1, 1);
         let soon = instance("soon", Some(1_000));
         let busy_soon = instance("busy-soon", Some(1_100));
         busy_soon.active.store(1, Ordering::SeqCst);

@@ -12,14 +12,25 @@
 //! `/code` through a read-only mount as well; unjailed ones run as fcd's own user, who could
 //! `chmod` the tree back — `--isolation none` is explicitly reduced isolation). Trees an older
 //! fcd left writable are made read-only when the store is opened.
+//!
+//! In a cluster the local directory is a cache of [`SharedPackages`] (every node's packages in
+//! one place, [`crate::PgPackages`]): a put stores the shared copy before it returns, and a
+//! package missing locally is fetched from there, checked against its digest, and stored as if
+//! it had been put here. [`CodeStore::collect`] removes what no function or version references
+//! any more — the store only grew before.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::StoreError;
 use fcd_core::limits::{CODE_ENTRIES_MAX, CODE_UNCOMPRESSED_MAX, CODE_ZIP_MAX};
 
 /// CRC-64/XZ (ECMA-182, reflected) — the variant OSS and FC use for `codeChecksum`.
@@ -43,8 +54,42 @@ pub enum CodeError {
     UncompressedTooLarge(u64),
     #[error("code package {0} is missing from the code store")]
     Missing(String),
+    /// The shared copy's bytes do not hash to the digest that names them.
+    #[error("the shared copy of code package {0} is corrupt")]
+    Corrupt(String),
     #[error("code store io: {0}")]
     Io(#[from] io::Error),
+    /// The shared package store failed ([`StoreError::Unavailable`] when it cannot be reached).
+    #[error("shared code store: {0}")]
+    Shared(#[from] StoreError),
+}
+
+/// A package in the shared store, with when it was put there (last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPackage {
+    pub digest: String,
+    pub created: SystemTime,
+}
+
+/// Code packages every node can read, addressed by digest (hex SHA-256 of the zip). A put of a
+/// digest already there keeps the bytes and refreshes its creation time.
+#[async_trait]
+pub trait SharedPackages: std::fmt::Debug + Send + Sync + 'static {
+    async fn put(&self, digest: &str, zip: &[u8]) -> Result<(), StoreError>;
+    async fn get(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether there was such a package.
+    async fn delete(&self, digest: &str) -> Result<bool, StoreError>;
+    /// Every package, ordered by digest.
+    async fn list(&self) -> Result<Vec<SharedPackage>, StoreError>;
+}
+
+/// What [`CodeStore::collect`] removed, by digest (sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectReport {
+    /// Packages removed from this node's directory (zip, extracted tree, or both).
+    pub local: Vec<String>,
+    /// Packages removed from the shared store.
+    pub shared: Vec<String>,
 }
 
 /// What the store knows about an accepted package.
@@ -60,6 +105,7 @@ pub struct StoredCode {
 #[derive(Debug, Clone)]
 pub struct CodeStore {
     root: PathBuf,
+    shared: Option<Arc<dyn SharedPackages>>,
 }
 
 impl CodeStore {
@@ -77,7 +123,13 @@ impl CodeStore {
                 make_read_only(&path)?;
             }
         }
-        Ok(CodeStore { root })
+        Ok(CodeStore { root, shared: None })
+    }
+
+    /// This store as a cache of `shared`: see the module docs.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedPackages>) -> CodeStore {
+        self.shared = Some(shared);
+        self
     }
 
     /// Decodes, validates, stores and extracts a base64 zip (CreateFunction's `code.zipFile`).
@@ -91,33 +143,40 @@ impl CodeStore {
         }
         let b64 = b64.to_owned();
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let (stored, zip) = tokio::task::spawn_blocking(move || {
             let zip = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|_| CodeError::InvalidBase64)?;
-            this.put_zip_blocking(zip)
+            let stored = this.put_zip_blocking(&zip)?;
+            Ok::<_, CodeError>((stored, zip))
         })
         .await
-        .map_err(|e| CodeError::Io(io::Error::other(e)))?
+        .map_err(|e| CodeError::Io(io::Error::other(e)))??;
+        // Before the caller commits metadata that names this digest, every node must be able
+        // to get the package.
+        if let Some(shared) = &self.shared {
+            shared.put(&stored.digest, &zip).await?;
+        }
+        Ok(stored)
     }
 
-    fn put_zip_blocking(&self, zip: Vec<u8>) -> Result<StoredCode, CodeError> {
+    fn put_zip_blocking(&self, zip: &[u8]) -> Result<StoredCode, CodeError> {
         if zip.len() > CODE_ZIP_MAX {
             return Err(CodeError::TooLarge {
                 size: zip.len(),
                 limit: CODE_ZIP_MAX,
             });
         }
-        let digest = hex::encode(Sha256::digest(&zip));
+        let digest = hex::encode(Sha256::digest(zip));
         let stored = StoredCode {
-            checksum: CRC64.checksum(&zip).to_string(),
+            checksum: CRC64.checksum(zip).to_string(),
             size: zip.len() as u64,
             digest: digest.clone(),
         };
         let dir = self.dir(&digest);
         if !dir.is_dir() {
             let tmp = self.temp_path(&digest);
-            let result = extract(&zip, &tmp);
+            let result = extract(zip, &tmp);
             if let Err(e) = result {
                 remove_tree(&tmp);
                 return Err(e);
@@ -133,10 +192,16 @@ impl CodeStore {
             }
         }
         let zip_path = self.zip_path(&digest);
-        if !zip_path.is_file() {
+        if zip_path.is_file() {
+            // Put again: the package is as young as its newest put, for the collector's grace.
+            fs::File::options()
+                .write(true)
+                .open(&zip_path)?
+                .set_modified(SystemTime::now())?;
+        } else {
             let tmp = self.temp_path(&digest);
             let mut f = fs::File::create(&tmp)?;
-            f.write_all(&zip)?;
+            f.write_all(zip)?;
             f.sync_all()?;
             fs::rename(&tmp, &zip_path)?;
         }
@@ -153,22 +218,139 @@ impl CodeStore {
         self.root.join(digest)
     }
 
-    /// The extracted tree, re-extracting from the zip if the tree was removed.
+    /// The extracted tree, re-extracting from the zip if the tree was removed, and fetching
+    /// the zip from the shared store if this node has none.
     pub async fn ensure_extracted(&self, digest: &str) -> Result<PathBuf, CodeError> {
         let dir = self.dir(digest);
         if dir.is_dir() {
             return Ok(dir);
         }
         let zip_path = self.zip_path(digest);
+        let zip = match tokio::fs::read(&zip_path).await {
+            Ok(zip) => zip,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.fetch_shared(digest).await?,
+            Err(e) => return Err(e.into()),
+        };
+        self.store_fetched(digest, zip).await?;
+        Ok(dir)
+    }
+
+    /// The original zip (GetFunctionCode), fetched from the shared store if this node has none.
+    pub async fn ensure_zip(&self, digest: &str) -> Result<PathBuf, CodeError> {
+        let zip_path = self.zip_path(digest);
+        if !zip_path.is_file() {
+            let zip = self.fetch_shared(digest).await?;
+            self.store_fetched(digest, zip).await?;
+        }
+        Ok(zip_path)
+    }
+
+    async fn fetch_shared(&self, digest: &str) -> Result<Vec<u8>, CodeError> {
+        let Some(shared) = &self.shared else {
+            return Err(CodeError::Missing(digest.to_owned()));
+        };
+        let zip = shared
+            .get(digest)
+            .await?
+            .ok_or_else(|| CodeError::Missing(digest.to_owned()))?;
+        if hex::encode(Sha256::digest(&zip)) != digest {
+            return Err(CodeError::Corrupt(digest.to_owned()));
+        }
+        Ok(zip)
+    }
+
+    /// Stores (and extracts) bytes read for `digest`, as a put would.
+    async fn store_fetched(&self, digest: &str, zip: Vec<u8>) -> Result<(), CodeError> {
         let this = self.clone();
-        let digest = digest.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let zip = fs::read(&zip_path).map_err(|_| CodeError::Missing(digest.clone()))?;
-            this.put_zip_blocking(zip)?;
-            Ok(this.dir(&digest))
+        let stored = tokio::task::spawn_blocking(move || this.put_zip_blocking(&zip))
+            .await
+            .map_err(|e| CodeError::Io(io::Error::other(e)))??;
+        if stored.digest != digest {
+            return Err(CodeError::Corrupt(digest.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Removes the packages neither `referenced` (by any function or version:
+    /// [`crate::MetadataStore::referenced_code`]) nor `in_use` (by a running instance), and
+    /// older than `grace` — a package a create or update has put but not yet committed
+    /// metadata for is referenced by nothing yet. Removes this node's zip and extracted tree,
+    /// and with a shared store the shared copy (the shared copy's age is its last put there),
+    /// and temporary files a crash left behind once they are older than `grace`.
+    pub async fn collect(
+        &self,
+        referenced: &HashSet<String>,
+        in_use: &HashSet<String>,
+        grace: Duration,
+    ) -> Result<CollectReport, CodeError> {
+        let keep: Arc<HashSet<String>> = Arc::new(referenced.union(in_use).cloned().collect());
+        let now = SystemTime::now();
+        let this = self.clone();
+        let kept = keep.clone();
+        let local = tokio::task::spawn_blocking(move || this.collect_local(&kept, grace, now))
+            .await
+            .map_err(|e| CodeError::Io(io::Error::other(e)))??;
+        let mut shared_removed = Vec::new();
+        if let Some(shared) = &self.shared {
+            // The shared copies' times are the database's clock; the grace period is meant to
+            // be minutes, far longer than the clocks of fcd's nodes drift apart.
+            for p in shared.list().await? {
+                if !keep.contains(&p.digest)
+                    && older_than(p.created, grace, now)
+                    && shared.delete(&p.digest).await?
+                {
+                    shared_removed.push(p.digest);
+                }
+            }
+        }
+        Ok(CollectReport {
+            local,
+            shared: shared_removed,
         })
-        .await
-        .map_err(|e| CodeError::Io(io::Error::other(e)))?
+    }
+
+    fn collect_local(
+        &self,
+        keep: &HashSet<String>,
+        grace: Duration,
+        now: SystemTime,
+    ) -> io::Result<Vec<String>> {
+        let old = |p: &Path| {
+            fs::symlink_metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| older_than(t, grace, now))
+        };
+        let mut digests = HashSet::new();
+        for entry in fs::read_dir(&self.root)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                if old(&entry.path()) {
+                    remove_tree(&entry.path());
+                }
+                continue;
+            }
+            let digest = name.strip_suffix(".zip").unwrap_or(&name);
+            if digest.len() == 64 && digest.bytes().all(|c| c.is_ascii_hexdigit()) {
+                digests.insert(digest.to_owned());
+            }
+        }
+        let mut removed: Vec<String> = Vec::new();
+        for digest in digests {
+            if keep.contains(&digest) {
+                continue;
+            }
+            let (zip, dir) = (self.zip_path(&digest), self.dir(&digest));
+            // The zip's time is the package's (a put refreshes it); a tree alone has its own.
+            let aged = if zip.exists() { old(&zip) } else { old(&dir) };
+            if !aged {
+                continue;
+            }
+            remove_tree(&dir);
+            remove_tree(&zip);
+            removed.push(digest);
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     fn temp_path(&self, digest: &str) -> PathBuf {
@@ -177,6 +359,11 @@ impl CodeStore {
         self.root
             .join(format!(".tmp-{digest}-{}-{n}", std::process::id()))
     }
+}
+
+/// Whether `t` is at least `grace` before `now` (a time in the future is young).
+fn older_than(t: SystemTime, grace: Duration, now: SystemTime) -> bool {
+    now.duration_since(t).is_ok_and(|age| age >= grace)
 }
 
 fn remove_tree(path: &Path) {

@@ -1,14 +1,24 @@
-//! Persistence for fcd: the [`MetadataStore`] trait over services and functions, its embedded
-//! SQLite implementation, and the content-addressed [`code::CodeStore`] for code packages.
+//! Persistence for fcd: the [`MetadataStore`] trait over services and functions, its two
+//! implementations ([`SqliteStore`], one embedded file for a single machine, and [`PgStore`],
+//! PostgreSQL shared by every node of a cluster), their sqlx [`migrate`]ions, and the
+//! content-addressed [`code::CodeStore`] for code packages (optionally backed by
+//! [`code::SharedPackages`], which [`PgPackages`] implements).
 //!
-//! The trait speaks in whole records plus an opaque etag so that every backend (SQLite today,
-//! PostgreSQL for multi-node later) can offer the same compare-and-swap semantics: a write
-//! names the etag it read, and loses with [`StoreError::Conflict`] if someone else wrote first.
+//! The trait speaks in whole records plus an opaque etag so that every backend can offer the
+//! same compare-and-swap semantics: a write names the etag it read, and loses with
+//! [`StoreError::Conflict`] if someone else wrote first.
 
 pub mod code;
 pub mod iam;
+pub mod migrate;
+mod postgres;
+mod sql;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 pub mod triggers;
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use fcd_core::configs::{OnDemandConfig, ProvisionConfig};
@@ -16,6 +26,7 @@ use fcd_core::model::{Function, Service};
 use fcd_core::versions::{Alias, VersionInfo};
 use serde::{Deserialize, Serialize};
 
+pub use postgres::{PgPackages, PgStore};
 pub use sqlite::SqliteStore;
 
 /// A service as stored, with the etag of this revision.
@@ -119,11 +130,20 @@ pub enum StoreError {
     HttpTriggerExists(String),
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The storage engine itself failed (unreachable, connection reset, no pooled connection in
+    /// time): nothing of the operation was committed, and trying again later may succeed. FC's
+    /// answer is 503 `ServiceUnavailable`.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        if sql::is_unavailable(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
     }
 }
 
@@ -325,4 +345,8 @@ pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 
     /// Every provision config of every account, with its account: what the reconciler keeps
     /// running.
     async fn all_provision_configs(&self) -> Result<Vec<(String, ProvisionConfig)>, StoreError>;
+
+    /// Every code digest that a function (LATEST) or a published version's snapshot
+    /// references: the packages the code collector must keep.
+    async fn referenced_code(&self) -> Result<HashSet<String>, StoreError>;
 }

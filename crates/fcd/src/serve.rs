@@ -154,6 +154,13 @@ pub(crate) struct ServeArgs {
           default_value_t = fcd_runtime::logstore::DEFAULT_RETENTION_HOURS,
           value_parser = clap::value_parser!(u64).range(1..=24 * 365 * 10))]
     log_retention_hours: u64,
+    /// Seconds between collections of code packages no function or version references.
+    #[arg(long, env = "FCD_CODE_GC_INTERVAL_SECS", default_value_t = 600)]
+    code_gc_interval_secs: u64,
+    /// Seconds a package stays after its upload even unreferenced (a create or update that
+    /// uploaded it may still be committing).
+    #[arg(long, env = "FCD_CODE_GC_GRACE_SECS", default_value_t = 600)]
+    code_gc_grace_secs: u64,
     /// TESTS ONLY: the lowest DurationSeconds STS AssumeRole accepts (STS's own minimum, 900,
     /// when unset), so tests can see temporary credentials expire within seconds. Hidden: it
     /// weakens nothing by default and is never needed in production.
@@ -182,6 +189,10 @@ fn raise_open_files_limit() -> u64 {
 fn default_max_connections(open_files: u64) -> usize {
     usize::try_from((open_files / 2).clamp(64, 16_384)).unwrap_or(16_384)
 }
+
+/// How long a draining cluster node keeps serving before its listener closes: more than one
+/// heartbeat, so every peer has read that it is draining and sends it nothing new.
+const DRAIN_ANNOUNCE: Duration = Duration::from_millis(2_500);
 
 /// Connections the metrics listener takes at once (scrapers need one or two).
 const METRICS_MAX_CONNECTIONS: usize = 16;
@@ -288,6 +299,20 @@ fn node_id(flag: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Str
     }
 }
 
+/// A URL as logs may show it: without the password of its user part.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn public_url(flag: Option<&str>, listen: SocketAddr) -> String {
     match flag {
         Some(u) => u.to_owned(),
@@ -322,10 +347,50 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("  AccountId:       {}", creds.account_id);
     }
 
-    let store = SqliteStore::open(&data_dir.join("meta.db"))
+    if args.queue.is_some() && args.store.is_none() {
+        anyhow::bail!(
+            "--queue needs --store postgres://…: the async invocation records live in the shared store"
+        );
+    }
+    let node_id = node_id(args.node_id.as_deref(), &data_dir)?;
+    // The metadata store: embedded (one machine), or PostgreSQL shared by a cluster, which also
+    // holds the code packages every node fetches by digest.
+    let mut code = CodeStore::open(data_dir.join("code"))?;
+    let store: Arc<dyn fcd_store::MetadataStore> = match &args.store {
+        None => Arc::new(
+            SqliteStore::open(&data_dir.join("meta.db"))
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the metadata store: {e}"))?,
+        ),
+        Some(url) => {
+            let pg = fcd_store::PgStore::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the metadata store {}: {e}", redact(url)))?;
+            code = code.with_shared(Arc::new(pg.packages()));
+            Arc::new(pg)
+        }
+    };
+    // Bound early: the address other nodes forward calls to must be known before joining.
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("opening the metadata store: {e}"))?;
-    let code = CodeStore::open(data_dir.join("code"))?;
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let advertise = args
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| public_url(None, addr));
+    let cluster = Arc::new(match &args.store {
+        None => fcd_cluster::Cluster::single(fcd_cluster::NodeInfo::new(&node_id, &advertise)),
+        Some(url) => fcd_cluster::Cluster::postgres(
+            url,
+            fcd_cluster::NodeInfo::new(&node_id, &advertise),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("joining the cluster on {}: {e}", redact(url)))?,
+    });
+    if !cluster.is_single() {
+        tracing::info!(node = %node_id, url = %advertise, "joined the cluster");
+    }
     let runtime_dir = data_dir.join("runtime");
     std::fs::create_dir_all(&runtime_dir)?;
     let runtimes = Registry::detect(&RuntimeOptions {
@@ -447,7 +512,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(runtime.clone().reclaim_idle_forever());
     runtime.start_prewarming();
-    let store: Arc<dyn fcd_store::MetadataStore> = Arc::new(store);
     if let Some(secs) = args.test_sts_min_duration_secs {
         tracing::warn!(
             "--test-sts-min-duration-secs {secs}: AssumeRole accepts sessions shorter than STS's {MIN_SESSION_DURATION_SECS} s (tests only)"
@@ -468,15 +532,23 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(MIN_SESSION_DURATION_SECS),
         },
     ));
-    let control = Arc::new(Control::new(
-        store,
-        code,
-        runtime.clone(),
-        args.region.clone(),
-        url_secret(&creds.access_key_secret),
-        iam.clone(),
-    ));
+    let control = Arc::new(
+        Control::new(
+            store,
+            code,
+            runtime.clone(),
+            args.region.clone(),
+            url_secret(&creds.access_key_secret),
+            iam.clone(),
+        )
+        .with_cluster(cluster.clone()),
+    );
+    tokio::spawn(control.clone().apply_cluster_events_forever());
     tokio::spawn(control.clone().reconcile_provisioning_forever());
+    tokio::spawn(control.clone().collect_code_forever(
+        Duration::from_secs(args.code_gc_interval_secs.max(1)),
+        Duration::from_secs(args.code_gc_grace_secs),
+    ));
     let queue = fcd_queue::SqliteQueue::open(&data_dir.join("queue.db"))
         .await
         .map_err(|e| anyhow::anyhow!("opening the async queue: {e}"))?;
@@ -501,17 +573,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         usize::try_from(args.replay_cache_entries).unwrap_or(fcd_api::replay::DEFAULT_CAPACITY),
         Duration::from_secs(args.body_read_timeout_secs),
     ));
-    // Bound before the state is built: the default public URL needs the port it got.
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
     let state = AppState {
         front_door: front_door.clone(),
         asynchronous: asynchronous.clone(),
         iam,
         control,
         public_url: public_url(args.public_url.as_deref(), addr).into(),
+        forwarder: fcd_api::forward::Forwarder::new(&node_id)
+            .map_err(|e| anyhow::anyhow!("forwarding between nodes: {e}"))?,
     };
 
     let max_connections = args
@@ -566,7 +635,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_connections,
                 header_read_timeout,
                 counters: None,
-                closing: None,
+                closing: Some(closing.clone()),
             },
             stop_rx.clone(),
         )));
@@ -593,6 +662,23 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ = term.recv() => {},
         _ = int.recv() => {},
     }
+    if !cluster.is_single() {
+        // Leave gently: the other nodes stop forwarding calls here and take over this node's
+        // provisioned share once they see it draining (their next heartbeat read), while this
+        // node still serves whatever reaches it; meanwhile every response closes its
+        // connection, so a load balancer holds no idle connection here when the listener
+        // closes (see `listener::Limits::closing`).
+        tracing::info!("draining: leaving the cluster");
+        if let Err(e) = cluster.drain().await {
+            tracing::warn!(error = %e, "could not mark this node draining");
+        }
+        closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(DRAIN_ANNOUNCE) => {},
+            _ = term.recv() => tracing::warn!("second signal: stopping now"),
+            _ = int.recv() => tracing::warn!("second signal: stopping now"),
+        }
+    }
     tracing::info!("shutting down: no new requests; draining in-flight ones");
     timers.stop().await;
     let _ = stop_tx.send(true);
@@ -616,6 +702,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     asynchronous.close();
     runtime.shutdown(Duration::from_millis(100)).await;
+    if let Err(e) = cluster.leave().await {
+        tracing::warn!(error = %e, "could not leave the cluster cleanly (its heartbeat lapses instead)");
+    }
     let _ = std::fs::remove_file(&addr_file);
     let _ = std::fs::remove_file(&metrics_addr_file);
     let _ = std::fs::remove_file(&web_addr_file);

@@ -79,12 +79,37 @@ pub(super) async fn invoke(
         header_str(headers, "x-fc-log-type").is_some_and(|t| t.eq_ignore_ascii_case("tail"));
     let trace_id = header_str(headers, "x-fc-trace-id").map(str::to_owned);
     tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %p.get("function"), "invoke");
-    let fcd_control::Invoked { spec, outcome } = s
+    // In a cluster: a call whose function is warm on another node (and not here) goes there,
+    // as the client sent it. A streamed body (over `STREAM_ABOVE`) always runs here: it is
+    // being read as it runs, and moving it costs more than the cold start it would save.
+    let forwarded = crate::forward::is_forwarded(headers);
+    let spec = match s
         .control
-        .invoke(
+        .place(
             &c.account_id,
             &service,
             p.get("function"),
+            qualifier.as_deref(),
+            forwarded || streamed.is_some(),
+        )
+        .await?
+    {
+        fcd_control::Placement::Here(spec) => spec,
+        fcd_control::Placement::There { node_id, url } => {
+            match s.forwarder.forward(&url, &node_id, &parts, body.clone()).await? {
+                crate::forward::Forwarded::Answered(resp) => return Ok(resp),
+                // Gone since its last heartbeat: run it here after all.
+                crate::forward::Forwarded::Unreachable => s
+                    .control
+                    .resolve(&c.account_id, &service, p.get("function"), qualifier.as_deref())
+                    .await?,
+            }
+        }
+    };
+    let fcd_control::Invoked { spec, outcome } = s
+        .control
+        .invoke_here(
+            spec,
             qualifier.as_deref(),
             InvokeRequest {
                 request_id: c.request_id.clone(),

@@ -1,63 +1,19 @@
-//! [`IamStore`] on SQLite: one table per RAM entity (JSON bodies next to their keys, as the
-//! rest of the store), attachments as plain rows, and a one-row `iam_generation` that every
-//! write bumps inside its transaction.
+// [`IamStore`] on a SQL backend (included by the SQLite and the PostgreSQL store, which define
+// `Store`, `DbRow` and `Tx` and how write and read transactions begin): one table per RAM
+// entity (JSON bodies next to their keys, as the rest of the store), attachments as plain rows,
+// and a one-row `iam_generation` that every write bumps inside its transaction.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqliteStore, is_unique_violation};
+use super::{DbRow, Store, Tx};
 use crate::StoreError;
 use crate::iam::{
     IamAccount, IamState, IamStore, IamStoreError, PolicyType, PrincipalKind, RamAccessKey,
     RamAttachment, RamPolicy, RamRole, RamUser,
 };
+use crate::sql::is_unique_violation;
 use fcd_core::error::{RamConflict, RamEntity, RamLimit};
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
-
-/// The schema step that creates the IAM tables (appended to the store's migrations).
-pub(super) const MIGRATION: &str = "CREATE TABLE ram_users (
-        account_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (account_id, name)
-    );
-    CREATE TABLE ram_access_keys (
-        id TEXT NOT NULL PRIMARY KEY,
-        account_id TEXT NOT NULL,
-        user_name TEXT NOT NULL,
-        body TEXT NOT NULL,
-        FOREIGN KEY (account_id, user_name) REFERENCES ram_users (account_id, name)
-    );
-    CREATE TABLE ram_policies (
-        account_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (account_id, name)
-    );
-    CREATE TABLE ram_roles (
-        account_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (account_id, name)
-    );
-    CREATE TABLE ram_attachments (
-        account_id TEXT NOT NULL,
-        principal_kind TEXT NOT NULL,
-        principal_name TEXT NOT NULL,
-        policy_type TEXT NOT NULL,
-        policy_name TEXT NOT NULL,
-        attach_date TEXT NOT NULL,
-        -- The generation the attachment was made in: lists keep the order of attaching.
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (account_id, principal_kind, principal_name, policy_type, policy_name)
-    );
-    CREATE INDEX ram_attachments_by_policy ON ram_attachments (account_id, policy_type, policy_name);
-    CREATE TABLE iam_generation (
-        id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-        generation INTEGER NOT NULL
-    );
-    INSERT INTO iam_generation (id, generation) VALUES (1, 0);";
 
 async fn bump(tx: &mut Tx<'_>) -> Result<(), IamStoreError> {
     sqlx::query("UPDATE iam_generation SET generation = generation + 1 WHERE id = 1")
@@ -73,7 +29,7 @@ async fn exists(
     name: &str,
 ) -> Result<bool, IamStoreError> {
     // `table` is one of this module's constants, never input.
-    let sql = format!("SELECT 1 FROM {table} WHERE account_id = ? AND name = ?");
+    let sql = format!("SELECT 1 FROM {table} WHERE account_id = $1 AND name = $2");
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(account)
         .bind(name)
@@ -92,15 +48,15 @@ async fn count(tx: &mut Tx<'_>, sql: &'static str, binds: &[&str]) -> Result<i64
 
 /// Inserts a JSON-bodied record keyed by (account, name); a taken name is `entity` existing.
 async fn insert_named(
-    store: &SqliteStore,
+    store: &Store,
     table: &'static str,
     entity: RamEntity,
     account: &str,
     name: &str,
     body: String,
 ) -> Result<(), IamStoreError> {
-    let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await?;
-    let sql = format!("INSERT INTO {table} (account_id, name, body) VALUES (?, ?, ?)");
+    let mut tx = store.write_tx().await?;
+    let sql = format!("INSERT INTO {table} (account_id, name, body) VALUES ($1, $2, $3)");
     let res = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(account)
         .bind(name)
@@ -117,13 +73,13 @@ async fn insert_named(
     Ok(())
 }
 
-fn body<T: serde::de::DeserializeOwned>(row: &sqlx::sqlite::SqliteRow) -> Result<T, StoreError> {
+fn body<T: serde::de::DeserializeOwned>(row: &DbRow) -> Result<T, StoreError> {
     let text: String = row.try_get("body")?;
     Ok(serde_json::from_str(&text)?)
 }
 
 #[async_trait]
-impl IamStore for SqliteStore {
+impl IamStore for Store {
     async fn iam_generation(&self) -> Result<u64, StoreError> {
         let g: i64 = sqlx::query("SELECT generation FROM iam_generation WHERE id = 1")
             .fetch_one(&self.pool)
@@ -134,7 +90,7 @@ impl IamStore for SqliteStore {
 
     async fn iam_state(&self) -> Result<IamState, StoreError> {
         // One read transaction: the generation and the records agree.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.read_tx().await?;
         let generation: i64 = sqlx::query("SELECT generation FROM iam_generation WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?
@@ -145,7 +101,7 @@ impl IamStore for SqliteStore {
         };
         fn account<'a>(
             state: &'a mut IamState,
-            row: &sqlx::sqlite::SqliteRow,
+            row: &DbRow,
         ) -> Result<&'a mut IamAccount, StoreError> {
             let id: String = row.try_get("account_id")?;
             Ok(state.accounts.entry(id).or_default())
@@ -217,13 +173,13 @@ impl IamStore for SqliteStore {
     }
 
     async fn delete_ram_user(&self, account: &str, name: &str) -> Result<(), IamStoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, "ram_users", account, name).await? {
             return Err(IamStoreError::NotFound(RamEntity::User));
         }
         let keys = count(
             &mut tx,
-            "SELECT COUNT(*) FROM ram_access_keys WHERE account_id = ? AND user_name = ?",
+            "SELECT COUNT(*) FROM ram_access_keys WHERE account_id = $1 AND user_name = $2",
             &[account, name],
         )
         .await?;
@@ -233,14 +189,14 @@ impl IamStore for SqliteStore {
         let policies = count(
             &mut tx,
             "SELECT COUNT(*) FROM ram_attachments
-             WHERE account_id = ? AND principal_kind = 'User' AND principal_name = ?",
+             WHERE account_id = $1 AND principal_kind = 'User' AND principal_name = $2",
             &[account, name],
         )
         .await?;
         if policies > 0 {
             return Err(IamStoreError::DeleteConflict(RamConflict::UserPolicy));
         }
-        sqlx::query("DELETE FROM ram_users WHERE account_id = ? AND name = ?")
+        sqlx::query("DELETE FROM ram_users WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
             .execute(&mut *tx)
@@ -257,13 +213,13 @@ impl IamStore for SqliteStore {
         max_per_user: usize,
     ) -> Result<(), IamStoreError> {
         let body = serde_json::to_string(key)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, "ram_users", account, &key.user_name).await? {
             return Err(IamStoreError::NotFound(RamEntity::User));
         }
         let keys = count(
             &mut tx,
-            "SELECT COUNT(*) FROM ram_access_keys WHERE account_id = ? AND user_name = ?",
+            "SELECT COUNT(*) FROM ram_access_keys WHERE account_id = $1 AND user_name = $2",
             &[account, &key.user_name],
         )
         .await?;
@@ -271,7 +227,7 @@ impl IamStore for SqliteStore {
             return Err(IamStoreError::LimitExceeded(RamLimit::UserAccessKey));
         }
         let res = sqlx::query(
-            "INSERT INTO ram_access_keys (id, account_id, user_name, body) VALUES (?, ?, ?, ?)",
+            "INSERT INTO ram_access_keys (id, account_id, user_name, body) VALUES ($1, $2, $3, $4)",
         )
         .bind(&key.access_key_id)
         .bind(account)
@@ -297,12 +253,12 @@ impl IamStore for SqliteStore {
         user_name: &str,
         access_key_id: &str,
     ) -> Result<(), IamStoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, "ram_users", account, user_name).await? {
             return Err(IamStoreError::NotFound(RamEntity::User));
         }
         let res = sqlx::query(
-            "DELETE FROM ram_access_keys WHERE id = ? AND account_id = ? AND user_name = ?",
+            "DELETE FROM ram_access_keys WHERE id = $1 AND account_id = $2 AND user_name = $3",
         )
         .bind(access_key_id)
         .bind(account)
@@ -340,7 +296,7 @@ impl IamStore for SqliteStore {
         name: &str,
         cascade: bool,
     ) -> Result<(), IamStoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, "ram_policies", account, name).await? {
             return Err(IamStoreError::NotFound(RamEntity::Policy));
         }
@@ -352,8 +308,8 @@ impl IamStore for SqliteStore {
                 let n = count(
                     &mut tx,
                     "SELECT COUNT(*) FROM ram_attachments
-                     WHERE account_id = ? AND policy_type = 'Custom' AND policy_name = ?
-                       AND principal_kind = ?",
+                     WHERE account_id = $1 AND policy_type = 'Custom' AND policy_name = $2
+                       AND principal_kind = $3",
                     &[account, name, kind],
                 )
                 .await?;
@@ -364,13 +320,13 @@ impl IamStore for SqliteStore {
         }
         sqlx::query(
             "DELETE FROM ram_attachments
-             WHERE account_id = ? AND policy_type = 'Custom' AND policy_name = ?",
+             WHERE account_id = $1 AND policy_type = 'Custom' AND policy_name = $2",
         )
         .bind(account)
         .bind(name)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM ram_policies WHERE account_id = ? AND name = ?")
+        sqlx::query("DELETE FROM ram_policies WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
             .execute(&mut *tx)
@@ -394,21 +350,21 @@ impl IamStore for SqliteStore {
     }
 
     async fn delete_ram_role(&self, account: &str, name: &str) -> Result<(), IamStoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, "ram_roles", account, name).await? {
             return Err(IamStoreError::NotFound(RamEntity::Role));
         }
         let policies = count(
             &mut tx,
             "SELECT COUNT(*) FROM ram_attachments
-             WHERE account_id = ? AND principal_kind = 'Role' AND principal_name = ?",
+             WHERE account_id = $1 AND principal_kind = 'Role' AND principal_name = $2",
             &[account, name],
         )
         .await?;
         if policies > 0 {
             return Err(IamStoreError::DeleteConflict(RamConflict::RolePolicy));
         }
-        sqlx::query("DELETE FROM ram_roles WHERE account_id = ? AND name = ?")
+        sqlx::query("DELETE FROM ram_roles WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
             .execute(&mut *tx)
@@ -428,7 +384,7 @@ impl IamStore for SqliteStore {
             PrincipalKind::User => ("ram_users", RamEntity::User, RamEntity::UserPolicy),
             PrincipalKind::Role => ("ram_roles", RamEntity::Role, RamEntity::RolePolicy),
         };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, table, account, &a.principal).await? {
             return Err(IamStoreError::NotFound(missing));
         }
@@ -440,8 +396,8 @@ impl IamStore for SqliteStore {
         let attached = count(
             &mut tx,
             "SELECT COUNT(*) FROM ram_attachments
-             WHERE account_id = ? AND principal_kind = ? AND principal_name = ?
-               AND policy_type = ? AND policy_name = ?",
+             WHERE account_id = $1 AND principal_kind = $2 AND principal_name = $3
+               AND policy_type = $4 AND policy_name = $5",
             &[
                 account,
                 a.kind.as_str(),
@@ -458,7 +414,7 @@ impl IamStore for SqliteStore {
             let custom = count(
                 &mut tx,
                 "SELECT COUNT(*) FROM ram_attachments
-                 WHERE account_id = ? AND principal_kind = 'User' AND principal_name = ?
+                 WHERE account_id = $1 AND principal_kind = 'User' AND principal_name = $2
                    AND policy_type = 'Custom'",
                 &[account, &a.principal],
             )
@@ -471,7 +427,7 @@ impl IamStore for SqliteStore {
         sqlx::query(
             "INSERT INTO ram_attachments
              (account_id, principal_kind, principal_name, policy_type, policy_name, attach_date, seq)
-             VALUES (?, ?, ?, ?, ?, ?, (SELECT generation FROM iam_generation WHERE id = 1))",
+             VALUES ($1, $2, $3, $4, $5, $6, (SELECT generation FROM iam_generation WHERE id = 1))",
         )
         .bind(account)
         .bind(a.kind.as_str())
@@ -497,7 +453,7 @@ impl IamStore for SqliteStore {
             PrincipalKind::User => ("ram_users", RamEntity::User, RamEntity::UserPolicy),
             PrincipalKind::Role => ("ram_roles", RamEntity::Role, RamEntity::RolePolicy),
         };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, table, account, principal).await? {
             return Err(IamStoreError::NotFound(missing));
         }
@@ -508,8 +464,8 @@ impl IamStore for SqliteStore {
         }
         let res = sqlx::query(
             "DELETE FROM ram_attachments
-             WHERE account_id = ? AND principal_kind = ? AND principal_name = ?
-               AND policy_type = ? AND policy_name = ?",
+             WHERE account_id = $1 AND principal_kind = $2 AND principal_name = $3
+               AND policy_type = $4 AND policy_name = $5",
         )
         .bind(account)
         .bind(kind.as_str())
@@ -524,274 +480,5 @@ impl IamStore for SqliteStore {
         bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    async fn open() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("meta.db"))
-            .await
-            .unwrap();
-        (dir, store)
-    }
-
-    fn user(name: &str) -> RamUser {
-        RamUser {
-            user_id: format!("id-{name}"),
-            user_name: name.into(),
-            display_name: name.into(),
-            comments: String::new(),
-            email: String::new(),
-            mobile_phone: String::new(),
-            create_date: "2024-01-01T00:00:00Z".into(),
-            update_date: "2024-01-01T00:00:00Z".into(),
-        }
-    }
-
-    fn key(id: &str, user: &str) -> RamAccessKey {
-        RamAccessKey {
-            access_key_id: id.into(),
-            access_key_secret: format!("secret-{id}"),
-            user_name: user.into(),
-            status: "Active".into(),
-            create_date: "2024-01-01T00:00:00Z".into(),
-        }
-    }
-
-    fn policy(name: &str) -> RamPolicy {
-        RamPolicy {
-            policy_name: name.into(),
-            description: String::new(),
-            document: "{}".into(),
-            default_version: "v1".into(),
-            create_date: "t".into(),
-            update_date: "t".into(),
-        }
-    }
-
-    fn role(name: &str) -> RamRole {
-        RamRole {
-            role_id: format!("rid-{name}"),
-            role_name: name.into(),
-            arn: format!("acs:ram::1:role/{name}"),
-            assume_role_policy_document: "{}".into(),
-            description: String::new(),
-            max_session_duration: 3600,
-            create_date: "t".into(),
-            update_date: "t".into(),
-        }
-    }
-
-    fn attach(kind: PrincipalKind, who: &str, t: PolicyType, name: &str) -> RamAttachment {
-        RamAttachment {
-            kind,
-            principal: who.into(),
-            policy_type: t,
-            policy_name: name.into(),
-            attach_date: "t".into(),
-        }
-    }
-
-    fn is<T: std::fmt::Debug>(r: Result<T, IamStoreError>, want: &str) {
-        let got = format!("{:?}", r.map(|_| ()).unwrap_err());
-        assert!(got.contains(want), "{got} should be {want}");
-    }
-
-    #[tokio::test]
-    async fn every_write_bumps_the_generation_and_the_state_reads_back() {
-        let (_d, s) = open().await;
-        let g0 = s.iam_generation().await.unwrap();
-        s.create_ram_user("a", &user("ci")).await.unwrap();
-        s.create_ram_access_key("a", &key("K1", "ci"), 2)
-            .await
-            .unwrap();
-        s.create_ram_policy("a", &policy("p")).await.unwrap();
-        s.create_ram_role("a", &role("r")).await.unwrap();
-        s.attach_ram_policy(
-            "a",
-            &attach(PrincipalKind::User, "ci", PolicyType::Custom, "p"),
-            5,
-        )
-        .await
-        .unwrap();
-        s.attach_ram_policy(
-            "a",
-            &attach(
-                PrincipalKind::Role,
-                "r",
-                PolicyType::System,
-                "AliyunFCFullAccess",
-            ),
-            5,
-        )
-        .await
-        .unwrap();
-        let g1 = s.iam_generation().await.unwrap();
-        assert_eq!(g1, g0 + 6);
-        // A refused write changes nothing.
-        is(
-            s.create_ram_user("a", &user("ci")).await,
-            "AlreadyExists(User)",
-        );
-        assert_eq!(s.iam_generation().await.unwrap(), g1);
-
-        let state = s.iam_state().await.unwrap();
-        assert_eq!(state.generation, g1);
-        let acct = &state.accounts["a"];
-        assert_eq!(acct.users, vec![user("ci")]);
-        assert_eq!(acct.access_keys, vec![key("K1", "ci")]);
-        assert_eq!(acct.policies, vec![policy("p")]);
-        assert_eq!(acct.roles, vec![role("r")]);
-        assert_eq!(acct.attachments.len(), 2);
-        assert!(!state.accounts.contains_key("b"));
-        // Accounts are separate namespaces.
-        s.create_ram_user("b", &user("ci")).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn quotas_and_conflicts() {
-        let (_d, s) = open().await;
-        is(
-            s.create_ram_access_key("a", &key("K0", "nobody"), 2).await,
-            "NotFound(User)",
-        );
-        s.create_ram_user("a", &user("u")).await.unwrap();
-        s.create_ram_access_key("a", &key("K1", "u"), 2)
-            .await
-            .unwrap();
-        is(
-            s.create_ram_access_key("a", &key("K1", "u"), 2).await,
-            "AlreadyExists(UserAccessKey)",
-        );
-        s.create_ram_access_key("a", &key("K2", "u"), 2)
-            .await
-            .unwrap();
-        is(
-            s.create_ram_access_key("a", &key("K3", "u"), 2).await,
-            "LimitExceeded(UserAccessKey)",
-        );
-        is(
-            s.delete_ram_user("a", "u").await,
-            "DeleteConflict(UserAccessKey)",
-        );
-        is(
-            s.delete_ram_access_key("a", "u", "K9").await,
-            "NotFound(UserAccessKey)",
-        );
-        is(
-            s.delete_ram_access_key("a", "x", "K1").await,
-            "NotFound(User)",
-        );
-        s.delete_ram_access_key("a", "u", "K1").await.unwrap();
-        s.delete_ram_access_key("a", "u", "K2").await.unwrap();
-
-        for i in 0..6 {
-            s.create_ram_policy("a", &policy(&format!("p{i}")))
-                .await
-                .unwrap();
-        }
-        for i in 0..5 {
-            let a = attach(
-                PrincipalKind::User,
-                "u",
-                PolicyType::Custom,
-                &format!("p{i}"),
-            );
-            s.attach_ram_policy("a", &a, 5).await.unwrap();
-        }
-        let sixth = attach(PrincipalKind::User, "u", PolicyType::Custom, "p5");
-        is(
-            s.attach_ram_policy("a", &sixth, 5).await,
-            "LimitExceeded(UserPolicy)",
-        );
-        // System policies do not count against the custom quota.
-        let sys = attach(
-            PrincipalKind::User,
-            "u",
-            PolicyType::System,
-            "AdministratorAccess",
-        );
-        s.attach_ram_policy("a", &sys, 5).await.unwrap();
-        is(
-            s.attach_ram_policy("a", &sys, 5).await,
-            "AlreadyExists(UserPolicy)",
-        );
-        let ghost = attach(PrincipalKind::User, "u", PolicyType::Custom, "ghost");
-        is(
-            s.attach_ram_policy("a", &ghost, 5).await,
-            "NotFound(Policy)",
-        );
-        let nobody = attach(PrincipalKind::Role, "r", PolicyType::Custom, "p0");
-        is(s.attach_ram_policy("a", &nobody, 5).await, "NotFound(Role)");
-
-        is(
-            s.delete_ram_user("a", "u").await,
-            "DeleteConflict(UserPolicy)",
-        );
-        is(
-            s.delete_ram_policy("a", "p0", false).await,
-            "DeleteConflict(PolicyUser)",
-        );
-        s.create_ram_role("a", &role("r")).await.unwrap();
-        s.attach_ram_policy(
-            "a",
-            &attach(PrincipalKind::Role, "r", PolicyType::Custom, "p5"),
-            5,
-        )
-        .await
-        .unwrap();
-        is(
-            s.delete_ram_policy("a", "p5", false).await,
-            "DeleteConflict(PolicyRole)",
-        );
-        is(
-            s.delete_ram_role("a", "r").await,
-            "DeleteConflict(RolePolicy)",
-        );
-        // Cascading delete detaches everywhere.
-        s.delete_ram_policy("a", "p5", true).await.unwrap();
-        s.delete_ram_role("a", "r").await.unwrap();
-
-        is(
-            s.detach_ram_policy("a", PrincipalKind::User, "u", PolicyType::Custom, "p5")
-                .await,
-            "NotFound(Policy)",
-        );
-        for i in 0..5 {
-            s.detach_ram_policy(
-                "a",
-                PrincipalKind::User,
-                "u",
-                PolicyType::Custom,
-                &format!("p{i}"),
-            )
-            .await
-            .unwrap();
-        }
-        is(
-            s.detach_ram_policy("a", PrincipalKind::User, "u", PolicyType::Custom, "p0")
-                .await,
-            "NotFound(UserPolicy)",
-        );
-        s.detach_ram_policy(
-            "a",
-            PrincipalKind::User,
-            "u",
-            PolicyType::System,
-            "AdministratorAccess",
-        )
-        .await
-        .unwrap();
-        s.delete_ram_user("a", "u").await.unwrap();
-        is(s.delete_ram_user("a", "u").await, "NotFound(User)");
-        let state = s.iam_state().await.unwrap();
-        let acct = &state.accounts["a"];
-        assert!(acct.users.is_empty() && acct.attachments.is_empty() && acct.roles.is_empty());
-        assert_eq!(acct.policies.len(), 5);
     }
 }

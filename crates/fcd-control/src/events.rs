@@ -1,0 +1,526 @@
+//! The control plane's side of the cluster's event bus: what a write here tells the other
+//! nodes, and what this node does with what they tell it.
+//!
+//! Events are scoped as the local invalidations are, only coarser where finer scopes would not
+//! pay: a write to anything of a service (the service, a function, a config, an alias, a version,
+//! a trigger) is `Invalidate { account, service }`, and the receiver drops every cache entry of
+//! that service (specs, aliases, HTTP-trigger answers) and reloads the timers; a custom domain
+//! write is `Invalidate { account, service: None }`, which drops the account's entries and the
+//! domain map. An update or delete that stops instances here (LATEST of a function, a deleted
+//! version) also sends `Retire`, so the other nodes stop theirs. `Resync` (the listener
+//! reconnected, or this node fell behind the bus) drops everything. RAM needs no event: each
+//! non-root request reads the store's IAM generation, which every RAM write on any node bumps
+//! in the shared database.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fcd_cluster::ClusterEvent;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Control;
+
+impl Control {
+    /// Tells the other nodes; a failure (the database unreachable) is logged, not returned:
+    /// the write it follows has happened, and the other nodes resynchronise when their
+    /// listeners reconnect.
+    pub(crate) async fn publish(&self, event: ClusterEvent) {
+        if self.cluster.is_single() {
+            return;
+        }
+        if let Err(e) = self.cluster.publish(event.clone()).await {
+            tracing::error!(error = %e, ?event, "cannot tell the other nodes of a change; their caches may serve the old state until they resynchronise");
+        }
+    }
+
+    /// `Invalidate { account, service }`.
+    pub(crate) async fn publish_invalidation(&self, account: &str, service: Option<&str>) {
+        self.publish(ClusterEvent::Invalidate {
+            account: account.to_owned(),
+            service: service.map(str::to_owned),
+        })
+        .await;
+    }
+
+    /// Applies one event from another node.
+    pub async fn apply_cluster_event(&self, event: ClusterEvent) {
+        match event {
+            ClusterEvent::Invalidate {
+                account,
+                service: Some(service),
+            } => {
+                self.forget_service(&account, &service);
+                self.triggers_changed();
+                // A provision config may have changed: reconcile now, not at the next pass.
+                self.provisioning.kick();
+            }
+            ClusterEvent::Invalidate {
+                account,
+                service: None,
+            } => {
+                self.forget_account(Some(&account));
+                self.provisioning.kick();
+            }
+            ClusterEvent::Retire {
+                account,
+                service,
+                function,
+                version,
+            } => {
+                self.runtime
+                    .retire(&account, &service, function.as_deref(), version.as_deref())
+                    .await;
+            }
+            // The async engine subscribes to these itself.
+            ClusterEvent::StopInvocation { .. } => {}
+            ClusterEvent::Resync => {
+                self.forget_account(None);
+                self.provisioning.kick();
+            }
+        }
+    }
+
+    /// Applies other nodes' events as they arrive, until the cluster goes away. Spawned once by
+    /// `fcd serve` in cluster mode (a single node receives none).
+    pub async fn apply_cluster_events_forever(self: Arc<Control>) {
+        let mut rx = self.cluster.subscribe();
+        loop {
+            match rx.recv().await {
+                Ok(event) => self.apply_cluster_event(event).await,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "cluster events came faster than they were applied; dropping every cache"
+                    );
+                    self.apply_cluster_event(ClusterEvent::Resync).await;
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Drops every cached spec, alias and HTTP-trigger answer of `account` (`None`: of every
+    /// account), the custom domains, and reloads the timers.
+    fn forget_account(&self, account: Option<&str>) {
+        let of = |a: &String| account.is_none_or(|x| x == a);
+        self.forget_specs(|(a, ..)| of(a));
+        if let Ok(mut c) = self.aliases.write() {
+            self.alias_gen.fetch_add(1, Ordering::AcqRel);
+            c.retain(|(a, _, _), _| !of(a));
+        }
+        self.forget_http_triggers_of(account);
+        self.forget_domains();
+        self.triggers_changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::{Duration, Instant};
+
+    use fcd_cluster::{Cluster, NodeInfo};
+    use fcd_core::FcError;
+    use fcd_core::domains::{CustomDomainInput, PathConfig, RouteConfig};
+    use fcd_core::model::{CodeRef, Function, FunctionUpdate, ServiceUpdate};
+    use fcd_core::triggers::TriggerInput;
+    use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
+    use fcd_store::{MetadataStore, SqliteStore, StoredFunction};
+    use serde_json::json;
+
+    use super::*;
+    use crate::timers::TimerSource;
+
+    const ACC: &str = "1234";
+
+    /// A control plane on `store` (shared by the "nodes", as the PostgreSQL store would be)
+    /// joined to the cluster at `url` as `id`, applying the others' events.
+    async fn node(
+        dir: &std::path::Path,
+        store: Arc<dyn MetadataStore>,
+        url: &str,
+        id: &str,
+    ) -> Arc<Control> {
+        let code = fcd_store::code::CodeStore::open(dir.join(format!("code-{id}"))).unwrap();
+        let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
+            region: "cn-test".into(),
+            network: NetworkMode::Host,
+            runtimes: Registry::detect(&RuntimeOptions {
+                python: "/nonexistent/python3".into(),
+                node: "/nonexistent/node".into(),
+                dir: dir.join(format!("runtime-{id}")),
+            }),
+            start_timeout: Duration::from_secs(1),
+            max_instances: 1,
+            max_memory_mb: 128,
+            idle_timeout: Duration::from_secs(1),
+            jail: None,
+            jail_unavailable: Some("unit test".into()),
+            egress: None,
+            egress_unavailable: None,
+            prewarm: 0,
+            code_store: None,
+        }));
+        let iam = Arc::new(crate::iam::Iam::new(
+            store.clone(),
+            crate::iam::IamConfig {
+                region: "cn-test".into(),
+                root_keys: vec![],
+                token_key: fcd_iam::TokenKey::derive(b"test"),
+                min_session_duration_secs: 900,
+            },
+        ));
+        let cluster = Cluster::postgres(url, NodeInfo::new(id, format!("http://{id}")))
+            .await
+            .unwrap();
+        let control = Arc::new(
+            Control::new(store, code, runtime, "cn-test".into(), b"s".to_vec(), iam)
+                .with_cluster(Arc::new(cluster)),
+        );
+        tokio::spawn(control.clone().apply_cluster_events_forever());
+        control
+    }
+
+    /// Polls until `check` of the answer holds, at most `within`.
+    async fn within<T, F>(
+        what: &str,
+        within: Duration,
+        mut probe: impl FnMut() -> F,
+        check: impl Fn(&T) -> bool,
+    ) where
+        F: std::future::Future<Output = T>,
+        T: std::fmt::Debug,
+    {
+        let start = Instant::now();
+        loop {
+            let got = probe().await;
+            if check(&got) {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{what}: still {got:?} after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn http_trigger_input() -> TriggerInput {
+        TriggerInput {
+            trigger_name: Some("web".into()),
+            trigger_type: Some("http".into()),
+            trigger_config: Some(json!(r#"{"authType":"anonymous","methods":["GET"]}"#)),
+            ..TriggerInput::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_on_one_node_reaches_the_caches_of_another_within_a_second() {
+        let Some(url) = fcd_cluster::testing::postgres_database("control_cluster_events").await
+        else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let a = node(dir.path(), store.clone(), &url, "a").await;
+        let b = node(dir.path(), store.clone(), &url, "b").await;
+        let second = Duration::from_secs(1);
+
+        // b caches "no such service"; a creates it: b's answer follows.
+        assert!(matches!(
+            b.http_trigger(ACC, "s", None, "fn").await,
+            Err(FcError::ServiceNotFound(_))
+        ));
+        a.create_service(
+            ACC,
+            ServiceUpdate {
+                service_name: Some("s".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        within(
+            "b sees the service",
+            second,
+            || b.http_trigger(ACC, "s", None, "fn"),
+            |r| matches!(r, Err(FcError::FunctionNotFound { .. })),
+        )
+        .await;
+
+        // A function stored behind everyone's back (no event: b keeps its cached answer), then
+        // an HTTP trigger created on a: b serves the trigger.
+        let function = StoredFunction {
+            function: Function::create(
+                "fid".into(),
+                "fn".into(),
+                FunctionUpdate {
+                    runtime: Some("custom".into()),
+                    ..Default::default()
+                },
+                CodeRef {
+                    checksum: "1".into(),
+                    size: 1,
+                },
+                "t".into(),
+            )
+            .unwrap(),
+            code_digest: "d".into(),
+            etag: "fe".into(),
+        };
+        store.insert_function(ACC, "s", &function).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(matches!(
+            b.http_trigger(ACC, "s", None, "fn").await,
+            Err(FcError::FunctionNotFound { .. })
+        ));
+        let generation = b.triggers_generation();
+        a.create_trigger(ACC, "s", "fn", http_trigger_input())
+            .await
+            .unwrap();
+        within(
+            "b serves the trigger",
+            second,
+            || b.http_trigger(ACC, "s", None, "fn"),
+            |r| r.as_ref().is_ok_and(|t| t.trigger.trigger_name == "web"),
+        )
+        .await;
+        // b's timer scheduler re-reads the triggers.
+        assert!(b.triggers_generation() > generation);
+
+        // Custom domains: b holds the map in memory; a's write reaches it.
+        assert!(b.custom_domain("a.example.test").await.is_none());
+        a.create_custom_domain(
+            ACC,
+            CustomDomainInput {
+                domain_name: Some("a.example.test".into()),
+                protocol: Some("HTTP".into()),
+                route_config: Some(RouteConfig {
+                    routes: vec![PathConfig {
+                        path: "/*".into(),
+                        service_name: "s".into(),
+                        function_name: "fn".into(),
+                        qualifier: String::new(),
+                        methods: Vec::new(),
+                        rewrite_config: None,
+                    }],
+                }),
+                ..CustomDomainInput::default()
+            },
+        )
+        .await
+        .unwrap();
+        within(
+            "b sees the domain",
+            second,
+            || b.custom_domain("a.example.test"),
+            |d| d.is_some(),
+        )
+        .await;
+
+        // The domain write dropped b's answers of the account; b caches the trigger again.
+        assert!(b.http_trigger(ACC, "s", None, "fn").await.is_ok());
+        // The trigger deleted behind everyone's back, then b's listener cut: b resynchronises
+        // (drops everything) and reads the truth.
+        store
+            .delete_trigger(ACC, "s", "fn", "web", None)
+            .await
+            .unwrap();
+        assert!(
+            b.http_trigger(ACC, "s", None, "fn").await.is_ok(),
+            "still cached"
+        );
+        assert_eq!(
+            fcd_cluster::testing::cut_listener(&url, b.cluster()).await,
+            1
+        );
+        within(
+            "b resynchronises",
+            Duration::from_secs(5),
+            || b.http_trigger(ACC, "s", None, "fn"),
+            |r| matches!(r, Err(FcError::TriggerNotFound { .. })),
+        )
+        .await;
+
+        // One timer scheduler: a joined first and holds the lease.
+        assert!(TimerSource::active(&*a));
+        assert!(!TimerSource::active(&*b));
+        a.cluster().leave().await.unwrap();
+        b.cluster().leave().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_single_node_needs_no_lease_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let code = fcd_store::code::CodeStore::open(dir.path().join("code")).unwrap();
+        let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
+            region: "cn-test".into(),
+            network: NetworkMode::Host,
+            runtimes: Registry::detect(&RuntimeOptions {
+                python: "/nonexistent/python3".into(),
+                node: "/nonexistent/node".into(),
+                dir: dir.path().join("runtime"),
+            }),
+            start_timeout: Duration::from_secs(1),
+            max_instances: 1,
+            max_memory_mb: 128,
+            idle_timeout: Duration::from_secs(1),
+            jail: None,
+            jail_unavailable: Some("unit test".into()),
+            egress: None,
+            egress_unavailable: None,
+            prewarm: 0,
+            code_store: None,
+        }));
+        let iam = Arc::new(crate::iam::Iam::new(
+            store.clone(),
+            crate::iam::IamConfig {
+                region: "cn-test".into(),
+                root_keys: vec![],
+                token_key: fcd_iam::TokenKey::derive(b"test"),
+                min_session_duration_secs: 900,
+            },
+        ));
+        let c = Control::new(store, code, runtime, "cn-test".into(), b"s".to_vec(), iam);
+        assert!(c.cluster().is_single());
+        assert!(
+            c.status().get("cluster").is_none(),
+            "a single server's status is as before"
+        );
+        assert!(TimerSource::active(&c));
+        let mut rx = c.cluster().subscribe();
+        c.create_service(
+            ACC,
+            ServiceUpdate {
+                service_name: Some("s".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(rx.try_recv().is_err());
+        // A Resync applied by hand drops the caches without harm.
+        c.apply_cluster_event(ClusterEvent::Resync).await;
+        assert!(c.get_service(ACC, "s").await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn provisioning_keeps_this_nodes_share_and_current_sums_every_node() {
+        let Some(url) = fcd_cluster::testing::postgres_database("control_provision_shares").await
+        else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let a = node(dir.path(), store.clone(), &url, "a").await;
+        let b = node(dir.path(), store.clone(), &url, "b").await;
+        within(
+            "a sees b",
+            Duration::from_secs(3),
+            || async { a.cluster().nodes().iter().any(|n| n.id == "b" && n.live) },
+            |seen| *seen,
+        )
+        .await;
+        a.create_service(
+            ACC,
+            ServiceUpdate {
+                service_name: Some("s".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        a.create_function(
+            ACC,
+            "s",
+            FunctionUpdate {
+                function_name: Some("f".into()),
+                runtime: Some("custom".into()),
+                // An empty zip: its instances never start here, which is fine for shares.
+                code: Some(fcd_core::model::CodeInput {
+                    zip_file: Some("UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        a.publish_version(ACC, "s", "", None).await.unwrap();
+        let target = 5;
+        a.put_provision_config(
+            ACC,
+            "s",
+            "f",
+            Some("1"),
+            fcd_core::configs::ProvisionConfigUpdate {
+                target: Some(target),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+        let key = fcd_cluster::route_key(ACC, "s", "f", "1");
+        let pool = (
+            ACC.to_owned(),
+            "s".to_owned(),
+            "f".to_owned(),
+            "1".to_owned(),
+        );
+        let (share_a, share_b) = (a.cluster().share(&key, 5), b.cluster().share(&key, 5));
+        assert_eq!(share_a + share_b, 5);
+        assert_eq!(
+            share_a,
+            fcd_cluster::rendezvous::share(&key, 5, &["a", "b"], "a")
+        );
+        // a's reconciler asks its instance manager for its share only (the spec's limit too).
+        a.clone().reconcile_once().await;
+        assert_eq!(a.provisioning.target(&pool), share_a);
+
+        // b reports instances up (as its reconciler would once they started): a's `current`
+        // counts them, though none runs on a.
+        b.cluster().update_local_state(|s| {
+            s.provisioned.insert(key.clone(), share_b);
+        });
+        within(
+            "a's current includes b's instances",
+            Duration::from_secs(3),
+            || a.get_provision_config(ACC, "s", "f", Some("1")),
+            |r| r.as_ref().is_ok_and(|(_, st)| st.current == share_b),
+        )
+        .await;
+        // b leaves: its instances stop counting, and a's share becomes the whole target.
+        b.cluster().leave().await.unwrap();
+        within(
+            "b's instances stop counting",
+            Duration::from_secs(3),
+            || a.get_provision_config(ACC, "s", "f", Some("1")),
+            |r| r.as_ref().is_ok_and(|(_, st)| st.current == 0),
+        )
+        .await;
+        assert_eq!(a.cluster().share(&key, 5), 5);
+        let status = a.status();
+        let nodes = status["cluster"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 1, "{status}");
+        assert_eq!(nodes[0]["id"], "a");
+        assert_eq!(nodes[0]["self"], true);
+        a.clone().reconcile_once().await;
+        assert_eq!(a.provisioning.target(&pool), 5);
+        a.cluster().leave().await.unwrap();
+    }
+}
