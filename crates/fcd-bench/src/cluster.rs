@@ -168,6 +168,97 @@ fn psql(url: &str, sql: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// One request over NATS's text protocol (a fresh connection, an inbox of its own): the
+/// reply's payload. Enough for JetStream's API (`$JS.API.…`), so the harness needs no NATS
+/// client library for the two calls it makes.
+fn nats_request(nats_url: &str, subject: &str, payload: &str) -> Result<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (_, authority, _) = split_url(nats_url)?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .with_context(|| format!("resolving {host_port}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{host_port} resolves to nothing"))?;
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to NATS at {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let inbox = format!("_INBOX.fcdbench.{}", suffix());
+    write!(
+        writer,
+        "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB {inbox} 1\r\nPUB {subject} {inbox} {}\r\n{payload}\r\n",
+        payload.len()
+    )?;
+    writer.flush()?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("NATS closed the connection before answering {subject}");
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["PING"] => {
+                writer.write_all(b"PONG\r\n")?;
+            }
+            ["MSG", subj, _sid, len] | ["MSG", subj, _sid, _, len] if *subj == inbox => {
+                let len: usize = len.parse().context("NATS MSG length")?;
+                let mut body = vec![0; len + 2];
+                reader.read_exact(&mut body)?;
+                body.truncate(len);
+                return Ok(String::from_utf8_lossy(&body).into_owned());
+            }
+            [err, ..] if err.starts_with("-ERR") => bail!("NATS: {}", line.trim()),
+            // INFO, +OK, PONG.
+            _ => {}
+        }
+    }
+}
+
+/// A JetStream stream's message counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamState {
+    /// Messages in the stream now.
+    messages: u64,
+    /// The sequence of the last message ever stored: how many were published.
+    last_seq: u64,
+}
+
+/// The state of the stream `name`, or `None` when there is no such stream.
+fn stream_state(nats_url: &str, name: &str) -> Result<Option<StreamState>> {
+    let reply = nats_request(nats_url, &format!("$JS.API.STREAM.INFO.{name}"), "")?;
+    parse_stream_info(&reply)
+}
+
+fn parse_stream_info(reply: &str) -> Result<Option<StreamState>> {
+    let v: serde_json::Value =
+        serde_json::from_str(reply).with_context(|| format!("STREAM.INFO answered {reply}"))?;
+    if let Some(err) = v.get("error") {
+        if err["code"].as_u64() == Some(404) {
+            return Ok(None);
+        }
+        bail!("STREAM.INFO: {err}");
+    }
+    let state = &v["state"];
+    Ok(Some(StreamState {
+        messages: state["messages"].as_u64().unwrap_or(0),
+        last_seq: state["last_seq"].as_u64().unwrap_or(0),
+    }))
+}
+
+/// Deletes the stream `name` (a setup's, once its nodes are gone).
+fn delete_stream(nats_url: &str, name: &str) -> Result<()> {
+    let reply = nats_request(nats_url, &format!("$JS.API.STREAM.DELETE.{name}"), "")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&reply).with_context(|| format!("STREAM.DELETE answered {reply}"))?;
+    if v["success"].as_bool() == Some(true) || v["error"]["code"].as_u64() == Some(404) {
+        Ok(())
+    } else {
+        bail!("STREAM.DELETE {name}: {reply}")
+    }
+}
+
 /// A database made for one setup, dropped (with whatever still holds a connection to it)
 /// when this is dropped.
 struct Database {
@@ -313,13 +404,28 @@ const TOPOLOGIES: [Topology; 4] = [
     },
 ];
 
+/// A setup's JetStream stream, deleted when this is dropped.
+struct Stream {
+    nats: String,
+    name: String,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Err(e) = delete_stream(&self.nats, &self.name) {
+            eprintln!("cluster: could not delete NATS stream {}: {e:#}", self.name);
+        }
+    }
+}
+
 /// A setup while it runs. Fields drop in order: the balancer, then the nodes, then the
-/// database (no node holds a connection to it any more).
+/// database and the stream (nothing uses them any more).
 struct Live {
     balancer: Option<Nginx>,
     apis: Vec<Api>,
     nodes: Vec<FcdServer>,
     db: Option<Database>,
+    stream: Option<Stream>,
     entry: SocketAddr,
 }
 
@@ -474,7 +580,12 @@ impl Bench {
         } else {
             None
         };
-        let queue = stream_url(&engines.nats, &format!("bench_{}", suffix()))?;
+        let stream_name = format!("bench_{}", suffix());
+        let queue = stream_url(&engines.nats, &stream_name)?;
+        let stream = topo.engines.then(|| Stream {
+            nats: engines.nats.clone(),
+            name: stream_name,
+        });
         let unpinned = Pinning::none("cluster: not pinned");
         let mut nodes = Vec::new();
         // One after the other: the first node creates the schema the others find.
@@ -521,6 +632,7 @@ impl Bench {
             apis,
             nodes,
             db,
+            stream,
             entry,
         })
     }
@@ -602,6 +714,21 @@ impl Bench {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0 / drain.end_to_end_s),
             _ => None,
         };
+        // Whether the async calls really went through the NATS stream of `--queue`.
+        let queue = match &live.stream {
+            None => "embedded (the node's SQLite queue)".to_owned(),
+            Some(st) => match stream_state(&st.nats, &st.name) {
+                Ok(Some(state)) => format!(
+                    "NATS stream {}: {} messages published over the setup, {} left after the backlog",
+                    st.name, state.last_seq, state.messages
+                ),
+                Ok(None) => format!(
+                    "**not NATS**: no stream {} exists after the async runs (this fcd did not queue on --queue)",
+                    st.name
+                ),
+                Err(e) => format!("NATS stream {}: state unknown ({e:#})", st.name),
+            },
+        };
         Ok(ClusterSetup {
             id: topo.id.into(),
             label: topo.label.into(),
@@ -612,6 +739,7 @@ impl Bench {
             drain_cpu_us: drain_cpu,
             drain_machine_busy_cpus: drain_busy,
             drain_calls_per_node: minus(&calls_after, &calls_before),
+            queue,
         })
     }
 }
@@ -792,6 +920,65 @@ mod tests {
             "postgres: postgres bench_0123456789ab [local] SELECT",
             db
         ));
+    }
+
+    #[test]
+    fn stream_info_replies() {
+        let found = r#"{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"bench_x"},"state":{"messages":3,"bytes":90,"first_seq":8,"last_seq":10,"consumer_count":1}}"#;
+        assert_eq!(
+            parse_stream_info(found).unwrap(),
+            Some(StreamState {
+                messages: 3,
+                last_seq: 10
+            })
+        );
+        let missing = r#"{"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404,"err_code":10059,"description":"stream not found"}}"#;
+        assert_eq!(parse_stream_info(missing).unwrap(), None);
+        let other = r#"{"error":{"code":503,"description":"JetStream not enabled"}}"#;
+        assert!(parse_stream_info(other).is_err());
+        assert!(parse_stream_info("not json").is_err());
+    }
+
+    /// Against the NATS of `FCD_TEST_NATS` when set: a stream that does not exist is `None`,
+    /// and deleting it is not an error.
+    #[test]
+    fn nats_requests_reach_jetstream() {
+        let Ok(nats) = std::env::var(NATS_ENV) else {
+            eprintln!("SKIPPED (set {NATS_ENV}; scripts/services starts one)");
+            if std::env::var("FCD_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{NATS_ENV} is not set and FCD_REQUIRE_SERVICES=1");
+            }
+            return;
+        };
+        let name = format!("bench_absent_{}", suffix());
+        assert_eq!(stream_state(&nats, &name).unwrap(), None);
+        delete_stream(&nats, &name).unwrap();
+
+        // A stream of this test's own: created, one message stored, counted, deleted.
+        let name = format!("bench_test_{}", suffix());
+        let subject = format!("fcdbench.test.{name}");
+        let config = serde_json::json!({
+            "name": name, "subjects": [subject], "storage": "memory",
+        });
+        let created = nats_request(
+            &nats,
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &config.to_string(),
+        )
+        .unwrap();
+        assert!(!created.contains("\"error\""), "{created}");
+        // A request on the stream's subject: JetStream answers with the stored ack.
+        let ack = nats_request(&nats, &subject, "hello").unwrap();
+        assert!(ack.contains("\"seq\":1"), "{ack}");
+        assert_eq!(
+            stream_state(&nats, &name).unwrap(),
+            Some(StreamState {
+                messages: 1,
+                last_seq: 1
+            })
+        );
+        delete_stream(&nats, &name).unwrap();
+        assert_eq!(stream_state(&nats, &name).unwrap(), None);
     }
 
     #[test]

@@ -265,6 +265,8 @@ pub(crate) struct ClusterSetup {
     pub(crate) drain_machine_busy_cpus: Option<f64>,
     /// Calls of the backlog (and any left from the accept run) run on each node.
     pub(crate) drain_calls_per_node: Vec<f64>,
+    /// Where the async calls were queued, as checked on NATS after the backlog.
+    pub(crate) queue: String,
 }
 
 /// Warm synchronous calls at one concurrency.
@@ -1084,6 +1086,10 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
             busy(s.drain_machine_busy_cpus),
             per_node(&s.drain_calls_per_node),
         );
+    }
+    let _ = writeln!(o, "\nAsync queue, per setup:\n");
+    for s in &c.setups {
+        let _ = writeln!(o, "- {}: {}", s.label, s.queue);
     }
     if !c.failures.is_empty() {
         let _ = writeln!(o, "\nNot measured:\n");
