@@ -1008,8 +1008,14 @@ fn cpu_columns(shares: &[CpuShare]) -> String {
     )
 }
 
-fn busy(x: Option<f64>) -> String {
-    x.map_or_else(|| "?".into(), |v| format!("{v:.2}"))
+/// The machine's busy CPUs, and what that is per request (`per_s` requests a second): all
+/// of the machine's CPU time, the kernel's loopback work and other processes included.
+fn busy(x: Option<f64>, per_s: f64) -> String {
+    match x {
+        Some(v) if per_s > 0.0 => format!("{v:.2} | {:.0} µs", v * 1e6 / per_s),
+        Some(v) => format!("{v:.2} | ?"),
+        None => "? | ?".into(),
+    }
 }
 
 fn cluster_markdown(o: &mut String, c: &ClusterResult) {
@@ -1020,8 +1026,8 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
          signed InvokeFunction. *CPU/req* is CPU time per request over the measured phase (10 ms ticks): {}. \
          *busy* is the whole machine's busy time over the phase, in CPUs. *calls per node*: \
          `fcd_invocations_total` of each node over the run (warm-up included).\n\n\
-         | setup | c | req/s | p50 | p99 | fcd CPU/req | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | calls per node | instances per node |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+         | setup | c | req/s | p50 | p99 | fcd CPU/req | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | machine CPU/req | calls per node | instances per node |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         c.postgres, c.nats, c.cpu_note
     );
     for s in &c.setups {
@@ -1035,7 +1041,7 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
                 us(r.stats.p50_us),
                 us(r.stats.p99_us),
                 cpu_columns(&r.stats.cpu_split_us),
-                busy(r.stats.machine_busy_cpus),
+                busy(r.stats.machine_busy_cpus, r.stats.rps),
                 per_node(&r.calls_per_node),
                 per_node(&r.instances_per_node),
             );
@@ -1044,8 +1050,8 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
     let _ = writeln!(
         o,
         "\nAsync: calls accepted (HTTP 202) at c=64, CPU per accept (the calls run meanwhile, their CPU included).\n\n\
-         | setup | accepted/s | p50 | p99 | fcd CPU/accept | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+         | setup | accepted/s | p50 | p99 | fcd CPU/accept | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | machine CPU/req |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for s in &c.setups {
         let a = &s.accept_c64;
@@ -1057,15 +1063,15 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
             us(a.p50_us),
             us(a.p99_us),
             cpu_columns(&a.cpu_split_us),
-            busy(a.machine_busy_cpus)
+            busy(a.machine_busy_cpus, a.rps)
         );
     }
     let _ = writeln!(
         o,
         "\nAsync backlog: accepted at c=64 as fast as taken, then counted (`fcd_invocations_total`, summed over the nodes) \
          until every call ran. CPU per call is first accept → last run, accept and execution together.\n\n\
-         | setup | accepted | accept calls/s | queued at the last accept | draining calls/s | end to end | fcd CPU/call | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | calls per node |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+         | setup | accepted | accept calls/s | queued at the last accept | draining calls/s | end to end | fcd CPU/call | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | machine CPU/req | calls per node |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for s in &c.setups {
         let d = &s.drain;
@@ -1083,7 +1089,7 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
             d.end_to_end_per_s,
             d.end_to_end_s,
             cpu_columns(&s.drain_cpu_us),
-            busy(s.drain_machine_busy_cpus),
+            busy(s.drain_machine_busy_cpus, d.end_to_end_per_s),
             per_node(&s.drain_calls_per_node),
         );
     }
@@ -1096,5 +1102,109 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
         for f in &c.failures {
             let _ = writeln!(o, "- {}", f.replace('\n', " "));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(rps: f64, split: &[(&str, f64)]) -> LoadStats {
+        LoadStats {
+            concurrency: 8,
+            requests: 1000,
+            seconds: 1.0,
+            rps,
+            p50_us: 300.0,
+            p90_us: 400.0,
+            p99_us: 900.0,
+            mean_us: 320.0,
+            max_us: 2000.0,
+            mb_per_s: 0.0,
+            server_cpu_us: None,
+            cpu_split_us: split
+                .iter()
+                .map(|(l, v)| CpuShare {
+                    label: (*l).into(),
+                    us_per_request: *v,
+                })
+                .collect(),
+            machine_busy_cpus: Some(2.0),
+        }
+    }
+
+    /// Every row of the cluster tables has as many cells as its header.
+    #[test]
+    fn cluster_tables_are_rectangular() {
+        let split = [
+            (FCD, 60.0),
+            (NGINX, 15.0),
+            (POSTGRES, 2.0),
+            (NATS, 1.0),
+            (GENERATOR, 14.0),
+        ];
+        let setup = ClusterSetup {
+            id: "engines-3-nginx".into(),
+            label: "3 nodes".into(),
+            nodes: 3,
+            sync: vec![ClusterSync {
+                concurrency: 8,
+                stats: stats(20_000.0, &split),
+                calls_per_node: vec![10.0, 11.0, 12.0],
+                instances_per_node: vec![1.0, 1.0, 1.0],
+            }],
+            accept_c64: stats(5000.0, &split),
+            drain: DrainRow {
+                accepted: 10112,
+                accept_per_s: 5000.0,
+                accept_s: 2.0,
+                backlog_at_accept_end: 3000.0,
+                drain_s: 0.5,
+                drain_per_s: Some(6000.0),
+                end_to_end_s: 2.5,
+                end_to_end_per_s: 4044.8,
+                drain_vs_sync: None,
+            },
+            drain_cpu_us: split
+                .iter()
+                .map(|(l, v)| CpuShare {
+                    label: (*l).into(),
+                    us_per_request: *v,
+                })
+                .collect(),
+            drain_machine_busy_cpus: None,
+            drain_calls_per_node: vec![3370.0, 3371.0, 3371.0],
+            queue: "NATS stream bench_x".into(),
+        };
+        let result = ClusterResult {
+            postgres: "PostgreSQL 15".into(),
+            nats: "nats-server 2.9".into(),
+            cpu_note: "n".into(),
+            setups: vec![setup],
+            failures: vec!["1 node: failed".into()],
+        };
+        let mut o = String::new();
+        cluster_markdown(&mut o, &result);
+        let mut tables = 0;
+        let mut width = None;
+        for line in o.lines() {
+            if !line.starts_with('|') {
+                width = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            match width {
+                None => {
+                    tables += 1;
+                    width = Some(cells);
+                }
+                Some(w) => assert_eq!(cells, w, "{line}\n{o}"),
+            }
+        }
+        assert_eq!(tables, 3, "{o}");
+        // Server side: everything but the generator; machine CPU/req: 2 CPUs over 20k/s.
+        assert!(o.contains("| 78 µs | 14 µs | 2.00 | 100 µs |"), "{o}");
+        assert!(o.contains("10 / 11 / 12"), "{o}");
+        assert!(o.contains("- 1 node: failed"), "{o}");
     }
 }
