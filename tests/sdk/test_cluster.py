@@ -106,9 +106,11 @@ def list_instances(client, service: str, function: str, qualifier=None) -> list:
 def test_nodes_see_each_other_and_each_others_writes(cluster_factory):
     c = cluster_factory()
     clients = [c.node_client(i) for i in range(3)]
-    st = server_status(clients[0])
-    nodes = st["cluster"]["nodes"]
-    assert sorted(n["id"] for n in nodes if n["live"]) == ["node0", "node1", "node2"], st["cluster"]
+    def live() -> list[str]:
+        return sorted(n["id"] for n in server_status(clients[0])["cluster"]["nodes"] if n["live"])
+
+    # Each node reads the others with its heartbeat (every second).
+    assert wait_until(lambda: live() == ["node0", "node1", "node2"], 5.0), live()
     # A service made on node 0 is listed on node 2; its function is invoked on node 1; an
     # update through node 2 is what node 1 runs next (its cache dropped within a second).
     svc = create_service(clients[0]).service_name
@@ -216,7 +218,7 @@ def test_provisioned_capacity_is_spread_over_nodes_not_multiplied(cluster_factor
     fn = py_function(client, svc, "def handler(event, context):\n    return 'ok'\n")
     version = client.publish_service_version(svc, m.PublishServiceVersionRequest()).body.version_id
     client.create_alias(svc, m.CreateAliasRequest(alias_name="prod", version_id=version))
-    client.put_provision_config(svc, "prod", fn, m.PutProvisionConfigRequest(target=4))
+    client.put_provision_config(svc, fn, m.PutProvisionConfigRequest(qualifier="prod", target=4))
 
     def four() -> bool:
         return len(list_instances(client, svc, fn)) == 4
@@ -229,12 +231,12 @@ def test_provisioned_capacity_is_spread_over_nodes_not_multiplied(cluster_factor
     for i in range(3):
         per_node[i] = len(list_instances(c.node_client(i), svc, fn, qualifier=None))
     assert set(per_node.values()) == {4}, per_node  # every node lists the cluster's instances
-    got = client.get_provision_config(svc, "prod", fn).body
+    got = client.get_provision_config(svc, fn, m.GetProvisionConfigRequest(qualifier="prod")).body
     assert got.target == 4 and got.current == 4, got.to_map()
     st = server_status(c.node_client(0))
     counts = [n.get("instances", 0) for n in st["cluster"]["nodes"] if n["live"]]
     assert sorted(counts) == [1, 1, 2], st["cluster"]["nodes"]
-    client.put_provision_config(svc, "prod", fn, m.PutProvisionConfigRequest(target=0))
+    client.put_provision_config(svc, fn, m.PutProvisionConfigRequest(qualifier="prod", target=0))
     assert wait_until(lambda: len(list_instances(client, svc, fn)) == 0, 30, 0.5)
     delete_service_tree(client, svc)
 

@@ -93,11 +93,14 @@ impl Forwarder {
         parts: &axum::http::request::Parts,
         body: Bytes,
     ) -> Result<Forwarded, FcError> {
-        let target = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
+        // The request-target as the client sent it (a nested router sees its prefix
+        // stripped from `parts.uri`; the signature covers the whole path).
+        let uri = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map(|o| &o.0)
+            .unwrap_or(&parts.uri);
+        let target = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
         let uri: Uri = format!("{base_url}{target}").parse().map_err(|e| {
             tracing::error!(peer, base_url, error = %e, "a peer's URL is not usable");
             FcError::ServiceUnavailable

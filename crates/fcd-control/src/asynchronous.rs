@@ -1,24 +1,32 @@
 //! Asynchronous invocation: accepting durably, running with retries, destinations, and the
-//! stateful-invocation API.
+//! stateful-invocation API, on any [`fcd_queue::Queue`] (the embedded file, or NATS JetStream
+//! and PostgreSQL shared by a cluster).
 //!
-//! `accept` answers only after the queue has the invocation on disk (the queue's writer commits
-//! concurrent accepts together). One dispatcher claims due invocations in batches and runs each
-//! as a task: at most `max_running` at once (the async share of the server, so sync traffic is
-//! never starved) and, per function, at most what its instances can take at once
-//! (`instanceConcurrency` × the instances it may have). Each task resolves the function as a
+//! `accept` answers only after the queue has the invocation durably (the embedded queue's
+//! writer commits concurrent accepts together). One dispatcher per node claims invocations in
+//! batches and runs each as a task: at most `max_running` at once (the async share of the
+//! node, so sync traffic is never starved) and, per function, at most what its instances can
+//! take at once (`instanceConcurrency` × the instances it may have). Each claim carries an
+//! owner token (`{node}:{boot}:{n}`) and a lease of 30 s, extended every 2 s while the function
+//! runs; each extension also reads the record's status, so a stop requested on any node
+//! reaches the node running the call within 2 s (`cancel_local` is the faster path for a
+//! stop told to every node). A run whose node died is claimed again once its lease lapses;
+//! the record's compare-and-set keeps its result to one. Each task resolves the function as a
 //! sync call would and runs it through the same instance manager. A result is recorded
 //! durably before anything acts on it (its destination, a stop); a failed queue write is
-//! retried with backoff and logged, never dropped — if the server stops first, the row is
-//! still `Running` and `recover` puts it back at the next start (at-least-once execution, one
-//! terminal record).
+//! retried with backoff and logged, never dropped. On the embedded queue `recover` puts back
+//! at start what the last run of the node left `Running`.
 //! Function errors are retried up to `maxAsyncRetryAttempts` with a doubling pause; throttling
 //! and platform trouble are retried with FC's exponential backoff (0.5 s, 1 s, 2 s ... for up to
 //! 5 hours) without counting as attempts. An invocation older than `maxAsyncEventAgeInSeconds`
 //! when it could start is `Expired`. Results go to the configured destination functions as FC's
-//! destination record.
+//! destination record. The cluster-wide jobs — expiry, the sweeper that republishes what a
+//! crash left unpublished, the retention purge — run where [`AsyncEngine::set_runs_jobs`] says
+//! (`expire_once`, `sweep_once`, `purge_once` run one pass each); `drain` hands back what a
+//! stopping node still runs.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,8 +39,8 @@ use tokio::sync::{Notify, oneshot};
 use fcd_core::FcError;
 use fcd_core::limits::ASYNC_PAYLOAD_MAX;
 use fcd_queue::{
-    AsyncConfig, AsyncQueue, CLAIM_MAX, Invocation, ListFilter, NewInvocation, Outcome, QueueError,
-    Status, StopResult,
+    AsyncConfig, CLAIM_MAX, Claim, Invocation, ListFilter, NewInvocation, Outcome, Queue,
+    QueueError, Status, StopResult, invocation_key,
 };
 use fcd_runtime::{FunctionSpec, HttpInvocation, InstanceLimit, InvokeError, InvokeRequest};
 
@@ -46,9 +54,22 @@ const MAX_RETRIES: u32 = 8;
 const PLATFORM_RETRY_WINDOW_MS: u64 = 5 * 3600 * 1000;
 /// Most bytes of a result kept as `returnPayload`.
 const RETURN_PAYLOAD_MAX: usize = 1024 * 1024;
-/// How long a claim holds an invocation (a crashed server's claims are handed back by
-/// `recover` at the next start, not by the lease).
-const LEASE_MS: u64 = 3_600_000;
+/// How long a claim holds an invocation unless extended: a run whose node died is claimable
+/// again (on a shared queue, by another node) this long after its last extension.
+const LEASE_MS: u64 = 30_000;
+/// How often a running invocation's lease is extended, and its record's status read (a stop
+/// requested on any node is seen within this).
+const EXTEND_EVERY: Duration = Duration::from_secs(2);
+/// How long a broker's claim waits for work when none is there.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+/// How late a waiting invocation may be before the sweeper publishes it again. The sweeper
+/// cannot tell a lost publish from a backlog: a republish within the broker's duplicate
+/// window (2 min) of the first is dropped by the broker, a later one costs a delivery that
+/// the record's compare-and-set turns into no second run.
+const SWEEP_GRACE: Duration = Duration::from_secs(60);
+/// How often the sweeper and the retention purge run (on the node that runs them).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// With every slot taken, how long the dispatcher waits for a quarter of them to come back
 /// before claiming for fewer.
 const REFILL_WAIT: Duration = Duration::from_millis(2);
@@ -66,7 +87,14 @@ fn now_ms() -> u64 {
 }
 
 fn queue_error(e: QueueError) -> FcError {
-    internal("async queue", e)
+    match e {
+        // PostgreSQL or NATS unreachable: FC's 503, worth retrying.
+        QueueError::Unavailable(m) => {
+            tracing::error!(error = %m, "async queue unavailable");
+            FcError::ServiceUnavailable
+        }
+        e => internal("async queue", e),
+    }
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_-]{0,127}$`
@@ -268,9 +296,23 @@ where
     }
 }
 
-/// Runs asynchronous invocations. One per server.
+/// Why a running invocation is interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Abort {
+    /// StopStatefulAsyncInvocation: it ends `Stopped`.
+    Stop,
+    /// The node is draining: it goes back to the queue for another node.
+    HandBack,
+}
+
+/// Runs asynchronous invocations. One per node.
 pub struct AsyncEngine {
-    queue: Arc<dyn AsyncQueue>,
+    queue: Queue,
+    /// This node's name in owner tokens (`{node}:{boot}:{claim}`: unique per claim, also
+    /// across restarts of the node).
+    node_id: String,
+    boot_ms: u64,
+    claims: AtomicU64,
     control: Arc<Control>,
     /// Most invocations running at once, all functions together.
     max_running: usize,
@@ -280,8 +322,16 @@ pub struct AsyncEngine {
     function_slots: Mutex<HashMap<ConfigKey, (usize, Arc<Semaphore>)>>,
     retention: Duration,
     wake: Notify,
-    /// Invocations running in this process, by row id, with the way to abort each.
-    running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
+    /// Invocations running in this process, by invocation key, with the way to abort each.
+    running: Mutex<HashMap<String, oneshot::Sender<Abort>>>,
+    /// Claims being processed (running, or recording how they ended).
+    active: AtomicUsize,
+    /// Signalled whenever a claim's processing ends (`drain` waits on it).
+    run_ended: Notify,
+    /// Whether this node runs the cluster-wide jobs (expiry, sweeper, purge).
+    runs_jobs: AtomicBool,
+    /// Set by `drain`: the dispatcher claims nothing more.
+    draining: AtomicBool,
     /// Async invoke configs by (account, service, function, qualifier); `None` = no config.
     configs: std::sync::RwLock<HashMap<ConfigKey, Option<Arc<CachedConfig>>>>,
     closed: AtomicBool,
@@ -297,15 +347,20 @@ impl std::fmt::Debug for AsyncEngine {
 
 impl AsyncEngine {
     /// `max_running`: most async invocations running at once (the async share of the server).
+    /// `node_id`: this node's name, unique in the cluster (owner tokens of its runs).
     pub fn new(
-        queue: Arc<dyn AsyncQueue>,
+        queue: Queue,
         control: Arc<Control>,
         max_running: usize,
         retention: Duration,
+        node_id: impl Into<String>,
     ) -> AsyncEngine {
         let max_running = max_running.max(1);
         AsyncEngine {
             queue,
+            node_id: node_id.into(),
+            boot_ms: now_ms(),
+            claims: AtomicU64::new(0),
             control,
             max_running,
             slots: Arc::new(Semaphore::new(max_running)),
@@ -313,12 +368,19 @@ impl AsyncEngine {
             retention,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
+            run_ended: Notify::new(),
+            runs_jobs: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
             configs: std::sync::RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }
     }
 
-    /// Recovers what a previous run left, then starts the dispatcher and the retention sweeper.
+    /// Recovers what a previous run left (the embedded queue: this node owned every run in
+    /// it), then starts the dispatcher and the periodic jobs (expiry every second, the sweeper,
+    /// the retention purge — each only while [`AsyncEngine::set_runs_jobs`] says this node
+    /// runs them).
     pub async fn start(self: &Arc<Self>) -> Result<(), FcError> {
         let n = self.queue.recover(now_ms()).await.map_err(queue_error)?;
         if n > 0 {
@@ -328,25 +390,154 @@ impl AsyncEngine {
             );
         }
         tokio::spawn(self.clone().dispatch());
-        let me = self.clone();
-        tokio::spawn(async move {
-            while !me.closed.load(Ordering::Acquire) {
-                let cutoff = now_ms().saturating_sub(me.retention.as_millis() as u64);
-                match me.queue.purge(cutoff).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(count = n, "purged async invocation records past retention")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "purging async invocation records failed"),
-                }
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            }
-        });
+        tokio::spawn(self.clone().jobs());
         Ok(())
     }
 
+    /// Whether this node runs the cluster-wide jobs (expiry, sweeper, purge). On by default;
+    /// a cluster turns it on for the one node holding the jobs' lease.
+    pub fn set_runs_jobs(&self, on: bool) {
+        self.runs_jobs.store(on, Ordering::Release);
+    }
+
+    pub fn runs_jobs(&self) -> bool {
+        self.runs_jobs.load(Ordering::Acquire)
+    }
+
+    /// The periodic jobs, while this node runs them.
+    async fn jobs(self: Arc<Self>) {
+        let mut last_sweep = tokio::time::Instant::now();
+        let mut last_purge: Option<tokio::time::Instant> = None;
+        while !self.closed.load(Ordering::Acquire) {
+            if self.runs_jobs() {
+                self.expire_once().await;
+                if last_sweep.elapsed() >= SWEEP_EVERY {
+                    last_sweep = tokio::time::Instant::now();
+                    if let Err(e) = self.sweep_once().await {
+                        tracing::warn!(error = %e, "sweeping unpublished async invocations failed");
+                    }
+                }
+                if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                    last_purge = Some(tokio::time::Instant::now());
+                    if let Err(e) = self.purge_once().await {
+                        tracing::warn!(error = %e, "purging async invocation records failed");
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(EXPIRE_EVERY_MS)).await;
+        }
+    }
+
+    /// Ends, as `Expired`, the waiting invocations that became too old to start, and tells
+    /// their destinations. Returns how many.
+    pub async fn expire_once(&self) -> usize {
+        match self.queue.records().expire_due(now_ms()).await {
+            Ok(expired) => {
+                for inv in &expired {
+                    self.deliver(inv, false, "EventExpired", 200, "", b"").await;
+                }
+                expired.len()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "expiring async work failed");
+                0
+            }
+        }
+    }
+
+    /// Publishes again what waits past its due time and was never started (a node that died
+    /// between writing an accepted invocation and publishing it). Returns how many.
+    pub async fn sweep_once(&self) -> Result<usize, FcError> {
+        let n = self
+            .queue
+            .sweep(now_ms(), SWEEP_GRACE)
+            .await
+            .map_err(queue_error)?;
+        if n > 0 {
+            tracing::warn!(
+                count = n,
+                "async invocations overdue and not started were published again"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Deletes finished records past retention. Returns how many.
+    pub async fn purge_once(&self) -> Result<u64, FcError> {
+        let cutoff = now_ms().saturating_sub(self.retention.as_millis() as u64);
+        let n = self
+            .queue
+            .records()
+            .purge(cutoff)
+            .await
+            .map_err(queue_error)?;
+        if n > 0 {
+            tracing::info!(count = n, "purged async invocation records past retention");
+        }
+        Ok(n)
+    }
+
+    /// Stops the invocation if it runs on this node (a stop requested on another node, told
+    /// to every node). `false`: it does not run here.
+    pub fn cancel_local(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        invocation_id: &str,
+    ) -> bool {
+        let key = invocation_key(account, service, function, invocation_id);
+        self.abort_local(&key, Abort::Stop)
+    }
+
+    fn abort_local(&self, key: &str, why: Abort) -> bool {
+        let abort = self.running.lock().ok().and_then(|mut r| r.remove(key));
+        match abort {
+            Some(tx) => tx.send(why).is_ok(),
+            None => false,
+        }
+    }
+
+    fn active_count(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Drains this node: claims nothing more, lets running invocations finish until
+    /// `deadline`, then hands back what still runs (due again now, for another node).
+    /// Returns how many were handed back.
+    pub async fn drain(&self, deadline: tokio::time::Instant) -> usize {
+        self.draining.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+        loop {
+            let ended = self.run_ended.notified();
+            if self.active_count() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                break;
+            }
+        }
+        let keys: Vec<String> = self
+            .running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        let handed = keys
+            .iter()
+            .filter(|k| self.abort_local(k, Abort::HandBack))
+            .count();
+        // Each run records its hand-back; give them a moment to.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.active_count() > 0 && tokio::time::Instant::now() < until {
+            let ended = self.run_ended.notified();
+            let _ = tokio::time::timeout_at(until, ended).await;
+        }
+        handed
+    }
+
     /// Stops taking work; running invocations are aborted by the instance manager's shutdown
-    /// and resume after the next start.
+    /// and run again later: after the next start (embedded), or on another node once their
+    /// lease lapses (shared queue; `drain` first hands them back at once).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_waiters();
@@ -372,6 +563,7 @@ impl AsyncEngine {
         }
         match self
             .queue
+            .configs()
             .get_config(account, service, function, qualifier)
             .await
         {
@@ -455,6 +647,7 @@ impl AsyncEngine {
     ) {
         if let Err(e) = self
             .queue
+            .configs()
             .delete_configs(account, service, function, qualifier)
             .await
         {
@@ -612,39 +805,50 @@ impl AsyncEngine {
     }
 
     /// Claims due invocations in batches, as many as there are free slots, and runs each as
-    /// a task; every second, ends the waiting ones that became too old to start.
+    /// a task, until the engine closes or drains.
     async fn dispatch(self: Arc<Self>) {
-        let mut next_sweep = 0u64;
         let mut pause = WRITE_RETRY_FIRST;
-        while !self.closed.load(Ordering::Acquire) {
+        let embedded = self.queue.is_embedded();
+        while !self.closed.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire) {
             let notified = self.wake.notified();
-            let now = now_ms();
-            if now >= next_sweep {
-                self.expire(now).await;
-                next_sweep = now + EXPIRE_EVERY_MS;
-            }
             let free = self.slots.available_permits();
             if free == 0 {
-                // Every slot is taken: wait for one to come back (or a second, to sweep), then
-                // a moment for more, so that one claim takes many rather than each freed slot
-                // costing a claim of its own.
+                // Every slot is taken: wait for one to come back (or a second), then a moment
+                // for more, so that one claim takes many rather than each freed slot costing a
+                // claim of its own.
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.slots.acquire()).await;
                 let more = (self.max_running / 4).clamp(1, CLAIM_MAX) as u32;
                 let _ = tokio::time::timeout(REFILL_WAIT, self.slots.acquire_many(more)).await;
                 continue;
             }
             let want = free.min(CLAIM_MAX);
-            let claimed = match self.queue.claim(now, now + LEASE_MS, want).await {
+            let now = now_ms();
+            // One owner token per claim: a run's transitions name it, so a run that lost its
+            // lease (and was started again elsewhere) can no longer change the record.
+            let owner = format!(
+                "{}:{}:{}",
+                self.node_id,
+                self.boot_ms,
+                self.claims.fetch_add(1, Ordering::Relaxed)
+            );
+            let wait = if embedded { Duration::ZERO } else { CLAIM_WAIT };
+            let claimed = match self
+                .queue
+                .claim(&owner, now, now + LEASE_MS, want, wait)
+                .await
+            {
                 Ok(batch) => {
                     pause = WRITE_RETRY_FIRST;
                     let full = batch.len() == want;
                     let claimed = batch.len();
-                    for inv in batch {
+                    for c in batch {
                         // Only this loop takes slots, and it claimed no more than were free.
                         let slot = self.slots.clone().try_acquire_owned().ok();
-                        tokio::spawn(self.clone().run(inv, slot));
+                        self.active.fetch_add(1, Ordering::AcqRel);
+                        tokio::spawn(self.clone().run(c, slot));
                     }
-                    if full {
+                    if full || !embedded {
+                        // A broker's claim waited by itself.
                         continue;
                     }
                     claimed
@@ -656,7 +860,7 @@ impl AsyncEngine {
                     continue;
                 }
             };
-            // Nothing due now: sleep until the next due time (a retry), the next sweep, or an
+            // Nothing due now: sleep until the next due time (a retry), at most a second, or an
             // accept. (After a partial claim, accepts keep coming and wake this loop; the read
             // is saved, and a retry that falls due meanwhile waits at most a second.)
             let due = if claimed > 0 {
@@ -670,28 +874,17 @@ impl AsyncEngine {
                     }
                 }
             };
-            let until = due.map_or(next_sweep, |d| d.min(next_sweep));
+            let until = due.unwrap_or(u64::MAX).min(now_ms() + EXPIRE_EVERY_MS);
             let wait = Duration::from_millis(until.saturating_sub(now_ms()).clamp(1, 1000));
             let _ = tokio::time::timeout(wait, notified).await;
         }
     }
 
-    /// Ends, as `Expired`, what became too old to start, and tells their destinations.
-    async fn expire(&self, now: u64) {
-        match self.queue.expire_due(now).await {
-            Ok(expired) => {
-                for inv in expired {
-                    self.deliver(&inv, false, "EventExpired", 200, "", b"")
-                        .await;
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "expiring async work failed"),
-        }
-    }
-
-    async fn run(self: Arc<Self>, inv: Invocation, slot: Option<OwnedSemaphorePermit>) {
-        self.process(inv).await;
+    async fn run(self: Arc<Self>, c: Claim, slot: Option<OwnedSemaphorePermit>) {
+        self.process(c).await;
         drop(slot);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        self.run_ended.notify_waiters();
     }
 
     /// The semaphore that holds one function to what its instances can take at once:
@@ -730,13 +923,14 @@ impl AsyncEngine {
     }
 
     /// Records how an execution ended (retrying a failed write, see [`until_written`]).
-    /// `Some(false)`: not applied, a stop came first. `None`: the server stopped first.
-    async fn record(&self, inv: &Invocation, outcome: Outcome) -> Option<bool> {
+    /// `Some(false)`: not applied — a stop came first, or the run lost its lease to another
+    /// node. `None`: the server stopped first.
+    async fn record(&self, c: &Claim, outcome: Outcome) -> Option<bool> {
         until_written(
             "recording an async invocation's result",
-            &inv.request_id,
+            &c.inv.request_id,
             &self.closed,
-            || self.queue.finish(inv.id, outcome.clone(), now_ms()),
+            || self.queue.finish(c, outcome.clone(), now_ms()),
         )
         .await
     }
@@ -746,7 +940,7 @@ impl AsyncEngine {
     #[allow(clippy::too_many_arguments)]
     async fn record_then_deliver(
         &self,
-        inv: &Invocation,
+        c: &Claim,
         outcome: Outcome,
         success: bool,
         condition: &str,
@@ -754,22 +948,22 @@ impl AsyncEngine {
         function_error: &str,
         response: &[u8],
     ) {
-        match self.record(inv, outcome).await {
+        match self.record(c, outcome).await {
             Some(true) => {
-                self.deliver(inv, success, condition, status, function_error, response)
+                self.deliver(&c.inv, success, condition, status, function_error, response)
                     .await
             }
-            Some(false) => self.finish_stopped(inv).await,
+            Some(false) => self.finish_stopped(c).await,
             None => {}
         }
     }
 
-    async fn process(&self, inv: Invocation) {
+    async fn process(&self, c: Claim) {
+        let inv = &c.inv;
         let now = now_ms();
         if now.saturating_sub(inv.enqueued_ms) > inv.max_age_secs * 1000 {
-            if self.record(&inv, Outcome::Expired).await.is_some() {
-                self.deliver(&inv, false, "EventExpired", 200, "", b"")
-                    .await;
+            if self.record(&c, Outcome::Expired).await == Some(true) {
+                self.deliver(inv, false, "EventExpired", 200, "", b"").await;
             }
             return;
         }
@@ -786,12 +980,8 @@ impl AsyncEngine {
             Ok(s) => s,
             Err(e) => {
                 let reason = e.to_string();
-                if self
-                    .record(&inv, Outcome::Invalid { reason })
-                    .await
-                    .is_some()
-                {
-                    self.deliver(&inv, false, e.code(), 404, "", b"").await;
+                if self.record(&c, Outcome::Invalid { reason }).await == Some(true) {
+                    self.deliver(inv, false, e.code(), 404, "", b"").await;
                 }
                 return;
             }
@@ -802,20 +992,17 @@ impl AsyncEngine {
             Some(Err(e)) => {
                 let reason = format!("the queued HTTP request cannot be read: {e}");
                 tracing::warn!(request_id = %inv.request_id, "{reason}");
-                if self
-                    .record(&inv, Outcome::Invalid { reason })
-                    .await
-                    .is_some()
-                {
-                    self.deliver(&inv, false, "InvalidArgument", 400, "", b"")
+                if self.record(&c, Outcome::Invalid { reason }).await == Some(true) {
+                    self.deliver(inv, false, "InvalidArgument", 400, "", b"")
                         .await;
                 }
                 return;
             }
         };
+        let key = inv.key();
         let (stop_tx, stop_rx) = oneshot::channel();
         if let Ok(mut r) = self.running.lock() {
-            r.insert(inv.id, stop_tx);
+            r.insert(key.clone(), stop_tx);
         }
         let req = InvokeRequest {
             request_id: inv.request_id.clone(),
@@ -827,28 +1014,65 @@ impl AsyncEngine {
             http,
         };
         let runtime = self.control.runtime().clone();
-        let function_slots = self.function_slots(&inv, &spec);
+        let function_slots = self.function_slots(inv, &spec);
+        let call = async {
+            // Waits while the function runs as many as its instances can take.
+            let _slot = function_slots.acquire_owned().await;
+            runtime.invoke(&spec, req).await
+        };
+        // The lease is extended while the function runs, and the record's status read with
+        // it: a stop requested on another node shows as `Stopping`. Polled beside the call (not
+        // in turn with it), so a slow extension never holds up the call's own I/O.
+        let watch = async {
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + EXTEND_EVERY, EXTEND_EVERY);
+            loop {
+                tick.tick().await;
+                match self.queue.extend(&c, now_ms() + LEASE_MS).await {
+                    Ok(Some(Status::Running)) => {}
+                    Ok(Some(_)) => return,
+                    Ok(None) => {
+                        tracing::warn!(request_id = %inv.request_id, "an async invocation's lease was lost; its run is dropped");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(request_id = %inv.request_id, error = %e, "extending an async invocation's lease failed")
+                    }
+                }
+            }
+        };
         let result = tokio::select! {
-            r = async {
-                // Waits while the function runs as many as its instances can take.
-                let _slot = function_slots.acquire_owned().await;
-                runtime.invoke(&spec, req).await
-            } => Some(r),
-            _ = stop_rx => None,
+            r = call => Ok(r),
+            why = stop_rx => Err(why.unwrap_or(Abort::Stop)),
+            () = watch => Err(Abort::Stop),
         };
         if let Ok(mut r) = self.running.lock() {
-            r.remove(&inv.id);
+            r.remove(&key);
         }
         let now = now_ms();
         let outcome = match result {
             // Stopped: dropping the call replaced the instance that was running it.
-            None => {
-                if self.record(&inv, Outcome::Stopped).await.is_some() {
-                    self.deliver(&inv, false, "Stopped", 200, "", b"").await;
+            Err(Abort::Stop) => {
+                if self.record(&c, Outcome::Stopped).await == Some(true) {
+                    self.deliver(inv, false, "Stopped", 200, "", b"").await;
                 }
                 return;
             }
-            Some(r) => r,
+            // The node drains: another node runs it (a stop requested meanwhile wins).
+            Err(Abort::HandBack) => {
+                let released = until_written(
+                    "handing back an async invocation",
+                    &inv.request_id,
+                    &self.closed,
+                    || self.queue.release(&c, now_ms()),
+                )
+                .await;
+                if released == Some(false) {
+                    self.finish_stopped(&c).await;
+                }
+                return;
+            }
+            Ok(r) => r,
         };
         match outcome {
             Ok(o) if o.error_type.is_none() => {
@@ -859,7 +1083,7 @@ impl AsyncEngine {
                     return_payload: payload,
                     instance_id: o.instance_id,
                 };
-                self.record_then_deliver(&inv, done, true, "", 200, "", &o.body)
+                self.record_then_deliver(&c, done, true, "", 200, "", &o.body)
                     .await;
             }
             Ok(o) => {
@@ -874,8 +1098,8 @@ impl AsyncEngine {
                         error: kind,
                         platform: false,
                     };
-                    if self.record(&inv, retry).await == Some(false) {
-                        self.finish_stopped(&inv).await;
+                    if self.record(&c, retry).await == Some(false) {
+                        self.finish_stopped(&c).await;
                     }
                 } else {
                     let failed = Outcome::Failed {
@@ -883,7 +1107,7 @@ impl AsyncEngine {
                         error: kind.clone(),
                         instance_id: o.instance_id,
                     };
-                    self.record_then_deliver(&inv, failed, false, &kind, 200, &kind, &o.body)
+                    self.record_then_deliver(&c, failed, false, &kind, 200, &kind, &o.body)
                         .await;
                 }
             }
@@ -897,7 +1121,7 @@ impl AsyncEngine {
                         instance_id: String::new(),
                     };
                     self.record_then_deliver(
-                        &inv,
+                        &c,
                         failed,
                         false,
                         "FunctionResourceExhausted",
@@ -914,8 +1138,8 @@ impl AsyncEngine {
                     error: "ResourceThrottled".into(),
                     platform: true,
                 };
-                if self.record(&inv, retry).await == Some(false) {
-                    self.finish_stopped(&inv).await;
+                if self.record(&c, retry).await == Some(false) {
+                    self.finish_stopped(&c).await;
                 }
             }
             // A queued body is whole, so `Body` (a streamed body refused) cannot happen here; it
@@ -929,8 +1153,8 @@ impl AsyncEngine {
                         error: e.to_string(),
                         platform: false,
                     };
-                    if self.record(&inv, retry).await == Some(false) {
-                        self.finish_stopped(&inv).await;
+                    if self.record(&c, retry).await == Some(false) {
+                        self.finish_stopped(&c).await;
                     }
                 } else {
                     let failed = Outcome::Failed {
@@ -939,7 +1163,7 @@ impl AsyncEngine {
                         instance_id: String::new(),
                     };
                     self.record_then_deliver(
-                        &inv,
+                        &c,
                         failed,
                         false,
                         "FunctionNotStarted",
@@ -954,9 +1178,9 @@ impl AsyncEngine {
     }
 
     /// A stop arrived while the result was being recorded: the stop wins.
-    async fn finish_stopped(&self, inv: &Invocation) {
-        if self.record(inv, Outcome::Stopped).await.is_some() {
-            self.deliver(inv, false, "Stopped", 200, "", b"").await;
+    async fn finish_stopped(&self, c: &Claim) {
+        if self.record(c, Outcome::Stopped).await == Some(true) {
+            self.deliver(&c.inv, false, "Stopped", 200, "", b"").await;
         }
     }
 
@@ -1027,7 +1251,7 @@ impl AsyncEngine {
             "recording an async invocation's destination status",
             &inv.request_id,
             &self.closed,
-            || self.queue.set_destination_status(inv.id, status),
+            || self.queue.records().set_destination_status(inv, status),
         )
         .await;
     }
@@ -1046,6 +1270,7 @@ impl AsyncEngine {
             .await?;
         match self
             .queue
+            .records()
             .get(account, service, function, id)
             .await
             .map_err(queue_error)?
@@ -1072,6 +1297,7 @@ impl AsyncEngine {
         f.limit = f.limit.saturating_add(1);
         let mut rows = self
             .queue
+            .records()
             .list(account, service, function, &f)
             .await
             .map_err(queue_error)?;
@@ -1099,6 +1325,7 @@ impl AsyncEngine {
             .await?;
         let inv = match self
             .queue
+            .records()
             .get(account, service, function, id)
             .await
             .map_err(queue_error)?
@@ -1108,6 +1335,7 @@ impl AsyncEngine {
         };
         match self
             .queue
+            .records()
             .request_stop(account, service, function, id, now_ms())
             .await
             .map_err(queue_error)?
@@ -1117,9 +1345,21 @@ impl AsyncEngine {
                 Ok(())
             }
             StopResult::Stopping => {
-                let abort = self.running.lock().ok().and_then(|mut r| r.remove(&inv.id));
-                if let Some(tx) = abort {
-                    let _ = tx.send(());
+                // Running here: stopped now. Elsewhere: told to every node (its node calls
+                // `cancel_local`), and in any case seen as `Stopping` at the run's next lease
+                // extension.
+                if !self.cancel_local(account, service, function, id)
+                    && !self.control.cluster().is_single()
+                {
+                    let event = fcd_cluster::ClusterEvent::StopInvocation {
+                        account: account.to_owned(),
+                        service: service.to_owned(),
+                        function: function.to_owned(),
+                        invocation_id: id.to_owned(),
+                    };
+                    if let Err(e) = self.control.cluster().publish(event).await {
+                        tracing::warn!(error = %e, "could not tell the other nodes of a stop; it takes effect at the run's next lease extension");
+                    }
                 }
                 Ok(())
             }
@@ -1143,6 +1383,7 @@ impl AsyncEngine {
     ) -> Result<Vec<serde_json::Value>, FcError> {
         let configs = self
             .queue
+            .configs()
             .list_stateful_configs(account)
             .await
             .map_err(queue_error)?;
@@ -1242,6 +1483,7 @@ impl AsyncEngine {
         }
         cfg.last_modified_time = now;
         self.queue
+            .configs()
             .put_config(account, &cfg)
             .await
             .map_err(queue_error)?;
@@ -1261,6 +1503,7 @@ impl AsyncEngine {
             .await?;
         let q = qualifier.unwrap_or("LATEST");
         self.queue
+            .configs()
             .get_config(account, service, function, q)
             .await
             .map_err(queue_error)?
@@ -1283,6 +1526,7 @@ impl AsyncEngine {
         let q = qualifier.unwrap_or("LATEST");
         let deleted = self
             .queue
+            .configs()
             .delete_config(account, service, function, q)
             .await
             .map_err(queue_error)?;
@@ -1307,6 +1551,7 @@ impl AsyncEngine {
             .get_function(account, service, function)
             .await?;
         self.queue
+            .configs()
             .list_configs(account, service, function)
             .await
             .map_err(queue_error)

@@ -1,24 +1,38 @@
 //! The durable queue of asynchronous invocations and their stateful records.
 //!
-//! An accepted async invocation is a row that moves through FC's statuses (`Enqueued`,
-//! `Running`, `Retrying`, `Succeeded`, `Failed`, `Stopping`, `Stopped`, `Expired`, `Invalid`)
-//! and keeps its `events` history. The engine claims due rows in batches with a lease; a crashed
-//! server's `Running` rows are handed back on restart (at-least-once execution; each
-//! invocation still ends once in its record). Async invoke configs live here too, since only
-//! the async path reads them.
+//! An accepted async invocation moves through FC's statuses (`Enqueued`, `Running`,
+//! `Retrying`, `Succeeded`, `Failed`, `Stopping`, `Stopped`, `Expired`, `Invalid`) and keeps its
+//! `events` history. Three seams, each backed by what a deployment runs:
+//! - [`WorkQueue`]: items named by their invocation key ([`invocation_key`]), published with a
+//!   durable ack, claimed up to N at a time under a lease the worker extends while the function
+//!   runs, acknowledged, retried with a delay, terminated after the last attempt.
+//! - [`InvocationRecords`]: the stateful API's data, unique per key; every transition of a run
+//!   is a compare-and-set on the status and the claim's owner token, so each invocation ends
+//!   once in its record even when two workers ran it (a lease that lapsed, a duplicate
+//!   delivery).
+//! - [`ConfigStore`]: async invoke configs.
 //!
-//! [`AsyncQueue`] is the seam for other backends: the embedded one is [`SqliteQueue`] (its own
-//! SQLite file in the data dir, WAL, `synchronous=FULL`; one writer task commits whatever
-//! waits — accepts as multi-row inserts, claims, results — in one transaction, so that many
-//! concurrent writes share one fsync). A NATS JetStream backend would map enqueue to a
-//! publish with ack, claim to a durable pull consumer's fetch (`ack_wait` as the lease), retry to
-//! a NAK with delay, and keep the stateful records in a KV bucket.
+//! [`Queue`] is the value the engine takes: the three together and the steps spanning them.
+//! Backends: [`SqliteQueue`] (`queue.db`, one node: its rows are the work queue, one writer
+//! task commits what waits in one transaction — group commit), [`NatsWorkQueue`] (JetStream
+//! work-queue stream, one durable pull consumer shared by every node, `ack_wait` as the lease)
+//! with [`PgRecords`] (PostgreSQL), and [`PgWorkQueue`] (PostgreSQL alone, `FOR UPDATE SKIP
+//! LOCKED` over the records). Delivery is at least once; a crash between writing a record and
+//! publishing it is repaired by the sweeper ([`Queue::sweep`]).
 
+mod nats;
+mod postgres;
+mod queue;
 mod sqlite;
+#[cfg(test)]
+mod testenv;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use nats::{NatsConfig, NatsWorkQueue};
+pub use postgres::{PgRecords, PgWorkQueue};
+pub use queue::{Claim, Queue};
 pub use sqlite::{CLAIM_MAX, SqliteQueue};
 
 /// FC's statuses of an asynchronous invocation.
@@ -221,11 +235,27 @@ pub enum QueueError {
     Closed,
     #[error("queue backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached (connection refused or lost, pool exhausted): worth
+    /// retrying later; the API answers 503.
+    #[error("queue backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        QueueError::Backend(e.to_string())
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => QueueError::Unavailable(e.to_string()),
+            e => QueueError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for QueueError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        QueueError::Backend(format!("schema migration: {e}"))
     }
 }
 
@@ -235,38 +265,154 @@ impl From<serde_json::Error> for QueueError {
     }
 }
 
+/// The string that names one invocation everywhere: the work queue's item (and the broker's
+/// deduplication id), the record's unique key. Names and invocation ids cannot contain `/`.
+pub fn invocation_key(account: &str, service: &str, function: &str, invocation_id: &str) -> String {
+    format!("{account}/{service}/{function}/{invocation_id}")
+}
+
+/// The four parts of an [`invocation_key`].
+pub fn parse_key(key: &str) -> Option<(&str, &str, &str, &str)> {
+    let mut p = key.splitn(4, '/');
+    Some((p.next()?, p.next()?, p.next()?, p.next()?))
+}
+
+impl NewInvocation {
+    pub fn key(&self) -> String {
+        invocation_key(
+            &self.account_id,
+            &self.service,
+            &self.function,
+            &self.invocation_id,
+        )
+    }
+}
+
+impl Invocation {
+    pub fn key(&self) -> String {
+        invocation_key(
+            &self.account_id,
+            &self.service,
+            &self.function,
+            &self.invocation_id,
+        )
+    }
+}
+
+/// What [`InvocationRecords::start`] found for a delivered key.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Now `Running` under the caller's owner token (attempt counted, event appended): it was
+    /// waiting and due, or `Running` under a lease that lapsed (a redelivery).
+    Started(Box<Invocation>),
+    /// Waiting, but not due before this time (a delivery that came early).
+    NotDue(u64),
+    /// Running under another owner's live lease, until this time.
+    Held(u64),
+    /// Nothing to run: ended, unknown (purged), or a stop of a lapsed run completed now.
+    Ended,
+}
+
+/// The work queue: items named by their invocation key, delivered to one claimer at a time
+/// under a lease that the claimer extends while the function runs; retried with a delay;
+/// terminated after the last attempt. A broker (NATS JetStream) or the embedded file backs it.
 #[async_trait]
-pub trait AsyncQueue: Send + Sync + 'static {
-    /// Stores the invocation durably; returns only once it would survive a crash.
-    async fn enqueue(&self, inv: NewInvocation) -> Result<(), QueueError>;
-    /// Takes up to `max` due invocations, earliest due first, marking each `Running` until
-    /// `lease_until_ms`. Its cost does not grow with the number of waiting invocations.
+pub trait WorkQueue: Send + Sync + 'static {
+    /// Makes `key` deliverable; returns once the broker has it durably. Publishing a key that
+    /// is already queued is harmless (deduplicated, or found started by the record's CAS).
+    async fn publish(&self, key: &str) -> Result<(), QueueError>;
+    /// Takes up to `max` deliveries, waiting at most `wait` for the first. A work queue that
+    /// shares its rows with the records starts them in the same step (`owner`, lease): those
+    /// deliveries carry the started record.
     async fn claim(
         &self,
+        owner: &str,
         now_ms: u64,
         lease_until_ms: u64,
         max: usize,
-    ) -> Result<Vec<Invocation>, QueueError>;
-    /// Records how an execution ended. Results of an execution (`Succeeded`, `Failed`,
-    /// `Retry`) only apply while the row is still `Running`; `false` means it was not (a stop
-    /// came in meanwhile).
-    async fn finish(&self, id: i64, outcome: Outcome, now_ms: u64) -> Result<bool, QueueError>;
+        wait: std::time::Duration,
+    ) -> Result<Vec<Delivery>, QueueError>;
+    /// Extends the delivery's lease (a progress ack).
+    async fn progress(&self, d: &Delivery) -> Result<(), QueueError>;
+    /// Done with it: it is not delivered again.
+    async fn ack(&self, d: &Delivery) -> Result<(), QueueError>;
+    /// Deliver it again after `delay` (zero: hand it back now).
+    async fn retry(&self, d: &Delivery, delay: std::time::Duration) -> Result<(), QueueError>;
+    /// Dead letter: the last attempt failed; never delivered again.
+    async fn terminate(&self, d: &Delivery) -> Result<(), QueueError>;
+    /// When the next item falls due, if the work queue can tell (the embedded one can); `None`
+    /// also for a broker, whose `claim` waits by itself.
+    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError>;
+}
+
+/// One delivery of a work item.
+#[derive(Debug)]
+pub struct Delivery {
+    pub key: String,
+    /// Set when the work queue started the record as it claimed (the embedded file).
+    pub started: Option<Invocation>,
+    pub(crate) handle: Handle,
+}
+
+/// What acknowledges a delivery.
+#[derive(Debug)]
+pub(crate) enum Handle {
+    /// The row is the item: its record's transitions are its acknowledgements.
+    Row,
+    Nats(Box<async_nats::jetstream::Message>),
+}
+
+/// The stateful API's data: an invocation's status, `events` history, result and destination
+/// status. Unique per invocation key; every transition of a run is a compare-and-set on the
+/// status and the runner's owner token, so an invocation ends once in its record even when two
+/// workers ran it.
+#[async_trait]
+pub trait InvocationRecords: Send + Sync + 'static {
+    /// Stores the invocation durably (`Enqueued`); `Duplicate` if its key exists.
+    async fn insert(&self, inv: NewInvocation) -> Result<(), QueueError>;
+    /// Starts a delivered key for `owner`: takes `Enqueued`/`Retrying` when due, or `Running`
+    /// whose lease lapsed before `now_ms` (a redelivery); a `Stopping` one whose lease lapsed
+    /// becomes `Stopped`.
+    async fn start(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Start, QueueError>;
+    /// Extends the lease of a run `owner` holds; returns the record's status (`Running`, or
+    /// `Stopping` when a stop was requested anywhere), `None` if the run is no longer theirs.
+    async fn extend(
+        &self,
+        inv: &Invocation,
+        owner: &str,
+        lease_until_ms: u64,
+    ) -> Result<Option<Status>, QueueError>;
+    /// Records how `owner`'s run ended. `Succeeded`, `Failed` and `Retry` apply only while the
+    /// record is `Running` under `owner`; `Stopped`, `Expired` and `Invalid` while it is
+    /// `Running` or `Stopping` under `owner`. `false`: not applied.
+    async fn finish(
+        &self,
+        inv: &Invocation,
+        owner: &str,
+        outcome: Outcome,
+        now_ms: u64,
+    ) -> Result<bool, QueueError>;
+    /// Hands `owner`'s run back (a draining node): `Retrying`, due now, the attempt counted.
+    async fn release(&self, inv: &Invocation, owner: &str, now_ms: u64)
+    -> Result<bool, QueueError>;
     /// Ends, as `Expired`, every waiting invocation that became too old to start, and returns
     /// them (for their onFailure destination). They never show as `Running`.
     async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError>;
-    /// Deletes async invoke configs of a function (`None`: every function of the service) and
-    /// qualifier (`None`: every qualifier). Returns how many went.
-    async fn delete_configs(
-        &self,
-        account: &str,
-        service: &str,
-        function: Option<&str>,
-        qualifier: Option<&str>,
-    ) -> Result<u64, QueueError>;
+    /// Keys that should have been started before `before_ms` and were not: waiting and due,
+    /// or running under a lapsed lease (at most `max`). The sweeper publishes them again.
+    async fn overdue(&self, before_ms: u64, max: usize) -> Result<Vec<String>, QueueError>;
     /// Records where the destination record went.
-    async fn set_destination_status(&self, id: i64, status: &str) -> Result<(), QueueError>;
-    /// The earliest time something becomes due, if anything is waiting.
-    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError>;
+    async fn set_destination_status(
+        &self,
+        inv: &Invocation,
+        status: &str,
+    ) -> Result<(), QueueError>;
     async fn get(
         &self,
         account: &str,
@@ -289,12 +435,13 @@ pub trait AsyncQueue: Send + Sync + 'static {
         invocation_id: &str,
         now_ms: u64,
     ) -> Result<StopResult, QueueError>;
-    /// After a restart: executions that were running when the server died go back to the
-    /// queue (their attempt counts), stops that were in progress complete.
-    async fn recover(&self, now_ms: u64) -> Result<u64, QueueError>;
     /// Deletes finished records that ended before `before_ms`.
     async fn purge(&self, before_ms: u64) -> Result<u64, QueueError>;
+}
 
+/// Async invoke configs (PutFunctionAsyncInvokeConfig), per function and qualifier.
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
     async fn put_config(&self, account: &str, cfg: &AsyncConfig) -> Result<(), QueueError>;
     async fn get_config(
         &self,
@@ -310,6 +457,15 @@ pub trait AsyncQueue: Send + Sync + 'static {
         function: &str,
         qualifier: &str,
     ) -> Result<bool, QueueError>;
+    /// Deletes async invoke configs of a function (`None`: every function of the service) and
+    /// qualifier (`None`: every qualifier). Returns how many went.
+    async fn delete_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: Option<&str>,
+        qualifier: Option<&str>,
+    ) -> Result<u64, QueueError>;
     async fn list_configs(
         &self,
         account: &str,

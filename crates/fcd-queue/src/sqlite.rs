@@ -1,5 +1,11 @@
-//! The embedded queue: one SQLite file; one writer task, on its own connection, commits every
-//! state change in batches (group commit).
+//! The embedded queue: one SQLite file (`queue.db`) backs the work queue, the invocation
+//! records and the configs. Its waiting rows are the work queue (a claim starts the record in
+//! the same statement; the row's transitions are its acknowledgements). One writer task, on its
+//! own connection, commits every state change of a run (accepts, claims, lease extensions,
+//! results, expiry) in batches (group commit). The lease is read: a `Running` row whose lease
+//! lapsed is claimable again, and the worker extends it while the function runs; `recover`
+//! still hands back every run at start (one node owns the file). The schema is versioned by
+//! sqlx migrations 1000+; a file from before versioning opens with its rows.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -9,18 +15,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AsyncConfig, AsyncQueue, Event, Invocation, ListFilter, NewInvocation, Outcome, QueueError,
-    Status, StopResult,
+    AsyncConfig, ConfigStore, Delivery, Event, Handle, Invocation, InvocationRecords, ListFilter,
+    NewInvocation, Outcome, QueueError, Start, Status, StopResult, WorkQueue, parse_key,
 };
 
+/// The schema as it was before versioning: migration 1000 (every statement idempotent, so a
+/// file from before versioning takes it as a no-op and keeps its rows).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS invocations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,6 +80,31 @@ CREATE TABLE IF NOT EXISTS async_configs (
 );
 ";
 
+/// Migration 1001: the owner token of a run (its transitions are compare-and-set on it), and
+/// runs by lease end (a lapsed lease is claimable again).
+const OWNERS_AND_LEASES: &str = "
+ALTER TABLE invocations ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS invocations_leased ON invocations (lease_until_ms)
+    WHERE status = 'Running';
+";
+
+/// queue.db's migrations (versions 1000+, so they never collide with another migrator's).
+fn migrator() -> Migrator {
+    let m = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        m(1000, "invocations and async configs", SCHEMA),
+        m(1001, "owners and leases", OWNERS_AND_LEASES),
+    ])
+}
+
 /// Most commands run in one transaction.
 const BATCH_MAX: usize = 1024;
 /// Most rows in one multi-row INSERT (17 parameters each: far below SQLite's limit of 32766).
@@ -87,13 +121,21 @@ enum Cmd {
         ack: oneshot::Sender<Result<(), QueueError>>,
     },
     Claim {
+        owner: String,
         now_ms: u64,
         lease_until_ms: u64,
         max: usize,
         ack: oneshot::Sender<Result<Vec<Invocation>, QueueError>>,
     },
+    Extend {
+        id: i64,
+        owner: String,
+        lease_until_ms: u64,
+        ack: oneshot::Sender<Result<Option<Status>, QueueError>>,
+    },
     Finish {
         id: i64,
+        owner: String,
         outcome: Outcome,
         now_ms: u64,
         ack: oneshot::Sender<Result<bool, QueueError>>,
@@ -114,6 +156,10 @@ enum Done {
         oneshot::Sender<Result<Vec<Invocation>, QueueError>>,
         Result<Vec<Invocation>, QueueError>,
     ),
+    Extend(
+        oneshot::Sender<Result<Option<Status>, QueueError>>,
+        Result<Option<Status>, QueueError>,
+    ),
     Finish(
         oneshot::Sender<Result<bool, QueueError>>,
         Result<bool, QueueError>,
@@ -130,6 +176,7 @@ impl Done {
         match self {
             Done::Enqueue(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
             Done::Claim(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
+            Done::Extend(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
             Done::Finish(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
             Done::Expire(a, r) => drop(a.send(failed.map_or(r, |m| Err(fail(m))))),
         }
@@ -189,8 +236,10 @@ impl SqliteQueue {
             .synchronous(SqliteSynchronous::Full)
             .connect()
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&mut durable).await?;
-        migrate(&mut durable).await?;
+        let migrator = migrator();
+        migrator.run_to(1000, &mut durable).await?;
+        add_columns_from_before_versioning(&mut durable).await?;
+        migrator.run(&mut durable).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
@@ -212,14 +261,15 @@ impl SqliteQueue {
     }
 }
 
-/// Columns added after the first schema, each added to an older file when missing (rows
-/// written before read them as NULL, which means what those rows always meant).
+/// Columns added after the first schema and before versioning, each added to an older file
+/// when missing (rows written before read them as NULL, which means what those rows always
+/// meant). Later changes are migrations.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     // The client's request of an HTTP-trigger invocation (NULL: an event).
     ("http_request", "TEXT"),
 ];
 
-async fn migrate(conn: &mut SqliteConnection) -> Result<(), QueueError> {
+async fn add_columns_from_before_versioning(conn: &mut SqliteConnection) -> Result<(), QueueError> {
     let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('invocations')")
         .fetch_all(&mut *conn)
         .await?
@@ -383,6 +433,7 @@ async fn insert_many(
 /// One successful execution's result, to be recorded with others in one statement.
 struct Success {
     id: i64,
+    owner: String,
     now_ms: u64,
     duration_ms: u64,
     return_payload: Vec<u8>,
@@ -392,9 +443,9 @@ struct Success {
 
 /// An UPDATE recording `n` successes.
 fn success_text(n: usize) -> String {
-    let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+    let rows = vec!["(?, ?, ?, ?, ?, ?)"; n].join(", ");
     format!(
-        "WITH r(id, end_ms, duration_ms, return_payload, instance_id) AS (VALUES {rows})
+        "WITH r(id, owner, end_ms, duration_ms, return_payload, instance_id) AS (VALUES {rows})
          UPDATE invocations SET status = 'Succeeded', end_ms = r.end_ms,
              duration_ms = r.duration_ms, return_payload = r.return_payload,
              instance_id = r.instance_id, lease_until_ms = NULL,
@@ -402,6 +453,7 @@ fn success_text(n: usize) -> String {
                  json_array_length(events) + 1, 'status', 'Succeeded',
                  'timestamp', r.end_ms, 'eventDetail', ''))
          FROM r WHERE invocations.id = r.id AND invocations.status = 'Running'
+             AND invocations.owner = r.owner
          RETURNING invocations.id"
     )
 }
@@ -417,6 +469,7 @@ async fn succeed_many(
     for r in rows {
         q = q
             .bind(r.id)
+            .bind(&r.owner)
             .bind(r.now_ms as i64)
             .bind(r.duration_ms as i64)
             .bind(&r.return_payload)
@@ -458,6 +511,7 @@ async fn write_batches(
                 }
                 Cmd::Finish {
                     id,
+                    owner,
                     outcome:
                         Outcome::Succeeded {
                             duration_ms,
@@ -468,6 +522,7 @@ async fn write_batches(
                     ack,
                 } => successes.push(Success {
                     id,
+                    owner,
                     now_ms,
                     duration_ms,
                     return_payload,
@@ -505,7 +560,7 @@ async fn write_batches(
                                 return_payload: s.return_payload,
                                 instance_id: s.instance_id,
                             };
-                            let r = finish_on(&mut tx, s.id, outcome, s.now_ms).await;
+                            let r = finish_on(&mut tx, s.id, &s.owner, outcome, s.now_ms).await;
                             done.push(Done::Finish(s.ack, r));
                         }
                     }
@@ -515,17 +570,28 @@ async fn write_batches(
                 done.push(match cmd {
                     Cmd::Enqueue { .. } => continue,
                     Cmd::Claim {
+                        owner,
                         now_ms,
                         lease_until_ms,
                         max,
                         ack,
-                    } => Done::Claim(ack, claim_on(&mut tx, now_ms, lease_until_ms, max).await),
+                    } => Done::Claim(
+                        ack,
+                        claim_on(&mut tx, &owner, now_ms, lease_until_ms, max).await,
+                    ),
+                    Cmd::Extend {
+                        id,
+                        owner,
+                        lease_until_ms,
+                        ack,
+                    } => Done::Extend(ack, extend_on(&mut tx, id, &owner, lease_until_ms).await),
                     Cmd::Finish {
                         id,
+                        owner,
                         outcome,
                         now_ms,
                         ack,
-                    } => Done::Finish(ack, finish_on(&mut tx, id, outcome, now_ms).await),
+                    } => Done::Finish(ack, finish_on(&mut tx, id, &owner, outcome, now_ms).await),
                     Cmd::Expire { now_ms, ack } => {
                         Done::Expire(ack, expire_on(&mut tx, now_ms).await)
                     }
@@ -548,17 +614,44 @@ async fn write_batches(
     }
 }
 
-/// Takes up to `max` due invocations in due order (one statement, whatever the backlog: it
-/// reads the first entries of `invocations_waiting`).
+/// Takes up to `max` invocations for `owner`: runs whose lease lapsed before `now_ms` first
+/// (their worker is gone or hung; through `invocations_leased`), then due ones in due order
+/// (through `invocations_waiting`). Two statements whatever the backlog.
 async fn claim_on(
     conn: &mut SqliteConnection,
+    owner: &str,
     now_ms: u64,
     lease_until_ms: u64,
     max: usize,
 ) -> Result<Vec<Invocation>, QueueError> {
+    let max = max.min(CLAIM_MAX);
+    let lapsed = sqlx::query(cached_sql!(
+        "UPDATE invocations
+         SET attempts = attempts + 1, lease_until_ms = ?1, owner = ?4,
+             events = json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1,
+                 'status', 'Running', 'timestamp', ?2, 'eventDetail', 'redelivered: the lease of the previous run lapsed'))
+         WHERE id IN (SELECT id FROM invocations
+                      WHERE status = 'Running' AND lease_until_ms < ?2
+                      ORDER BY lease_until_ms LIMIT ?3)
+         RETURNING *"
+            .to_owned()
+    ))
+    .bind(lease_until_ms as i64)
+    .bind(now_ms as i64)
+    .bind(max as i64)
+    .bind(owner)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = lapsed
+        .iter()
+        .map(invocation)
+        .collect::<Result<Vec<_>, _>>()?;
+    if out.len() >= max {
+        return Ok(out);
+    }
     let q = cached_sql!(
         "UPDATE invocations
-         SET status = 'Running', attempts = attempts + 1, lease_until_ms = ?1,
+         SET status = 'Running', attempts = attempts + 1, lease_until_ms = ?1, owner = ?4,
              started_ms = COALESCE(started_ms, ?2),
              events = json_insert(events, '$[#]', json_object('eventId', json_array_length(events) + 1,
                  'status', 'Running', 'timestamp', ?2, 'eventDetail', ''))
@@ -571,7 +664,8 @@ async fn claim_on(
     let rows = sqlx::query(q)
         .bind(lease_until_ms as i64)
         .bind(now_ms as i64)
-        .bind(max.min(CLAIM_MAX) as i64)
+        .bind((max - out.len()) as i64)
+        .bind(owner)
         .fetch_all(&mut *conn)
         .await?;
     // RETURNING gives no order: restore the due order.
@@ -580,12 +674,39 @@ async fn claim_on(
         .map(|r| Ok((r.try_get::<i64, _>("next_attempt_ms")?, invocation(r)?)))
         .collect::<Result<Vec<_>, QueueError>>()?;
     keyed.sort_by_key(|(due, inv)| (*due, inv.id));
-    Ok(keyed.into_iter().map(|(_, inv)| inv).collect())
+    out.extend(keyed.into_iter().map(|(_, inv)| inv));
+    Ok(out)
+}
+
+/// Extends `owner`'s lease; the status it found (`Stopping`: a stop was requested), `None`
+/// if the run is no longer `owner`'s.
+async fn extend_on(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    lease_until_ms: u64,
+) -> Result<Option<Status>, QueueError> {
+    let row = sqlx::query(cached_sql!(
+        "UPDATE invocations SET lease_until_ms = ?
+         WHERE id = ? AND owner = ? AND status IN ('Running', 'Stopping')
+         RETURNING status"
+            .to_owned()
+    ))
+    .bind(lease_until_ms as i64)
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => Ok(Status::parse(&r.try_get::<String, _>(0)?)),
+        None => Ok(None),
+    }
 }
 
 async fn finish_on(
     conn: &mut SqliteConnection,
     id: i64,
+    owner: &str,
     outcome: Outcome,
     now_ms: u64,
 ) -> Result<bool, QueueError> {
@@ -594,7 +715,7 @@ async fn finish_on(
         Outcome::Succeeded { duration_ms, return_payload, instance_id } => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Succeeded', end_ms = ?, duration_ms = ?, return_payload = ?,
                 instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
-             WHERE id = ? AND status = 'Running'"
+             WHERE id = ? AND status = 'Running' AND owner = ?"
         )))
         .bind(now)
         .bind(duration_ms as i64)
@@ -606,7 +727,7 @@ async fn finish_on(
         Outcome::Failed { duration_ms, error, instance_id } => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Failed', end_ms = ?, duration_ms = ?, error_message = ?,
                 instance_id = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
-             WHERE id = ? AND status = 'Running'"
+             WHERE id = ? AND status = 'Running' AND owner = ?"
         )))
         .bind(now)
         .bind(duration_ms as i64)
@@ -619,7 +740,7 @@ async fn finish_on(
             "UPDATE invocations SET status = 'Retrying', next_attempt_ms = ?, error_message = ?,
                 attempts = attempts - ?, platform_retries = platform_retries + ?,
                 lease_until_ms = NULL, events = {APPEND_EVENT}
-             WHERE id = ? AND status = 'Running'"
+             WHERE id = ? AND status = 'Running' AND owner = ?"
         )))
         .bind(at_ms as i64)
         .bind(error.clone())
@@ -630,7 +751,7 @@ async fn finish_on(
         .bind(serde_json::json!({ "Error": error }).to_string()),
         Outcome::Stopped => sqlx::query(cached_sql!(format!(
             "UPDATE invocations SET status = 'Stopped', end_ms = ?, lease_until_ms = NULL,
-                events = {APPEND_EVENT} WHERE id = ?"
+                events = {APPEND_EVENT} WHERE id = ? AND status IN ('Running', 'Stopping') AND owner = ?"
         )))
         .bind(now)
         .bind("Stopped")
@@ -640,7 +761,8 @@ async fn finish_on(
             "UPDATE invocations SET status = 'Expired', end_ms = ?, lease_until_ms = NULL,
                 attempts = attempts - 1,
                 started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
-                events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
+                events = {UNDO_RUNNING_AND_APPEND}
+             WHERE id = ? AND status IN ('Running', 'Stopping') AND owner = ?"
         )))
         .bind(now)
         .bind("Expired")
@@ -652,7 +774,8 @@ async fn finish_on(
             "UPDATE invocations SET status = 'Invalid', end_ms = ?, error_message = ?, lease_until_ms = NULL,
                 attempts = attempts - 1,
                 started_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_ms END,
-                events = {UNDO_RUNNING_AND_APPEND} WHERE id = ?"
+                events = {UNDO_RUNNING_AND_APPEND}
+             WHERE id = ? AND status IN ('Running', 'Stopping') AND owner = ?"
         )))
         .bind(now)
         .bind(reason.clone())
@@ -660,7 +783,7 @@ async fn finish_on(
         .bind(now)
         .bind(serde_json::json!({ "Error": reason }).to_string()),
     };
-    let res = q.bind(id).execute(&mut *conn).await?;
+    let res = q.bind(id).bind(owner).execute(&mut *conn).await?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -724,22 +847,25 @@ fn invocation(row: &SqliteRow) -> Result<Invocation, QueueError> {
     })
 }
 
-#[async_trait]
-impl AsyncQueue for SqliteQueue {
-    async fn enqueue(&self, inv: NewInvocation) -> Result<(), QueueError> {
+/// The operations, as inherent methods (the seams' implementations below call them).
+impl SqliteQueue {
+    pub async fn enqueue(&self, inv: NewInvocation) -> Result<(), QueueError> {
         let (ack, rx) = oneshot::channel();
         self.send(Cmd::Enqueue { inv, ack }).await?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
-    async fn claim(
+    /// Claims up to `max` invocations for `owner` (see `claim_on`).
+    pub async fn claim(
         &self,
+        owner: &str,
         now_ms: u64,
         lease_until_ms: u64,
         max: usize,
     ) -> Result<Vec<Invocation>, QueueError> {
         let (ack, rx) = oneshot::channel();
         self.send(Cmd::Claim {
+            owner: owner.to_owned(),
             now_ms,
             lease_until_ms,
             max,
@@ -749,10 +875,34 @@ impl AsyncQueue for SqliteQueue {
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
-    async fn finish(&self, id: i64, outcome: Outcome, now_ms: u64) -> Result<bool, QueueError> {
+    pub async fn extend(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until_ms: u64,
+    ) -> Result<Option<Status>, QueueError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Extend {
+            id,
+            owner: owner.to_owned(),
+            lease_until_ms,
+            ack,
+        })
+        .await?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    pub async fn finish(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: Outcome,
+        now_ms: u64,
+    ) -> Result<bool, QueueError> {
         let (ack, rx) = oneshot::channel();
         self.send(Cmd::Finish {
             id,
+            owner: owner.to_owned(),
             outcome,
             now_ms,
             ack,
@@ -761,13 +911,13 @@ impl AsyncQueue for SqliteQueue {
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
-    async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError> {
+    pub async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError> {
         let (ack, rx) = oneshot::channel();
         self.send(Cmd::Expire { now_ms, ack }).await?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
-    async fn delete_configs(
+    pub async fn delete_configs(
         &self,
         account: &str,
         service: &str,
@@ -789,7 +939,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(res.rows_affected())
     }
 
-    async fn set_destination_status(&self, id: i64, status: &str) -> Result<(), QueueError> {
+    pub async fn set_destination_status(&self, id: i64, status: &str) -> Result<(), QueueError> {
         sqlx::query("UPDATE invocations SET destination_status = ? WHERE id = ?")
             .bind(status)
             .bind(id)
@@ -798,7 +948,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(())
     }
 
-    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
+    pub async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
         let row = sqlx::query(
             "SELECT MIN(next_attempt_ms) FROM invocations WHERE status IN ('Enqueued', 'Retrying')",
         )
@@ -807,7 +957,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(row.try_get::<Option<i64>, _>(0)?.map(|v| v.max(0) as u64))
     }
 
-    async fn get(
+    pub async fn get(
         &self,
         account: &str,
         service: &str,
@@ -826,7 +976,7 @@ impl AsyncQueue for SqliteQueue {
         row.as_ref().map(invocation).transpose()
     }
 
-    async fn list(
+    pub async fn list(
         &self,
         account: &str,
         service: &str,
@@ -877,7 +1027,7 @@ impl AsyncQueue for SqliteQueue {
         rows.iter().map(invocation).collect()
     }
 
-    async fn request_stop(
+    pub async fn request_stop(
         &self,
         account: &str,
         service: &str,
@@ -937,7 +1087,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(result)
     }
 
-    async fn recover(&self, now_ms: u64) -> Result<u64, QueueError> {
+    pub async fn recover(&self, now_ms: u64) -> Result<u64, QueueError> {
         let now = now_ms as i64;
         let stopped = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE invocations SET status = 'Stopped', end_ms = ?, lease_until_ms = NULL, events = {APPEND_EVENT}
@@ -965,7 +1115,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(stopped + requeued)
     }
 
-    async fn purge(&self, before_ms: u64) -> Result<u64, QueueError> {
+    pub async fn purge(&self, before_ms: u64) -> Result<u64, QueueError> {
         let res = sqlx::query(
             "DELETE FROM invocations WHERE end_ms IS NOT NULL AND end_ms < ?
                AND status IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid')",
@@ -976,7 +1126,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(res.rows_affected())
     }
 
-    async fn put_config(&self, account: &str, cfg: &AsyncConfig) -> Result<(), QueueError> {
+    pub async fn put_config(&self, account: &str, cfg: &AsyncConfig) -> Result<(), QueueError> {
         sqlx::query(
             "INSERT INTO async_configs (account_id, service, function, qualifier, body) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (account_id, service, function, qualifier) DO UPDATE SET body = excluded.body",
@@ -991,7 +1141,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(())
     }
 
-    async fn get_config(
+    pub async fn get_config(
         &self,
         account: &str,
         service: &str,
@@ -1015,7 +1165,7 @@ impl AsyncQueue for SqliteQueue {
         }
     }
 
-    async fn delete_config(
+    pub async fn delete_config(
         &self,
         account: &str,
         service: &str,
@@ -1034,7 +1184,7 @@ impl AsyncQueue for SqliteQueue {
         Ok(res.rows_affected() > 0)
     }
 
-    async fn list_configs(
+    pub async fn list_configs(
         &self,
         account: &str,
         service: &str,
@@ -1053,7 +1203,10 @@ impl AsyncQueue for SqliteQueue {
             .collect()
     }
 
-    async fn list_stateful_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError> {
+    pub async fn list_stateful_configs(
+        &self,
+        account: &str,
+    ) -> Result<Vec<AsyncConfig>, QueueError> {
         let rows = sqlx::query("SELECT body FROM async_configs WHERE account_id = ? ORDER BY service, function, qualifier")
             .bind(account)
             .fetch_all(&self.pool)
@@ -1063,6 +1216,330 @@ impl AsyncQueue for SqliteQueue {
             .map(|r| Ok::<_, QueueError>(serde_json::from_str(&r.try_get::<String, _>("body")?)?))
             .collect::<Result<_, _>>()?;
         Ok(all.into_iter().filter(|c| c.stateful_invocation).collect())
+    }
+}
+
+impl SqliteQueue {
+    /// [`InvocationRecords::start`] for a key delivered by another work queue (this file's own
+    /// claims start their rows as they take them).
+    async fn start_key(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Start, QueueError> {
+        let Some((account, service, function, id)) = parse_key(key) else {
+            return Ok(Start::Ended);
+        };
+        // IMMEDIATE: read, then write, without SQLITE_BUSY from a concurrent writer.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT id, status, next_attempt_ms, lease_until_ms FROM invocations
+             WHERE account_id = ? AND service = ? AND function = ? AND invocation_id = ?",
+        )
+        .bind(account)
+        .bind(service)
+        .bind(function)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Start::Ended);
+        };
+        let rowid: i64 = row.try_get("id")?;
+        let status = Status::parse(&row.try_get::<String, _>("status")?);
+        let due = row.try_get::<i64, _>("next_attempt_ms")?.max(0) as u64;
+        let lease = opt_u64(&row, "lease_until_ms")?.unwrap_or(0);
+        let now = now_ms as i64;
+        let start = match status {
+            Some(Status::Enqueued | Status::Retrying) if due > now_ms => Start::NotDue(due),
+            Some(Status::Running | Status::Stopping) if lease >= now_ms => Start::Held(lease),
+            Some(Status::Stopping) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE invocations SET status = 'Stopped', end_ms = ?, lease_until_ms = NULL,
+                        events = {APPEND_EVENT} WHERE id = ?"
+                )))
+                .bind(now)
+                .bind("Stopped")
+                .bind(now)
+                .bind("the run being stopped lost its lease")
+                .bind(rowid)
+                .execute(&mut *tx)
+                .await?;
+                Start::Ended
+            }
+            Some(s @ (Status::Enqueued | Status::Retrying | Status::Running)) => {
+                let detail = if s == Status::Running {
+                    "redelivered: the lease of the previous run lapsed"
+                } else {
+                    ""
+                };
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE invocations SET status = 'Running', attempts = attempts + 1,
+                        lease_until_ms = ?, owner = ?, started_ms = COALESCE(started_ms, ?),
+                        events = {APPEND_EVENT}
+                     WHERE id = ? RETURNING *"
+                )))
+                .bind(lease_until_ms as i64)
+                .bind(owner)
+                .bind(now)
+                .bind("Running")
+                .bind(now)
+                .bind(detail)
+                .bind(rowid)
+                .fetch_one(&mut *tx)
+                .await?;
+                Start::Started(Box::new(invocation(&row)?))
+            }
+            _ => Start::Ended,
+        };
+        tx.commit().await?;
+        Ok(start)
+    }
+
+    /// [`InvocationRecords::release`].
+    pub async fn release(&self, id: i64, owner: &str, now_ms: u64) -> Result<bool, QueueError> {
+        let now = now_ms as i64;
+        let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invocations SET status = 'Retrying', next_attempt_ms = ?, lease_until_ms = NULL,
+                owner = NULL, events = {APPEND_EVENT}
+             WHERE id = ? AND owner = ? AND status = 'Running'"
+        )))
+        .bind(now)
+        .bind("Retrying")
+        .bind(now)
+        .bind(r#"{"Error":"handed back by a node that stopped"}"#)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// [`InvocationRecords::overdue`].
+    pub async fn overdue(&self, before_ms: u64, max: usize) -> Result<Vec<String>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT account_id, service, function, invocation_id FROM invocations
+             WHERE id IN (SELECT id FROM invocations
+                          WHERE status IN ('Enqueued', 'Retrying') AND next_attempt_ms < ?1
+                          ORDER BY next_attempt_ms LIMIT ?2)
+                OR id IN (SELECT id FROM invocations
+                          WHERE status = 'Running' AND lease_until_ms < ?1
+                          ORDER BY lease_until_ms LIMIT ?2)
+             LIMIT ?2",
+        )
+        .bind(before_ms as i64)
+        .bind(max as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::invocation_key(
+                    &r.try_get::<String, _>(0)?,
+                    &r.try_get::<String, _>(1)?,
+                    &r.try_get::<String, _>(2)?,
+                    &r.try_get::<String, _>(3)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The file's waiting rows are the work queue: an accept is its publish, a claim starts the
+/// rows it takes, and the rows' transitions are the acknowledgements.
+#[async_trait]
+impl WorkQueue for SqliteQueue {
+    async fn publish(&self, _key: &str) -> Result<(), QueueError> {
+        // The record's insert queued it.
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        max: usize,
+        _wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let got = SqliteQueue::claim(self, owner, now_ms, lease_until_ms, max).await?;
+        Ok(got
+            .into_iter()
+            .map(|inv| Delivery {
+                key: inv.key(),
+                started: Some(inv),
+                handle: Handle::Row,
+            })
+            .collect())
+    }
+
+    async fn progress(&self, _d: &Delivery) -> Result<(), QueueError> {
+        // The record's lease is the delivery's.
+        Ok(())
+    }
+
+    async fn ack(&self, _d: &Delivery) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn retry(&self, _d: &Delivery, _delay: Duration) -> Result<(), QueueError> {
+        // The record's `next_attempt_ms` is the delay.
+        Ok(())
+    }
+
+    async fn terminate(&self, _d: &Delivery) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
+        SqliteQueue::next_due_ms(self).await
+    }
+}
+
+#[async_trait]
+impl InvocationRecords for SqliteQueue {
+    async fn insert(&self, inv: NewInvocation) -> Result<(), QueueError> {
+        self.enqueue(inv).await
+    }
+
+    async fn start(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Start, QueueError> {
+        self.start_key(key, owner, now_ms, lease_until_ms).await
+    }
+
+    async fn extend(
+        &self,
+        inv: &Invocation,
+        owner: &str,
+        lease_until_ms: u64,
+    ) -> Result<Option<Status>, QueueError> {
+        SqliteQueue::extend(self, inv.id, owner, lease_until_ms).await
+    }
+
+    async fn finish(
+        &self,
+        inv: &Invocation,
+        owner: &str,
+        outcome: Outcome,
+        now_ms: u64,
+    ) -> Result<bool, QueueError> {
+        SqliteQueue::finish(self, inv.id, owner, outcome, now_ms).await
+    }
+
+    async fn release(
+        &self,
+        inv: &Invocation,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<bool, QueueError> {
+        SqliteQueue::release(self, inv.id, owner, now_ms).await
+    }
+
+    async fn expire_due(&self, now_ms: u64) -> Result<Vec<Invocation>, QueueError> {
+        SqliteQueue::expire_due(self, now_ms).await
+    }
+
+    async fn overdue(&self, before_ms: u64, max: usize) -> Result<Vec<String>, QueueError> {
+        SqliteQueue::overdue(self, before_ms, max).await
+    }
+
+    async fn set_destination_status(
+        &self,
+        inv: &Invocation,
+        status: &str,
+    ) -> Result<(), QueueError> {
+        SqliteQueue::set_destination_status(self, inv.id, status).await
+    }
+
+    async fn get(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        invocation_id: &str,
+    ) -> Result<Option<Invocation>, QueueError> {
+        SqliteQueue::get(self, account, service, function, invocation_id).await
+    }
+
+    async fn list(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        filter: &ListFilter,
+    ) -> Result<Vec<Invocation>, QueueError> {
+        SqliteQueue::list(self, account, service, function, filter).await
+    }
+
+    async fn request_stop(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        invocation_id: &str,
+        now_ms: u64,
+    ) -> Result<StopResult, QueueError> {
+        SqliteQueue::request_stop(self, account, service, function, invocation_id, now_ms).await
+    }
+
+    async fn purge(&self, before_ms: u64) -> Result<u64, QueueError> {
+        SqliteQueue::purge(self, before_ms).await
+    }
+}
+
+#[async_trait]
+impl ConfigStore for SqliteQueue {
+    async fn put_config(&self, account: &str, cfg: &AsyncConfig) -> Result<(), QueueError> {
+        SqliteQueue::put_config(self, account, cfg).await
+    }
+
+    async fn get_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<AsyncConfig>, QueueError> {
+        SqliteQueue::get_config(self, account, service, function, qualifier).await
+    }
+
+    async fn delete_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool, QueueError> {
+        SqliteQueue::delete_config(self, account, service, function, qualifier).await
+    }
+
+    async fn delete_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: Option<&str>,
+        qualifier: Option<&str>,
+    ) -> Result<u64, QueueError> {
+        SqliteQueue::delete_configs(self, account, service, function, qualifier).await
+    }
+
+    async fn list_configs(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+    ) -> Result<Vec<AsyncConfig>, QueueError> {
+        SqliteQueue::list_configs(self, account, service, function).await
+    }
+
+    async fn list_stateful_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError> {
+        SqliteQueue::list_stateful_configs(self, account).await
     }
 }
 
@@ -1089,9 +1566,15 @@ mod tests {
         }
     }
 
+    async fn claim1_as(q: &SqliteQueue, owner: &str, now: u64, lease: u64) -> Option<Invocation> {
+        let mut got = q.claim(owner, now, lease, 1).await.unwrap();
+        assert!(got.len() <= 1, "claimed {} for a claim of one", got.len());
+        got.pop()
+    }
+
     /// One claim of at most one invocation.
     async fn claim1(q: &SqliteQueue, now: u64, lease: u64) -> Option<Invocation> {
-        let mut got = q.claim(now, lease, 1).await.unwrap();
+        let mut got = q.claim("o", now, lease, 1).await.unwrap();
         assert!(got.len() <= 1, "claimed {} for a claim of one", got.len());
         got.pop()
     }
@@ -1139,6 +1622,16 @@ mod tests {
         q.enqueue(inv).await.unwrap();
         let got = q.get("a", "s", "f", "http").await.unwrap().unwrap();
         assert_eq!(got.http_request.as_deref(), Some("{\"method\":\"PUT\"}"));
+        // Versioned from now on: the baseline and every later migration are recorded.
+        let versions: Vec<i64> =
+            sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&q.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<i64, _>(0))
+                .collect();
+        assert_eq!(versions, [1000, 1001]);
         // Opening again finds the column and adds nothing.
         drop(q);
         let q = SqliteQueue::open(&path).await.unwrap();
@@ -1166,6 +1659,7 @@ mod tests {
         assert!(claim1(&q, 1000, 5000).await.is_none(), "claimed twice");
         q.finish(
             c.id,
+            "o",
             Outcome::Retry {
                 at_ms: 2000,
                 error: "E".into(),
@@ -1183,6 +1677,7 @@ mod tests {
         assert_eq!(c.attempts, 2);
         q.finish(
             c.id,
+            "o",
             Outcome::Succeeded {
                 duration_ms: 5,
                 return_payload: b"ok".to_vec(),
@@ -1228,6 +1723,7 @@ mod tests {
         let c = claim1(&q, 5000, 9000).await.unwrap();
         q.finish(
             c.id,
+            "o",
             Outcome::Invalid {
                 reason: "function gone".into(),
             },
@@ -1261,6 +1757,7 @@ mod tests {
             assert_eq!(r.invocation_id, "queued");
             q.finish(
                 r.id,
+                "o",
                 Outcome::Retry {
                     at_ms: 50,
                     error: "x".into(),
@@ -1275,6 +1772,7 @@ mod tests {
             let done = claim1(&q, 2, 100).await.unwrap();
             q.finish(
                 done.id,
+                "o",
                 Outcome::Failed {
                     duration_ms: 1,
                     error: "E".into(),
@@ -1384,9 +1882,12 @@ mod tests {
         let q = SqliteQueue::open(&path).await.unwrap();
         let got = q.get("a", "s", "f", "id299").await.unwrap().unwrap();
         assert_eq!((got.status, got.events.len()), (Status::Enqueued, 1));
-        assert_eq!(q.claim(2, 100, CLAIM_MAX).await.unwrap().len(), CLAIM_MAX);
         assert_eq!(
-            q.claim(2, 100, CLAIM_MAX).await.unwrap().len(),
+            q.claim("o", 2, 100, CLAIM_MAX).await.unwrap().len(),
+            CLAIM_MAX
+        );
+        assert_eq!(
+            q.claim("o", 2, 100, CLAIM_MAX).await.unwrap().len(),
             301 - CLAIM_MAX
         );
     }
@@ -1403,7 +1904,7 @@ mod tests {
                 .map(|i| i.invocation_id.clone())
                 .collect::<Vec<_>>()
         };
-        let first = q.claim(100, 1000, 2).await.unwrap();
+        let first = q.claim("o", 100, 1000, 2).await.unwrap();
         assert_eq!(ids(&first), ["a", "b"]);
         assert!(
             first
@@ -1417,12 +1918,15 @@ mod tests {
             error: "E".into(),
             platform: false,
         };
-        assert!(q.finish(b.id, r, 100).await.unwrap());
-        assert_eq!(ids(&q.claim(100, 1000, 10).await.unwrap()), ["c", "d", "b"]);
+        assert!(q.finish(b.id, "o", r, 100).await.unwrap());
+        assert_eq!(
+            ids(&q.claim("o", 100, 1000, 10).await.unwrap()),
+            ["c", "d", "b"]
+        );
         // Nothing else is due before 500.
-        assert!(q.claim(499, 1000, 10).await.unwrap().is_empty());
+        assert!(q.claim("o", 499, 1000, 10).await.unwrap().is_empty());
         assert_eq!(q.next_due_ms().await.unwrap(), Some(500));
-        assert_eq!(ids(&q.claim(500, 1000, 10).await.unwrap()), ["later"]);
+        assert_eq!(ids(&q.claim("o", 500, 1000, 10).await.unwrap()), ["later"]);
         assert_eq!(q.next_due_ms().await.unwrap(), None);
     }
 
@@ -1464,6 +1968,40 @@ mod tests {
         )
         .await;
         assert!(due.contains("USING INDEX invocations_waiting"), "{due}");
+        let lapsed = plan(
+            "SELECT id FROM invocations WHERE status = 'Running' AND lease_until_ms < 5
+             ORDER BY lease_until_ms LIMIT 10",
+        )
+        .await;
+        assert!(lapsed.contains("INDEX invocations_leased"), "{lapsed}");
+    }
+
+    #[tokio::test]
+    async fn a_run_is_extended_by_its_owner_only_and_claimable_again_once_its_lease_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        q.enqueue(new("x", 1)).await.unwrap();
+        let c = claim1_as(&q, "n:1", 10, 100).await.unwrap();
+        assert_eq!(
+            q.extend(c.id, "n:1", 200).await.unwrap(),
+            Some(Status::Running)
+        );
+        assert_eq!(q.extend(c.id, "n:2", 900).await.unwrap(), None);
+        // Extended to 200: not claimable at 150, claimable at 201 — by another owner, whose
+        // run is now the only one that counts.
+        assert!(claim1_as(&q, "n:2", 150, 1000).await.is_none());
+        let again = claim1_as(&q, "n:2", 201, 1000).await.unwrap();
+        assert_eq!((again.id, again.attempts), (c.id, 2));
+        let ok = || Outcome::Succeeded {
+            duration_ms: 1,
+            return_payload: Vec::new(),
+            instance_id: "i".into(),
+        };
+        assert!(!q.finish(c.id, "n:1", ok(), 300).await.unwrap());
+        assert!(q.finish(c.id, "n:2", ok(), 300).await.unwrap());
+        let got = q.get("a", "s", "f", "x").await.unwrap().unwrap();
+        let events: Vec<_> = got.events.iter().map(|e| e.status.as_str()).collect();
+        assert_eq!(events, ["Enqueued", "Running", "Running", "Succeeded"]);
     }
 
     #[tokio::test]
@@ -1472,7 +2010,7 @@ mod tests {
         let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
         q.enqueue(new("bad", 1)).await.unwrap();
         q.enqueue(new("good", 1)).await.unwrap();
-        let claimed = q.claim(1, 100, 2).await.unwrap();
+        let claimed = q.claim("o", 1, 100, 2).await.unwrap();
         let (bad, good) = (claimed[0].id, claimed[1].id);
         // The disk refusing this one row's result, as a full disk or an I/O error would.
         sqlx::raw_sql(AssertSqlSafe(format!(
@@ -1489,7 +2027,7 @@ mod tests {
                 return_payload: b"ok".to_vec(),
                 instance_id: "i".into(),
             };
-            q.finish(id, o, 2)
+            q.finish(id, "o", o, 2)
         };
         let results = all(vec![done(bad), done(good)]).await;
         assert!(
@@ -1514,7 +2052,7 @@ mod tests {
         for r in all(ids.iter().map(|id| q.enqueue(new(id, 1))).collect()).await {
             r.unwrap();
         }
-        let claimed = q.claim(1, 100, 100).await.unwrap();
+        let claimed = q.claim("o", 1, 100, 100).await.unwrap();
         assert_eq!(claimed.len(), 100);
         // A stop of r5 came in while it ran.
         assert_eq!(
@@ -1530,7 +2068,7 @@ mod tests {
                     return_payload: inv.invocation_id.as_bytes().to_vec(),
                     instance_id: "i".into(),
                 };
-                q.finish(inv.id, o, 7)
+                q.finish(inv.id, "o", o, 7)
             })
             .collect();
         let applied: Vec<bool> = all(finishes)
@@ -1615,7 +2153,7 @@ mod throughput {
         let t = std::time::Instant::now();
         let mut n = 0;
         loop {
-            let got = q.claim(2, 100, 64).await.unwrap();
+            let got = q.claim("o", 2, 100, 64).await.unwrap();
             if got.is_empty() {
                 break;
             }
@@ -1630,7 +2168,7 @@ mod throughput {
                             return_payload: Vec::new(),
                             instance_id: "i".into(),
                         };
-                        q.finish(id, o, 3).await.unwrap()
+                        q.finish(id, "o", o, 3).await.unwrap()
                     })
                 })
                 .collect();

@@ -766,14 +766,11 @@ impl InstanceManager {
         pool.provisioned_target.store(target, Ordering::Release);
         let up = pool.provisioned_count();
         if up > target {
-            // Extra ones become ordinary instances and are reclaimed once idle.
-            for inst in pool
-                .instances()
-                .into_iter()
-                .filter(|i| i.provisioned.load(Ordering::Acquire))
-                .take((up - target) as usize)
-            {
-                inst.provisioned.store(false, Ordering::Release);
+            // Idle extra ones stop now (capacity given back, and ListInstances shows the
+            // target); busy ones become ordinary instances and are reclaimed once idle.
+            for inst in pool.shed_provisioned(up - target) {
+                tracing::info!(instance = %inst.id, "stopping a provisioned instance above the target");
+                tokio::spawn(async move { inst.retire(Duration::from_secs(2)).await });
             }
             return target;
         }

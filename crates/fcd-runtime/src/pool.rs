@@ -347,6 +347,42 @@ impl Pool {
         (live, free)
     }
 
+    /// Gives up `surplus` provisioned instances after a target went down (here, or this
+    /// node's share of it in a cluster): idle ones leave the pool at once and are returned, to
+    /// be stopped; busy ones become on-demand instances, reclaimed once idle.
+    pub(crate) fn shed_provisioned(&self, surplus: u32) -> Vec<Arc<Instance>> {
+        let Ok(mut st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut left = surplus;
+        let mut out = Vec::new();
+        st.instances.retain(|i| {
+            let idle = i.active.load(Ordering::Acquire) == 0
+                && !i.hook_busy.load(Ordering::Acquire)
+                && !i.dead.load(Ordering::Acquire);
+            if left > 0 && idle && i.provisioned.load(Ordering::Acquire) {
+                left -= 1;
+                i.provisioned.store(false, Ordering::Release);
+                i.dead.store(true, Ordering::Release);
+                out.push(i.clone());
+                return false;
+            }
+            true
+        });
+        for i in st.instances.iter() {
+            if left == 0 {
+                break;
+            }
+            if i.provisioned.load(Ordering::Acquire) && !i.dead.load(Ordering::Acquire) {
+                i.provisioned.store(false, Ordering::Release);
+                left -= 1;
+            }
+        }
+        drop(st);
+        self.changed.notify_waiters();
+        out
+    }
+
     /// Live provisioned instances, and how many are starting.
     pub(crate) fn provisioned_count(&self) -> u32 {
         self.state

@@ -254,15 +254,9 @@ fn parse_store_url(s: &str) -> Result<String, String> {
     }
 }
 
-/// `--queue`: a NATS URL.
+/// `--queue`: a NATS URL, `nats://host:port[/stream]`.
 fn parse_queue_url(s: &str) -> Result<String, String> {
-    if s.starts_with("nats://") {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "'{s}' is not a nats:// URL (unset, the embedded queue is used)"
-        ))
-    }
+    fcd_queue::NatsConfig::from_url(s).map(|_| s.to_owned())
 }
 
 /// `--node-id`: 1 to 64 of `[A-Za-z0-9_.-]` (it travels in headers and NATS names).
@@ -549,19 +543,31 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.code_gc_interval_secs.max(1)),
         Duration::from_secs(args.code_gc_grace_secs),
     ));
-    let queue = fcd_queue::SqliteQueue::open(&data_dir.join("queue.db"))
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the async queue: {e}"))?;
+    // The async queue: embedded (one machine); in a cluster, PostgreSQL alone or NATS
+    // JetStream for the work with the records in PostgreSQL.
+    let queue = match (&args.store, &args.queue) {
+        (None, _) => fcd_queue::Queue::embedded(&data_dir.join("queue.db")).await,
+        (Some(pg), None) => fcd_queue::Queue::postgres(pg).await,
+        (Some(pg), Some(nats)) => match fcd_queue::NatsConfig::from_url(nats) {
+            Ok(cfg) => fcd_queue::Queue::nats_with(cfg, pg).await,
+            Err(why) => anyhow::bail!("--queue: {why}"),
+        },
+    }
+    .map_err(|e| anyhow::anyhow!("opening the async queue: {e}"))?;
     let asynchronous = Arc::new(fcd_control::asynchronous::AsyncEngine::new(
-        Arc::new(queue),
+        queue,
         control.clone(),
         args.async_workers,
         Duration::from_secs(args.async_retention_days * 86_400),
+        &node_id,
     ));
     asynchronous
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("starting async invocation: {e}"))?;
+    if !cluster.is_single() {
+        tokio::spawn(cluster_jobs(cluster.clone(), asynchronous.clone()));
+    }
     // Timer triggers fire through the async engine; started before the listener is announced,
     // stopped first at shutdown.
     let timers = fcd_control::timers::spawn(
@@ -686,14 +692,30 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         logs.close();
     }
     let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let clustered = !cluster.is_single();
     let drain = async {
-        let _ = server.await;
-        if let Some(m) = metrics_server {
-            let _ = m.await;
-        }
-        if let Some(w) = web_server {
-            let _ = w.await;
-        }
+        // A cluster node also finishes the async calls it runs, within the grace period, and
+        // hands back the rest so that another node runs them now rather than after their
+        // lease lapses (a single node keeps them for its own restart).
+        let handed_back = async {
+            if clustered {
+                let deadline = tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500));
+                let n = asynchronous.drain(deadline).await;
+                if n > 0 {
+                    tracing::info!(calls = n, "handed back async calls still running");
+                }
+            }
+        };
+        let listeners = async {
+            let _ = server.await;
+            if let Some(m) = metrics_server {
+                let _ = m.await;
+            }
+            if let Some(w) = web_server {
+                let _ = w.await;
+            }
+        };
+        tokio::join!(handed_back, listeners);
     };
     tokio::select! {
         _ = tokio::time::timeout(grace, drain) => {},
@@ -711,6 +733,32 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     drop(stop_rx);
     Ok(())
+}
+
+/// A cluster node's part in the async engine's cluster life: the periodic jobs (expiry,
+/// re-publishing, retention purge) run on the node holding their lease, and a stop asked on
+/// another node reaches the call running here at once (the lease extension would see it
+/// within two seconds anyway).
+async fn cluster_jobs(
+    cluster: Arc<fcd_cluster::Cluster>,
+    asynchronous: Arc<fcd_control::asynchronous::AsyncEngine>,
+) {
+    let mut events = cluster.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                asynchronous.set_runs_jobs(cluster.holds("async-sweeper"));
+            }
+            event = events.recv() => match event {
+                Ok(fcd_cluster::ClusterEvent::StopInvocation { account, service, function, invocation_id }) => {
+                    asynchronous.cancel_local(&account, &service, &function, &invocation_id);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 /// Writes `text` to `path` under a temporary name first, so a reader never sees half of it.
