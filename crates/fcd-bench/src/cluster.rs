@@ -259,6 +259,55 @@ fn delete_stream(nats_url: &str, name: &str) -> Result<()> {
     }
 }
 
+/// A database's activity counters (`pg_stat_database`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PgCounters {
+    commits: u64,
+    inserted: u64,
+    updated: u64,
+    deleted: u64,
+}
+
+/// What the database did per call between two readings.
+fn pg_per_call(a: PgCounters, b: PgCounters, calls: usize) -> crate::report::PgPerCall {
+    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / calls.max(1) as f64;
+    crate::report::PgPerCall {
+        commits: per(a.commits, b.commits),
+        rows_inserted: per(a.inserted, b.inserted),
+        rows_updated: per(a.updated, b.updated),
+        rows_deleted: per(a.deleted, b.deleted),
+    }
+}
+
+fn parse_pg_counters(line: &str) -> Result<PgCounters> {
+    let v: Vec<u64> = line
+        .trim()
+        .split('|')
+        .map(|f| f.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("pg_stat_database answered {line:?}"))?;
+    match v.as_slice() {
+        [commits, inserted, updated, deleted] => Ok(PgCounters {
+            commits: *commits,
+            inserted: *inserted,
+            updated: *updated,
+            deleted: *deleted,
+        }),
+        _ => bail!("pg_stat_database answered {line:?}"),
+    }
+}
+
+/// `db`'s counters. A backend reports its statistics when idle at most once a second, so a
+/// reading right after activity misses up to a second of it: callers wait first.
+fn pg_counters(admin: &str, db: &str) -> Result<PgCounters> {
+    parse_pg_counters(&psql(
+        admin,
+        &format!(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = '{db}'"
+        ),
+    )?)
+}
+
 /// A database made for one setup, dropped (with whatever still holds a connection to it)
 /// when this is dropped.
 struct Database {
@@ -699,6 +748,15 @@ impl Bench {
         // What those accepts left runs first: the backlog starts from an empty queue.
         scenarios::wait_drained(&mut live.apis, Duration::from_secs(300)).await?;
         let n = self.plan.cluster_backlog();
+        // Statistics reach pg_stat_database up to a second late (see `pg_counters`).
+        let settle = Duration::from_millis(1500);
+        let pg_before = match &live.db {
+            Some(db) => {
+                tokio::time::sleep(settle).await;
+                Some(pg_counters(&db.admin, &db.name)?)
+            }
+            None => None,
+        };
         let groups = live.cpu_groups(procs);
         let cpu_before: Vec<u64> = groups.iter().map(CpuGroup::cpu_ns).collect();
         let busy_before = sys::busy_ticks();
@@ -712,6 +770,15 @@ impl Bench {
         let drain_cpu: Vec<CpuShare> = cpu_shares(&groups, &cpu_before, &cpu_after, drain.accepted);
         let drain_busy = match (busy_before, busy_after) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0 / drain.end_to_end_s),
+            _ => None,
+        };
+        let pg = match (&live.db, pg_before) {
+            (Some(db), Some(before)) => {
+                scenarios::wait_drained(&mut live.apis, Duration::from_secs(60)).await?;
+                tokio::time::sleep(settle).await;
+                let after = pg_counters(&db.admin, &db.name)?;
+                Some(pg_per_call(before, after, drain.accepted))
+            }
             _ => None,
         };
         // Whether the async calls really went through the NATS stream of `--queue`.
@@ -740,6 +807,7 @@ impl Bench {
             drain_machine_busy_cpus: drain_busy,
             drain_calls_per_node: minus(&calls_after, &calls_before),
             queue,
+            drain_postgres: pg,
         })
     }
 }
@@ -920,6 +988,29 @@ mod tests {
             "postgres: postgres bench_0123456789ab [local] SELECT",
             db
         ));
+    }
+
+    #[test]
+    fn postgres_counters_per_call() {
+        let a = parse_pg_counters("100|10|20|0\n").unwrap();
+        assert_eq!(
+            a,
+            PgCounters {
+                commits: 100,
+                inserted: 10,
+                updated: 20,
+                deleted: 0
+            }
+        );
+        let b = parse_pg_counters("400|110|220|50").unwrap();
+        let p = pg_per_call(a, b, 100);
+        assert_eq!(
+            (p.commits, p.rows_inserted, p.rows_updated, p.rows_deleted),
+            (3.0, 1.0, 2.0, 0.5)
+        );
+        assert!(parse_pg_counters("").is_err());
+        assert!(parse_pg_counters("1|2|3").is_err());
+        assert!(parse_pg_counters("1|x|3|4").is_err());
     }
 
     #[test]

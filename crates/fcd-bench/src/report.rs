@@ -267,6 +267,17 @@ pub(crate) struct ClusterSetup {
     pub(crate) drain_calls_per_node: Vec<f64>,
     /// Where the async calls were queued, as checked on NATS after the backlog.
     pub(crate) queue: String,
+    /// What the setup's database did per call of the backlog (`pg_stat_database`).
+    pub(crate) drain_postgres: Option<PgPerCall>,
+}
+
+/// A database's work per call.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PgPerCall {
+    pub(crate) commits: f64,
+    pub(crate) rows_inserted: f64,
+    pub(crate) rows_updated: f64,
+    pub(crate) rows_deleted: f64,
 }
 
 /// Warm synchronous calls at one concurrency.
@@ -1095,7 +1106,13 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
     }
     let _ = writeln!(o, "\nAsync queue, per setup:\n");
     for s in &c.setups {
-        let _ = writeln!(o, "- {}: {}", s.label, s.queue);
+        let pg = s.drain_postgres.as_ref().map_or(String::new(), |p| {
+            format!(
+                "; PostgreSQL per call of the backlog: {:.2} commits, {:.2} rows inserted, {:.2} updated, {:.2} deleted",
+                p.commits, p.rows_inserted, p.rows_updated, p.rows_deleted
+            )
+        });
+        let _ = writeln!(o, "- {}: {}{pg}", s.label, s.queue);
     }
     if !c.failures.is_empty() {
         let _ = writeln!(o, "\nNot measured:\n");
@@ -1175,6 +1192,12 @@ mod tests {
             drain_machine_busy_cpus: None,
             drain_calls_per_node: vec![3370.0, 3371.0, 3371.0],
             queue: "NATS stream bench_x".into(),
+            drain_postgres: Some(PgPerCall {
+                commits: 3.0,
+                rows_inserted: 1.0,
+                rows_updated: 2.0,
+                rows_deleted: 0.0,
+            }),
         };
         let result = ClusterResult {
             postgres: "PostgreSQL 15".into(),
@@ -1206,5 +1229,6 @@ mod tests {
         assert!(o.contains("| 78 µs | 14 µs | 2.00 | 100 µs |"), "{o}");
         assert!(o.contains("10 / 11 / 12"), "{o}");
         assert!(o.contains("- 1 node: failed"), "{o}");
+        assert!(o.contains("3.00 commits, 1.00 rows inserted"), "{o}");
     }
 }
