@@ -567,6 +567,7 @@ impl Bench {
                 public_part(&engines.nats)
             ),
             cpu_note: cpu_note(&procs),
+            engines_cpu_s: 0.0,
             setups: Vec::new(),
             failures: Vec::new(),
         };
@@ -584,6 +585,7 @@ impl Bench {
                 }
             }
         }
+        result.engines_cpu_s = result.setups.iter().map(engines_cpu_s).sum();
         let failed = !result.failures.is_empty();
         let first = result.failures.first().cloned();
         self.report.cluster = Some(result);
@@ -865,6 +867,24 @@ fn cpu_note(procs: &EngineProcs) -> String {
     format!(
         "fcd: every node and its instances; nginx: the balancer; {pg}; {nats}; load generator: this harness (one thread)"
     )
+}
+
+/// CPU-seconds PostgreSQL and NATS spent in `setup`'s measured phases (its shares times its
+/// requests): the harness's *other load* counts them, since they are not its children.
+fn engines_cpu_s(setup: &ClusterSetup) -> f64 {
+    let engines = |shares: &[CpuShare], n: f64| {
+        (share(shares, POSTGRES).unwrap_or(0.0) + share(shares, NATS).unwrap_or(0.0)) * n / 1e6
+    };
+    setup
+        .sync
+        .iter()
+        .map(|r| engines(&r.stats.cpu_split_us, r.stats.requests as f64))
+        .sum::<f64>()
+        + engines(
+            &setup.accept_c64.cpu_split_us,
+            setup.accept_c64.requests as f64,
+        )
+        + engines(&setup.drain_cpu_us, setup.drain.accepted as f64)
 }
 
 /// The CPU share of `label` in `shares`, if counted.

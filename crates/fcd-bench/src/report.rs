@@ -243,6 +243,9 @@ pub(crate) struct ClusterResult {
     pub(crate) nats: String,
     /// Which processes each CPU column counts.
     pub(crate) cpu_note: String,
+    /// CPU-seconds PostgreSQL and NATS spent in the measured phases (part of the run's
+    /// *other load*: they are not the harness's children).
+    pub(crate) engines_cpu_s: f64,
     pub(crate) setups: Vec<ClusterSetup>,
     /// Setups that could not be measured, and why.
     pub(crate) failures: Vec<String>,
@@ -1104,6 +1107,11 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
             per_node(&s.drain_calls_per_node),
         );
     }
+    let _ = writeln!(
+        o,
+        "\nPostgreSQL and NATS used {:.1} CPU-s in the measured phases; the *other load* line above counts them (they are not this harness's children).",
+        c.engines_cpu_s
+    );
     let _ = writeln!(o, "\nAsync queue, per setup:\n");
     for s in &c.setups {
         let pg = s.drain_postgres.as_ref().map_or(String::new(), |p| {
@@ -1203,6 +1211,7 @@ mod tests {
             postgres: "PostgreSQL 15".into(),
             nats: "nats-server 2.9".into(),
             cpu_note: "n".into(),
+            engines_cpu_s: 1.5,
             setups: vec![setup],
             failures: vec!["1 node: failed".into()],
         };
