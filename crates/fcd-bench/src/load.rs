@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::http::{Target, connect, send};
+use crate::sys::CpuGroup;
 
 /// How long the measured phase lasts.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +37,17 @@ pub(crate) struct LoadSpec {
     /// Processes whose CPU time (with their descendants') during the measured phase is
     /// reported per request: the server side of the target.
     pub(crate) cpu_of: Vec<u32>,
+    /// Groups of processes whose CPU time during the measured phase is reported per request
+    /// each on its own ([`LoadStats::cpu_split_us`]), with how busy the whole machine was:
+    /// where the time goes when several servers share the CPUs.
+    pub(crate) cpu_split: Vec<CpuGroup>,
+}
+
+/// One group's CPU time per request.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CpuShare {
+    pub(crate) label: String,
+    pub(crate) us_per_request: f64,
 }
 
 /// What one load run measured.
@@ -55,6 +67,13 @@ pub(crate) struct LoadStats {
     /// CPU time of the server side ([`LoadSpec::cpu_of`]) per request of the measured phase,
     /// in microseconds: what the target costs whatever else runs on the machine.
     pub(crate) server_cpu_us: Option<f64>,
+    /// [`LoadSpec::cpu_split`]'s groups, per request of the measured phase.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) cpu_split_us: Vec<CpuShare>,
+    /// With [`LoadSpec::cpu_split`]: the machine's busy time during the measured phase, in
+    /// CPUs (`/proc/stat`, every process and the kernel, 10 ms ticks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) machine_busy_cpus: Option<f64>,
 }
 
 struct WorkerResult {
@@ -139,9 +158,10 @@ pub(crate) async fn run(target: &Target, spec: &LoadSpec) -> Result<LoadStats> {
             .map(|&p| crate::sys::tree_cpu_total_ns(p))
             .sum()
     };
+    let split_ns = || -> Vec<u64> { spec.cpu_split.iter().map(CpuGroup::cpu_ns).collect() };
     // A worker that fails during the warm-up never reaches the barrier.
     let cpu_start = tokio::select! {
-        _ = barrier.wait() => Some(cpu_ns()),
+        _ = barrier.wait() => Some((cpu_ns(), split_ns(), crate::sys::busy_ticks())),
         Some(joined) = set.join_next() => {
             set.abort_all();
             return match joined {
@@ -175,13 +195,45 @@ pub(crate) async fn run(target: &Target, spec: &LoadSpec) -> Result<LoadStats> {
         .map(|r| r.ended)
         .max()
         .ok_or_else(|| anyhow!("no worker ran"))?;
-    let cpu_used = cpu_start.map(|s| cpu_ns().saturating_sub(s));
+    let (split_end, busy_end) = (split_ns(), crate::sys::busy_ticks());
+    let cpu_used = cpu_start
+        .as_ref()
+        .map(|(s, _, _)| cpu_ns().saturating_sub(*s));
     let mut all: Vec<u64> = results.into_iter().flat_map(|r| r.latencies).collect();
     let mut st = stats(c, &mut all, ended - started, spec.body.len());
     if !spec.cpu_of.is_empty() && st.requests > 0 {
         st.server_cpu_us = cpu_used.map(|ns| ns as f64 / 1000.0 / st.requests as f64);
     }
+    if let Some((_, split_start, busy_start)) = cpu_start
+        && !spec.cpu_split.is_empty()
+    {
+        st.cpu_split_us = cpu_shares(&spec.cpu_split, &split_start, &split_end, st.requests);
+        st.machine_busy_cpus = match (busy_start, busy_end) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0 / st.seconds),
+            _ => None,
+        };
+    }
     Ok(st)
+}
+
+/// Each group's CPU time between two readings, per one of `requests`.
+pub(crate) fn cpu_shares(
+    groups: &[CpuGroup],
+    start: &[u64],
+    end: &[u64],
+    requests: usize,
+) -> Vec<CpuShare> {
+    if requests == 0 {
+        return Vec::new();
+    }
+    groups
+        .iter()
+        .zip(start.iter().zip(end))
+        .map(|(g, (a, b))| CpuShare {
+            label: g.label.clone(),
+            us_per_request: b.saturating_sub(*a) as f64 / 1000.0 / requests as f64,
+        })
+        .collect()
 }
 
 /// Nearest-rank percentile of sorted nanoseconds, in microseconds.
@@ -215,6 +267,8 @@ fn stats(concurrency: usize, lat: &mut [u64], elapsed: Duration, payload: usize)
         max_us: lat.last().map_or(0.0, |&x| x as f64 / 1000.0),
         mb_per_s: (n * payload) as f64 / seconds / 1_000_000.0,
         server_cpu_us: None,
+        cpu_split_us: Vec::new(),
+        machine_busy_cpus: None,
     }
 }
 
@@ -259,5 +313,26 @@ mod tests {
         assert_eq!(s.mb_per_s, 2.0);
         assert_eq!(s.mean_us, 2.5);
         assert_eq!(s.max_us, 4.0);
+    }
+
+    #[test]
+    fn cpu_shares_divide_each_group_by_the_requests() {
+        let group = |label: &str| CpuGroup {
+            label: label.into(),
+            pids: Vec::new(),
+            descendants: false,
+        };
+        let groups = [group("fcd"), group("nats")];
+        let shares = cpu_shares(&groups, &[1_000_000, 0], &[3_000_000, 500_000], 100);
+        assert_eq!(shares.len(), 2);
+        assert_eq!(shares[0].label, "fcd");
+        assert_eq!(shares[0].us_per_request, 20.0);
+        assert_eq!(shares[1].us_per_request, 5.0);
+        // A counter that went backwards (a process gone) counts as nothing, not as negative.
+        assert_eq!(
+            cpu_shares(&groups, &[5, 5], &[1, 1], 1)[0].us_per_request,
+            0.0
+        );
+        assert!(cpu_shares(&groups, &[0, 0], &[1, 1], 0).is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! through the API with requests signed as the SDKs sign them, and drives closed-loop load
 //! over kept-alive hyper connections. See docs/benchmarks.md.
 
+mod cluster;
 mod http;
 mod load;
 mod nginx;
@@ -41,8 +42,13 @@ enum Scenario {
     /// 16 concurrent InvokeFunctions of a python3 function with instanceConcurrency 1 and no
     /// instance: 16 instances start at once.
     Burst,
-    /// Everything; also writes target/bench/bench-<timestamp>.{md,json}.
+    /// Everything above; also writes target/bench/bench-<timestamp>.{md,json}.
     All,
+    /// fcd embedded against fcd on PostgreSQL + NATS (1 node direct, 1 node behind nginx, 3
+    /// nodes behind nginx round-robin): sync c=8 and 32, async accepts at c=64 and a drained
+    /// backlog. Needs FCD_TEST_POSTGRES, FCD_TEST_NATS, psql and nginx; not part of `all`;
+    /// never pinned. Also writes target/bench/cluster-<timestamp>.{md,json}.
+    Cluster,
 }
 
 #[derive(Debug, Parser)]
@@ -77,6 +83,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.scenario == Scenario::Cluster && cli.pin {
+        eprintln!(
+            "fcd-bench: cluster does not pin: its nodes, PostgreSQL, NATS, nginx and the load generator share the machine's CPUs on purpose; run it without --pin"
+        );
+        return ExitCode::FAILURE;
+    }
     // Before any runtime thread exists: the generator's threads inherit this thread's mask.
     let pin = Pinning::setup(cli.pin);
     println!("pinning: {}", pin.note);
@@ -266,10 +278,14 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
     } else {
         1
     };
-    println!("starting fcd ({startup_samples} start-up sample(s))…");
-    bench
-        .start_server(startup_samples)
-        .context("starting fcd")?;
+    // The cluster scenario starts fcd its own way, several times.
+    let single_server = cli.scenario != Scenario::Cluster;
+    if single_server {
+        println!("starting fcd ({startup_samples} start-up sample(s))…");
+        bench
+            .start_server(startup_samples)
+            .context("starting fcd")?;
+    }
 
     let list: Vec<Scenario> = match cli.scenario {
         Scenario::All => vec![
@@ -291,6 +307,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Http => bench.http().await,
             Scenario::Async => bench.asynchronous().await,
             Scenario::Burst => bench.burst().await,
+            Scenario::Cluster => bench.cluster().await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = res {
@@ -303,7 +320,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             bench.report.failures.push(format!("{s:?}: {e:#}"));
         }
     }
-    if let Err(e) = bench.finish_server().await {
+    if single_server && let Err(e) = bench.finish_server().await {
         bench.report.failures.push(format!("cleaning up: {e:#}"));
     }
     if let Some(s) = bench.server.as_mut() {
@@ -316,7 +333,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
     }
     let md = bench.report.markdown();
     println!("\n{md}");
-    if cli.scenario == Scenario::All {
+    if matches!(cli.scenario, Scenario::All | Scenario::Cluster) {
         let dir = std::env::current_dir()?.join("target").join("bench");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let stamp = time::OffsetDateTime::now_utc()
@@ -324,7 +341,12 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
                 "[year][month][day]-[hour][minute][second]"
             ))
             .unwrap_or_else(|_| "now".into());
-        let base = dir.join(format!("bench-{stamp}"));
+        let prefix = if cli.scenario == Scenario::Cluster {
+            "cluster"
+        } else {
+            "bench"
+        };
+        let base = dir.join(format!("{prefix}-{stamp}"));
         std::fs::write(base.with_extension("md"), &md)?;
         std::fs::write(
             base.with_extension("json"),

@@ -8,6 +8,10 @@
 //! HTTP/1.1, `Connection` cleared), and bodies are streamed both ways
 //! (`proxy_request_buffering off`, `proxy_buffering off`) with 64 KiB buffers, so a 16 MB
 //! echo is neither spooled to a temp file nor moved 4 KiB at a time.
+//!
+//! The cluster scenario's balancer is the same server with several upstreams, taken in turn
+//! (nginx's default round-robin), passing the client's `Host` on: the API's signature covers
+//! it, and a node forwards a call to a peer with the client's headers as they came.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,14 +35,31 @@ pub(crate) fn find() -> Option<PathBuf> {
     })
 }
 
-/// A running nginx proxying every request to one upstream; stopped when dropped.
+/// A running nginx proxying every request to its upstream(s); stopped when dropped.
 pub(crate) struct Nginx {
     child: Guard,
     pub(crate) addr: SocketAddr,
 }
 
-fn config(dir: &Path, port: u16, upstream: SocketAddr) -> String {
+/// How nginx stands in front of its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A bare reverse proxy in front of one runtime (`Host` becomes the upstream's name).
+    Proxy,
+    /// A load balancer in front of fcd nodes: the client's `Host` is kept.
+    Balancer,
+}
+
+fn config(dir: &Path, port: u16, upstreams: &[SocketAddr], role: Role) -> String {
     let d = dir.display();
+    let servers: String = upstreams
+        .iter()
+        .map(|u| format!("        server {u};\n"))
+        .collect();
+    let host = match role {
+        Role::Proxy => "",
+        Role::Balancer => "            proxy_set_header Host $http_host;\n",
+    };
     format!(
         "daemon off;
 master_process off;
@@ -57,8 +78,7 @@ http {{
     client_body_buffer_size 64k;
     keepalive_requests 100000000;
     upstream function {{
-        server {upstream};
-        keepalive 64;
+{servers}        keepalive 64;
         keepalive_requests 100000000;
     }}
     server {{
@@ -67,7 +87,7 @@ http {{
             proxy_pass http://function;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
-            proxy_request_buffering off;
+{host}            proxy_request_buffering off;
             proxy_buffering off;
             proxy_buffer_size 64k;
             proxy_buffers 4 64k;
@@ -86,10 +106,34 @@ impl Nginx {
         upstream: SocketAddr,
         pin: &Pinning,
     ) -> Result<Nginx> {
+        Nginx::launch(bin, dir, &[upstream], Role::Proxy, pin)
+    }
+
+    /// Starts `bin` in `dir` (created) as a round-robin balancer over `upstreams` (fcd
+    /// nodes), keeping the client's `Host`; returns once it accepts.
+    pub(crate) fn start_balancer(
+        bin: &Path,
+        dir: &Path,
+        upstreams: &[SocketAddr],
+        pin: &Pinning,
+    ) -> Result<Nginx> {
+        if upstreams.is_empty() {
+            bail!("a balancer needs at least one upstream");
+        }
+        Nginx::launch(bin, dir, upstreams, Role::Balancer, pin)
+    }
+
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        upstreams: &[SocketAddr],
+        role: Role,
+        pin: &Pinning,
+    ) -> Result<Nginx> {
         std::fs::create_dir_all(dir)?;
         let port = sys::free_port()?;
         let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, config(dir, port, upstream))?;
+        std::fs::write(&conf, config(dir, port, upstreams, role))?;
         let mut cmd = Command::new(bin);
         // -e: the error log before the config is read (the default is under /var/log).
         cmd.arg("-p")
@@ -124,5 +168,37 @@ impl Nginx {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.0.id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_balancer_lists_every_node_and_keeps_the_host() {
+        let nodes: Vec<SocketAddr> = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let c = config(Path::new("/tmp/x"), 9000, &nodes, Role::Balancer);
+        for n in &nodes {
+            assert_eq!(c.matches(&format!("server {n};")).count(), 1, "{c}");
+        }
+        assert!(c.contains("proxy_set_header Host $http_host;"), "{c}");
+        assert!(c.contains("listen 127.0.0.1:9000;"), "{c}");
+        // Round-robin is nginx's default: no other balancing method may be configured.
+        for method in ["least_conn", "ip_hash", "hash ", "random"] {
+            assert!(!c.contains(method), "{method} in {c}");
+        }
+    }
+
+    #[test]
+    fn a_bare_proxy_has_one_upstream_and_leaves_the_host_alone() {
+        let up: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let c = config(Path::new("/tmp/x"), 9000, &[up], Role::Proxy);
+        assert_eq!(c.matches("server 127.0.0.1:").count(), 1, "{c}");
+        assert!(!c.contains("proxy_set_header Host"), "{c}");
+        assert!(c.contains("keepalive 64;"), "{c}");
     }
 }

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::LoadStats;
+use crate::cluster::{self, FCD, GENERATOR, NATS, NGINX, POSTGRES};
+use crate::load::{CpuShare, LoadStats};
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Env {
@@ -234,6 +235,66 @@ pub(crate) struct DrainRow {
     pub(crate) drain_vs_sync: Option<f64>,
 }
 
+/// The cluster scenario: fcd embedded against fcd on PostgreSQL + NATS, one node and three.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterResult {
+    /// The PostgreSQL server (version and address, no credentials).
+    pub(crate) postgres: String,
+    pub(crate) nats: String,
+    /// Which processes each CPU column counts.
+    pub(crate) cpu_note: String,
+    /// CPU-seconds PostgreSQL and NATS spent in the measured phases (part of the run's
+    /// *other load*: they are not the harness's children).
+    pub(crate) engines_cpu_s: f64,
+    pub(crate) setups: Vec<ClusterSetup>,
+    /// Setups that could not be measured, and why.
+    pub(crate) failures: Vec<String>,
+}
+
+/// One way of running fcd, measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterSetup {
+    pub(crate) id: String,
+    pub(crate) label: String,
+    pub(crate) nodes: usize,
+    pub(crate) sync: Vec<ClusterSync>,
+    /// Async calls accepted (HTTP 202) at c=64.
+    pub(crate) accept_c64: LoadStats,
+    /// A backlog of accepted no-op calls run to completion.
+    pub(crate) drain: DrainRow,
+    /// CPU time per call of the backlog, first accept to the last call run, by group.
+    pub(crate) drain_cpu_us: Vec<CpuShare>,
+    /// The machine's busy time over the backlog, in CPUs.
+    pub(crate) drain_machine_busy_cpus: Option<f64>,
+    /// Calls of the backlog (and any left from the accept run) run on each node.
+    pub(crate) drain_calls_per_node: Vec<f64>,
+    /// Where the async calls were queued, as checked on NATS after the backlog.
+    pub(crate) queue: String,
+    /// What the setup's database did per call of the backlog (`pg_stat_database`).
+    pub(crate) drain_postgres: Option<PgPerCall>,
+}
+
+/// A database's work per call.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PgPerCall {
+    pub(crate) commits: f64,
+    pub(crate) rows_inserted: f64,
+    pub(crate) rows_updated: f64,
+    pub(crate) rows_deleted: f64,
+}
+
+/// Warm synchronous calls at one concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterSync {
+    pub(crate) concurrency: usize,
+    pub(crate) stats: LoadStats,
+    /// `fcd_invocations_total` of each node over the run (warm-up included): where the
+    /// calls ran.
+    pub(crate) calls_per_node: Vec<f64>,
+    /// `fcd_budget_instances_used` of each node after the run.
+    pub(crate) instances_per_node: Vec<f64>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Report {
     pub(crate) scenario: String,
@@ -255,6 +316,7 @@ pub(crate) struct Report {
     pub(crate) http: Vec<HttpRow>,
     #[serde(rename = "async")]
     pub(crate) asynchronous: Option<AsyncResult>,
+    pub(crate) cluster: Option<ClusterResult>,
     pub(crate) skipped: Vec<String>,
     pub(crate) failures: Vec<String>,
 }
@@ -902,7 +964,11 @@ impl Report {
             }
         }
 
-        if !self.quick {
+        if let Some(c) = &self.cluster {
+            cluster_markdown(&mut o, c);
+        }
+
+        if !self.quick && self.cluster.is_none() {
             let _ = writeln!(
                 o,
                 "\n## Targets\n\n| target | measured | status |\n|---|---|---|"
@@ -930,5 +996,248 @@ impl Report {
             }
         }
         o
+    }
+}
+
+/// A count per node: `a / b / c`.
+fn per_node(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The CPU columns of a split: fcd, nginx, PostgreSQL, NATS, the server side together, the
+/// load generator.
+fn cpu_columns(shares: &[CpuShare]) -> String {
+    let one = |label| cluster::share(shares, label).map_or("—".into(), |v| format!("{v:.0} µs"));
+    format!(
+        "{} | {} | {} | {} | {:.0} µs | {}",
+        one(FCD),
+        one(NGINX),
+        one(POSTGRES),
+        one(NATS),
+        cluster::server_side(shares),
+        one(GENERATOR)
+    )
+}
+
+/// The machine's busy CPUs, and what that is per request (`per_s` requests a second): all
+/// of the machine's CPU time, the kernel's loopback work and other processes included.
+fn busy(x: Option<f64>, per_s: f64) -> String {
+    match x {
+        Some(v) if per_s > 0.0 => format!("{v:.2} | {:.0} µs", v * 1e6 / per_s),
+        Some(v) => format!("{v:.2} | ?"),
+        None => "? | ?".into(),
+    }
+}
+
+fn cluster_markdown(o: &mut String, c: &ClusterResult) {
+    let _ = writeln!(
+        o,
+        "\n## Cluster: embedded against PostgreSQL + NATS, one node and three\n\n\
+         {} and {}, on this machine. No-op custom-runtime function (instanceConcurrency 100), \
+         signed InvokeFunction. *CPU/req* is CPU time per request over the measured phase (10 ms ticks): {}. \
+         *busy* is the whole machine's busy time over the phase, in CPUs. *calls per node*: \
+         `fcd_invocations_total` of each node over the run (warm-up included).\n\n\
+         | setup | c | req/s | p50 | p99 | fcd CPU/req | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | machine CPU/req | calls per node | instances per node |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        c.postgres, c.nats, c.cpu_note
+    );
+    for s in &c.setups {
+        for r in &s.sync {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                s.label,
+                r.concurrency,
+                r.stats.rps,
+                us(r.stats.p50_us),
+                us(r.stats.p99_us),
+                cpu_columns(&r.stats.cpu_split_us),
+                busy(r.stats.machine_busy_cpus, r.stats.rps),
+                per_node(&r.calls_per_node),
+                per_node(&r.instances_per_node),
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nAsync: calls accepted (HTTP 202) at c=64, CPU per accept (the calls run meanwhile, their CPU included).\n\n\
+         | setup | accepted/s | p50 | p99 | fcd CPU/accept | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | machine CPU/req |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for s in &c.setups {
+        let a = &s.accept_c64;
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {} | {} | {} | {} |",
+            s.label,
+            a.rps,
+            us(a.p50_us),
+            us(a.p99_us),
+            cpu_columns(&a.cpu_split_us),
+            busy(a.machine_busy_cpus, a.rps)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nAsync backlog: accepted at c=64 as fast as taken, then counted (`fcd_invocations_total`, summed over the nodes) \
+         until every call ran. CPU per call is first accept → last run, accept and execution together.\n\n\
+         | setup | accepted | accept calls/s | queued at the last accept | draining calls/s | end to end | fcd CPU/call | nginx | PostgreSQL | NATS | server side | load generator | busy (CPUs) | machine CPU/req | calls per node |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for s in &c.setups {
+        let d = &s.drain;
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.0} | {:.0} | {} | {:.0} calls/s ({:.2} s) | {} | {} | {} |",
+            s.label,
+            d.accepted,
+            d.accept_per_s,
+            d.backlog_at_accept_end,
+            d.drain_per_s.map_or("— (too few left)".into(), |r| format!(
+                "{r:.0} (in {:.2} s)",
+                d.drain_s
+            )),
+            d.end_to_end_per_s,
+            d.end_to_end_s,
+            cpu_columns(&s.drain_cpu_us),
+            busy(s.drain_machine_busy_cpus, d.end_to_end_per_s),
+            per_node(&s.drain_calls_per_node),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nPostgreSQL and NATS used {:.1} CPU-s in the measured phases; the *other load* line above counts them (they are not this harness's children).",
+        c.engines_cpu_s
+    );
+    let _ = writeln!(o, "\nAsync queue, per setup:\n");
+    for s in &c.setups {
+        let pg = s.drain_postgres.as_ref().map_or(String::new(), |p| {
+            format!(
+                "; PostgreSQL per call of the backlog: {:.2} commits, {:.2} rows inserted, {:.2} updated, {:.2} deleted",
+                p.commits, p.rows_inserted, p.rows_updated, p.rows_deleted
+            )
+        });
+        let _ = writeln!(o, "- {}: {}{pg}", s.label, s.queue);
+    }
+    if !c.failures.is_empty() {
+        let _ = writeln!(o, "\nNot measured:\n");
+        for f in &c.failures {
+            let _ = writeln!(o, "- {}", f.replace('\n', " "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(rps: f64, split: &[(&str, f64)]) -> LoadStats {
+        LoadStats {
+            concurrency: 8,
+            requests: 1000,
+            seconds: 1.0,
+            rps,
+            p50_us: 300.0,
+            p90_us: 400.0,
+            p99_us: 900.0,
+            mean_us: 320.0,
+            max_us: 2000.0,
+            mb_per_s: 0.0,
+            server_cpu_us: None,
+            cpu_split_us: split
+                .iter()
+                .map(|(l, v)| CpuShare {
+                    label: (*l).into(),
+                    us_per_request: *v,
+                })
+                .collect(),
+            machine_busy_cpus: Some(2.0),
+        }
+    }
+
+    /// Every row of the cluster tables has as many cells as its header.
+    #[test]
+    fn cluster_tables_are_rectangular() {
+        let split = [
+            (FCD, 60.0),
+            (NGINX, 15.0),
+            (POSTGRES, 2.0),
+            (NATS, 1.0),
+            (GENERATOR, 14.0),
+        ];
+        let setup = ClusterSetup {
+            id: "engines-3-nginx".into(),
+            label: "3 nodes".into(),
+            nodes: 3,
+            sync: vec![ClusterSync {
+                concurrency: 8,
+                stats: stats(20_000.0, &split),
+                calls_per_node: vec![10.0, 11.0, 12.0],
+                instances_per_node: vec![1.0, 1.0, 1.0],
+            }],
+            accept_c64: stats(5000.0, &split),
+            drain: DrainRow {
+                accepted: 10112,
+                accept_per_s: 5000.0,
+                accept_s: 2.0,
+                backlog_at_accept_end: 3000.0,
+                drain_s: 0.5,
+                drain_per_s: Some(6000.0),
+                end_to_end_s: 2.5,
+                end_to_end_per_s: 4044.8,
+                drain_vs_sync: None,
+            },
+            drain_cpu_us: split
+                .iter()
+                .map(|(l, v)| CpuShare {
+                    label: (*l).into(),
+                    us_per_request: *v,
+                })
+                .collect(),
+            drain_machine_busy_cpus: None,
+            drain_calls_per_node: vec![3370.0, 3371.0, 3371.0],
+            queue: "NATS stream bench_x".into(),
+            drain_postgres: Some(PgPerCall {
+                commits: 3.0,
+                rows_inserted: 1.0,
+                rows_updated: 2.0,
+                rows_deleted: 0.0,
+            }),
+        };
+        let result = ClusterResult {
+            postgres: "PostgreSQL 15".into(),
+            nats: "nats-server 2.9".into(),
+            cpu_note: "n".into(),
+            engines_cpu_s: 1.5,
+            setups: vec![setup],
+            failures: vec!["1 node: failed".into()],
+        };
+        let mut o = String::new();
+        cluster_markdown(&mut o, &result);
+        let mut tables = 0;
+        let mut width = None;
+        for line in o.lines() {
+            if !line.starts_with('|') {
+                width = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            match width {
+                None => {
+                    tables += 1;
+                    width = Some(cells);
+                }
+                Some(w) => assert_eq!(cells, w, "{line}\n{o}"),
+            }
+        }
+        assert_eq!(tables, 3, "{o}");
+        // Server side: everything but the generator; machine CPU/req: 2 CPUs over 20k/s.
+        assert!(o.contains("| 78 µs | 14 µs | 2.00 | 100 µs |"), "{o}");
+        assert!(o.contains("10 / 11 / 12"), "{o}");
+        assert!(o.contains("- 1 node: failed"), "{o}");
+        assert!(o.contains("3.00 commits, 1.00 rows inserted"), "{o}");
     }
 }

@@ -74,7 +74,7 @@ const SLS_JUDGED_AT: usize = 16;
 /// The burst scenario's concurrent calls (and so instances started at once).
 const BURST_CALLS: usize = 16;
 /// One instance serves every worker, as the single standalone floor process does.
-const WARM_INSTANCE_CONCURRENCY: u32 = 100;
+pub(crate) const WARM_INSTANCE_CONCURRENCY: u32 = 100;
 
 /// How much of everything to do.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    fn warmup(&self) -> Duration {
+    pub(crate) fn warmup(&self) -> Duration {
         if self.quick {
             Duration::from_millis(30)
         } else {
@@ -97,7 +97,7 @@ impl Plan {
         }
     }
 
-    fn warm_limit(&self) -> Limit {
+    pub(crate) fn warm_limit(&self) -> Limit {
         if let Some(d) = self.duration {
             Limit::Time(d)
         } else if self.quick {
@@ -114,6 +114,11 @@ impl Plan {
         } else {
             vec![10_000, 30_000]
         }
+    }
+
+    /// The cluster scenario's backlog of accepted async calls, per setup.
+    pub(crate) fn cluster_backlog(&self) -> usize {
+        if self.quick { 256 } else { 10_000 }
     }
 
     fn cold_samples(&self) -> usize {
@@ -333,6 +338,10 @@ impl Bench {
     /// `--prewarm` when not left at fcd's default, and — only where the harness is not root,
     /// so fcd could not jail and would refuse to start — `--isolation none`, said so in the
     /// report's notes.
+    pub(crate) fn node_args(&self) -> Vec<OsString> {
+        self.server_args(Prewarming::AsShipped)
+    }
+
     fn server_args(&self, prewarm: Prewarming) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         if !nix::unistd::geteuid().is_root() {
@@ -435,7 +444,7 @@ impl Bench {
         Ok(())
     }
 
-    fn custom_def(&self, name: &str, concurrency: u32) -> FunctionDef {
+    pub(crate) fn custom_def(&self, name: &str, concurrency: u32) -> FunctionDef {
         FunctionDef {
             name: name.into(),
             runtime: "custom".into(),
@@ -596,6 +605,7 @@ impl Bench {
             body,
             echo,
             cpu_of: Vec::new(),
+            cpu_split: Vec::new(),
         }
     }
 
@@ -1288,78 +1298,112 @@ impl Bench {
 }
 
 impl Bench {
-    /// Waits until `fcd_invocations_total` has not moved for half a second (the accepted
-    /// backlog of no-op calls has run).
     async fn wait_drained(&mut self, limit: Duration) -> Result<()> {
-        let start = Instant::now();
-        let mut last = self.api()?.invocations_total().await?;
-        let mut last_change = Instant::now();
-        while last_change.elapsed() < Duration::from_millis(500) {
-            if start.elapsed() > limit {
-                bail!("the async backlog was still running after {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let now = self.api()?.invocations_total().await?;
-            if now != last {
-                last = now;
-                last_change = Instant::now();
-            }
-        }
-        Ok(())
+        wait_drained(self.api()?, limit).await
     }
 
-    /// Accepts about `n` no-op calls at c=64 as fast as the server takes them, then watches
-    /// `fcd_invocations_total` until every accepted call has run: end to end (first accept to
-    /// the last call run) and while draining (from the last accept on). Fails if not every
-    /// accepted call runs within a few minutes.
     async fn drain(&mut self, target: &FcdInvoke, n: usize) -> Result<DrainRow> {
-        const C: usize = 64;
-        let per_worker = n.div_ceil(C).max(1);
-        let spec = LoadSpec {
-            concurrency: C,
-            // One unrecorded request per worker, then `per_worker` recorded ones.
-            warmup: Duration::ZERO,
-            limit: Limit::Count(per_worker),
-            body: Bytes::new(),
-            echo: false,
-            cpu_of: Vec::new(),
-        };
-        let accepted = C * (per_worker + 1);
-        let base = self.api()?.invocations_total().await?;
-        let t0 = Instant::now();
-        let stats = load::run(&Target::Fcd(target.clone()), &spec)
-            .await
-            .with_context(|| format!("accepting a backlog of {accepted} async calls"))?;
-        let accept_s = t0.elapsed().as_secs_f64();
-        let ran_at_accept_end = self.api()?.invocations_total().await? - base;
-        let t_accepted = Instant::now();
-        let limit = Duration::from_secs(300);
-        loop {
-            let ran = self.api()?.invocations_total().await? - base;
-            if ran >= accepted as f64 {
-                break;
-            }
-            if t_accepted.elapsed() > limit {
-                bail!("only {ran} of {accepted} accepted async calls ran within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let end_to_end_s = t0.elapsed().as_secs_f64();
-        let drain_s = t_accepted.elapsed().as_secs_f64().max(1e-3);
-        let backlog = (accepted as f64 - ran_at_accept_end).max(0.0);
-        Ok(DrainRow {
-            accepted,
-            accept_per_s: stats.rps,
-            accept_s,
-            backlog_at_accept_end: backlog,
-            drain_s,
-            // Fewer than one per connection left: no rate worth the name.
-            drain_per_s: (backlog >= C as f64).then(|| backlog / drain_s),
-            end_to_end_s,
-            end_to_end_per_s: accepted as f64 / end_to_end_s,
-            drain_vs_sync: None,
-        })
+        drain_backlog(self.api()?, target, n).await
     }
+}
+
+/// Where `fcd_invocations_total` is read: one server, or the sum over a cluster's nodes.
+pub(crate) trait Invocations {
+    async fn invocations_total(&mut self) -> Result<f64>;
+}
+
+impl Invocations for Api {
+    async fn invocations_total(&mut self) -> Result<f64> {
+        Api::invocations_total(self).await
+    }
+}
+
+impl Invocations for Vec<Api> {
+    async fn invocations_total(&mut self) -> Result<f64> {
+        let mut sum = 0.0;
+        for api in self.iter_mut() {
+            sum += Api::invocations_total(api).await?;
+        }
+        Ok(sum)
+    }
+}
+
+/// Waits until `fcd_invocations_total` has not moved for half a second (the accepted
+/// backlog of no-op calls has run).
+pub(crate) async fn wait_drained<C: Invocations>(counter: &mut C, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last = counter.invocations_total().await?;
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < Duration::from_millis(500) {
+        if start.elapsed() > limit {
+            bail!("the async backlog was still running after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counter.invocations_total().await?;
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Accepts about `n` no-op calls at c=64 as fast as the server takes them, then watches
+/// `fcd_invocations_total` until every accepted call has run: end to end (first accept to
+/// the last call run) and while draining (from the last accept on). Fails if not every
+/// accepted call runs within a few minutes.
+pub(crate) async fn drain_backlog<C: Invocations>(
+    counter: &mut C,
+    target: &FcdInvoke,
+    n: usize,
+) -> Result<DrainRow> {
+    const C: usize = 64;
+    let per_worker = n.div_ceil(C).max(1);
+    let spec = LoadSpec {
+        concurrency: C,
+        // One unrecorded request per worker, then `per_worker` recorded ones.
+        warmup: Duration::ZERO,
+        limit: Limit::Count(per_worker),
+        body: Bytes::new(),
+        echo: false,
+        cpu_of: Vec::new(),
+        cpu_split: Vec::new(),
+    };
+    let accepted = C * (per_worker + 1);
+    let base = counter.invocations_total().await?;
+    let t0 = Instant::now();
+    let stats = load::run(&Target::Fcd(target.clone()), &spec)
+        .await
+        .with_context(|| format!("accepting a backlog of {accepted} async calls"))?;
+    let accept_s = t0.elapsed().as_secs_f64();
+    let ran_at_accept_end = counter.invocations_total().await? - base;
+    let t_accepted = Instant::now();
+    let limit = Duration::from_secs(300);
+    loop {
+        let ran = counter.invocations_total().await? - base;
+        if ran >= accepted as f64 {
+            break;
+        }
+        if t_accepted.elapsed() > limit {
+            bail!("only {ran} of {accepted} accepted async calls ran within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let end_to_end_s = t0.elapsed().as_secs_f64();
+    let drain_s = t_accepted.elapsed().as_secs_f64().max(1e-3);
+    let backlog = (accepted as f64 - ran_at_accept_end).max(0.0);
+    Ok(DrainRow {
+        accepted,
+        accept_per_s: stats.rps,
+        accept_s,
+        backlog_at_accept_end: backlog,
+        drain_s,
+        // Fewer than one per connection left: no rate worth the name.
+        drain_per_s: (backlog >= C as f64).then(|| backlog / drain_s),
+        end_to_end_s,
+        end_to_end_per_s: accepted as f64 / end_to_end_s,
+        drain_vs_sync: None,
+    })
 }
 
 impl Prewarming {

@@ -50,11 +50,23 @@ impl FcdServer {
         pin: &Pinning,
         args: &[OsString],
     ) -> Result<FcdServer> {
+        FcdServer::start_on(fcd, dir, pin, "127.0.0.1:0", args)
+    }
+
+    /// [`FcdServer::start`] listening on `listen` (a cluster node's address must be known
+    /// before it starts, for `--advertise-url`).
+    pub(crate) fn start_on(
+        fcd: &Path,
+        dir: &Path,
+        pin: &Pinning,
+        listen: &str,
+        args: &[OsString],
+    ) -> Result<FcdServer> {
         let data = dir.join("data");
         let log_path = dir.join("fcd.log");
         let log = std::fs::File::create(&log_path)?;
         let mut cmd = Command::new(fcd);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(&data)
             .env("FCD_ACCESS_KEY_ID", KEY_ID)
             .env("FCD_ACCESS_KEY_SECRET", SECRET)
@@ -65,6 +77,11 @@ impl FcdServer {
             .env_remove("FCD_NODE")
             .env_remove("FCD_PREWARM")
             .env_remove("FCD_METRICS_LISTEN")
+            // Cluster settings come from the arguments only, never from the harness's shell.
+            .env_remove("FCD_STORE")
+            .env_remove("FCD_QUEUE")
+            .env_remove("FCD_NODE_ID")
+            .env_remove("FCD_ADVERTISE_URL")
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())

@@ -43,6 +43,14 @@ fn pin_current_thread(cpu: usize) -> Result<()> {
 }
 
 impl Pinning {
+    /// No pinning: for processes that share the machine's CPUs on purpose.
+    pub(crate) fn none(note: &str) -> Pinning {
+        Pinning {
+            server_cpu: None,
+            note: note.to_owned(),
+        }
+    }
+
     /// Sets pinning up if `requested` and the machine allows it. Must run on the thread that
     /// will drive the load generator, before its runtime starts threads.
     pub(crate) fn setup(requested: bool) -> Pinning {
@@ -213,14 +221,83 @@ fn tree_cpu_ns(pid: u32) -> u64 {
 /// have exited — a runtime's per-connection threads end with their connections. USER_HZ
 /// ticks: 10 ms resolution.
 pub(crate) fn tree_cpu_total_ns(pid: u32) -> u64 {
-    tree(pid)
-        .into_iter()
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let after_comm: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some(ticks(&after_comm, &[11, 12]) * 10_000_000)
-        })
-        .sum()
+    tree(pid).into_iter().map(proc_cpu_total_ns).sum()
+}
+
+/// `utime + stime` of one process (all its threads, live and exited), in nanoseconds; 0 for
+/// a process that is gone or unreadable.
+fn proc_cpu_total_ns(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let after_comm: Vec<&str> = rest.split_whitespace().collect();
+    ticks(&after_comm, &[11, 12]) * 10_000_000
+}
+
+/// Processes whose CPU time is counted together under one name (fcd's nodes, nginx, the
+/// database's processes, …).
+#[derive(Debug, Clone)]
+pub(crate) struct CpuGroup {
+    pub(crate) label: String,
+    pub(crate) pids: Vec<u32>,
+    /// Count every process below each pid too (a server's instances).
+    pub(crate) descendants: bool,
+}
+
+impl CpuGroup {
+    /// CPU time so far, in nanoseconds (10 ms ticks).
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        self.pids
+            .iter()
+            .map(|&p| {
+                if self.descendants {
+                    tree_cpu_total_ns(p)
+                } else {
+                    proc_cpu_total_ns(p)
+                }
+            })
+            .sum()
+    }
+}
+
+/// Every process id in `/proc`.
+pub(crate) fn all_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// `/proc/<pid>/comm`, trimmed.
+pub(crate) fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim().to_owned())
+}
+
+/// `/proc/<pid>/cmdline` with its NULs as spaces (a process may rewrite it, as PostgreSQL's
+/// backends do to say what they serve).
+pub(crate) fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+    Some(text.trim().to_owned())
+}
+
+/// The parent of `pid`.
+pub(crate) fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    after_comm.get(1)?.parse().ok()
+}
+
+/// The machine's busy time so far (every CPU, steal excluded), in USER_HZ ticks.
+pub(crate) fn busy_ticks() -> Option<u64> {
+    cpu_snapshot().map(|s| s.busy)
 }
 
 /// Waits until `pid` and its descendants are quiet: less than 1 ms of CPU in 25 ms, with the
