@@ -20,6 +20,48 @@
 //! LOCKED` over the records). Delivery is at least once; a crash between writing a record and
 //! publishing it is repaired by the sweeper ([`Queue::sweep`]).
 
+/// Decodes an invocation from a row of either SQL backend's `invocations` table (the column
+/// types decode alike in both; only `events`, JSON text or `jsonb`, differs, so the caller
+/// decodes it). `$row` is a `sqlx` row; the expansion uses `?` on `QueueError`.
+macro_rules! invocation_from_row {
+    ($row:expr, $events:expr) => {{
+        let row = $row;
+        let status: String = row.try_get("status")?;
+        let opt_u64 = |col: &str| -> Result<Option<u64>, QueueError> {
+            Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v.max(0) as u64))
+        };
+        Invocation {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            service: row.try_get("service")?,
+            function: row.try_get("function")?,
+            qualifier: row.try_get("qualifier")?,
+            invocation_id: row.try_get("invocation_id")?,
+            request_id: row.try_get("request_id")?,
+            stateful: row.try_get("stateful")?,
+            payload: row.try_get("payload")?,
+            status: Status::parse(&status)
+                .ok_or_else(|| QueueError::Backend(format!("unknown status {status}")))?,
+            attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+            max_retries: row.try_get::<i64, _>("max_retries")?.max(0) as u32,
+            max_age_secs: row.try_get::<i64, _>("max_age_secs")?.max(0) as u64,
+            enqueued_ms: row.try_get::<i64, _>("enqueued_ms")?.max(0) as u64,
+            started_ms: opt_u64("started_ms")?,
+            end_ms: opt_u64("end_ms")?,
+            duration_ms: opt_u64("duration_ms")?,
+            return_payload: row.try_get("return_payload")?,
+            error_message: row.try_get("error_message")?,
+            instance_id: row.try_get("instance_id")?,
+            destination_status: row.try_get("destination_status")?,
+            on_success: row.try_get("on_success")?,
+            on_failure: row.try_get("on_failure")?,
+            platform_retries: row.try_get::<i64, _>("platform_retries")?.max(0) as u32,
+            events: $events,
+            http_request: row.try_get("http_request")?,
+        }
+    }};
+}
+
 mod nats;
 mod postgres;
 mod queue;

@@ -128,37 +128,11 @@ fn opt_u64(row: &PgRow, col: &str) -> Result<Option<u64>, QueueError> {
 }
 
 fn invocation(row: &PgRow) -> Result<Invocation, QueueError> {
-    let status: String = row.try_get("status")?;
     let events: serde_json::Value = row.try_get("events")?;
-    Ok(Invocation {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        service: row.try_get("service")?,
-        function: row.try_get("function")?,
-        qualifier: row.try_get("qualifier")?,
-        invocation_id: row.try_get("invocation_id")?,
-        request_id: row.try_get("request_id")?,
-        stateful: row.try_get("stateful")?,
-        payload: row.try_get("payload")?,
-        status: Status::parse(&status)
-            .ok_or_else(|| QueueError::Backend(format!("unknown status {status}")))?,
-        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-        max_retries: row.try_get::<i64, _>("max_retries")?.max(0) as u32,
-        max_age_secs: row.try_get::<i64, _>("max_age_secs")?.max(0) as u64,
-        enqueued_ms: row.try_get::<i64, _>("enqueued_ms")?.max(0) as u64,
-        started_ms: opt_u64(row, "started_ms")?,
-        end_ms: opt_u64(row, "end_ms")?,
-        duration_ms: opt_u64(row, "duration_ms")?,
-        return_payload: row.try_get("return_payload")?,
-        error_message: row.try_get("error_message")?,
-        instance_id: row.try_get("instance_id")?,
-        destination_status: row.try_get("destination_status")?,
-        on_success: row.try_get("on_success")?,
-        on_failure: row.try_get("on_failure")?,
-        platform_retries: row.try_get::<i64, _>("platform_retries")?.max(0) as u32,
-        events: serde_json::from_value::<Vec<Event>>(events)?,
-        http_request: row.try_get("http_request")?,
-    })
+    Ok(invocation_from_row!(
+        row,
+        serde_json::from_value::<Vec<Event>>(events)?
+    ))
 }
 
 fn error_detail(e: &str) -> String {
