@@ -124,7 +124,6 @@ mod tests {
     use fcd_core::domains::{CustomDomainInput, PathConfig, RouteConfig};
     use fcd_core::model::{CodeRef, Function, FunctionUpdate, ServiceUpdate};
     use fcd_core::triggers::TriggerInput;
-    use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
     use fcd_store::{MetadataStore, SqliteStore, StoredFunction};
     use serde_json::json;
 
@@ -141,42 +140,11 @@ mod tests {
         url: &str,
         id: &str,
     ) -> Arc<Control> {
-        let code = fcd_store::code::CodeStore::open(dir.join(format!("code-{id}"))).unwrap();
-        let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
-            region: "cn-test".into(),
-            network: NetworkMode::Host,
-            runtimes: Registry::detect(&RuntimeOptions {
-                python: "/nonexistent/python3".into(),
-                node: "/nonexistent/node".into(),
-                dir: dir.join(format!("runtime-{id}")),
-            }),
-            start_timeout: Duration::from_secs(1),
-            max_instances: 1,
-            max_memory_mb: 128,
-            idle_timeout: Duration::from_secs(1),
-            jail: None,
-            jail_unavailable: Some("unit test".into()),
-            egress: None,
-            egress_unavailable: None,
-            prewarm: 0,
-            code_store: None,
-        }));
-        let iam = Arc::new(crate::iam::Iam::new(
-            store.clone(),
-            crate::iam::IamConfig {
-                region: "cn-test".into(),
-                root_keys: vec![],
-                token_key: fcd_iam::TokenKey::derive(b"test"),
-                min_session_duration_secs: 900,
-            },
-        ));
         let cluster = Cluster::postgres(url, NodeInfo::new(id, format!("http://{id}")))
             .await
             .unwrap();
-        let control = Arc::new(
-            Control::new(store, code, runtime, "cn-test".into(), b"s".to_vec(), iam)
-                .with_cluster(Arc::new(cluster)),
-        );
+        let control =
+            Arc::new(crate::testkit::control(dir, store, id).with_cluster(Arc::new(cluster)));
         tokio::spawn(control.clone().apply_cluster_events_forever());
         control
     }
@@ -361,36 +329,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let code = fcd_store::code::CodeStore::open(dir.path().join("code")).unwrap();
-        let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
-            region: "cn-test".into(),
-            network: NetworkMode::Host,
-            runtimes: Registry::detect(&RuntimeOptions {
-                python: "/nonexistent/python3".into(),
-                node: "/nonexistent/node".into(),
-                dir: dir.path().join("runtime"),
-            }),
-            start_timeout: Duration::from_secs(1),
-            max_instances: 1,
-            max_memory_mb: 128,
-            idle_timeout: Duration::from_secs(1),
-            jail: None,
-            jail_unavailable: Some("unit test".into()),
-            egress: None,
-            egress_unavailable: None,
-            prewarm: 0,
-            code_store: None,
-        }));
-        let iam = Arc::new(crate::iam::Iam::new(
-            store.clone(),
-            crate::iam::IamConfig {
-                region: "cn-test".into(),
-                root_keys: vec![],
-                token_key: fcd_iam::TokenKey::derive(b"test"),
-                min_session_duration_secs: 900,
-            },
-        ));
-        let c = Control::new(store, code, runtime, "cn-test".into(), b"s".to_vec(), iam);
+        let c = crate::testkit::control(dir.path(), store, "single");
         assert!(c.cluster().is_single());
         assert!(
             c.status().get("cluster").is_none(),

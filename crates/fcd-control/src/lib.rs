@@ -34,6 +34,8 @@ mod events;
 pub mod iam;
 mod invoke;
 mod role_credentials;
+#[cfg(test)]
+mod testkit;
 pub mod timers;
 mod triggers;
 mod versions;

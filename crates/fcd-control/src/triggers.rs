@@ -567,7 +567,6 @@ mod tests {
     use super::*;
     use fcd_core::domains::{PathConfig, RouteConfig};
     use fcd_core::model::{CodeRef, Function, FunctionUpdate, ServiceUpdate};
-    use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
     use fcd_store::{MetadataStore, SqliteStore, StoredFunction};
     use serde_json::json;
 
@@ -586,43 +585,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let code = fcd_store::code::CodeStore::open(dir.path().join("code")).unwrap();
-        let runtime = Arc::new(InstanceManager::new(RuntimeConfig {
-            region: "cn-test".into(),
-            network: NetworkMode::Host,
-            runtimes: Registry::detect(&RuntimeOptions {
-                python: "/nonexistent/python3".into(),
-                node: "/nonexistent/node".into(),
-                dir: dir.path().join("runtime"),
-            }),
-            start_timeout: std::time::Duration::from_secs(1),
-            max_instances: 1,
-            max_memory_mb: 128,
-            idle_timeout: std::time::Duration::from_secs(1),
-            jail: None,
-            jail_unavailable: Some("unit test".into()),
-            egress: None,
-            egress_unavailable: None,
-            prewarm: 0,
-            code_store: None,
-        }));
-        let iam = Arc::new(crate::iam::Iam::new(
-            store.clone(),
-            crate::iam::IamConfig {
-                region: "cn-test".into(),
-                root_keys: vec![],
-                token_key: fcd_iam::TokenKey::derive(b"test"),
-                min_session_duration_secs: 900,
-            },
-        ));
-        let control = Control::new(
-            store.clone(),
-            code,
-            runtime,
-            "cn-test".into(),
-            b"secret".to_vec(),
-            iam,
-        );
+        let control = crate::testkit::control(dir.path(), store.clone(), "t");
         Fixture {
             _dir: dir,
             store,
