@@ -10,6 +10,8 @@ they also run — unchanged — when the session itself is a cluster (``FCD_TEST
 * A rolling restart of every node under steady sync load: with drain, no request fails.
 * Writes on one node are seen by the others (caches invalidated across nodes), and a sync call
   goes where its function is warm.
+* A function's logs, kept by each node for what ran on it, are read through any node: every
+  live node's records, each saying its node; a node that does not answer is named.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Callable, Iterator
 import pytest
 
 from alibabacloud_fc_open20210406 import models as m
+from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_util import models as util_models
 
 from clusterkit import FcdCluster
@@ -424,3 +427,66 @@ def _lists(client, svc: str) -> bool:
         return svc in [s.service_name for s in client.list_services(m.ListServicesRequest(limit=100)).body.services]
     except ApiError:
         return False
+
+
+# --------------------------------------------------------------------------------------------
+
+# A node runs a call that says it was forwarded itself (the signature is still checked): the
+# test uses it to put one call on each of two chosen nodes.
+PINNED = {"x-fcd-forwarded-from": "pytest"}
+
+
+def function_logs(client, svc: str, fn: str, headers: dict | None = None, **query) -> dict:
+    """fcd's logs API (``GET …/logs``), signed by the SDK's generic ``call_api``."""
+    params = open_api_models.Params(
+        action="GetFunctionLogs", version="2021-04-06", protocol="HTTP",
+        pathname=f"/2021-04-06/services/{svc}/functions/{fn}/logs", method="GET",
+        auth_type="AK", style="ROA", req_body_type="json", body_type="json",
+    )
+    req = open_api_models.OpenApiRequest(query={k: str(v) for k, v in query.items()}, headers=dict(headers or {}))
+    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+
+
+def test_logs_are_read_across_the_cluster(cluster_factory):
+    c = cluster_factory()
+    clients = [c.node_client(i) for i in range(3)]
+    live = lambda: sorted(n["id"] for n in server_status(clients[0])["cluster"]["nodes"] if n["live"])
+    assert wait_until(lambda: live() == ["node0", "node1", "node2"], 5.0), live()
+    svc = create_service(clients[0]).service_name
+    fn = py_function(clients[0], svc, "def handler(event, context):\n    print('MARK-' + event.decode())\n    return 'ok'\n")
+    for i in (0, 1):
+        r = clients[i].invoke_function_with_options(
+            svc, fn, m.InvokeFunctionRequest(body=f"n{i}".encode()),
+            m.InvokeFunctionHeaders(common_headers=PINNED), util_models.RuntimeOptions(),
+        )
+        assert r.body == b"ok"
+
+    def marks(body: dict) -> set:
+        return {(mk, r.get("node")) for r in body["records"] for mk in re.findall(r"MARK-n\d", r["message"])}
+
+    want = {("MARK-n0", "node0"), ("MARK-n1", "node1")}
+    # Read through node 2, where neither ran (the log writer flushes within 25 ms).
+    assert wait_until(lambda: marks(function_logs(clients[2], svc, fn)) == want, 5.0), \
+        function_logs(clients[2], svc, fn)
+    body = function_logs(clients[2], svc, fn)
+    assert body["unreachableNodes"] == [] and body["truncated"] is False, body
+    assert {r["node"] for r in body["records"]} == {"node0", "node1"}, body
+    stamps = [r["timestamp"] for r in body["records"]]
+    assert stamps == sorted(stamps), body
+    # Without `since` a limit keeps the newest records, and says so.
+    newest = function_logs(clients[2], svc, fn, limit=1)
+    assert len(newest["records"]) == 1 and newest["truncated"] is True, newest
+    assert newest["records"][0]["timestamp"] == stamps[-1], newest
+    # With `since`: the first ones.
+    first = function_logs(clients[0], svc, fn, limit=1, since=0)
+    assert len(first["records"]) == 1 and first["truncated"] is True, first
+    assert first["records"][0]["timestamp"] == stamps[0], first
+    # A forwarded query is answered from its node's own log.
+    assert marks(function_logs(clients[1], svc, fn, headers=PINNED)) == {("MARK-n1", "node1")}
+    # A node killed a moment ago is still listed live (its heartbeat is < 5 s old) but does
+    # not answer: the others' records still come, and it is named.
+    c.nodes[1].kill()
+    body = function_logs(clients[0], svc, fn)
+    assert body["unreachableNodes"] == ["node1"], body
+    assert marks(body) == {("MARK-n0", "node0")}, body
+    delete_service_tree(clients[0], svc)

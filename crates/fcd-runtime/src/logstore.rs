@@ -206,6 +206,57 @@ pub struct QueryResult {
     pub truncated: bool,
 }
 
+/// One node's answer to a query, for [`merge`]: in a cluster every node keeps the logs of
+/// what ran on it, so a cluster-wide read asks each node the same [`LogQuery`] and merges.
+#[derive(Debug, Default)]
+pub struct NodeResult {
+    /// The node the records came from.
+    pub node: String,
+    pub result: QueryResult,
+}
+
+/// The records of several nodes as one answer, each with the node it came from.
+#[derive(Debug, Default)]
+pub struct MergedResult {
+    /// `(node, record)`, ordered by time, then seq, then node.
+    pub records: Vec<(String, StoredRecord)>,
+    /// Some node's answer was truncated, or the merge cut records to the limit.
+    pub truncated: bool,
+}
+
+/// Merges what several nodes found for the same query `q` the way one node's query chooses:
+/// the first `q.limit` records from the starting point when `since_ms` (or `after_seq`) is
+/// given, else the newest `q.limit`.
+///
+/// This is exact as long as each node applied `q` itself: any record among the cluster's first
+/// (or newest) `limit` is among its own node's first (or newest) `limit`. Seq numbers are per
+/// node, so across nodes they only break ties in time (then the node id, so the order is
+/// stable).
+pub fn merge(q: &LogQuery, parts: Vec<NodeResult>) -> MergedResult {
+    let limit = q.limit.max(1);
+    let mut truncated = false;
+    let mut records = Vec::with_capacity(parts.iter().map(|p| p.result.records.len()).sum());
+    for p in parts {
+        truncated |= p.result.truncated;
+        records.extend(p.result.records.into_iter().map(|r| (p.node.clone(), r)));
+    }
+    records.sort_by(|(na, a), (nb, b)| {
+        a.time
+            .cmp(&b.time)
+            .then(a.seq.cmp(&b.seq))
+            .then_with(|| na.cmp(nb))
+    });
+    if records.len() > limit {
+        truncated = true;
+        if q.since_ms.is_some() || q.after_seq.is_some() {
+            records.truncate(limit);
+        } else {
+            records.drain(..records.len() - limit);
+        }
+    }
+    MergedResult { records, truncated }
+}
+
 /// A record just written, for followers.
 #[derive(Debug)]
 pub struct LiveRecord {
@@ -1031,6 +1082,98 @@ mod tests {
             limit: 1_000_000,
             ..LogQuery::default()
         }
+    }
+
+    fn stored(seq: u64, time: i64, message: &str) -> StoredRecord {
+        StoredRecord {
+            seq,
+            time,
+            request_id: format!("r{seq}"),
+            instance_id: "i".into(),
+            qualifier: "LATEST".into(),
+            level: "INFO".into(),
+            message: message.into(),
+        }
+    }
+
+    fn at(node: &str, truncated: bool, records: Vec<StoredRecord>) -> NodeResult {
+        NodeResult {
+            node: node.into(),
+            result: QueryResult { records, truncated },
+        }
+    }
+
+    fn shape(m: &MergedResult) -> Vec<(&str, &str)> {
+        m.records
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn nodes_results_merge_by_time_then_seq_then_node() {
+        let parts = || {
+            vec![
+                at("n2", false, vec![stored(1, 10, "b1"), stored(2, 30, "b2")]),
+                at(
+                    "n1",
+                    false,
+                    vec![
+                        stored(7, 10, "a7"),
+                        stored(8, 20, "a8"),
+                        stored(9, 30, "a9"),
+                    ],
+                ),
+                at("n3", false, vec![stored(1, 30, "c1")]),
+            ]
+        };
+        let all = merge(&q(), parts());
+        assert_eq!(
+            shape(&all),
+            [
+                ("n2", "b1"),
+                ("n1", "a7"),
+                ("n1", "a8"),
+                ("n3", "c1"),
+                ("n2", "b2"),
+                ("n1", "a9"),
+            ]
+        );
+        assert!(!all.truncated);
+        // Without `since`: the newest `limit`.
+        let newest = merge(&LogQuery { limit: 2, ..q() }, parts());
+        assert_eq!(shape(&newest), [("n2", "b2"), ("n1", "a9")]);
+        assert!(newest.truncated);
+        // With `since`: the first `limit` from it.
+        let first = merge(
+            &LogQuery {
+                limit: 2,
+                since_ms: Some(0),
+                ..q()
+            },
+            parts(),
+        );
+        assert_eq!(shape(&first), [("n2", "b1"), ("n1", "a7")]);
+        assert!(first.truncated);
+        // Exactly `limit`: nothing cut, nothing truncated.
+        let exact = merge(&LogQuery { limit: 6, ..q() }, parts());
+        assert_eq!(exact.records.len(), 6);
+        assert!(!exact.truncated);
+    }
+
+    #[test]
+    fn a_truncated_node_truncates_the_merge() {
+        let m = merge(
+            &q(),
+            vec![
+                at("n1", false, vec![stored(1, 5, "a")]),
+                at("n2", true, vec![stored(4, 6, "b")]),
+            ],
+        );
+        assert_eq!(shape(&m), [("n1", "a"), ("n2", "b")]);
+        assert!(m.truncated);
+        let none = merge(&q(), Vec::new());
+        assert!(none.records.is_empty() && !none.truncated);
     }
 
     #[test]

@@ -79,7 +79,18 @@ fn print(record: &Value, json: bool) {
         "" => "-",
         r => r,
     };
-    println!("{} {} {} {}", s("time"), rid, s("level"), s("message"));
+    // In a cluster each record says which node it ran on.
+    match record["node"].as_str() {
+        Some(node) => println!(
+            "{} {} {} {} {}",
+            s("time"),
+            node,
+            rid,
+            s("level"),
+            s("message")
+        ),
+        None => println!("{} {} {} {}", s("time"), rid, s("level"), s("message")),
+    }
 }
 
 pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<()> {
@@ -138,6 +149,18 @@ pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<()> {
         }
         if v["truncated"].as_bool() == Some(true) {
             eprintln!("(more records match: narrow with --since/--until or raise --limit)");
+        }
+        let missing: Vec<&str> = v["unreachableNodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "(cluster nodes that did not answer, so their records are missing: {})",
+                missing.join(", ")
+            );
         }
         return Ok(());
     }

@@ -10,6 +10,16 @@
 //! one record per line — first what the query finds, then every new matching record as it is
 //! written, until the client goes away (an empty line every 15 s keeps idle streams alive and
 //! notices a client that left) or the server shuts down.
+//!
+//! In a cluster each node keeps the log of what ran on it. A query without `follow` is then
+//! cluster-wide: the node that received it from the client asks every other live node the same
+//! request (forwarded as the client signed it, see [`crate::forward`]; a forwarded one is
+//! answered from the node's own log only), and merges the answers with its own
+//! ([`fcd_runtime::logstore::merge`]: the same `since`/`limit` choice as one node's query).
+//! Every record then says which node it came from (`"node"`), and `"unreachableNodes"` lists
+//! the live nodes that did not answer (unreachable, failed, too slow or too large an answer):
+//! what the others found is still returned. `follow=true` stays node-local: it streams only
+//! the log of the node the connection reached. Alone (no cluster) the JSON is as above.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -23,7 +33,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::FcError;
-use fcd_runtime::logstore::{FunctionKey, LogQuery, LogStore, QueryResult, StoredRecord};
+use fcd_runtime::logstore::{
+    self, FunctionKey, LogQuery, LogStore, NodeResult, QueryResult, StoredRecord,
+};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
@@ -34,6 +47,11 @@ use crate::error::{ApiError, ApiResult};
 const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The most one peer's answer to a cluster-wide query may be (a bigger one counts as missing:
+/// half a JSON document cannot be merged).
+const PEER_MAX_BYTES: usize = 64 << 20;
+/// How long a peer's whole answer may take.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A time parameter: RFC 3339 or milliseconds since the epoch.
 fn parse_time(name: &str, v: &str) -> ApiResult<i64> {
@@ -76,6 +94,104 @@ fn record_json(r: &StoredRecord) -> serde_json::Value {
     })
 }
 
+/// A record as another node's answer has it ([`record_json`]'s fields that make it up).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeerRecord {
+    timestamp: i64,
+    seq: u64,
+    request_id: String,
+    instance_id: String,
+    qualifier: String,
+    level: String,
+    message: String,
+}
+
+/// Another node's answer to the same query.
+#[derive(Deserialize)]
+struct PeerAnswer {
+    records: Vec<PeerRecord>,
+    truncated: bool,
+}
+
+impl PeerAnswer {
+    fn into_result(self) -> QueryResult {
+        QueryResult {
+            truncated: self.truncated,
+            records: self
+                .records
+                .into_iter()
+                .map(|r| StoredRecord {
+                    seq: r.seq,
+                    time: r.timestamp,
+                    request_id: r.request_id,
+                    instance_id: r.instance_id,
+                    qualifier: r.qualifier,
+                    level: r.level,
+                    message: r.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// This node's answer merged with every other live node's (none when `forwarded`: the node
+/// that asked merges). Returns the JSON body.
+async fn cluster_wide(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    lq: &LogQuery,
+    mine: QueryResult,
+) -> serde_json::Value {
+    let cluster = s.control.cluster();
+    let mut answers = vec![NodeResult {
+        node: cluster.node().id.clone(),
+        result: mine,
+    }];
+    let mut unreachable = Vec::new();
+    if !crate::forward::is_forwarded(&parts.headers) {
+        let peers: Vec<(String, String)> = cluster
+            .nodes()
+            .into_iter()
+            .filter(|n| n.live && !n.is_self)
+            .map(|n| (n.id, n.url))
+            .collect();
+        let got = s
+            .forwarder
+            .fetch_all(peers, parts, PEER_MAX_BYTES, PEER_TIMEOUT)
+            .await;
+        for (node, body) in got {
+            match body.map(|b| serde_json::from_slice::<PeerAnswer>(&b)) {
+                Ok(Ok(a)) => answers.push(NodeResult {
+                    node,
+                    result: a.into_result(),
+                }),
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %node, error = %e, "a peer's logs answer is not understood");
+                    unreachable.push(node);
+                }
+                // Already logged by the forwarder.
+                Err(_) => unreachable.push(node),
+            }
+        }
+    }
+    let merged = logstore::merge(lq, answers);
+    let records: Vec<_> = merged
+        .records
+        .iter()
+        .map(|(node, r)| {
+            let mut v = record_json(r);
+            v["node"] = json!(node);
+            v
+        })
+        .collect();
+    json!({
+        "records": records,
+        "truncated": merged.truncated,
+        "unreachableNodes": unreachable,
+    })
+}
+
 fn line(r: &StoredRecord) -> Bytes {
     let mut v = serde_json::to_vec(&record_json(r)).unwrap_or_default();
     v.push(b'\n');
@@ -99,7 +215,10 @@ pub(super) async fn get(
     Ctx(c): Ctx,
     p: PathParams,
     q: QueryParams,
+    req: axum::extract::Request,
 ) -> ApiResult<Response> {
+    // The request as received: a cluster-wide query sends it on to the other nodes.
+    let (parts, _) = req.into_parts();
     let (service, qualifier) = qualified(&p, &q);
     let function = p.get("function").to_owned();
     // A function that does not exist has no log to read (FC's 404s, not an empty list).
@@ -139,12 +258,13 @@ pub(super) async fn get(
     let key = FunctionKey::new(&c.account_id, &service, &function);
     if !follow {
         let found = query(&store, &key, &lq).await?;
-        let records: Vec<_> = found.records.iter().map(record_json).collect();
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({ "records": records, "truncated": found.truncated }),
-            None,
-        ));
+        let body = if s.control.cluster().is_single() {
+            let records: Vec<_> = found.records.iter().map(record_json).collect();
+            json!({ "records": records, "truncated": found.truncated })
+        } else {
+            cluster_wide(&s, &parts, &lq, found).await
+        };
+        return Ok(json_response(StatusCode::OK, &body, None));
     }
     // Subscribed before the store is read, so nothing written in between is missed; seq
     // numbers drop what both deliver.
