@@ -1,6 +1,8 @@
 //! The cluster scenario: fcd on its embedded store and queue (one node, the reference) against
-//! fcd on PostgreSQL + NATS JetStream as one node, as one node behind nginx, and as three
-//! nodes behind nginx round-robin, in one run, on the same machine.
+//! fcd on PostgreSQL + NATS JetStream as one node, as one node behind nginx, as three
+//! nodes behind nginx round-robin, and as three nodes where every sync call enters a node
+//! without a warm instance and is forwarded to the one that has it, in one run, on the same
+//! machine.
 //!
 //! This module owns what the harness needs of the engines — a fresh database per setup
 //! (`CREATE DATABASE` through the `psql` client, dropped afterwards), a JetStream stream name
@@ -42,6 +44,13 @@ const SYNC_CONCURRENCY: [usize; 2] = [8, 32];
 const ASYNC_CONCURRENCY: usize = 64;
 /// The gauge of instances holding a share of a node's budget.
 const INSTANCES_USED: &str = "fcd_budget_instances_used";
+/// How long the forwarded setup waits after warming one node: a few heartbeats
+/// (`fcd_cluster::HEARTBEAT`, 1 s), so every peer has seen that node warm.
+const HEARTBEATS_SETTLE: Duration = Duration::from_secs(3);
+/// In the forwarded setup, the share of the calls the entry nodes may run themselves before
+/// the setup is not what it claims to be (a node whose heartbeat read was late may run a
+/// call or two locally at the start).
+const FORWARD_TOLERANCE: f64 = 0.01;
 
 /// The CPU groups, in the order the report shows them.
 pub(crate) const FCD: &str = "fcd";
@@ -420,15 +429,19 @@ struct Topology {
     engines: bool,
     nodes: usize,
     balanced: bool,
+    /// Sync calls only, warm on one node and sent to the others (no balancer): every call
+    /// forwarded.
+    forwarded: bool,
 }
 
-const TOPOLOGIES: [Topology; 4] = [
+const TOPOLOGIES: [Topology; 5] = [
     Topology {
         id: "embedded-1",
         label: "1 node, embedded (SQLite store and queue)",
         engines: false,
         nodes: 1,
         balanced: false,
+        forwarded: false,
     },
     Topology {
         id: "engines-1",
@@ -436,6 +449,7 @@ const TOPOLOGIES: [Topology; 4] = [
         engines: true,
         nodes: 1,
         balanced: false,
+        forwarded: false,
     },
     Topology {
         id: "engines-1-nginx",
@@ -443,6 +457,7 @@ const TOPOLOGIES: [Topology; 4] = [
         engines: true,
         nodes: 1,
         balanced: true,
+        forwarded: false,
     },
     Topology {
         id: "engines-3-nginx",
@@ -450,6 +465,15 @@ const TOPOLOGIES: [Topology; 4] = [
         engines: true,
         nodes: 3,
         balanced: true,
+        forwarded: false,
+    },
+    Topology {
+        id: "engines-3-forwarded",
+        label: "3 nodes, PostgreSQL + NATS, every call forwarded (warm on one node, load at the other two)",
+        engines: true,
+        nodes: 3,
+        balanced: false,
+        forwarded: true,
     },
 ];
 
@@ -700,15 +724,23 @@ impl Bench {
             .await?;
         api.create_function(&self.custom_def(CLUSTER_ASYNC, WARM_INSTANCE_CONCURRENCY))
             .await?;
-        // Every node answers a call of the new function before load starts (one that learns
-        // of functions late would otherwise fail the first measured requests).
-        for node in &live.nodes {
-            let t = FcdInvoke::new(node.addr, &server::creds(), SERVICE, CLUSTER_SYNC);
-            first_success(&t, Duration::from_secs(15))
-                .await
-                .with_context(|| format!("the first call through {}", node.addr))?;
-        }
-        let sync_target = FcdInvoke::new(live.entry, &server::creds(), SERVICE, CLUSTER_SYNC);
+        let (sync_target, warm_node) = if topo.forwarded {
+            let (target, warm) = warm_one_node(live).await?;
+            (target, Some(warm))
+        } else {
+            // Every node answers a call of the new function before load starts (one that
+            // learns of functions late would otherwise fail the first measured requests).
+            for node in &live.nodes {
+                let t = FcdInvoke::new(node.addr, &server::creds(), SERVICE, CLUSTER_SYNC);
+                first_success(&t, Duration::from_secs(15))
+                    .await
+                    .with_context(|| format!("the first call through {}", node.addr))?;
+            }
+            (
+                FcdInvoke::new(live.entry, &server::creds(), SERVICE, CLUSTER_SYNC),
+                None,
+            )
+        };
         let mut sync = Vec::new();
         for c in SYNC_CONCURRENCY {
             let spec = LoadSpec {
@@ -725,11 +757,31 @@ impl Bench {
                 .await
                 .with_context(|| format!("sync c={c}"))?;
             let after = live.calls_per_node().await?;
-            sync.push(ClusterSync {
+            let row = ClusterSync {
                 concurrency: c,
                 stats,
                 calls_per_node: minus(&after, &before),
                 instances_per_node: live.instances_per_node().await?,
+            };
+            if let Some(w) = warm_node {
+                check_forwarded(&row, w).with_context(|| format!("sync c={c}"))?;
+            }
+            sync.push(row);
+        }
+        if topo.forwarded {
+            // Async calls are queued, not routed by warm instances: nothing to add here.
+            return Ok(ClusterSetup {
+                id: topo.id.into(),
+                label: topo.label.into(),
+                nodes: topo.nodes,
+                sync,
+                accept_c64: None,
+                drain: None,
+                drain_cpu_us: Vec::new(),
+                drain_machine_busy_cpus: None,
+                drain_calls_per_node: Vec::new(),
+                queue: "not measured (sync calls only)".into(),
+                drain_postgres: None,
             });
         }
 
@@ -803,8 +855,8 @@ impl Bench {
             label: topo.label.into(),
             nodes: topo.nodes,
             sync,
-            accept_c64: accept,
-            drain,
+            accept_c64: Some(accept),
+            drain: Some(drain),
             drain_cpu_us: drain_cpu,
             drain_machine_busy_cpus: drain_busy,
             drain_calls_per_node: minus(&calls_after, &calls_before),
@@ -830,6 +882,73 @@ fn cluster_args(store: &str, queue: &str, i: usize, listen: &str) -> Vec<OsStrin
     .into_iter()
     .map(OsString::from)
     .collect()
+}
+
+/// Warms the sync function on exactly one node and returns a target that enters only the
+/// others, with that node's index. The first calls go through node 0: with nobody warm a
+/// call runs on the function's home node (node 0 itself, or forwarded there), which starts
+/// the one instance. After a few heartbeats every peer sees that node warm with free slots,
+/// so a call entering a peer (which has no free slot of its own) is forwarded to it.
+async fn warm_one_node(live: &mut Live) -> Result<(FcdInvoke, usize)> {
+    let creds = server::creds();
+    let first = FcdInvoke::new(live.nodes[0].addr, &creds, SERVICE, CLUSTER_SYNC);
+    first_success(&first, Duration::from_secs(15))
+        .await
+        .context("the first call through node0")?;
+    let instances = live.instances_per_node().await?;
+    let warm: Vec<usize> = (0..instances.len())
+        .filter(|&i| instances[i] > 0.0)
+        .collect();
+    let [w] = warm.as_slice() else {
+        bail!("warming through node0 left instances per node {instances:?}, not one node warm");
+    };
+    let w = *w;
+    tokio::time::sleep(HEARTBEATS_SETTLE).await;
+    let entries: Vec<SocketAddr> = (0..live.nodes.len())
+        .filter(|&i| i != w)
+        .map(|i| live.nodes[i].addr)
+        .collect();
+    for &addr in &entries {
+        let t = FcdInvoke::new(addr, &creds, SERVICE, CLUSTER_SYNC);
+        first_success(&t, Duration::from_secs(15))
+            .await
+            .with_context(|| format!("the first call through {addr}"))?;
+    }
+    let after = live.instances_per_node().await?;
+    if after != instances {
+        bail!(
+            "calls entering the other nodes started instances: per node {instances:?} before, {after:?} after"
+        );
+    }
+    let mut target = FcdInvoke::new(entries[0], &creds, SERVICE, CLUSTER_SYNC);
+    target.spread = entries;
+    Ok((target, w))
+}
+
+/// That `row` was measured as the forwarded setup claims: the node `warm` ran the calls
+/// (the entry nodes at most [`FORWARD_TOLERANCE`] of them) on its one instance, and no other
+/// node started one.
+fn check_forwarded(row: &ClusterSync, warm: usize) -> Result<()> {
+    let ran_warm = row.calls_per_node.get(warm).copied().unwrap_or(0.0);
+    let ran_entries: f64 = (0..row.calls_per_node.len())
+        .filter(|&i| i != warm)
+        .map(|i| row.calls_per_node[i])
+        .sum();
+    let cold_elsewhere =
+        (0..row.instances_per_node.len()).any(|i| i != warm && row.instances_per_node[i] > 0.0);
+    if ran_warm < row.stats.requests as f64
+        || ran_entries > FORWARD_TOLERANCE * ran_warm
+        || cold_elsewhere
+        || row.instances_per_node.get(warm).copied() != Some(1.0)
+    {
+        bail!(
+            "not every call was forwarded to node{warm}: calls per node {:?} ({} measured), instances per node {:?}",
+            row.calls_per_node,
+            row.stats.requests,
+            row.instances_per_node
+        );
+    }
+    Ok(())
 }
 
 /// Sends `target` until it succeeds (fresh connections; a node may learn of a new function a
@@ -880,11 +999,14 @@ fn engines_cpu_s(setup: &ClusterSetup) -> f64 {
         .iter()
         .map(|r| engines(&r.stats.cpu_split_us, r.stats.requests as f64))
         .sum::<f64>()
-        + engines(
-            &setup.accept_c64.cpu_split_us,
-            setup.accept_c64.requests as f64,
-        )
-        + engines(&setup.drain_cpu_us, setup.drain.accepted as f64)
+        + setup
+            .accept_c64
+            .as_ref()
+            .map_or(0.0, |a| engines(&a.cpu_split_us, a.requests as f64))
+        + setup
+            .drain
+            .as_ref()
+            .map_or(0.0, |d| engines(&setup.drain_cpu_us, d.accepted as f64))
 }
 
 /// The CPU share of `label` in `shares`, if counted.
@@ -1114,6 +1236,65 @@ mod tests {
                 "http://127.0.0.1:7002"
             ]
         );
+    }
+
+    fn sync_row(requests: usize, calls: &[f64], instances: &[f64]) -> ClusterSync {
+        ClusterSync {
+            concurrency: 8,
+            stats: crate::load::LoadStats {
+                concurrency: 8,
+                requests,
+                seconds: 1.0,
+                rps: requests as f64,
+                p50_us: 0.0,
+                p90_us: 0.0,
+                p99_us: 0.0,
+                mean_us: 0.0,
+                max_us: 0.0,
+                mb_per_s: 0.0,
+                server_cpu_us: None,
+                cpu_split_us: Vec::new(),
+                machine_busy_cpus: None,
+            },
+            calls_per_node: calls.to_vec(),
+            instances_per_node: instances.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_forwarded_run_is_checked_against_the_nodes_counters() {
+        // Node 1 warm, ran every call (warm-up included), the others none.
+        let ok = sync_row(1000, &[0.0, 1100.0, 0.0], &[0.0, 1.0, 0.0]);
+        assert!(check_forwarded(&ok, 1).is_ok());
+        // A call or two run where it entered (a late heartbeat read) is tolerated.
+        let few = sync_row(1000, &[2.0, 1100.0, 0.0], &[0.0, 1.0, 0.0]);
+        assert!(check_forwarded(&few, 1).is_ok());
+        // An entry node that ran a share of the calls: not "every call forwarded".
+        let local = sync_row(1000, &[400.0, 700.0, 0.0], &[0.0, 1.0, 0.0]);
+        let err = check_forwarded(&local, 1).unwrap_err().to_string();
+        assert!(err.contains("[400.0, 700.0, 0.0]"), "{err}");
+        // An entry node that started an instance of its own.
+        let cold = sync_row(1000, &[0.0, 1100.0, 0.0], &[1.0, 1.0, 0.0]);
+        assert!(check_forwarded(&cold, 1).is_err());
+        // The warm node ran fewer calls than were measured: they went somewhere else.
+        let lost = sync_row(1000, &[0.0, 500.0, 0.0], &[0.0, 1.0, 0.0]);
+        assert!(check_forwarded(&lost, 1).is_err());
+        // A second instance on the warm node is no longer one warm instance.
+        let two = sync_row(1000, &[0.0, 1100.0, 0.0], &[0.0, 2.0, 0.0]);
+        assert!(check_forwarded(&two, 1).is_err());
+    }
+
+    #[test]
+    fn load_spreads_over_the_entries_of_a_target() {
+        let a: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:1002".parse().unwrap();
+        let mut t = FcdInvoke::new(a, &server::creds(), SERVICE, CLUSTER_SYNC);
+        let one = Target::Fcd(t.clone());
+        assert_eq!((one.addr_for(0), one.addr_for(3)), (a, a));
+        t.spread = vec![a, b];
+        let two = Target::Fcd(t);
+        let got: Vec<SocketAddr> = (0..4).map(|i| two.addr_for(i)).collect();
+        assert_eq!(got, [a, b, a, b]);
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub(crate) struct FcdInvoke {
     pub(crate) path: String,
     /// `X-Fc-Invocation-Type: Async` instead of a synchronous call.
     pub(crate) asynchronous: bool,
+    /// Entry points a load run spreads its connections over (worker `i` connects to
+    /// `spread[i % len]`); empty: every connection goes to `addr`. The request is the same
+    /// whichever node it enters (its `Host` is `addr`'s; fcd verifies what it received).
+    pub(crate) spread: Vec<SocketAddr>,
 }
 
 impl FcdInvoke {
@@ -144,6 +148,7 @@ impl FcdInvoke {
             creds: creds.clone(),
             path: format!("/2021-04-06/services/{service}/functions/{function}/invocations"),
             asynchronous: false,
+            spread: Vec::new(),
         }
     }
 
@@ -394,6 +399,14 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// Where load worker `worker` connects: [`FcdInvoke::spread`] when set, else the address.
+    pub(crate) fn addr_for(&self, worker: usize) -> SocketAddr {
+        match self {
+            Target::Fcd(f) if !f.spread.is_empty() => f.spread[worker % f.spread.len()],
+            _ => self.addr(),
+        }
+    }
+
     pub(crate) fn addr(&self) -> SocketAddr {
         match self {
             Target::Fcd(f) => f.addr,

@@ -89,7 +89,7 @@ async fn worker(
     warm_until: Instant,
     barrier: Arc<tokio::sync::Barrier>,
 ) -> Result<WorkerResult> {
-    let mut sender = connect(target.addr()).await?;
+    let mut sender = connect(target.addr_for(id)).await?;
     let mut n = 0usize;
     let mut one = async |sender: &mut crate::http::Sender| -> Result<u64> {
         n += 1;

@@ -46,7 +46,8 @@ enum Scenario {
     All,
     /// fcd embedded against fcd on PostgreSQL + NATS (1 node direct, 1 node behind nginx, 3
     /// nodes behind nginx round-robin): sync c=8 and 32, async accepts at c=64 and a drained
-    /// backlog. Needs FCD_TEST_POSTGRES, FCD_TEST_NATS, psql and nginx; not part of `all`;
+    /// backlog; and 3 nodes with every sync call forwarded (warm on one node, load at the
+    /// other two). Needs FCD_TEST_POSTGRES, FCD_TEST_NATS, psql and nginx; not part of `all`;
     /// never pinned. Also writes target/bench/cluster-<timestamp>.{md,json}.
     Cluster,
 }

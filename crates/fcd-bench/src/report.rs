@@ -258,10 +258,11 @@ pub(crate) struct ClusterSetup {
     pub(crate) label: String,
     pub(crate) nodes: usize,
     pub(crate) sync: Vec<ClusterSync>,
-    /// Async calls accepted (HTTP 202) at c=64.
-    pub(crate) accept_c64: LoadStats,
-    /// A backlog of accepted no-op calls run to completion.
-    pub(crate) drain: DrainRow,
+    /// Async calls accepted (HTTP 202) at c=64; `None` for a setup measured for sync calls
+    /// only (the forwarded one: async calls are not routed by warm instances).
+    pub(crate) accept_c64: Option<LoadStats>,
+    /// A backlog of accepted no-op calls run to completion (`None` as `accept_c64`).
+    pub(crate) drain: Option<DrainRow>,
     /// CPU time per call of the backlog, first accept to the last call run, by group.
     pub(crate) drain_cpu_us: Vec<CpuShare>,
     /// The machine's busy time over the backlog, in CPUs.
@@ -1068,7 +1069,7 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
          |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for s in &c.setups {
-        let a = &s.accept_c64;
+        let Some(a) = &s.accept_c64 else { continue };
         let _ = writeln!(
             o,
             "| {} | {:.0} | {} | {} | {} | {} |",
@@ -1088,7 +1089,7 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
          |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for s in &c.setups {
-        let d = &s.drain;
+        let Some(d) = &s.drain else { continue };
         let _ = writeln!(
             o,
             "| {} | {} | {:.0} | {:.0} | {} | {:.0} calls/s ({:.2} s) | {} | {} | {} |",
@@ -1113,7 +1114,7 @@ fn cluster_markdown(o: &mut String, c: &ClusterResult) {
         c.engines_cpu_s
     );
     let _ = writeln!(o, "\nAsync queue, per setup:\n");
-    for s in &c.setups {
+    for s in c.setups.iter().filter(|s| s.drain.is_some()) {
         let pg = s.drain_postgres.as_ref().map_or(String::new(), |p| {
             format!(
                 "; PostgreSQL per call of the backlog: {:.2} commits, {:.2} rows inserted, {:.2} updated, {:.2} deleted",
@@ -1178,8 +1179,8 @@ mod tests {
                 calls_per_node: vec![10.0, 11.0, 12.0],
                 instances_per_node: vec![1.0, 1.0, 1.0],
             }],
-            accept_c64: stats(5000.0, &split),
-            drain: DrainRow {
+            accept_c64: Some(stats(5000.0, &split)),
+            drain: Some(DrainRow {
                 accepted: 10112,
                 accept_per_s: 5000.0,
                 accept_s: 2.0,
@@ -1189,7 +1190,7 @@ mod tests {
                 end_to_end_s: 2.5,
                 end_to_end_per_s: 4044.8,
                 drain_vs_sync: None,
-            },
+            }),
             drain_cpu_us: split
                 .iter()
                 .map(|(l, v)| CpuShare {
