@@ -176,6 +176,10 @@ pub enum ClusterEvent {
     /// Events may have been missed (the listener's connection dropped, or a subscriber fell
     /// behind): drop every cache.
     Resync,
+    /// Node `node` ran its hooks on event `seq` of the process `to` (see
+    /// [`Cluster::publish_acknowledged`]); never handed to subscribers.
+    #[serde(rename_all = "camelCase")]
+    Applied { node: String, to: String, seq: u64 },
 }
 
 /// A singleton job's lease, as a handle: [`Lease::held`] is [`Cluster::holds`].
@@ -220,6 +224,26 @@ struct Shared {
     events: broadcast::Sender<ClusterEvent>,
     /// Bumped whenever the set of live, non-draining nodes changes.
     membership: watch::Sender<u64>,
+    /// Run by the listener on every other node's event before it is acknowledged (see
+    /// [`Cluster::add_hook`]).
+    hooks: Hooks,
+    /// Acknowledged events of this process: sequence number → node ids that applied it.
+    acks: Mutex<HashMap<u64, std::collections::HashSet<String>>>,
+    acked: tokio::sync::Notify,
+    next_seq: std::sync::atomic::AtomicU64,
+}
+
+/// What a node does, synchronously, with another node's event before acknowledging it.
+pub type Hook = Arc<dyn Fn(&ClusterEvent) + Send + Sync>;
+
+#[derive(Default)]
+struct Hooks(RwLock<Vec<Hook>>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.read().map(|h| h.len()).unwrap_or(0);
+        write!(f, "{n} hooks")
+    }
 }
 
 impl Shared {
@@ -314,6 +338,10 @@ impl Cluster {
             leases: Mutex::new(leases),
             events: broadcast::channel(4096).0,
             membership: watch::channel(0).0,
+            hooks: Hooks::default(),
+            acks: Mutex::new(HashMap::new()),
+            acked: tokio::sync::Notify::new(),
+            next_seq: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -421,6 +449,63 @@ impl Cluster {
             None => Ok(()),
             Some(_) if self.shared.left.load(Ordering::Acquire) => Err(ClusterError::Left),
             Some(e) => e.publish(&self.shared, &event).await,
+        }
+    }
+
+    /// Publishes `event` and waits, at most `timeout`, until every other live node has run its
+    /// hooks on it ([`Cluster::add_hook`]): a write that answers after this is seen by the
+    /// next request on any node, not merely within the bus's delay. Returns whether every
+    /// node acknowledged (a node that does not — dead, partitioned — only costs the wait;
+    /// its caches are dropped whole when its listener comes back, by `Resync`).
+    pub async fn publish_acknowledged(
+        &self,
+        event: ClusterEvent,
+        timeout: std::time::Duration,
+    ) -> Result<bool, ClusterError> {
+        let Some(engine) = &self.engine else {
+            return Ok(true);
+        };
+        if self.shared.left.load(Ordering::Acquire) {
+            return Err(ClusterError::Left);
+        }
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut acks) = self.shared.acks.lock() {
+            acks.insert(seq, Default::default());
+        }
+        let result = engine.publish_seq(&self.shared, &event, Some(seq)).await;
+        let done = async {
+            loop {
+                let notified = self.shared.acked.notified();
+                let waiting: Vec<String> = self
+                    .shared
+                    .nodes()
+                    .into_iter()
+                    .filter(|n| !n.is_self && n.live)
+                    .map(|n| n.id)
+                    .collect();
+                let all = self.shared.acks.lock().is_ok_and(|acks| {
+                    acks.get(&seq)
+                        .is_some_and(|got| waiting.iter().all(|id| got.contains(id)))
+                });
+                if all {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let complete = result.is_ok() && tokio::time::timeout(timeout, done).await.is_ok();
+        if let Ok(mut acks) = self.shared.acks.lock() {
+            acks.remove(&seq);
+        }
+        result.map(|()| complete)
+    }
+
+    /// Runs `hook` on every other node's event, in the listener, before the event is
+    /// acknowledged to its sender and handed to subscribers: what must be true before the
+    /// sender's write answers (dropping caches) belongs here; slower work in a subscriber.
+    pub fn add_hook(&self, hook: Hook) {
+        if let Ok(mut hooks) = self.shared.hooks.0.write() {
+            hooks.push(hook);
         }
     }
 

@@ -89,6 +89,9 @@ FROM cluster_nodes ORDER BY id";
 struct Envelope {
     from: String,
     event: ClusterEvent,
+    /// Set when the sender waits for acknowledgements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -125,7 +128,12 @@ impl Engine {
         let listener = listen(&listener_opts).await?;
         beat(&pool, &shared).await?;
         let heartbeat = tokio::spawn(heartbeat_forever(pool.clone(), shared.clone()));
-        let listening = tokio::spawn(listen_forever(listener, listener_opts, shared));
+        let listening = tokio::spawn(listen_forever(
+            listener,
+            listener_opts,
+            shared,
+            pool.clone(),
+        ));
         Ok(Engine {
             pool,
             tasks: std::sync::Mutex::new(vec![heartbeat, listening]),
@@ -137,19 +145,16 @@ impl Engine {
         shared: &Shared,
         event: &ClusterEvent,
     ) -> Result<(), ClusterError> {
-        let payload = serde_json::to_string(&Envelope {
-            from: shared.holder.clone(),
-            event: event.clone(),
-        })?;
-        if payload.len() > MAX_EVENT_BYTES {
-            return Err(ClusterError::EventTooLarge(payload.len()));
-        }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.publish_seq(shared, event, None).await
+    }
+
+    pub(crate) async fn publish_seq(
+        &self,
+        shared: &Shared,
+        event: &ClusterEvent,
+        seq: Option<u64>,
+    ) -> Result<(), ClusterError> {
+        notify(&self.pool, &shared.holder, event, seq).await
     }
 
     pub(crate) async fn drain(&self, shared: &Shared) -> Result<(), ClusterError> {
@@ -348,11 +353,38 @@ async fn listen(opts: &PgConnectOptions) -> Result<PgListener, ClusterError> {
     Ok(l)
 }
 
-async fn listen_forever(mut listener: PgListener, opts: PgConnectOptions, shared: Arc<Shared>) {
+async fn notify(
+    pool: &PgPool,
+    holder: &str,
+    event: &ClusterEvent,
+    seq: Option<u64>,
+) -> Result<(), ClusterError> {
+    let payload = serde_json::to_string(&Envelope {
+        from: holder.to_owned(),
+        event: event.clone(),
+        seq,
+    })?;
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(ClusterError::EventTooLarge(payload.len()));
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn listen_forever(
+    mut listener: PgListener,
+    opts: PgConnectOptions,
+    shared: Arc<Shared>,
+    pool: PgPool,
+) {
     loop {
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) => deliver(&shared, n.payload()),
+                Ok(Some(n)) => deliver(&shared, &pool, n.payload()),
                 Ok(None) => {
                     tracing::warn!("cluster events: the listener's connection was lost");
                     break;
@@ -384,10 +416,41 @@ async fn listen_forever(mut listener: PgListener, opts: PgConnectOptions, shared
     }
 }
 
-fn deliver(shared: &Shared, payload: &str) {
+fn deliver(shared: &Shared, pool: &PgPool, payload: &str) {
     match serde_json::from_str::<Envelope>(payload) {
         Ok(e) if e.from == shared.holder => {}
+        Ok(Envelope {
+            event: ClusterEvent::Applied { node, to, seq },
+            ..
+        }) => {
+            if to == shared.holder {
+                if let Ok(mut acks) = shared.acks.lock()
+                    && let Some(got) = acks.get_mut(&seq)
+                {
+                    got.insert(node);
+                }
+                shared.acked.notify_waiters();
+            }
+        }
         Ok(e) => {
+            let hooks: Vec<crate::Hook> =
+                shared.hooks.0.read().map(|h| h.clone()).unwrap_or_default();
+            for hook in &hooks {
+                hook(&e.event);
+            }
+            if let Some(seq) = e.seq {
+                let ack = ClusterEvent::Applied {
+                    node: shared.node.id.clone(),
+                    to: e.from.clone(),
+                    seq,
+                };
+                let (pool, holder) = (pool.clone(), shared.holder.clone());
+                tokio::spawn(async move {
+                    if let Err(err) = notify(&pool, &holder, &ack, None).await {
+                        tracing::debug!(error = %err, "cluster events: acknowledgement not sent");
+                    }
+                });
+            }
             let _ = shared.events.send(e.event);
         }
         Err(err) => {

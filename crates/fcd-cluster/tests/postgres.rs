@@ -294,3 +294,58 @@ async fn migrations_share_the_database_with_other_migrators() {
     assert_eq!(versions, [(1,), (2000,)]);
     a.leave().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_event_has_been_applied_everywhere_when_publishing_returns() {
+    let Some(url) = database("acknowledged_events").await else {
+        return;
+    };
+    let a = join(&url, "a").await;
+    let b = join(&url, "b").await;
+    let c = join(&url, "c").await;
+    eventually("a sees b and c", Duration::from_secs(3), || {
+        sees(&a, "b", true) && sees(&a, "c", true)
+    })
+    .await;
+    let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for (node, id) in [(&b, "b"), (&c, "c")] {
+        let applied = applied.clone();
+        node.add_hook(std::sync::Arc::new(move |event| {
+            if matches!(event, ClusterEvent::Invalidate { .. }) {
+                applied.lock().unwrap().push(id.to_owned());
+            }
+        }));
+    }
+    for round in 0..20 {
+        applied.lock().unwrap().clear();
+        let event = ClusterEvent::Invalidate {
+            account: "acct".into(),
+            service: Some(format!("svc{round}")),
+        };
+        let all = a
+            .publish_acknowledged(event, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(all, "round {round}: not every node acknowledged");
+        // Both hooks ran before the publish returned: no waiting here.
+        let mut got = applied.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, ["b", "c"], "round {round}");
+    }
+    // A node that left is not waited for.
+    c.leave().await.unwrap();
+    eventually("a no longer counts c", Duration::from_secs(8), || {
+        !sees(&a, "c", true)
+    })
+    .await;
+    let event = ClusterEvent::Invalidate {
+        account: "acct".into(),
+        service: None,
+    };
+    assert!(
+        a.publish_acknowledged(event, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    drop(b);
+}

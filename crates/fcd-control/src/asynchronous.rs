@@ -611,8 +611,17 @@ impl AsyncEngine {
                 account: account.to_owned(),
                 service: Some(service.to_owned()),
             };
-            if let Err(e) = cluster.publish(event).await {
-                tracing::warn!(error = %e, "could not tell the other nodes of an async config change");
+            match cluster
+                .publish_acknowledged(event, std::time::Duration::from_secs(1))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("not every node acknowledged an async config change within 1 s")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not tell the other nodes of an async config change")
+                }
             }
         }
     }

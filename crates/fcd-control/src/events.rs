@@ -20,6 +20,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Control;
 
+/// How long a write waits for the other nodes to acknowledge its invalidation.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Control {
     /// Tells the other nodes; a failure (the database unreachable) is logged, not returned:
     /// the write it follows has happened, and the other nodes resynchronise when their
@@ -28,8 +31,22 @@ impl Control {
         if self.cluster.is_single() {
             return;
         }
-        if let Err(e) = self.cluster.publish(event.clone()).await {
-            tracing::error!(error = %e, ?event, "cannot tell the other nodes of a change; their caches may serve the old state until they resynchronise");
+        // Answered only once every other live node dropped what the change makes stale (or
+        // after a second: a node that does not answer is dead or cut off, and drops all its
+        // caches when its listener is back), so the next request sees the write on any node.
+        match self
+            .cluster
+            .publish_acknowledged(event.clone(), ACK_WAIT)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                ?event,
+                "not every node acknowledged a change within {ACK_WAIT:?}; a late one serves the old state until it applies it"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, ?event, "cannot tell the other nodes of a change; their caches may serve the old state until they resynchronise")
+            }
         }
     }
 
@@ -42,25 +59,34 @@ impl Control {
         .await;
     }
 
-    /// Applies one event from another node.
-    pub async fn apply_cluster_event(&self, event: ClusterEvent) {
+    /// Drops what another node's event makes stale — synchronously, so that it can run in the
+    /// cluster's listener before the event is acknowledged (see `publish`).
+    pub fn drop_stale(&self, event: &ClusterEvent) {
         match event {
             ClusterEvent::Invalidate {
                 account,
                 service: Some(service),
             } => {
-                self.forget_service(&account, &service);
+                self.forget_service(account, service);
                 self.triggers_changed();
-                // A provision config may have changed: reconcile now, not at the next pass.
-                self.provisioning.kick();
             }
             ClusterEvent::Invalidate {
                 account,
                 service: None,
-            } => {
-                self.forget_account(Some(&account));
-                self.provisioning.kick();
-            }
+            } => self.forget_account(Some(account)),
+            ClusterEvent::Resync => self.forget_account(None),
+            ClusterEvent::Retire { .. }
+            | ClusterEvent::StopInvocation { .. }
+            | ClusterEvent::Applied { .. } => {}
+        }
+    }
+
+    /// Applies one event from another node.
+    pub async fn apply_cluster_event(&self, event: ClusterEvent) {
+        self.drop_stale(&event);
+        match event {
+            // A provision config may have changed: reconcile now, not at the next pass.
+            ClusterEvent::Invalidate { .. } => self.provisioning.kick(),
             ClusterEvent::Retire {
                 account,
                 service,
@@ -71,18 +97,21 @@ impl Control {
                     .retire(&account, &service, function.as_deref(), version.as_deref())
                     .await;
             }
-            // The async engine subscribes to these itself.
-            ClusterEvent::StopInvocation { .. } => {}
-            ClusterEvent::Resync => {
-                self.forget_account(None);
-                self.provisioning.kick();
-            }
+            // The async engine subscribes to these itself; acknowledgements never arrive here.
+            ClusterEvent::StopInvocation { .. } | ClusterEvent::Applied { .. } => {}
+            ClusterEvent::Resync => self.provisioning.kick(),
         }
     }
 
     /// Applies other nodes' events as they arrive, until the cluster goes away. Spawned once by
     /// `fcd serve` in cluster mode (a single node receives none).
     pub async fn apply_cluster_events_forever(self: Arc<Control>) {
+        let me = Arc::downgrade(&self);
+        self.cluster.add_hook(Arc::new(move |event| {
+            if let Some(c) = me.upgrade() {
+                c.drop_stale(event);
+            }
+        }));
         let mut rx = self.cluster.subscribe();
         loop {
             match rx.recv().await {

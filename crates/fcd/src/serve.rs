@@ -742,6 +742,16 @@ async fn cluster_jobs(
     cluster: Arc<fcd_cluster::Cluster>,
     asynchronous: Arc<fcd_control::asynchronous::AsyncEngine>,
 ) {
+    // Cached async configs are dropped in the cluster's listener, before the writer's
+    // change is acknowledged (as the control plane's caches are).
+    let engine = asynchronous.clone();
+    cluster.add_hook(Arc::new(move |event| match event {
+        fcd_cluster::ClusterEvent::Invalidate { account, service } => {
+            engine.forget_cached(Some(account), service.as_deref());
+        }
+        fcd_cluster::ClusterEvent::Resync => engine.forget_cached(None, None),
+        _ => {}
+    }));
     let mut events = cluster.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -753,11 +763,7 @@ async fn cluster_jobs(
                 Ok(fcd_cluster::ClusterEvent::StopInvocation { account, service, function, invocation_id }) => {
                     asynchronous.cancel_local(&account, &service, &function, &invocation_id);
                 }
-                Ok(fcd_cluster::ClusterEvent::Invalidate { account, service }) => {
-                    asynchronous.forget_cached(Some(&account), service.as_deref());
-                }
-                Ok(fcd_cluster::ClusterEvent::Resync)
-                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     asynchronous.forget_cached(None, None);
                 }
                 Ok(_) => {}
