@@ -503,6 +503,8 @@ impl Cluster {
     /// Runs `hook` on every other node's event, in the listener, before the event is
     /// acknowledged to its sender and handed to subscribers: what must be true before the
     /// sender's write answers (dropping caches) belongs here; slower work in a subscriber.
+    /// A [`ClusterEvent::Resync`] the listener raises itself (after reconnecting, or for an
+    /// unreadable event) reaches subscribers only: they must drop everything on it.
     pub fn add_hook(&self, hook: Hook) {
         if let Ok(mut hooks) = self.shared.hooks.0.write() {
             hooks.push(hook);

@@ -81,9 +81,16 @@ impl Control {
         }
     }
 
-    /// Applies one event from another node.
+    /// Applies one event from another node: what it makes stale is dropped, then the work it
+    /// asks for is done.
     pub async fn apply_cluster_event(&self, event: ClusterEvent) {
         self.drop_stale(&event);
+        self.follow_up(event).await;
+    }
+
+    /// The work another node's event asks for beyond dropping caches (which the cluster's
+    /// listener already did, in `drop_stale`, before acknowledging it).
+    async fn follow_up(&self, event: ClusterEvent) {
         match event {
             // A provision config may have changed: reconcile now, not at the next pass.
             ClusterEvent::Invalidate { .. } => self.provisioning.kick(),
@@ -115,7 +122,10 @@ impl Control {
         let mut rx = self.cluster.subscribe();
         loop {
             match rx.recv().await {
-                Ok(event) => self.apply_cluster_event(event).await,
+                // A resync comes from the listener itself (its connection was lost, or an
+                // event was unreadable), never through the hooks: dropped here.
+                Ok(ClusterEvent::Resync) => self.apply_cluster_event(ClusterEvent::Resync).await,
+                Ok(event) => self.follow_up(event).await,
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,

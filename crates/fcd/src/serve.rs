@@ -763,7 +763,10 @@ async fn cluster_jobs(
                 Ok(fcd_cluster::ClusterEvent::StopInvocation { account, service, function, invocation_id }) => {
                     asynchronous.cancel_local(&account, &service, &function, &invocation_id);
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Missed events (a lost listener says so with a resync, which the hooks do
+                // not see; a lagging receiver by its error): every cached config goes.
+                Ok(fcd_cluster::ClusterEvent::Resync)
+                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     asynchronous.forget_cached(None, None);
                 }
                 Ok(_) => {}
