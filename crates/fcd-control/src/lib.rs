@@ -329,11 +329,15 @@ impl Control {
         p: &Paging,
     ) -> Result<Page<StoredService>, FcError> {
         let (q, limit) = p.query()?;
-        let items = self
+        let mut items = self
             .store
             .list_services(account, &q)
             .await
             .map_err(|e| internal("list services", e))?;
+        // Native FC 3.0 functions' hidden services are not 2.0 services. They sort after
+        // every valid name (byte order), so dropping them never shortens a page that has a
+        // next one.
+        items.retain(|s| !fcd_core::fc3::is_hidden_service(&s.service.service_name));
         Ok(page(items, limit, |s| s.service.service_name.clone()))
     }
 

@@ -242,6 +242,25 @@ pub enum FcError {
     /// An RPC call without a known `x-acs-version`/`x-acs-action`.
     #[error("The specified parameter \"Action or Version\" is not valid.")]
     InvalidActionOrVersion,
+    /// FC 3.0: a function (native `F` or `svc$fn`) that does not exist; 3.0 messages never
+    /// speak of services.
+    #[error("function '{0}' does not exist")]
+    Fc3FunctionNotFound(String),
+    /// FC 3.0: CreateFunction on a name that exists; deploy tools fall back to UpdateFunction.
+    #[error("function '{0}' already exists")]
+    Fc3FunctionAlreadyExists(String),
+    /// FC 3.0's wording of an error of the 2.0 layer underneath (see `fc3::rephrase`), or a
+    /// 3.0-only refusal: the code and status are FC's for that case.
+    #[error("{message}")]
+    Fc3Message {
+        code: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// An FC 3.0 operation fcd does not provide (sessions, snapshots, scaling configs, resource
+    /// groups, …); listed in README.
+    #[error("{0} is not supported by fcd")]
+    NotSupported(String),
 }
 
 impl FcError {
@@ -336,6 +355,10 @@ impl FcError {
             },
             FcError::InvalidAction(_) => "InvalidAction.NotFound",
             FcError::InvalidActionOrVersion => "InvalidParameter",
+            FcError::Fc3FunctionNotFound(_) => "FunctionNotFound",
+            FcError::Fc3FunctionAlreadyExists(_) => "FunctionAlreadyExists",
+            FcError::Fc3Message { code, .. } => code,
+            FcError::NotSupported(_) => "NotSupported",
         }
     }
 
@@ -421,6 +444,10 @@ impl FcError {
             FcError::EntityAlreadyExists { .. }
             | FcError::DeleteConflict { .. }
             | FcError::RamLimitExceeded { .. } => 409,
+            FcError::Fc3FunctionNotFound(_) => 404,
+            FcError::Fc3FunctionAlreadyExists(_) => 409,
+            FcError::Fc3Message { status, .. } => *status,
+            FcError::NotSupported(_) => 400,
         }
     }
 

@@ -248,6 +248,16 @@ pub struct Function {
     pub code_size: u64,
     pub created_time: String,
     pub last_modified_time: String,
+    /// What only the FC 3.0 view knows of this function (`fcd_core::fc3`): 3.0-only
+    /// attributes (`disableOndemand`, `idleTimeout`, `gpuConfig`, …) and fields of 3.0
+    /// requests fcd does not know, kept verbatim so newer SDKs' fields round-trip. Empty for
+    /// functions only ever written through 2.0.
+    #[serde(
+        rename = "fcdFc3Attributes",
+        default,
+        skip_serializing_if = "JsonObject::is_empty"
+    )]
+    pub fc3: JsonObject,
 }
 
 /// The inline code object of CreateFunction / UpdateFunction.
@@ -289,6 +299,10 @@ pub struct FunctionUpdate {
     pub disk_size: Option<u32>,
     pub gpu_memory_size: Option<u32>,
     pub code: Option<CodeInput>,
+    /// Set only by the FC 3.0 view, never read from a request body: attributes merged into
+    /// [`Function::fc3`] (a `null` value removes one).
+    #[serde(skip)]
+    pub fc3: Option<JsonObject>,
 }
 
 /// Where a function's code lives once the code store has accepted it.
@@ -341,6 +355,7 @@ impl Function {
             code_size: code.size,
             created_time: now.clone(),
             last_modified_time: now.clone(),
+            fc3: JsonObject::new(),
         };
         f.apply(update, Some(code), now)?;
         if f.handler.is_empty() && !is_custom_runtime(&f.runtime) {
@@ -382,6 +397,7 @@ impl Function {
             disk_size,
             gpu_memory_size,
             code: _,
+            fc3,
         } = u;
         set(&mut self.description, description);
         set(&mut self.runtime, runtime);
@@ -413,6 +429,13 @@ impl Function {
         set_opt(&mut self.cpu, cpu);
         set_opt(&mut self.disk_size, disk_size);
         set_opt(&mut self.gpu_memory_size, gpu_memory_size);
+        for (k, v) in fc3.unwrap_or_default() {
+            if v.is_null() {
+                self.fc3.remove(&k);
+            } else {
+                self.fc3.insert(k, v);
+            }
+        }
         if let Some(code) = code {
             self.code_checksum = code.checksum;
             self.code_size = code.size;

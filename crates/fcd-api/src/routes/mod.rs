@@ -16,6 +16,7 @@ mod logs;
 mod services;
 mod status;
 mod triggers;
+pub(crate) mod v3;
 mod versions;
 
 use std::collections::HashMap;
@@ -140,12 +141,18 @@ pub(crate) fn router(state: AppState) -> Router {
             "/services/{service}/functions/{function}/logs",
             get(logs::get),
         );
+    // Native FC 3.0 functions live in hidden services (`fcd_core::fc3`) that 2.0 never shows.
+    let api = api.layer(axum::middleware::from_fn(hide_fc3_services));
     Router::new()
         .nest(
             "/2021-04-06",
             api.clone().layer(axum::Extension(ApiVersion::V2021)),
         )
         .nest("/2016-08-15", api.layer(axum::Extension(ApiVersion::V2016)))
+        .nest(
+            "/2023-03-30",
+            v3::router().layer(axum::Extension(ApiVersion::V2023)),
+        )
         .route("/", get(crate::rpc::handle).post(crate::rpc::handle))
         .route("/code-packages/{digest}", get(code::download))
         .route("/status", get(status::status))
@@ -175,6 +182,28 @@ async fn unsupported(req: Request) -> ApiError {
     })
 }
 
+/// A 2.0 path naming a hidden service (a native FC 3.0 function's home) answers
+/// `ServiceNotFound`, exactly as for a service that does not exist.
+async fn hide_fc3_services(req: Request, next: axum::middleware::Next) -> Response {
+    let segment = req
+        .uri()
+        .path()
+        .split('/')
+        .skip_while(|s| *s != "services")
+        .nth(1)
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+    match segment {
+        Some(name) if fcd_core::fc3::is_hidden_service(&name) => {
+            ApiError(FcError::ServiceNotFound(name)).into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
 /// The API version of the request's path prefix, for the few shapes that differ between them
 /// (a request extension set by the router).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +212,8 @@ pub(crate) enum ApiVersion {
     V2021,
     /// `/2016-08-15`: the classic SDKs (aliyun-fc2, fc-go-sdk, @alicloud/fc2).
     V2016,
+    /// `/2023-03-30`: FC 3.0 (alibabacloud-fc20230330, @alicloud/fc20230330).
+    V2023,
 }
 
 /// The authenticated caller; present on every request past [`crate::auth::layer`].
