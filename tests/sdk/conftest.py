@@ -103,6 +103,12 @@ def classic_client(fcd: FcdServer) -> fc2.Client:
     return fcd.classic_client()
 
 
+@pytest.fixture(scope="session")
+def fc3(fcd: FcdServer):
+    """An FC 3.0 (alibabacloud-fc20230330) client of the session's server."""
+    return fcd.fc3_client()
+
+
 @pytest.fixture
 def new_service(client: Client) -> Iterator[ServiceFactory]:
     """``new_service(name=None, **CreateServiceRequest kwargs) -> name``; cleaned up afterwards."""

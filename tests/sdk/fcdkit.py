@@ -40,6 +40,7 @@ import pytest
 import fc2
 from alibabacloud_fc_open20210406 import models as fc_models
 from alibabacloud_fc_open20210406.client import Client
+from alibabacloud_fc20230330.client import Client as Fc3Client
 from alibabacloud_tea_openapi import exceptions as openapi_exceptions
 from alibabacloud_tea_openapi import models as open_api_models
 
@@ -222,6 +223,9 @@ class FcdServer:
     def classic_client(self, **kwargs) -> fc2.Client:
         return make_classic_client(self.addr, **kwargs)
 
+    def fc3_client(self, **kwargs) -> Fc3Client:
+        return make_fc3_client(self.addr, **kwargs)
+
 
 def _new_server(
     base: Path,
@@ -252,6 +256,26 @@ def make_client(
 ) -> Client:
     """A 2021-04-06 SDK client, exactly as a user configures it for a self-hosted endpoint."""
     return Client(
+        open_api_models.Config(
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            endpoint=addr,
+            protocol="http",
+            region_id=REGION,
+            read_timeout=read_timeout_ms,
+        )
+    )
+
+
+def make_fc3_client(
+    addr: str,
+    access_key_id: str = ACCESS_KEY_ID,
+    access_key_secret: str = ACCESS_KEY_SECRET,
+    read_timeout_ms: int = 60_000,
+) -> Fc3Client:
+    """An FC 3.0 (2023-03-30) SDK client, configured as a user would for a self-hosted
+    endpoint. It sends no account header: fcd takes the account from the access key."""
+    return Fc3Client(
         open_api_models.Config(
             access_key_id=access_key_id,
             access_key_secret=access_key_secret,
