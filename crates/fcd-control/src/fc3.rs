@@ -283,6 +283,23 @@ fn check_concurrency(runtime: &str, concurrency: u32) -> Result<(), FcError> {
     Ok(())
 }
 
+/// Tags as CreateFunctionInput carries them: `{"Key": non-empty, "Value": string}`.
+fn check_tags(tags: &[Value]) -> Result<(), FcError> {
+    for t in tags {
+        let key_ok = t
+            .get("Key")
+            .and_then(Value::as_str)
+            .is_some_and(|k| !k.is_empty());
+        let value_ok = t.get("Value").is_none_or(Value::is_string);
+        if !key_ok || !value_ok {
+            return Err(FcError::invalid(format!(
+                "tag {t} is invalid: expected {{\"Key\": \"...\", \"Value\": \"...\"}}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `layers` as 3.0 returns them. The sizes come from the caller (the layer store); a layer it
 /// does not know is size 0.
 pub fn render_layers(layers: &[String], sizes: &BTreeMap<String, u64>) -> Value {
@@ -612,6 +629,7 @@ impl Control {
         }
         let runtime = fu.runtime.clone().unwrap_or_default();
         check_concurrency(&runtime, fu.instance_concurrency.unwrap_or(1))?;
+        check_tags(&tags)?;
         // Validate both halves before writing either.
         let now = fcd_core::time::now();
         let service = Service::create(new_id(), svc_name.clone(), su.clone(), now.clone())?;
@@ -703,16 +721,7 @@ impl Control {
         f: &Fc3Function,
         tags: Vec<Value>,
     ) -> Result<Function, FcError> {
-        for t in &tags {
-            if t.get("Key")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                return Err(FcError::invalid(format!(
-                    "tag {t} is invalid: expected {{\"Key\": ..., \"Value\": ...}}"
-                )));
-            }
-        }
+        check_tags(&tags)?;
         let mut attrs = JsonObject::new();
         attrs.insert(TAGS.into(), Value::Array(tags));
         let u = FunctionUpdate {
@@ -1405,5 +1414,321 @@ mod tests {
         };
         assert!(too_many.check().is_err());
         assert_eq!(Fc3ListFilter::default().check().unwrap(), 20);
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use fcd_core::triggers::TriggerInput;
+    use fcd_core::versions::AliasUpdate;
+    use fcd_store::{MetadataStore, SqliteStore};
+
+    const ACC: &str = "1234";
+    /// An empty zip archive (fc3-api.md §1.3 vector V2).
+    const EMPTY_ZIP: &str = "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn MetadataStore>,
+        control: Control,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let control = crate::testkit::control(dir.path(), store.clone(), "t");
+        Fixture {
+            _dir: dir,
+            store,
+            control,
+        }
+    }
+
+    fn input(name: &str, extra: Value) -> Fc3Input {
+        let mut body = obj(json!({
+            "functionName": name,
+            "runtime": "custom",
+            "handler": "h",
+            "code": {"zipFile": EMPTY_ZIP},
+            "tags": [],
+        }));
+        if let Value::Object(e) = extra {
+            body.extend(e);
+        }
+        split_input(body, true).unwrap()
+    }
+
+    fn obj(v: Value) -> JsonObject {
+        match v {
+            Value::Object(o) => o,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[tokio::test]
+    async fn create_makes_service_and_function_and_refuses_duplicates() {
+        let f = fixture().await;
+        let c = &f.control;
+        let view = c
+            .fc3_create_function(
+                ACC,
+                input("f1", json!({"role": "acs:ram::1:role/r", "idleTimeout": 5})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.service.role, "acs:ram::1:role/r");
+        assert_eq!(view.function.fc3["idleTimeout"], json!(5));
+        let svc = f.store.get_service(ACC, "~f1").await.unwrap().unwrap();
+        assert_eq!(svc.service.role, "acs:ram::1:role/r");
+        let e = c
+            .fc3_create_function(ACC, input("f1", json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "FunctionAlreadyExists");
+        assert_eq!(e.http_status(), 409);
+        // The 2.0 listing never shows it.
+        let page = c
+            .list_services(ACC, &crate::Paging::default())
+            .await
+            .unwrap();
+        assert!(page.items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_leaves_no_service_and_an_orphan_is_reused() {
+        let f = fixture().await;
+        let c = &f.control;
+        let e = c
+            .fc3_create_function(
+                ACC,
+                input("f2", json!({"code": {"zipFile": "bm90IGEgemlw"}})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidArgument");
+        assert!(f.store.get_service(ACC, "~f2").await.unwrap().is_none());
+
+        // A hidden service a crash left without its function.
+        let orphan = Service::create(
+            "old".into(),
+            "~f3".into(),
+            ServiceUpdate::default(),
+            "t".into(),
+        )
+        .unwrap();
+        f.store
+            .insert_service(
+                ACC,
+                &StoredService {
+                    service: orphan,
+                    etag: "e".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let view = c
+            .fc3_create_function(ACC, input("f3", json!({"internetAccess": false})))
+            .await
+            .unwrap();
+        assert_eq!(view.service.service_id, "old");
+        assert!(!view.service.internet_access);
+        assert!(
+            c.fc3_resolve(ACC, &Fc3Function::Native("f3".into()))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_takes_versions_and_aliases_but_not_while_triggers_exist() {
+        let f = fixture().await;
+        let c = &f.control;
+        let name = Fc3Function::Native("f4".into());
+        c.fc3_create_function(ACC, input("f4", json!({})))
+            .await
+            .unwrap();
+        c.publish_version(ACC, "~f4", "v1", None).await.unwrap();
+        c.create_alias(
+            ACC,
+            "~f4",
+            AliasUpdate {
+                alias_name: Some("prod".into()),
+                version_id: Some("1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        c.create_trigger(
+            ACC,
+            "~f4",
+            "f4",
+            TriggerInput {
+                trigger_name: Some("t".into()),
+                trigger_type: Some("timer".into()),
+                trigger_config: Some(json!({"cronExpression": "@every 1m"})),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let e = c.fc3_delete_function(ACC, &name).await.unwrap_err();
+        assert_eq!(e.code(), "FunctionNotEmpty");
+        assert_eq!(e.http_status(), 412);
+        assert!(c.get_alias(ACC, "~f4", "prod").await.is_ok());
+
+        c.delete_trigger(ACC, "~f4", "f4", "t", None).await.unwrap();
+        c.fc3_delete_function(ACC, &name).await.unwrap();
+        assert!(f.store.get_service(ACC, "~f4").await.unwrap().is_none());
+        assert!(f.store.get_version(ACC, "~f4", 1).await.unwrap().is_none());
+        let e = c.fc3_get_function(ACC, &name, None).await.unwrap_err();
+        assert_eq!(e.code(), "FunctionNotFound");
+        assert_eq!(e.to_string(), "function 'f4' does not exist");
+        // The name is free again, with no history.
+        c.fc3_create_function(ACC, input("f4", json!({})))
+            .await
+            .unwrap();
+        let versions = c
+            .list_versions(ACC, "~f4", None, None, None, None)
+            .await
+            .unwrap();
+        assert!(versions.versions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn list_merges_native_and_2_0_functions_by_name() {
+        let f = fixture().await;
+        let c = &f.control;
+        for n in ["b", "d"] {
+            c.fc3_create_function(ACC, input(n, json!({})))
+                .await
+                .unwrap();
+        }
+        c.create_service(
+            ACC,
+            ServiceUpdate {
+                service_name: Some("c".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut u = input("x", json!({})).function;
+        u.function_name = Some("fn".into());
+        u.fc3 = None;
+        c.create_function(ACC, "c", u, None).await.unwrap();
+        let names = |p: &Fc3Page| {
+            p.functions
+                .iter()
+                .map(|v| v.name.name())
+                .collect::<Vec<_>>()
+        };
+        let all = c
+            .fc3_list_functions(ACC, &Fc3ListFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(names(&all), ["b", "c$fn", "d"]);
+        let first = c
+            .fc3_list_functions(
+                ACC,
+                &Fc3ListFilter {
+                    limit: Some(2),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(names(&first), ["b", "c$fn"]);
+        let rest = c
+            .fc3_list_functions(
+                ACC,
+                &Fc3ListFilter {
+                    limit: Some(2),
+                    next_token: first.next_token.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(names(&rest), ["d"]);
+        assert!(rest.next_token.is_none());
+        for (version, want) in [("v2", vec!["c$fn"]), ("v3", vec!["b", "d"])] {
+            let p = c
+                .fc3_list_functions(
+                    ACC,
+                    &Fc3ListFilter {
+                        fc_version: Some(version.into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(names(&p), want);
+        }
+        let prefixed = c
+            .fc3_list_functions(
+                ACC,
+                &Fc3ListFilter {
+                    prefix: Some("c$".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(names(&prefixed), ["c$fn"]);
+
+        // Through svc$fn the 2.0 service's settings are out of reach; the function's are not.
+        let v2 = Fc3Function::parse("c$fn").unwrap();
+        let e = c
+            .fc3_update_function(
+                ACC,
+                &v2,
+                split_input(obj(json!({"role": "acs:ram::1:role/r"})), false).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidArgument");
+        let up = c
+            .fc3_update_function(
+                ACC,
+                &v2,
+                split_input(obj(json!({"timeout": 7, "description": "x"})), false).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.function.timeout, 7);
+        assert_eq!(
+            c.get_service(ACC, "c").await.unwrap().service.description,
+            ""
+        );
+    }
+
+    #[tokio::test]
+    async fn invocation_restriction_is_kept_and_checked() {
+        let f = fixture().await;
+        let c = &f.control;
+        let name = Fc3Function::Native("g".into());
+        c.fc3_create_function(ACC, input("g", json!({})))
+            .await
+            .unwrap();
+        c.fc3_check_invocable(ACC, &name).await.unwrap();
+        c.fc3_set_invocation_restriction(ACC, &name, true, Some("why".into()))
+            .await
+            .unwrap();
+        let e = c.fc3_check_invocable(ACC, &name).await.unwrap_err();
+        assert_eq!(e.http_status(), 403);
+        assert!(e.to_string().contains("why"));
+        c.fc3_set_invocation_restriction(ACC, &name, false, None)
+            .await
+            .unwrap();
+        c.fc3_check_invocable(ACC, &name).await.unwrap();
     }
 }

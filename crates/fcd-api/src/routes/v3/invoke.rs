@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use fcd_core::FcError;
-use fcd_core::fc3::rephrase;
+use fcd_core::fc3::{Fc3Function, rephrase};
 
 use super::super::invoke::{Dialect, run};
 use super::super::{Ctx, PathParams, QueryParams, header_str};
@@ -48,5 +48,56 @@ pub(in crate::routes) async fn invoke(
         Dialect::V3,
     )
     .await
-    .map_err(|e| ApiError(rephrase(e.0, &f)))
+    .map_err(|e| ApiError(invoke_error(e.0, &f)))
+}
+
+/// An invocation error in 3.0's words: no hidden service names in messages.
+fn invoke_error(e: FcError, f: &Fc3Function) -> FcError {
+    let hidden = format!(" of service '{}'", f.service());
+    match rephrase(e, f) {
+        FcError::ResourceExhausted(m) if f.is_native() => {
+            FcError::ResourceExhausted(m.replace(&hidden, ""))
+        }
+        FcError::InvocationAlreadyExists { id, .. } => FcError::Fc3Message {
+            // The 2.0 code: no 3.0 source names another.
+            code: "StatefulAsyncInvocationAlreadyExists",
+            status: 409,
+            message: format!(
+                "an async task with id '{id}' already exists for function '{}'",
+                f.name()
+            ),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_errors_never_name_the_hidden_service() {
+        let f = Fc3Function::Native("f1".into());
+        let e = invoke_error(
+            FcError::ResourceExhausted(
+                "function 'f1' of service '~f1' may not run on-demand instances".into(),
+            ),
+            &f,
+        );
+        assert_eq!(
+            e.to_string(),
+            "function 'f1' may not run on-demand instances"
+        );
+        let e = invoke_error(
+            FcError::InvocationAlreadyExists {
+                service: "~f1".into(),
+                function: "f1".into(),
+                id: "t1".into(),
+            },
+            &f,
+        );
+        assert_eq!(e.code(), "StatefulAsyncInvocationAlreadyExists");
+        assert_eq!(e.http_status(), 409);
+        assert!(!e.to_string().contains('~'));
+    }
 }
