@@ -265,6 +265,20 @@ def test_async_invoke_echoes_the_task_id(fc3: Fc3Client, fn3):
     assert resp.headers["x-fc-request-id"]
     plain = invoke(fc3, name, b"later", x_fc_invocation_type="Async")
     assert plain.status_code == 202
+    expect_error(
+        "StatefulAsyncInvocationAlreadyExists",
+        409,
+        invoke,
+        fc3,
+        name,
+        b"again",
+        x_fc_invocation_type="Async",
+        x_fc_async_task_id=task,
+    )
+    err = expect_error(
+        "InvalidArgument", 400, invoke, fc3, name, b"", x_fc_invocation_type="Async", x_fc_async_task_id="1bad"
+    )
+    assert "x-fc-async-task-id" in str(err.message)
 
 
 def test_versions_aliases_and_qualified_invoke(fc3: Fc3Client, fn3):

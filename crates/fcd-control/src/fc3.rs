@@ -105,6 +105,8 @@ pub struct Fc3Input {
     pub function: FunctionUpdate,
     /// `tags` of CreateFunctionInput (Python always sends `[]`: none).
     pub tags: Vec<Value>,
+    /// `code.checksum`: the CRC-64 the package must have.
+    pub code_checksum: Option<String>,
 }
 
 fn bad(field: &str, what: &str) -> FcError {
@@ -167,6 +169,11 @@ pub fn split_input(body: JsonObject, creating: bool) -> Result<Fc3Input, FcError
                 // fcd's own tooling); the function's is the one 3.0 shows.
                 service.insert(key.clone(), value.clone());
             }
+            if k == "code"
+                && let Some(sum) = value.get("checksum").and_then(Value::as_str)
+            {
+                input.code_checksum = Some(sum.to_owned()).filter(|c| !c.is_empty());
+            }
             function.insert(key, value);
         } else if k == "functionName" {
             if creating {
@@ -190,7 +197,10 @@ pub fn split_input(body: JsonObject, creating: bool) -> Result<Fc3Input, FcError
             if let Some(hc) = o.remove("healthCheckConfig").filter(|h| !h.is_null()) {
                 function.insert("customHealthCheckConfig".into(), hc);
             }
-            function.insert(k.into(), Value::Object(o));
+            // `{port}` alone changes the port, not the command.
+            if !o.is_empty() {
+                function.insert(k.into(), Value::Object(o));
+            }
         } else if k == "customContainerConfig" {
             let Some(mut o) = take_object(k, value)? else {
                 continue;
@@ -220,7 +230,9 @@ pub fn split_input(body: JsonObject, creating: bool) -> Result<Fc3Input, FcError
             // image, accelerationType, registryConfig, … are the same in both versions.
             c.extend(o);
             c.retain(|_, v| !v.is_null());
-            function.insert(k.into(), Value::Object(c));
+            if !c.is_empty() {
+                function.insert(k.into(), Value::Object(c));
+            }
         } else if k == "instanceLifecycleConfig" {
             let Some(mut o) = take_object(k, value)? else {
                 continue;
@@ -238,7 +250,9 @@ pub fn split_input(body: JsonObject, creating: bool) -> Result<Fc3Input, FcError
             }
             // preStop is the same in both versions; 3.0 has no preFreeze.
             o.remove("preFreeze");
-            function.insert(k.into(), Value::Object(o));
+            if !o.is_empty() {
+                function.insert(k.into(), Value::Object(o));
+            }
         } else if k == "gpuConfig" {
             let Some(o) = take_object(k, value)? else {
                 continue;
@@ -614,6 +628,7 @@ impl Control {
             service: su,
             function: fu,
             tags,
+            code_checksum,
             ..
         } = input;
         let name = fu
@@ -685,7 +700,10 @@ impl Control {
             }
             Err(e) => return Err(internal("get service", e)),
         };
-        let function = match self.create_function(account, &svc_name, fu, None).await {
+        let function = match self
+            .create_function(account, &svc_name, fu, code_checksum.as_deref())
+            .await
+        {
             Ok(sf) => sf,
             Err(e) => {
                 if created {
@@ -771,7 +789,8 @@ impl Control {
         let Fc3Input {
             service: mut su,
             service_fields,
-            function: fu,
+            function: mut fu,
+            code_checksum,
             ..
         } = input;
         if !f.is_native() {
@@ -803,6 +822,16 @@ impl Control {
                 check_concurrency(&runtime, concurrency)?;
             }
         }
+        // 3.0 has no preFreeze: a 2.0 function's hook survives a 3.0 change of preStop.
+        if let Some(lc) = fu.instance_lifecycle_config.as_mut()
+            && lc.pre_freeze.is_none()
+        {
+            lc.pre_freeze = current
+                .function
+                .instance_lifecycle_config
+                .as_ref()
+                .and_then(|c| c.pre_freeze.clone());
+        }
         let svc_current = self
             .get_service(account, &service_name)
             .await
@@ -825,7 +854,14 @@ impl Control {
                 .service
         };
         let function = self
-            .update_function(account, &service_name, f.function(), fu, None, None)
+            .update_function(
+                account,
+                &service_name,
+                f.function(),
+                fu,
+                None,
+                code_checksum.as_deref(),
+            )
             .await
             .map_err(|e| rephrase(e, f))?
             .function;
@@ -1215,6 +1251,27 @@ mod tests {
         assert!(!extra.contains_key("functionArn"));
         assert!(!extra.contains_key("tags"));
         assert_eq!(input.tags.len(), 1);
+    }
+
+    #[test]
+    fn partial_nested_updates_leave_the_rest_alone() {
+        let input = split_input(
+            obj(json!({
+                "customRuntimeConfig": {"port": 9100},
+                "customContainerConfig": {"port": 9100},
+                "instanceLifecycleConfig": {"initializer": {"handler": "i", "timeout": 2}},
+                "code": {"zipFile": "UEs=", "checksum": "123"}
+            })),
+            false,
+        )
+        .unwrap();
+        let f = &input.function;
+        assert_eq!(f.ca_port, Some(9100));
+        assert!(f.custom_runtime_config.is_none());
+        assert!(f.custom_container_config.is_none());
+        assert!(f.instance_lifecycle_config.is_none());
+        assert_eq!(f.initializer.as_deref(), Some("i"));
+        assert_eq!(input.code_checksum.as_deref(), Some("123"));
     }
 
     #[test]
@@ -1624,6 +1681,13 @@ mod control_tests {
         let mut u = input("x", json!({})).function;
         u.function_name = Some("fn".into());
         u.fc3 = None;
+        u.instance_lifecycle_config = Some(fcd_core::model::InstanceLifecycleConfig {
+            pre_freeze: Some(fcd_core::model::LifecycleHook {
+                handler: "freeze".into(),
+                timeout: 3,
+            }),
+            pre_stop: None,
+        });
         c.create_function(ACC, "c", u, None).await.unwrap();
         let names = |p: &Fc3Page| {
             p.functions
@@ -1705,6 +1769,22 @@ mod control_tests {
             .await
             .unwrap();
         assert_eq!(up.function.timeout, 7);
+        // 3.0 cannot see preFreeze, so setting preStop keeps it.
+        let up = c
+            .fc3_update_function(
+                ACC,
+                &v2,
+                split_input(
+                    obj(json!({"instanceLifecycleConfig": {"preStop": {"handler": "stop", "timeout": 2}}})),
+                    false,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let lc = up.function.instance_lifecycle_config.unwrap();
+        assert_eq!(lc.pre_freeze.unwrap().handler, "freeze");
+        assert_eq!(lc.pre_stop.unwrap().handler, "stop");
         assert_eq!(
             c.get_service(ACC, "c").await.unwrap().service.description,
             ""

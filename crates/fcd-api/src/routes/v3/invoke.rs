@@ -34,6 +34,13 @@ pub(in crate::routes) async fn invoke(
             "x-fc-async-delay ('{d}': delayed async invocation)"
         ))));
     }
+    if let Some(id) = header_str(req.headers(), "x-fc-async-task-id")
+        && !fcd_control::asynchronous::valid_invocation_id(id)
+    {
+        return Err(ApiError(FcError::invalid(format!(
+            "x-fc-async-task-id '{id}' is invalid: it must start with a letter or '_', contain only letters, digits, '_' and '-', and be at most 128 characters"
+        ))));
+    }
     s.control
         .fc3_check_invocable(&c.account_id, &f)
         .await
