@@ -237,6 +237,19 @@ pub fn split_input(body: JsonObject, creating: bool) -> Result<Fc3Input, FcError
             let Some(mut o) = take_object(k, value)? else {
                 continue;
             };
+            // A hook that runs a command instead of a handler is 3.0-only; fcd's runtimes
+            // call handlers, so such a hook would silently never run.
+            for hook in ["initializer", "preStop"] {
+                if o.get(hook)
+                    .and_then(|h| h.get("command"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    return Err(FcError::NotSupported(format!(
+                        "instanceLifecycleConfig.{hook}.command (a lifecycle hook running a command; give a handler)"
+                    )));
+                }
+            }
             if let Some(init) = o.remove("initializer") {
                 let init = take_object("instanceLifecycleConfig.initializer", init)?;
                 let init = init.unwrap_or_default();
@@ -1412,6 +1425,17 @@ mod tests {
         let listed = render_function(&name, &svc, &f, "cn-hangzhou", "123", &sizes, true);
         assert!(listed.get("state").is_none());
         assert!(listed.get("lastUpdateStatus").is_none());
+    }
+
+    #[test]
+    fn command_hooks_are_refused_not_dropped() {
+        let e = split_input(
+            obj(json!({"instanceLifecycleConfig": {"preStop": {"command": ["/bin/stop"]}}})),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "NotSupported");
+        assert!(e.to_string().contains("preStop.command"));
     }
 
     #[test]
