@@ -619,8 +619,8 @@ impl Control {
         Ok((service.into_owned(), f.function().to_owned()))
     }
 
-    /// The sizes of the layers `layers` names, for `layers: [{arn, size}]`. The layer store
-    /// answers for the layers it knows; the rest are 0.
+    /// The sizes of the layers `layers` names, for `layers: [{arn, size}]`. This is where the
+    /// layer store's sizes come in; until it is consulted here every size is 0.
     pub async fn fc3_layer_sizes(
         &self,
         _account: &str,
@@ -658,9 +658,22 @@ impl Control {
         let runtime = fu.runtime.clone().unwrap_or_default();
         check_concurrency(&runtime, fu.instance_concurrency.unwrap_or(1))?;
         check_tags(&tags)?;
-        // Validate both halves before writing either.
+        // Validate both halves before writing either (the code package is checked when it is
+        // stored; a failure then takes the new service away again).
         let now = fcd_core::time::now();
         let service = Service::create(new_id(), svc_name.clone(), su.clone(), now.clone())?;
+        let mut dry_run = fu.clone();
+        dry_run.code = None;
+        Function::create(
+            new_id(),
+            name.clone(),
+            dry_run,
+            fcd_core::model::CodeRef {
+                checksum: String::new(),
+                size: 0,
+            },
+            now.clone(),
+        )?;
         if fu.code.is_none() && fu.custom_container_config.is_none() {
             return Err(FcError::invalid(
                 "code is required (or customContainerConfig for a container function)",
