@@ -1,5 +1,6 @@
-//! InvokeFunction (both APIs: [`run`] is shared with `v3::invoke`): the hot path. Resolve the function from the in-memory cache, hand the body
-//! to the instance manager, and shape FC's response headers.
+//! InvokeFunction, the hot path, for both APIs ([`run`] also serves `v3::invoke`): resolve
+//! the function from the in-memory cache, hand the body to the instance manager, and shape
+//! FC's response headers.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
