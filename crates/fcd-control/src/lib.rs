@@ -31,6 +31,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 pub mod asynchronous;
 mod configs;
 mod events;
+pub mod fc3;
 pub mod iam;
 mod invoke;
 mod role_credentials;

@@ -12,9 +12,16 @@
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
+mod aliases;
+mod functions;
+mod instances;
+mod invoke;
+mod regions;
+mod versions;
+
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::any;
+use axum::routing::{any, get, post};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -26,6 +33,43 @@ use crate::error::{ApiError, ApiResult};
 /// The routes under `/2023-03-30`.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/functions", get(functions::list).post(functions::create))
+        .route(
+            "/functions/{function}",
+            get(functions::get)
+                .put(functions::update)
+                .delete(functions::delete),
+        )
+        .route("/functions/{function}/code", get(functions::code))
+        .route(
+            "/functions/{function}/invoke/disable",
+            post(functions::disable_invocation),
+        )
+        .route(
+            "/functions/{function}/invoke/enable",
+            post(functions::enable_invocation),
+        )
+        .route("/functions/{function}/invocations", post(invoke::invoke))
+        .route(
+            "/functions/{function}/versions",
+            get(versions::list).post(versions::publish),
+        )
+        .route(
+            "/functions/{function}/versions/{version}",
+            axum::routing::delete(versions::delete),
+        )
+        .route(
+            "/functions/{function}/aliases",
+            get(aliases::list).post(aliases::create),
+        )
+        .route(
+            "/functions/{function}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
+        .route("/functions/{function}/instances", get(instances::list))
+        .route("/regions", get(regions::describe))
         .route("/functions/{function}/sessions", any(not_supported))
         .route("/functions/{function}/sessions/{*rest}", any(not_supported))
         .route("/functions/{function}/snapshots", any(not_supported))
