@@ -12,9 +12,13 @@
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
+mod async_configs;
+mod async_tasks;
+mod configs;
+
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::any;
+use axum::routing::{any, get, put};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -26,6 +30,36 @@ use crate::error::{ApiError, ApiResult};
 /// The routes under `/2023-03-30`.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/functions/{function}/async-invoke-config",
+            put(async_configs::put)
+                .get(async_configs::get)
+                .delete(async_configs::delete),
+        )
+        .route("/async-invoke-configs", get(async_configs::list))
+        .route("/functions/{function}/async-tasks", get(async_tasks::list))
+        .route(
+            "/functions/{function}/async-tasks/{task}",
+            get(async_tasks::get),
+        )
+        .route(
+            "/functions/{function}/async-tasks/{task}/stop",
+            put(async_tasks::stop),
+        )
+        .route(
+            "/functions/{function}/provision-config",
+            put(configs::put_provision)
+                .get(configs::get_provision)
+                .delete(configs::delete_provision),
+        )
+        .route("/provision-configs", get(configs::list_provision))
+        .route(
+            "/functions/{function}/concurrency",
+            put(configs::put_concurrency)
+                .get(configs::get_concurrency)
+                .delete(configs::delete_concurrency),
+        )
+        .route("/concurrency-configs", get(configs::list_concurrency))
         .route("/functions/{function}/sessions", any(not_supported))
         .route("/functions/{function}/sessions/{*rest}", any(not_supported))
         .route("/functions/{function}/snapshots", any(not_supported))
