@@ -16,13 +16,15 @@ import time
 from typing import Optional
 
 import pytest
+import requests
 
 from alibabacloud_fc_open20210406 import models as m
 from alibabacloud_fc_open20210406.client import Client
 from alibabacloud_fc20230330 import models as m3
 from alibabacloud_tea_util import models as util_models
 
-from fcdkit import ACCOUNT_ID, REGION, create_function, expect_error, unique
+from fcdkit import ACCOUNT_ID, REGION, create_function, expect_error
+from test_http_triggers import assert_common_error, http_function, http_trigger
 
 POLL_S = 60.0
 TERMINAL = {"Succeeded", "Failed", "Stopped", "Expired", "Invalid"}
@@ -438,3 +440,14 @@ def test_async_calls_over_the_cap_wait_rather_than_fail(client, fc3, service):
     fc3.delete_concurrency_config(name)
     done = wait_task(fc3, name, "held_1", {"Succeeded"})
     assert done.return_payload == "slept 0"
+
+
+def test_reserved_concurrency_applies_to_http_triggers(fcd, client, fc3, service):
+    fn = http_function(client, service, "cap")
+    http_trigger(client, service, fn)
+    url = f"http://{fcd.addr}/2021-04-06/proxy/{service}/{fn}/x"
+    assert requests.get(url, timeout=60).status_code == 200
+    put_concurrency(fc3, f"{service}${fn}", 0)
+    assert_common_error(requests.get(url, timeout=60), 429, "ResourceExhausted")
+    fc3.delete_concurrency_config(f"{service}${fn}")
+    assert requests.get(url, timeout=60).status_code == 200
