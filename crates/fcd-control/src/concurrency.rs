@@ -363,6 +363,121 @@ impl Control {
 mod tests {
     use super::*;
 
+    use fcd_core::model::{CodeRef, Function, FunctionUpdate, ServiceUpdate};
+    use fcd_store::{MetadataStore, SqliteStore, StoredFunction};
+
+    #[tokio::test]
+    async fn the_cap_follows_config_writes_here_and_invalidations_from_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let c = crate::testkit::control(dir.path(), store.clone(), "n");
+        c.create_service(
+            "acc",
+            ServiceUpdate {
+                service_name: Some("s".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let f = Function::create(
+            "fid".into(),
+            "fn".into(),
+            FunctionUpdate {
+                runtime: Some("custom".into()),
+                ..Default::default()
+            },
+            CodeRef {
+                checksum: "1".into(),
+                size: 1,
+            },
+            "t".into(),
+        )
+        .unwrap();
+        store
+            .insert_function(
+                "acc",
+                "s",
+                &StoredFunction {
+                    function: f,
+                    code_digest: "d".into(),
+                    etag: "e".into(),
+                },
+            )
+            .await
+            .unwrap();
+
+        // No config: anything goes.
+        let mut free = Vec::new();
+        for _ in 0..3 {
+            free.push(c.reserve("acc", "s", "fn").await.unwrap());
+        }
+        drop(free);
+
+        c.put_concurrency_config("acc", "s", "fn", Some(1))
+            .await
+            .unwrap();
+        let first = c.reserve("acc", "s", "fn").await.unwrap();
+        let refused = c.reserve("acc", "s", "fn").await.unwrap_err();
+        assert!(matches!(refused, Refused::AtCap(1)));
+        let e = refused.into_error("s", "fn");
+        assert_eq!((e.code(), e.http_status()), ("ResourceExhausted", 429));
+        assert!(e.to_string().contains("'s$fn'"), "{e}");
+        drop(first);
+        let again = c.reserve("acc", "s", "fn").await.unwrap();
+
+        // Another node's write (straight to the shared store) is not seen until its
+        // invalidation arrives; the call admitted before still counts after it.
+        let now = fcd_core::time::now();
+        store
+            .put_concurrency_config(
+                "acc",
+                &ConcurrencyConfig {
+                    service: "s".into(),
+                    function: "fn".into(),
+                    reserved_concurrency: 2,
+                    created_time: now.clone(),
+                    last_modified_time: now,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(c.reserve("acc", "s", "fn").await.is_err());
+        c.apply_cluster_event(fcd_cluster::ClusterEvent::Invalidate {
+            account: "acc".into(),
+            service: Some("s".into()),
+        })
+        .await;
+        let second = c.reserve("acc", "s", "fn").await.unwrap();
+        assert!(matches!(
+            c.reserve("acc", "s", "fn").await,
+            Err(Refused::AtCap(2))
+        ));
+        drop((again, second));
+
+        // 0 refuses everything; deleting the config lifts the cap.
+        c.put_concurrency_config("acc", "s", "fn", Some(0))
+            .await
+            .unwrap();
+        assert!(matches!(
+            c.reserve("acc", "s", "fn").await,
+            Err(Refused::AtCap(0))
+        ));
+        c.delete_concurrency_config("acc", "s", "fn").await.unwrap();
+        assert!(c.reserve("acc", "s", "fn").await.is_ok());
+        assert!(matches!(
+            c.get_concurrency_config("acc", "s", "fn").await,
+            Err(FcError::Fc3Message {
+                code: "ConcurrencyConfigNotFound",
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn a_cap_admits_that_many_and_gives_places_back() {
         let caps = ReservedCaps::default();
