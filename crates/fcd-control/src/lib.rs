@@ -29,6 +29,7 @@ use fcd_store::code::{CodeError, CodeStore};
 use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredService};
 
 pub mod asynchronous;
+mod concurrency;
 mod configs;
 mod events;
 pub mod fc3;
@@ -40,6 +41,7 @@ mod testkit;
 pub mod timers;
 mod triggers;
 mod versions;
+pub use concurrency::{ConcurrencyPage, RESERVED_CONCURRENCY_MAX, ReservedPermit};
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, Placement, invoke_error};
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
@@ -77,6 +79,8 @@ pub struct Control {
     /// Bumped (under the alias cache's write lock) by every alias invalidation, as `cache_gen`.
     alias_gen: AtomicU64,
     provisioning: configs::Provisioning,
+    /// Each function's `reservedConcurrency` cap and in-flight count on this node.
+    reserved: concurrency::ReservedCaps,
     /// What the HTTP data path looks up per request (HTTP triggers, custom domains).
     triggers: triggers::TriggerCaches,
     /// Where functions of a service with a `role` get that role's credentials.
@@ -207,6 +211,7 @@ impl Control {
             aliases: RwLock::new(HashMap::new()),
             alias_gen: AtomicU64::new(0),
             provisioning: configs::Provisioning::default(),
+            reserved: concurrency::ReservedCaps::default(),
             triggers: triggers::TriggerCaches::default(),
             roles: role_credentials::RoleSources::new(iam),
             cluster: Arc::new(Cluster::single(NodeInfo::new("local", ""))),
@@ -827,6 +832,7 @@ impl Control {
 
     fn forget_service(&self, account: &str, service: &str) {
         self.forget_specs(|(a, s, ..)| a == account && s == service);
+        self.reserved.forget(Some(account), Some(service), None);
         self.forget_http_triggers(account, service, None);
         if let Ok(mut c) = self.aliases.write() {
             self.alias_gen.fetch_add(1, Ordering::AcqRel);

@@ -9,6 +9,7 @@
 //! [`StoreError::Conflict`] if someone else wrote first.
 
 pub mod code;
+pub mod concurrency;
 pub mod iam;
 pub mod migrate;
 mod postgres;
@@ -154,9 +155,12 @@ impl From<serde_json::Error> for StoreError {
 }
 
 /// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) and
-/// triggers and custom domains ([`triggers::TriggerStore`]) live next to it in the same store.
+/// triggers and custom domains ([`triggers::TriggerStore`]) and FC 3.0 concurrency configs
+/// ([`concurrency::ConcurrencyStore`]) live next to it in the same store.
 #[async_trait]
-pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    iam::IamStore + triggers::TriggerStore + concurrency::ConcurrencyStore + Send + Sync + 'static
+{
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(
         &self,

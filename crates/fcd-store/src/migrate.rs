@@ -46,6 +46,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "triggers domains",
         include_str!("../migrations/sqlite/0005_triggers_domains.sql"),
     ),
+    (
+        8,
+        "concurrency",
+        include_str!("../migrations/sqlite/0008_concurrency.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -58,6 +63,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "code packages",
         include_str!("../migrations/postgres/0002_code_packages.sql"),
+    ),
+    (
+        5,
+        "concurrency",
+        include_str!("../migrations/postgres/0005_concurrency.sql"),
     ),
 ];
 
@@ -161,6 +171,12 @@ mod tests {
             );
         }
         assert!(sqlite_migrator().ignore_missing && postgres_migrator().ignore_missing);
-        assert_eq!(sqlite_migrator().iter().count() as i64, LEGACY_STEPS);
+        // The legacy steps are exactly migrations 1 to 5 (later ones came after sqlx).
+        let legacy: Vec<i64> = sqlite_migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| *v <= LEGACY_STEPS)
+            .collect();
+        assert_eq!(legacy, (1..=LEGACY_STEPS).collect::<Vec<_>>());
     }
 }

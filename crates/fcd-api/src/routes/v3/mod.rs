@@ -13,6 +13,9 @@
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
 mod aliases;
+mod async_configs;
+mod async_tasks;
+mod configs;
 mod functions;
 mod instances;
 mod invoke;
@@ -21,7 +24,7 @@ mod versions;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -70,6 +73,36 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/functions/{function}/instances", get(instances::list))
         .route("/regions", get(regions::describe))
+        .route(
+            "/functions/{function}/async-invoke-config",
+            put(async_configs::put)
+                .get(async_configs::get)
+                .delete(async_configs::delete),
+        )
+        .route("/async-invoke-configs", get(async_configs::list))
+        .route("/functions/{function}/async-tasks", get(async_tasks::list))
+        .route(
+            "/functions/{function}/async-tasks/{task}",
+            get(async_tasks::get),
+        )
+        .route(
+            "/functions/{function}/async-tasks/{task}/stop",
+            put(async_tasks::stop),
+        )
+        .route(
+            "/functions/{function}/provision-config",
+            put(configs::put_provision)
+                .get(configs::get_provision)
+                .delete(configs::delete_provision),
+        )
+        .route("/provision-configs", get(configs::list_provision))
+        .route(
+            "/functions/{function}/concurrency",
+            put(configs::put_concurrency)
+                .get(configs::get_concurrency)
+                .delete(configs::delete_concurrency),
+        )
+        .route("/concurrency-configs", get(configs::list_concurrency))
         .route("/functions/{function}/sessions", any(not_supported))
         .route("/functions/{function}/sessions/{*rest}", any(not_supported))
         .route("/functions/{function}/snapshots", any(not_supported))
