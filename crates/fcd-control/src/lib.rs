@@ -31,6 +31,7 @@ use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredServ
 pub mod asynchronous;
 mod configs;
 mod events;
+pub mod http_event;
 pub mod iam;
 mod invoke;
 mod role_credentials;
@@ -763,6 +764,14 @@ impl Control {
                 (snap.service, f.function, f.code_digest, format!("v{v}"))
             }
         };
+        // FC 3.0 has no PreFreeze hook: a native 3.0 function's instances are never sent
+        // `/pre-freeze`, whatever its stored lifecycle config says (fc3-api.md section 5.3).
+        let mut function = function;
+        if fcd_core::fc3::is_hidden_service(service)
+            && let Some(lc) = function.instance_lifecycle_config.as_mut()
+        {
+            lc.pre_freeze = None;
+        }
         let on_demand = self
             .store
             .get_on_demand_config(account, service, label, name)

@@ -12,9 +12,12 @@
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
+mod domains;
+mod triggers;
+
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::any;
+use axum::routing::{any, get};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -26,6 +29,23 @@ use crate::error::{ApiError, ApiResult};
 /// The routes under `/2023-03-30`.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/functions/{function}/triggers",
+            get(triggers::list).post(triggers::create),
+        )
+        .route(
+            "/functions/{function}/triggers/{trigger}",
+            get(triggers::get)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        )
+        .route("/custom-domains", get(domains::list).post(domains::create))
+        .route(
+            "/custom-domains/{domain}",
+            get(domains::get)
+                .put(domains::update)
+                .delete(domains::delete),
+        )
         .route("/functions/{function}/sessions", any(not_supported))
         .route("/functions/{function}/sessions/{*rest}", any(not_supported))
         .route("/functions/{function}/snapshots", any(not_supported))
