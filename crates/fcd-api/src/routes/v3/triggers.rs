@@ -137,7 +137,16 @@ pub(crate) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let f = p.fc3_function()?;
-    let u: TriggerUpdate = json_body(&body)?;
+    let mut u: TriggerUpdate = json_body(&body)?;
+    if u.trigger_config.is_some() {
+        // The defaults depend on the type, which only the stored trigger knows.
+        let current = s
+            .control
+            .get_trigger(&c.account_id, &f.service(), f.function(), p.get("trigger"))
+            .await
+            .map_err(|e| fc3_error(e, &f))?;
+        with_fc3_defaults(Some(&current.trigger.trigger_type), &mut u.trigger_config);
+    }
     let t = s
         .control
         .update_trigger(
