@@ -22,6 +22,7 @@ from alibabacloud_fc_open20210406.client import Client
 
 from fcdkit import (
     ACCOUNT_ID,
+    _new_server,
     create_function,
     delete_service_tree,
     expect_error,
@@ -178,6 +179,34 @@ def test_disabled_internet_url_and_signed_triggers(fcd, fc3, v2_function: str) -
     assert json.loads(got.trigger_config)["authType"] == "function"
     resp = requests.get(t.http_trigger.url_internet, timeout=60)
     assert resp.status_code in (400, 401, 403), resp.text
+
+
+def test_3_0_urls_on_the_web_listener(tmp_path, request) -> None:
+    server = _new_server(
+        tmp_path / "fcd-web3", owner=request.node.nodeid, extra_args=("--http-listen", "127.0.0.1:0")
+    )
+    server.start()
+    try:
+        c2, c3 = server.client(), server.fc3_client()
+        service = unique("svc")
+        c2.create_service(m2.CreateServiceRequest(service_name=service))
+        create_function(c2, service, "web", files={"index.py": WSGI})
+        t = c3.create_trigger(f"{service}$web", trigger_input("web", ANON)).body
+        url_id = t.http_trigger.url_internet.rsplit("/", 1)[1]
+        web_addr = (server.data_dir / "http-addr").read_text().strip()
+        resp = requests.get(f"http://{web_addr}/2023-03-30/proxy/{url_id}/q?a=1", timeout=60)
+        assert resp.status_code == 200, resp.text
+        assert (resp.json()["path"], resp.json()["query"]) == ("/q", "a=1")
+        resp = requests.get(
+            f"http://{web_addr}/q2", headers={"Host": f"{url_id}.cn-hangzhou.fcapp.run:8080"}, timeout=60
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["path"] == "/q2"
+        # A Host that is only a urlId (no further label) is no trigger host.
+        resp = requests.get(f"http://{web_addr}/q3", headers={"Host": url_id}, timeout=60)
+        assert resp.status_code == 404, resp.text
+    finally:
+        server.stop()
 
 
 def test_2_0_proxy_urls_never_reach_hidden_services(fcd) -> None:

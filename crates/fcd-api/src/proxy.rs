@@ -49,11 +49,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
+use fcd_control::http_event::{self, UrlTrigger};
 use fcd_core::FcError;
 use fcd_core::domains::CustomDomain;
 use fcd_core::limits::{ASYNC_PAYLOAD_MAX, SYNC_PAYLOAD_MAX};
 use fcd_core::triggers::AuthType;
-use fcd_control::http_event::{self, UrlTrigger};
 use fcd_runtime::{HttpInvocation, InvokeOutcome, InvokeRequest};
 
 use crate::AppState;
@@ -691,8 +691,9 @@ impl V1Call<'_> {
                     payload,
                     self.request_id,
                     header(&self.parts.headers, "x-fc-stateful-async-invocation-enable"),
-                    header(&self.parts.headers, "x-fc-async-task-id")
-                        .or_else(|| header(&self.parts.headers, "x-fc-stateful-async-invocation-id")),
+                    header(&self.parts.headers, "x-fc-async-task-id").or_else(|| {
+                        header(&self.parts.headers, "x-fc-stateful-async-invocation-id")
+                    }),
                 )
                 .await?;
             let mut resp = StatusCode::ACCEPTED.into_response();
@@ -958,6 +959,81 @@ mod tests {
         assert_eq!((t.qualifier, t.function.as_str()), (None, "fn"));
         assert!(proxy_target("/2021-04-06/proxy/svc/", "/2021-04-06/proxy/svc/").is_err());
         assert!(proxy_target("/2021-04-06/proxy/%ff/f", "/2021-04-06/proxy/%ff/f").is_err());
+    }
+
+    #[test]
+    fn fc3_path_urls_strip_their_prefix_and_name_the_url_id() {
+        assert_eq!(
+            fc3_path_parts("/2023-03-30/proxy/f-abc/a/b"),
+            Some(("f-abc", false, "/2023-03-30/proxy/f-abc"))
+        );
+        assert_eq!(
+            fc3_path_parts("/2023-03-30/proxy-vpc/f-abc"),
+            Some(("f-abc", true, "/2023-03-30/proxy-vpc/f-abc"))
+        );
+        assert_eq!(fc3_path_parts("/2023-03-30/functions"), None);
+        let trigger = fcd_core::triggers::Trigger::create(
+            "id".into(),
+            fcd_core::triggers::TriggerInput {
+                trigger_name: Some("web".into()),
+                trigger_type: Some("http".into()),
+                qualifier: Some("prod".into()),
+                trigger_config: Some(
+                    serde_json::json!({"authType": "anonymous", "methods": ["GET"]}),
+                ),
+                ..Default::default()
+            },
+            "now".into(),
+        )
+        .unwrap();
+        let config = match trigger.config().unwrap() {
+            fcd_core::triggers::TriggerConfig::Http(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let route = Arc::new(fcd_control::HttpTriggerRoute { trigger, config });
+        let t = UrlTrigger {
+            account: "1".into(),
+            service: "~f".into(),
+            function: "f".into(),
+            route,
+        };
+        let target = fc3_target(&t, "/2023-03-30/proxy/x/a%20b?q=1", "/2023-03-30/proxy/x");
+        assert_eq!(target.target, "/a%20b?q=1");
+        assert_eq!(target.qualifier.as_deref(), Some("prod"));
+        assert!(target.base_path.is_none());
+        assert_eq!(
+            target.domain_prefix,
+            fcd_control::http_event::url_id("1", "~f", "f", "web")
+        );
+        assert_eq!(
+            fc3_target(&t, "/2023-03-30/proxy/x?q", "/2023-03-30/proxy/x").target,
+            "/?q"
+        );
+        assert_eq!(fc3_target(&t, "/a/b", "").target, "/a/b");
+    }
+
+    #[test]
+    fn v1_results_map_to_responses_without_reserved_headers() {
+        let mut o = outcome(None, None);
+        o.body = bytes::Bytes::from_static(
+            br#"{"statusCode": 418, "headers": {"X-Mine": "1", "x-fc-status": "200", "Set-Cookie": ["a=1", "b=2"]}, "body": "tea"}"#,
+        );
+        let resp = respond_v1(o, "rid");
+        assert_eq!(resp.status(), 418);
+        assert_eq!(resp.headers().get("x-mine").unwrap(), "1");
+        assert!(resp.headers().get("x-fc-status").is_none());
+        assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 2);
+        let mut o = outcome(None, None);
+        o.body = bytes::Bytes::from_static(br#"{"statusCode": 200, "headers": {"bad name": "x"}}"#);
+        assert_eq!(respond_v1(o, "rid").status(), 502);
+        let mut o = outcome(None, None);
+        o.body = bytes::Bytes::from_static(br#"{"statusCode": 99}"#);
+        assert_eq!(respond_v1(o, "rid").status(), 502);
+        let plain = respond_v1(outcome(None, None), "rid");
+        assert_eq!(plain.status(), 200);
+        assert!(plain.headers().get("content-type").is_none());
+        let failed = respond_v1(outcome(Some("UnhandledInvocationError"), None), "rid");
+        assert_eq!(failed.status(), 502);
     }
 
     fn outcome(

@@ -244,7 +244,9 @@ pub fn map_result(result: &Bytes) -> Result<MappedResponse, String> {
                     }
                     other => {
                         let text = header_text(other).ok_or_else(|| {
-                            format!("the function returned header '{k}' with a value that is not text")
+                            format!(
+                                "the function returned header '{k}' with a value that is not text"
+                            )
                         })?;
                         headers.push((k.clone(), text));
                     }
@@ -381,10 +383,13 @@ mod tests {
         )
         .unwrap();
         store
-            .insert_service(ACC, &StoredService {
-                service,
-                etag: "e".into(),
-            })
+            .insert_service(
+                ACC,
+                &StoredService {
+                    service,
+                    etag: "e".into(),
+                },
+            )
             .await
             .unwrap();
         control
@@ -525,7 +530,10 @@ mod tests {
         assert_eq!(e["body"], "Hello FC!");
         assert_eq!(e["isBase64Encoded"], false);
         assert_eq!(e["headers"]["x-a"], "1,2");
-        assert_eq!(e["queryParameters"], json!({"p": "1,2", "q": "x+y", "e": ""}));
+        assert_eq!(
+            e["queryParameters"],
+            json!({"p": "1,2", "q": "x+y", "e": ""})
+        );
         let rc = &e["requestContext"];
         assert_eq!(rc["accountId"], "123");
         assert_eq!(rc["domainPrefix"], "f-abc");

@@ -64,7 +64,10 @@ pub(crate) fn instance_env(
         ("FC_FUNC_CODE_PATH".to_owned(), code.clone()),
         ("FC_ACCOUNT_ID".to_owned(), spec.account_id.clone()),
         ("FC_REGION".to_owned(), cfg.region.clone()),
-        ("FC_SERVICE_NAME".to_owned(), shown_service_name(spec).to_owned()),
+        (
+            "FC_SERVICE_NAME".to_owned(),
+            shown_service_name(spec).to_owned(),
+        ),
         ("FC_FUNCTION_NAME".to_owned(), f.function_name.clone()),
         ("FC_FUNCTION_HANDLER".to_owned(), f.handler.clone()),
         (

@@ -149,7 +149,12 @@ pub(crate) async fn update(
     let input: Fc3DomainInput = json_body(&body)?;
     let d = s
         .control
-        .update_custom_domain(&c.account_id, p.get("domain"), to_stored(input, None)?, None)
+        .update_custom_domain(
+            &c.account_id,
+            p.get("domain"),
+            to_stored(input, None)?,
+            None,
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &render(&d.domain), None))
 }
@@ -203,11 +208,17 @@ mod tests {
         let stored = to_stored(input, Some(FC3_API_VERSION)).unwrap();
         let routes = &stored.route_config.as_ref().unwrap().routes;
         assert_eq!(
-            (routes[0].service_name.as_str(), routes[0].function_name.as_str()),
+            (
+                routes[0].service_name.as_str(),
+                routes[0].function_name.as_str()
+            ),
             ("~native", "native")
         );
         assert_eq!(
-            (routes[1].service_name.as_str(), routes[1].function_name.as_str()),
+            (
+                routes[1].service_name.as_str(),
+                routes[1].function_name.as_str()
+            ),
             ("svc", "old")
         );
         let d = CustomDomain::create("1".into(), stored, "now".into()).unwrap();

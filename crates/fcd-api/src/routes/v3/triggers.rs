@@ -88,10 +88,9 @@ fn fc3_error(e: FcError, f: &Fc3Function) -> ApiError {
     match e {
         FcError::InvalidArgument(m) if f.is_native() => {
             let service = f.service();
-            ApiError(FcError::InvalidArgument(m.replace(
-                &format!(" of service '{service}'"),
-                "",
-            )))
+            ApiError(FcError::InvalidArgument(
+                m.replace(&format!(" of service '{service}'"), ""),
+            ))
         }
         other => ApiError(other),
     }
@@ -230,7 +229,10 @@ mod tests {
         let (i, v) = trigger_urls("http://127.0.0.1:9000/", "123", &f, "web");
         let id = url_id("123", "~hello", "hello", "web");
         assert_eq!(i, format!("http://127.0.0.1:9000/2023-03-30/proxy/{id}"));
-        assert_eq!(v, format!("http://127.0.0.1:9000/2023-03-30/proxy-vpc/{id}"));
+        assert_eq!(
+            v,
+            format!("http://127.0.0.1:9000/2023-03-30/proxy-vpc/{id}")
+        );
     }
 
     #[test]
