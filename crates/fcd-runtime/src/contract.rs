@@ -205,8 +205,28 @@ pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMa
 
 #[cfg(test)]
 mod tests {
-    use super::credential_env;
+    use super::{credential_env, shown_service_name};
     use crate::testkit;
+
+    #[test]
+    fn native_fc3_functions_show_no_service() {
+        let spec = |service: &str| crate::FunctionSpec {
+            account_id: "1".into(),
+            service_name: service.into(),
+            log_project: String::new(),
+            log_store: String::new(),
+            function: testkit::function(serde_json::json!({})),
+            code_dir: "/code".into(),
+            internet_access: false,
+            version_id: None,
+            limit: crate::InstanceLimit::Unlimited,
+            revision: "r".into(),
+            generation: 0,
+            credentials: None,
+        };
+        assert_eq!(shown_service_name(&spec("~fn")), "");
+        assert_eq!(shown_service_name(&spec("svc")), "svc");
+    }
 
     #[test]
     fn credential_variables_only_with_credentials_and_never_mixed_with_the_users() {
