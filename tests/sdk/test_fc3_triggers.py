@@ -314,6 +314,41 @@ def test_native_builtin_functions_get_the_v1_event(fcd, fc3, native_function: st
     assert resp.status_code == 202, resp.text
 
 
+NODE_V1_HANDLER = r'''
+exports.handler = async (event, context) => {
+  const e = JSON.parse(event.toString());
+  return {statusCode: 202, headers: {'x-node': 'yes'},
+          body: JSON.stringify({rawPath: e.rawPath, query: e.queryParameters,
+                                service: context.service.name})};
+};
+'''
+
+
+def test_native_nodejs_functions_get_the_v1_event_too(fc3) -> None:
+    """NATIVE-3.0."""
+    name = unique("n3node")
+    zip_b64 = base64.b64encode(make_zip_bytes({"index.js": NODE_V1_HANDLER})).decode()
+    fc3.create_function(
+        m3.CreateFunctionRequest(
+            body=m3.CreateFunctionInput(
+                function_name=name,
+                runtime="nodejs18",
+                handler="index.handler",
+                code=m3.InputCodeLocation(zip_file=zip_b64),
+            )
+        )
+    )
+    try:
+        url = fc3.create_trigger(name, trigger_input("web", ANON)).body.http_trigger.url_internet
+        resp = requests.get(f"{url}/n?a=1&a=2", timeout=60)
+        assert resp.status_code == 202, resp.text
+        assert resp.headers["x-node"] == "yes"
+        assert resp.json() == {"rawPath": "/n", "query": {"a": "1,2"}, "service": ""}
+    finally:
+        fc3.delete_trigger(name, "web")
+        fc3.delete_function(name)
+
+
 def test_native_functions_behind_3_0_custom_domains(fcd, fc3, native_function: str) -> None:
     """NATIVE-3.0."""
     domain = f"{unique('n')}.example.test"
