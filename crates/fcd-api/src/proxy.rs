@@ -193,10 +193,15 @@ pub(crate) async fn entry(
 
 /// Whether a request on the API listener is an API call by its shape (see [`entry`]).
 fn is_api_call(path: &str, headers: &HeaderMap) -> bool {
-    fcd_iam::fc::API_PREFIXES.iter().any(|p| {
-        path.strip_prefix(p)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }) || path == "/status"
+    // FC 3.0's prefix too (its trigger URLs under it are matched before this is asked).
+    fcd_iam::fc::API_PREFIXES
+        .iter()
+        .chain(&["/2023-03-30"])
+        .any(|p| {
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        || path == "/status"
         || path.starts_with("/code-packages/")
         || (path == "/" && headers.contains_key("x-acs-version"))
 }
@@ -923,6 +928,7 @@ mod tests {
         rpc.insert("x-acs-version", HeaderValue::from_static("2015-05-01"));
         for p in [
             "/2021-04-06/services",
+            "/2023-03-30/functions",
             "/2016-08-15",
             "/status",
             "/code-packages/x",
