@@ -33,6 +33,7 @@ mod concurrency;
 mod configs;
 mod events;
 pub mod fc3;
+pub mod http_event;
 pub mod iam;
 mod invoke;
 mod role_credentials;
@@ -769,6 +770,14 @@ impl Control {
                 (snap.service, f.function, f.code_digest, format!("v{v}"))
             }
         };
+        // FC 3.0 has no PreFreeze hook: a native 3.0 function's instances are never sent
+        // `/pre-freeze`, whatever its stored lifecycle config says (fc3-api.md section 5.3).
+        let mut function = function;
+        if fcd_core::fc3::is_hidden_service(service)
+            && let Some(lc) = function.instance_lifecycle_config.as_mut()
+        {
+            lc.pre_freeze = None;
+        }
         let on_demand = self
             .store
             .get_on_demand_config(account, service, label, name)

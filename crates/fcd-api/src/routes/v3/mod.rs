@@ -16,10 +16,12 @@ mod aliases;
 mod async_configs;
 mod async_tasks;
 mod configs;
+mod domains;
 mod functions;
 mod instances;
 mod invoke;
 mod regions;
+mod triggers;
 mod versions;
 
 use axum::Router;
@@ -103,6 +105,23 @@ pub(crate) fn router() -> Router<AppState> {
                 .delete(configs::delete_concurrency),
         )
         .route("/concurrency-configs", get(configs::list_concurrency))
+        .route(
+            "/functions/{function}/triggers",
+            get(triggers::list).post(triggers::create),
+        )
+        .route(
+            "/functions/{function}/triggers/{trigger}",
+            get(triggers::get)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        )
+        .route("/custom-domains", get(domains::list).post(domains::create))
+        .route(
+            "/custom-domains/{domain}",
+            get(domains::get)
+                .put(domains::update)
+                .delete(domains::delete),
+        )
         .route("/functions/{function}/sessions", any(not_supported))
         .route("/functions/{function}/sessions/{*rest}", any(not_supported))
         .route("/functions/{function}/snapshots", any(not_supported))
