@@ -14,6 +14,7 @@ pub mod migrate;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod tags;
 #[cfg(test)]
 mod tests;
 pub mod triggers;
@@ -153,10 +154,13 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) and
-/// triggers and custom domains ([`triggers::TriggerStore`]) live next to it in the same store.
+/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]),
+/// triggers and custom domains ([`triggers::TriggerStore`]), and tags and VPC bindings
+/// ([`tags::TagStore`]) live next to it in the same store.
 #[async_trait]
-pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    iam::IamStore + triggers::TriggerStore + tags::TagStore + Send + Sync + 'static
+{
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(
         &self,
@@ -172,7 +176,8 @@ pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 
     ) -> Result<(), StoreError>;
     /// Deletes the service; refuses with [`StoreError::NotEmpty`] while it has functions,
     /// versions or aliases. On-demand and provision configs still stored under it are deleted
-    /// in the same transaction (they can only be left over for qualifiers that no longer exist).
+    /// in the same transaction (they can only be left over for qualifiers that no longer exist),
+    /// and so are its tags and VPC bindings.
     async fn delete_service(&self, account: &str, name: &str) -> Result<(), StoreError>;
     async fn list_services(
         &self,
@@ -201,7 +206,7 @@ pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 
         expected_etag: &str,
     ) -> Result<(), StoreError>;
     /// Deletes the function (LATEST) and, in the same transaction, its on-demand config under
-    /// `LATEST`; refuses with [`StoreError::NotEmpty`] while it has triggers. Configs under aliases and versions stay: those run the function as the
+    /// `LATEST` and its tags; refuses with [`StoreError::NotEmpty`] while it has triggers. Configs under aliases and versions stay: those run the function as the
     /// version's snapshot captured it, which deleting LATEST does not touch.
     async fn delete_function(
         &self,
@@ -314,8 +319,8 @@ pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 
         function: &str,
         expected_etag: Option<&str>,
     ) -> Result<(), StoreError>;
-    /// The account's on-demand configs ordered by their resource name
-    /// (`services/{s}.{q}/functions/{f}`), to which `prefix` and `from` apply.
+    /// The account's on-demand configs ordered by [`OnDemandConfig::list_key`]
+    /// (`{service}#{qualifier}#{function}`), to which `prefix` and `from` apply.
     async fn list_on_demand_configs(
         &self,
         account: &str,

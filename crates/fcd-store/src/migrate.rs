@@ -46,6 +46,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "triggers domains",
         include_str!("../migrations/sqlite/0005_triggers_domains.sql"),
     ),
+    (
+        7,
+        "tags vpc bindings",
+        include_str!("../migrations/sqlite/0007_tags_vpc.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -58,6 +63,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "code packages",
         include_str!("../migrations/postgres/0002_code_packages.sql"),
+    ),
+    (
+        4,
+        "tags vpc bindings",
+        include_str!("../migrations/postgres/0004_tags_vpc.sql"),
     ),
 ];
 
@@ -161,6 +171,12 @@ mod tests {
             );
         }
         assert!(sqlite_migrator().ignore_missing && postgres_migrator().ignore_missing);
-        assert_eq!(sqlite_migrator().iter().count() as i64, LEGACY_STEPS);
+        // The legacy steps are the first SQLite migrations, 1 to LEGACY_STEPS, text for text.
+        let first: Vec<i64> = sqlite_migrator()
+            .iter()
+            .map(|m| m.version)
+            .take_while(|v| *v <= LEGACY_STEPS)
+            .collect();
+        assert_eq!(first, (1..=LEGACY_STEPS).collect::<Vec<_>>());
     }
 }

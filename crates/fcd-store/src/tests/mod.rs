@@ -8,6 +8,7 @@ mod code;
 mod iam;
 mod metadata;
 mod migrations;
+mod tags;
 mod triggers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
