@@ -34,6 +34,7 @@ mod events;
 pub mod iam;
 mod invoke;
 mod role_credentials;
+mod tags;
 #[cfg(test)]
 mod testkit;
 pub mod timers;
@@ -41,6 +42,7 @@ mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, Placement, invoke_error};
+pub use tags::AccountSettings;
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 
