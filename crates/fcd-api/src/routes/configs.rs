@@ -1,7 +1,9 @@
 //! PutFunctionOnDemandConfig, GetFunctionOnDemandConfig, DeleteFunctionOnDemandConfig,
 //! ListOnDemandConfigs, PutProvisionConfig, GetProvisionConfig, ListProvisionConfigs.
 //!
-//! The qualifier comes from `?qualifier=` or, in 2016-08-15 paths, from `svc.q`.
+//! The qualifier comes from `?qualifier=` or, in 2016-08-15 paths, from `svc.q`. Both kinds
+//! of config answer FC's `resource` name `{account}#{service}#{qualifier}#{function}`. The
+//! listings never show native FC 3.0 functions' hidden services.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -18,9 +20,9 @@ use crate::error::ApiResult;
 use fcd_control::ProvisionStatus;
 
 /// FC's `OnDemandConfig`.
-fn on_demand_json(c: &StoredOnDemandConfig) -> Value {
+fn on_demand_json(account: &str, c: &StoredOnDemandConfig) -> Value {
     json!({
-        "resource": c.config.resource(),
+        "resource": c.config.resource(account),
         "maximumInstanceCount": c.config.maximum_instance_count,
     })
 }
@@ -69,7 +71,7 @@ pub(super) async fn put_on_demand(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &on_demand_json(&cfg),
+        &on_demand_json(&c.account_id, &cfg),
         Some(&cfg.etag),
     ))
 }
@@ -92,7 +94,7 @@ pub(super) async fn get_on_demand(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &on_demand_json(&cfg),
+        &on_demand_json(&c.account_id, &cfg),
         Some(&cfg.etag),
     ))
 }
@@ -126,7 +128,11 @@ pub(super) async fn list_on_demand(
         .control
         .list_on_demand_configs(&c.account_id, &q.paging()?)
         .await?;
-    let configs: Vec<Value> = page.items.iter().map(on_demand_json).collect();
+    let configs: Vec<Value> = page
+        .items
+        .iter()
+        .map(|cfg| on_demand_json(&c.account_id, cfg))
+        .collect();
     let mut body = json!({ "configs": configs });
     if let Some(t) = page.next_token {
         body["nextToken"] = t.into();
@@ -198,13 +204,22 @@ pub(super) async fn list_provision(
             q.u32("limit")?,
         )
         .await?;
+    // The service layer lists every config; 2.0 does not see native FC 3.0 functions. Their
+    // hidden services sort after every 2.0 name, so once one shows up, the rest of this page
+    // and every later page are hidden too: the listing ends there.
+    let visible = |service: &str| !fcd_core::fc3::is_hidden_service(service);
+    let all = page.configs.len();
     let configs: Vec<Value> = page
         .configs
         .iter()
+        .filter(|(cfg, _)| visible(&cfg.service_name))
         .map(|(cfg, status)| provision_json(&c.account_id, cfg, status, true))
         .collect();
+    let next_token = page
+        .next_token
+        .filter(|t| configs.len() == all && t.split('#').nth(1).is_some_and(visible));
     let mut body = json!({ "provisionConfigs": configs });
-    if let Some(t) = page.next_token {
+    if let Some(t) = next_token {
         body["nextToken"] = t.into();
     }
     Ok(json_response(StatusCode::OK, &body, None))

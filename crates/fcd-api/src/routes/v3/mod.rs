@@ -12,9 +12,12 @@
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
+mod tags;
+mod vpc_bindings;
+
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::any;
+use axum::routing::{any, delete, get};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -37,6 +40,18 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/functions/{function}/scaling-config", any(not_supported))
         .route("/scaling-configs", any(not_supported))
         .route("/resource-groups", any(not_supported))
+        .route(
+            "/tags-v2",
+            get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route(
+            "/functions/{function}/vpc-bindings",
+            get(vpc_bindings::list).post(vpc_bindings::create),
+        )
+        .route(
+            "/functions/{function}/vpc-bindings/{vpcId}",
+            delete(vpc_bindings::delete),
+        )
 }
 
 /// The FC 3.0 operations fcd leaves out, by path; README lists them.
