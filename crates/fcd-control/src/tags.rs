@@ -282,7 +282,127 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use fcd_core::configs::OnDemandConfig;
+    use fcd_core::model::{CodeRef, Function, FunctionUpdate, Service, ServiceUpdate};
+    use fcd_store::{
+        MetadataStore, SqliteStore, StoredFunction, StoredOnDemandConfig, StoredService,
+    };
+
     use super::*;
+    use crate::Paging;
+
+    const ACC: &str = "acc";
+
+    /// A service with one function, stored directly (as the 3.0 CreateFunction stores a
+    /// native function `F`: service `~F` holding `F`), with an on-demand config under LATEST.
+    async fn add(store: &dyn MetadataStore, service: &str, function: &str) {
+        let svc = StoredService {
+            service: Service::create(
+                "id".into(),
+                service.into(),
+                ServiceUpdate::default(),
+                "t".into(),
+            )
+            .unwrap(),
+            etag: "e".into(),
+        };
+        store.insert_service(ACC, &svc).await.unwrap();
+        let u = FunctionUpdate {
+            runtime: Some("custom".into()),
+            ..Default::default()
+        };
+        let code = CodeRef {
+            checksum: "1".into(),
+            size: 1,
+        };
+        let f = StoredFunction {
+            function: Function::create("fid".into(), function.into(), u, code, "t".into()).unwrap(),
+            code_digest: "d".into(),
+            etag: "fe".into(),
+        };
+        store.insert_function(ACC, service, &f).await.unwrap();
+        let od = StoredOnDemandConfig {
+            config: OnDemandConfig {
+                service_name: service.into(),
+                qualifier: "LATEST".into(),
+                function_name: function.into(),
+                maximum_instance_count: 1,
+            },
+            etag: "od".into(),
+        };
+        store.put_on_demand_config(ACC, &od, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn native_functions_are_tagged_as_functions_and_hidden_from_2_0_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        let c = crate::testkit::control(dir.path(), store.clone(), "t");
+        add(store.as_ref(), "svc", "fn").await;
+        add(store.as_ref(), "~native", "native").await;
+
+        let native = fcd_core::fc3::function_arn(c.region(), ACC, "native");
+        let service = format!("acs:fc:{}:{ACC}:services/svc", c.region());
+        let tags = vec![("env".to_owned(), "prod".to_owned())];
+        c.tag_resources(ACC, &[native.clone(), service.clone()], &tags)
+            .await
+            .unwrap();
+        assert_eq!(c.resource_tags(ACC, &native).await.unwrap(), tags);
+        let listed = |kind| {
+            let c = &c;
+            async move {
+                c.list_tagged_resources(ACC, kind, None, None)
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .map(|r| r.arn)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(TagKind::Functions).await, [native.clone()]);
+        assert_eq!(listed(TagKind::Services).await, [service]);
+        // A hidden service is no 2.0 resource, even by ARN.
+        let hidden = format!("acs:fc:{}:{ACC}:services/~native", c.region());
+        assert!(matches!(
+            c.resource_tags(ACC, &hidden).await,
+            Err(FcError::InvalidArgument(_))
+        ));
+
+        // ListOnDemandConfigs (2.0) does not show the native function's config, on any page.
+        let page = c
+            .list_on_demand_configs(
+                ACC,
+                &Paging {
+                    limit: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].config.service_name, "svc");
+        assert_eq!(page.next_token, None);
+
+        // Deleting the function (as 3.0 DeleteFunction does: the function, then its service)
+        // deletes its tags.
+        store
+            .delete_function(ACC, "~native", "native")
+            .await
+            .unwrap();
+        store.delete_service(ACC, "~native").await.unwrap();
+        assert!(listed(TagKind::Functions).await.is_empty());
+        assert!(matches!(
+            c.resource_tags(ACC, &native).await,
+            Err(FcError::ServiceNotFound(_))
+        ));
+    }
 
     #[test]
     fn vpc_ids() {

@@ -189,6 +189,23 @@ pub(super) async fn get_provision(
     ))
 }
 
+/// A page of ListProvisionConfigs as 2.0 shows it: the service layer lists every config, but
+/// 2.0 does not see native FC 3.0 functions. Their hidden services sort after every 2.0 name,
+/// so once one shows up the rest of the page and every later page are hidden too: the listing
+/// ends there.
+fn without_hidden<S>(
+    mut configs: Vec<(ProvisionConfig, S)>,
+    next_token: Option<String>,
+) -> (Vec<(ProvisionConfig, S)>, Option<String>) {
+    let hidden = |service: &str| fcd_core::fc3::is_hidden_service(service);
+    let all = configs.len();
+    configs.retain(|(cfg, _)| !hidden(&cfg.service_name));
+    // The token is a resource name, `{account}#{service}#…`.
+    let next_token =
+        next_token.filter(|t| configs.len() == all && !t.split('#').nth(1).is_some_and(hidden));
+    (configs, next_token)
+}
+
 pub(super) async fn list_provision(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -204,23 +221,50 @@ pub(super) async fn list_provision(
             q.u32("limit")?,
         )
         .await?;
-    // The service layer lists every config; 2.0 does not see native FC 3.0 functions. Their
-    // hidden services sort after every 2.0 name, so once one shows up, the rest of this page
-    // and every later page are hidden too: the listing ends there.
-    let visible = |service: &str| !fcd_core::fc3::is_hidden_service(service);
-    let all = page.configs.len();
-    let configs: Vec<Value> = page
-        .configs
+    let (visible, next_token) = without_hidden(page.configs, page.next_token);
+    let configs: Vec<Value> = visible
         .iter()
-        .filter(|(cfg, _)| visible(&cfg.service_name))
         .map(|(cfg, status)| provision_json(&c.account_id, cfg, status, true))
         .collect();
-    let next_token = page
-        .next_token
-        .filter(|t| configs.len() == all && t.split('#').nth(1).is_some_and(visible));
     let mut body = json!({ "provisionConfigs": configs });
     if let Some(t) = next_token {
         body["nextToken"] = t.into();
     }
     Ok(json_response(StatusCode::OK, &body, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fcd_core::configs::ProvisionConfigUpdate;
+
+    fn cfg(service: &str) -> (ProvisionConfig, ()) {
+        let c = ProvisionConfigUpdate {
+            target: Some(1),
+            ..Default::default()
+        }
+        .into_config(service, "prod", "f")
+        .unwrap();
+        (c, ())
+    }
+
+    #[test]
+    fn provision_listings_end_where_hidden_services_begin() {
+        let names = |v: &[(ProvisionConfig, ())]| {
+            v.iter()
+                .map(|(c, _)| c.service_name.clone())
+                .collect::<Vec<_>>()
+        };
+        let (v, t) = without_hidden(vec![cfg("a"), cfg("b")], Some("1#c#prod#f".into()));
+        assert_eq!(
+            (names(&v), t.as_deref()),
+            (vec!["a".into(), "b".into()], Some("1#c#prod#f"))
+        );
+        let (v, t) = without_hidden(vec![cfg("a"), cfg("b")], Some("1#~F#prod#F".into()));
+        assert_eq!((names(&v), t), (vec!["a".into(), "b".into()], None));
+        let (v, t) = without_hidden(vec![cfg("a"), cfg("~F")], Some("1#~G#prod#G".into()));
+        assert_eq!((names(&v), t), (vec!["a".into()], None));
+        let (v, t) = without_hidden(vec![cfg("~F")], None);
+        assert_eq!((names(&v), t), (Vec::<String>::new(), None));
+    }
 }
