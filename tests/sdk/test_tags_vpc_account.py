@@ -10,6 +10,7 @@ from __future__ import annotations
 from alibabacloud_fc_open20210406 import models as m
 
 from fcdkit import ACCOUNT_ID, REGION, create_function, expect_error, unique
+from ramkit import RamFixture, allow, expect_fc_error, fc_client, policy_document
 
 
 def arn(service: str) -> str:
@@ -177,3 +178,21 @@ def test_on_demand_and_provision_configs_name_their_resource_alike(client, servi
     client.delete_function_on_demand_config(
         service, fn, m.DeleteFunctionOnDemandConfigRequest(qualifier="LATEST")
     )
+
+
+def test_grants_tags_need_everything_and_bindings_the_service(fcd, client, service):
+    """The tagged resource travels in the body or query, which the one authorization check
+    does not read: tag operations are granted on ``*``. A VPC binding is the service's."""
+    iam = RamFixture(fcd.addr)
+    try:
+        services_only = fc_client(fcd.addr, iam.user(policy_document(allow("fc:*", "acs:fc:*:*:services/*"))).keys)
+        everything = fc_client(fcd.addr, iam.user(policy_document(allow("fc:*", "*"))).keys)
+        req = m.TagResourceRequest(resource_arn=arn(service), tags={"a": "1"})
+        expect_fc_error("AccessDenied", 403, services_only.tag_resource, req)
+        expect_fc_error("AccessDenied", 403, services_only.get_account_settings)
+        services_only.create_vpc_binding(service, m.CreateVpcBindingRequest(vpc_id="vpc-1"))
+        assert services_only.list_vpc_bindings(service).body.vpc_ids == ["vpc-1"]
+        everything.tag_resource(req)
+        assert tags_of(everything, service) == {"a": "1"}
+    finally:
+        iam.cleanup()
