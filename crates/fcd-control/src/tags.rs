@@ -75,7 +75,8 @@ impl Control {
     /// keeping its other tags (a key it has takes the new value). Every ARN and tag is
     /// validated before anything is written; each resource is then tagged in a transaction of
     /// its own, all or none of its tags, refused with `InvalidArgument` if it would carry more
-    /// than 20.
+    /// than 20. No tags at all is no change (3.0's CreateFunction always sends `tags: []`);
+    /// the tag operations refuse an empty request themselves.
     pub async fn tag_resources(
         &self,
         account: &str,
@@ -90,6 +91,9 @@ impl Control {
             .iter()
             .map(|a| self.tagged(account, a))
             .collect::<Result<Vec<_>, _>>()?;
+        if tags.is_empty() {
+            return Ok(());
+        }
         for t in &targets {
             let owner = TagOwner {
                 service: t.service().into_owned(),
@@ -354,6 +358,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(c.resource_tags(ACC, &native).await.unwrap(), tags);
+        // No tags is no change (3.0's CreateFunction always sends `tags: []`).
+        c.tag_resources(ACC, std::slice::from_ref(&native), &[])
+            .await
+            .unwrap();
+        assert_eq!(c.resource_tags(ACC, &native).await.unwrap(), tags);
         let listed = |kind| {
             let c = &c;
             async move {
@@ -366,7 +375,10 @@ mod tests {
                     .collect::<Vec<_>>()
             }
         };
-        assert_eq!(listed(TagKind::Functions).await, [native.clone()]);
+        assert_eq!(
+            listed(TagKind::Functions).await,
+            std::slice::from_ref(&native)
+        );
         assert_eq!(listed(TagKind::Services).await, [service]);
         // A hidden service is no 2.0 resource, even by ARN.
         let hidden = format!("acs:fc:{}:{ACC}:services/~native", c.region());

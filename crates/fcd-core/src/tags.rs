@@ -138,12 +138,10 @@ pub fn check_value(key: &str, value: &str) -> Result<(), FcError> {
     Ok(())
 }
 
-/// The tags of one TagResource request: at least one, each valid, no key twice, and not more
-/// than a resource may carry (the store checks the total with the tags already there).
+/// The tags of one request: each valid, no key twice, and not more than a resource may carry
+/// (the store checks the total with the tags already there). Whether none at all is an error
+/// is the operation's to say.
 pub fn check_tags(tags: &[(String, String)]) -> Result<(), FcError> {
-    if tags.is_empty() {
-        return Err(FcError::invalid("tags is required: give at least one tag"));
-    }
     if tags.len() > TAGS_PER_RESOURCE_MAX {
         return Err(FcError::invalid(format!(
             "too many tags: a resource carries at most {TAGS_PER_RESOURCE_MAX}"
@@ -222,7 +220,7 @@ mod tests {
         ] {
             assert!(check_tags(&t(k, v)).is_err(), "{k}={v}");
         }
-        assert!(check_tags(&[]).is_err());
+        assert!(check_tags(&[]).is_ok());
         let dup = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
         assert!(check_tags(&dup).is_err());
         let many: Vec<_> = (0..21).map(|i| (format!("k{i}"), String::new())).collect();

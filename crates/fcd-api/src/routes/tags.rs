@@ -80,6 +80,11 @@ pub(super) async fn tag(
     let b: TagBody = json_body(&body)?;
     let arn = service_arn(&s, &c.account_id, b.resource_arn)?;
     let tags: Vec<(String, String)> = b.tags.into_iter().collect();
+    if tags.is_empty() {
+        return Err(ApiError(FcError::invalid(
+            "tags is required: give at least one tag",
+        )));
+    }
     s.control
         .tag_resources(&c.account_id, &[arn], &tags)
         .await?;
