@@ -306,19 +306,36 @@ impl Control {
         }
     }
 
-    /// ListOnDemandConfigs: `prefix`, `startKey` and `nextToken` apply to the resource name.
+    /// ListOnDemandConfigs: `prefix`, `startKey` and `nextToken` apply to the resource name
+    /// without its account, `{service}#{qualifier}#{function}` (a prefix selects services by
+    /// name); the full resource name `{account}#…` is accepted for each too. Native FC 3.0
+    /// functions' hidden services are not listed.
     pub async fn list_on_demand_configs(
         &self,
         account: &str,
         p: &Paging,
     ) -> Result<Page<StoredOnDemandConfig>, FcError> {
+        let own = format!("{account}#");
+        let strip = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| v.strip_prefix(own.as_str()).unwrap_or(v).to_owned())
+        };
+        let p = Paging {
+            prefix: strip(&p.prefix),
+            start_key: strip(&p.start_key),
+            next_token: strip(&p.next_token),
+            limit: p.limit,
+        };
         let (q, limit) = p.query()?;
-        let items = self
+        let mut items = self
             .store
             .list_on_demand_configs(account, &q)
             .await
             .map_err(|e| internal("list on-demand configs", e))?;
-        Ok(page(items, limit, |c| c.config.resource()))
+        // Hidden services sort after every valid name, so dropping them never shortens a page
+        // that has a next one.
+        items.retain(|c| !fcd_core::fc3::is_hidden_service(&c.config.service_name));
+        Ok(page(items, limit, |c| c.config.list_key()))
     }
 
     // ---- provision configs ----

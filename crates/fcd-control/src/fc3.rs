@@ -90,8 +90,9 @@ const STATE_FIELDS: &[&str] = &[
 /// The key of [`Function::fc3`] that holds the state Disable/EnableFunctionInvocation set.
 pub const INVOCATION_RESTRICTION: &str = "invocationRestriction";
 
-/// The key of [`Function::fc3`] that holds `CreateFunctionInput.tags` until the tag store
-/// takes them (see [`Control::apply_creation_tags`]).
+/// The key under which a rendered function shows its tags. Tags live in the tag store
+/// (`/tags-v2`; [`Control::apply_creation_tags`]), never in [`Function::fc3`]: a `tags` field
+/// of an UpdateFunction is not an attribute.
 pub const TAGS: &str = "tags";
 
 /// A 3.0 CreateFunctionInput / UpdateFunctionInput, split into what the 2.0 layer stores.
@@ -312,19 +313,29 @@ fn check_concurrency(runtime: &str, concurrency: u32) -> Result<(), FcError> {
 
 /// Tags as CreateFunctionInput carries them: `{"Key": non-empty, "Value": string}`.
 fn check_tags(tags: &[Value]) -> Result<(), FcError> {
-    for t in tags {
-        let key_ok = t
-            .get("Key")
-            .and_then(Value::as_str)
-            .is_some_and(|k| !k.is_empty());
-        let value_ok = t.get("Value").is_none_or(Value::is_string);
-        if !key_ok || !value_ok {
-            return Err(FcError::invalid(format!(
-                "tag {t} is invalid: expected {{\"Key\": \"...\", \"Value\": \"...\"}}"
-            )));
-        }
-    }
-    Ok(())
+    fcd_core::tags::check_tags(&tag_pairs(tags)?)
+}
+
+/// `[{Key, Value}]` as `(key, value)` pairs; anything else is refused.
+fn tag_pairs(tags: &[Value]) -> Result<Vec<(String, String)>, FcError> {
+    tags.iter()
+        .map(|t| {
+            let key = t
+                .get("Key")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty());
+            let value = match t.get("Value") {
+                None | Some(Value::Null) => Some(""),
+                Some(v) => v.as_str(),
+            };
+            match (key, value) {
+                (Some(k), Some(v)) => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(FcError::invalid(format!(
+                    "tag {t} is invalid: expected {{\"Key\": \"...\", \"Value\": \"...\"}}"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// `layers` as 3.0 returns them. The sizes come from the caller (the layer store); a layer it
@@ -550,13 +561,11 @@ impl Fc3ListFilter {
 
     fn wants(&self, f: &Function) -> bool {
         let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
-        let tags = function_tags(f);
         nonempty(&self.description).is_none_or(|d| f.description.contains(&d))
             && nonempty(&self.runtime).is_none_or(|r| f.runtime == r)
             && nonempty(&self.gpu_type).is_none_or(|g| f.instance_type == g)
             && nonempty(&self.resource_group_id)
                 .is_none_or(|g| f.fc3.get("resourceGroupId").and_then(Value::as_str) == Some(&g))
-            && self.tags.iter().all(|t| tags.contains(t))
     }
 }
 
@@ -744,39 +753,55 @@ impl Control {
         };
         self.forget_service(account, &svc_name);
         self.publish_invalidation(account, Some(&svc_name)).await;
-        let mut view = Fc3View {
+        let view = Fc3View {
             name: f.clone(),
             service: stored_service.service,
             function: function.function,
         };
         if !tags.is_empty() {
-            view.function = self.apply_creation_tags(account, &f, tags).await?;
+            self.apply_creation_tags(account, &f, tags).await?;
         }
-        Ok(view)
+        self.with_tags(account, view).await
     }
 
-    /// Keeps the `tags` of a CreateFunction with the function (as [`TAGS`] in its 3.0
-    /// attributes), where GetFunction shows them and ListFunctions filters on them. The tag
-    /// store (`/tags-v2`) is where they belong once it is wired in; this is the one place
-    /// CreateFunction hands them over.
+    /// Tags a newly created function with the `tags` of its CreateFunction, in the tag store
+    /// `/tags-v2` reads (resource `functionArn`).
     pub async fn apply_creation_tags(
         &self,
         account: &str,
         f: &Fc3Function,
         tags: Vec<Value>,
-    ) -> Result<Function, FcError> {
-        check_tags(&tags)?;
-        let mut attrs = JsonObject::new();
-        attrs.insert(TAGS.into(), Value::Array(tags));
-        let u = FunctionUpdate {
-            fc3: Some(attrs),
-            ..Default::default()
-        };
-        let stored = self
-            .update_function(account, &f.service(), f.function(), u, None, None)
+    ) -> Result<(), FcError> {
+        let pairs = tag_pairs(&tags)?;
+        self.tag_resources(account, &[f.arn(&self.region, account)], &pairs)
             .await
-            .map_err(|e| rephrase(e, f))?;
-        Ok(stored.function)
+            .map_err(|e| rephrase(e, f))
+    }
+
+    /// The tags of a function, from the tag store (shown by GetFunction, filtered on by
+    /// ListFunctions).
+    pub async fn fc3_function_tags(
+        &self,
+        account: &str,
+        f: &Fc3Function,
+    ) -> Result<Vec<(String, String)>, FcError> {
+        self.resource_tags(account, &f.arn(&self.region, account))
+            .await
+            .map_err(|e| rephrase(e, f))
+    }
+
+    /// Puts the function's tags where [`render_function`] shows them (never stored there).
+    async fn with_tags(&self, account: &str, mut view: Fc3View) -> Result<Fc3View, FcError> {
+        let tags = self.fc3_function_tags(account, &view.name).await?;
+        view.function.fc3.insert(
+            TAGS.into(),
+            Value::Array(
+                tags.into_iter()
+                    .map(|(k, v)| json!({ "Key": k, "Value": v }))
+                    .collect(),
+            ),
+        );
+        Ok(view)
     }
 
     /// GetFunction: the function as `qualifier` (a version or alias; absent: LATEST) has it.
@@ -796,11 +821,15 @@ impl Control {
             .service_at(account, &service, qualifier)
             .await
             .map_err(|e| rephrase(e, f))?;
-        Ok(Fc3View {
-            name: f.clone(),
-            service,
-            function,
-        })
+        self.with_tags(
+            account,
+            Fc3View {
+                name: f.clone(),
+                service,
+                function,
+            },
+        )
+        .await
     }
 
     /// UpdateFunction: service-level fields go to the hidden service, the rest to the
@@ -891,11 +920,15 @@ impl Control {
             .await
             .map_err(|e| rephrase(e, f))?
             .function;
-        Ok(Fc3View {
-            name: f.clone(),
-            service,
-            function,
-        })
+        self.with_tags(
+            account,
+            Fc3View {
+                name: f.clone(),
+                service,
+                function,
+            },
+        )
+        .await
     }
 
     /// DeleteFunction. A native function with triggers is refused (`FunctionNotEmpty`);
@@ -1126,6 +1159,21 @@ impl Control {
             }
         }
         found.sort_by_key(|v| v.name.name());
+        let mut tagged = Vec::with_capacity(found.len().min(limit + 1));
+        for view in found {
+            if tagged.len() > limit {
+                break;
+            }
+            let view = self.with_tags(account, view).await?;
+            if filter
+                .tags
+                .iter()
+                .all(|t| function_tags(&view.function).contains(t))
+            {
+                tagged.push(view);
+            }
+        }
+        let mut found = tagged;
         let next_token = if found.len() > limit {
             found.truncate(limit + 1);
             found.pop().map(|v| v.name.name())
@@ -1481,22 +1529,20 @@ mod tests {
             description: Some("hello world".into()),
             ..Default::default()
         };
-        u.fc3 = Some(obj(json!({"tags": [{"Key": "team", "Value": "a"}]})));
         let f = function(u);
         let filter = Fc3ListFilter {
             prefix: Some("svc".into()),
             description: Some("world".into()),
-            tags: vec![("team".into(), "a".into())],
             ..Default::default()
         };
         assert!(filter.wants_name("svc$f1"));
         assert!(!filter.wants_name("other"));
         assert!(filter.wants(&f));
-        let wrong_tag = Fc3ListFilter {
-            tags: vec![("team".into(), "b".into())],
+        let wrong_description = Fc3ListFilter {
+            description: Some("moon".into()),
             ..Default::default()
         };
-        assert!(!wrong_tag.wants(&f));
+        assert!(!wrong_description.wants(&f));
         let bad_version = Fc3ListFilter {
             fc_version: Some("v4".into()),
             ..Default::default()

@@ -37,6 +37,7 @@ pub mod http_event;
 pub mod iam;
 mod invoke;
 mod role_credentials;
+mod tags;
 #[cfg(test)]
 mod testkit;
 pub mod timers;
@@ -45,6 +46,7 @@ mod versions;
 pub use concurrency::{ConcurrencyPage, RESERVED_CONCURRENCY_MAX, ReservedPermit};
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, Placement, invoke_error};
+pub use tags::AccountSettings;
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 

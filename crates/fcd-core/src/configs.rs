@@ -2,9 +2,9 @@
 //! provision config (provisioned instances kept started ahead of traffic), with their
 //! validation.
 //!
-//! Both are keyed by (service, qualifier, function). FC names them by a `resource` string whose
-//! form differs between the two (see [`OnDemandConfig::resource`] and
-//! [`ProvisionConfig::resource`]).
+//! Both are keyed by (service, qualifier, function), and FC names both by the same `resource`
+//! string, `{account}#{service}#{qualifier}#{function}` ([`config_resource`]; the form of the
+//! 2021-04-06 documentation's examples for OnDemandConfig and the provision configs).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,15 +32,31 @@ pub struct OnDemandConfig {
 }
 
 impl OnDemandConfig {
-    /// FC's resource name of an on-demand config, `services/{s}.{q}/functions/{f}`, which is
-    /// also what ListOnDemandConfigs orders, filters (`prefix`) and pages (`startKey`) by.
-    pub fn resource(&self) -> String {
-        on_demand_resource(&self.service_name, &self.qualifier, &self.function_name)
+    /// FC's resource name of the config ([`config_resource`]).
+    pub fn resource(&self, account: &str) -> String {
+        config_resource(
+            account,
+            &self.service_name,
+            &self.qualifier,
+            &self.function_name,
+        )
+    }
+
+    /// What ListOnDemandConfigs orders, filters (`prefix`) and pages (`startKey`) by: the
+    /// resource name without its account, `{service}#{qualifier}#{function}` (every config
+    /// listed is the caller's, and a prefix then selects by service name).
+    pub fn list_key(&self) -> String {
+        format!(
+            "{}#{}#{}",
+            self.service_name, self.qualifier, self.function_name
+        )
     }
 }
 
-pub fn on_demand_resource(service: &str, qualifier: &str, function: &str) -> String {
-    format!("services/{service}.{qualifier}/functions/{function}")
+/// FC's resource name of an on-demand or provision config:
+/// `{account}#{service}#{qualifier}#{function}`.
+pub fn config_resource(account: &str, service: &str, qualifier: &str, function: &str) -> String {
+    format!("{account}#{service}#{qualifier}#{function}")
 }
 
 /// The body of PutFunctionOnDemandConfig.
@@ -136,11 +152,13 @@ pub struct ProvisionConfig {
 }
 
 impl ProvisionConfig {
-    /// FC's resource name of a provision config: `{account}#{service}#{qualifier}#{function}`.
+    /// FC's resource name of the config ([`config_resource`]).
     pub fn resource(&self, account: &str) -> String {
-        format!(
-            "{account}#{}#{}#{}",
-            self.service_name, self.qualifier, self.function_name
+        config_resource(
+            account,
+            &self.service_name,
+            &self.qualifier,
+            &self.function_name,
         )
     }
 
@@ -336,7 +354,8 @@ mod tests {
             function_name: "f".into(),
             maximum_instance_count: 2,
         };
-        assert_eq!(c.resource(), "services/s.LATEST/functions/f");
+        assert_eq!(c.resource("123"), "123#s#LATEST#f");
+        assert_eq!(c.list_key(), "s#LATEST#f");
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["maximumInstanceCount"], 2);
     }

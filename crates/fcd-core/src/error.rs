@@ -132,6 +132,9 @@ pub enum FcError {
         qualifier: String,
         function: String,
     },
+    /// DeleteVpcBinding of a VPC the service is not bound to.
+    #[error("vpc '{vpc_id}' is not bound to service '{service}'")]
+    VpcBindingNotFound { service: String, vpc_id: String },
     #[error(
         "{what} of service '{service}' has provisioned instances of function '{function}': set the provision config's target to 0 first"
     )]
@@ -293,6 +296,7 @@ impl FcError {
             // FC documents no dedicated codes for these two; they are invalid requests.
             FcError::VersionNotChanged { .. } | FcError::VersionInUse { .. } => "InvalidArgument",
             FcError::OnDemandConfigNotFound { .. } => "OnDemandConfigNotFound",
+            FcError::VpcBindingNotFound { .. } => "VpcBindingNotFound",
             FcError::ProvisionConfigExist { .. } => "ProvisionConfigExist",
             FcError::InvocationAlreadyExists { .. } => "StatefulAsyncInvocationAlreadyExists",
             FcError::StatefulAsyncInvocationNotFound(_) => "StatefulAsyncInvocationNotFound",
@@ -415,6 +419,7 @@ impl FcError {
             | FcError::VersionNotFound { .. }
             | FcError::AliasNotFound { .. }
             | FcError::OnDemandConfigNotFound { .. }
+            | FcError::VpcBindingNotFound { .. }
             | FcError::TriggerNotFound { .. }
             | FcError::DomainNameNotFound(_) => 404,
             FcError::ServiceAlreadyExists(_)

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod model;
 pub mod names;
 pub mod schedule;
+pub mod tags;
 pub mod time;
 pub mod triggers;
 pub mod versions;

@@ -28,6 +28,8 @@
 //! | ListAliases, CreateAlias / GetAlias, UpdateAlias, DeleteAlias | `services/{s}/aliases/*` / `services/{s}/aliases/{a}` |
 //! | ListTriggers, CreateTrigger / GetTrigger, UpdateTrigger, DeleteTrigger | `services/{s}/functions/{f}/triggers/*` / `…/triggers/{t}` |
 //! | ListCustomDomains, CreateCustomDomain / Get-, Update-, DeleteCustomDomain | `custom-domains/*` / `custom-domains/{d}` |
+//! | CreateVpcBinding, DeleteVpcBinding, ListVpcBindings | `services/{s}` (a binding is a property of the service) |
+//! | TagResource, UntagResource, GetResourceTags, ListTaggedResources; GetAccountSettings | `*` (the tagged resource travels in the body or query, which the decision does not read: a grant on `*` is needed) |
 //!
 //! Operations that take no qualifier name the service without one: their handlers refuse a
 //! `svc.q` segment, so nothing is ever done to the qualified name.
@@ -174,6 +176,8 @@ const INVOCATION: Resource = res(
 );
 const DOMAINS: Resource = res("custom-domains/*", Never);
 const DOMAIN: Resource = res("custom-domains/{domain}", Never);
+/// Operations whose resource is not in the path (tags) or is the account (its settings).
+const ANY: Resource = res("*", Never);
 
 /// Every FC route (below the version prefix), with its operations by method. The patterns
 /// are `fcd-api`'s router's, plus the trigger and custom-domain routes.
@@ -330,6 +334,32 @@ const ROUTES: &[(&str, Methods)] = &[
             ("PUT", "fc:UpdateCustomDomain", DOMAIN),
             ("DELETE", "fc:DeleteCustomDomain", DOMAIN),
         ],
+    ),
+    (
+        "/services/{service}/bindings",
+        &[
+            ("GET", "fc:ListVpcBindings", SERVICE),
+            ("POST", "fc:CreateVpcBinding", SERVICE),
+        ],
+    ),
+    (
+        "/services/{service}/bindings/{vpc}",
+        &[("DELETE", "fc:DeleteVpcBinding", SERVICE)],
+    ),
+    // UntagResource: PUT from the 2021 SDK, DELETE from the classic SDKs.
+    (
+        "/tag",
+        &[
+            ("POST", "fc:TagResource", ANY),
+            ("PUT", "fc:UntagResource", ANY),
+            ("DELETE", "fc:UntagResource", ANY),
+            ("GET", "fc:GetResourceTags", ANY),
+        ],
+    ),
+    ("/tags", &[("GET", "fc:ListTaggedResources", ANY)]),
+    (
+        "/account-settings",
+        &[("GET", "fc:GetAccountSettings", ANY)],
     ),
 ];
 

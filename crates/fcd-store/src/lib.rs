@@ -15,6 +15,7 @@ pub mod migrate;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod tags;
 #[cfg(test)]
 mod tests;
 pub mod triggers;
@@ -154,12 +155,19 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) and
-/// triggers and custom domains ([`triggers::TriggerStore`]) and FC 3.0 concurrency configs
-/// ([`concurrency::ConcurrencyStore`]) live next to it in the same store.
+/// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]),
+/// triggers and custom domains ([`triggers::TriggerStore`]), tags and VPC bindings
+/// ([`tags::TagStore`]) and FC 3.0 concurrency configs ([`concurrency::ConcurrencyStore`])
+/// live next to it in the same store.
 #[async_trait]
 pub trait MetadataStore:
-    iam::IamStore + triggers::TriggerStore + concurrency::ConcurrencyStore + Send + Sync + 'static
+    iam::IamStore
+    + triggers::TriggerStore
+    + tags::TagStore
+    + concurrency::ConcurrencyStore
+    + Send
+    + Sync
+    + 'static
 {
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(
@@ -176,7 +184,8 @@ pub trait MetadataStore:
     ) -> Result<(), StoreError>;
     /// Deletes the service; refuses with [`StoreError::NotEmpty`] while it has functions,
     /// versions or aliases. On-demand and provision configs still stored under it are deleted
-    /// in the same transaction (they can only be left over for qualifiers that no longer exist).
+    /// in the same transaction (they can only be left over for qualifiers that no longer exist),
+    /// and so are its tags and VPC bindings.
     async fn delete_service(&self, account: &str, name: &str) -> Result<(), StoreError>;
     async fn list_services(
         &self,
@@ -205,7 +214,7 @@ pub trait MetadataStore:
         expected_etag: &str,
     ) -> Result<(), StoreError>;
     /// Deletes the function (LATEST) and, in the same transaction, its on-demand config under
-    /// `LATEST`; refuses with [`StoreError::NotEmpty`] while it has triggers. Configs under aliases and versions stay: those run the function as the
+    /// `LATEST` and its tags; refuses with [`StoreError::NotEmpty`] while it has triggers. Configs under aliases and versions stay: those run the function as the
     /// version's snapshot captured it, which deleting LATEST does not touch.
     async fn delete_function(
         &self,
@@ -318,8 +327,8 @@ pub trait MetadataStore:
         function: &str,
         expected_etag: Option<&str>,
     ) -> Result<(), StoreError>;
-    /// The account's on-demand configs ordered by their resource name
-    /// (`services/{s}.{q}/functions/{f}`), to which `prefix` and `from` apply.
+    /// The account's on-demand configs ordered by [`OnDemandConfig::list_key`]
+    /// (`{service}#{qualifier}#{function}`), to which `prefix` and `from` apply.
     async fn list_on_demand_configs(
         &self,
         account: &str,

@@ -47,6 +47,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_triggers_domains.sql"),
     ),
     (
+        7,
+        "tags vpc bindings",
+        include_str!("../migrations/sqlite/0007_tags_vpc.sql"),
+    ),
+    (
         8,
         "concurrency",
         include_str!("../migrations/sqlite/0008_concurrency.sql"),
@@ -63,6 +68,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "code packages",
         include_str!("../migrations/postgres/0002_code_packages.sql"),
+    ),
+    (
+        4,
+        "tags vpc bindings",
+        include_str!("../migrations/postgres/0004_tags_vpc.sql"),
     ),
     (
         5,

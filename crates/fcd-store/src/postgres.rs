@@ -102,6 +102,9 @@ mod triggers {
 mod concurrency {
     include!("sql/concurrency.rs");
 }
+mod tags {
+    include!("sql/tags.rs");
+}
 
 /// Code packages in PostgreSQL: a row per package and its bytes in chunks of
 /// [`PgPackages::CHUNK`], so no statement (and no buffer of the server's) holds more than one

@@ -80,3 +80,6 @@ mod triggers {
 mod concurrency {
     include!("sql/concurrency.rs");
 }
+mod tags {
+    include!("sql/tags.rs");
+}

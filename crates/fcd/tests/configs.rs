@@ -123,7 +123,7 @@ async fn on_demand_config_crud_and_instance_limit() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let v = r.json();
-    assert_eq!(v["resource"], "services/od.LATEST/functions/slow");
+    assert_eq!(v["resource"], format!("{ACCOUNT}#od#LATEST#slow"));
     assert_eq!(v["maximumInstanceCount"], 1);
     let first_etag = etag(&r);
     assert!(!first_etag.is_empty());
@@ -157,16 +157,27 @@ async fn on_demand_config_crud_and_instance_limit() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.json()["configs"],
-        serde_json::json!([{"resource": "services/od.LATEST/functions/slow", "maximumInstanceCount": 1}])
+        serde_json::json!([{"resource": format!("{ACCOUNT}#od#LATEST#slow"), "maximumInstanceCount": 1}])
     );
     let r = srv
-        .call(
-            "GET",
-            "/2021-04-06/on-demand-configs?prefix=services%2Fother",
-            "",
-        )
+        .call("GET", "/2021-04-06/on-demand-configs?prefix=other", "")
         .await;
     assert_eq!(r.json()["configs"], serde_json::json!([]));
+    // The prefix selects by service name, with or without the account in front.
+    for prefix in ["od", &format!("{ACCOUNT}%23od%23")] {
+        let r = srv
+            .call(
+                "GET",
+                &format!("/2021-04-06/on-demand-configs?prefix={prefix}"),
+                "",
+            )
+            .await;
+        assert_eq!(
+            r.json()["configs"].as_array().map(Vec::len),
+            Some(1),
+            "{prefix}"
+        );
+    }
 
     // One instance at most, one request per instance: of four concurrent slow calls, some are
     // turned away with 429 ResourceExhausted.

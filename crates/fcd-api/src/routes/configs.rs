@@ -1,7 +1,9 @@
 //! PutFunctionOnDemandConfig, GetFunctionOnDemandConfig, DeleteFunctionOnDemandConfig,
 //! ListOnDemandConfigs, PutProvisionConfig, GetProvisionConfig, ListProvisionConfigs.
 //!
-//! The qualifier comes from `?qualifier=` or, in 2016-08-15 paths, from `svc.q`.
+//! The qualifier comes from `?qualifier=` or, in 2016-08-15 paths, from `svc.q`. Both kinds
+//! of config answer FC's `resource` name `{account}#{service}#{qualifier}#{function}`. The
+//! listings never show native FC 3.0 functions' hidden services.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -18,9 +20,9 @@ use crate::error::ApiResult;
 use fcd_control::ProvisionStatus;
 
 /// FC's `OnDemandConfig`.
-fn on_demand_json(c: &StoredOnDemandConfig) -> Value {
+fn on_demand_json(account: &str, c: &StoredOnDemandConfig) -> Value {
     json!({
-        "resource": c.config.resource(),
+        "resource": c.config.resource(account),
         "maximumInstanceCount": c.config.maximum_instance_count,
     })
 }
@@ -69,7 +71,7 @@ pub(super) async fn put_on_demand(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &on_demand_json(&cfg),
+        &on_demand_json(&c.account_id, &cfg),
         Some(&cfg.etag),
     ))
 }
@@ -92,7 +94,7 @@ pub(super) async fn get_on_demand(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &on_demand_json(&cfg),
+        &on_demand_json(&c.account_id, &cfg),
         Some(&cfg.etag),
     ))
 }
@@ -126,7 +128,11 @@ pub(super) async fn list_on_demand(
         .control
         .list_on_demand_configs(&c.account_id, &q.paging()?)
         .await?;
-    let configs: Vec<Value> = page.items.iter().map(on_demand_json).collect();
+    let configs: Vec<Value> = page
+        .items
+        .iter()
+        .map(|cfg| on_demand_json(&c.account_id, cfg))
+        .collect();
     let mut body = json!({ "configs": configs });
     if let Some(t) = page.next_token {
         body["nextToken"] = t.into();
@@ -183,6 +189,23 @@ pub(super) async fn get_provision(
     ))
 }
 
+/// A page of ListProvisionConfigs as 2.0 shows it: the service layer lists every config, but
+/// 2.0 does not see native FC 3.0 functions. Their hidden services sort after every 2.0 name,
+/// so once one shows up the rest of the page and every later page are hidden too: the listing
+/// ends there.
+fn without_hidden<S>(
+    mut configs: Vec<(ProvisionConfig, S)>,
+    next_token: Option<String>,
+) -> (Vec<(ProvisionConfig, S)>, Option<String>) {
+    let hidden = |service: &str| fcd_core::fc3::is_hidden_service(service);
+    let all = configs.len();
+    configs.retain(|(cfg, _)| !hidden(&cfg.service_name));
+    // The token is a resource name, `{account}#{service}#…`.
+    let next_token =
+        next_token.filter(|t| configs.len() == all && !t.split('#').nth(1).is_some_and(hidden));
+    (configs, next_token)
+}
+
 pub(super) async fn list_provision(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -198,24 +221,50 @@ pub(super) async fn list_provision(
             q.u32("limit")?,
         )
         .await?;
-    // Native FC 3.0 functions (hidden services) are not 2.0's to see. Their services sort
-    // after every 2.0 name, so once one shows up, the rest of the listing is theirs too.
-    let hidden = |cfg: &ProvisionConfig| fcd_core::fc3::is_hidden_service(&cfg.service_name);
-    let configs: Vec<Value> = page
-        .configs
+    let (visible, next_token) = without_hidden(page.configs, page.next_token);
+    let configs: Vec<Value> = visible
         .iter()
-        .filter(|(cfg, _)| !hidden(cfg))
         .map(|(cfg, status)| provision_json(&c.account_id, cfg, status, true))
         .collect();
-    let reached_hidden = page.configs.iter().any(|(cfg, _)| hidden(cfg))
-        || page
-            .next_token
-            .as_deref()
-            .and_then(|t| t.split('#').nth(1))
-            .is_some_and(fcd_core::fc3::is_hidden_service);
     let mut body = json!({ "provisionConfigs": configs });
-    if let Some(t) = page.next_token.filter(|_| !reached_hidden) {
+    if let Some(t) = next_token {
         body["nextToken"] = t.into();
     }
     Ok(json_response(StatusCode::OK, &body, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fcd_core::configs::ProvisionConfigUpdate;
+
+    fn cfg(service: &str) -> (ProvisionConfig, ()) {
+        let c = ProvisionConfigUpdate {
+            target: Some(1),
+            ..Default::default()
+        }
+        .into_config(service, "prod", "f")
+        .unwrap();
+        (c, ())
+    }
+
+    #[test]
+    fn provision_listings_end_where_hidden_services_begin() {
+        let names = |v: &[(ProvisionConfig, ())]| {
+            v.iter()
+                .map(|(c, _)| c.service_name.clone())
+                .collect::<Vec<_>>()
+        };
+        let (v, t) = without_hidden(vec![cfg("a"), cfg("b")], Some("1#c#prod#f".into()));
+        assert_eq!(
+            (names(&v), t.as_deref()),
+            (vec!["a".into(), "b".into()], Some("1#c#prod#f"))
+        );
+        let (v, t) = without_hidden(vec![cfg("a"), cfg("b")], Some("1#~F#prod#F".into()));
+        assert_eq!((names(&v), t), (vec!["a".into(), "b".into()], None));
+        let (v, t) = without_hidden(vec![cfg("a"), cfg("~F")], Some("1#~G#prod#G".into()));
+        assert_eq!((names(&v), t), (vec!["a".into()], None));
+        let (v, t) = without_hidden(vec![cfg("~F")], None);
+        assert_eq!((names(&v), t), (Vec::<String>::new(), None));
+    }
 }

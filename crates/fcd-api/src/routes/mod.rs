@@ -15,6 +15,7 @@ mod invoke;
 mod logs;
 mod services;
 mod status;
+mod tags;
 mod triggers;
 pub(crate) mod v3;
 mod versions;
@@ -26,7 +27,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -140,7 +141,25 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/logs",
             get(logs::get),
-        );
+        )
+        // The 2021 SDK untags with PUT, the classic SDKs with DELETE.
+        .route(
+            "/tag",
+            post(tags::tag)
+                .put(tags::untag)
+                .delete(tags::untag)
+                .get(tags::get),
+        )
+        .route("/tags", get(tags::list))
+        .route(
+            "/services/{service}/bindings",
+            get(tags::list_bindings).post(tags::create_binding),
+        )
+        .route(
+            "/services/{service}/bindings/{vpc}",
+            delete(tags::delete_binding),
+        )
+        .route("/account-settings", get(tags::account_settings));
     // Native FC 3.0 functions live in hidden services (`fcd_core::fc3`) that 2.0 never shows.
     let api = api.layer(axum::middleware::from_fn(hide_fc3_services));
     Router::new()

@@ -417,6 +417,39 @@ const TABLE: &[(&str, &str, Option<&str>, &str, &str)] = &[
         "fc:DeleteCustomDomain",
         "custom-domains/example.com",
     ),
+    (
+        "GET",
+        "/services/s/bindings",
+        None,
+        "fc:ListVpcBindings",
+        "services/s",
+    ),
+    (
+        "POST",
+        "/services/s/bindings",
+        Some("prod"),
+        "fc:CreateVpcBinding",
+        "services/s",
+    ),
+    (
+        "DELETE",
+        "/services/s/bindings/vpc-1",
+        None,
+        "fc:DeleteVpcBinding",
+        "services/s",
+    ),
+    ("POST", "/tag", None, "fc:TagResource", "*"),
+    ("PUT", "/tag", None, "fc:UntagResource", "*"),
+    ("DELETE", "/tag", None, "fc:UntagResource", "*"),
+    ("GET", "/tag", None, "fc:GetResourceTags", "*"),
+    ("GET", "/tags", None, "fc:ListTaggedResources", "*"),
+    (
+        "GET",
+        "/account-settings",
+        None,
+        "fc:GetAccountSettings",
+        "*",
+    ),
 ];
 
 #[test]

@@ -221,6 +221,7 @@ impl MetadataStore for Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        super::tags::drop_service_tags(&mut tx, account, name).await?;
         let res = sqlx::query("DELETE FROM services WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
@@ -389,6 +390,7 @@ impl MetadataStore for Store {
         .bind(name)
         .execute(&mut *tx)
         .await?;
+        super::tags::drop_function_tags(&mut tx, account, service, name).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -787,7 +789,7 @@ impl MetadataStore for Store {
         .bind(&c.service_name)
         .bind(&c.qualifier)
         .bind(&c.function_name)
-        .bind(c.resource())
+        .bind(c.list_key())
         .bind(&cfg.etag)
         .bind(serde_json::to_string(c)?)
         .execute(&mut *tx)

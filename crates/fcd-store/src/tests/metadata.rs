@@ -273,7 +273,7 @@ async fn on_demand_configs_put_get_list_delete<S: MetadataStore + Clone>(s: S) {
             .is_none()
     );
 
-    // Listed by resource name: "s-b." sorts before "s." ('-' < '.').
+    // Listed by the resource name without its account: "s#" sorts before "s-b#" ('#' < '-').
     let all = |q: ListQuery| {
         let s = s.clone();
         async move {
@@ -281,7 +281,7 @@ async fn on_demand_configs_put_get_list_delete<S: MetadataStore + Clone>(s: S) {
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|c| c.config.resource())
+                .map(|c| c.config.list_key())
                 .collect::<Vec<_>>()
         }
     };
@@ -291,20 +291,16 @@ async fn on_demand_configs_put_get_list_delete<S: MetadataStore + Clone>(s: S) {
             ..Default::default()
         })
         .await,
-        [
-            "services/s-b.LATEST/functions/g",
-            "services/s.LATEST/functions/f",
-            "services/s.prod/functions/f"
-        ]
+        ["s#LATEST#f", "s#prod#f", "s-b#LATEST#g"]
     );
     assert_eq!(
         all(ListQuery {
-            prefix: Some("services/s.".into()),
-            from: Some("services/s.m".into()),
+            prefix: Some("s#".into()),
+            from: Some("s#m".into()),
             limit: 10,
         })
         .await,
-        ["services/s.prod/functions/f"]
+        ["s#prod#f"]
     );
     assert_eq!(
         all(ListQuery {

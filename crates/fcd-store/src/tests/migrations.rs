@@ -127,6 +127,45 @@ async fn a_file_from_before_sqlx_migrations_keeps_its_data() {
     }
 }
 
+/// An on-demand config stored before 0007 is listed by its new key
+/// (`{service}#{qualifier}#{function}`), so paging and prefixes keep working on old rows.
+#[tokio::test]
+async fn old_on_demand_rows_take_the_new_list_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    legacy_file(&path, 5).await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "serviceName": "old", "qualifier": "LATEST", "functionName": "f", "maximumInstanceCount": 1
+    });
+    sqlx::query(
+        "INSERT INTO on_demand_configs
+             (account_id, service_name, qualifier, function_name, resource, etag, body)
+         VALUES ('acc', 'old', 'LATEST', 'f', 'services/old.LATEST/functions/f', 'e', ?)",
+    )
+    .bind(body.to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let s = SqliteStore::open(&path).await.unwrap();
+    let listed = s
+        .list_on_demand_configs(
+            "acc",
+            &crate::ListQuery {
+                prefix: Some("old#".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].config.list_key(), "old#LATEST#f");
+}
+
 #[tokio::test]
 async fn a_file_from_a_newer_fcd_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ mod concurrency;
 mod iam;
 mod metadata;
 mod migrations;
+mod tags;
 mod triggers;
 
 use std::sync::atomic::{AtomicU64, Ordering};

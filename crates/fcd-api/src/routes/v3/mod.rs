@@ -21,12 +21,14 @@ mod functions;
 mod instances;
 mod invoke;
 mod regions;
+mod tags;
 mod triggers;
 mod versions;
+mod vpc_bindings;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -133,6 +135,18 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/functions/{function}/scaling-config", any(not_supported))
         .route("/scaling-configs", any(not_supported))
         .route("/resource-groups", any(not_supported))
+        .route(
+            "/tags-v2",
+            get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route(
+            "/functions/{function}/vpc-bindings",
+            get(vpc_bindings::list).post(vpc_bindings::create),
+        )
+        .route(
+            "/functions/{function}/vpc-bindings/{vpcId}",
+            delete(vpc_bindings::delete),
+        )
 }
 
 /// The FC 3.0 operations fcd leaves out, by path; README lists them.
