@@ -110,6 +110,9 @@ pub enum FcError {
     VersionNotFound { service: String, version: String },
     #[error("alias '{alias}' of service '{service}' does not exist")]
     AliasNotFound { service: String, alias: String },
+    /// A layer version that does not exist (or was deleted), looked up or named by a function.
+    #[error("layer '{layer}' version {version} does not exist")]
+    LayerNotFound { layer: String, version: u64 },
     #[error("alias {alias} of service {service} already exists")]
     AliasAlreadyExists { service: String, alias: String },
     #[error("additionalVersionWeight {weights} should not contain major version {major}")]
@@ -286,6 +289,7 @@ impl FcError {
             FcError::FunctionNotFound { .. } => "FunctionNotFound",
             FcError::VersionNotFound { .. } => "VersionNotFound",
             FcError::AliasNotFound { .. } => "AliasNotFound",
+            FcError::LayerNotFound { .. } => "LayerNotFound",
             FcError::AliasAlreadyExists { .. } => "AliasAlreadyExists",
             FcError::AdditionalVersionContainsMajorVersion { .. } => {
                 "AdditionalVersionContainsMajorVersion"
@@ -414,6 +418,7 @@ impl FcError {
             | FcError::FunctionNotFound { .. }
             | FcError::VersionNotFound { .. }
             | FcError::AliasNotFound { .. }
+            | FcError::LayerNotFound { .. }
             | FcError::OnDemandConfigNotFound { .. }
             | FcError::TriggerNotFound { .. }
             | FcError::DomainNameNotFound(_) => 404,

@@ -10,6 +10,7 @@
 
 pub mod code;
 pub mod iam;
+pub mod layers;
 pub mod migrate;
 mod postgres;
 mod sql;
@@ -154,9 +155,12 @@ impl From<serde_json::Error> for StoreError {
 }
 
 /// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) and
-/// triggers and custom domains ([`triggers::TriggerStore`]) live next to it in the same store.
+/// triggers and custom domains ([`triggers::TriggerStore`]) and layer versions
+/// ([`layers::LayerStore`]) live next to it in the same store.
 #[async_trait]
-pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    iam::IamStore + triggers::TriggerStore + layers::LayerStore + Send + Sync + 'static
+{
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(
         &self,
@@ -347,6 +351,7 @@ pub trait MetadataStore: iam::IamStore + triggers::TriggerStore + Send + Sync + 
     async fn all_provision_configs(&self) -> Result<Vec<(String, ProvisionConfig)>, StoreError>;
 
     /// Every code digest that a function (LATEST) or a published version's snapshot
-    /// references: the packages the code collector must keep.
+    /// references, and every layer version's package (a deleted version's only while a
+    /// function or version names it): the packages the code collector must keep.
     async fn referenced_code(&self) -> Result<HashSet<String>, StoreError>;
 }

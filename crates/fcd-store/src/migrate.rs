@@ -46,6 +46,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "triggers domains",
         include_str!("../migrations/sqlite/0005_triggers_domains.sql"),
     ),
+    (
+        6,
+        "layers",
+        include_str!("../migrations/sqlite/0006_layers.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -58,6 +63,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "code packages",
         include_str!("../migrations/postgres/0002_code_packages.sql"),
+    ),
+    (
+        3,
+        "layers",
+        include_str!("../migrations/postgres/0003_layers.sql"),
     ),
 ];
 
@@ -161,6 +171,7 @@ mod tests {
             );
         }
         assert!(sqlite_migrator().ignore_missing && postgres_migrator().ignore_missing);
-        assert_eq!(sqlite_migrator().iter().count() as i64, LEGACY_STEPS);
+        // The legacy steps are the first SQLite migrations; later ones come after them.
+        assert!(sqlite_migrator().iter().count() as i64 >= LEGACY_STEPS);
     }
 }

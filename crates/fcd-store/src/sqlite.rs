@@ -76,3 +76,7 @@ mod iam {
 mod triggers {
     include!("sql/triggers.rs");
 }
+
+mod layers {
+    include!("sql/layers.rs");
+}

@@ -6,6 +6,7 @@
 mod availability;
 mod code;
 mod iam;
+mod layers;
 mod metadata;
 mod migrations;
 mod triggers;
