@@ -33,6 +33,7 @@ mod configs;
 mod events;
 pub mod iam;
 mod invoke;
+mod layers;
 mod role_credentials;
 #[cfg(test)]
 mod testkit;
@@ -41,6 +42,7 @@ mod triggers;
 mod versions;
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, Placement, invoke_error};
+pub use layers::{LayerFilter, LayerInput, LayerVersionPage};
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
 
@@ -415,8 +417,13 @@ impl Control {
             },
             String::new(),
         )?;
+        // Layers must exist before anything is stored.
+        let layer_arns = match &u.layers {
+            Some(l) => self.check_function_layers(account, l).await?,
+            None => Vec::new(),
+        };
         let code = self.store_code(&zip, code_checksum).await?;
-        let function = Function::create(
+        let mut function = Function::create(
             new_id(),
             name.clone(),
             u,
@@ -426,6 +433,7 @@ impl Control {
             },
             fcd_core::time::now(),
         )?;
+        function.layers_arn_v2 = layer_arns;
         let stored = StoredFunction {
             function,
             code_digest: code.digest,
@@ -486,6 +494,10 @@ impl Control {
             .and_then(|c| c.zip_file.clone())
             .filter(|z| !z.is_empty());
         function.clone().apply(u.clone(), None, String::new())?;
+        let layer_arns = match &u.layers {
+            Some(l) => Some(self.check_function_layers(account, l).await?),
+            None => None,
+        };
         u.code = None;
         let (code_ref, digest) = match zip {
             Some(z) => {
@@ -501,6 +513,9 @@ impl Control {
             None => (None, current.code_digest.clone()),
         };
         function.apply(u, code_ref, fcd_core::time::now())?;
+        if let Some(arns) = layer_arns {
+            function.layers_arn_v2 = arns;
+        }
         let stored = StoredFunction {
             function,
             code_digest: digest,
@@ -774,6 +789,7 @@ impl Control {
             .ensure_extracted(&code_digest)
             .await
             .map_err(code_error)?;
+        let layers = self.layer_tree(account, &function.layers).await?;
         let log = |key: &str| {
             svc.log_config
                 .as_ref()
@@ -799,6 +815,7 @@ impl Control {
                 internet_access: svc.internet_access,
                 function,
                 code_dir,
+                layers,
                 version_id: version.map(|v| v.to_string()),
                 limit: InstanceLimit::from_config(on_demand, provisioned),
                 revision,

@@ -110,9 +110,10 @@ pub enum FcError {
     VersionNotFound { service: String, version: String },
     #[error("alias '{alias}' of service '{service}' does not exist")]
     AliasNotFound { service: String, alias: String },
-    /// A layer version that does not exist (or was deleted), looked up or named by a function.
-    #[error("layer '{layer}' version {version} does not exist")]
-    LayerNotFound { layer: String, version: u64 },
+    /// A layer or layer version that does not exist (or was deleted), looked up or named by
+    /// a function; the text names it (`layer 'l' version 3`).
+    #[error("{0} does not exist")]
+    LayerNotFound(String),
     #[error("alias {alias} of service {service} already exists")]
     AliasAlreadyExists { service: String, alias: String },
     #[error("additionalVersionWeight {weights} should not contain major version {major}")]
@@ -289,7 +290,7 @@ impl FcError {
             FcError::FunctionNotFound { .. } => "FunctionNotFound",
             FcError::VersionNotFound { .. } => "VersionNotFound",
             FcError::AliasNotFound { .. } => "AliasNotFound",
-            FcError::LayerNotFound { .. } => "LayerNotFound",
+            FcError::LayerNotFound(_) => "LayerNotFound",
             FcError::AliasAlreadyExists { .. } => "AliasAlreadyExists",
             FcError::AdditionalVersionContainsMajorVersion { .. } => {
                 "AdditionalVersionContainsMajorVersion"
@@ -418,7 +419,7 @@ impl FcError {
             | FcError::FunctionNotFound { .. }
             | FcError::VersionNotFound { .. }
             | FcError::AliasNotFound { .. }
-            | FcError::LayerNotFound { .. }
+            | FcError::LayerNotFound(_)
             | FcError::OnDemandConfigNotFound { .. }
             | FcError::TriggerNotFound { .. }
             | FcError::DomainNameNotFound(_) => 404,

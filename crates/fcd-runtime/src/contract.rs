@@ -43,7 +43,18 @@ pub(crate) fn instance_env(
     } else {
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())
     };
+    // Layers: at `/opt` in a jail; without one, wherever their merged tree is on the host.
+    let opt = spec.layers.as_ref().map(|l| {
+        if at.jailed {
+            "/opt".to_owned()
+        } else {
+            l.dir.display().to_string()
+        }
+    });
     let mut path = format!("{code}:{code}/bin");
+    if let Some(opt) = &opt {
+        path.push_str(&format!(":{opt}:{opt}/bin"));
+    }
     for d in at.path_dirs {
         path.push(':');
         path.push_str(d);
@@ -57,10 +68,19 @@ pub(crate) fn instance_env(
         ("TZ".to_owned(), "UTC".to_owned()),
         (
             "LD_LIBRARY_PATH".to_owned(),
-            format!("{code}:{code}/lib:/usr/local/lib"),
+            match &opt {
+                Some(opt) => format!("{code}:{code}/lib:/usr/local/lib:{opt}/lib"),
+                None => format!("{code}:{code}/lib:/usr/local/lib"),
+            },
         ),
         ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
-        ("NODE_PATH".to_owned(), format!("{code}/node_modules")),
+        (
+            "NODE_PATH".to_owned(),
+            match &opt {
+                Some(opt) => format!("{code}/node_modules:{opt}/nodejs/node_modules"),
+                None => format!("{code}/node_modules"),
+            },
+        ),
         ("FC_FUNC_CODE_PATH".to_owned(), code.clone()),
         ("FC_ACCOUNT_ID".to_owned(), spec.account_id.clone()),
         ("FC_REGION".to_owned(), cfg.region.clone()),
@@ -86,6 +106,13 @@ pub(crate) fn instance_env(
     }
     if let Some(addr) = at.host_addr {
         env.push(("FCD_HOST_ADDR".to_owned(), addr.to_string()));
+    }
+    if let Some(opt) = opt {
+        // FC's Python path for layers (its bootstrap adds the versioned site-packages too, as
+        // fcd's does); a custom runtime's Python finds layer modules through it.
+        env.push(("PYTHONPATH".to_owned(), format!("{opt}/python")));
+        // Where fcd's bootstraps look for layers instead of `/opt` (outside a jail).
+        env.push(("FCD_LAYERS_DIR".to_owned(), opt));
     }
     env.extend(credential_env(f, at.credentials));
     for (k, v) in &f.environment_variables {
