@@ -63,6 +63,21 @@ impl Control {
         layer_version_arn(&self.region, account, &v.layer_name, v.version)
     }
 
+    /// A pre-signed, time-limited path (with query) from which the version's zip downloads
+    /// (the layer's `code.location`, on the host the caller reached).
+    pub fn layer_code_path(&self, v: &LayerVersion) -> String {
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + crate::CODE_URL_TTL_SECS;
+        let sig = self.code_signature(&v.code_digest, expires);
+        format!(
+            "/code-packages/{}?expires={expires}&signature={sig}",
+            v.code_digest
+        )
+    }
+
     /// CreateLayerVersion: stores the package, then the layer's next version.
     pub async fn publish_layer_version(
         &self,

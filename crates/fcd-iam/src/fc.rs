@@ -28,6 +28,7 @@
 //! | ListAliases, CreateAlias / GetAlias, UpdateAlias, DeleteAlias | `services/{s}/aliases/*` / `services/{s}/aliases/{a}` |
 //! | ListTriggers, CreateTrigger / GetTrigger, UpdateTrigger, DeleteTrigger | `services/{s}/functions/{f}/triggers/*` / `…/triggers/{t}` |
 //! | ListCustomDomains, CreateCustomDomain / Get-, Update-, DeleteCustomDomain | `custom-domains/*` / `custom-domains/{d}` |
+//! | ListLayers; ListLayerVersions, CreateLayerVersion; GetLayerVersion, DeleteLayerVersion; PutLayerACL | `layers/*`; `layers/{l}/versions/*`; `layers/{l}/versions/{v}`; `layers/{l}` |
 //!
 //! Operations that take no qualifier name the service without one: their handlers refuse a
 //! `svc.q` segment, so nothing is ever done to the qualified name.
@@ -174,6 +175,10 @@ const INVOCATION: Resource = res(
 );
 const DOMAINS: Resource = res("custom-domains/*", Never);
 const DOMAIN: Resource = res("custom-domains/{domain}", Never);
+const LAYERS: Resource = res("layers/*", Never);
+const LAYER: Resource = res("layers/{layer}", Never);
+const LAYER_VERSIONS: Resource = res("layers/{layer}/versions/*", Never);
+const LAYER_VERSION: Resource = res("layers/{layer}/versions/{version}", Never);
 
 /// Every FC route (below the version prefix), with its operations by method. The patterns
 /// are `fcd-api`'s router's, plus the trigger and custom-domain routes.
@@ -331,6 +336,22 @@ const ROUTES: &[(&str, Methods)] = &[
             ("DELETE", "fc:DeleteCustomDomain", DOMAIN),
         ],
     ),
+    ("/layers", &[("GET", "fc:ListLayers", LAYERS)]),
+    (
+        "/layers/{layer}/versions",
+        &[
+            ("GET", "fc:ListLayerVersions", LAYER_VERSIONS),
+            ("POST", "fc:CreateLayerVersion", LAYER_VERSIONS),
+        ],
+    ),
+    (
+        "/layers/{layer}/versions/{version}",
+        &[
+            ("GET", "fc:GetLayerVersion", LAYER_VERSION),
+            ("DELETE", "fc:DeleteLayerVersion", LAYER_VERSION),
+        ],
+    ),
+    ("/layers/{layer}/acl", &[("PUT", "fc:PutLayerACL", LAYER)]),
 ];
 
 /// The table as a matcher; `None` only if a pattern were invalid, which the tests rule out

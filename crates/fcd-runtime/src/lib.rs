@@ -1072,7 +1072,7 @@ impl InstanceManager {
             "hostAddr": cfg.egress.as_ref().map(|e| e.host_addr().to_string()),
             "jailed": jail.is_some(),
             "filesystem": if jail.is_some() {
-                "allow-list: system trees and the runtime read-only, code read-only at /code, a private /tmp"
+                "allow-list: system trees and the runtime read-only, code read-only at /code, layers read-only at /opt, a private /tmp"
             } else {
                 "host"
             },

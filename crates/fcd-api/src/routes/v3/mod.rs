@@ -12,9 +12,11 @@
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
+mod layers;
+
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::any;
+use axum::routing::{any, get, put};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -37,6 +39,17 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/functions/{function}/scaling-config", any(not_supported))
         .route("/scaling-configs", any(not_supported))
         .route("/resource-groups", any(not_supported))
+        .route("/layers", get(layers::list))
+        .route(
+            "/layers/{layer}/versions",
+            get(layers::list_versions).post(layers::create),
+        )
+        .route(
+            "/layers/{layer}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
+        .route("/layers/{layer}/acl", put(layers::put_acl))
+        .route("/layerarn/{arn}", get(layers::get_by_arn))
 }
 
 /// The FC 3.0 operations fcd leaves out, by path; README lists them.
