@@ -814,7 +814,7 @@ mod tests {
             .collect(&keep, &HashSet::new(), Duration::ZERO)
             .await
             .unwrap();
-        assert_eq!(report.local, [b.clone()]);
+        assert_eq!(report.local, std::slice::from_ref(&b));
         assert!(!merged.exists() && !reversed.exists());
         assert!(store.dir(&a).is_dir());
     }

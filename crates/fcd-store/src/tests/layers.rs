@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use super::metadata::{func, svc};
-use crate::layers::LayerStore;
 use crate::{ListQuery, MetadataStore, StoreError};
 use fcd_core::layers::LayerVersion;
 
