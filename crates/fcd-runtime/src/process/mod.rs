@@ -397,6 +397,18 @@ pub(crate) async fn start(
     let f = &spec.function;
     let port = instance_port(cfg, f.ca_port)?;
     let jailed = cfg.jail.is_some();
+    // Layers take the whole of `/opt` in a jail; an interpreter installed under `/opt` would
+    // have to be mounted inside that read-only tree. Said plainly rather than failing in the
+    // jail's set-up.
+    if jailed
+        && spec.layers.is_some()
+        && let Some(b) = launch.mounts.iter().find(|b| b.inside.starts_with("/opt"))
+    {
+        return Err(StartError::Spawn(format!(
+            "this function has layers, which are mounted at /opt, but the runtime's interpreter is installed under {}; install it elsewhere to use layers",
+            b.inside.display()
+        )));
+    }
     let code_root = if jailed {
         std::path::PathBuf::from("/code")
     } else {
