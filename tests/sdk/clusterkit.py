@@ -26,7 +26,7 @@ from typing import Optional
 
 import pytest
 
-from fcdkit import FcdServer, _new_server, make_classic_client, make_client
+from fcdkit import FcdServer, _new_server, make_classic_client, make_client, make_fc3_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -210,6 +210,10 @@ class FcdCluster:
 
     def client(self, **kwargs):
         return make_client(self.addr, **kwargs)
+
+    def fc3_client(self, **kwargs):
+        """An FC 3.0 client of the balancer, like ``FcdServer.fc3_client``."""
+        return make_fc3_client(self.addr, **kwargs)
 
     def classic_client(self, **kwargs):
         return make_classic_client(self.addr, **kwargs)

@@ -1,7 +1,7 @@
 """Layers through the official FC 3.0 SDK (alibabacloud-fc20230330): the same layer versions as
 2.0, in 3.0's model (``acl`` a string, ``layerVersionArn``), and GetLayerVersionByArn with the
-ARN percent-encoded into one path segment. (Attaching layers to a 3.0 function is CreateFunction's
-business and tested with it.)
+ARN percent-encoded into one path segment; a 3.0 function that names layers (refused when one does
+not exist) imports their code and shows them as ``layers: [{arn, size}]``.
 """
 
 from __future__ import annotations
@@ -81,3 +81,40 @@ def test_layer_versions_through_fc3(fc3, client):
     listed = fc3.list_layers(m3.ListLayersRequest(prefix=name)).body
     assert [(v.layer_name, v.version) for v in listed.layers] == [(name, 1)]
     assert [v.version for v in client.list_layer_versions(name, m.ListLayerVersionsRequest()).body.layers] == [1]
+
+
+@pytest.mark.invoke
+def test_fc3_function_attaches_layers(fc3):
+    lib = unique("lyr3")
+    publish(fc3, lib, {"python/mylib3.py": "VALUE = 'three'\n"})
+    handler = "import mylib3\n\ndef handler(event, context):\n    return mylib3.VALUE\n"
+    name = unique("f3")
+
+    def create(layers):
+        return fc3.create_function(
+            m3.CreateFunctionRequest(
+                body=m3.CreateFunctionInput(
+                    function_name=name,
+                    runtime="python3.10",
+                    handler="index.handler",
+                    code=m3.InputCodeLocation(zip_file=b64(make_zip_bytes({"index.py": handler}))),
+                    layers=layers,
+                )
+            )
+        )
+
+    # An unknown version is refused, and no function is left behind.
+    expect_fc3_error("LayerNotFound", 404, create, [arn(lib, 2)])
+    expect_fc3_error("FunctionNotFound", 404, fc3.get_function, name, m3.GetFunctionRequest())
+    try:
+        created = create([arn(lib, 1)]).body
+        assert [(layer.arn, layer.size > 0) for layer in created.layers] == [(arn(lib, 1), True)]
+        got = fc3.get_function(name, m3.GetFunctionRequest()).body
+        assert [layer.arn for layer in got.layers] == [arn(lib, 1)]
+        resp = fc3.invoke_function(name, m3.InvokeFunctionRequest(body=b"{}"))
+        # The 3.0 SDK hands the body over as a stream.
+        body = resp.body.read() if hasattr(resp.body, "read") else resp.body
+        assert resp.status_code == 200 and "x-fc-error-type" not in resp.headers, (resp.headers, body)
+        assert body == b"three"
+    finally:
+        fc3.delete_function(name)

@@ -3,6 +3,21 @@
 //! {function}[/{path…}]`, or any request whose `Host` names a custom domain (routed by the
 //! domain's `routeConfig`). fc-runtime-contract.md section 12; CONTRACT-12 sections 3 and 4.
 //!
+//! FC 3.0's HTTP trigger URLs name the trigger by its `urlId`
+//! ([`fcd_control::http_event::url_id`]), two ways: the `Host` `{urlId}.{anything}` (FC's
+//! `{urlId}.{region}.fcapp.run`; a `-vpc` second label, `{urlId}.{region}-vpc.fcapp.run`, is
+//! the intranet URL), looked up after custom domains; and, for loopback use without DNS, the
+//! path `/2023-03-30/proxy/{urlId}/{path…}` (intranet: `/2023-03-30/proxy-vpc/{urlId}/…`),
+//! whose prefix is stripped. Either way the function sees the client's raw path (no base
+//! path, as on FC 3.0), the trigger's qualifier is used, and `disableURLInternet: true` closes
+//! the internet URL (403). FC 3.0 custom domains (`apiVersion` 2023-03-30) reach their
+//! functions without an HTTP trigger; their `authConfig` decides who may call. Native 3.0
+//! functions (hidden services) are never reached through 2.0's `/proxy/` URLs.
+//!
+//! A native 3.0 function with a built-in runtime gets the call as the v1 JSON event and its
+//! result is mapped back to HTTP ([`fcd_control::http_event`]); every other function gets the
+//! HTTP request itself, as below.
+//!
 //! [`crate::auth::layer`] hands such requests here before API authentication ([`entry`]),
 //! because the function's HTTP trigger, not the API's rules, decides who may call:
 //! `authType: anonymous` admits anyone; `authType: function` needs the FC signature (the
@@ -34,6 +49,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
+use fcd_control::http_event::{self, UrlTrigger};
 use fcd_core::FcError;
 use fcd_core::domains::CustomDomain;
 use fcd_core::limits::{ASYNC_PAYLOAD_MAX, SYNC_PAYLOAD_MAX};
@@ -46,6 +62,13 @@ use crate::error::render;
 
 /// The URL prefixes of HTTP triggers, one per API version.
 const PROXY_PREFIXES: [&str; 2] = ["/2021-04-06/proxy/", "/2016-08-15/proxy/"];
+
+/// The path forms of FC 3.0 trigger URLs: `{prefix}{urlId}[/{path…}]`, internet and intranet.
+pub const FC3_PROXY_PREFIX: &str = "/2023-03-30/proxy/";
+pub const FC3_PROXY_VPC_PREFIX: &str = "/2023-03-30/proxy-vpc/";
+
+/// FC 3.0's answer when a trigger's internet URL is disabled.
+const INTERNET_DISABLED: &str = "access denied due to function internet URL is disable";
 
 /// FC's request limits for HTTP functions: headers (names plus values), and path with query.
 pub const REQUEST_HEADERS_MAX: usize = 8 * 1024;
@@ -72,10 +95,45 @@ pub(crate) enum Entry {
     Proxy,
     /// A custom domain named by the `Host` header.
     Domain(Arc<CustomDomain>),
+    /// An FC 3.0 trigger URL's path form (the trigger is looked up when served).
+    Fc3Path,
+    /// An FC 3.0 trigger named by the `Host` header's first label.
+    Fc3Host {
+        trigger: Arc<UrlTrigger>,
+        intranet: bool,
+    },
 }
 
 fn is_proxy_path(path: &str) -> bool {
     PROXY_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+fn is_fc3_proxy_path(path: &str) -> bool {
+    path.starts_with(FC3_PROXY_PREFIX) || path.starts_with(FC3_PROXY_VPC_PREFIX)
+}
+
+/// A path-form 3.0 trigger URL split: (urlId, intranet, the prefix up to and with the urlId).
+fn fc3_path_parts(path: &str) -> Option<(&str, bool, &str)> {
+    let (rest, intranet) = if let Some(r) = path.strip_prefix(FC3_PROXY_PREFIX) {
+        (r, false)
+    } else {
+        (path.strip_prefix(FC3_PROXY_VPC_PREFIX)?, true)
+    };
+    let id = rest.split('/').next().unwrap_or("");
+    let base_len = path.len() - rest.len() + id.len();
+    Some((id, intranet, &path[..base_len]))
+}
+
+/// The trigger a Host of the form `{urlId}.{rest}` names (`rest` non-empty), and whether it
+/// is the intranet host (`{urlId}.{region}-vpc.…`).
+async fn fc3_host(state: &AppState, host: &str) -> Option<Entry> {
+    let (label, rest) = host.split_once('.')?;
+    if rest.is_empty() || label.is_empty() {
+        return None;
+    }
+    let trigger = state.control.http_trigger_by_url_id(label).await?;
+    let intranet = rest.split('.').next().is_some_and(|r| r.ends_with("-vpc"));
+    Some(Entry::Fc3Host { trigger, intranet })
 }
 
 /// The host a request names (`Host`, else the URI's authority), port stripped and
@@ -120,19 +178,30 @@ pub(crate) async fn entry(
     if is_proxy_path(path) {
         return Some(Entry::Proxy);
     }
+    if is_fc3_proxy_path(path) {
+        return Some(Entry::Fc3Path);
+    }
     if api_listener && is_api_call(path, headers) {
         return None;
     }
     let host = host_name(headers, uri)?;
-    state.control.custom_domain(&host).await.map(Entry::Domain)
+    match state.control.custom_domain(&host).await {
+        Some(d) => Some(Entry::Domain(d)),
+        None => fc3_host(state, &host).await,
+    }
 }
 
 /// Whether a request on the API listener is an API call by its shape (see [`entry`]).
 fn is_api_call(path: &str, headers: &HeaderMap) -> bool {
-    fcd_iam::fc::API_PREFIXES.iter().any(|p| {
-        path.strip_prefix(p)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }) || path == "/status"
+    // FC 3.0's prefix too (its trigger URLs under it are matched before this is asked).
+    fcd_iam::fc::API_PREFIXES
+        .iter()
+        .chain(&["/2023-03-30"])
+        .any(|p| {
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        || path == "/status"
         || path.starts_with("/code-packages/")
         || (path == "/" && headers.contains_key("x-acs-version"))
 }
@@ -172,6 +241,9 @@ struct Target {
     /// The request-target for the instance.
     target: String,
     base_path: Option<String>,
+    /// `requestContext.domainPrefix` of a v1 event: the trigger's urlId, or the domain's
+    /// first label.
+    domain_prefix: String,
 }
 
 fn decode(raw: &str) -> Result<String, FcError> {
@@ -207,7 +279,34 @@ fn proxy_target(path: &str, path_and_query: &str) -> Result<Target, FcError> {
         function: decode(fn_raw)?,
         target: path_and_query.to_owned(),
         base_path: Some(format!("{prefix}{svc_raw}/{fn_raw}")),
+        domain_prefix: String::new(),
     })
+}
+
+/// The function an FC 3.0 trigger URL reaches: the trigger's, as its qualifier; the function
+/// sees the client's path and query, minus `strip` (the path form's prefix).
+fn fc3_target(t: &UrlTrigger, path_and_query: &str, strip: &str) -> Target {
+    let mut target = path_and_query
+        .strip_prefix(strip)
+        .unwrap_or(path_and_query)
+        .to_owned();
+    if !target.starts_with('/') {
+        target.insert(0, '/');
+    }
+    Target {
+        account: t.account.clone(),
+        service: t.service.clone(),
+        qualifier: Some(t.route.trigger.qualifier.clone()),
+        function: t.function.clone(),
+        target,
+        base_path: None,
+        domain_prefix: fcd_control::http_event::url_id(
+            &t.account,
+            &t.service,
+            &t.function,
+            &t.route.trigger.trigger_name,
+        ),
+    }
 }
 
 /// The account a `/proxy/` URL reaches: FC names it in the host
@@ -271,6 +370,12 @@ fn domain_target(
         function: route.function_name.clone(),
         target,
         base_path: None,
+        domain_prefix: domain
+            .domain_name
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 
@@ -326,30 +431,80 @@ async fn handle(
     check_limits(&parts)?;
     let raw_path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
-    let mut t = match &entry {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or(raw_path.as_str(), |p| p.as_str())
+        .to_owned();
+    // The trigger that admits the call (`None`: an FC 3.0 custom domain, which needs none),
+    // and whether the URL is an intranet one.
+    let (mut t, trigger, intranet) = match &entry {
         Entry::Proxy => {
-            let pq = parts
-                .uri
-                .path_and_query()
-                .map_or(raw_path.as_str(), |p| p.as_str());
-            let mut t = proxy_target(&raw_path, pq)?;
+            let mut t = proxy_target(&raw_path, &pq)?;
+            // Native 3.0 functions are invisible to 2.0, its URLs included.
+            if fcd_core::fc3::is_hidden_service(&t.service) {
+                return Err(FcError::ServiceNotFound(t.service));
+            }
             t.account = proxy_account(state, &parts.headers, &parts.uri)?;
-            t
+            (t, None, false)
         }
-        Entry::Domain(d) => domain_target(d, &method, &raw_path, parts.uri.query())?,
+        Entry::Domain(d) => (
+            domain_target(d, &method, &raw_path, parts.uri.query())?,
+            None,
+            false,
+        ),
+        Entry::Fc3Path => {
+            let (id, intranet, base) = fc3_path_parts(&raw_path).ok_or(FcError::Internal)?;
+            let found = match state.control.http_trigger_by_url_id(id).await {
+                Some(found) => found,
+                None => {
+                    return Err(FcError::Fc3Message {
+                        code: "TriggerNotFound",
+                        status: 404,
+                        message: format!("no HTTP trigger has the URL id '{id}'"),
+                    });
+                }
+            };
+            let t = fc3_target(&found, &pq, base);
+            (t, Some(found.route.clone()), intranet)
+        }
+        Entry::Fc3Host { trigger, intranet } => {
+            let t = fc3_target(trigger, &pq, "");
+            (t, Some(trigger.route.clone()), *intranet)
+        }
     };
-    let trigger = state
-        .control
-        .http_trigger(&t.account, &t.service, t.qualifier.as_deref(), &t.function)
-        .await?;
-    if !trigger.config.allows(&method) {
-        return Err(FcError::AccessDenied(format!(
-            "method {method} is not allowed by the HTTP trigger '{}' of function '{}' (it admits {})",
-            trigger.trigger.trigger_name,
-            t.function,
-            trigger.config.methods.join(", ")
-        )));
+    let fc3_domain = matches!(&entry, Entry::Domain(d) if d.is_fc3());
+    let trigger = match (trigger, &entry) {
+        (Some(found), _) => Some(found),
+        (None, _) if fc3_domain => None,
+        (None, _) => Some(
+            state
+                .control
+                .http_trigger(&t.account, &t.service, t.qualifier.as_deref(), &t.function)
+                .await?,
+        ),
+    };
+    if let Some(trigger) = &trigger {
+        if !intranet
+            && trigger.config.disable_url_internet == Some(true)
+            && matches!(entry, Entry::Fc3Path | Entry::Fc3Host { .. })
+        {
+            return Err(FcError::AccessDenied(INTERNET_DISABLED.to_owned()));
+        }
+        if !trigger.config.allows(&method) {
+            return Err(FcError::AccessDenied(format!(
+                "method {method} is not allowed by the HTTP trigger '{}' of function '{}' (it admits {})",
+                trigger.trigger.trigger_name,
+                t.function,
+                trigger.config.methods.join(", ")
+            )));
+        }
     }
+    let auth_type = match (&trigger, &entry) {
+        (Some(trigger), _) => trigger.config.auth_type,
+        (None, Entry::Domain(d)) if d.requires_signature() => AuthType::Function,
+        (None, _) => AuthType::Anonymous,
+    };
     let is_async = match header(&parts.headers, "x-fc-invocation-type") {
         None => false,
         Some(v) if v.eq_ignore_ascii_case("sync") => false,
@@ -374,7 +529,7 @@ async fn handle(
     }
     let now = SystemTime::now();
     let qualifier = t.qualifier.clone().unwrap_or_else(|| "LATEST".to_owned());
-    let signed = match trigger.config.auth_type {
+    let signed = match auth_type {
         AuthType::Anonymous => None,
         AuthType::Function => {
             if !parts.headers.contains_key(http::header::AUTHORIZATION) {
@@ -409,6 +564,24 @@ async fn handle(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_canonical().to_string())
         .unwrap_or_default();
+    let log_tail = signed.is_some()
+        && header(&parts.headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
+    if fcd_core::fc3::is_hidden_service(&t.service) {
+        // DisableFunctionInvocation covers every way in, HTTP included.
+        let f = fcd_core::fc3::Fc3Function::from_stored(&t.service, &t.function);
+        state.control.fc3_check_invocable(&t.account, &f).await?;
+        let v1 = V1Call {
+            parts: &parts,
+            target: &t,
+            body: &body,
+            client_ip: &client_ip,
+            request_id,
+            log_tail,
+        };
+        if let Some(resp) = v1.serve(state, is_async).await? {
+            return Ok(resp);
+        }
+    }
     let http = HttpInvocation {
         method: parts.method.clone(),
         target: std::mem::take(&mut t.target),
@@ -438,8 +611,6 @@ async fn handle(
         }
         return Ok(resp);
     }
-    let log_tail = signed.is_some()
-        && header(&parts.headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     let invoked = state
         .control
         .invoke(
@@ -459,6 +630,160 @@ async fn handle(
         )
         .await?;
     Ok(respond(invoked.outcome, request_id))
+}
+
+/// A call of a native FC 3.0 function over HTTP, to be delivered as the v1 event when the
+/// function has a built-in runtime ([`fcd_control::http_event`]).
+struct V1Call<'a> {
+    parts: &'a http::request::Parts,
+    target: &'a Target,
+    body: &'a bytes::Bytes,
+    client_ip: &'a str,
+    request_id: &'a str,
+    log_tail: bool,
+}
+
+impl V1Call<'_> {
+    /// The response, or `None` when the function keeps the HTTP contract (a custom runtime or
+    /// container), which the caller then serves.
+    async fn serve(&self, state: &AppState, is_async: bool) -> Result<Option<Response>, FcError> {
+        let t = self.target;
+        let qualifier = t.qualifier.as_deref();
+        // Sync calls resolve exactly what will run; an async call's function may change before
+        // it runs, so its LATEST configuration decides (a version of another runtime family is
+        // not a case FC has either: 3.0 keeps a function's runtime family across versions).
+        let spec = if is_async {
+            let f = state
+                .control
+                .get_function(&t.account, &t.service, &t.function)
+                .await?;
+            if !http_event::uses_v1_event(&t.service, &f.function.runtime) {
+                return Ok(None);
+            }
+            None
+        } else {
+            let spec = state
+                .control
+                .resolve(&t.account, &t.service, &t.function, qualifier)
+                .await?;
+            if !http_event::uses_v1_event(&spec.service_name, &spec.function.runtime) {
+                return Ok(None);
+            }
+            Some(spec)
+        };
+        let headers = client_headers(&self.parts.headers);
+        let domain_name = host_name(&self.parts.headers, &self.parts.uri).unwrap_or_default();
+        let protocol = format!("{:?}", self.parts.version);
+        let event = http_event::v1_event(&http_event::EventRequest {
+            method: self.parts.method.as_str(),
+            target: &t.target,
+            protocol: &protocol,
+            headers: &headers,
+            body: self.body,
+            source_ip: self.client_ip,
+            account_id: &t.account,
+            domain_name: &domain_name,
+            domain_prefix: &t.domain_prefix,
+            request_id: self.request_id,
+            now: SystemTime::now(),
+        });
+        let payload = bytes::Bytes::from(event.to_string());
+        let Some(spec) = spec else {
+            let id = state
+                .asynchronous
+                .accept(
+                    &t.account,
+                    &t.service,
+                    &t.function,
+                    qualifier,
+                    payload,
+                    self.request_id,
+                    header(&self.parts.headers, "x-fc-stateful-async-invocation-enable"),
+                    header(&self.parts.headers, "x-fc-async-task-id").or_else(|| {
+                        header(&self.parts.headers, "x-fc-stateful-async-invocation-id")
+                    }),
+                )
+                .await?;
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            if let Some(id) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                resp.headers_mut().insert("x-fc-async-task-id", id.clone());
+                resp.headers_mut()
+                    .insert("x-fc-stateful-async-invocation-id", id);
+            }
+            return Ok(Some(resp));
+        };
+        let invoked = state
+            .control
+            .invoke_here(
+                spec,
+                qualifier,
+                InvokeRequest {
+                    request_id: self.request_id.to_owned(),
+                    qualifier: String::new(),
+                    trace_id: header(&self.parts.headers, "x-fc-trace-id").map(str::to_owned),
+                    body: payload.into(),
+                    log_tail: self.log_tail,
+                    retry_count: 0,
+                    http: None,
+                },
+            )
+            .await?;
+        Ok(Some(respond_v1(invoked.outcome, self.request_id)))
+    }
+}
+
+/// The client's response to a v1-event call: the function's error as FC shapes it, or its
+/// result mapped back to HTTP ([`http_event::map_result`]).
+fn respond_v1(o: InvokeOutcome, request_id: &str) -> Response {
+    if o.error_type.is_some() {
+        return respond(o, request_id);
+    }
+    let mapped = match http_event::map_result(&o.body) {
+        Ok(m) => m,
+        Err(message) => return bad_response(message, request_id),
+    };
+    let Ok(status) = StatusCode::from_u16(mapped.status) else {
+        return bad_response(
+            format!("the function returned statusCode {}", mapped.status),
+            request_id,
+        );
+    };
+    let mut headers = HeaderMap::with_capacity(mapped.headers.len());
+    let mut size = 0usize;
+    for (k, v) in &mapped.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            HeaderValue::from_str(v),
+        ) else {
+            return bad_response(
+                format!("the function returned the header '{k}', which is not a valid HTTP header"),
+                request_id,
+            );
+        };
+        if reserved_response_header(name.as_str()) {
+            continue;
+        }
+        size += name.as_str().len() + value.len();
+        headers.append(name, value);
+    }
+    if size > RESPONSE_HEADERS_MAX {
+        return bad_response(
+            format!(
+                "the function's response headers are {size} bytes: at most {RESPONSE_HEADERS_MAX} are allowed"
+            ),
+            request_id,
+        );
+    }
+    let mut resp = (status, mapped.body).into_response();
+    resp.headers_mut().remove(http::header::CONTENT_TYPE);
+    resp.headers_mut().extend(headers);
+    if let Some(log) = &o.log_tail
+        && let Ok(v) =
+            HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(log.as_bytes()))
+    {
+        resp.headers_mut().insert("x-fc-log-result", v);
+    }
+    resp
 }
 
 /// Response headers a function may not set (FC ignores them); hop-by-hop ones are the
@@ -606,6 +931,7 @@ mod tests {
         rpc.insert("x-acs-version", HeaderValue::from_static("2015-05-01"));
         for p in [
             "/2021-04-06/services",
+            "/2023-03-30/functions",
             "/2016-08-15",
             "/status",
             "/code-packages/x",
@@ -642,6 +968,81 @@ mod tests {
         assert_eq!((t.qualifier, t.function.as_str()), (None, "fn"));
         assert!(proxy_target("/2021-04-06/proxy/svc/", "/2021-04-06/proxy/svc/").is_err());
         assert!(proxy_target("/2021-04-06/proxy/%ff/f", "/2021-04-06/proxy/%ff/f").is_err());
+    }
+
+    #[test]
+    fn fc3_path_urls_strip_their_prefix_and_name_the_url_id() {
+        assert_eq!(
+            fc3_path_parts("/2023-03-30/proxy/f-abc/a/b"),
+            Some(("f-abc", false, "/2023-03-30/proxy/f-abc"))
+        );
+        assert_eq!(
+            fc3_path_parts("/2023-03-30/proxy-vpc/f-abc"),
+            Some(("f-abc", true, "/2023-03-30/proxy-vpc/f-abc"))
+        );
+        assert_eq!(fc3_path_parts("/2023-03-30/functions"), None);
+        let trigger = fcd_core::triggers::Trigger::create(
+            "id".into(),
+            fcd_core::triggers::TriggerInput {
+                trigger_name: Some("web".into()),
+                trigger_type: Some("http".into()),
+                qualifier: Some("prod".into()),
+                trigger_config: Some(
+                    serde_json::json!({"authType": "anonymous", "methods": ["GET"]}),
+                ),
+                ..Default::default()
+            },
+            "now".into(),
+        )
+        .unwrap();
+        let config = match trigger.config().unwrap() {
+            fcd_core::triggers::TriggerConfig::Http(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let route = Arc::new(fcd_control::HttpTriggerRoute { trigger, config });
+        let t = UrlTrigger {
+            account: "1".into(),
+            service: "~f".into(),
+            function: "f".into(),
+            route,
+        };
+        let target = fc3_target(&t, "/2023-03-30/proxy/x/a%20b?q=1", "/2023-03-30/proxy/x");
+        assert_eq!(target.target, "/a%20b?q=1");
+        assert_eq!(target.qualifier.as_deref(), Some("prod"));
+        assert!(target.base_path.is_none());
+        assert_eq!(
+            target.domain_prefix,
+            fcd_control::http_event::url_id("1", "~f", "f", "web")
+        );
+        assert_eq!(
+            fc3_target(&t, "/2023-03-30/proxy/x?q", "/2023-03-30/proxy/x").target,
+            "/?q"
+        );
+        assert_eq!(fc3_target(&t, "/a/b", "").target, "/a/b");
+    }
+
+    #[test]
+    fn v1_results_map_to_responses_without_reserved_headers() {
+        let mut o = outcome(None, None);
+        o.body = bytes::Bytes::from_static(
+            br#"{"statusCode": 418, "headers": {"X-Mine": "1", "x-fc-status": "200", "Set-Cookie": ["a=1", "b=2"]}, "body": "tea"}"#,
+        );
+        let resp = respond_v1(o, "rid");
+        assert_eq!(resp.status(), 418);
+        assert_eq!(resp.headers().get("x-mine").unwrap(), "1");
+        assert!(resp.headers().get("x-fc-status").is_none());
+        assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 2);
+        let mut o = outcome(None, None);
+        o.body = bytes::Bytes::from_static(br#"{"statusCode": 200, "headers": {"bad name": "x"}}"#);
+        assert_eq!(respond_v1(o, "rid").status(), 502);
+        let mut o = outcome(None, None);
+        o.body = bytes::Bytes::from_static(br#"{"statusCode": 99}"#);
+        assert_eq!(respond_v1(o, "rid").status(), 502);
+        let plain = respond_v1(outcome(None, None), "rid");
+        assert_eq!(plain.status(), 200);
+        assert!(plain.headers().get("content-type").is_none());
+        let failed = respond_v1(outcome(Some("UnhandledInvocationError"), None), "rid");
+        assert_eq!(failed.status(), 502);
     }
 
     fn outcome(

@@ -44,6 +44,7 @@ use fcd_queue::{
 };
 use fcd_runtime::{FunctionSpec, HttpInvocation, InstanceLimit, InvokeError, InvokeRequest};
 
+use crate::concurrency::Refused;
 use crate::{Control, internal};
 
 const DEFAULT_MAX_AGE_SECS: u64 = 86_400;
@@ -114,12 +115,15 @@ pub struct FunctionTarget {
     pub function: String,
 }
 
-/// Parses `acs:fc:{region}:{account}:services/{s}.{q}/functions/{f}` (region and account may be
-/// empty; the qualifier defaults to LATEST). Other destination kinds are refused by name.
+/// Parses FC 2.0's `acs:fc:{region}:{account}:services/{s}.{q}/functions/{f}` (the qualifier
+/// defaults to LATEST) and FC 3.0's `acs:fc:{region}:{account}:functions/{name}` (a native
+/// function `F` or a 2.0 function `svc$fn`, [`fcd_core::fc3`]; always LATEST: whether 3.0
+/// destinations can name a qualifier is not known). Region and account may be empty. Other
+/// destination kinds are refused by name.
 pub fn parse_destination(arn: &str) -> Result<FunctionTarget, FcError> {
     let unsupported = || {
         FcError::invalid(format!(
-            "destination '{arn}' is not supported: fcd delivers to Function Compute functions only (acs:fc:{{region}}:{{account}}:services/{{service}}.{{qualifier}}/functions/{{function}}); MNS, EventBridge and RocketMQ destinations are not available"
+            "destination '{arn}' is not supported: fcd delivers to Function Compute functions only (acs:fc:{{region}}:{{account}}:functions/{{function}} or acs:fc:{{region}}:{{account}}:services/{{service}}.{{qualifier}}/functions/{{function}}); MNS, EventBridge and RocketMQ destinations are not available"
         ))
     };
     let mut parts = arn.splitn(5, ':');
@@ -134,6 +138,14 @@ pub fn parse_destination(arn: &str) -> Result<FunctionTarget, FcError> {
     };
     if kind != "fc" {
         return Err(unsupported());
+    }
+    if let Some(name) = resource.strip_prefix("functions/") {
+        let f = fcd_core::fc3::Fc3Function::parse(name).map_err(|_| unsupported())?;
+        return Ok(FunctionTarget {
+            service: f.service().into_owned(),
+            qualifier: "LATEST".to_owned(),
+            function: f.function().to_owned(),
+        });
     }
     let rest = resource.strip_prefix("services/").ok_or_else(unsupported)?;
     let (svc, function) = rest.split_once("/functions/").ok_or_else(unsupported)?;
@@ -921,7 +933,8 @@ impl AsyncEngine {
 
     /// The semaphore that holds one function to what its instances can take at once:
     /// `instanceConcurrency` × the instances it may have (its own limit, the server's), within
-    /// the engine's `max_running`.
+    /// the engine's `max_running` and its `reservedConcurrency` when known (at least one run:
+    /// a function at 0 is refused when it runs, and retried as throttled).
     fn function_slots(&self, inv: &Invocation, spec: &FunctionSpec) -> Arc<Semaphore> {
         let server = self.control.runtime().config().max_instances;
         let instances = match spec.limit {
@@ -930,9 +943,14 @@ impl AsyncEngine {
             // It is refused when it runs (and retried as throttled): one at a time is enough.
             InstanceLimit::Blocked => 1,
         };
+        let reserved = self
+            .control
+            .known_reserved(&inv.account_id, &inv.service, &inv.function)
+            .map_or(usize::MAX, |n| n.max(1) as usize);
         let cap = (spec.function.instance_concurrency.max(1) as usize)
             .saturating_mul(instances.max(1) as usize)
-            .min(self.max_running);
+            .min(self.max_running)
+            .min(reserved);
         let key = (
             inv.account_id.clone(),
             inv.service.clone(),
@@ -1050,6 +1068,17 @@ impl AsyncEngine {
         let call = async {
             // Waits while the function runs as many as its instances can take.
             let _slot = function_slots.acquire_owned().await;
+            // A function at its reservedConcurrency is throttled: retried later, like a
+            // function at its instance limit.
+            let _permit = match self
+                .control
+                .reserve(&inv.account_id, &inv.service, &inv.function)
+                .await
+            {
+                Ok(p) => p,
+                Err(Refused::AtCap(n)) => return Err(InvokeError::FunctionThrottled(n)),
+                Err(Refused::Store(_)) => return Err(InvokeError::ServerThrottled),
+            };
             runtime.invoke(&spec, req).await
         };
         // The lease is extended while the function runs, and the record's status read with
@@ -1419,14 +1448,27 @@ impl AsyncEngine {
             .list_stateful_configs(account)
             .await
             .map_err(queue_error)?;
+        // Native FC 3.0 functions (hidden services) are not 2.0's to see.
         Ok(configs
             .into_iter()
+            .filter(|c| !fcd_core::fc3::is_hidden_service(&c.service))
             .map(|c| serde_json::json!({"serviceName": c.service, "functionName": c.function, "qualifier": c.qualifier}))
             .collect())
     }
 
+    /// Every async invoke config of the account, in (service, function, qualifier) order
+    /// (FC 3.0's ListAsyncInvokeConfigs; hidden services included).
+    pub async fn list_account_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, FcError> {
+        self.queue
+            .configs()
+            .list_account_configs(account)
+            .await
+            .map_err(queue_error)
+    }
+
     // ---- async invoke configs ----
 
+    /// PutFunctionAsyncInvokeConfig (FC 2.0): what the request leaves out keeps its value.
     pub async fn put_config(
         &self,
         account: &str,
@@ -1434,6 +1476,33 @@ impl AsyncEngine {
         function: &str,
         qualifier: Option<&str>,
         u: AsyncConfigUpdate,
+    ) -> Result<AsyncConfig, FcError> {
+        self.write_config(account, service, function, qualifier, u, false)
+            .await
+    }
+
+    /// PutAsyncInvokeConfig (FC 3.0): the request replaces the whole config; what it leaves
+    /// out takes its default (the creation time is kept).
+    pub async fn replace_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+        u: AsyncConfigUpdate,
+    ) -> Result<AsyncConfig, FcError> {
+        self.write_config(account, service, function, qualifier, u, true)
+            .await
+    }
+
+    async fn write_config(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+        qualifier: Option<&str>,
+        u: AsyncConfigUpdate,
+        replace: bool,
     ) -> Result<AsyncConfig, FcError> {
         self.control
             .function_at(account, service, function, qualifier)
@@ -1478,7 +1547,7 @@ impl AsyncEngine {
             .config(account, service, function, qualifier)
             .await
             .map(|c| c.cfg.clone());
-        let mut cfg = current.unwrap_or(AsyncConfig {
+        let fresh = AsyncConfig {
             service: service.to_owned(),
             function: function.to_owned(),
             qualifier: qualifier.to_owned(),
@@ -1488,7 +1557,15 @@ impl AsyncEngine {
             destination_config: None,
             created_time: now.clone(),
             last_modified_time: now.clone(),
-        });
+        };
+        let mut cfg = match current {
+            Some(c) if replace => AsyncConfig {
+                created_time: c.created_time,
+                ..fresh
+            },
+            Some(c) => c,
+            None => fresh,
+        };
         // PUT merges: what the request leaves out keeps its value.
         if let Some(a) = u.max_async_event_age_in_seconds {
             cfg.max_async_event_age_in_seconds = a;
@@ -1661,9 +1738,24 @@ mod tests {
         );
         let t = parse_destination("acs:fc:::services/s/functions/f").unwrap();
         assert_eq!(t.qualifier, "LATEST");
+        // FC 3.0's form: a native function lives in its hidden service, `svc$fn` is 2.0's.
+        let t = parse_destination("acs:fc:cn-hangzhou:123:functions/f").unwrap();
+        assert_eq!(
+            t,
+            FunctionTarget {
+                service: "~f".into(),
+                qualifier: "LATEST".into(),
+                function: "f".into()
+            }
+        );
+        let t = parse_destination("acs:fc:::functions/s$g").unwrap();
+        assert_eq!((t.service.as_str(), t.function.as_str()), ("s", "g"));
         for bad in [
             "acs:mns:cn-hangzhou:123:/queues/q/messages",
-            "acs:fc:::functions/f",
+            "acs:fc:::functions/",
+            "acs:fc:::functions/a.b",
+            "acs:fc:::functions/~f",
+            "acs:fc:::functions/s$",
             "nonsense",
             "acs:fc:::services//functions/f",
         ] {

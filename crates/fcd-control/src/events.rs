@@ -143,6 +143,7 @@ impl Control {
     fn forget_account(&self, account: Option<&str>) {
         let of = |a: &String| account.is_none_or(|x| x == a);
         self.forget_specs(|(a, ..)| of(a));
+        self.reserved.forget(account, None, None);
         if let Ok(mut c) = self.aliases.write() {
             self.alias_gen.fetch_add(1, Ordering::AcqRel);
             c.retain(|(a, _, _), _| !of(a));

@@ -2,7 +2,8 @@
 //! custom domains all call [`Control::invoke`], which resolves the qualifier to a cached
 //! [`FunctionSpec`] and hands the request to the instance manager. What differs between them
 //! (an event body, or a client's HTTP request in [`InvokeRequest::http`]) travels inside the
-//! request; the path to the instance is this one.
+//! request; the path to the instance is this one. It is also where a function's
+//! `reservedConcurrency` admits or refuses a synchronous call (`concurrency`).
 //!
 //! In a cluster, InvokeFunction first asks [`Control::place`] where the call should run: here
 //! when this node has a free slot on a warm instance of the version (or nobody has one), else
@@ -112,6 +113,15 @@ impl Control {
             .filter(|q| !q.is_empty())
             .unwrap_or(LATEST)
             .to_owned();
+        // The function's reservedConcurrency, over all its qualifiers (`concurrency`).
+        let _permit = self
+            .reserve(
+                &spec.account_id,
+                &spec.service_name,
+                &spec.function.function_name,
+            )
+            .await
+            .map_err(|r| r.into_error(&spec.service_name, &spec.function.function_name))?;
         let outcome = self
             .runtime
             .invoke(&spec, req)

@@ -29,8 +29,11 @@ use fcd_store::code::{CodeError, CodeStore};
 use fcd_store::{ListQuery, MetadataStore, StoreError, StoredFunction, StoredService};
 
 pub mod asynchronous;
+mod concurrency;
 mod configs;
 mod events;
+pub mod fc3;
+pub mod http_event;
 pub mod iam;
 mod invoke;
 mod layers;
@@ -40,6 +43,7 @@ mod testkit;
 pub mod timers;
 mod triggers;
 mod versions;
+pub use concurrency::{ConcurrencyPage, RESERVED_CONCURRENCY_MAX, ReservedPermit};
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, Placement, invoke_error};
 pub use layers::{LayerFilter, LayerInput, LayerVersionPage};
@@ -78,6 +82,8 @@ pub struct Control {
     /// Bumped (under the alias cache's write lock) by every alias invalidation, as `cache_gen`.
     alias_gen: AtomicU64,
     provisioning: configs::Provisioning,
+    /// Each function's `reservedConcurrency` cap and in-flight count on this node.
+    reserved: concurrency::ReservedCaps,
     /// What the HTTP data path looks up per request (HTTP triggers, custom domains).
     triggers: triggers::TriggerCaches,
     /// Where functions of a service with a `role` get that role's credentials.
@@ -208,6 +214,7 @@ impl Control {
             aliases: RwLock::new(HashMap::new()),
             alias_gen: AtomicU64::new(0),
             provisioning: configs::Provisioning::default(),
+            reserved: concurrency::ReservedCaps::default(),
             triggers: triggers::TriggerCaches::default(),
             roles: role_credentials::RoleSources::new(iam),
             cluster: Arc::new(Cluster::single(NodeInfo::new("local", ""))),
@@ -778,6 +785,14 @@ impl Control {
                 (snap.service, f.function, f.code_digest, format!("v{v}"))
             }
         };
+        // FC 3.0 has no PreFreeze hook: a native 3.0 function's instances are never sent
+        // `/pre-freeze`, whatever its stored lifecycle config says (fc3-api.md section 5.3).
+        let mut function = function;
+        if fcd_core::fc3::is_hidden_service(service)
+            && let Some(lc) = function.instance_lifecycle_config.as_mut()
+        {
+            lc.pre_freeze = None;
+        }
         let on_demand = self
             .store
             .get_on_demand_config(account, service, label, name)
@@ -843,6 +858,7 @@ impl Control {
 
     fn forget_service(&self, account: &str, service: &str) {
         self.forget_specs(|(a, s, ..)| a == account && s == service);
+        self.reserved.forget(Some(account), Some(service), None);
         self.forget_http_triggers(account, service, None);
         if let Ok(mut c) = self.aliases.write() {
             self.alias_gen.fetch_add(1, Ordering::AcqRel);

@@ -71,10 +71,13 @@ type DomainMap = HashMap<String, Arc<CustomDomain>>;
 pub(crate) struct TriggerCaches {
     http: RwLock<HashMap<HttpKey, HttpEntry>>,
     /// Bumped under `http`'s write lock by every invalidation.
-    http_gen: AtomicU64,
+    pub(crate) http_gen: AtomicU64,
     /// `None` until first read and after every domain write.
     domains: RwLock<Option<Arc<DomainMap>>>,
     domains_gen: AtomicU64,
+    /// Every HTTP trigger by its 3.0 `urlId` (`crate::http_event`); `None` until first read
+    /// and after every drop of cached HTTP-trigger answers (same generation as `http`).
+    pub(crate) url_ids: RwLock<Option<Arc<crate::http_event::UrlIdMap>>>,
     /// [`Control::triggers_generation`].
     generation: AtomicU64,
 }
@@ -257,6 +260,7 @@ impl Control {
                 !(a == account && s == service && function.is_none_or(|x| x == f))
             });
         }
+        self.forget_url_ids();
     }
 
     /// Drops the cached HTTP-trigger answers of `account` (`None`: of every account).
@@ -264,6 +268,14 @@ impl Control {
         if let Ok(mut c) = self.triggers.http.write() {
             self.triggers.http_gen.fetch_add(1, Ordering::AcqRel);
             c.retain(|(a, ..), _| account.is_some_and(|x| x != a));
+        }
+        self.forget_url_ids();
+    }
+
+    /// Drops the `urlId` map (after `http_gen` moved, so a read under way does not keep it).
+    fn forget_url_ids(&self) {
+        if let Ok(mut m) = self.triggers.url_ids.write() {
+            *m = None;
         }
     }
 

@@ -79,6 +79,9 @@ pub struct ScheduledAction {
     pub target: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
+    /// FC 3.0's time zone of the schedule (empty: UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// One entry of `targetTrackingPolicies`. Stored and returned as given; fcd does not act on it.
@@ -99,6 +102,9 @@ pub struct TargetTrackingPolicy {
     pub min_capacity: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_capacity: Option<i64>,
+    /// FC 3.0's time zone of `startTime`/`endTime` (empty: UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// A function's provision config under one qualifier (an alias or a version, never LATEST).
@@ -115,6 +121,14 @@ pub struct ProvisionConfig {
     pub target: u32,
     #[serde(rename = "alwaysAllocateCPU")]
     pub always_allocate_cpu: bool,
+    /// FC 3.0's `alwaysAllocateGPU` (stored and returned; fcd has no GPUs to keep allocated).
+    /// Absent in configs put through 2.0.
+    #[serde(
+        default,
+        rename = "alwaysAllocateGPU",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub always_allocate_gpu: Option<bool>,
     #[serde(default)]
     pub scheduled_actions: Vec<ScheduledAction>,
     #[serde(default)]
@@ -146,6 +160,8 @@ pub struct ProvisionConfigUpdate {
     pub target: Option<i64>,
     #[serde(rename = "alwaysAllocateCPU")]
     pub always_allocate_cpu: Option<bool>,
+    #[serde(rename = "alwaysAllocateGPU")]
+    pub always_allocate_gpu: Option<bool>,
     pub scheduled_actions: Option<Vec<ScheduledAction>>,
     pub target_tracking_policies: Option<Vec<TargetTrackingPolicy>>,
 }
@@ -210,6 +226,7 @@ impl ProvisionConfigUpdate {
             function_name: function.to_owned(),
             target,
             always_allocate_cpu: self.always_allocate_cpu.unwrap_or(true),
+            always_allocate_gpu: self.always_allocate_gpu,
             scheduled_actions,
             target_tracking_policies,
         })

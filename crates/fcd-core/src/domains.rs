@@ -7,6 +7,10 @@
 //! `methods` it admits and rewrite the path the function sees (`rewriteConfig`: equal and
 //! wildcard rules; FC's regex rules are refused rather than ignored).
 //!
+//! A domain created through FC 3.0 (`apiVersion` `2023-03-30`) routes to functions named the
+//! 3.0 way and stored like 2.0 ones: a native 3.0 function `F` as service `~F`, function `F`
+//! (`crate::fc3`). It needs no HTTP trigger; its `authConfig` says who may call it.
+//!
 //! fcd serves custom domains over plain HTTP (TLS is for a proxy in front of it), so `HTTPS`
 //! protocols and certificates are refused with a message that says so.
 
@@ -34,6 +38,12 @@ pub struct CustomDomain {
     pub tls_config: Option<JsonObject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waf_config: Option<JsonObject>,
+    /// FC 3.0: `{authType: anonymous | function, authInfo}`; absent is anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_config: Option<JsonObject>,
+    /// FC 3.0: stored and echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors_config: Option<JsonObject>,
     pub created_time: String,
     pub last_modified_time: String,
 }
@@ -48,6 +58,12 @@ pub struct CustomDomainInput {
     pub cert_config: Option<JsonObject>,
     pub tls_config: Option<JsonObject>,
     pub waf_config: Option<JsonObject>,
+    pub auth_config: Option<JsonObject>,
+    pub cors_config: Option<JsonObject>,
+    /// The API version that creates the domain (set by the server, never read from a body):
+    /// `None` is 2.0's `2016-08-15`.
+    #[serde(skip)]
+    pub api_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -133,8 +149,19 @@ fn check_route(r: &PathConfig) -> Result<(), FcError> {
             r.path
         )));
     }
-    check_service_name(&r.service_name)?;
-    check_function_name(&r.function_name)?;
+    if crate::fc3::is_hidden_service(&r.service_name) {
+        // A native 3.0 function: its home service is exactly `~F` for function `F`.
+        crate::fc3::check_function_name(&r.function_name)?;
+        if r.service_name != crate::fc3::hidden_service(&r.function_name) {
+            return Err(FcError::invalid(format!(
+                "routeConfig names service '{}', which is not a service",
+                r.service_name
+            )));
+        }
+    } else {
+        check_service_name(&r.service_name)?;
+        check_function_name(&r.function_name)?;
+    }
     if !r.qualifier.is_empty() {
         crate::triggers::check_qualifier(&r.qualifier)?;
     }
@@ -197,6 +224,41 @@ fn normalise_routes(mut rc: RouteConfig) -> Result<RouteConfig, FcError> {
     Ok(rc)
 }
 
+/// Whom a domain admits: fcd runs `anonymous` and `function` (FC's signature, as for HTTP
+/// triggers); `jwt` is refused rather than stored and not enforced.
+fn check_auth_config(c: &JsonObject) -> Result<(), FcError> {
+    match c.get("authType") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(t))
+            if t.eq_ignore_ascii_case("anonymous") || t.eq_ignore_ascii_case("function") =>
+        {
+            Ok(())
+        }
+        Some(other) => Err(FcError::invalid(format!(
+            "authConfig.authType {other} is not supported: fcd runs 'anonymous' and 'function'"
+        ))),
+    }
+}
+
+impl CustomDomain {
+    /// Whether requests must carry FC's signature (`authConfig.authType: function`).
+    pub fn requires_signature(&self) -> bool {
+        self.auth_config
+            .as_ref()
+            .and_then(|c| c.get("authType"))
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| t.eq_ignore_ascii_case("function"))
+    }
+
+    /// Created through FC 3.0: routes reach functions without an HTTP trigger.
+    pub fn is_fc3(&self) -> bool {
+        self.api_version == FC3_API_VERSION
+    }
+}
+
+/// `apiVersion` of a domain created through FC 3.0.
+pub const FC3_API_VERSION: &str = "2023-03-30";
+
 fn check_protocol(p: &str, cert: Option<&JsonObject>) -> Result<String, FcError> {
     if cert.is_some_and(|c| !c.is_empty()) || !p.eq_ignore_ascii_case("HTTP") {
         return Err(FcError::invalid(format!(
@@ -222,14 +284,19 @@ impl CustomDomain {
             input.cert_config.as_ref(),
         )?;
         let route_config = normalise_routes(input.route_config.unwrap_or_default())?;
+        if let Some(c) = &input.auth_config {
+            check_auth_config(c)?;
+        }
         Ok(CustomDomain {
             domain_name: name,
             account_id,
-            api_version: "2016-08-15".to_owned(),
+            api_version: input.api_version.unwrap_or_else(|| "2016-08-15".to_owned()),
             protocol,
             route_config,
             tls_config: input.tls_config,
             waf_config: input.waf_config,
+            auth_config: input.auth_config,
+            cors_config: input.cors_config,
             created_time: now.clone(),
             last_modified_time: now,
         })
@@ -246,6 +313,9 @@ impl CustomDomain {
             Some(rc) => Some(normalise_routes(rc)?),
             None => None,
         };
+        if let Some(c) = &u.auth_config {
+            check_auth_config(c)?;
+        }
         if let Some(p) = protocol {
             self.protocol = p;
         }
@@ -257,6 +327,12 @@ impl CustomDomain {
         }
         if u.waf_config.is_some() {
             self.waf_config = u.waf_config;
+        }
+        if u.auth_config.is_some() {
+            self.auth_config = u.auth_config;
+        }
+        if u.cors_config.is_some() {
+            self.cors_config = u.cors_config;
         }
         self.last_modified_time = now;
         Ok(())
@@ -496,6 +572,41 @@ mod tests {
         assert!(e.is_err());
         let dup = vec![route("/a", "f"), route("/a", "g")];
         assert!(CustomDomain::create("1".into(), input("HTTP", dup), "n".into()).is_err());
+    }
+
+    #[test]
+    fn fc3_domains_route_to_native_functions_and_keep_their_configs() {
+        let native = |service: &str, function: &str| {
+            let mut r = route("/*", function);
+            r.service_name = service.into();
+            CustomDomainInput {
+                domain_name: Some("a.example.test".into()),
+                route_config: Some(RouteConfig { routes: vec![r] }),
+                api_version: Some(FC3_API_VERSION.into()),
+                auth_config: Some(
+                    serde_json::json!({"authType": "function"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                ..CustomDomainInput::default()
+            }
+        };
+        let d = CustomDomain::create("1".into(), native("~f1", "f1"), "n".into()).unwrap();
+        assert!(d.is_fc3() && d.requires_signature());
+        assert!(!domain(vec![route("/*", "f")]).is_fc3());
+        for (s, f) in [("~f1", "f2"), ("~", ""), ("~f$x", "f$x")] {
+            assert!(
+                CustomDomain::create("1".into(), native(s, f), "n".into()).is_err(),
+                "{s} {f}"
+            );
+        }
+        let mut jwt = native("~f1", "f1");
+        jwt.auth_config = serde_json::json!({"authType": "jwt"}).as_object().cloned();
+        assert!(CustomDomain::create("1".into(), jwt, "n".into()).is_err());
+        // Stored and read back with the 3.0 fields.
+        let back: CustomDomain = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
     }
 }
 

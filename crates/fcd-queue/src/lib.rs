@@ -516,4 +516,7 @@ pub trait ConfigStore: Send + Sync + 'static {
     ) -> Result<Vec<AsyncConfig>, QueueError>;
     /// Every config of the account with stateful invocation on.
     async fn list_stateful_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError>;
+    /// Every config of the account, in (service, function, qualifier) order (FC 3.0's
+    /// account-wide ListAsyncInvokeConfigs).
+    async fn list_account_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError>;
 }

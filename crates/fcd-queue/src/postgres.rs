@@ -696,6 +696,11 @@ impl ConfigStore for PgRecords {
     }
 
     async fn list_stateful_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError> {
+        let all = self.list_account_configs(account).await?;
+        Ok(all.into_iter().filter(|c| c.stateful_invocation).collect())
+    }
+
+    async fn list_account_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError> {
         let rows = sqlx::query(
             "SELECT body FROM async_invoke_configs WHERE account_id = $1
              ORDER BY service, function, qualifier",
@@ -707,7 +712,7 @@ impl ConfigStore for PgRecords {
             .iter()
             .map(|r| Ok::<_, QueueError>(serde_json::from_str(&r.try_get::<String, _>("body")?)?))
             .collect::<Result<_, _>>()?;
-        Ok(all.into_iter().filter(|c| c.stateful_invocation).collect())
+        Ok(all)
     }
 }
 

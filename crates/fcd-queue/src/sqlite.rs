@@ -1181,6 +1181,14 @@ impl SqliteQueue {
         &self,
         account: &str,
     ) -> Result<Vec<AsyncConfig>, QueueError> {
+        let all = self.list_account_configs(account).await?;
+        Ok(all.into_iter().filter(|c| c.stateful_invocation).collect())
+    }
+
+    pub async fn list_account_configs(
+        &self,
+        account: &str,
+    ) -> Result<Vec<AsyncConfig>, QueueError> {
         let rows = sqlx::query("SELECT body FROM async_configs WHERE account_id = ? ORDER BY service, function, qualifier")
             .bind(account)
             .fetch_all(&self.pool)
@@ -1189,7 +1197,7 @@ impl SqliteQueue {
             .iter()
             .map(|r| Ok::<_, QueueError>(serde_json::from_str(&r.try_get::<String, _>("body")?)?))
             .collect::<Result<_, _>>()?;
-        Ok(all.into_iter().filter(|c| c.stateful_invocation).collect())
+        Ok(all)
     }
 }
 
@@ -1515,6 +1523,10 @@ impl ConfigStore for SqliteQueue {
     async fn list_stateful_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError> {
         SqliteQueue::list_stateful_configs(self, account).await
     }
+
+    async fn list_account_configs(&self, account: &str) -> Result<Vec<AsyncConfig>, QueueError> {
+        SqliteQueue::list_account_configs(self, account).await
+    }
 }
 
 #[cfg(test)]
@@ -1616,6 +1628,44 @@ mod tests {
                 .unwrap()
                 .http_request
                 .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn account_wide_config_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+        let cfg = |service: &str, function: &str, qualifier: &str, stateful: bool| AsyncConfig {
+            service: service.into(),
+            function: function.into(),
+            qualifier: qualifier.into(),
+            max_async_event_age_in_seconds: 60,
+            max_async_retry_attempts: 1,
+            stateful_invocation: stateful,
+            destination_config: None,
+            created_time: "t".into(),
+            last_modified_time: "t".into(),
+        };
+        for (a, c) in [
+            ("a", cfg("~n", "n", "LATEST", false)),
+            ("a", cfg("s", "f", "prod", true)),
+            ("a", cfg("s", "f", "LATEST", false)),
+            ("b", cfg("s", "f", "LATEST", true)),
+        ] {
+            ConfigStore::put_config(&q, a, &c).await.unwrap();
+        }
+        let keys = |v: Vec<AsyncConfig>| {
+            v.into_iter()
+                .map(|c| format!("{}/{}/{}", c.service, c.function, c.qualifier))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(ConfigStore::list_account_configs(&q, "a").await.unwrap()),
+            ["s/f/LATEST", "s/f/prod", "~n/n/LATEST"]
+        );
+        assert_eq!(
+            keys(ConfigStore::list_stateful_configs(&q, "a").await.unwrap()),
+            ["s/f/prod"]
         );
     }
 

@@ -84,7 +84,10 @@ pub(crate) fn instance_env(
         ("FC_FUNC_CODE_PATH".to_owned(), code.clone()),
         ("FC_ACCOUNT_ID".to_owned(), spec.account_id.clone()),
         ("FC_REGION".to_owned(), cfg.region.clone()),
-        ("FC_SERVICE_NAME".to_owned(), spec.service_name.clone()),
+        (
+            "FC_SERVICE_NAME".to_owned(),
+            shown_service_name(spec).to_owned(),
+        ),
         ("FC_FUNCTION_NAME".to_owned(), f.function_name.clone()),
         ("FC_FUNCTION_HANDLER".to_owned(), f.handler.clone()),
         (
@@ -168,6 +171,17 @@ pub(crate) fn blank_env(path_dirs: &[String]) -> Vec<(String, String)> {
     ]
 }
 
+/// The service name user code sees (`context.service.name`, `FC_SERVICE_NAME`): empty for a
+/// native FC 3.0 function, whose hidden home service (`~F`) is fcd's bookkeeping, not a name
+/// FC 3.0 has (its runtime headers carry no service name).
+pub(crate) fn shown_service_name(spec: &FunctionSpec) -> &str {
+    if fcd_core::fc3::is_hidden_service(&spec.service_name) {
+        ""
+    } else {
+        &spec.service_name
+    }
+}
+
 /// The `x-fc-*` headers of fc-runtime-contract.md section 2.2 that are the same for every call.
 pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMap {
     let f = &spec.function;
@@ -207,7 +221,10 @@ pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMa
         spec.version_id.as_deref().unwrap_or(""),
     );
     header(&mut h, "x-fc-function-name", &f.function_name);
-    header(&mut h, "x-fc-service-name", &spec.service_name);
+    // FC 3.0 sends no service name (its functions have none); see [`shown_service_name`].
+    if !fcd_core::fc3::is_hidden_service(&spec.service_name) {
+        header(&mut h, "x-fc-service-name", &spec.service_name);
+    }
     header(&mut h, "x-fc-service-logproject", &spec.log_project);
     header(&mut h, "x-fc-service-logstore", &spec.log_store);
     h
@@ -215,8 +232,29 @@ pub(crate) fn base_headers(cfg: &RuntimeConfig, spec: &FunctionSpec) -> HeaderMa
 
 #[cfg(test)]
 mod tests {
-    use super::credential_env;
+    use super::{credential_env, shown_service_name};
     use crate::testkit;
+
+    #[test]
+    fn native_fc3_functions_show_no_service() {
+        let spec = |service: &str| crate::FunctionSpec {
+            account_id: "1".into(),
+            service_name: service.into(),
+            log_project: String::new(),
+            log_store: String::new(),
+            function: testkit::function(serde_json::json!({})),
+            code_dir: "/code".into(),
+            layers: None,
+            internet_access: false,
+            version_id: None,
+            limit: crate::InstanceLimit::Unlimited,
+            revision: "r".into(),
+            generation: 0,
+            credentials: None,
+        };
+        assert_eq!(shown_service_name(&spec("~fn")), "");
+        assert_eq!(shown_service_name(&spec("svc")), "svc");
+    }
 
     #[test]
     fn layers_are_on_the_paths_at_opt_jailed_and_where_they_are_otherwise() {

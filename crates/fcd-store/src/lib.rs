@@ -9,6 +9,7 @@
 //! [`StoreError::Conflict`] if someone else wrote first.
 
 pub mod code;
+pub mod concurrency;
 pub mod iam;
 pub mod layers;
 pub mod migrate;
@@ -155,11 +156,18 @@ impl From<serde_json::Error> for StoreError {
 }
 
 /// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]) and
-/// triggers and custom domains ([`triggers::TriggerStore`]) and layer versions
-/// ([`layers::LayerStore`]) live next to it in the same store.
+/// triggers and custom domains ([`triggers::TriggerStore`]), layer versions
+/// ([`layers::LayerStore`]) and FC 3.0 concurrency configs ([`concurrency::ConcurrencyStore`])
+/// live next to it in the same store.
 #[async_trait]
 pub trait MetadataStore:
-    iam::IamStore + triggers::TriggerStore + layers::LayerStore + Send + Sync + 'static
+    iam::IamStore
+    + triggers::TriggerStore
+    + layers::LayerStore
+    + concurrency::ConcurrencyStore
+    + Send
+    + Sync
+    + 'static
 {
     async fn insert_service(&self, account: &str, svc: &StoredService) -> Result<(), StoreError>;
     async fn get_service(

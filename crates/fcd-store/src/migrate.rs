@@ -51,6 +51,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "layers",
         include_str!("../migrations/sqlite/0006_layers.sql"),
     ),
+    (
+        8,
+        "concurrency",
+        include_str!("../migrations/sqlite/0008_concurrency.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -68,6 +73,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "layers",
         include_str!("../migrations/postgres/0003_layers.sql"),
+    ),
+    (
+        5,
+        "concurrency",
+        include_str!("../migrations/postgres/0005_concurrency.sql"),
     ),
 ];
 
@@ -171,7 +181,12 @@ mod tests {
             );
         }
         assert!(sqlite_migrator().ignore_missing && postgres_migrator().ignore_missing);
-        // The legacy steps are the first SQLite migrations; later ones come after them.
-        assert!(sqlite_migrator().iter().count() as i64 >= LEGACY_STEPS);
+        // The legacy steps are exactly migrations 1 to 5 (later ones came after sqlx).
+        let legacy: Vec<i64> = sqlite_migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| *v <= LEGACY_STEPS)
+            .collect();
+        assert_eq!(legacy, (1..=LEGACY_STEPS).collect::<Vec<_>>());
     }
 }

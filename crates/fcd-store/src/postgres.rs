@@ -103,6 +103,10 @@ mod layers {
     include!("sql/layers.rs");
 }
 
+mod concurrency {
+    include!("sql/concurrency.rs");
+}
+
 /// Code packages in PostgreSQL: a row per package and its bytes in chunks of
 /// [`PgPackages::CHUNK`], so no statement (and no buffer of the server's) holds more than one
 /// chunk. A package's row is written in the same transaction as its chunks, so a package that

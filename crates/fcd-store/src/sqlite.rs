@@ -80,3 +80,7 @@ mod triggers {
 mod layers {
     include!("sql/layers.rs");
 }
+
+mod concurrency {
+    include!("sql/concurrency.rs");
+}

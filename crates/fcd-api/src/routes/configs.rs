@@ -198,13 +198,23 @@ pub(super) async fn list_provision(
             q.u32("limit")?,
         )
         .await?;
+    // Native FC 3.0 functions (hidden services) are not 2.0's to see. Their services sort
+    // after every 2.0 name, so once one shows up, the rest of the listing is theirs too.
+    let hidden = |cfg: &ProvisionConfig| fcd_core::fc3::is_hidden_service(&cfg.service_name);
     let configs: Vec<Value> = page
         .configs
         .iter()
+        .filter(|(cfg, _)| !hidden(cfg))
         .map(|(cfg, status)| provision_json(&c.account_id, cfg, status, true))
         .collect();
+    let reached_hidden = page.configs.iter().any(|(cfg, _)| hidden(cfg))
+        || page
+            .next_token
+            .as_deref()
+            .and_then(|t| t.split('#').nth(1))
+            .is_some_and(fcd_core::fc3::is_hidden_service);
     let mut body = json!({ "provisionConfigs": configs });
-    if let Some(t) = page.next_token {
+    if let Some(t) = page.next_token.filter(|_| !reached_hidden) {
         body["nextToken"] = t.into();
     }
     Ok(json_response(StatusCode::OK, &body, None))

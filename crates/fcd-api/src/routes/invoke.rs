@@ -1,5 +1,6 @@
-//! InvokeFunction: the hot path. Resolve the function from the in-memory cache, hand the body
-//! to the instance manager, and shape FC's response headers.
+//! InvokeFunction, the hot path, for both APIs ([`run`] also serves `v3::invoke`): resolve
+//! the function from the in-memory cache, hand the body to the instance manager, and shape
+//! FC's response headers.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -30,6 +31,41 @@ pub(super) async fn invoke(
     q: QueryParams,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
+    let (service, qualifier) = qualified(&p, &q);
+    run(
+        &s,
+        &c,
+        req,
+        &service,
+        p.get("function"),
+        qualifier.as_deref(),
+        Dialect::V2,
+    )
+    .await
+}
+
+/// Which API's headers an invocation speaks; everything else about it is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// FC 2.0: `X-Fc-Stateful-Async-Invocation-Enable` / `-Id`.
+    V2,
+    /// FC 3.0: `x-fc-async-task-id` names the async task (a stateful invocation), echoed back
+    /// under both names on 202.
+    V3,
+}
+
+/// InvokeFunction of `function` in `service` as `qualifier` names it, for either API: sync or
+/// async, cluster placement (a call may be forwarded to the node its function is warm on),
+/// a large body streamed to the instance as it arrives.
+pub(crate) async fn run(
+    s: &AppState,
+    c: &crate::auth::Caller,
+    req: axum::extract::Request,
+    service: &str,
+    function: &str,
+    qualifier: Option<&str>,
+    dialect: Dialect,
+) -> ApiResult<Response> {
     // The request itself rather than a `HeaderMap` extractor, which would copy every header.
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
@@ -45,27 +81,40 @@ pub(super) async fn invoke(
             .await
             .map_err(|_| ApiError(FcError::Internal))?,
     };
-    let (service, qualifier) = qualified(&p, &q);
     match header_str(headers, "x-fc-invocation-type") {
         None => {}
         Some(t) if t.eq_ignore_ascii_case("sync") => {}
         Some(t) if t.eq_ignore_ascii_case("async") => {
+            let (enable, id) = match dialect {
+                Dialect::V2 => (
+                    header_str(headers, "x-fc-stateful-async-invocation-enable"),
+                    header_str(headers, "x-fc-stateful-async-invocation-id"),
+                ),
+                Dialect::V3 => (
+                    None,
+                    header_str(headers, "x-fc-async-task-id")
+                        .or_else(|| header_str(headers, "x-fc-stateful-async-invocation-id")),
+                ),
+            };
             let id = s
                 .asynchronous
                 .accept(
                     &c.account_id,
-                    &service,
-                    p.get("function"),
-                    qualifier.as_deref(),
+                    service,
+                    function,
+                    qualifier,
                     body,
                     &c.request_id,
-                    header_str(headers, "x-fc-stateful-async-invocation-enable"),
-                    header_str(headers, "x-fc-stateful-async-invocation-id"),
+                    enable,
+                    id,
                 )
                 .await?;
             let mut resp = StatusCode::ACCEPTED.into_response();
             if let Some(id) = id {
                 put(resp.headers_mut(), "x-fc-stateful-async-invocation-id", &id);
+                if dialect == Dialect::V3 {
+                    put(resp.headers_mut(), "x-fc-async-task-id", &id);
+                }
             }
             return Ok(resp);
         }
@@ -78,7 +127,7 @@ pub(super) async fn invoke(
     let log_tail =
         header_str(headers, "x-fc-log-type").is_some_and(|t| t.eq_ignore_ascii_case("tail"));
     let trace_id = header_str(headers, "x-fc-trace-id").map(str::to_owned);
-    tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %p.get("function"), "invoke");
+    tracing::debug!(request_id = %c.request_id, trace_id = ?trace_id, service = %service, function = %function, "invoke");
     // In a cluster: a call whose function is warm on another node (and not here) goes there,
     // as the client sent it. A streamed body (over `STREAM_ABOVE`) always runs here: it is
     // being read as it runs, and moving it costs more than the cold start it would save.
@@ -87,9 +136,9 @@ pub(super) async fn invoke(
         .control
         .place(
             &c.account_id,
-            &service,
-            p.get("function"),
-            qualifier.as_deref(),
+            service,
+            function,
+            qualifier,
             forwarded || streamed.is_some(),
         )
         .await?
@@ -105,12 +154,7 @@ pub(super) async fn invoke(
                 // Gone since its last heartbeat: run it here after all.
                 crate::forward::Forwarded::Unreachable => {
                     s.control
-                        .resolve(
-                            &c.account_id,
-                            &service,
-                            p.get("function"),
-                            qualifier.as_deref(),
-                        )
+                        .resolve(&c.account_id, service, function, qualifier)
                         .await?
                 }
             }
@@ -120,7 +164,7 @@ pub(super) async fn invoke(
         .control
         .invoke_here(
             spec,
-            qualifier.as_deref(),
+            qualifier,
             InvokeRequest {
                 request_id: c.request_id.clone(),
                 qualifier: String::new(),

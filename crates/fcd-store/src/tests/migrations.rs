@@ -112,11 +112,8 @@ async fn a_file_from_before_sqlx_migrations_keeps_its_data() {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-        // Every step, the old ones adopted and the newer ones applied.
-        let all: Vec<i64> = crate::migrate::sqlite_migrator()
-            .iter()
-            .map(|m| m.version)
-            .collect();
+        // Every migration, the legacy steps adopted and the later ones applied.
+        let all: Vec<i64> = sqlite_migrator().iter().map(|m| m.version).collect();
         assert_eq!(versions, all, "from {steps} old steps");
         let legacy = sqlx::query("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'")
             .fetch_optional(&mut conn)

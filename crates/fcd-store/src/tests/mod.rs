@@ -5,6 +5,7 @@
 
 mod availability;
 mod code;
+mod concurrency;
 mod iam;
 mod layers;
 mod metadata;

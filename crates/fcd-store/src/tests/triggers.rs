@@ -7,7 +7,12 @@ use fcd_core::model::{CodeRef, Function, FunctionUpdate, Service, ServiceUpdate}
 use fcd_core::triggers::{Trigger, TriggerInput};
 use serde_json::json;
 
-async fn with_function(s: &impl MetadataStore, account: &str, service: &str, function: &str) {
+pub(crate) async fn with_function(
+    s: &impl MetadataStore,
+    account: &str,
+    service: &str,
+    function: &str,
+) {
     let svc = StoredService {
         service: Service::create(
             "id".into(),

@@ -12,11 +12,22 @@
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 
+mod aliases;
+mod async_configs;
+mod async_tasks;
+mod configs;
+mod domains;
+mod functions;
+mod instances;
+mod invoke;
 mod layers;
+mod regions;
+mod triggers;
+mod versions;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::{any, get, put};
+use axum::routing::{any, get, post, put};
 
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
@@ -28,6 +39,90 @@ use crate::error::{ApiError, ApiResult};
 /// The routes under `/2023-03-30`.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/functions", get(functions::list).post(functions::create))
+        .route(
+            "/functions/{function}",
+            get(functions::get)
+                .put(functions::update)
+                .delete(functions::delete),
+        )
+        .route("/functions/{function}/code", get(functions::code))
+        .route(
+            "/functions/{function}/invoke/disable",
+            post(functions::disable_invocation),
+        )
+        .route(
+            "/functions/{function}/invoke/enable",
+            post(functions::enable_invocation),
+        )
+        .route("/functions/{function}/invocations", post(invoke::invoke))
+        .route(
+            "/functions/{function}/versions",
+            get(versions::list).post(versions::publish),
+        )
+        .route(
+            "/functions/{function}/versions/{version}",
+            axum::routing::delete(versions::delete),
+        )
+        .route(
+            "/functions/{function}/aliases",
+            get(aliases::list).post(aliases::create),
+        )
+        .route(
+            "/functions/{function}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
+        .route("/functions/{function}/instances", get(instances::list))
+        .route("/regions", get(regions::describe))
+        .route(
+            "/functions/{function}/async-invoke-config",
+            put(async_configs::put)
+                .get(async_configs::get)
+                .delete(async_configs::delete),
+        )
+        .route("/async-invoke-configs", get(async_configs::list))
+        .route("/functions/{function}/async-tasks", get(async_tasks::list))
+        .route(
+            "/functions/{function}/async-tasks/{task}",
+            get(async_tasks::get),
+        )
+        .route(
+            "/functions/{function}/async-tasks/{task}/stop",
+            put(async_tasks::stop),
+        )
+        .route(
+            "/functions/{function}/provision-config",
+            put(configs::put_provision)
+                .get(configs::get_provision)
+                .delete(configs::delete_provision),
+        )
+        .route("/provision-configs", get(configs::list_provision))
+        .route(
+            "/functions/{function}/concurrency",
+            put(configs::put_concurrency)
+                .get(configs::get_concurrency)
+                .delete(configs::delete_concurrency),
+        )
+        .route("/concurrency-configs", get(configs::list_concurrency))
+        .route(
+            "/functions/{function}/triggers",
+            get(triggers::list).post(triggers::create),
+        )
+        .route(
+            "/functions/{function}/triggers/{trigger}",
+            get(triggers::get)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        )
+        .route("/custom-domains", get(domains::list).post(domains::create))
+        .route(
+            "/custom-domains/{domain}",
+            get(domains::get)
+                .put(domains::update)
+                .delete(domains::delete),
+        )
         .route("/functions/{function}/sessions", any(not_supported))
         .route("/functions/{function}/sessions/{*rest}", any(not_supported))
         .route("/functions/{function}/snapshots", any(not_supported))
