@@ -628,14 +628,13 @@ impl Control {
         Ok((service.into_owned(), f.function().to_owned()))
     }
 
-    /// The sizes of the layers `layers` names, for `layers: [{arn, size}]`. This is where the
-    /// layer store's sizes come in; until it is consulted here every size is 0.
-    pub async fn fc3_layer_sizes(
-        &self,
-        _account: &str,
-        layers: &[String],
-    ) -> BTreeMap<String, u64> {
-        layers.iter().map(|l| (l.clone(), 0)).collect()
+    /// The sizes of the layers `layers` names, for `layers: [{arn, size}]` (0 for one the
+    /// layer store does not know).
+    pub async fn fc3_layer_sizes(&self, account: &str, layers: &[String]) -> BTreeMap<String, u64> {
+        self.layer_sizes(account, layers)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// CreateFunction: the hidden service `~F` with the service-level fields, then function

@@ -36,6 +36,7 @@ pub mod fc3;
 pub mod http_event;
 pub mod iam;
 mod invoke;
+mod layers;
 mod role_credentials;
 mod tags;
 #[cfg(test)]
@@ -46,6 +47,7 @@ mod versions;
 pub use concurrency::{ConcurrencyPage, RESERVED_CONCURRENCY_MAX, ReservedPermit};
 pub use configs::{ProvisionPage, ProvisionStatus};
 pub use invoke::{Invoked, Placement, invoke_error};
+pub use layers::{LayerFilter, LayerInput, LayerVersionPage};
 pub use tags::AccountSettings;
 pub use triggers::{HttpTriggerRoute, TimerTrigger};
 pub use versions::VersionPage;
@@ -424,8 +426,13 @@ impl Control {
             },
             String::new(),
         )?;
+        // Layers must exist before anything is stored.
+        let layer_arns = match &u.layers {
+            Some(l) => self.check_function_layers(account, l).await?,
+            None => Vec::new(),
+        };
         let code = self.store_code(&zip, code_checksum).await?;
-        let function = Function::create(
+        let mut function = Function::create(
             new_id(),
             name.clone(),
             u,
@@ -435,6 +442,7 @@ impl Control {
             },
             fcd_core::time::now(),
         )?;
+        function.layers_arn_v2 = layer_arns;
         let stored = StoredFunction {
             function,
             code_digest: code.digest,
@@ -495,6 +503,10 @@ impl Control {
             .and_then(|c| c.zip_file.clone())
             .filter(|z| !z.is_empty());
         function.clone().apply(u.clone(), None, String::new())?;
+        let layer_arns = match &u.layers {
+            Some(l) => Some(self.check_function_layers(account, l).await?),
+            None => None,
+        };
         u.code = None;
         let (code_ref, digest) = match zip {
             Some(z) => {
@@ -510,6 +522,9 @@ impl Control {
             None => (None, current.code_digest.clone()),
         };
         function.apply(u, code_ref, fcd_core::time::now())?;
+        if let Some(arns) = layer_arns {
+            function.layers_arn_v2 = arns;
+        }
         let stored = StoredFunction {
             function,
             code_digest: digest,
@@ -791,6 +806,7 @@ impl Control {
             .ensure_extracted(&code_digest)
             .await
             .map_err(code_error)?;
+        let layers = self.layer_tree(account, &function.layers).await?;
         let log = |key: &str| {
             svc.log_config
                 .as_ref()
@@ -816,6 +832,7 @@ impl Control {
                 internet_access: svc.internet_access,
                 function,
                 code_dir,
+                layers,
                 version_id: version.map(|v| v.to_string()),
                 limit: InstanceLimit::from_config(on_demand, provisioned),
                 revision,

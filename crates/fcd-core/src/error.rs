@@ -110,6 +110,10 @@ pub enum FcError {
     VersionNotFound { service: String, version: String },
     #[error("alias '{alias}' of service '{service}' does not exist")]
     AliasNotFound { service: String, alias: String },
+    /// A layer or layer version that does not exist (or was deleted), looked up or named by
+    /// a function; the text names it (`layer 'l' version 3`).
+    #[error("{0} does not exist")]
+    LayerNotFound(String),
     #[error("alias {alias} of service {service} already exists")]
     AliasAlreadyExists { service: String, alias: String },
     #[error("additionalVersionWeight {weights} should not contain major version {major}")]
@@ -289,6 +293,7 @@ impl FcError {
             FcError::FunctionNotFound { .. } => "FunctionNotFound",
             FcError::VersionNotFound { .. } => "VersionNotFound",
             FcError::AliasNotFound { .. } => "AliasNotFound",
+            FcError::LayerNotFound(_) => "LayerNotFound",
             FcError::AliasAlreadyExists { .. } => "AliasAlreadyExists",
             FcError::AdditionalVersionContainsMajorVersion { .. } => {
                 "AdditionalVersionContainsMajorVersion"
@@ -418,6 +423,7 @@ impl FcError {
             | FcError::FunctionNotFound { .. }
             | FcError::VersionNotFound { .. }
             | FcError::AliasNotFound { .. }
+            | FcError::LayerNotFound(_)
             | FcError::OnDemandConfigNotFound { .. }
             | FcError::VpcBindingNotFound { .. }
             | FcError::TriggerNotFound { .. }

@@ -9,6 +9,7 @@ pub mod configs;
 pub mod domains;
 pub mod error;
 pub mod fc3;
+pub mod layers;
 pub mod limits;
 pub mod model;
 pub mod names;

@@ -30,6 +30,7 @@
 //! | ListCustomDomains, CreateCustomDomain / Get-, Update-, DeleteCustomDomain | `custom-domains/*` / `custom-domains/{d}` |
 //! | CreateVpcBinding, DeleteVpcBinding, ListVpcBindings | `services/{s}` (a binding is a property of the service) |
 //! | TagResource, UntagResource, GetResourceTags, ListTaggedResources; GetAccountSettings | `*` (the tagged resource travels in the body or query, which the decision does not read: a grant on `*` is needed) |
+//! | ListLayers; ListLayerVersions, CreateLayerVersion; GetLayerVersion, DeleteLayerVersion; PutLayerACL | `layers/*`; `layers/{l}/versions/*`; `layers/{l}/versions/{v}`; `layers/{l}` |
 //!
 //! Operations that take no qualifier name the service without one: their handlers refuse a
 //! `svc.q` segment, so nothing is ever done to the qualified name.
@@ -178,6 +179,10 @@ const DOMAINS: Resource = res("custom-domains/*", Never);
 const DOMAIN: Resource = res("custom-domains/{domain}", Never);
 /// Operations whose resource is not in the path (tags) or is the account (its settings).
 const ANY: Resource = res("*", Never);
+const LAYERS: Resource = res("layers/*", Never);
+const LAYER: Resource = res("layers/{layer}", Never);
+const LAYER_VERSIONS: Resource = res("layers/{layer}/versions/*", Never);
+const LAYER_VERSION: Resource = res("layers/{layer}/versions/{version}", Never);
 
 /// Every FC route (below the version prefix), with its operations by method. The patterns
 /// are `fcd-api`'s router's, plus the trigger and custom-domain routes.
@@ -361,6 +366,22 @@ const ROUTES: &[(&str, Methods)] = &[
         "/account-settings",
         &[("GET", "fc:GetAccountSettings", ANY)],
     ),
+    ("/layers", &[("GET", "fc:ListLayers", LAYERS)]),
+    (
+        "/layers/{layer}/versions",
+        &[
+            ("GET", "fc:ListLayerVersions", LAYER_VERSIONS),
+            ("POST", "fc:CreateLayerVersion", LAYER_VERSIONS),
+        ],
+    ),
+    (
+        "/layers/{layer}/versions/{version}",
+        &[
+            ("GET", "fc:GetLayerVersion", LAYER_VERSION),
+            ("DELETE", "fc:DeleteLayerVersion", LAYER_VERSION),
+        ],
+    ),
+    ("/layers/{layer}/acl", &[("PUT", "fc:PutLayerACL", LAYER)]),
 ];
 
 /// The table as a matcher; `None` only if a pattern were invalid, which the tests rule out

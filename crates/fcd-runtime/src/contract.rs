@@ -43,7 +43,18 @@ pub(crate) fn instance_env(
     } else {
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())
     };
+    // Layers: at `/opt` in a jail; without one, wherever their merged tree is on the host.
+    let opt = spec.layers.as_ref().map(|l| {
+        if at.jailed {
+            "/opt".to_owned()
+        } else {
+            l.dir.display().to_string()
+        }
+    });
     let mut path = format!("{code}:{code}/bin");
+    if let Some(opt) = &opt {
+        path.push_str(&format!(":{opt}:{opt}/bin"));
+    }
     for d in at.path_dirs {
         path.push(':');
         path.push_str(d);
@@ -57,10 +68,19 @@ pub(crate) fn instance_env(
         ("TZ".to_owned(), "UTC".to_owned()),
         (
             "LD_LIBRARY_PATH".to_owned(),
-            format!("{code}:{code}/lib:/usr/local/lib"),
+            match &opt {
+                Some(opt) => format!("{code}:{code}/lib:/usr/local/lib:{opt}/lib"),
+                None => format!("{code}:{code}/lib:/usr/local/lib"),
+            },
         ),
         ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
-        ("NODE_PATH".to_owned(), format!("{code}/node_modules")),
+        (
+            "NODE_PATH".to_owned(),
+            match &opt {
+                Some(opt) => format!("{code}/node_modules:{opt}/nodejs/node_modules"),
+                None => format!("{code}/node_modules"),
+            },
+        ),
         ("FC_FUNC_CODE_PATH".to_owned(), code.clone()),
         ("FC_ACCOUNT_ID".to_owned(), spec.account_id.clone()),
         ("FC_REGION".to_owned(), cfg.region.clone()),
@@ -89,6 +109,13 @@ pub(crate) fn instance_env(
     }
     if let Some(addr) = at.host_addr {
         env.push(("FCD_HOST_ADDR".to_owned(), addr.to_string()));
+    }
+    if let Some(opt) = opt {
+        // FC's Python path for layers (its bootstrap adds the versioned site-packages too, as
+        // fcd's does); a custom runtime's Python finds layer modules through it.
+        env.push(("PYTHONPATH".to_owned(), format!("{opt}/python")));
+        // Where fcd's bootstraps look for layers instead of `/opt` (outside a jail).
+        env.push(("FCD_LAYERS_DIR".to_owned(), opt));
     }
     env.extend(credential_env(f, at.credentials));
     for (k, v) in &f.environment_variables {
@@ -217,6 +244,7 @@ mod tests {
             log_store: String::new(),
             function: testkit::function(serde_json::json!({})),
             code_dir: "/code".into(),
+            layers: None,
             internet_access: false,
             version_id: None,
             limit: crate::InstanceLimit::Unlimited,
@@ -226,6 +254,113 @@ mod tests {
         };
         assert_eq!(shown_service_name(&spec("~fn")), "");
         assert_eq!(shown_service_name(&spec("svc")), "svc");
+    }
+
+    #[test]
+    fn layers_are_on_the_paths_at_opt_jailed_and_where_they_are_otherwise() {
+        use super::{Placed, instance_env};
+        use crate::{FunctionSpec, InstanceLimit, LayerTree, NetworkMode, RuntimeConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RuntimeConfig {
+            region: "cn-test".into(),
+            network: NetworkMode::Host,
+            runtimes: crate::Registry::detect(&crate::RuntimeOptions {
+                python: "/nonexistent/python3".into(),
+                node: "/nonexistent/node".into(),
+                dir: dir.path().to_path_buf(),
+            }),
+            start_timeout: std::time::Duration::from_secs(1),
+            max_instances: 1,
+            max_memory_mb: 128,
+            idle_timeout: std::time::Duration::from_secs(1),
+            jail: None,
+            jail_unavailable: None,
+            egress: None,
+            egress_unavailable: None,
+            prewarm: 0,
+            code_store: None,
+        };
+        let mut spec = FunctionSpec {
+            account_id: "acc".into(),
+            service_name: "s".into(),
+            log_project: String::new(),
+            log_store: String::new(),
+            function: testkit::function(
+                serde_json::json!({"environmentVariables": {"PYTHONPATH": "/mine"}}),
+            ),
+            code_dir: "/data/code/abc".into(),
+            layers: None,
+            internet_access: true,
+            version_id: None,
+            limit: InstanceLimit::Unlimited,
+            revision: "r".into(),
+            generation: 0,
+            credentials: None,
+        };
+        let env = |spec: &FunctionSpec, jailed: bool| {
+            let code = if jailed { "/code" } else { "/data/code/abc" };
+            let vars = instance_env(
+                &cfg,
+                spec,
+                &Placed {
+                    id: "i",
+                    port: 9000,
+                    qualifier: "LATEST",
+                    code_root: std::path::Path::new(code),
+                    jailed,
+                    path_dirs: &[],
+                    host_addr: None,
+                    credentials: None,
+                },
+            );
+            // The last value of a name is the one the process gets.
+            move |name: &str| {
+                vars.iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        // Without layers nothing points anywhere near them.
+        let plain = env(&spec, true);
+        assert_eq!(plain("FCD_LAYERS_DIR"), None);
+        assert_eq!(plain("NODE_PATH").as_deref(), Some("/code/node_modules"));
+        assert!(!plain("PATH").unwrap().contains("/opt"));
+
+        spec.layers = Some(LayerTree {
+            digests: vec!["l1".into()],
+            dir: "/data/code/.layers/x".into(),
+        });
+        let jailed = env(&spec, true);
+        assert_eq!(jailed("FCD_LAYERS_DIR").as_deref(), Some("/opt"));
+        assert_eq!(
+            jailed("NODE_PATH").as_deref(),
+            Some("/code/node_modules:/opt/nodejs/node_modules")
+        );
+        assert!(
+            jailed("PATH")
+                .unwrap()
+                .starts_with("/code:/code/bin:/opt:/opt/bin:")
+        );
+        assert!(jailed("LD_LIBRARY_PATH").unwrap().ends_with(":/opt/lib"));
+        // The function's own variables still win.
+        assert_eq!(jailed("PYTHONPATH").as_deref(), Some("/mine"));
+
+        let unjailed = env(&spec, false);
+        let opt = "/data/code/.layers/x";
+        assert_eq!(unjailed("FCD_LAYERS_DIR").as_deref(), Some(opt));
+        assert_eq!(
+            unjailed("NODE_PATH"),
+            Some(format!(
+                "/data/code/abc/node_modules:{opt}/nodejs/node_modules"
+            ))
+        );
+        assert!(unjailed("PATH").unwrap().contains(&format!(":{opt}/bin:")));
+        spec.function.environment_variables.clear();
+        assert_eq!(
+            env(&spec, false)("PYTHONPATH"),
+            Some(format!("{opt}/python"))
+        );
     }
 
     #[test]

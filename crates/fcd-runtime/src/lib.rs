@@ -98,6 +98,8 @@ pub struct FunctionSpec {
     pub function: Function,
     /// The extracted code package.
     pub code_dir: PathBuf,
+    /// The function's layers, shown read-only at `/opt`; `None` without layers.
+    pub layers: Option<LayerTree>,
     /// The service's `internetAccess`: whether instances get outbound network.
     pub internet_access: bool,
     /// The service version that runs (`None` for LATEST). Instances are kept per version.
@@ -114,6 +116,19 @@ pub struct FunctionSpec {
     /// Where the temporary credentials of the service's role come from; `None` when the service
     /// has no role (its instances then get no credentials, and nothing is asked per call).
     pub credentials: Option<Arc<dyn CredentialSource>>,
+}
+
+/// A function's layers as its instances see them: one tree, the layers merged (see
+/// `fcd_store::code::CodeStore::ensure_layers`). Jailed, it is mounted read-only at `/opt`;
+/// without a jail the instance is pointed at it through its environment (`FCD_LAYERS_DIR`,
+/// `PYTHONPATH`, `NODE_PATH`, `PATH`, `LD_LIBRARY_PATH`), see `contract`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerTree {
+    /// The layers' package digests in the function's order (kept from collection while an
+    /// instance runs on them).
+    pub digests: Vec<String>,
+    /// The merged tree on the host.
+    pub dir: PathBuf,
 }
 
 /// A function's own instance limit, from its on-demand config (`maximumInstanceCount`).
@@ -529,12 +544,15 @@ impl InstanceManager {
         {
             return p;
         }
-        let fresh = Arc::new(Pool::new(
-            spec.revision.clone(),
-            spec.code_dir.clone(),
-            spec.generation,
-            spec.function.instance_concurrency,
-        ));
+        let fresh = Arc::new(
+            Pool::new(
+                spec.revision.clone(),
+                spec.code_dir.clone(),
+                spec.generation,
+                spec.function.instance_concurrency,
+            )
+            .with_layers(spec.layers.as_ref().map(|l| l.digests.clone())),
+        );
         let old = match self.pools.write() {
             Ok(mut m) => match m.get(&key) {
                 Some(p) if usable(p) => return p.clone(),
@@ -967,15 +985,21 @@ impl InstanceManager {
             .collect()
     }
 
-    /// The code packages (their directories' names: the digests) that this node's pools run,
+    /// The code packages (their directories' names: the digests), and layers, that this node's
+    /// pools run,
     /// so that collecting unreferenced packages never removes one under a live instance
     /// (`None` when that cannot be known: then nothing may be collected).
     pub fn code_in_use(&self) -> Option<std::collections::HashSet<String>> {
         let m = self.pools.read().ok()?;
         Some(
             m.values()
-                .filter_map(|p| p.code_dir.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
+                .flat_map(|p| {
+                    p.code_dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .into_iter()
+                        .chain(p.layer_digests.iter().cloned())
+                })
                 .collect(),
         )
     }
@@ -1048,7 +1072,7 @@ impl InstanceManager {
             "hostAddr": cfg.egress.as_ref().map(|e| e.host_addr().to_string()),
             "jailed": jail.is_some(),
             "filesystem": if jail.is_some() {
-                "allow-list: system trees and the runtime read-only, code read-only at /code, a private /tmp"
+                "allow-list: system trees and the runtime read-only, code read-only at /code, layers read-only at /opt, a private /tmp"
             } else {
                 "host"
             },

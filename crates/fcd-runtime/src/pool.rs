@@ -31,6 +31,8 @@ pub(crate) struct Pool {
     pub(crate) revision: String,
     /// The extracted code package its instances run (kept from collection while they live).
     pub(crate) code_dir: std::path::PathBuf,
+    /// The layer packages its instances run (kept likewise).
+    pub(crate) layer_digests: Vec<String>,
     /// The generation of the spec the pool was made for (see `FunctionSpec::generation`).
     pub(crate) generation: u64,
     capacity: u32,
@@ -98,6 +100,7 @@ impl Pool {
         Pool {
             revision,
             code_dir,
+            layer_digests: Vec::new(),
             generation,
             capacity: capacity.max(1),
             state: Mutex::new(State::default()),
@@ -107,6 +110,12 @@ impl Pool {
             max_instances: AtomicU32::new(u32::MAX),
             provisioned_target: AtomicU32::new(0),
         }
+    }
+
+    /// The pool of a function with layers.
+    pub(crate) fn with_layers(mut self, digests: Option<Vec<String>>) -> Pool {
+        self.layer_digests = digests.unwrap_or_default();
+        self
     }
 
     fn reserve_slot(&self, inst: &Arc<Instance>) -> bool {

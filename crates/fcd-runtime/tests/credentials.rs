@@ -217,6 +217,7 @@ fn spec(
         log_store: String::new(),
         function,
         code_dir: code.to_path_buf(),
+        layers: None,
         internet_access: false,
         version_id: None,
         limit: InstanceLimit::Unlimited,

@@ -16,8 +16,12 @@
 //! In a cluster the local directory is a cache of [`SharedPackages`] (every node's packages in
 //! one place, [`crate::PgPackages`]): a put stores the shared copy before it returns, and a
 //! package missing locally is fetched from there, checked against its digest, and stored as if
-//! it had been put here. [`CodeStore::collect`] removes what no function or version references
-//! any more — the store only grew before.
+//! it had been put here.
+//!
+//! Layers are packages like any other; a function with several gets one merged, read-only tree
+//! per distinct list of layers under `.layers/` ([`CodeStore::ensure_layers`]), removed when
+//! one of its layers is collected. [`CodeStore::collect`] removes what no function or version
+//! references any more — the store only grew before.
 
 use std::collections::HashSet;
 use std::fs;
@@ -235,6 +239,71 @@ impl CodeStore {
         Ok(dir)
     }
 
+    /// The tree an instance sees at `/opt` for layers `digests` (a function's `layers` in
+    /// order; `None` without layers): one layer's extracted tree as it is, several merged once
+    /// per distinct list into `.layers/<id>/` — from the last to the first, so a lower index
+    /// overwrites same-named files, as FC merges them. The merged tree is read-only like
+    /// every extracted tree, its files hard links into the layers' trees where possible, and
+    /// a sidecar `.layers/<id>.digests` names its layers for [`CodeStore::collect`].
+    pub async fn ensure_layers(&self, digests: &[String]) -> Result<Option<PathBuf>, CodeError> {
+        let mut trees = Vec::with_capacity(digests.len());
+        for d in digests {
+            trees.push(self.ensure_extracted(d).await?);
+        }
+        if trees.len() <= 1 {
+            return Ok(trees.pop());
+        }
+        let id = hex::encode(Sha256::digest(digests.join("\n").as_bytes()));
+        let dir = self.layers_root().join(&id);
+        if dir.is_dir() {
+            return Ok(Some(dir));
+        }
+        let this = self.clone();
+        let listed = digests.join("\n");
+        tokio::task::spawn_blocking(move || this.merge_blocking(&id, &trees, &listed))
+            .await
+            .map_err(|e| CodeError::Io(io::Error::other(e)))??;
+        Ok(Some(dir))
+    }
+
+    fn layers_root(&self) -> PathBuf {
+        self.root.join(".layers")
+    }
+
+    fn merge_blocking(&self, id: &str, trees: &[PathBuf], listed: &str) -> Result<(), CodeError> {
+        let root = self.layers_root();
+        fs::create_dir_all(&root)?;
+        let dir = root.join(id);
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = root.join(format!(".tmp-{id}-{}-{n}", std::process::id()));
+        let built = (|| {
+            fs::create_dir(&tmp)?;
+            for tree in trees.iter().rev() {
+                merge_into(tree, &tmp)?;
+            }
+            links_stay_inside(&tmp)?;
+            make_read_only(&tmp)?;
+            // The sidecar first: a tree under its real name always has one.
+            fs::write(root.join(format!("{id}.digests")), listed)?;
+            Ok::<_, CodeError>(())
+        })();
+        if let Err(e) = built {
+            remove_tree(&tmp);
+            return Err(e);
+        }
+        if fs::rename(&tmp, &dir).is_err() {
+            // Another start merged the same layers first; theirs is as good as ours.
+            remove_tree(&tmp);
+            if !dir.is_dir() {
+                return Err(CodeError::Io(io::Error::other(
+                    "could not move merged layers into place",
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The original zip (GetFunctionCode), fetched from the shared store if this node has none.
     pub async fn ensure_zip(&self, digest: &str) -> Result<PathBuf, CodeError> {
         let zip_path = self.zip_path(digest);
@@ -350,7 +419,40 @@ impl CodeStore {
             removed.push(digest);
         }
         removed.sort();
+        self.collect_merged(keep, &old)?;
         Ok(removed)
+    }
+
+    /// Removes merged layer trees (see [`CodeStore::ensure_layers`]) one of whose layers is
+    /// no longer kept, once older than the grace period, and temporary merges a crash left.
+    fn collect_merged(
+        &self,
+        keep: &HashSet<String>,
+        old: &dyn Fn(&Path) -> bool,
+    ) -> io::Result<()> {
+        let root = self.layers_root();
+        let Ok(entries) = fs::read_dir(&root) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                if old(&entry.path()) {
+                    remove_tree(&entry.path());
+                }
+                continue;
+            }
+            let Some(id) = name.strip_suffix(".digests") else {
+                continue;
+            };
+            let listed = fs::read_to_string(entry.path())?;
+            let dir = root.join(id);
+            if listed.lines().any(|d| !keep.contains(d)) && (!dir.exists() || old(&dir)) {
+                remove_tree(&dir);
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     fn temp_path(&self, digest: &str) -> PathBuf {
@@ -406,6 +508,70 @@ fn make_read_only(path: &Path) -> io::Result<()> {
         let mode = meta.permissions().mode() & 0o555;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
     }
+}
+
+/// Copies the tree `src` over `dst` (an existing directory being built): an entry of `src`
+/// replaces whatever `dst` has under its name, except that two directories merge. Files are
+/// hard links where the filesystem allows. Nothing is ever written through a link of `dst`:
+/// a link in the way is replaced, not followed.
+fn merge_into(src: &Path, dst: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let kind = entry.file_type()?;
+        let existing = fs::symlink_metadata(&to).ok();
+        if kind.is_dir() {
+            match existing {
+                Some(m) if m.is_dir() => {}
+                Some(_) => {
+                    fs::remove_file(&to)?;
+                    fs::create_dir(&to)?;
+                }
+                None => fs::create_dir(&to)?,
+            }
+            merge_into(&from, &to)?;
+            continue;
+        }
+        match existing {
+            Some(m) if m.is_dir() => remove_tree(&to),
+            Some(_) => fs::remove_file(&to)?,
+            None => {}
+        }
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Each package's links were checked alone; merged, a chain across layers is checked again.
+fn links_stay_inside(root: &Path) -> Result<(), CodeError> {
+    let real_root = fs::canonicalize(root)?;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_symlink()
+                && let Ok(real) = fs::canonicalize(entry.path())
+                && !real.starts_with(&real_root)
+            {
+                let path = entry.path();
+                return Err(CodeError::UnsafeEntry(
+                    path.strip_prefix(root)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Lexically normalises `path` relative to the package root; `None` if it climbs out.
@@ -580,6 +746,100 @@ mod tests {
                 .unwrap()
                 .join("index.py")
                 .is_file()
+        );
+    }
+
+    #[tokio::test]
+    async fn layers_merge_with_the_first_winning_and_go_when_a_layer_goes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().to_path_buf()).unwrap();
+        let first = zip_of(&[
+            ("python/a.py", b"A = 1", 0o644),
+            ("shared.txt", b"from first", 0o644),
+            ("replaced", b"a file now", 0o644),
+        ]);
+        let second = zip_of(&[
+            ("python/b.py", b"B = 2", 0o644),
+            ("shared.txt", b"from second", 0o644),
+            ("bin/tool", b"#!/bin/sh", 0o755),
+            ("replaced/inner", b"was a directory", 0o644),
+        ]);
+        let a = store.put_base64(&b64(&first)).await.unwrap().digest;
+        let b = store.put_base64(&b64(&second)).await.unwrap().digest;
+        assert_eq!(store.ensure_layers(&[]).await.unwrap(), None);
+        // One layer is its own tree.
+        assert_eq!(
+            store.ensure_layers(std::slice::from_ref(&a)).await.unwrap(),
+            Some(store.dir(&a))
+        );
+        let both = [a.clone(), b.clone()];
+        let merged = store.ensure_layers(&both).await.unwrap().unwrap();
+        assert!(merged.starts_with(dir.path().join(".layers")));
+        assert_eq!(fs::read(merged.join("shared.txt")).unwrap(), b"from first");
+        assert_eq!(fs::read(merged.join("replaced")).unwrap(), b"a file now");
+        assert_eq!(fs::read(merged.join("python/a.py")).unwrap(), b"A = 1");
+        assert_eq!(fs::read(merged.join("python/b.py")).unwrap(), b"B = 2");
+        for (p, want) in [
+            (merged.clone(), 0o555),
+            (merged.join("python"), 0o555),
+            (merged.join("bin/tool"), 0o555),
+            (merged.join("shared.txt"), 0o444),
+        ] {
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, want, "{}", p.display());
+        }
+        // The other order is another tree.
+        let reversed = store
+            .ensure_layers(&[b.clone(), a.clone()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(reversed, merged);
+        assert_eq!(
+            fs::read(reversed.join("shared.txt")).unwrap(),
+            b"from second"
+        );
+        assert_eq!(store.ensure_layers(&both).await.unwrap().unwrap(), merged);
+
+        // While both layers are kept, so are the merged trees; once one goes, they go too.
+        let keep: HashSet<String> = both.iter().cloned().collect();
+        store
+            .collect(&keep, &HashSet::new(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(merged.is_dir() && reversed.is_dir());
+        let keep: HashSet<String> = [a.clone()].into_iter().collect();
+        let report = store
+            .collect(&keep, &HashSet::new(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(report.local, std::slice::from_ref(&b));
+        assert!(!merged.exists() && !reversed.exists());
+        assert!(store.dir(&a).is_dir());
+    }
+
+    #[tokio::test]
+    async fn merged_layers_refuse_a_link_chain_out_of_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().to_path_buf()).unwrap();
+        // Alone each is harmless (`x` leads nowhere in its own package); merged, `x` climbs
+        // through the other layer's `a/b/up` out of the tree.
+        let link = SimpleFileOptions::default().unix_permissions(0o777);
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.add_directory("a/b/", SimpleFileOptions::default())
+            .unwrap();
+        w.add_symlink("a/b/up", "../..", link).unwrap();
+        let first = w.finish().unwrap().into_inner();
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.add_symlink("x", "a/b/up/../..", link).unwrap();
+        let second = w.finish().unwrap().into_inner();
+        let a = store.put_base64(&b64(&first)).await.unwrap().digest;
+        let b = store.put_base64(&b64(&second)).await.unwrap().digest;
+        let merged = store.ensure_layers(&[a, b]).await;
+        assert!(
+            matches!(merged, Err(CodeError::UnsafeEntry(_))),
+            "{merged:?}"
         );
     }
 

@@ -11,6 +11,7 @@
 pub mod code;
 pub mod concurrency;
 pub mod iam;
+pub mod layers;
 pub mod migrate;
 mod postgres;
 mod sql;
@@ -157,13 +158,15 @@ impl From<serde_json::Error> for StoreError {
 
 /// Metadata of services and functions, per account; RAM state ([`iam::IamStore`]),
 /// triggers and custom domains ([`triggers::TriggerStore`]), tags and VPC bindings
-/// ([`tags::TagStore`]) and FC 3.0 concurrency configs ([`concurrency::ConcurrencyStore`])
+/// ([`tags::TagStore`]), layer versions ([`layers::LayerStore`]) and FC 3.0 concurrency configs
+/// ([`concurrency::ConcurrencyStore`])
 /// live next to it in the same store.
 #[async_trait]
 pub trait MetadataStore:
     iam::IamStore
     + triggers::TriggerStore
     + tags::TagStore
+    + layers::LayerStore
     + concurrency::ConcurrencyStore
     + Send
     + Sync
@@ -360,6 +363,7 @@ pub trait MetadataStore:
     async fn all_provision_configs(&self) -> Result<Vec<(String, ProvisionConfig)>, StoreError>;
 
     /// Every code digest that a function (LATEST) or a published version's snapshot
-    /// references: the packages the code collector must keep.
+    /// references, and every layer version's package (a deleted version's only while a
+    /// function or version names it): the packages the code collector must keep.
     async fn referenced_code(&self) -> Result<HashSet<String>, StoreError>;
 }

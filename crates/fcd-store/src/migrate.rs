@@ -47,6 +47,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_triggers_domains.sql"),
     ),
     (
+        6,
+        "layers",
+        include_str!("../migrations/sqlite/0006_layers.sql"),
+    ),
+    (
         7,
         "tags vpc bindings",
         include_str!("../migrations/sqlite/0007_tags_vpc.sql"),
@@ -68,6 +73,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "code packages",
         include_str!("../migrations/postgres/0002_code_packages.sql"),
+    ),
+    (
+        3,
+        "layers",
+        include_str!("../migrations/postgres/0003_layers.sql"),
     ),
     (
         4,

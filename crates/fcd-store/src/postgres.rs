@@ -99,6 +99,10 @@ mod triggers {
     include!("sql/triggers.rs");
 }
 
+mod layers {
+    include!("sql/layers.rs");
+}
+
 mod concurrency {
     include!("sql/concurrency.rs");
 }

@@ -1,5 +1,5 @@
 //! What the two SQL backends share beyond the SQL itself. The store's logic is written once, in
-//! `sql/metadata.rs`, `sql/iam.rs`, `sql/triggers.rs` and `sql/concurrency.rs`, which `sqlite.rs` and `postgres.rs`
+//! `sql/metadata.rs`, `sql/iam.rs`, `sql/triggers.rs`, `sql/layers.rs` and `sql/concurrency.rs`, which `sqlite.rs` and `postgres.rs`
 //! each `include!` into a submodule of their own after naming their database types
 //! (`Store`, `DbRow`, `Tx`) and how their transactions begin — sqlx's traits are generic over
 //! the database, but code written generically against them drowns in bounds, and the only

@@ -176,6 +176,7 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
         log_store: String::new(),
         function,
         code_dir: code,
+        layers: None,
         internet_access: false,
         version_id: None,
         limit: InstanceLimit::Unlimited,

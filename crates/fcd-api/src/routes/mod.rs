@@ -12,6 +12,7 @@ mod domains;
 mod functions;
 mod instances;
 mod invoke;
+mod layers;
 mod logs;
 mod services;
 mod status;
@@ -99,6 +100,16 @@ pub(crate) fn router(state: AppState) -> Router {
                 .put(domains::update)
                 .delete(domains::delete),
         )
+        .route("/layers", get(layers::list))
+        .route(
+            "/layers/{layer}/versions",
+            get(layers::list_versions).post(layers::create),
+        )
+        .route(
+            "/layers/{layer}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
+        .route("/layers/{layer}/acl", put(layers::put_acl))
         .route(
             "/services/{service}/functions/{function}/on-demand-config",
             put(configs::put_on_demand)

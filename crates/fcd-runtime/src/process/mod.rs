@@ -148,6 +148,8 @@ pub(crate) struct SpawnPlan {
     pub(crate) launch: ProcessLaunch,
     /// The function's code directory; `None` for a prewarmed jail, which gets it later.
     pub(crate) code_dir: Option<std::path::PathBuf>,
+    /// The function's merged layers, shown at `/opt` in a jail (never prewarmed).
+    pub(crate) layers_dir: Option<std::path::PathBuf>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) blank: Option<sandbox::BlankSetup>,
     /// Give the instance outbound network (the server's egress bridge).
@@ -222,6 +224,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         (Some(j), Some(uid)) => Some(sandbox::JailPlan {
             config: j.clone(),
             code_dir: plan.code_dir.clone(),
+            layers_dir: plan.layers_dir.clone(),
             mounts: plan.launch.mounts,
             uid: uid.uid(),
         }),
@@ -394,6 +397,18 @@ pub(crate) async fn start(
     let f = &spec.function;
     let port = instance_port(cfg, f.ca_port)?;
     let jailed = cfg.jail.is_some();
+    // Layers take the whole of `/opt` in a jail; an interpreter installed under `/opt` would
+    // have to be mounted inside that read-only tree. Said plainly rather than failing in the
+    // jail's set-up.
+    if jailed
+        && spec.layers.is_some()
+        && let Some(b) = launch.mounts.iter().find(|b| b.inside.starts_with("/opt"))
+    {
+        return Err(StartError::Spawn(format!(
+            "this function has layers, which are mounted at /opt, but the runtime's interpreter is installed under {}; install it elsewhere to use layers",
+            b.inside.display()
+        )));
+    }
     let code_root = if jailed {
         std::path::PathBuf::from("/code")
     } else {
@@ -428,6 +443,7 @@ pub(crate) async fn start(
                     memory_mb: f.memory_size,
                     launch,
                     code_dir: Some(spec.code_dir.clone()),
+                    layers_dir: spec.layers.as_ref().map(|l| l.dir.clone()),
                     env,
                     blank: None,
                     internet: internet(cfg, spec.internet_access),

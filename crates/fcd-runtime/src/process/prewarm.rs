@@ -151,6 +151,11 @@ impl Prewarm {
         {
             return None;
         }
+        // A blank jail's mounts are made before its function is known, and `/opt` is not
+        // among them: a function with layers starts afresh.
+        if spec.layers.is_some() {
+            return None;
+        }
         let key = Key::of(
             launch,
             f.memory_size,
@@ -258,6 +263,7 @@ impl Prewarm {
                 memory_mb,
                 launch,
                 code_dir: None,
+                layers_dir: None,
                 env,
                 blank: self
                     .store

@@ -129,6 +129,8 @@ pub(crate) struct JailPlan {
     pub(crate) config: JailConfig,
     /// The function's code, shown at `/code`; `None` for a prewarmed jail.
     pub(crate) code_dir: Option<PathBuf>,
+    /// The function's merged layers, shown at `/opt`; `None` without layers.
+    pub(crate) layers_dir: Option<PathBuf>,
     /// What the instance's runtime needs besides the system directories (its interpreter's
     /// prefix, its bootstrap), read-only.
     pub(crate) mounts: Vec<Bind>,
@@ -213,6 +215,7 @@ impl JailConfig {
         let plan = JailPlan {
             config: self.clone(),
             code_dir: self.rootfs.parent().map(|p| p.to_path_buf()),
+            layers_dir: None,
             mounts: Vec::new(),
             uid: lease.uid(),
         };
@@ -259,6 +262,7 @@ impl JailConfig {
     pub(crate) fn instance_binds(
         &self,
         code_dir: Option<&std::path::Path>,
+        layers_dir: Option<&std::path::Path>,
         mounts: &[Bind],
     ) -> Vec<Bind> {
         let mut b = self.binds.clone();
@@ -266,6 +270,13 @@ impl JailConfig {
             b.push(Bind {
                 host: code_dir.to_path_buf(),
                 inside: "/code".into(),
+                writable: false,
+            });
+        }
+        if let Some(layers_dir) = layers_dir {
+            b.push(Bind {
+                host: layers_dir.to_path_buf(),
+                inside: "/opt".into(),
                 writable: false,
             });
         }
@@ -472,9 +483,11 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         Some(ns) => Some(SocketFactory::for_netns(ns.try_clone()?)?),
         None => None,
     };
-    let binds = plan
-        .config
-        .instance_binds(plan.code_dir.as_deref(), &plan.mounts);
+    let binds = plan.config.instance_binds(
+        plan.code_dir.as_deref(),
+        plan.layers_dir.as_deref(),
+        &plan.mounts,
+    );
     let jail_spec = JailSpec {
         program: spec.program.display().to_string(),
         args: spec.args.clone(),

@@ -1696,6 +1696,7 @@ mod tests {
         spec.jail = Some(JailPlan {
             config: jail.clone(),
             code_dir: Some(code),
+            layers_dir: None,
             mounts: Vec::new(),
             uid: uid.uid(),
         });

@@ -20,6 +20,13 @@ use fcd_core::configs::{LATEST, ProvisionConfig};
 use fcd_core::limits::FUNCTIONS_PER_SERVICE_MAX;
 use fcd_core::versions::{Alias, VersionInfo};
 
+/// Only the `layers` of a stored function's body.
+#[derive(serde::Deserialize)]
+struct NamedLayers {
+    #[serde(default)]
+    layers: Vec<String>,
+}
+
 fn service_from_row(row: &DbRow) -> Result<StoredService, StoreError> {
     let body: String = row.try_get("body")?;
     Ok(StoredService {
@@ -981,20 +988,35 @@ impl MetadataStore for Store {
         // with neither its old nor its new digest.
         let mut tx = self.read_tx().await?;
         let mut digests = HashSet::new();
-        for row in sqlx::query("SELECT DISTINCT code_digest FROM functions")
+        // The layers each function and version names, with the account that owns them: a
+        // deleted layer version's package is kept while anything names it.
+        let mut layers: Vec<(String, Vec<String>)> = Vec::new();
+        for row in sqlx::query("SELECT account_id, code_digest, body FROM functions")
             .fetch_all(&mut *tx)
             .await?
         {
             digests.insert(row.try_get("code_digest")?);
+            let body: String = row.try_get("body")?;
+            let named: NamedLayers = serde_json::from_str(&body)?;
+            if !named.layers.is_empty() {
+                layers.push((row.try_get("account_id")?, named.layers));
+            }
         }
-        for row in sqlx::query("SELECT body FROM service_versions")
+        for row in sqlx::query("SELECT account_id, body FROM service_versions")
             .fetch_all(&mut *tx)
             .await?
         {
             let body: String = row.try_get("body")?;
             let snap: VersionSnapshot = serde_json::from_str(&body)?;
-            digests.extend(snap.functions.into_iter().map(|f| f.code_digest));
+            let account: String = row.try_get("account_id")?;
+            for f in snap.functions {
+                digests.insert(f.code_digest);
+                if !f.function.layers.is_empty() {
+                    layers.push((account.clone(), f.function.layers));
+                }
+            }
         }
+        digests.extend(super::layers::referenced_layer_code(&mut tx, &layers).await?);
         tx.commit().await?;
         Ok(digests)
     }

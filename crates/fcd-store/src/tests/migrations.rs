@@ -235,6 +235,7 @@ async fn nodes_starting_at_once_migrate_once_beside_other_layers() {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    // Every store step, then the other layer's.
     let mut want: Vec<i64> = crate::migrate::postgres_migrator()
         .iter()
         .map(|m| m.version)

@@ -7,6 +7,7 @@ mod availability;
 mod code;
 mod concurrency;
 mod iam;
+mod layers;
 mod metadata;
 mod migrations;
 mod tags;

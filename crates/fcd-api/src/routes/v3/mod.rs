@@ -20,6 +20,7 @@ mod domains;
 mod functions;
 mod instances;
 mod invoke;
+mod layers;
 mod regions;
 mod tags;
 mod triggers;
@@ -147,6 +148,17 @@ pub(crate) fn router() -> Router<AppState> {
             "/functions/{function}/vpc-bindings/{vpcId}",
             delete(vpc_bindings::delete),
         )
+        .route("/layers", get(layers::list))
+        .route(
+            "/layers/{layer}/versions",
+            get(layers::list_versions).post(layers::create),
+        )
+        .route(
+            "/layers/{layer}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
+        .route("/layers/{layer}/acl", put(layers::put_acl))
+        .route("/layerarn/{arn}", get(layers::get_by_arn))
 }
 
 /// The FC 3.0 operations fcd leaves out, by path; README lists them.

@@ -459,7 +459,9 @@ function prepareUserEnv() {
   if (userEnvReady) return;
   userEnvReady = true;
   installConsole();
-  const extra = ['/opt/nodejs/node' + RUNTIME_MAJOR + '/node_modules', '/opt/nodejs/node_modules']
+  // Layers are at /opt; an instance outside a jail is told where they are instead.
+  const opt = env.FCD_LAYERS_DIR || '/opt';
+  const extra = [opt + '/nodejs/node' + RUNTIME_MAJOR + '/node_modules', opt + '/nodejs/node_modules']
     .filter(function (d) { return fsModule.existsSync(d); });
   if (extra.length) {
     const current = env.NODE_PATH ? env.NODE_PATH.split(pathModule.delimiter).filter(Boolean) : [];

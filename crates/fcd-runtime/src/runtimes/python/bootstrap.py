@@ -97,7 +97,9 @@ def _setup_sys_path():
     # Drop the bootstrap's own directory (python put it at sys.path[0]);
     # the code dir goes first, then the layer dirs, then the rest.
     ver = "python%d.%d" % sys.version_info[:2]
-    layers = [p for p in ("/opt/python", "/opt/python/lib/" + ver + "/site-packages")
+    # Layers are at /opt; an instance outside a jail is told where they are instead.
+    opt = _env.get("FCD_LAYERS_DIR") or "/opt"
+    layers = [p for p in (opt + "/python", opt + "/python/lib/" + ver + "/site-packages")
               if os.path.isdir(p)]
     skip = set(layers)
     skip.update(("", here, code))
