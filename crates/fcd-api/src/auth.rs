@@ -331,8 +331,8 @@ pub(crate) fn verify_signed_body(
 }
 
 /// Whether `credential` may invoke `function` of `service` in `account` as `qualifier`
-/// (`fc:InvokeFunction` on its qualified ARN), decided as for InvokeFunction: root may, others
-/// by their policies.
+/// (`fc:InvokeFunction` on its ARN, [`invoke_resource`]), decided as for InvokeFunction: root
+/// may, others by their policies.
 pub(crate) async fn authorize_invoke(
     state: &AppState,
     extensions: &http::Extensions,
@@ -355,13 +355,25 @@ pub(crate) async fn authorize_invoke(
     let arn = fcd_iam::fc::arn(
         state.iam.region(),
         account,
-        &format!("services/{service}.{qualifier}/functions/{function}"),
+        &invoke_resource(service, qualifier, function),
     );
     let ctx = crate::rpc::auth_context(extensions);
     state
         .iam
         .authorize_credential(credential, "fc:InvokeFunction", &arn, &ctx)
         .await
+}
+
+/// The resource InvokeFunction names for a stored (service, function): a native FC 3.0
+/// function (kept in its hidden service, `fcd_core::fc3`) is `functions/{f}`, as the 3.0 API
+/// names it — 3.0 resources carry no qualifier ([`fcd_iam::fc`]) —; a 2.0 function is
+/// `services/{s}.{q}/functions/{f}`.
+fn invoke_resource(service: &str, qualifier: &str, function: &str) -> String {
+    if fcd_core::fc3::is_hidden_service(service) {
+        format!("functions/{function}")
+    } else {
+        format!("services/{service}.{qualifier}/functions/{function}")
+    }
 }
 
 /// The body, within `limit` bytes and the body read timeout (see [`crate::frontdoor`]).
@@ -727,6 +739,22 @@ mod tests {
             assert_eq!(host_account(&host(none)), None, "{none}");
         }
         assert_eq!(host_account(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn invocations_name_the_resource_of_their_api_version() {
+        // What the API's InvokeFunction names for the same function (fcd_iam::fc).
+        let api =
+            |path: &str| fcd_iam::fc::operation("POST", path, Some("prod")).map(|o| o.resource);
+        assert_eq!(
+            Some(invoke_resource("svc", "prod", "f")),
+            api("/2021-04-06/services/svc/functions/f/invocations")
+        );
+        let hidden = fcd_core::fc3::hidden_service("f1");
+        assert_eq!(
+            Some(invoke_resource(&hidden, "prod", "f1")),
+            api("/2023-03-30/functions/f1/invocations")
+        );
     }
 
     #[test]
