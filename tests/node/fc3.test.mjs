@@ -373,7 +373,9 @@ describe('FC 3.0 Node SDK @alicloud/fc20230330', () => {
     assert.equal((await client.getTrigger(name, 'web')).body.httpTrigger.urlInternet, url);
     await rejectsWith(client.createTrigger(name, new fc3.CreateTriggerRequest({
       body: new fc3.CreateTriggerInput({
-        triggerName: 'web', triggerType: 'http', triggerConfig: JSON.stringify({ authType: 'anonymous' }),
+        triggerName: 'web',
+        triggerType: 'http',
+        triggerConfig: JSON.stringify({ authType: 'anonymous', methods: ['GET'] }),
       }),
     })), 'TriggerAlreadyExists', 409);
 
