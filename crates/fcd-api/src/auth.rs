@@ -1,4 +1,5 @@
-//! The outermost layer of every API request: request id, body buffering with FC's size limits,
+//! The outermost layer of every API request: request id (FC 3.0's `1-…` shape under
+//! `/2023-03-30`, a UUID elsewhere), body buffering with FC's size limits,
 //! authentication (signature, access key, security token), account resolution, authorization,
 //! and the rendering of errors.
 //!
@@ -7,17 +8,23 @@
 //! (listed in `SignedHeaders`, with `x-acs-accesskey-id` repeating the key) under ACS3, or
 //! `x-fc-security-token` (signed like every `x-fc-*` header) under the FC scheme.
 //!
-//! Authorization happens here, once, for every FC operation of both API versions, before any
-//! handler runs (so a refusal never depends on what exists): the root key may do everything;
-//! any other principal needs its policies to allow the operation's RAM action on its resource
-//! ARN ([`fcd_iam::fc::operation`]), with `acs:SourceIp` (the TCP peer), `acs:CurrentTime` and
+//! Authorization happens here, once, for every FC operation of every API version (2.0's
+//! `/2021-04-06` and `/2016-08-15`, 3.0's `/2023-03-30`), before any handler runs (so a
+//! refusal never depends on what exists): the root key may do everything; any other principal
+//! needs its policies to allow the operation's RAM action on its resource ARN
+//! ([`fcd_iam::fc::operation`]), with `acs:SourceIp` (the TCP peer), `acs:CurrentTime` and
 //! `acs:SecureTransport` (false: plain HTTP) as condition keys. `/status` is for the root key
 //! only. RAM and STS calls (`/`) decide their own permissions in the service layer.
+//!
+//! The account acted for is always the access key's; a request naming another one
+//! (`X-Fc-Account-Id`, or a numeric first `Host` label) is refused.
 //!
 //! Signatures cover the body (ACS3 hashes it; the FC scheme covers `Content-MD5`, checked
 //! against the body), so the body is read here once — after the signature over the head (with
 //! the body digest the client claims) has verified — and handed on as `Bytes`; handlers never
-//! read the wire themselves. The exception is a large synchronous invocation (over
+//! read the wire themselves. Digests are over the body's bytes as hyper delivers them, i.e.
+//! de-chunked: a `Transfer-Encoding: chunked` body (every Node SDK request with a body) needs
+//! no `Content-Length`. The exception is a large synchronous invocation (over
 //! [`STREAM_ABOVE`], or sent without a length): once the head is verified and the caller
 //! authorized, its body is passed on to the instance while it arrives
 //! ([`crate::frontdoor::stream_body`], found by the route in a [`StreamSlot`]), and its last
@@ -118,24 +125,52 @@ pub(crate) fn sign_error(e: SignError) -> FcError {
     }
 }
 
-/// Account selection (fc-api.md section 2.1): `X-Fc-Account-Id`, else the first label of `Host`
-/// when it names the key's account, else the key's account. A key only ever acts for its own
-/// account.
+/// Account selection (fc-api.md §2.1, fc3-api.md §1.1): the account is always the access
+/// key's. A request may also name one — `X-Fc-Account-Id` (2.0 SDKs, on request), or the first
+/// label of `Host` when it is all digits (`{accountId}.{region}.fc.aliyuncs.com`, the endpoint
+/// FC tools use, and the only place a 3.0 client names it) — and then it must be the key's own:
+/// a key only ever acts for its own account.
 fn resolve_account(
     headers: &HeaderMap,
     key_id: &str,
     principal: &Principal,
 ) -> Result<String, FcError> {
     let account = principal.account_id();
+    let refuse = |named: &str| {
+        FcError::AccessDenied(format!(
+            "access key '{key_id}' may not act for account '{named}'"
+        ))
+    };
     if let Some(v) = headers.get("x-fc-account-id") {
         let v = v.to_str().unwrap_or_default().trim();
         if !v.is_empty() && v != account {
-            return Err(FcError::AccessDenied(format!(
-                "access key '{key_id}' may not act for account '{v}'"
-            )));
+            return Err(refuse(v));
         }
     }
+    if let Some(named) = host_account(headers)
+        && named != account
+    {
+        return Err(refuse(named));
+    }
     Ok(account.to_owned())
+}
+
+/// The account a `Host` header names: its first label when that is all digits and the host
+/// is a name with more labels after it (`1234.cn-hangzhou.fc.aliyuncs.com`), never an IP
+/// address (`127.0.0.1:9000`'s `127` is no account).
+fn host_account(headers: &HeaderMap) -> Option<&str> {
+    let host = headers.get(http::header::HOST)?.to_str().ok()?.trim();
+    // A bracketed IPv6 literal has no labels; otherwise drop the port.
+    if host.starts_with('[') {
+        return None;
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _port)| name);
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return None;
+    }
+    let (first, rest) = name.split_once('.')?;
+    (!first.is_empty() && !rest.is_empty() && first.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(first)
 }
 
 fn bad_token(problem: TokenProblem, message: impl Into<String>) -> FcError {
@@ -296,8 +331,8 @@ pub(crate) fn verify_signed_body(
 }
 
 /// Whether `credential` may invoke `function` of `service` in `account` as `qualifier`
-/// (`fc:InvokeFunction` on its qualified ARN), decided as for InvokeFunction: root may, others
-/// by their policies.
+/// (`fc:InvokeFunction` on its ARN, [`invoke_resource`]), decided as for InvokeFunction: root
+/// may, others by their policies.
 pub(crate) async fn authorize_invoke(
     state: &AppState,
     extensions: &http::Extensions,
@@ -320,13 +355,25 @@ pub(crate) async fn authorize_invoke(
     let arn = fcd_iam::fc::arn(
         state.iam.region(),
         account,
-        &format!("services/{service}.{qualifier}/functions/{function}"),
+        &invoke_resource(service, qualifier, function),
     );
     let ctx = crate::rpc::auth_context(extensions);
     state
         .iam
         .authorize_credential(credential, "fc:InvokeFunction", &arn, &ctx)
         .await
+}
+
+/// The resource InvokeFunction names for a stored (service, function): a native FC 3.0
+/// function (kept in its hidden service, `fcd_core::fc3`) is `functions/{f}`, as the 3.0 API
+/// names it — 3.0 resources carry no qualifier ([`fcd_iam::fc`]) —; a 2.0 function is
+/// `services/{s}.{q}/functions/{f}`.
+fn invoke_resource(service: &str, qualifier: &str, function: &str) -> String {
+    if fcd_core::fc3::is_hidden_service(service) {
+        format!("functions/{function}")
+    } else {
+        format!("services/{service}.{qualifier}/functions/{function}")
+    }
 }
 
 /// The body, within `limit` bytes and the body read timeout (see [`crate::frontdoor`]).
@@ -338,10 +385,9 @@ pub(crate) async fn read_body(
     crate::frontdoor::read_body(body, limit, state.front_door.body_read_timeout()).await
 }
 
-/// A fresh request id (a version-4 UUID). Drawn from a per-thread generator seeded once from
-/// the OS, so the hot path makes no `getrandom` system call per request; ids need to be unique,
-/// not secret.
-pub fn new_request_id() -> String {
+/// 16 bytes from a per-thread generator seeded once from the OS, so the hot path makes no
+/// `getrandom` system call per request; request ids need to be unique, not secret.
+fn request_id_bytes() -> [u8; 16] {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<(u64, u64)> = Cell::new({
@@ -350,7 +396,7 @@ pub fn new_request_id() -> String {
         });
     }
     // xorshift128+: fast, and 2^128 - 1 states are plenty for request ids.
-    let bytes = STATE.with(|s| {
+    STATE.with(|s| {
         let mut out = [0u8; 16];
         for half in out.chunks_mut(8) {
             let (mut a, b) = s.get();
@@ -361,15 +407,61 @@ pub fn new_request_id() -> String {
             half.copy_from_slice(&r.to_le_bytes());
         }
         out
-    });
-    uuid::Builder::from_random_bytes(bytes)
+    })
+}
+
+/// A fresh FC 2.0 request id (a version-4 UUID), see [`request_id_bytes`].
+pub fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(request_id_bytes())
         .into_uuid()
         .to_string()
 }
 
+/// A fresh FC 3.0 request id, shaped as real FC 3.0's (`1-65bf56b2-1368aa6d-c7da7fa6a4d4`):
+/// `1-`, the Unix time in seconds as 8 hex digits, then 8 and 12 random hex digits. The
+/// clock read is a vDSO call, not a system call.
+pub fn new_fc3_request_id() -> String {
+    fc3_request_id_at(SystemTime::now(), request_id_bytes())
+}
+
+fn fc3_request_id_at(now: SystemTime, random: [u8; 16]) -> String {
+    use std::fmt::Write as _;
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut id = String::with_capacity(32);
+    // 8 hex digits hold Unix seconds until 2106; the low 32 bits keep the shape after that.
+    let _ = write!(id, "1-{:08x}-", secs as u32);
+    for b in &random[..4] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id.push('-');
+    for b in &random[4..10] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
+}
+
+/// Whether `path` is FC 3.0's API (`/2023-03-30/…`).
+fn is_fc3(path: &str) -> bool {
+    path.strip_prefix(fcd_iam::fc::V3_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The request id of a request to `path`: FC 3.0's shape under `/2023-03-30`, a UUID
+/// elsewhere (as FC 2.0 and the RAM/STS APIs answer).
+pub fn request_id_for(path: &str) -> String {
+    if is_fc3(path) {
+        new_fc3_request_id()
+    } else {
+        new_request_id()
+    }
+}
+
 /// Authenticates the request, then runs the route; renders any error as FC's error body.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let request_id = new_request_id();
+    let request_id = request_id_for(req.uri().path());
     // Errors of the RPC APIs take RPC's shape, with the endpoint as `HostId`.
     let rpc_host = is_rpc(req.uri().path()).then(|| {
         req.headers()
@@ -576,6 +668,93 @@ mod tests {
             ("x-acs-security-token", "no"),
         ]);
         assert_eq!(security_token(&fc, &h).unwrap(), Some("tok"));
+    }
+
+    #[test]
+    fn fc3_request_ids_have_fc3s_shape() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(0x65bf_56b2);
+        let mut random = [0u8; 16];
+        random[..10].copy_from_slice(&[0x13, 0x68, 0xaa, 0x6d, 0xc7, 0xda, 0x7f, 0xa6, 0xa4, 0xd4]);
+        assert_eq!(
+            fc3_request_id_at(at, random),
+            "1-65bf56b2-1368aa6d-c7da7fa6a4d4"
+        );
+        let id = new_fc3_request_id();
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(parts.len(), 4, "{id}");
+        assert_eq!(parts[0], "1");
+        assert_eq!(
+            parts[1..].iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 8, 12]
+        );
+        assert!(parts[1..].iter().all(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }));
+        let secs = u64::from_str_radix(parts[1], 16).unwrap();
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now.abs_diff(secs) < 5);
+        assert_ne!(new_fc3_request_id(), new_fc3_request_id());
+    }
+
+    #[test]
+    fn request_ids_follow_the_api_version() {
+        assert!(request_id_for("/2023-03-30/functions").starts_with("1-"));
+        assert!(request_id_for("/2023-03-30").starts_with("1-"));
+        for path in [
+            "/2021-04-06/services",
+            "/2016-08-15/services",
+            "/",
+            "/2023-03-300/x",
+        ] {
+            let id = request_id_for(path);
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{path}: {id}");
+        }
+    }
+
+    #[test]
+    fn a_numeric_first_host_label_names_the_account() {
+        let host = |h: &'static str| headers(&[("host", h)]);
+        assert_eq!(
+            host_account(&host("1234567890.cn-hangzhou.fc.aliyuncs.com")),
+            Some("1234567890")
+        );
+        assert_eq!(host_account(&host("1234.localhost:9000")), Some("1234"));
+        for none in [
+            "127.0.0.1:9000",
+            "127.0.0.1",
+            "10.1.2.3:80",
+            "[::1]:9000",
+            "localhost:9000",
+            "fcv3.cn-hangzhou.aliyuncs.com",
+            "12a4.cn-hangzhou.fc.aliyuncs.com",
+            "1234",
+            "1234:9000",
+            "1234.",
+            ".x",
+        ] {
+            assert_eq!(host_account(&host(none)), None, "{none}");
+        }
+        assert_eq!(host_account(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn invocations_name_the_resource_of_their_api_version() {
+        // What the API's InvokeFunction names for the same function (fcd_iam::fc).
+        let api =
+            |path: &str| fcd_iam::fc::operation("POST", path, Some("prod")).map(|o| o.resource);
+        assert_eq!(
+            Some(invoke_resource("svc", "prod", "f")),
+            api("/2021-04-06/services/svc/functions/f/invocations")
+        );
+        let hidden = fcd_core::fc3::hidden_service("f1");
+        assert_eq!(
+            Some(invoke_resource(&hidden, "prod", "f1")),
+            api("/2023-03-30/functions/f1/invocations")
+        );
     }
 
     #[test]

@@ -672,6 +672,603 @@ fn arns() {
     );
 }
 
+// ---- FC 3.0 -------------------------------------------------------------------------------
+
+/// Every 3.0 operation: (method, path below `/2023-03-30`, query qualifier, action, resource).
+const V3_TABLE: &[(&str, &str, Option<&str>, &str, &str)] = &[
+    (
+        "POST",
+        "/functions",
+        None,
+        "fc:CreateFunction",
+        "functions/*",
+    ),
+    ("GET", "/functions", None, "fc:ListFunctions", "functions/*"),
+    ("GET", "/functions/f", None, "fc:GetFunction", "functions/f"),
+    (
+        "GET",
+        "/functions/f",
+        Some("prod"),
+        "fc:GetFunction",
+        "functions/f",
+    ),
+    (
+        "PUT",
+        "/functions/f",
+        None,
+        "fc:UpdateFunction",
+        "functions/f",
+    ),
+    (
+        "DELETE",
+        "/functions/f",
+        None,
+        "fc:DeleteFunction",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/code",
+        Some("1"),
+        "fc:GetFunctionCode",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/f/invoke/disable",
+        None,
+        "fc:DisableFunctionInvocation",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/f/invoke/enable",
+        None,
+        "fc:EnableFunctionInvocation",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/f/invocations",
+        None,
+        "fc:InvokeFunction",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/f/invocations",
+        Some("prod"),
+        "fc:InvokeFunction",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/svc%24fn/invocations",
+        None,
+        "fc:InvokeFunction",
+        "functions/svc$fn",
+    ),
+    (
+        "POST",
+        "/functions/f/versions",
+        None,
+        "fc:PublishFunctionVersion",
+        "functions/f/versions/*",
+    ),
+    (
+        "GET",
+        "/functions/f/versions",
+        None,
+        "fc:ListFunctionVersions",
+        "functions/f/versions/*",
+    ),
+    (
+        "DELETE",
+        "/functions/f/versions/3",
+        None,
+        "fc:DeleteFunctionVersion",
+        "functions/f/versions/3",
+    ),
+    (
+        "POST",
+        "/functions/f/aliases",
+        None,
+        "fc:CreateAlias",
+        "functions/f/aliases/*",
+    ),
+    (
+        "GET",
+        "/functions/f/aliases",
+        None,
+        "fc:ListAliases",
+        "functions/f/aliases/*",
+    ),
+    (
+        "GET",
+        "/functions/f/aliases/prod",
+        None,
+        "fc:GetAlias",
+        "functions/f/aliases/prod",
+    ),
+    (
+        "PUT",
+        "/functions/f/aliases/prod",
+        None,
+        "fc:UpdateAlias",
+        "functions/f/aliases/prod",
+    ),
+    (
+        "DELETE",
+        "/functions/f/aliases/prod",
+        None,
+        "fc:DeleteAlias",
+        "functions/f/aliases/prod",
+    ),
+    (
+        "POST",
+        "/functions/f/triggers",
+        None,
+        "fc:CreateTrigger",
+        "functions/f/triggers/*",
+    ),
+    (
+        "GET",
+        "/functions/f/triggers",
+        None,
+        "fc:ListTriggers",
+        "functions/f/triggers/*",
+    ),
+    (
+        "GET",
+        "/functions/f/triggers/t",
+        None,
+        "fc:GetTrigger",
+        "functions/f/triggers/t",
+    ),
+    (
+        "PUT",
+        "/functions/f/triggers/t",
+        None,
+        "fc:UpdateTrigger",
+        "functions/f/triggers/t",
+    ),
+    (
+        "DELETE",
+        "/functions/f/triggers/t",
+        None,
+        "fc:DeleteTrigger",
+        "functions/f/triggers/t",
+    ),
+    (
+        "PUT",
+        "/functions/f/async-invoke-config",
+        Some("prod"),
+        "fc:PutAsyncInvokeConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/async-invoke-config",
+        None,
+        "fc:GetAsyncInvokeConfig",
+        "functions/f",
+    ),
+    (
+        "DELETE",
+        "/functions/f/async-invoke-config",
+        None,
+        "fc:DeleteAsyncInvokeConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/async-invoke-configs",
+        None,
+        "fc:ListAsyncInvokeConfigs",
+        "functions/*",
+    ),
+    (
+        "GET",
+        "/functions/f/async-tasks",
+        None,
+        "fc:ListAsyncTasks",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/async-tasks/task-1",
+        None,
+        "fc:GetAsyncTask",
+        "functions/f/async-tasks/task-1",
+    ),
+    (
+        "PUT",
+        "/functions/f/async-tasks/task-1/stop",
+        None,
+        "fc:StopAsyncTask",
+        "functions/f/async-tasks/task-1",
+    ),
+    (
+        "PUT",
+        "/functions/f/concurrency",
+        None,
+        "fc:PutConcurrencyConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/concurrency",
+        None,
+        "fc:GetConcurrencyConfig",
+        "functions/f",
+    ),
+    (
+        "DELETE",
+        "/functions/f/concurrency",
+        None,
+        "fc:DeleteConcurrencyConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/concurrency-configs",
+        None,
+        "fc:ListConcurrencyConfigs",
+        "functions/*",
+    ),
+    (
+        "PUT",
+        "/functions/f/provision-config",
+        Some("prod"),
+        "fc:PutProvisionConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/provision-config",
+        None,
+        "fc:GetProvisionConfig",
+        "functions/f",
+    ),
+    (
+        "DELETE",
+        "/functions/f/provision-config",
+        None,
+        "fc:DeleteProvisionConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/provision-configs",
+        None,
+        "fc:ListProvisionConfigs",
+        "functions/*",
+    ),
+    (
+        "PUT",
+        "/functions/f/scaling-config",
+        None,
+        "fc:PutScalingConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/scaling-config",
+        None,
+        "fc:GetScalingConfig",
+        "functions/f",
+    ),
+    (
+        "DELETE",
+        "/functions/f/scaling-config",
+        None,
+        "fc:DeleteScalingConfig",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/scaling-configs",
+        None,
+        "fc:ListScalingConfigs",
+        "functions/*",
+    ),
+    (
+        "GET",
+        "/functions/f/instances",
+        None,
+        "fc:ListInstances",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/f/vpc-bindings",
+        None,
+        "fc:CreateVpcBinding",
+        "functions/f",
+    ),
+    (
+        "GET",
+        "/functions/f/vpc-bindings",
+        None,
+        "fc:ListVpcBindings",
+        "functions/f",
+    ),
+    (
+        "DELETE",
+        "/functions/f/vpc-bindings/vpc-1",
+        None,
+        "fc:DeleteVpcBinding",
+        "functions/f",
+    ),
+    (
+        "POST",
+        "/functions/f/sessions",
+        None,
+        "fc:CreateSession",
+        "functions/f/sessions/*",
+    ),
+    (
+        "GET",
+        "/functions/f/sessions",
+        None,
+        "fc:ListSessions",
+        "functions/f/sessions/*",
+    ),
+    (
+        "GET",
+        "/functions/f/sessions/s1",
+        None,
+        "fc:GetSession",
+        "functions/f/sessions/s1",
+    ),
+    (
+        "PUT",
+        "/functions/f/sessions/s1",
+        None,
+        "fc:UpdateSession",
+        "functions/f/sessions/s1",
+    ),
+    (
+        "DELETE",
+        "/functions/f/sessions/s1",
+        None,
+        "fc:DeleteSession",
+        "functions/f/sessions/s1",
+    ),
+    (
+        "PUT",
+        "/functions/f/sessions/s1/pause",
+        None,
+        "fc:PauseSession",
+        "functions/f/sessions/s1",
+    ),
+    (
+        "PUT",
+        "/functions/f/sessions/s1/resume",
+        None,
+        "fc:ResumeSession",
+        "functions/f/sessions/s1",
+    ),
+    (
+        "POST",
+        "/functions/f/snapshots",
+        None,
+        "fc:CreateSnapshot",
+        "functions/f/snapshots/*",
+    ),
+    (
+        "GET",
+        "/functions/f/snapshots/snap",
+        None,
+        "fc:GetSnapshot",
+        "functions/f/snapshots/snap",
+    ),
+    (
+        "DELETE",
+        "/functions/f/snapshots/snap",
+        None,
+        "fc:DeleteSnapshot",
+        "functions/f/snapshots/snap",
+    ),
+    ("GET", "/snapshots", None, "fc:ListSnapshots", "functions/*"),
+    ("GET", "/layers", None, "fc:ListLayers", "layers/*"),
+    (
+        "POST",
+        "/layers/l/versions",
+        None,
+        "fc:CreateLayerVersion",
+        "layers/l/versions/*",
+    ),
+    (
+        "GET",
+        "/layers/l/versions",
+        None,
+        "fc:ListLayerVersions",
+        "layers/l/versions/*",
+    ),
+    (
+        "GET",
+        "/layers/l/versions/2",
+        None,
+        "fc:GetLayerVersion",
+        "layers/l/versions/2",
+    ),
+    (
+        "DELETE",
+        "/layers/l/versions/2",
+        None,
+        "fc:DeleteLayerVersion",
+        "layers/l/versions/2",
+    ),
+    ("PUT", "/layers/l/acl", None, "fc:PutLayerACL", "layers/l"),
+    (
+        "GET",
+        "/layerarn/acs%3Afc%3Acn-hangzhou%3A123%3Alayers%2Fl%2Fversions%2F1",
+        None,
+        "fc:GetLayerVersionByArn",
+        "layers/l/versions/1",
+    ),
+    (
+        "POST",
+        "/custom-domains",
+        None,
+        "fc:CreateCustomDomain",
+        "custom-domains/*",
+    ),
+    (
+        "GET",
+        "/custom-domains",
+        None,
+        "fc:ListCustomDomains",
+        "custom-domains/*",
+    ),
+    (
+        "GET",
+        "/custom-domains/a.example.com",
+        None,
+        "fc:GetCustomDomain",
+        "custom-domains/a.example.com",
+    ),
+    (
+        "PUT",
+        "/custom-domains/a.example.com",
+        None,
+        "fc:UpdateCustomDomain",
+        "custom-domains/a.example.com",
+    ),
+    (
+        "DELETE",
+        "/custom-domains/a.example.com",
+        None,
+        "fc:DeleteCustomDomain",
+        "custom-domains/a.example.com",
+    ),
+    ("POST", "/tags-v2", None, "fc:TagResources", "*"),
+    ("DELETE", "/tags-v2", None, "fc:UntagResources", "*"),
+    ("GET", "/tags-v2", None, "fc:ListTagResources", "*"),
+    ("GET", "/regions", None, "fc:DescribeRegions", "*"),
+    (
+        "PUT",
+        "/resource-groups",
+        None,
+        "fc:ChangeResourceGroup",
+        "*",
+    ),
+];
+
+#[test]
+fn every_v3_route() {
+    for (method, path, q, action, resource) in V3_TABLE {
+        let full = format!("{V3_PREFIX}{path}");
+        assert_eq!(
+            op(method, &full, *q),
+            Some((*action, resource.to_string())),
+            "{method} {full} qualifier={q:?}"
+        );
+    }
+}
+
+#[test]
+fn every_v3_table_route_is_tested() {
+    let mut count = 0;
+    for (pattern, methods) in V3_ROUTES {
+        for (method, action, _) in *methods {
+            count += 1;
+            assert!(
+                V3_TABLE
+                    .iter()
+                    .any(|(m, _, _, a, _)| m == method && a == action),
+                "{method} {pattern} ({action}) has no test"
+            );
+        }
+    }
+    // fc3-api.md §3: the Python client's 72 operations and the Node client's PutLayerACL.
+    assert_eq!(count, 73);
+}
+
+#[test]
+fn v3_actions_are_the_operation_names() {
+    // One action per operation, never shared between two routes.
+    let mut seen = std::collections::HashSet::new();
+    for (_, methods) in V3_ROUTES {
+        for (_, action, _) in *methods {
+            assert!(action.starts_with("fc:"), "{action}");
+            assert!(seen.insert(*action), "{action} appears twice");
+        }
+    }
+}
+
+#[test]
+fn v3_names_are_decoded_like_the_router() {
+    // The 3.0 SDKs encode `$` of a 2.0 function's 3.0 name, and any other reserved character.
+    assert_eq!(
+        op("GET", "/2023-03-30/functions/svc%24fn", None),
+        Some(("fc:GetFunction", "functions/svc$fn".into()))
+    );
+    assert_eq!(
+        op("GET", "/2023-03-30/functions/svc$fn", None),
+        Some(("fc:GetFunction", "functions/svc$fn".into()))
+    );
+    assert_eq!(
+        op("GET", "/2023-03-30/functions/%66%31/aliases/%70rod", None),
+        Some(("fc:GetAlias", "functions/f1/aliases/prod".into()))
+    );
+    // An encoded slash stays inside the segment: no route escapes into another resource.
+    assert_eq!(
+        op("GET", "/2023-03-30/functions/a%2Ftriggers%2Ft", None),
+        Some(("fc:GetFunction", "functions/a/triggers/t".into()))
+    );
+    assert_eq!(op("GET", "/2023-03-30/functions/%FF", None), None);
+}
+
+#[test]
+fn v3_layer_arns() {
+    let by_arn =
+        |encoded: &str| op("GET", &format!("/2023-03-30/layerarn/{encoded}"), None).map(|(_, r)| r);
+    // Lower-case escapes, and another account's (public) layer: checked as the layer's
+    // relative name under the caller's account.
+    assert_eq!(
+        by_arn("acs%3afc%3acn-shanghai%3a999%3alayers%2fPython310%2fversions%2f7"),
+        Some("layers/Python310/versions/7".into())
+    );
+    // Unencoded `:` is legal in a path segment; an unencoded `/` is another path.
+    assert_eq!(
+        by_arn("acs:fc:cn-hangzhou:123:layers%2Fl%2Fversions%2F1"),
+        Some("layers/l/versions/1".into())
+    );
+    assert_eq!(by_arn("acs:fc:cn-hangzhou:123:layers/l/versions/1"), None);
+    // Not a layer ARN: the handler refuses it; no grant on a named layer covers it.
+    for bad in [
+        "nonsense",
+        "acs%3Afc%3Ar%3Aa%3Afunctions%2Ff",
+        "acs%3Aoss%3Ar%3Aa%3Alayers%2Fl",
+    ] {
+        assert_eq!(by_arn(bad), Some("layers/?".into()), "{bad}");
+    }
+}
+
+#[test]
+fn v3_paths_are_not_2_0_paths() {
+    for (method, path) in [
+        ("GET", "/2023-03-30/services"),
+        ("GET", "/2023-03-30/services/s/functions/f"),
+        ("GET", "/2021-04-06/functions"),
+        ("GET", "/2021-04-06/functions/f"),
+        ("GET", "/2016-08-15/regions"),
+        ("GET", "/2023-03-30/on-demand-configs"),
+        ("GET", "/2023-03-30/functions/"),
+        ("GET", "/2023-03-30/functions/f/"),
+        ("GET", "/2023-03-30/functions/f/sessions/s1/other"),
+        ("POST", "/2023-03-30/functions/f"),
+        ("GET", "/2023-03-30/functions/f/invocations"),
+        ("PUT", "/2023-03-30/functions/f/async-tasks/t"),
+        ("GET", "/2023-03-30/tags"),
+        ("GET", "/2023-03-30"),
+    ] {
+        assert_eq!(op(method, path, None), None, "{method} {path}");
+    }
+}
+
 /// Percent-encodes any subset of a segment's characters.
 fn encode_some(segment: &str, mask: &[bool]) -> String {
     let mut out = String::new();
@@ -751,7 +1348,7 @@ mod against_axum {
     use proptest::prelude::*;
     use tower::ServiceExt as _;
 
-    use super::super::{ROUTES, route};
+    use super::super::{ROUTES, V3_PREFIX, V3_ROUTES, route};
 
     /// Answers with the decoded parameters in a header (HEAD responses lose their body),
     /// hex-encoded JSON so any text fits.
@@ -779,9 +1376,10 @@ mod against_axum {
         }
     }
 
-    static APP: LazyLock<Router> = LazyLock::new(|| {
+    /// A router of `routes`, each method of the table answered by [`echo`].
+    fn echo_router(routes: &[(&str, super::super::Methods)]) -> Router {
         let mut api = Router::new();
-        for (pattern, methods) in ROUTES {
+        for (pattern, methods) in routes {
             let mut mr: Option<axum::routing::MethodRouter> = None;
             for (m, _, _) in *methods {
                 mr = Some(match mr {
@@ -793,9 +1391,15 @@ mod against_axum {
                 api = api.route(pattern, mr);
             }
         }
+        api
+    }
+
+    static APP: LazyLock<Router> = LazyLock::new(|| {
+        let api = echo_router(ROUTES);
         Router::new()
             .nest("/2021-04-06", api.clone())
             .nest("/2016-08-15", api)
+            .nest(V3_PREFIX, echo_router(V3_ROUTES))
             .fallback(|| async { StatusCode::NOT_FOUND })
             .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
     });
@@ -854,6 +1458,19 @@ mod against_axum {
     }
 
     #[test]
+    fn v3_table_routes_agree() {
+        for (method, path, _, _, _) in super::V3_TABLE {
+            let full = format!("{V3_PREFIX}{path}");
+            assert_eq!(
+                ours(method, &full),
+                axum_params(method, &full),
+                "{method} {full}"
+            );
+            assert!(ours(method, &full).is_some());
+        }
+    }
+
+    #[test]
     fn edge_cases_agree() {
         for path in [
             "/2021-04-06/services/secre%74/functions/f",
@@ -872,6 +1489,19 @@ mod against_axum {
             "/2021-04-06/on-demand-configs",
             "/2021-04-06/on-demand-configs/",
             "/2021-04-06/Services",
+            "/2023-03-30/functions/svc%24fn",
+            "/2023-03-30/functions/svc$fn/invocations",
+            "/2023-03-30/functions/a%2Fb/triggers/t",
+            "/2023-03-30/functions/%FF/aliases/a",
+            "/2023-03-30/functions//aliases/a",
+            "/2023-03-30/functions/f/async-tasks/t/stop",
+            "/2023-03-30/functions/f/async-tasks/t/stop/",
+            "/2023-03-30/layerarn/acs%3Afc%3Ar%3A1%3Alayers%2Fl%2Fversions%2F1",
+            "/2023-03-30/layerarn/acs:fc:r:1:layers/l/versions/1",
+            "/2023-03-30/layerarn/",
+            "/2023-03-30/tags-v2",
+            "/2023-03-30/regions/",
+            "/2023-03-30/services",
         ] {
             for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
                 assert_eq!(
@@ -891,6 +1521,9 @@ mod against_axum {
                 Just("on-demand-config"), Just("stateful-async-invocations"), Just("instances"),
                 Just("logs"), Just("layers"), Just("acl"),
                 Just("async-invoke-config"), Just("provision-configs"),
+                Just("async-tasks"), Just("stop"), Just("layers"), Just("layerarn"),
+                Just("sessions"), Just("pause"), Just("concurrency"), Just("tags-v2"),
+                Just("invoke"), Just("disable"), Just("regions"), Just("vpc-bindings"),
             ].prop_map(str::to_owned),
             2 => "[a-z.]{0,4}",
             2 => "(%[0-9A-Fa-f]{2}|%|[a-z.~+])*".prop_filter("short", |s| s.len() < 12),
@@ -903,7 +1536,9 @@ mod against_axum {
 
         #[test]
         fn generated_requests_agree(
-            prefix in prop_oneof![Just("/2021-04-06"), Just("/2016-08-15"), Just("/2021-04-07")],
+            prefix in prop_oneof![
+                Just("/2021-04-06"), Just("/2016-08-15"), Just("/2021-04-07"), Just("/2023-03-30"),
+            ],
             segments in prop::collection::vec(segment(), 0..7),
             trailing in any::<bool>(),
             method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("PUT"), Just("DELETE")],
@@ -919,7 +1554,7 @@ mod against_axum {
         #[test]
         fn every_route_with_generated_parameters_agrees(
             route_index in any::<prop::sample::Index>(),
-            prefix in prop_oneof![Just("/2021-04-06"), Just("/2016-08-15")],
+            prefix in prop_oneof![Just("/2021-04-06"), Just("/2016-08-15"), Just(V3_PREFIX)],
             values in prop::collection::vec(
                 "(%[0-9A-Fa-f]{2}|%[0-9A-Fa-f]?|[a-zA-Z0-9._~+*!$&'()=:@-]|\\PC)*"
                     .prop_filter("short", |s| s.len() < 16),
@@ -927,7 +1562,8 @@ mod against_axum {
             ),
             method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("PUT"), Just("DELETE")],
         ) {
-            let (pattern, _) = ROUTES[route_index.index(ROUTES.len())];
+            let routes = if prefix == V3_PREFIX { V3_ROUTES } else { ROUTES };
+            let (pattern, _) = routes[route_index.index(routes.len())];
             // Replace each `{param}` of the pattern by a generated value.
             let mut path = String::from(prefix);
             let mut values = values.iter();
