@@ -1522,7 +1522,7 @@ mod tests {
 
     #[test]
     fn list_filter_matches_names_and_attributes() {
-        let mut u = FunctionUpdate {
+        let u = FunctionUpdate {
             runtime: Some("python3.10".into()),
             handler: Some("h".into()),
             description: Some("hello world".into()),
