@@ -20,7 +20,6 @@ mod domains;
 mod functions;
 mod instances;
 mod invoke;
-mod layers;
 mod regions;
 mod tags;
 mod triggers;
@@ -34,7 +33,7 @@ use axum::routing::{any, delete, get, post, put};
 use fcd_core::FcError;
 use fcd_core::fc3::Fc3Function;
 
-use super::{PathParams, QueryParams};
+use super::{PathParams, QueryParams, layers};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
