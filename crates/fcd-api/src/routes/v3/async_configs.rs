@@ -20,6 +20,7 @@ use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_queue::AsyncConfig;
 
 use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::{page_response, qualifier, rephrased};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -69,10 +70,6 @@ fn fc3_error(e: FcError, f: &Fc3Function, qualifier: Option<&str>) -> ApiError {
         FcError::AsyncConfigNotExists { .. } => ApiError(not_exists(f, qualifier)),
         e => ApiError(rephrase(e, f)),
     }
-}
-
-fn qualifier(q: &QueryParams) -> Option<String> {
-    q.string("qualifier").filter(|q| !q.is_empty())
 }
 
 pub(super) async fn put(
@@ -181,18 +178,14 @@ pub(super) async fn list(
             "limit {limit} is out of range: it must be between 1 and 100"
         ))));
     }
-    let only = match q.string("functionName").filter(|n| !n.is_empty()) {
-        None => None,
-        Some(n) => {
-            let f = Fc3Function::parse(&n).map_err(ApiError)?;
-            // A function that does not exist is FunctionNotFound, not an empty list.
-            s.control
-                .get_function(&c.account_id, &f.service(), f.function())
-                .await
-                .map_err(|e| ApiError(rephrase(e, &f)))?;
-            Some(f)
-        }
-    };
+    let only = q.function_filter()?;
+    if let Some(f) = &only {
+        // A function that does not exist is FunctionNotFound, not an empty list.
+        s.control
+            .get_function(&c.account_id, &f.service(), f.function())
+            .await
+            .map_err(rephrased(f))?;
+    }
     let from = q
         .string("nextToken")
         .filter(|t| !t.is_empty())
@@ -227,9 +220,5 @@ pub(super) async fn list(
         .into_iter()
         .map(|cfg| config_json(region, &c.account_id, cfg))
         .collect();
-    let mut body = json!({ "configs": configs });
-    if let Some(t) = next {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("configs", configs, next))
 }

@@ -8,13 +8,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use fcd_core::FcError;
 use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_queue::{ListFilter, Status};
 
 use super::super::{Ctx, PathParams, QueryParams, json_response};
+use super::page_response;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -189,11 +190,7 @@ pub(super) async fn list(
         .into_iter()
         .map(|inv| task_json(region, &c.account_id, inv))
         .collect();
-    let mut body = json!({ "tasks": tasks });
-    if let Some(t) = next {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("tasks", tasks, next))
 }
 
 pub(super) async fn stop(
@@ -221,6 +218,8 @@ pub(super) async fn stop(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -23,10 +23,11 @@ use fcd_core::FcError;
 use fcd_core::configs::{
     ProvisionConfig, ProvisionConfigUpdate, ScheduledAction, TargetTrackingPolicy,
 };
-use fcd_core::fc3::{Fc3Function, rephrase};
+use fcd_core::fc3::Fc3Function;
 use fcd_store::concurrency::ConcurrencyConfig;
 
 use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::{page_response, qualifier, rephrased};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -68,10 +69,6 @@ fn provision_json(
     })
 }
 
-fn qualifier(q: &QueryParams) -> Option<String> {
-    q.string("qualifier").filter(|q| !q.is_empty())
-}
-
 pub(super) async fn put_provision(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -103,7 +100,7 @@ pub(super) async fn put_provision(
             u,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(
         StatusCode::OK,
         &provision_json(s.control.region(), &c.account_id, &cfg, &status),
@@ -128,7 +125,7 @@ pub(super) async fn get_provision(
             qualifier.as_deref(),
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(
         StatusCode::OK,
         &provision_json(s.control.region(), &c.account_id, &cfg, &status),
@@ -159,7 +156,7 @@ pub(super) async fn delete_provision(
             nothing,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -168,12 +165,7 @@ pub(super) async fn list_provision(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let only = q
-        .string("functionName")
-        .filter(|n| !n.is_empty())
-        .map(|n| Fc3Function::parse(&n))
-        .transpose()
-        .map_err(ApiError)?;
+    let only = q.function_filter()?;
     let service = only.as_ref().map(|f| f.service().into_owned());
     let page = s
         .control
@@ -197,11 +189,7 @@ pub(super) async fn list_provision(
         })
         .map(|(cfg, status)| provision_json(region, &c.account_id, cfg, status))
         .collect();
-    let mut body = json!({ "provisionConfigs": configs });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("provisionConfigs", configs, page.next_token))
 }
 
 // ---- concurrency configs ----
@@ -239,7 +227,7 @@ pub(super) async fn put_concurrency(
             input.reserved_concurrency,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(
         StatusCode::OK,
         &concurrency_json(s.control.region(), &c.account_id, &cfg),
@@ -257,7 +245,7 @@ pub(super) async fn get_concurrency(
         .control
         .get_concurrency_config(&c.account_id, &f.service(), f.function())
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(
         StatusCode::OK,
         &concurrency_json(s.control.region(), &c.account_id, &cfg),
@@ -274,7 +262,7 @@ pub(super) async fn delete_concurrency(
     s.control
         .delete_concurrency_config(&c.account_id, &f.service(), f.function())
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -283,12 +271,7 @@ pub(super) async fn list_concurrency(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let only = q
-        .string("functionName")
-        .filter(|n| !n.is_empty())
-        .map(|n| Fc3Function::parse(&n))
-        .transpose()
-        .map_err(ApiError)?;
+    let only = q.function_filter()?;
     // The token is the 3.0 name of the first config of the next page.
     let from = q
         .string("nextToken")

@@ -11,6 +11,10 @@
 //!   both versions) and never speak of services ([`fcd_core::fc3::rephrase`]);
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
+//!
+//! What the resource modules share is written here once: `?qualifier=` ([`qualifier`]), the
+//! optional `functionName` of a listing, the existence check of a function ([`resolve`]), errors
+//! in 3.0's words ([`rephrased`]) and a page of results with its `nextToken` ([`page_response`]).
 
 mod aliases;
 mod async_configs;
@@ -28,12 +32,15 @@ mod vpc_bindings;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{any, delete, get, post, put};
+use serde_json::{Value, json};
 
 use fcd_core::FcError;
-use fcd_core::fc3::Fc3Function;
+use fcd_core::fc3::{Fc3Function, rephrase};
 
-use super::{PathParams, QueryParams, layers};
+use super::{PathParams, QueryParams, json_response, layers};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -175,6 +182,32 @@ async fn not_supported(req: Request) -> ApiError {
     ApiError(FcError::NotSupported(format!("FC 3.0 {what}")))
 }
 
+/// The `?qualifier=` of a request (empty: LATEST).
+fn qualifier(q: &QueryParams) -> Option<String> {
+    q.string("qualifier").filter(|q| !q.is_empty())
+}
+
+/// How an operation on `f` fails in 3.0's words (functions, never hidden services); for
+/// `map_err`.
+fn rephrased(f: &Fc3Function) -> impl FnOnce(FcError) -> ApiError + '_ {
+    move |e| ApiError(rephrase(e, f))
+}
+
+/// Fails, as 3.0 words it, unless `f` is a function this account can see.
+async fn resolve(s: &AppState, account: &str, f: &Fc3Function) -> ApiResult<()> {
+    s.control.fc3_resolve(account, f).await.map_err(ApiError)?;
+    Ok(())
+}
+
+/// A 200 list answer: `{key: items}`, with `nextToken` when there is a next page.
+fn page_response(key: &str, items: Vec<Value>, next_token: Option<String>) -> Response {
+    let mut body = json!({ key: items });
+    if let Some(t) = next_token {
+        body["nextToken"] = t.into();
+    }
+    json_response(StatusCode::OK, &body, None)
+}
+
 impl PathParams {
     /// The `{function}` segment as a 3.0 function: `F` or `svc$fn`.
     pub(crate) fn fc3_function(&self) -> ApiResult<Fc3Function> {
@@ -183,6 +216,15 @@ impl PathParams {
 }
 
 impl QueryParams {
+    /// The optional `functionName` a listing is narrowed to.
+    fn function_filter(&self) -> ApiResult<Option<Fc3Function>> {
+        self.string("functionName")
+            .filter(|n| !n.is_empty())
+            .map(|n| Fc3Function::parse(&n))
+            .transpose()
+            .map_err(ApiError)
+    }
+
     /// A boolean query parameter as either SDK sends it (`True`/`False`, `true`/`false`).
     pub(crate) fn query_bool(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.0.get(name).map(|v| v.trim()) {

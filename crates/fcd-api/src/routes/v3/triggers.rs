@@ -19,6 +19,7 @@ use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_core::triggers::{Trigger, TriggerInput, TriggerUpdate};
 
 use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::page_response;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::proxy::{FC3_PROXY_PREFIX, FC3_PROXY_VPC_PREFIX};
@@ -198,11 +199,7 @@ pub(crate) async fn list(
         .iter()
         .map(|t| render(&s, &c.account_id, &f, &t.trigger))
         .collect();
-    let mut body = serde_json::json!({ "triggers": triggers });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("triggers", triggers, page.next_token))
 }
 
 #[cfg(test)]
