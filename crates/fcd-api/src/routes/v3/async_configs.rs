@@ -52,6 +52,12 @@ pub(super) fn config_json(region: &str, account: &str, c: &AsyncConfig) -> Value
     v
 }
 
+/// The 200 answer carrying one config.
+fn config_response(s: &AppState, account: &str, cfg: &AsyncConfig) -> Response {
+    let body = config_json(s.control.region(), account, cfg);
+    json_response(StatusCode::OK, &body, None)
+}
+
 /// A missing config, worded for a function.
 fn not_exists(f: &Fc3Function, qualifier: Option<&str>) -> FcError {
     FcError::Fc3Message {
@@ -99,11 +105,7 @@ pub(super) async fn put(
         )
         .await
         .map_err(|e| fc3_error(e, &f, qualifier.as_deref()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &config_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+    Ok(config_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn get(
@@ -124,11 +126,7 @@ pub(super) async fn get(
         )
         .await
         .map_err(|e| fc3_error(e, &f, qualifier.as_deref()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &config_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+    Ok(config_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn delete(

@@ -69,6 +69,31 @@ fn provision_json(
     })
 }
 
+/// The 200 answer carrying one provision config.
+fn provision_response(
+    s: &AppState,
+    account: &str,
+    cfg: &ProvisionConfig,
+    status: &ProvisionStatus,
+) -> Response {
+    let body = provision_json(s.control.region(), account, cfg, status);
+    json_response(StatusCode::OK, &body, None)
+}
+
+/// Writes the provision config of `f` and `qualifier` (a PUT, and a DELETE as target 0).
+async fn write_provision(
+    s: &AppState,
+    account: &str,
+    f: &Fc3Function,
+    qualifier: Option<&str>,
+    u: ProvisionConfigUpdate,
+) -> ApiResult<(ProvisionConfig, ProvisionStatus)> {
+    s.control
+        .put_provision_config(account, &f.service(), f.function(), qualifier, u)
+        .await
+        .map_err(rephrased(f))
+}
+
 pub(super) async fn put_provision(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -90,22 +115,8 @@ pub(super) async fn put_provision(
         target_tracking_policies: input.target_tracking_policies,
     };
     let qualifier = qualifier(&q);
-    let (cfg, status) = s
-        .control
-        .put_provision_config(
-            &c.account_id,
-            &f.service(),
-            f.function(),
-            qualifier.as_deref(),
-            u,
-        )
-        .await
-        .map_err(rephrased(&f))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &provision_json(s.control.region(), &c.account_id, &cfg, &status),
-        None,
-    ))
+    let (cfg, status) = write_provision(&s, &c.account_id, &f, qualifier.as_deref(), u).await?;
+    Ok(provision_response(&s, &c.account_id, &cfg, &status))
 }
 
 pub(super) async fn get_provision(
@@ -126,11 +137,7 @@ pub(super) async fn get_provision(
         )
         .await
         .map_err(rephrased(&f))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &provision_json(s.control.region(), &c.account_id, &cfg, &status),
-        None,
-    ))
+    Ok(provision_response(&s, &c.account_id, &cfg, &status))
 }
 
 pub(super) async fn delete_provision(
@@ -147,16 +154,7 @@ pub(super) async fn delete_provision(
         target: Some(0),
         ..Default::default()
     };
-    s.control
-        .put_provision_config(
-            &c.account_id,
-            &f.service(),
-            f.function(),
-            qualifier.as_deref(),
-            nothing,
-        )
-        .await
-        .map_err(rephrased(&f))?;
+    write_provision(&s, &c.account_id, &f, qualifier.as_deref(), nothing).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -210,6 +208,12 @@ fn concurrency_json(region: &str, account: &str, c: &ConcurrencyConfig) -> Value
     })
 }
 
+/// The 200 answer carrying one concurrency config.
+fn concurrency_response(s: &AppState, account: &str, cfg: &ConcurrencyConfig) -> Response {
+    let body = concurrency_json(s.control.region(), account, cfg);
+    json_response(StatusCode::OK, &body, None)
+}
+
 pub(super) async fn put_concurrency(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -228,11 +232,7 @@ pub(super) async fn put_concurrency(
         )
         .await
         .map_err(rephrased(&f))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &concurrency_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+    Ok(concurrency_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn get_concurrency(
@@ -246,11 +246,7 @@ pub(super) async fn get_concurrency(
         .get_concurrency_config(&c.account_id, &f.service(), f.function())
         .await
         .map_err(rephrased(&f))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &concurrency_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+    Ok(concurrency_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn delete_concurrency(
