@@ -334,6 +334,17 @@ impl QueryParams {
         }
     }
 
+    /// `limit` where it must lie between 1 and 100 (`default` when absent).
+    pub(crate) fn limit_up_to_100(&self, default: u32) -> ApiResult<u32> {
+        let limit = self.u32("limit")?.unwrap_or(default);
+        if limit == 0 || limit > 100 {
+            return Err(ApiError(FcError::invalid(format!(
+                "limit {limit} is out of range: it must be between 1 and 100"
+            ))));
+        }
+        Ok(limit)
+    }
+
     pub(crate) fn paging(&self) -> ApiResult<fcd_control::Paging> {
         Ok(fcd_control::Paging {
             prefix: self.string("prefix"),

@@ -170,12 +170,7 @@ pub(super) async fn list(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let limit = q.u32("limit")?.unwrap_or(20);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError(FcError::invalid(format!(
-            "limit {limit} is out of range: it must be between 1 and 100"
-        ))));
-    }
+    let limit = q.limit_up_to_100(20)?;
     let only = q.function_filter()?;
     if let Some(f) = &only {
         // A function that does not exist is FunctionNotFound, not an empty list.
