@@ -6,10 +6,11 @@
 //! public) and `layerVersionArn`, and its PutLayerACL also takes `acl=0|1`. `code.location` is a
 //! download URL on the host the caller reached.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,6 +22,21 @@ use fcd_core::layers::LayerVersion;
 use super::{ApiVersion, Ctx, PathParams, QueryParams, header_str, json_body, json_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+
+/// The layer routes both API versions share (3.0 adds `/layerarn/{arn}`, [`get_by_arn`]).
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/layers", routing::get(list))
+        .route(
+            "/layers/{layer}/versions",
+            routing::get(list_versions).post(create),
+        )
+        .route(
+            "/layers/{layer}/versions/{version}",
+            routing::get(get).delete(delete),
+        )
+        .route("/layers/{layer}/acl", routing::put(put_acl))
+}
 
 /// CreateLayerVersion's body. The 2021 SDK sends `Code` (capital C); others `code`.
 #[derive(Debug, Default, Deserialize)]

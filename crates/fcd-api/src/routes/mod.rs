@@ -100,16 +100,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 .put(domains::update)
                 .delete(domains::delete),
         )
-        .route("/layers", get(layers::list))
-        .route(
-            "/layers/{layer}/versions",
-            get(layers::list_versions).post(layers::create),
-        )
-        .route(
-            "/layers/{layer}/versions/{version}",
-            get(layers::get).delete(layers::delete),
-        )
-        .route("/layers/{layer}/acl", put(layers::put_acl))
+        .merge(layers::routes())
         .route(
             "/services/{service}/functions/{function}/on-demand-config",
             put(configs::put_on_demand)

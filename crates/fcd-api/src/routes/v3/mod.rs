@@ -154,16 +154,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/functions/{function}/vpc-bindings/{vpcId}",
             delete(vpc_bindings::delete),
         )
-        .route("/layers", get(layers::list))
-        .route(
-            "/layers/{layer}/versions",
-            get(layers::list_versions).post(layers::create),
-        )
-        .route(
-            "/layers/{layer}/versions/{version}",
-            get(layers::get).delete(layers::delete),
-        )
-        .route("/layers/{layer}/acl", put(layers::put_acl))
+        .merge(layers::routes())
         .route("/layerarn/{arn}", get(layers::get_by_arn))
 }
 
