@@ -9,7 +9,7 @@ use bytes::Bytes;
 use fcd_core::FcError;
 use fcd_queue::{ListFilter, Status};
 
-use super::{Ctx, PathParams, QueryParams, json_body, json_response, qualified};
+use super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response, qualified};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use fcd_control::asynchronous::AsyncConfigUpdate;
@@ -192,11 +192,7 @@ pub(super) async fn list_invocations(
             include_payload,
         )
         .await?;
-    let mut body = serde_json::json!({ "invocations": invocations });
-    if let Some(t) = next {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("invocations", invocations, next))
 }
 
 pub(super) async fn stop_invocation(

@@ -346,6 +346,19 @@ impl QueryParams {
     }
 }
 
+/// A 200 list answer: `{key: items}`, with `nextToken` when there is a next page.
+pub(crate) fn page_response(
+    key: &str,
+    items: impl serde::Serialize,
+    next_token: Option<String>,
+) -> Response {
+    let mut body = serde_json::json!({ key: items });
+    if let Some(t) = next_token {
+        body["nextToken"] = t.into();
+    }
+    json_response(StatusCode::OK, &body, None)
+}
+
 /// Parses a JSON request body into `T`, with FC's error for anything malformed.
 pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use fcd_core::versions::{Alias, AliasUpdate};
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use super::versions::native_only;
-use super::{page_response, rephrased, resolve};
+use super::{rephrased, resolve};
 use crate::AppState;
 use crate::error::ApiResult;
 

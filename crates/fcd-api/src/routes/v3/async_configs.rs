@@ -19,8 +19,8 @@ use fcd_core::FcError;
 use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_queue::AsyncConfig;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
-use super::{page_response, qualifier, rephrased};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
+use super::{qualifier, rephrased};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 

@@ -15,8 +15,7 @@ use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_queue::ListFilter;
 
 use super::super::async_invocations::{after_id, status_filter};
-use super::super::{Ctx, PathParams, QueryParams, json_response};
-use super::page_response;
+use super::super::{Ctx, PathParams, QueryParams, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 

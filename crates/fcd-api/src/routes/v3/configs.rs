@@ -26,8 +26,8 @@ use fcd_core::configs::{
 use fcd_core::fc3::Fc3Function;
 use fcd_store::concurrency::ConcurrencyConfig;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
-use super::{page_response, qualifier, rephrased};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
+use super::{qualifier, rephrased};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 

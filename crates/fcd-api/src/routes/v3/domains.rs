@@ -20,8 +20,7 @@ use fcd_core::domains::{
 use fcd_core::fc3::Fc3Function;
 use fcd_core::model::JsonObject;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
-use super::page_response;
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 

@@ -14,8 +14,10 @@ use fcd_control::fc3::{Fc3ListFilter, Fc3View, split_input};
 use fcd_core::fc3::Fc3Function;
 use fcd_core::model::JsonObject;
 
-use super::super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response};
-use super::{page_response, qualifier, rephrased};
+use super::super::{
+    Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response,
+};
+use super::{qualifier, rephrased};
 use crate::AppState;
 use crate::error::ApiResult;
 

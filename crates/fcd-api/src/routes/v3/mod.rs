@@ -13,8 +13,9 @@
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
 //!
 //! What the resource modules share is written here once: `?qualifier=` ([`qualifier`]), the
-//! optional `functionName` of a listing, the existence check of a function ([`resolve`]), errors
-//! in 3.0's words ([`rephrased`]) and a page of results with its `nextToken` ([`page_response`]).
+//! optional `functionName` of a listing, the existence check of a function ([`resolve`]) and
+//! errors in 3.0's words ([`rephrased`]); a page of results with its `nextToken` is answered by
+//! `routes::page_response`, as in 2.0.
 
 mod aliases;
 mod async_configs;
@@ -32,15 +33,12 @@ mod vpc_bindings;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::{any, delete, get, post, put};
-use serde_json::{Value, json};
 
 use fcd_core::FcError;
 use fcd_core::fc3::{Fc3Function, rephrase};
 
-use super::{PathParams, QueryParams, json_response, layers};
+use super::{PathParams, QueryParams, layers};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -188,15 +186,6 @@ fn rephrased(f: &Fc3Function) -> impl FnOnce(FcError) -> ApiError + '_ {
 async fn resolve(s: &AppState, account: &str, f: &Fc3Function) -> ApiResult<()> {
     s.control.fc3_resolve(account, f).await.map_err(ApiError)?;
     Ok(())
-}
-
-/// A 200 list answer: `{key: items}`, with `nextToken` when there is a next page.
-fn page_response(key: &str, items: Vec<Value>, next_token: Option<String>) -> Response {
-    let mut body = json!({ key: items });
-    if let Some(t) = next_token {
-        body["nextToken"] = t.into();
-    }
-    json_response(StatusCode::OK, &body, None)
 }
 
 impl PathParams {

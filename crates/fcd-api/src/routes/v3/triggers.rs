@@ -19,8 +19,7 @@ use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_core::triggers::{Trigger, TriggerInput, TriggerUpdate};
 use fcd_store::triggers::StoredTrigger;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
-use super::page_response;
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::proxy::{FC3_PROXY_PREFIX, FC3_PROXY_VPC_PREFIX};
