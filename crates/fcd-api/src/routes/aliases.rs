@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::versions::AliasUpdate;
 
-use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response};
+use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -90,9 +90,5 @@ pub(super) async fn list(
         .list_aliases(&c.account_id, &service, &q.paging()?)
         .await?;
     let aliases: Vec<_> = page.items.into_iter().map(|a| a.alias).collect();
-    let mut body = serde_json::json!({ "aliases": aliases });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("aliases", aliases, page.next_token))
 }

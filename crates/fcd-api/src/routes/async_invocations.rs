@@ -9,7 +9,7 @@ use bytes::Bytes;
 use fcd_core::FcError;
 use fcd_queue::{ListFilter, Status};
 
-use super::{Ctx, PathParams, QueryParams, json_body, json_response, qualified};
+use super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response, qualified};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use fcd_control::asynchronous::AsyncConfigUpdate;
@@ -108,6 +108,29 @@ pub(super) async fn get_invocation(
     Ok(json_response(StatusCode::OK, &inv, None))
 }
 
+/// The `status` a listing of stateful invocations (2.0) or async tasks (3.0) is narrowed to.
+pub(super) fn status_filter(q: &QueryParams) -> ApiResult<Option<Status>> {
+    match q.string("status").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => Status::parse(&v).map(Some).ok_or_else(|| {
+            ApiError(FcError::invalid(format!(
+                "status '{v}' is not a known status"
+            )))
+        }),
+    }
+}
+
+/// The `nextToken` of such a listing: the id of the invocation the next page starts after.
+pub(super) fn after_id(q: &QueryParams) -> ApiResult<Option<i64>> {
+    match q.string("nextToken").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(t) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError(FcError::invalid("nextToken is invalid"))),
+    }
+}
+
 /// A time in milliseconds: a non-negative number the store can hold (at most `i64::MAX`), so
 /// it never wraps into a negative bound.
 fn u64_param(q: &QueryParams, name: &str) -> ApiResult<Option<u64>> {
@@ -134,20 +157,8 @@ pub(super) async fn list_invocations(
     q: QueryParams,
 ) -> ApiResult<Response> {
     let (service, qualifier) = qualified(&p, &q);
-    let limit = q.u32("limit")?.unwrap_or(50);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError(FcError::invalid(format!(
-            "limit {limit} is out of range: it must be between 1 and 100"
-        ))));
-    }
-    let status = match q.string("status").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => Some(Status::parse(&v).ok_or_else(|| {
-            ApiError(FcError::invalid(format!(
-                "status '{v}' is not a known status"
-            )))
-        })?),
-    };
+    let limit = q.limit_up_to_100(50)?;
+    let status = status_filter(&q)?;
     let descending = match q.string("sortOrderByTime").as_deref() {
         None | Some("") | Some("desc") => true,
         Some("asc") => false,
@@ -157,13 +168,7 @@ pub(super) async fn list_invocations(
             ))));
         }
     };
-    let after_id = match q.string("nextToken").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(t) => Some(
-            t.parse()
-                .map_err(|_| ApiError(FcError::invalid("nextToken is invalid")))?,
-        ),
-    };
+    let after_id = after_id(&q)?;
     let include_payload = q
         .string("includePayload")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -187,11 +192,7 @@ pub(super) async fn list_invocations(
             include_payload,
         )
         .await?;
-    let mut body = serde_json::json!({ "invocations": invocations });
-    if let Some(t) = next {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("invocations", invocations, next))
 }
 
 pub(super) async fn stop_invocation(
@@ -216,12 +217,7 @@ pub(super) async fn stateful_functions(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let limit = q.u32("limit")?.unwrap_or(100);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError(FcError::invalid(format!(
-            "limit {limit} is out of range: it must be between 1 and 100"
-        ))));
-    }
+    let limit = q.limit_up_to_100(100)?;
     let limit = limit as usize;
     // A token is an offset this server handed out; anything else (a crafted huge number that
     // would overflow `skip + limit`, text) is refused rather than trusted.

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use fcd_core::configs::{OnDemandConfigUpdate, ProvisionConfig, ProvisionConfigUpdate};
 use fcd_store::StoredOnDemandConfig;
 
-use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, qualified};
+use super::{
+    Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response, qualified,
+};
 use crate::AppState;
 use crate::error::ApiResult;
 use fcd_control::ProvisionStatus;
@@ -133,11 +135,7 @@ pub(super) async fn list_on_demand(
         .iter()
         .map(|cfg| on_demand_json(&c.account_id, cfg))
         .collect();
-    let mut body = json!({ "configs": configs });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("configs", configs, page.next_token))
 }
 
 pub(super) async fn put_provision(
@@ -226,11 +224,7 @@ pub(super) async fn list_provision(
         .iter()
         .map(|(cfg, status)| provision_json(&c.account_id, cfg, status, true))
         .collect();
-    let mut body = json!({ "provisionConfigs": configs });
-    if let Some(t) = next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("provisionConfigs", configs, next_token))
 }
 
 #[cfg(test)]

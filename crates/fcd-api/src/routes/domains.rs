@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::domains::CustomDomainInput;
 
-use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response};
+use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -79,9 +79,5 @@ pub(super) async fn list(
         .list_custom_domains(&c.account_id, &q.paging()?)
         .await?;
     let domains: Vec<_> = page.items.into_iter().map(|d| d.domain).collect();
-    let mut body = serde_json::json!({ "customDomains": domains });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("customDomains", domains, page.next_token))
 }

@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::model::FunctionUpdate;
 
-use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, qualified};
+use super::{
+    Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response, qualified,
+};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -105,11 +107,7 @@ pub(super) async fn list(
         .control
         .list_functions_at(&c.account_id, &service, qualifier.as_deref(), &q.paging()?)
         .await?;
-    let mut body = serde_json::json!({ "functions": page.items });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("functions", page.items, page.next_token))
 }
 
 /// GetFunctionCode: a time-limited URL on this server from which the zip downloads.

@@ -100,16 +100,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 .put(domains::update)
                 .delete(domains::delete),
         )
-        .route("/layers", get(layers::list))
-        .route(
-            "/layers/{layer}/versions",
-            get(layers::list_versions).post(layers::create),
-        )
-        .route(
-            "/layers/{layer}/versions/{version}",
-            get(layers::get).delete(layers::delete),
-        )
-        .route("/layers/{layer}/acl", put(layers::put_acl))
+        .merge(layers::routes())
         .route(
             "/services/{service}/functions/{function}/on-demand-config",
             put(configs::put_on_demand)
@@ -334,6 +325,17 @@ impl QueryParams {
         }
     }
 
+    /// `limit` where it must lie between 1 and 100 (`default` when absent).
+    pub(crate) fn limit_up_to_100(&self, default: u32) -> ApiResult<u32> {
+        let limit = self.u32("limit")?.unwrap_or(default);
+        if limit == 0 || limit > 100 {
+            return Err(ApiError(FcError::invalid(format!(
+                "limit {limit} is out of range: it must be between 1 and 100"
+            ))));
+        }
+        Ok(limit)
+    }
+
     pub(crate) fn paging(&self) -> ApiResult<fcd_control::Paging> {
         Ok(fcd_control::Paging {
             prefix: self.string("prefix"),
@@ -342,6 +344,19 @@ impl QueryParams {
             limit: self.u32("limit")?,
         })
     }
+}
+
+/// A 200 list answer: `{key: items}`, with `nextToken` when there is a next page.
+pub(crate) fn page_response(
+    key: &str,
+    items: impl serde::Serialize,
+    next_token: Option<String>,
+) -> Response {
+    let mut body = serde_json::json!({ key: items });
+    if let Some(t) = next_token {
+        body["nextToken"] = t.into();
+    }
+    json_response(StatusCode::OK, &body, None)
 }
 
 /// Parses a JSON request body into `T`, with FC's error for anything malformed.

@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::model::ServiceUpdate;
 
-use super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response, qualified};
+use super::{
+    Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response, qualified,
+};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -73,9 +75,5 @@ pub(super) async fn list(
 ) -> ApiResult<Response> {
     let page = s.control.list_services(&c.account_id, &q.paging()?).await?;
     let services: Vec<_> = page.items.into_iter().map(|s| s.service).collect();
-    let mut body = serde_json::json!({ "services": services });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("services", services, page.next_token))
 }

@@ -18,7 +18,7 @@ use fcd_core::FcError;
 use fcd_core::tags::Tagged;
 use fcd_store::tags::{TagKind, TaggedResource};
 
-use super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -145,11 +145,7 @@ pub(super) async fn list(
         .iter()
         .map(|r: &TaggedResource| resource_json(&r.arn, &r.tags))
         .collect();
-    let mut body = json!({ "resources": resources });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("resources", resources, page.next_token))
 }
 
 pub(super) async fn create_binding(

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fcd_core::triggers::{Trigger, TriggerInput, TriggerUpdate};
 
-use super::{ApiVersion, Ctx, PathParams, QueryParams, header_str, json_body, json_response};
+use super::{
+    ApiVersion, Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response,
+};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -147,11 +149,7 @@ pub(super) async fn list(
         .iter()
         .map(|t| render(&t.trigger, version, &s.public_url, &service, function))
         .collect();
-    let mut body = serde_json::json!({ "triggers": triggers });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("triggers", triggers, page.next_token))
 }
 
 #[cfg(test)]

@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use fcd_core::fc3::rephrase;
 use fcd_core::versions::{Alias, AliasUpdate};
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use super::versions::native_only;
+use super::{rephrased, resolve};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 /// 3.0's `Alias`: `{aliasName, versionId, description, additionalVersionWeight, createdTime,
 /// lastModifiedTime}`.
@@ -39,15 +39,12 @@ pub(in crate::routes) async fn create(
     let f = p.fc3_function()?;
     native_only(&f, "create an alias (CreateAlias)")?;
     let u: AliasUpdate = json_body(&body)?;
-    s.control
-        .fc3_resolve(&c.account_id, &f)
-        .await
-        .map_err(ApiError)?;
+    resolve(&s, &c.account_id, &f).await?;
     let a = s
         .control
         .create_alias(&c.account_id, &f.service(), u)
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(StatusCode::OK, &render(&a.alias), None))
 }
 
@@ -57,15 +54,12 @@ pub(in crate::routes) async fn get(
     p: PathParams,
 ) -> ApiResult<Response> {
     let f = p.fc3_function()?;
-    s.control
-        .fc3_resolve(&c.account_id, &f)
-        .await
-        .map_err(ApiError)?;
+    resolve(&s, &c.account_id, &f).await?;
     let a = s
         .control
         .get_alias(&c.account_id, &f.service(), p.get("alias"))
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(StatusCode::OK, &render(&a.alias), None))
 }
 
@@ -84,7 +78,7 @@ pub(in crate::routes) async fn update(
         .control
         .update_alias(&c.account_id, &f.service(), p.get("alias"), u, None)
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(StatusCode::OK, &render(&a.alias), None))
 }
 
@@ -99,7 +93,7 @@ pub(in crate::routes) async fn delete(
     s.control
         .delete_alias(&c.account_id, &f.service(), alias, None)
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     s.asynchronous
         .forget_configs(&c.account_id, &f.service(), None, Some(alias))
         .await;
@@ -113,10 +107,7 @@ pub(in crate::routes) async fn list(
     q: QueryParams,
 ) -> ApiResult<Response> {
     let f = p.fc3_function()?;
-    s.control
-        .fc3_resolve(&c.account_id, &f)
-        .await
-        .map_err(ApiError)?;
+    resolve(&s, &c.account_id, &f).await?;
     let paging = fcd_control::Paging {
         prefix: q.string("prefix"),
         start_key: None,
@@ -127,11 +118,7 @@ pub(in crate::routes) async fn list(
         .control
         .list_aliases(&c.account_id, &f.service(), &paging)
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     let aliases: Vec<Value> = page.items.iter().map(|a| render(&a.alias)).collect();
-    let mut body = json!({ "aliases": aliases });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("aliases", aliases, page.next_token))
 }

@@ -19,7 +19,8 @@ use fcd_core::FcError;
 use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_queue::AsyncConfig;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
+use super::{qualifier, rephrased};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -51,6 +52,12 @@ pub(super) fn config_json(region: &str, account: &str, c: &AsyncConfig) -> Value
     v
 }
 
+/// The 200 answer carrying one config.
+fn config_response(s: &AppState, account: &str, cfg: &AsyncConfig) -> Response {
+    let body = config_json(s.control.region(), account, cfg);
+    json_response(StatusCode::OK, &body, None)
+}
+
 /// A missing config, worded for a function.
 fn not_exists(f: &Fc3Function, qualifier: Option<&str>) -> FcError {
     FcError::Fc3Message {
@@ -69,10 +76,6 @@ fn fc3_error(e: FcError, f: &Fc3Function, qualifier: Option<&str>) -> ApiError {
         FcError::AsyncConfigNotExists { .. } => ApiError(not_exists(f, qualifier)),
         e => ApiError(rephrase(e, f)),
     }
-}
-
-fn qualifier(q: &QueryParams) -> Option<String> {
-    q.string("qualifier").filter(|q| !q.is_empty())
 }
 
 pub(super) async fn put(
@@ -102,11 +105,7 @@ pub(super) async fn put(
         )
         .await
         .map_err(|e| fc3_error(e, &f, qualifier.as_deref()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &config_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+    Ok(config_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn get(
@@ -127,11 +126,7 @@ pub(super) async fn get(
         )
         .await
         .map_err(|e| fc3_error(e, &f, qualifier.as_deref()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &config_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+    Ok(config_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn delete(
@@ -175,24 +170,15 @@ pub(super) async fn list(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let limit = q.u32("limit")?.unwrap_or(20);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError(FcError::invalid(format!(
-            "limit {limit} is out of range: it must be between 1 and 100"
-        ))));
+    let limit = q.limit_up_to_100(20)?;
+    let only = q.function_filter()?;
+    if let Some(f) = &only {
+        // A function that does not exist is FunctionNotFound, not an empty list.
+        s.control
+            .get_function(&c.account_id, &f.service(), f.function())
+            .await
+            .map_err(rephrased(f))?;
     }
-    let only = match q.string("functionName").filter(|n| !n.is_empty()) {
-        None => None,
-        Some(n) => {
-            let f = Fc3Function::parse(&n).map_err(ApiError)?;
-            // A function that does not exist is FunctionNotFound, not an empty list.
-            s.control
-                .get_function(&c.account_id, &f.service(), f.function())
-                .await
-                .map_err(|e| ApiError(rephrase(e, &f)))?;
-            Some(f)
-        }
-    };
     let from = q
         .string("nextToken")
         .filter(|t| !t.is_empty())
@@ -227,9 +213,5 @@ pub(super) async fn list(
         .into_iter()
         .map(|cfg| config_json(region, &c.account_id, cfg))
         .collect();
-    let mut body = json!({ "configs": configs });
-    if let Some(t) = next {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("configs", configs, next))
 }

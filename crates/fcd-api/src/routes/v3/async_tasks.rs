@@ -8,13 +8,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use fcd_core::FcError;
 use fcd_core::fc3::{Fc3Function, rephrase};
-use fcd_queue::{ListFilter, Status};
+use fcd_queue::ListFilter;
 
-use super::super::{Ctx, PathParams, QueryParams, json_response};
+use super::super::async_invocations::{after_id, status_filter};
+use super::super::{Ctx, PathParams, QueryParams, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -131,20 +132,8 @@ pub(super) async fn list(
     q: QueryParams,
 ) -> ApiResult<Response> {
     let f = p.fc3_function()?;
-    let limit = q.u32("limit")?.unwrap_or(20);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError(FcError::invalid(format!(
-            "limit {limit} is out of range: it must be between 1 and 100"
-        ))));
-    }
-    let status = match q.string("status").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => Some(Status::parse(&v).ok_or_else(|| {
-            ApiError(FcError::invalid(format!(
-                "status '{v}' is not a known status"
-            )))
-        })?),
-    };
+    let limit = q.limit_up_to_100(20)?;
+    let status = status_filter(&q)?;
     let descending = match q.string("sortOrderByTime").as_deref() {
         None | Some("") => true,
         Some(o) if o.eq_ignore_ascii_case("desc") => true,
@@ -155,13 +144,7 @@ pub(super) async fn list(
             ))));
         }
     };
-    let after_id = match q.string("nextToken").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(t) => Some(
-            t.parse()
-                .map_err(|_| ApiError(FcError::invalid("nextToken is invalid")))?,
-        ),
-    };
+    let after_id = after_id(&q)?;
     let filter = ListFilter {
         qualifier: q.string("qualifier").filter(|v| !v.is_empty()),
         status,
@@ -189,11 +172,7 @@ pub(super) async fn list(
         .into_iter()
         .map(|inv| task_json(region, &c.account_id, inv))
         .collect();
-    let mut body = json!({ "tasks": tasks });
-    if let Some(t) = next {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("tasks", tasks, next))
 }
 
 pub(super) async fn stop(
@@ -221,6 +200,8 @@ pub(super) async fn stop(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

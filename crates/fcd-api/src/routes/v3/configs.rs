@@ -23,10 +23,11 @@ use fcd_core::FcError;
 use fcd_core::configs::{
     ProvisionConfig, ProvisionConfigUpdate, ScheduledAction, TargetTrackingPolicy,
 };
-use fcd_core::fc3::{Fc3Function, rephrase};
+use fcd_core::fc3::Fc3Function;
 use fcd_store::concurrency::ConcurrencyConfig;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
+use super::{qualifier, rephrased};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -68,8 +69,29 @@ fn provision_json(
     })
 }
 
-fn qualifier(q: &QueryParams) -> Option<String> {
-    q.string("qualifier").filter(|q| !q.is_empty())
+/// The 200 answer carrying one provision config.
+fn provision_response(
+    s: &AppState,
+    account: &str,
+    cfg: &ProvisionConfig,
+    status: &ProvisionStatus,
+) -> Response {
+    let body = provision_json(s.control.region(), account, cfg, status);
+    json_response(StatusCode::OK, &body, None)
+}
+
+/// Writes the provision config of `f` and `qualifier` (a PUT, and a DELETE as target 0).
+async fn write_provision(
+    s: &AppState,
+    account: &str,
+    f: &Fc3Function,
+    qualifier: Option<&str>,
+    u: ProvisionConfigUpdate,
+) -> ApiResult<(ProvisionConfig, ProvisionStatus)> {
+    s.control
+        .put_provision_config(account, &f.service(), f.function(), qualifier, u)
+        .await
+        .map_err(rephrased(f))
 }
 
 pub(super) async fn put_provision(
@@ -93,22 +115,8 @@ pub(super) async fn put_provision(
         target_tracking_policies: input.target_tracking_policies,
     };
     let qualifier = qualifier(&q);
-    let (cfg, status) = s
-        .control
-        .put_provision_config(
-            &c.account_id,
-            &f.service(),
-            f.function(),
-            qualifier.as_deref(),
-            u,
-        )
-        .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &provision_json(s.control.region(), &c.account_id, &cfg, &status),
-        None,
-    ))
+    let (cfg, status) = write_provision(&s, &c.account_id, &f, qualifier.as_deref(), u).await?;
+    Ok(provision_response(&s, &c.account_id, &cfg, &status))
 }
 
 pub(super) async fn get_provision(
@@ -128,12 +136,8 @@ pub(super) async fn get_provision(
             qualifier.as_deref(),
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &provision_json(s.control.region(), &c.account_id, &cfg, &status),
-        None,
-    ))
+        .map_err(rephrased(&f))?;
+    Ok(provision_response(&s, &c.account_id, &cfg, &status))
 }
 
 pub(super) async fn delete_provision(
@@ -150,16 +154,7 @@ pub(super) async fn delete_provision(
         target: Some(0),
         ..Default::default()
     };
-    s.control
-        .put_provision_config(
-            &c.account_id,
-            &f.service(),
-            f.function(),
-            qualifier.as_deref(),
-            nothing,
-        )
-        .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+    write_provision(&s, &c.account_id, &f, qualifier.as_deref(), nothing).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -168,12 +163,7 @@ pub(super) async fn list_provision(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let only = q
-        .string("functionName")
-        .filter(|n| !n.is_empty())
-        .map(|n| Fc3Function::parse(&n))
-        .transpose()
-        .map_err(ApiError)?;
+    let only = q.function_filter()?;
     let service = only.as_ref().map(|f| f.service().into_owned());
     let page = s
         .control
@@ -197,11 +187,7 @@ pub(super) async fn list_provision(
         })
         .map(|(cfg, status)| provision_json(region, &c.account_id, cfg, status))
         .collect();
-    let mut body = json!({ "provisionConfigs": configs });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("provisionConfigs", configs, page.next_token))
 }
 
 // ---- concurrency configs ----
@@ -222,6 +208,12 @@ fn concurrency_json(region: &str, account: &str, c: &ConcurrencyConfig) -> Value
     })
 }
 
+/// The 200 answer carrying one concurrency config.
+fn concurrency_response(s: &AppState, account: &str, cfg: &ConcurrencyConfig) -> Response {
+    let body = concurrency_json(s.control.region(), account, cfg);
+    json_response(StatusCode::OK, &body, None)
+}
+
 pub(super) async fn put_concurrency(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -239,12 +231,8 @@ pub(super) async fn put_concurrency(
             input.reserved_concurrency,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &concurrency_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+        .map_err(rephrased(&f))?;
+    Ok(concurrency_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn get_concurrency(
@@ -257,12 +245,8 @@ pub(super) async fn get_concurrency(
         .control
         .get_concurrency_config(&c.account_id, &f.service(), f.function())
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &concurrency_json(s.control.region(), &c.account_id, &cfg),
-        None,
-    ))
+        .map_err(rephrased(&f))?;
+    Ok(concurrency_response(&s, &c.account_id, &cfg))
 }
 
 pub(super) async fn delete_concurrency(
@@ -274,7 +258,7 @@ pub(super) async fn delete_concurrency(
     s.control
         .delete_concurrency_config(&c.account_id, &f.service(), f.function())
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -283,12 +267,7 @@ pub(super) async fn list_concurrency(
     Ctx(c): Ctx,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let only = q
-        .string("functionName")
-        .filter(|n| !n.is_empty())
-        .map(|n| Fc3Function::parse(&n))
-        .transpose()
-        .map_err(ApiError)?;
+    let only = q.function_filter()?;
     // The token is the 3.0 name of the first config of the next page.
     let from = q
         .string("nextToken")

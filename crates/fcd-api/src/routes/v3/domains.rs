@@ -20,7 +20,7 @@ use fcd_core::domains::{
 use fcd_core::fc3::Fc3Function;
 use fcd_core::model::JsonObject;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -180,11 +180,7 @@ pub(crate) async fn list(
         .list_custom_domains(&c.account_id, &q.paging()?)
         .await?;
     let domains: Vec<_> = page.items.iter().map(|d| render(&d.domain)).collect();
-    let mut body = serde_json::json!({ "customDomains": domains });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("customDomains", domains, page.next_token))
 }
 
 #[cfg(test)]

@@ -11,12 +11,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use fcd_control::fc3::{Fc3ListFilter, Fc3View, split_input};
-use fcd_core::fc3::{Fc3Function, rephrase};
+use fcd_core::fc3::Fc3Function;
 use fcd_core::model::JsonObject;
 
-use super::super::{Ctx, PathParams, QueryParams, header_str, json_body, json_response};
+use super::super::{
+    Ctx, PathParams, QueryParams, header_str, json_body, json_response, page_response,
+};
+use super::{qualifier, rephrased};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 /// `Function` JSON of `view` as this server and account show it.
 pub(super) async fn render(s: &AppState, account: &str, view: &Fc3View, list: bool) -> JsonObject {
@@ -25,11 +28,6 @@ pub(super) async fn render(s: &AppState, account: &str, view: &Fc3View, list: bo
         .fc3_layer_sizes(account, &view.function.layers)
         .await;
     view.render(s.control.region(), account, &sizes, list)
-}
-
-/// The `?qualifier=` of a request (empty: LATEST).
-pub(super) fn qualifier(q: &QueryParams) -> Option<String> {
-    q.string("qualifier").filter(|q| !q.is_empty())
 }
 
 pub(in crate::routes) async fn create(
@@ -124,11 +122,7 @@ pub(in crate::routes) async fn list(
     for v in &page.functions {
         functions.push(Value::Object(render(&s, &c.account_id, v, true).await));
     }
-    let mut body = json!({ "functions": functions });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("functions", functions, page.next_token))
 }
 
 /// GetFunctionCode: `{url, checksum}`, a time-limited URL on this server (as the 2.0 operation
@@ -150,7 +144,7 @@ pub(in crate::routes) async fn code(
             qualifier(&q).as_deref(),
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     // The caller reached us through this host, so the URL on it is reachable for them too.
     let host = header_str(&headers, "host").unwrap_or("127.0.0.1");
     let body = json!({ "url": format!("http://{host}{path}"), "checksum": checksum });

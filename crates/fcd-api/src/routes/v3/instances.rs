@@ -7,12 +7,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use fcd_core::fc3::rephrase;
-
 use super::super::{Ctx, PathParams, QueryParams, json_response};
-use super::functions::qualifier;
+use super::{qualifier, rephrased};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 /// Every instance fcd lists is running: stopped ones are gone from its pools.
 const RUNNING: &str = "Running";
@@ -42,7 +40,7 @@ pub(in crate::routes) async fn list(
             None,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     // `startKey` resumes after an instance id, so the order is by id.
     instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     let wanted_status = statuses.is_empty() || statuses.iter().any(|st| st == RUNNING);

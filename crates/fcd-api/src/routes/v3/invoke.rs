@@ -12,7 +12,7 @@ use fcd_core::fc3::{Fc3Function, rephrase};
 
 use super::super::invoke::{Dialect, run};
 use super::super::{Ctx, PathParams, QueryParams, header_str};
-use super::functions::qualifier;
+use super::qualifier;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 

@@ -11,6 +11,11 @@
 //!   both versions) and never speak of services ([`fcd_core::fc3::rephrase`]);
 //! - operations fcd does not provide (sessions, snapshots, scaling configs, resource groups)
 //!   answer `NotSupported` rather than `PathNotSupported`, so a client learns it is fcd's choice.
+//!
+//! What the resource modules share is written here once: `?qualifier=` ([`qualifier`]), the
+//! optional `functionName` of a listing, the existence check of a function ([`resolve`]) and
+//! errors in 3.0's words ([`rephrased`]); a page of results with its `nextToken` is answered by
+//! `routes::page_response`, as in 2.0.
 
 mod aliases;
 mod async_configs;
@@ -20,7 +25,6 @@ mod domains;
 mod functions;
 mod instances;
 mod invoke;
-mod layers;
 mod regions;
 mod tags;
 mod triggers;
@@ -32,9 +36,9 @@ use axum::extract::Request;
 use axum::routing::{any, delete, get, post, put};
 
 use fcd_core::FcError;
-use fcd_core::fc3::Fc3Function;
+use fcd_core::fc3::{Fc3Function, rephrase};
 
-use super::{PathParams, QueryParams};
+use super::{PathParams, QueryParams, layers};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -148,16 +152,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/functions/{function}/vpc-bindings/{vpcId}",
             delete(vpc_bindings::delete),
         )
-        .route("/layers", get(layers::list))
-        .route(
-            "/layers/{layer}/versions",
-            get(layers::list_versions).post(layers::create),
-        )
-        .route(
-            "/layers/{layer}/versions/{version}",
-            get(layers::get).delete(layers::delete),
-        )
-        .route("/layers/{layer}/acl", put(layers::put_acl))
+        .merge(layers::routes())
         .route("/layerarn/{arn}", get(layers::get_by_arn))
 }
 
@@ -176,6 +171,23 @@ async fn not_supported(req: Request) -> ApiError {
     ApiError(FcError::NotSupported(format!("FC 3.0 {what}")))
 }
 
+/// The `?qualifier=` of a request (empty: LATEST).
+fn qualifier(q: &QueryParams) -> Option<String> {
+    q.string("qualifier").filter(|q| !q.is_empty())
+}
+
+/// How an operation on `f` fails in 3.0's words (functions, never hidden services); for
+/// `map_err`.
+fn rephrased(f: &Fc3Function) -> impl FnOnce(FcError) -> ApiError + '_ {
+    move |e| ApiError(rephrase(e, f))
+}
+
+/// Fails, as 3.0 words it, unless `f` is a function this account can see.
+async fn resolve(s: &AppState, account: &str, f: &Fc3Function) -> ApiResult<()> {
+    s.control.fc3_resolve(account, f).await.map_err(ApiError)?;
+    Ok(())
+}
+
 impl PathParams {
     /// The `{function}` segment as a 3.0 function: `F` or `svc$fn`.
     pub(crate) fn fc3_function(&self) -> ApiResult<Fc3Function> {
@@ -184,6 +196,15 @@ impl PathParams {
 }
 
 impl QueryParams {
+    /// The optional `functionName` a listing is narrowed to.
+    fn function_filter(&self) -> ApiResult<Option<Fc3Function>> {
+        self.string("functionName")
+            .filter(|n| !n.is_empty())
+            .map(|n| Fc3Function::parse(&n))
+            .transpose()
+            .map_err(ApiError)
+    }
+
     /// A boolean query parameter as either SDK sends it (`True`/`False`, `true`/`false`).
     pub(crate) fn query_bool(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.0.get(name).map(|v| v.trim()) {

@@ -17,11 +17,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use fcd_core::FcError;
-use fcd_core::fc3::{Fc3Function, rephrase};
+use fcd_core::fc3::Fc3Function;
 use fcd_core::tags::Tagged;
 use fcd_store::tags::{TagKind, TaggedResource};
 
 use super::super::{Ctx, QueryParams, json_body, json_response};
+use super::rephrased;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -79,7 +80,7 @@ async fn functions(s: &AppState, account: &str, arns: &[String]) -> ApiResult<Ve
         s.control
             .get_function(account, &f.service(), f.function())
             .await
-            .map_err(|e| ApiError(rephrase(e, &f)))?;
+            .map_err(rephrased(&f))?;
         out.push(arn.clone());
     }
     Ok(out)

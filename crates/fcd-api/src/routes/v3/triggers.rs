@@ -17,8 +17,9 @@ use fcd_control::http_event::url_id;
 use fcd_core::FcError;
 use fcd_core::fc3::{Fc3Function, rephrase};
 use fcd_core::triggers::{Trigger, TriggerInput, TriggerUpdate};
+use fcd_store::triggers::StoredTrigger;
 
-use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::super::{Ctx, PathParams, QueryParams, json_body, json_response, page_response};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::proxy::{FC3_PROXY_PREFIX, FC3_PROXY_VPC_PREFIX};
@@ -96,6 +97,24 @@ fn fc3_error(e: FcError, f: &Fc3Function) -> ApiError {
     }
 }
 
+/// The 200 answer carrying one trigger.
+fn trigger_response(s: &AppState, account: &str, f: &Fc3Function, t: &Trigger) -> Response {
+    json_response(StatusCode::OK, &render(s, account, f, t), None)
+}
+
+/// The trigger `name` of `f` as stored (GetTrigger, and UpdateTrigger's look at its type).
+async fn stored(
+    s: &AppState,
+    account: &str,
+    f: &Fc3Function,
+    name: &str,
+) -> ApiResult<StoredTrigger> {
+    s.control
+        .get_trigger(account, &f.service(), f.function(), name)
+        .await
+        .map_err(|e| fc3_error(e, f))
+}
+
 pub(crate) async fn create(
     State(s): State<AppState>,
     Ctx(c): Ctx,
@@ -110,8 +129,7 @@ pub(crate) async fn create(
         .create_trigger(&c.account_id, &f.service(), f.function(), input)
         .await
         .map_err(|e| fc3_error(e, &f))?;
-    let body = render(&s, &c.account_id, &f, &t.trigger);
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(trigger_response(&s, &c.account_id, &f, &t.trigger))
 }
 
 pub(crate) async fn get(
@@ -120,13 +138,8 @@ pub(crate) async fn get(
     p: PathParams,
 ) -> ApiResult<Response> {
     let f = p.fc3_function()?;
-    let t = s
-        .control
-        .get_trigger(&c.account_id, &f.service(), f.function(), p.get("trigger"))
-        .await
-        .map_err(|e| fc3_error(e, &f))?;
-    let body = render(&s, &c.account_id, &f, &t.trigger);
-    Ok(json_response(StatusCode::OK, &body, None))
+    let t = stored(&s, &c.account_id, &f, p.get("trigger")).await?;
+    Ok(trigger_response(&s, &c.account_id, &f, &t.trigger))
 }
 
 pub(crate) async fn update(
@@ -139,11 +152,7 @@ pub(crate) async fn update(
     let mut u: TriggerUpdate = json_body(&body)?;
     if u.trigger_config.is_some() {
         // The defaults depend on the type, which only the stored trigger knows.
-        let current = s
-            .control
-            .get_trigger(&c.account_id, &f.service(), f.function(), p.get("trigger"))
-            .await
-            .map_err(|e| fc3_error(e, &f))?;
+        let current = stored(&s, &c.account_id, &f, p.get("trigger")).await?;
         with_fc3_defaults(Some(&current.trigger.trigger_type), &mut u.trigger_config);
     }
     let t = s
@@ -158,8 +167,7 @@ pub(crate) async fn update(
         )
         .await
         .map_err(|e| fc3_error(e, &f))?;
-    let body = render(&s, &c.account_id, &f, &t.trigger);
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(trigger_response(&s, &c.account_id, &f, &t.trigger))
 }
 
 pub(crate) async fn delete(
@@ -198,11 +206,7 @@ pub(crate) async fn list(
         .iter()
         .map(|t| render(&s, &c.account_id, &f, &t.trigger))
         .collect();
-    let mut body = serde_json::json!({ "triggers": triggers });
-    if let Some(t) = page.next_token {
-        body["nextToken"] = t.into();
-    }
-    Ok(json_response(StatusCode::OK, &body, None))
+    Ok(page_response("triggers", triggers, page.next_token))
 }
 
 #[cfg(test)]

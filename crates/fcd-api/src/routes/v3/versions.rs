@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use fcd_core::FcError;
-use fcd_core::fc3::{Fc3Function, rephrase};
+use fcd_core::fc3::Fc3Function;
 
 use super::super::{Ctx, PathParams, QueryParams, json_body, json_response};
+use super::{rephrased, resolve};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -46,10 +47,7 @@ pub(in crate::routes) async fn publish(
     let f = p.fc3_function()?;
     native_only(&f, "publish a version (PublishServiceVersion)")?;
     let b: PublishBody = json_body(&body)?;
-    s.control
-        .fc3_resolve(&c.account_id, &f)
-        .await
-        .map_err(ApiError)?;
+    resolve(&s, &c.account_id, &f).await?;
     let v = s
         .control
         .publish_version(
@@ -59,7 +57,7 @@ pub(in crate::routes) async fn publish(
             None,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     Ok(json_response(StatusCode::OK, &v, None))
 }
 
@@ -70,10 +68,7 @@ pub(in crate::routes) async fn list(
     q: QueryParams,
 ) -> ApiResult<Response> {
     let f = p.fc3_function()?;
-    s.control
-        .fc3_resolve(&c.account_id, &f)
-        .await
-        .map_err(ApiError)?;
+    resolve(&s, &c.account_id, &f).await?;
     let page = s
         .control
         .list_versions(
@@ -85,7 +80,7 @@ pub(in crate::routes) async fn list(
             q.u32("limit")?,
         )
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     let mut body = json!({ "versions": page.versions, "direction": page.direction });
     if let Some(t) = page.next_token {
         body["nextToken"] = t.into();
@@ -104,7 +99,7 @@ pub(in crate::routes) async fn delete(
     s.control
         .delete_version(&c.account_id, &f.service(), version)
         .await
-        .map_err(|e| ApiError(rephrase(e, &f)))?;
+        .map_err(rephrased(&f))?;
     s.asynchronous
         .forget_configs(&c.account_id, &f.service(), None, Some(version))
         .await;
