@@ -789,6 +789,22 @@ impl Control {
             .map_err(|e| rephrase(e, f))
     }
 
+    /// The 3.0 view of a function as just read or written, with its tags.
+    async fn view(
+        &self,
+        account: &str,
+        f: &Fc3Function,
+        service: Service,
+        function: Function,
+    ) -> Result<Fc3View, FcError> {
+        let view = Fc3View {
+            name: f.clone(),
+            service,
+            function,
+        };
+        self.with_tags(account, view).await
+    }
+
     /// Puts the function's tags where [`render_function`] shows them (never stored there).
     async fn with_tags(&self, account: &str, mut view: Fc3View) -> Result<Fc3View, FcError> {
         let tags = self.fc3_function_tags(account, &view.name).await?;
@@ -820,15 +836,7 @@ impl Control {
             .service_at(account, &service, qualifier)
             .await
             .map_err(|e| rephrase(e, f))?;
-        self.with_tags(
-            account,
-            Fc3View {
-                name: f.clone(),
-                service,
-                function,
-            },
-        )
-        .await
+        self.view(account, f, service, function).await
     }
 
     /// UpdateFunction: service-level fields go to the hidden service, the rest to the
@@ -919,15 +927,7 @@ impl Control {
             .await
             .map_err(|e| rephrase(e, f))?
             .function;
-        self.with_tags(
-            account,
-            Fc3View {
-                name: f.clone(),
-                service,
-                function,
-            },
-        )
-        .await
+        self.view(account, f, service, function).await
     }
 
     /// DeleteFunction. A native function with triggers is refused (`FunctionNotEmpty`);
