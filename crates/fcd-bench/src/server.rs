@@ -77,6 +77,9 @@ impl FcdServer {
             .env_remove("FCD_NODE")
             .env_remove("FCD_PREWARM")
             .env_remove("FCD_METRICS_LISTEN")
+            // Compiled wasm components are cached per server, under the run's temp dir: a run
+            // never reuses what an earlier one compiled (nor another server's cache).
+            .env("FCD_WASM_CACHE_DIR", dir.join("wasm-cache"))
             // Cluster settings come from the arguments only, never from the harness's shell.
             .env_remove("FCD_STORE")
             .env_remove("FCD_QUEUE")
