@@ -36,7 +36,8 @@ const ECHO: &str = r#"
     (call $out (i32.const 2) (i32.const 16) (i32.const 19))))
 "#;
 
-const BUSY: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
+const BUSY: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
 /// Grows its memory a page at a time until refused, then writes how many pages it got (a
 /// little-endian u32) to stdout.
@@ -210,7 +211,11 @@ async fn memory_size_caps_the_guests_memory() {
         let pages = u32::from_le_bytes(out.body[..4].try_into().unwrap());
         // One 64 KiB page to start with, then as many as fit in memorySize.
         assert_eq!(pages + 1, mb * 16, "{mb} MB");
-        assert!(out.max_memory_mb > f64::from(mb) - 1.0, "{}", out.max_memory_mb);
+        assert!(
+            out.max_memory_mb > f64::from(mb) - 1.0,
+            "{}",
+            out.max_memory_mb
+        );
     }
 }
 
@@ -243,7 +248,11 @@ async fn code_that_cannot_run_is_refused_before_any_call() {
     let fx = fixture();
     let code = fx.dir.path().join("bad");
     std::fs::create_dir_all(&code).unwrap();
-    std::fs::write(code.join("app.wat"), "(module (func (export \"_start\") i32.add))").unwrap();
+    std::fs::write(
+        code.join("app.wat"),
+        "(module (func (export \"_start\") i32.add))",
+    )
+    .unwrap();
     std::fs::write(code.join("junk.wasm"), b"not wasm").unwrap();
     let mut function: fcd_core::model::Function = serde_json::from_value(json!({
         "functionId": "id", "functionName": "bad", "description": "",
@@ -256,13 +265,25 @@ async fn code_that_cannot_run_is_refused_before_any_call() {
     }))
     .unwrap();
     let wait = Duration::from_secs(60);
-    let e = fx.mgr.prepare_code(&function, &code, wait).await.unwrap_err();
+    let e = fx
+        .mgr
+        .prepare_code(&function, &code, wait)
+        .await
+        .unwrap_err();
     assert!(e.contains("does not compile"), "{e}");
     function.handler = "junk.wasm".into();
-    let e = fx.mgr.prepare_code(&function, &code, wait).await.unwrap_err();
+    let e = fx
+        .mgr
+        .prepare_code(&function, &code, wait)
+        .await
+        .unwrap_err();
     assert!(e.contains("is not WebAssembly"), "{e}");
     std::fs::write(code.join("nostart.wat"), "(module (memory 1))").unwrap();
     function.handler = "nostart.wat".into();
-    let e = fx.mgr.prepare_code(&function, &code, wait).await.unwrap_err();
+    let e = fx
+        .mgr
+        .prepare_code(&function, &code, wait)
+        .await
+        .unwrap_err();
     assert!(e.contains("_start"), "{e}");
 }
