@@ -4,6 +4,7 @@
 //! instance per call, and an exit status as a function error. (`wasi:http` components are
 //! exercised through the SDKs in tests/sdk/test_wasm.py, with a componentize-py guest.)
 #![cfg(feature = "wasm")]
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -192,6 +192,9 @@ fn host_internal(ip: &IpAddr) -> bool {
     }
 }
 
+/// A `wasi:http` guest instance between two calls.
+type IdleGuest = (Store<Host>, Proxy);
+
 /// What the pool holds for one started `wasm` instance.
 pub(crate) struct WasmInstance {
     engine: Arc<WasmEngine>,
@@ -209,7 +212,7 @@ pub(crate) struct WasmInstance {
     /// Whether guest instances are kept between calls ([`REUSE_ENV`]).
     reuse: bool,
     /// Guest instances whose last call ended cleanly, ready for the next one.
-    idle: std::sync::Mutex<Vec<Box<(Store<Host>, Proxy)>>>,
+    idle: std::sync::Mutex<Vec<IdleGuest>>,
     /// How many may wait in `idle`: `instanceConcurrency`.
     max_idle: usize,
     /// The instance's share of the server's budget, given back when it is dropped.
@@ -330,7 +333,7 @@ impl WasmInstance {
         if self.reuse
             && let Some(ready) = self.idle.lock().ok().and_then(|mut v| v.pop())
         {
-            let (mut store, proxy) = *ready;
+            let (mut store, proxy) = ready;
             // The deadline of its last call has passed: arm it again.
             store.set_epoch_deadline(1);
             return Ok((store, proxy));
@@ -476,7 +479,7 @@ impl WasmInstance {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.max_idle
         {
-            idle.push(Box::new((store, proxy)));
+            idle.push((store, proxy));
         }
     }
 
