@@ -281,6 +281,19 @@ impl WasmInstance {
         }
     }
 
+    /// The state of a component guest's store.
+    fn host(&self, wasi: WasiCtx) -> Host {
+        Host {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            cap: self.cap(),
+            hooks: Outbound {
+                internet: self.internet,
+            },
+        }
+    }
+
     fn log_stream(&self) -> Result<wasmtime_wasi::cli::OutputFile, String> {
         self.out
             .try_clone()
@@ -347,18 +360,7 @@ impl WasmInstance {
             })
             .map_err(CallResult::Failed)?
             .build();
-        let mut store = self.store(
-            Host {
-                wasi,
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                cap: self.cap(),
-                hooks: Outbound {
-                    internet: self.internet,
-                },
-            },
-            |h| &mut h.cap,
-        );
+        let mut store = self.store(self.host(wasi), |h| &mut h.cap);
         match pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok((store, proxy)),
             Err(e) => Err(function_error(&trap_message(&e, "while instantiating"))),
@@ -496,18 +498,7 @@ impl WasmInstance {
         })?;
         let ran: wasmtime::Result<Result<(), ()>> = match &*self.loaded {
             Loaded::CommandComponent(pre) => {
-                let mut store = self.store(
-                    Host {
-                        wasi: wasi.build(),
-                        http: WasiHttpCtx::new(),
-                        table: ResourceTable::new(),
-                        cap: self.cap(),
-                        hooks: Outbound {
-                            internet: self.internet,
-                        },
-                    },
-                    |h| &mut h.cap,
-                );
+                let mut store = self.store(self.host(wasi.build()), |h| &mut h.cap);
                 match pre.instantiate_async(&mut store).await {
                     Ok(cmd) => cmd.wasi_cli_run().call_run(&mut store).await,
                     Err(e) => Err(e),
