@@ -552,6 +552,12 @@ impl InstanceManager {
             code_dir: spec.code_dir.clone(),
             memory_mb: spec.function.memory_size,
             internet: spec.internet_access,
+            reuse: spec
+                .function
+                .environment_variables
+                .get(wasm::instance::REUSE_ENV)
+                .is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "True")),
+            concurrency: spec.function.instance_concurrency,
             reservation,
         })
         .map_err(StartError::Spawn)

@@ -3,6 +3,9 @@
 //! policy, the log pipe). Each call instantiates the guest afresh in a store of its own, so
 //! nothing a call leaves in memory reaches the next; the pool's instance is the unit of the
 //! server's budget and of `instanceConcurrency` (how many such calls may run side by side).
+//! A `wasi:http` function may opt out with [`REUSE_ENV`]: a guest instance whose call ended
+//! cleanly is then kept (up to `instanceConcurrency` of them) and serves the next call with its
+//! module state, as an FC instance's process does; one that trapped or timed out is dropped.
 //!
 //! A call of the custom-runtime contract (`POST /invoke`, an HTTP invocation, `/initialize`,
 //! lifecycle hooks) reaches a `wasi:http` guest as that HTTP request. A command guest gets an
@@ -27,6 +30,7 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::{Loaded, WasmEngine};
@@ -37,6 +41,12 @@ use crate::logs::Logs;
 
 /// Where the code package appears to the guest.
 pub(crate) const CODE_DIR_IN_GUEST: &str = "/code";
+/// The function environment variable that makes a `wasi:http` function keep its guest
+/// instances between calls, as FC keeps a warm instance's process (module state persists).
+pub(crate) const REUSE_ENV: &str = "FCD_WASM_REUSE_INSTANCES";
+/// How long a reused guest's response may take to complete after its handler returned before
+/// the guest is given up (its store dropped, which ends the body) instead of kept.
+const BODY_GRACE: Duration = Duration::from_millis(20);
 /// Most bytes of a command's stdout kept as its result (FC's response limit is 6 MB for sync
 /// calls; more is cut).
 const STDOUT_MAX: usize = 16 << 20;
@@ -182,6 +192,9 @@ fn host_internal(ip: &IpAddr) -> bool {
     }
 }
 
+/// A `wasi:http` guest instance between two calls.
+type IdleGuest = (Store<Host>, Proxy);
+
 /// What the pool holds for one started `wasm` instance.
 pub(crate) struct WasmInstance {
     engine: Arc<WasmEngine>,
@@ -196,6 +209,12 @@ pub(crate) struct WasmInstance {
     peak: Arc<AtomicU64>,
     killed: AtomicBool,
     kill: Notify,
+    /// Whether guest instances are kept between calls ([`REUSE_ENV`]).
+    reuse: bool,
+    /// Guest instances whose last call ended cleanly, ready for the next one.
+    idle: std::sync::Mutex<Vec<IdleGuest>>,
+    /// How many may wait in `idle`: `instanceConcurrency`.
+    max_idle: usize,
     /// The instance's share of the server's budget, given back when it is dropped.
     _reservation: Reservation,
 }
@@ -209,6 +228,9 @@ pub(crate) struct WasmStart {
     pub(crate) code_dir: PathBuf,
     pub(crate) memory_mb: u32,
     pub(crate) internet: bool,
+    /// Keep guest instances between calls ([`REUSE_ENV`]).
+    pub(crate) reuse: bool,
+    pub(crate) concurrency: u32,
     pub(crate) reservation: Reservation,
 }
 
@@ -244,6 +266,9 @@ impl WasmInstance {
             peak: Arc::new(AtomicU64::new(0)),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            reuse: s.reuse,
+            idle: std::sync::Mutex::new(Vec::new()),
+            max_idle: s.concurrency.max(1) as usize,
             _reservation: s.reservation,
         })
     }
@@ -253,6 +278,19 @@ impl WasmInstance {
             limit: self.memory_limit,
             used: 0,
             peak: self.peak.clone(),
+        }
+    }
+
+    /// The state of a component guest's store.
+    fn host(&self, wasi: WasiCtx) -> Host {
+        Host {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            cap: self.cap(),
+            hooks: Outbound {
+                internet: self.internet,
+            },
         }
     }
 
@@ -302,34 +340,45 @@ impl WasmInstance {
         res.unwrap_or_else(CallResult::Failed)
     }
 
+    /// A store with a `wasi:http` guest instantiated in it: an idle one of this instance when
+    /// it reuses them, else a new one.
+    async fn http_guest(&self, pre: &ProxyPre<Host>) -> Result<(Store<Host>, Proxy), CallResult> {
+        if self.reuse
+            && let Some(ready) = self.idle.lock().ok().and_then(|mut v| v.pop())
+        {
+            let (mut store, proxy) = ready;
+            // The deadline of its last call has passed: arm it again.
+            store.set_epoch_deadline(1);
+            return Ok((store, proxy));
+        }
+        let out = self.log_stream().map_err(CallResult::Failed)?;
+        let err = self.log_stream().map_err(CallResult::Failed)?;
+        let wasi = self
+            .wasi(|b| {
+                b.stdout(out).stderr(err);
+                Ok(())
+            })
+            .map_err(CallResult::Failed)?
+            .build();
+        let mut store = self.store(self.host(wasi), |h| &mut h.cap);
+        match pre.instantiate_async(&mut store).await {
+            Ok(proxy) => Ok((store, proxy)),
+            Err(e) => Err(function_error(&trap_message(&e, "while instantiating"))),
+        }
+    }
+
     async fn run_http(
         &self,
-        pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<Host>,
+        pre: &ProxyPre<Host>,
         method: Method,
         path: &str,
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<CallResult, String> {
-        let out = self.log_stream()?;
-        let err = self.log_stream()?;
-        let wasi = self
-            .wasi(|b| {
-                b.stdout(out).stderr(err);
-                Ok(())
-            })?
-            .build();
-        let mut store = self.store(
-            Host {
-                wasi,
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                cap: self.cap(),
-                hooks: Outbound {
-                    internet: self.internet,
-                },
-            },
-            |h| &mut h.cap,
-        );
+        let (mut store, proxy) = match self.http_guest(pre).await {
+            Ok(g) => g,
+            Err(res) => return Ok(res),
+        };
         let authority = headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -354,17 +403,14 @@ impl WasmInstance {
             .http()
             .new_response_outparam(tx)
             .map_err(|e| format!("building the guest's response: {e:#}"))?;
-        let pre = pre.clone();
-        // The guest owns its store and drops it when `handle` returns, which ends a response
-        // body it left open; the host side reads the response meanwhile.
+        // The guest runs in one future and the host reads its response in another, polled
+        // together: the guest may wait for the host to take its body.
         let guest = async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
             let r = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
                 .await;
-            drop(store);
-            r
+            (store, proxy, r)
         };
         let host = async move {
             let resp = match rx.await {
@@ -380,18 +426,62 @@ impl WasmInstance {
                 Err(e) => Err(format!("the function's response body failed: {e:?}")),
             }
         };
-        let (g, h) = tokio::join!(guest, host);
-        match (h, g) {
-            (Ok((parts, body)), _) => Ok(CallResult::Response {
+        tokio::pin!(guest, host);
+        let mut answered = None;
+        let (store, proxy, g) = loop {
+            tokio::select! {
+                g = &mut guest => break g,
+                h = &mut host, if answered.is_none() => answered = Some(h),
+            }
+        };
+        // `handle` returned: the guest wrote all it will. A body it left open ends only with
+        // its store, so a store is kept for reuse only if its response completes by itself.
+        let h = match answered {
+            Some(h) => {
+                self.keep_idle(store, proxy, g.is_ok());
+                h
+            }
+            None if self.reuse && g.is_ok() => {
+                match tokio::time::timeout(BODY_GRACE, &mut host).await {
+                    Ok(h) => {
+                        self.keep_idle(store, proxy, true);
+                        h
+                    }
+                    Err(_) => {
+                        drop(store);
+                        host.await
+                    }
+                }
+            }
+            None => {
+                drop(store);
+                host.await
+            }
+        };
+        Ok(match (h, g) {
+            (Ok((parts, body)), _) => CallResult::Response {
                 status: parts.status.as_u16(),
                 headers: parts.headers,
                 body,
-            }),
-            (Err(e), Err(trap)) => Ok(function_error(&trap_message(&trap, &e))),
-            (Err(e), Ok(())) if !e.is_empty() => Ok(function_error(&e)),
-            (Err(_), Ok(())) => Ok(function_error(
+            },
+            (Err(e), Err(trap)) => function_error(&trap_message(&trap, &e)),
+            (Err(e), Ok(())) if !e.is_empty() => function_error(&e),
+            (Err(_), Ok(())) => function_error(
                 "the function returned without setting a response (wasi:http response-outparam.set)",
-            )),
+            ),
+        })
+    }
+
+    /// Keeps a store whose call ended cleanly for the next call, when the function reuses
+    /// instances and fewer than `instanceConcurrency` are idle already.
+    fn keep_idle(&self, store: Store<Host>, proxy: Proxy, clean: bool) {
+        if !self.reuse || !clean || self.killed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push((store, proxy));
         }
     }
 
@@ -408,18 +498,7 @@ impl WasmInstance {
         })?;
         let ran: wasmtime::Result<Result<(), ()>> = match &*self.loaded {
             Loaded::CommandComponent(pre) => {
-                let mut store = self.store(
-                    Host {
-                        wasi: wasi.build(),
-                        http: WasiHttpCtx::new(),
-                        table: ResourceTable::new(),
-                        cap: self.cap(),
-                        hooks: Outbound {
-                            internet: self.internet,
-                        },
-                    },
-                    |h| &mut h.cap,
-                );
+                let mut store = self.store(self.host(wasi.build()), |h| &mut h.cap);
                 match pre.instantiate_async(&mut store).await {
                     Ok(cmd) => cmd.wasi_cli_run().call_run(&mut store).await,
                     Err(e) => Err(e),
@@ -585,6 +664,9 @@ impl RunningInstance for WasmInstance {
         Box::pin(async move {
             self.killed.store(true, Ordering::Release);
             self.kill.notify_waiters();
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.clear();
+            }
         })
     }
 
