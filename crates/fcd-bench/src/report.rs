@@ -244,6 +244,9 @@ pub(crate) struct WasmWarmRow {
     pub(crate) concurrency: usize,
     /// `wasmtime`, `invoke` or `trigger`.
     pub(crate) kind: String,
+    /// Instances reused between calls (fcd's `FCD_WASM_REUSE_INSTANCES`, `wasmtime serve
+    /// --max-instance-reuse-count`) instead of a fresh one per call (both sides' default).
+    pub(crate) reuse: bool,
     /// What was sent, for the report.
     pub(crate) request: String,
     pub(crate) stats: LoadStats,
@@ -628,7 +631,7 @@ impl Report {
             let base = self
                 .wasm_warm
                 .iter()
-                .find(|r| r.concurrency == c && r.kind == "wasmtime");
+                .find(|r| r.concurrency == c && r.kind == "wasmtime" && !r.reuse);
             for (kind, target) in [
                 (
                     "trigger",
@@ -650,7 +653,7 @@ impl Report {
                 let row = self
                     .wasm_warm
                     .iter()
-                    .find(|r| r.concurrency == c && r.kind == kind);
+                    .find(|r| r.concurrency == c && r.kind == kind && !r.reuse);
                 let pair = row
                     .zip(base)
                     .and_then(|(r, b)| r.vs_wasmtime.map(|x| (r, b, x)));
@@ -687,16 +690,20 @@ impl Report {
                 o,
                 "\n## WebAssembly: a wasi:http component on fcd's `wasm` runtime against `wasmtime serve -Scli`\n\n\
                  The same component through fcd (InvokeFunction, signed; and its anonymous HTTP trigger, a plain POST) \
-                 and run by `wasmtime serve -Scli` (a plain POST), every call a fresh instance on both. \
+                 and run by `wasmtime serve -Scli` (a plain POST). *fresh*: a new instance for every call, both sides' \
+                 default (the targets are judged on these rows); *reused*: instances kept between calls on both sides \
+                 (fcd: the function's `FCD_WASM_REUSE_INSTANCES=1`; `wasmtime serve --max-instance-reuse-count {}`). \
                  *CPU/req*: fcd's, or `wasmtime serve`'s, CPU time per request over the measured phase. \
                  Target: fcd's req/s ≥ 1.5× `wasmtime serve`'s at c=1 and c=16.\n\n\
-                 | c | request | p50 | p90 | p99 | req/s | CPU/req | req/s ÷ wasmtime serve |\n\
-                 |--:|---|--:|--:|--:|--:|--:|--:|"
+                 | instances | c | request | p50 | p90 | p99 | req/s | CPU/req | req/s ÷ wasmtime serve |\n\
+                 |---|--:|---|--:|--:|--:|--:|--:|--:|",
+                crate::wasm::WASMTIME_REUSE_COUNT
             );
             for r in &self.wasm_warm {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                    if r.reuse { "reused" } else { "fresh" },
                     r.concurrency,
                     r.request,
                     us(r.stats.p50_us),
@@ -1396,6 +1403,7 @@ mod tests {
         let row = |c: usize, kind: &str, rps: f64, vs: Option<f64>| WasmWarmRow {
             concurrency: c,
             kind: kind.into(),
+            reuse: false,
             request: format!("{kind} request"),
             stats: stats(rps, &[]),
             vs_wasmtime: vs,

@@ -459,6 +459,7 @@ impl Bench {
             instance_concurrency: concurrency,
             memory_mb: WARM_MEMORY_MB,
             zip_b64: self.fixture_zip.clone(),
+            env: Vec::new(),
         }
     }
 
@@ -470,6 +471,7 @@ impl Bench {
             instance_concurrency: concurrency,
             memory_mb: WARM_MEMORY_MB,
             zip_b64: self.python_zip.clone(),
+            env: Vec::new(),
         }
     }
 
@@ -485,6 +487,7 @@ impl Bench {
                 instance_concurrency: 1,
                 memory_mb: WARM_MEMORY_MB,
                 zip_b64: self.node_zip.clone(),
+                env: Vec::new(),
             },
         };
         FunctionDef {

