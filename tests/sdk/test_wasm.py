@@ -26,6 +26,7 @@ import base64
 import http.server
 import json
 import os
+import shutil
 import socket
 import socketserver
 import subprocess
@@ -42,9 +43,23 @@ import requests
 import fc2
 from alibabacloud_fc_open20210406 import models as m
 from alibabacloud_fc_open20210406.client import Client
+from alibabacloud_ram20150501 import models as ram_models
+from alibabacloud_ram20150501.client import Client as RamClient
+from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_util import models as util_models
 
-from fcdkit import FcdServer, code_of, create_function, expect_error, make_zip_bytes, unique
+from fcdkit import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    REGION,
+    FcdServer,
+    code_of,
+    create_function,
+    expect_error,
+    make_zip_bytes,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.invoke
 
@@ -249,6 +264,17 @@ def http_trigger(client: Client, service: str, function: str, methods=("GET", "P
     assert resp.status_code == 200, resp.status_code
 
 
+def function_logs(client: Client, service: str, function: str, **query) -> dict:
+    """fcd's log API (``GET …/logs``, an fcd extension), signed by the SDK's ``call_api``."""
+    params = open_api_models.Params(
+        action="GetFunctionLogs", version="2021-04-06", protocol="HTTP",
+        pathname=f"/2021-04-06/services/{service}/functions/{function}/logs", method="GET",
+        auth_type="AK", style="ROA", req_body_type="json", body_type="json",
+    )
+    req = open_api_models.OpenApiRequest(query={k: str(v) for k, v in query.items()})
+    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+
+
 class _Pong(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"pong from the test"
@@ -272,6 +298,70 @@ def pong_port():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv.server_address[1]
     srv.shutdown()
+
+
+PONG_SERVER = r"""
+import http.server, sys
+
+class Pong(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"pong from the test"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Pong).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def netns_pong():
+    """``(address, port)`` of an HTTP server in a network namespace this test makes, joined to
+    the host by a veth pair on ``10.199.N.0/30``: an address that is not the host's own, so a
+    guest with internet access may reach it, and that stays on this machine."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("a network namespace for the test's HTTP server needs root and iproute2 (ip)")
+    tag = f"fcdw{os.getpid() % 100000}"
+    ns, host_if, ns_if = tag, tag + "h", tag + "n"
+    octet = 100 + os.getpid() % 150
+    host_ip, ns_ip, port = f"10.199.{octet}.1", f"10.199.{octet}.2", 8080
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    server = None
+    try:
+        ip("netns", "add", ns)
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", ns)
+        ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+        ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", PONG_SERVER, ns_ip, str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            try:
+                return requests.get(f"http://{ns_ip}:{port}/", timeout=2).text == "pong from the test"
+            except requests.RequestException:
+                return False
+
+        assert wait_until(up, 20.0), "the HTTP server in the test's network namespace did not start"
+        yield ns_ip, port
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=30)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +461,13 @@ def test_sync_invoke_with_tail_log(client: Client, classic_client: fc2.Client, s
         assert line in log, log
     rid = resp.headers.get("x-fc-request-id")
     assert rid and rid in log, log
+    # The same lines are in the function's stored log.
+    lines = ["fixture-stdout marker-42 1", "fixture-stderr marker-42 1"]
+
+    def stored() -> str:
+        return "\n".join(r["message"] for r in function_logs(client, service, fn, requestId=rid)["records"])
+
+    assert wait_until(lambda: all(line in stored() for line in lines), 10.0), stored()
 
     # The event reaches the component as POST /invoke with the custom runtime's x-fc-* headers.
     event = {"op": "echo", "payload": "\u00e9v\u00e9nement", "n": [1, 2]}
@@ -578,6 +675,28 @@ def test_environment_variables(client: Client, service: str, main_zip: bytes):
         "FIXTURE_A": "beta", "FIXTURE_B": None}
 
 
+def test_role_credentials_are_environment_variables(fcd: FcdServer, client: Client, new_service, main_zip: bytes):
+    ram = RamClient(open_api_models.Config(
+        access_key_id=ACCESS_KEY_ID, access_key_secret=ACCESS_KEY_SECRET,
+        endpoint=fcd.addr, protocol="http", region_id=REGION,
+    ))
+    role = unique("role")
+    trust = {"Version": "1", "Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
+                                            "Principal": {"Service": ["fc.aliyuncs.com"]}}]}
+    arn = ram.create_role(ram_models.CreateRoleRequest(
+        role_name=role, assume_role_policy_document=json.dumps(trust))).body.role.arn
+    service = new_service(role=arn)
+    fn = wasm_function(client, service, main_zip)
+    names = ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN"]
+    env = ok_json(invoke(client, service, fn, {"op": "env", "names": names}))
+    assert env["ALIBABA_CLOUD_ACCESS_KEY_ID"].startswith("STS."), env
+    assert env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] and env["ALIBABA_CLOUD_SECURITY_TOKEN"], env
+    # The custom runtime's credential headers reach the component as well.
+    h = ok_json(invoke(client, service, fn, {"op": "echo"}))["headers"]
+    assert h.get("x-fc-access-key-id", "").startswith("STS."), h
+    assert h.get("x-fc-security-token"), h
+
+
 def test_code_is_readable_and_nothing_is_writable(client: Client, service: str, main_zip: bytes):
     fn = wasm_function(client, service, main_zip)
     out = ok_json(invoke(client, service, fn, {"op": "readfile"}))
@@ -590,17 +709,28 @@ def test_code_is_readable_and_nothing_is_writable(client: Client, service: str, 
     assert out["content"] is None, out
 
 
-def test_outbound_http_follows_internet_access(client: Client, new_service, main_zip: bytes, pong_port: int):
-    url = f"http://127.0.0.1:{pong_port}/ping"
+def test_outbound_http_follows_internet_access(
+    client: Client, new_service, main_zip: bytes, pong_port: int, netns_pong: tuple[str, int]
+):
+    loopback = f"http://127.0.0.1:{pong_port}/ping"
+    ns_ip, ns_port = netns_pong
+    outside = f"http://{ns_ip}:{ns_port}/ping"
+
     closed = new_service(internet_access=False)
     fn = wasm_function(client, closed, main_zip)
-    out = ok_json(invoke(client, closed, fn, {"op": "fetch", "url": url}))
-    assert out["ok"] is False and "HttpRequestDenied" in out["error"], out
+    for url in (loopback, outside):
+        out = ok_json(invoke(client, closed, fn, {"op": "fetch", "url": url}))
+        assert out["ok"] is False and "HttpRequestDenied" in out["error"], out
 
     open_ = new_service(internet_access=True)
     fn = wasm_function(client, open_, main_zip)
-    out = ok_json(invoke(client, open_, fn, {"op": "fetch", "url": url}))
-    assert out == {"ok": True, "url": url, "status": 200, "body": "pong from the test"}, out
+    out = ok_json(invoke(client, open_, fn, {"op": "fetch", "url": outside}))
+    assert out == {"ok": True, "url": outside, "status": 200, "body": "pong from the test"}, out
+    # The host's own addresses stay out of reach (an in-process guest would otherwise reach
+    # every service bound on the server's loopback).
+    for url in (loopback, f"http://localhost:{pong_port}/ping"):
+        out = ok_json(invoke(client, open_, fn, {"op": "fetch", "url": url}))
+        assert out["ok"] is False and "HttpRequestDenied" in out["error"], out
 
 
 # --------------------------------------------------------------------------------------------
