@@ -295,11 +295,7 @@ pub fn split_input(body: JsonObject, creating: bool) -> Result<Fc3Input, FcError
     Ok(input)
 }
 
-/// Whether `runtime` is one of FC's built-in language runtimes (not a custom runtime or a
-/// container, which bring their own server).
-pub fn is_builtin_runtime(runtime: &str) -> bool {
-    !runtime.starts_with("custom")
-}
+use crate::http_event::is_builtin_runtime;
 
 /// FC 3.0 lets built-in runtimes of functions it creates serve one request per instance.
 fn check_concurrency(runtime: &str, concurrency: u32) -> Result<(), FcError> {
@@ -438,7 +434,7 @@ pub fn render_function(
             c.insert("healthCheckConfig".into(), h.clone());
         }
         o.insert("customContainerConfig".into(), Value::Object(c));
-    } else if !is_builtin_runtime(&f.runtime) || f.custom_runtime_config.is_some() {
+    } else if f.runtime.starts_with("custom") || f.custom_runtime_config.is_some() {
         let crc = f.custom_runtime_config.clone().unwrap_or_default();
         let mut c = JsonObject::new();
         c.insert("command".into(), json!(crc.command));

@@ -77,9 +77,10 @@ pub fn url_id(account: &str, service: &str, function: &str, trigger: &str) -> St
 }
 
 /// Whether `runtime` is one of FC's built-in runtimes (python3*, nodejs*, …), whose HTTP calls
-/// change contract in 3.0, rather than a custom runtime or container (`custom*`), whose do not.
+/// change contract in 3.0 and which serve one request per instance, rather than a custom
+/// runtime or container (`custom*`) or fcd's `wasm`, which get plain HTTP and may serve several.
 pub fn is_builtin_runtime(runtime: &str) -> bool {
-    !runtime.starts_with("custom")
+    !runtime.starts_with("custom") && runtime != "wasm"
 }
 
 /// Whether an HTTP call of a function stored in `service` with `runtime` is delivered as the

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -69,6 +69,11 @@ const LATEST: &str = "LATEST";
 
 /// How long a GetFunctionCode URL stays valid.
 const CODE_URL_TTL_SECS: u64 = 3600;
+
+/// How long Create/UpdateFunction wait for a `wasm` guest's compilation before answering (a
+/// small guest's errors then reach the caller; a big one goes on compiling, and its first
+/// call waits for it).
+const PREPARE_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Control {
     store: Arc<dyn MetadataStore>,
@@ -443,6 +448,7 @@ impl Control {
             fcd_core::time::now(),
         )?;
         function.layers_arn_v2 = layer_arns;
+        self.prepare_code(&function, &code.digest).await?;
         let stored = StoredFunction {
             function,
             code_digest: code.digest,
@@ -462,6 +468,23 @@ impl Control {
             Err(StoreError::LimitExceeded(m)) => Err(FcError::LimitExceeded(m)),
             Err(e) => Err(internal("insert function", e)),
         }
+    }
+
+    /// Starts getting `function`'s code ready where its runtime compiles ahead of calls
+    /// (`wasm`), so code that cannot run is refused here rather than at its first call.
+    async fn prepare_code(&self, function: &Function, digest: &str) -> Result<(), FcError> {
+        if function.runtime != "wasm" {
+            return Ok(());
+        }
+        let code_dir = self
+            .code
+            .ensure_extracted(digest)
+            .await
+            .map_err(code_error)?;
+        self.runtime
+            .prepare_code(function, &code_dir, PREPARE_WAIT)
+            .await
+            .map_err(|why| FcError::invalid(format!("the function's code cannot run: {why}")))
     }
 
     pub async fn get_function(
@@ -521,9 +544,16 @@ impl Control {
             }
             None => (None, current.code_digest.clone()),
         };
+        let code_changed = code_ref.is_some();
         function.apply(u, code_ref, fcd_core::time::now())?;
         if let Some(arns) = layer_arns {
             function.layers_arn_v2 = arns;
+        }
+        if code_changed
+            || function.runtime != current.function.runtime
+            || function.handler != current.function.handler
+        {
+            self.prepare_code(&function, &digest).await?;
         }
         let stored = StoredFunction {
             function,

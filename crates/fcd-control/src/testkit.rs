@@ -22,6 +22,7 @@ pub(crate) fn control(dir: &Path, store: Arc<dyn MetadataStore>, tag: &str) -> C
             python: "/nonexistent/python3".into(),
             node: "/nonexistent/node".into(),
             dir: dir.join(format!("runtime-{tag}")),
+            wasm: None,
         }),
         start_timeout: Duration::from_secs(1),
         max_instances: 1,

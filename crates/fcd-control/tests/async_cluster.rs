@@ -100,6 +100,7 @@ fn node(dir: &std::path::Path, store: Arc<dyn MetadataStore>, name: &str) -> Arc
             python: "python3".into(),
             node: "node".into(),
             dir: dir.join(format!("runtime-{name}")),
+            wasm: None,
         }),
         start_timeout: Duration::from_secs(30),
         max_instances: 4,

@@ -198,6 +198,8 @@ pub const KNOWN_RUNTIMES: &[&str] = &[
     "custom.debian10",
     "custom",
     "custom-container",
+    // fcd's own: a WebAssembly component or WASI command module, run in process on wasmtime.
+    "wasm",
 ];
 
 /// Runtimes whose functions bring their own server, so FC requires no `handler` for them.

@@ -145,6 +145,52 @@ fn credential_env(
     }
 }
 
+/// The environment of a `wasm` guest: FC's variables about the function, the role's
+/// credentials and the user's variables — not the process runtimes' search paths and ports,
+/// which mean nothing inside a WebAssembly sandbox.
+#[cfg(feature = "wasm")]
+pub(crate) fn guest_env(
+    cfg: &RuntimeConfig,
+    spec: &FunctionSpec,
+    id: &str,
+    qualifier: &str,
+    code_root: &std::path::Path,
+    credentials: Option<&FunctionCredentials>,
+) -> Vec<(String, String)> {
+    const PROCESS_ONLY: &[&str] = &[
+        "PATH",
+        "LD_LIBRARY_PATH",
+        "PYTHONUNBUFFERED",
+        "NODE_PATH",
+        "FC_SERVER_PORT",
+        "FC_CUSTOM_LISTEN_PORT",
+        "FCD_HOST_ADDR",
+        "PYTHONPATH",
+        "FCD_LAYERS_DIR",
+    ];
+    let mut env = instance_env(
+        cfg,
+        spec,
+        &Placed {
+            id,
+            port: 0,
+            qualifier,
+            code_root,
+            jailed: true,
+            path_dirs: &[],
+            host_addr: None,
+            credentials,
+        },
+    );
+    // The user's own variables come last in `instance_env` and may reuse these names.
+    let user = spec.function.environment_variables.len();
+    let split = env.len().saturating_sub(user);
+    let mut head: Vec<_> = env.drain(..split).collect();
+    head.retain(|(k, _)| !PROCESS_ONLY.contains(&k.as_str()));
+    head.extend(env);
+    head
+}
+
 /// The environment a prewarmed jail's runtime starts with, before it knows its function: only
 /// what is the same for every function (the code is at `/code` in every jail), plus the pipe
 /// its assignment arrives on. The function's own variables come with the assignment.
@@ -268,6 +314,7 @@ mod tests {
                 python: "/nonexistent/python3".into(),
                 node: "/nonexistent/node".into(),
                 dir: dir.path().to_path_buf(),
+                wasm: None,
             }),
             start_timeout: std::time::Duration::from_secs(1),
             max_instances: 1,

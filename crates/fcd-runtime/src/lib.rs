@@ -34,6 +34,8 @@ pub mod runtimes;
 pub mod sandbox;
 #[cfg(test)]
 mod testkit;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -52,7 +54,7 @@ use fcd_core::model::Function;
 use instance::Instance;
 use pool::{Acquired, NoSlot, Pool};
 use runtimes::{Launch, Placement};
-pub use runtimes::{Registry, RuntimeOptions};
+pub use runtimes::{Registry, RuntimeOptions, WasmOptions};
 pub use sandbox::NetworkMode;
 
 const LATEST: &str = "LATEST";
@@ -449,10 +451,10 @@ impl InstanceManager {
             return;
         }
         for family in self.cfg.runtimes.families() {
-            self.prewarm.keep_ready(
-                family.blank_launch(fcd_core::limits::MEMORY_DEFAULT),
-                fcd_core::limits::MEMORY_DEFAULT,
-            );
+            if let Some(launch) = family.blank_launch(fcd_core::limits::MEMORY_DEFAULT) {
+                self.prewarm
+                    .keep_ready(launch, fcd_core::limits::MEMORY_DEFAULT);
+            }
         }
     }
 
@@ -492,6 +494,11 @@ impl InstanceManager {
             jailed,
         })?;
         let engine: Box<dyn RunningInstance> = match launch {
+            #[cfg(feature = "wasm")]
+            Launch::Wasm(l) => Box::new(
+                self.start_wasm(spec, &id, qualifier, l, reservation, creds)
+                    .await?,
+            ),
             Launch::Process(l) => Box::new(
                 process::start(
                     &self.cfg,
@@ -520,6 +527,53 @@ impl InstanceManager {
             inst.set_credentials(source.clone(), creds.map(|c| c.expires_at));
         }
         Ok(Arc::new(inst))
+    }
+
+    /// Starts a `wasm` instance: waits for its guest's compilation (started by
+    /// [`InstanceManager::prepare_code`], or now, on a node that has not compiled it yet).
+    #[cfg(feature = "wasm")]
+    async fn start_wasm(
+        &self,
+        spec: &FunctionSpec,
+        id: &str,
+        qualifier: &str,
+        l: runtimes::wasm::WasmLaunch,
+        reservation: budget::Reservation,
+        creds: Option<&FunctionCredentials>,
+    ) -> Result<wasm::instance::WasmInstance, StartError> {
+        let loaded = l.engine.load(&l.guest).await.map_err(StartError::Spawn)?;
+        let code_root = PathBuf::from(wasm::instance::CODE_DIR_IN_GUEST);
+        let env = contract::guest_env(&self.cfg, spec, id, qualifier, &code_root, creds);
+        wasm::instance::WasmInstance::new(wasm::instance::WasmStart {
+            engine: l.engine,
+            loaded,
+            id: id.to_owned(),
+            env,
+            code_dir: spec.code_dir.clone(),
+            memory_mb: spec.function.memory_size,
+            internet: spec.internet_access,
+            reservation,
+        })
+        .map_err(StartError::Spawn)
+    }
+
+    /// Gets a function's code ready to run, where its runtime compiles ahead of calls (`wasm`):
+    /// checks the guest and starts compiling it, waiting up to `wait` for the outcome. An
+    /// `Err` is the reason the code cannot run, for the caller of Create/UpdateFunction.
+    pub async fn prepare_code(
+        &self,
+        function: &Function,
+        code_dir: &std::path::Path,
+        wait: Duration,
+    ) -> Result<(), String> {
+        #[cfg(feature = "wasm")]
+        if function.runtime == "wasm"
+            && let Some(engine) = self.cfg.runtimes.wasm_engine()
+        {
+            return engine.prepare(code_dir, &function.handler, wait).await;
+        }
+        let _ = (function, code_dir, wait);
+        Ok(())
     }
 
     fn pool_key(spec: &FunctionSpec) -> PoolKey {

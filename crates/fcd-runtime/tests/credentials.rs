@@ -168,6 +168,7 @@ fn fixture() -> Option<Fixture> {
         python: "python3".into(),
         node: "node".into(),
         dir: dir.path().join("runtime"),
+        wasm: None,
     });
     let mgr = InstanceManager::new(RuntimeConfig {
         region: "cn-hangzhou".into(),

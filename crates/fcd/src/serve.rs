@@ -12,7 +12,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use fcd_api::{AppState, Control, FrontDoor, Iam};
 use fcd_control::iam::{IamConfig, MIN_SESSION_DURATION_SECS, RootKey};
-use fcd_runtime::{InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions};
+use fcd_runtime::{
+    InstanceManager, NetworkMode, Registry, RuntimeConfig, RuntimeOptions, WasmOptions,
+};
 use fcd_store::SqliteStore;
 use fcd_store::code::CodeStore;
 
@@ -93,6 +95,15 @@ pub(crate) struct ServeArgs {
     /// start skips the jail's set-up and the runtime's own start (0 turns it off; jailed only).
     #[arg(long, env = "FCD_PREWARM", default_value_t = 1)]
     prewarm: u32,
+    /// Where the `wasm` runtime keeps compiled code (default: `<data-dir>/wasm-cache`). Several
+    /// servers on one machine may share it: each file is named by the guest's digest and the
+    /// engine build, and written whole before it appears.
+    #[arg(long, env = "FCD_WASM_CACHE_DIR")]
+    wasm_cache_dir: Option<PathBuf>,
+    /// Whether the `wasm` runtime preallocates its instances' memory slots (wasmtime's pooling
+    /// allocator, sized from `--max-instances`); `false` allocates per instance.
+    #[arg(long, env = "FCD_WASM_POOLING", default_value_t = true, action = clap::ArgAction::Set)]
+    wasm_pooling: bool,
     /// Seconds a new instance may take to start listening.
     #[arg(long, env = "FCD_INSTANCE_START_TIMEOUT_SECS", default_value_t = 20)]
     instance_start_timeout_secs: u64,
@@ -389,6 +400,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         python: args.python.clone(),
         node: args.node.clone(),
         dir: runtime_dir.clone(),
+        wasm: Some(WasmOptions {
+            cache_dir: args
+                .wasm_cache_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("wasm-cache")),
+            max_instances: args.max_instances.unwrap_or_else(default_max_instances),
+            pooling: args.wasm_pooling,
+        }),
     });
     for (family, why) in runtimes.missing() {
         tracing::warn!("{family} functions cannot run on this server: {why}");

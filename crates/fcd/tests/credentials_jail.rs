@@ -124,6 +124,7 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
         python: "python3".into(),
         node: "node".into(),
         dir: data.path().join("runtime"),
+        wasm: None,
     });
     let families = runtimes.describe()["families"]
         .as_object()

@@ -37,15 +37,15 @@ impl Runtime for Custom {
         }))
     }
 
-    fn blank_launch(&self, _memory_mb: u32) -> ProcessLaunch {
+    fn blank_launch(&self, _memory_mb: u32) -> Option<ProcessLaunch> {
         // The jail alone: the function's command is known, and run, on assignment.
-        ProcessLaunch {
+        Some(ProcessLaunch {
             program: PathBuf::new(),
             args: Vec::new(),
             path_dirs: Vec::new(),
             mounts: Vec::new(),
             reads_assignment: false,
-        }
+        })
     }
 
     fn describe(&self) -> String {

@@ -7,13 +7,15 @@
 //! registry holds after probing the machine at start (a family whose interpreter is missing is
 //! left out, and says why). The difference is an error that lists what can run.
 //!
-//! A family hands back a [`Launch`] naming the instance backend it needs; today every family
-//! runs on the OS-process backend (`crate::process`), and an in-process engine adds a variant
-//! and a backend without touching the pool or the API.
+//! A family hands back a [`Launch`] naming the instance backend it needs: the interpreters and
+//! custom runtimes run on the OS-process backend (`crate::process`), the `wasm` family on the
+//! in-process wasmtime engine (`crate::wasm`, cargo feature `wasm`).
 
 pub(crate) mod custom;
 pub(crate) mod nodejs;
 pub(crate) mod python;
+#[cfg(feature = "wasm")]
+pub(crate) mod wasm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,19 @@ pub struct RuntimeOptions {
     pub node: String,
     /// Where bootstraps are written (`<data-dir>/runtime`).
     pub dir: PathBuf,
+    /// The `wasm` runtime's engine settings; `None` leaves the runtime out.
+    pub wasm: Option<WasmOptions>,
+}
+
+/// Server-wide settings of the `wasm` runtime's engine.
+#[derive(Debug, Clone)]
+pub struct WasmOptions {
+    /// Where compiled code is kept (`<data-dir>/wasm-cache` unless `--wasm-cache-dir`).
+    pub cache_dir: PathBuf,
+    /// The server's instance budget, which sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Whether to use the pooling allocator (on unless `--wasm-pooling false`).
+    pub pooling: bool,
 }
 
 /// Where an instance is being placed, as the runtime needs to know it.
@@ -51,6 +66,9 @@ pub(crate) struct Placement<'a> {
 pub(crate) enum Launch {
     /// An OS process speaking the custom-runtime HTTP contract on the instance's port.
     Process(ProcessLaunch),
+    /// A WebAssembly guest run in process by the wasm engine ([`crate::wasm`]).
+    #[cfg(feature = "wasm")]
+    Wasm(wasm::WasmLaunch),
 }
 
 #[derive(Debug)]
@@ -74,9 +92,15 @@ pub(crate) trait Runtime: Send + Sync + std::fmt::Debug {
     fn launch(&self, placement: &Placement<'_>) -> Result<Launch, crate::StartError>;
     /// What it runs on, for `GET /status` (interpreter and version).
     fn describe(&self) -> String;
+    /// The engine of the in-process wasm family.
+    #[cfg(feature = "wasm")]
+    fn wasm_engine(&self) -> Option<Arc<crate::wasm::WasmEngine>> {
+        None
+    }
     /// The launch of a prewarmed jail for this family's functions of `memory_mb`, before any
-    /// function is known (jailed only: outside a jail nothing is prewarmed).
-    fn blank_launch(&self, memory_mb: u32) -> ProcessLaunch;
+    /// function is known (jailed only: outside a jail nothing is prewarmed); `None` for a
+    /// family that runs no process.
+    fn blank_launch(&self, memory_mb: u32) -> Option<ProcessLaunch>;
 }
 
 /// The runtimes this server can run, by FC runtime name.
@@ -96,6 +120,22 @@ impl Registry {
             missing: Vec::new(),
         };
         reg.add(Ok(Arc::new(custom::Custom)));
+        if let Some(w) = &opts.wasm {
+            #[cfg(feature = "wasm")]
+            reg.add(
+                crate::wasm::WasmEngine::new(w)
+                    .map(|engine| Arc::new(wasm::Wasm { engine }) as Arc<dyn Runtime>)
+                    .map_err(|why| ("wasm".to_owned(), why)),
+            );
+            #[cfg(not(feature = "wasm"))]
+            reg.add(Err((
+                "wasm".to_owned(),
+                format!(
+                    "this fcd was built without its `wasm` feature (cache {} unused)",
+                    w.cache_dir.display()
+                ),
+            )));
+        }
         // Each probe starts an interpreter (tens of milliseconds): run them side by side.
         let (py, node) = std::thread::scope(|s| {
             let py = s.spawn(|| python::Python::detect(opts));
@@ -133,6 +173,12 @@ impl Registry {
 
     pub(crate) fn get(&self, runtime: &str) -> Option<&Arc<dyn Runtime>> {
         self.by_name.get(runtime)
+    }
+
+    /// The wasm engine, when this server runs the `wasm` runtime.
+    #[cfg(feature = "wasm")]
+    pub fn wasm_engine(&self) -> Option<Arc<crate::wasm::WasmEngine>> {
+        self.by_name.get("wasm").and_then(|rt| rt.wasm_engine())
     }
 
     /// Each family once.

@@ -65,8 +65,8 @@ impl Runtime for NodeJs {
         ))
     }
 
-    fn blank_launch(&self, memory_mb: u32) -> ProcessLaunch {
-        self.process_launch(true, memory_mb)
+    fn blank_launch(&self, memory_mb: u32) -> Option<ProcessLaunch> {
+        Some(self.process_launch(true, memory_mb))
     }
 
     fn describe(&self) -> String {

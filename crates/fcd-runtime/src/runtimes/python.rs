@@ -76,8 +76,8 @@ impl Runtime for Python {
         Ok(Launch::Process(self.process_launch(p.jailed)))
     }
 
-    fn blank_launch(&self, _memory_mb: u32) -> ProcessLaunch {
-        self.process_launch(true)
+    fn blank_launch(&self, _memory_mb: u32) -> Option<ProcessLaunch> {
+        Some(self.process_launch(true))
     }
 
     fn describe(&self) -> String {
