@@ -657,6 +657,40 @@ def test_every_call_gets_a_fresh_instance(client: Client, service: str, main_zip
     assert [ok_json(r) for r in both] == [{"counter": 1}, {"counter": 1}]
     for _ in range(3):
         assert ok_json(invoke(client, service, fn, {"op": "state"})) == {"counter": 1}
+    # instanceConcurrency lets calls share an instance, never a guest's memory.
+    shared = wasm_function(client, service, main_zip, instance_concurrency=10)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        four = list(pool.map(lambda _: invoke(client, service, shared, {"op": "state"}), range(4)))
+    assert [ok_json(r) for r in four] == [{"counter": 1}] * 4
+
+
+def test_large_event_and_result(client: Client, service: str, main_zip: bytes):
+    fn = wasm_function(client, service, main_zip)
+    payload = os.urandom(2 * 1024 * 1024).hex()  # 4 MB of text in, the same back inside JSON
+    echo = ok_json(invoke(client, service, fn, {"op": "echo", "payload": payload}))
+    assert json.loads(echo["body"])["payload"] == payload
+
+
+def test_a_restarted_server_runs_its_wasm_functions(fcd_factory, tmp_path: Path, main_zip: bytes):
+    """After a restart, a function's first call waits for its code to be loaded (or compiled,
+    with an empty cache) again."""
+    server = fcd_factory()
+    client = server.client()
+    service = client.create_service(m.CreateServiceRequest(service_name=unique("svc"))).body.service_name
+    fn = wasm_function(client, service, main_zip)
+    wat = wat_function(client, service, ECHO_WAT)
+    assert ok_json(invoke(client, service, fn, {"op": "state"})) == {"counter": 1}
+    server.restart()
+    client = server.client()
+    assert ok_json(invoke(client, service, fn, {"op": "state"})) == {"counter": 1}
+    assert ok_body(invoke(client, service, wat, b"again")) == b"wat-echo:again"
+    # A server with a cache of its own, empty: it compiles the guest again.
+    server.stop()
+    server.extra_env["FCD_WASM_CACHE_DIR"] = str(tmp_path / "fresh-cache")
+    server.start()
+    client = server.client()
+    assert ok_json(invoke(client, service, fn, {"op": "state"})) == {"counter": 1}
+    assert any((tmp_path / "fresh-cache").iterdir()), "nothing was compiled into the new cache"
 
 
 def test_environment_variables(client: Client, service: str, main_zip: bytes):
