@@ -592,6 +592,11 @@ def test_http_trigger_passes_the_request_and_the_response(fcd: FcdServer, client
     failed = requests.get(url + "/fail?text=http", timeout=READ_TIMEOUT_MS / 1000)
     assert failed.status_code == 500, (failed.status_code, failed.text)
     assert failed.json() == {"errorType": "FixtureError", "errorMessage": "fixture failure: http"}
+    # A trap is the function's error: 502.
+    trapped = requests.get(url + "/raise", timeout=READ_TIMEOUT_MS / 1000)
+    assert trapped.status_code == 502, (trapped.status_code, trapped.text)
+    assert trapped.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert "trapped" in trapped.json()["errorMessage"], trapped.text
 
 
 # --------------------------------------------------------------------------------------------
