@@ -13,6 +13,9 @@ Fixture contract with the server (see README.md next to this file):
 * When ready, the server writes its bound address (``127.0.0.1:41234``) to
   ``<data-dir>/listen-addr``. The harness deletes a stale file before starting a server.
 * SIGTERM stops it; it gets 15 s before SIGKILL.
+* Every server of one test session (every cluster node too) gets the same ``FCD_WASM_CACHE_DIR``,
+  a temporary directory made empty for the session (:func:`session_wasm_cache_dir`): a
+  WebAssembly component is compiled once per session, and the cache starts empty each time.
 * fcd jails every instance by default and refuses to start where it cannot (not root). When the
   tests do not run as root and the arguments say nothing about isolation, the harness passes
   ``--isolation none`` explicitly; tests that need the jail read ``isolation.jailed`` from
@@ -21,13 +24,16 @@ Fixture contract with the server (see README.md next to this file):
 
 from __future__ import annotations
 
+import atexit
 import base64
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 import zipfile
@@ -75,6 +81,20 @@ def fcd_binary() -> str:
     return path
 
 
+_WASM_CACHE_DIR: Optional[Path] = None
+
+
+def session_wasm_cache_dir() -> Path:
+    """The compiled-code cache of the ``wasm`` runtime shared by every server this test process
+    starts: empty at first, removed at exit. A componentize-py component takes tens of seconds to
+    compile in a debug build; sharing the cache compiles it once per session."""
+    global _WASM_CACHE_DIR
+    if _WASM_CACHE_DIR is None:
+        _WASM_CACHE_DIR = Path(tempfile.mkdtemp(prefix="fcd-wasm-cache-"))
+        atexit.register(shutil.rmtree, _WASM_CACHE_DIR, True)
+    return _WASM_CACHE_DIR
+
+
 @dataclass
 class FcdServer:
     """One running ``fcd serve`` process."""
@@ -120,6 +140,7 @@ class FcdServer:
             FCD_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET,
             FCD_ACCOUNT_ID=ACCOUNT_ID,
             FCD_REGION=REGION,
+            FCD_WASM_CACHE_DIR=str(session_wasm_cache_dir()),
         )
         env.update(self.extra_env)
         self._stdout = open(self.stdout_path, "wb")
