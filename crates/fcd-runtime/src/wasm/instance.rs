@@ -281,6 +281,14 @@ impl WasmInstance {
         }
     }
 
+    /// Writes a trap with the guest's backtrace to the function's log, where a process
+    /// runtime's stack trace would be.
+    fn log_trap(&self, trap: &wasmtime::Error) {
+        use std::io::Write;
+        let text = format!("{trap:?}\n");
+        let _ = (&self.out).write_all(text.as_bytes());
+    }
+
     /// The state of a component guest's store.
     fn host(&self, wasi: WasiCtx) -> Host {
         Host {
@@ -363,7 +371,10 @@ impl WasmInstance {
         let mut store = self.store(self.host(wasi), |h| &mut h.cap);
         match pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok((store, proxy)),
-            Err(e) => Err(function_error(&trap_message(&e, "while instantiating"))),
+            Err(e) => {
+                self.log_trap(&e);
+                Err(function_error(&trap_message(&e, "while instantiating")))
+            }
         }
     }
 
@@ -464,7 +475,10 @@ impl WasmInstance {
                 headers: parts.headers,
                 body,
             },
-            (Err(e), Err(trap)) => function_error(&trap_message(&trap, &e)),
+            (Err(e), Err(trap)) => {
+                self.log_trap(&trap);
+                function_error(&trap_message(&trap, &e))
+            }
             (Err(e), Ok(())) if !e.is_empty() => function_error(&e),
             (Err(_), Ok(())) => function_error(
                 "the function returned without setting a response (wasi:http response-outparam.set)",
@@ -528,7 +542,10 @@ impl WasmInstance {
             Ok(Err(())) => 1,
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(I32Exit(code)) => *code,
-                None => return Ok(function_error(&trap_message(&e, ""))),
+                None => {
+                    self.log_trap(&e);
+                    return Ok(function_error(&trap_message(&e, "")));
+                }
             },
         };
         if exit == 0 {
@@ -553,12 +570,13 @@ fn is_http_call(path: &str) -> bool {
 }
 
 fn trap_message(trap: &wasmtime::Error, detail: &str) -> String {
-    let mut msg = format!("the function trapped: {trap:#}");
-    if let Some(t) = trap.downcast_ref::<wasmtime::Trap>()
-        && *t == wasmtime::Trap::Interrupt
-    {
-        msg = "the function was interrupted".into();
-    }
+    // The reason alone (`wasm trap: wasm \`unreachable\` instruction executed`); the guest's
+    // backtrace, wasmtime's outer context, goes to the log ([`WasmInstance::log_trap`]).
+    let mut msg = match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => "the function was interrupted".to_owned(),
+        Some(t) => format!("the function trapped: {t}"),
+        None => format!("the function failed: {}", trap.root_cause()),
+    };
     if !detail.is_empty() {
         msg.push_str(&format!(" ({detail})"));
     }
