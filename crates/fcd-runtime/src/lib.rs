@@ -926,6 +926,10 @@ impl InstanceManager {
                 }
             }
             self.remove_empty_pools();
+            #[cfg(feature = "wasm")]
+            if let Some(engine) = self.cfg.runtimes.wasm_engine() {
+                engine.unload_unused_for(idle);
+            }
         }
     }
 

@@ -90,6 +90,12 @@ impl Loaded {
 
 type Slot = Arc<OnceCell<Result<Arc<Loaded>, String>>>;
 
+/// A guest in memory and when it was last asked for.
+struct Held {
+    slot: Slot,
+    used: std::time::Instant,
+}
+
 /// The engine, its linkers and the compiled guests.
 pub struct WasmEngine {
     engine: Engine,
@@ -100,7 +106,7 @@ pub struct WasmEngine {
     pooling: bool,
     /// Guests by the path of their source file (inside an extracted, immutable code package),
     /// with the order they were first asked for (to unload the oldest unused).
-    loaded: Mutex<(HashMap<PathBuf, Slot>, Vec<PathBuf>)>,
+    loaded: Mutex<(HashMap<PathBuf, Held>, Vec<PathBuf>)>,
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -200,6 +206,15 @@ impl WasmEngine {
         }))
     }
 
+    /// Unloads the guests no instance has run for `idle` (the instance idle timeout): their
+    /// compiled code stays in the cache directory, and a later call maps it back.
+    pub(crate) fn unload_unused_for(&self, idle: Duration) {
+        if let Ok(mut g) = self.loaded.lock() {
+            let (map, order) = &mut *g;
+            unload_unused(map, order, KEEP_LOADED, Some(idle));
+        }
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -280,13 +295,22 @@ impl WasmEngine {
                 return Err("the wasm engine's state is poisoned".into());
             };
             let (map, order) = &mut *g;
-            match map.get(path) {
-                Some(s) => s.clone(),
+            match map.get_mut(path) {
+                Some(h) => {
+                    h.used = std::time::Instant::now();
+                    h.slot.clone()
+                }
                 None => {
                     let s: Slot = Arc::new(OnceCell::new());
-                    map.insert(path.to_owned(), s.clone());
+                    map.insert(
+                        path.to_owned(),
+                        Held {
+                            slot: s.clone(),
+                            used: std::time::Instant::now(),
+                        },
+                    );
                     order.push(path.to_owned());
-                    unload_unused(map, order);
+                    unload_unused(map, order, KEEP_LOADED, None);
                     s
                 }
             }
@@ -386,23 +410,31 @@ impl WasmEngine {
     }
 }
 
-/// Forgets the oldest guests nobody holds, beyond [`KEEP_LOADED`].
-fn unload_unused(map: &mut HashMap<PathBuf, Slot>, order: &mut Vec<PathBuf>) {
-    let mut excess = map.len().saturating_sub(KEEP_LOADED);
+/// Forgets the oldest guests nobody holds, beyond `keep` of them, or (with `idle`) every one
+/// nobody holds that was last asked for longer ago than that.
+fn unload_unused(
+    map: &mut HashMap<PathBuf, Held>,
+    order: &mut Vec<PathBuf>,
+    keep: usize,
+    idle: Option<Duration>,
+) {
+    let mut excess = map.len().saturating_sub(keep);
     order.retain(|p| {
-        if excess == 0 {
-            return true;
-        }
-        let unused = map.get(p).is_some_and(|s| {
-            Arc::strong_count(s) == 1
-                && s.get()
-                    .is_none_or(|r| r.as_ref().map_or(true, |l| Arc::strong_count(l) == 1))
-        });
-        if unused {
+        let Some(h) = map.get(p) else {
+            return false;
+        };
+        let wanted = excess > 0 || idle.is_some_and(|d| h.used.elapsed() >= d);
+        // Held by nobody but the map: no instance runs it and no compile is under way.
+        let unused = Arc::strong_count(&h.slot) == 1
+            && h.slot
+                .get()
+                .is_none_or(|r| r.as_ref().map_or(true, |l| Arc::strong_count(l) == 1));
+        if wanted && unused {
             map.remove(p);
-            excess -= 1;
+            excess = excess.saturating_sub(1);
+            return false;
         }
-        !unused
+        true
     });
 }
 
@@ -460,6 +492,29 @@ mod tests {
         assert!(looks_like_wat(b"(; block ;) (component)"));
         assert!(!looks_like_wat(b"PK\x03\x04"));
         assert!(!looks_like_wat(b"hello"));
+    }
+
+    #[test]
+    fn only_guests_nobody_holds_are_unloaded() {
+        let mut map = HashMap::new();
+        let mut order = Vec::new();
+        let held: Slot = Arc::new(OnceCell::new());
+        for (name, slot) in [("a", held.clone()), ("b", Arc::new(OnceCell::new()))] {
+            let used = std::time::Instant::now();
+            map.insert(PathBuf::from(name), Held { slot, used });
+            order.push(PathBuf::from(name));
+        }
+        // Recently used and within the count: both stay.
+        unload_unused(&mut map, &mut order, 8, Some(Duration::from_secs(60)));
+        assert_eq!(map.len(), 2);
+        // Idle long enough: the one nobody holds goes, the held one stays.
+        unload_unused(&mut map, &mut order, 8, Some(Duration::ZERO));
+        assert!(map.contains_key(Path::new("a")) && !map.contains_key(Path::new("b")));
+        assert_eq!(order, vec![PathBuf::from("a")]);
+        drop(held);
+        // Beyond the count, the oldest unused goes even when recently used.
+        unload_unused(&mut map, &mut order, 0, None);
+        assert!(map.is_empty() && order.is_empty());
     }
 
     #[test]
