@@ -26,14 +26,18 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
+import http.server
 import io
 import os
 import re
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -661,3 +665,34 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval_s)
+
+
+class _PongHandler(http.server.BaseHTTPRequestHandler):
+    body = b"pong"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+@contextlib.contextmanager
+def loopback_pong(body: bytes):
+    """An HTTP server of the test on the host's loopback answering every GET with ``body``;
+    yields its port."""
+    handler = type("Pong", (_PongHandler,), {"body": body})
+    srv = _ThreadingServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()

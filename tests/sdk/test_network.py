@@ -13,17 +13,14 @@ reason.
 
 from __future__ import annotations
 
-import http.server
 import json
-import socketserver
-import threading
 
 import pytest
 
 from alibabacloud_fc_open20210406 import models as m
 from alibabacloud_tea_util import models as util_models
 
-from fcdkit import create_function, server_status, unique
+from fcdkit import create_function, loopback_pong, server_status, unique
 
 pytestmark = pytest.mark.invoke
 
@@ -44,30 +41,11 @@ def handler(event, context):
 """
 
 
-class _Pong(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"pong from the host"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt, *args):
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
 @pytest.fixture(scope="module")
 def host_server():
     """An HTTP server bound on the host's loopback only."""
-    srv = _Server(("127.0.0.1", 0), _Pong)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv.server_address[1]
-    srv.shutdown()
+    with loopback_pong(b"pong from the host") as port:
+        yield port
 
 
 def _egress_or_skip(client) -> None:

@@ -23,15 +23,12 @@ the timeouts under test.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
 import shutil
 import socket
-import socketserver
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +53,7 @@ from fcdkit import (
     code_of,
     create_function,
     expect_error,
+    loopback_pong,
     make_zip_bytes,
     unique,
     wait_until,
@@ -275,29 +273,11 @@ def function_logs(client: Client, service: str, function: str, **query) -> dict:
     return client.call_api(params, req, util_models.RuntimeOptions())["body"]
 
 
-class _Pong(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"pong from the test"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt, *args):
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
 @pytest.fixture(scope="module")
 def pong_port():
     """An HTTP server of the test on the host's loopback."""
-    srv = _Server(("127.0.0.1", 0), _Pong)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[1]
-    srv.shutdown()
+    with loopback_pong(b"pong from the test") as port:
+        yield port
 
 
 PONG_SERVER = r"""
