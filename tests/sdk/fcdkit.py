@@ -29,6 +29,7 @@ import base64
 import contextlib
 import http.server
 import io
+import json
 import os
 import re
 import shutil
@@ -696,3 +697,21 @@ def loopback_pong(body: bytes):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def function_error(
+    resp: fc_models.InvokeFunctionResponse, kind: str = "UnhandledInvocationError"
+) -> dict:
+    """The JSON error body of a failed invocation, which FC still answers with HTTP 200 and
+    ``x-fc-error-type: kind``."""
+    assert resp.status_code == 200, resp.status_code
+    assert resp.headers.get("x-fc-error-type") == kind, (resp.headers, resp.body)
+    body = json.loads(resp.body)
+    assert isinstance(body, dict) and isinstance(body.get("errorMessage"), str), body
+    return body
+
+
+def log_tail(resp: fc_models.InvokeFunctionResponse) -> str:
+    """The decoded ``x-fc-log-result`` of an invocation made with ``x-fc-log-type: Tail``."""
+    assert "x-fc-log-result" in resp.headers, resp.headers
+    return base64.b64decode(resp.headers["x-fc-log-result"]).decode("utf-8", errors="replace")

@@ -25,6 +25,8 @@ from fcdkit import (
     create_function,
     echo_bootstrap,
     expect_error,
+    function_error,
+    log_tail,
     make_zip_bytes,
     unique,
 )
@@ -59,18 +61,6 @@ def ok_body(resp: m.InvokeFunctionResponse) -> bytes:
     return resp.body or b""
 
 
-def function_error(resp: m.InvokeFunctionResponse) -> dict:
-    """The JSON error body of a failed invocation, which FC still answers with HTTP 200."""
-    assert resp.status_code == 200, resp.status_code
-    assert resp.headers.get("x-fc-error-type") == "UnhandledInvocationError", (resp.headers, resp.body)
-    body = json.loads(resp.body)
-    assert isinstance(body, dict) and isinstance(body.get("errorMessage"), str), body
-    return body
-
-
-def log_tail(resp: m.InvokeFunctionResponse) -> str:
-    assert "x-fc-log-result" in resp.headers, resp.headers
-    return base64.b64decode(resp.headers["x-fc-log-result"]).decode("utf-8", errors="replace")
 
 
 def py_function(client: Client, service: str, source: str, **kwargs) -> m.CreateFunctionResponseBody:

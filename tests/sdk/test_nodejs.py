@@ -20,7 +20,7 @@ from alibabacloud_fc_open20210406 import models as m
 from alibabacloud_fc_open20210406.client import Client
 from alibabacloud_tea_util import models as util_models
 
-from fcdkit import ACCOUNT_ID, REGION, create_function
+from fcdkit import ACCOUNT_ID, REGION, create_function, function_error, log_tail
 
 pytestmark = pytest.mark.invoke
 
@@ -127,17 +127,6 @@ def ok_body(resp: m.InvokeFunctionResponse) -> bytes:
     return resp.body or b""
 
 
-def function_error(resp: m.InvokeFunctionResponse, kind: str) -> dict:
-    assert resp.status_code == 200, resp.status_code
-    assert resp.headers.get("x-fc-error-type") == kind, (resp.headers, resp.body)
-    body = json.loads(resp.body)
-    assert isinstance(body, dict) and isinstance(body.get("errorMessage"), str), body
-    return body
-
-
-def log_tail(resp: m.InvokeFunctionResponse) -> str:
-    assert "x-fc-log-result" in resp.headers, resp.headers
-    return base64.b64decode(resp.headers["x-fc-log-result"]).decode("utf-8", errors="replace")
 
 
 def unhandled_type(runtime: str, name: str) -> str:

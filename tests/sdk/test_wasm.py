@@ -22,7 +22,6 @@ the timeouts under test.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -53,6 +52,8 @@ from fcdkit import (
     code_of,
     create_function,
     expect_error,
+    function_error,
+    log_tail,
     loopback_pong,
     make_zip_bytes,
     unique,
@@ -235,18 +236,6 @@ def ok_json(resp: m.InvokeFunctionResponse):
     return json.loads(ok_body(resp))
 
 
-def function_error(resp: m.InvokeFunctionResponse) -> dict:
-    """The error body of a failed invocation (HTTP 200 with ``x-fc-error-type``)."""
-    assert resp.status_code == 200, resp.status_code
-    assert resp.headers.get("x-fc-error-type") == "UnhandledInvocationError", (resp.headers, resp.body)
-    body = json.loads(resp.body)
-    assert isinstance(body, dict) and isinstance(body.get("errorMessage"), str), body
-    return body
-
-
-def log_tail(resp: m.InvokeFunctionResponse) -> str:
-    assert "x-fc-log-result" in resp.headers, resp.headers
-    return base64.b64decode(resp.headers["x-fc-log-result"]).decode("utf-8", errors="replace")
 
 
 def http_trigger(client: Client, service: str, function: str, methods=("GET", "POST", "PUT")) -> None:
