@@ -174,9 +174,16 @@ pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
         (None, Some(_)) => None,
         (None, None) => Some("latest".to_owned()),
     };
+    let registry = registry.to_ascii_lowercase();
+    // Docker Hub's official images live under library/ (docker.io/alpine is library/alpine).
+    let repository = if registry == "docker.io" && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository.to_owned()
+    };
     Ok(ImageRef {
-        registry: registry.to_ascii_lowercase(),
-        repository: repository.to_owned(),
+        registry,
+        repository,
         tag,
         digest,
     })
@@ -282,6 +289,13 @@ mod tests {
                 "{r:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn docker_hub_official_images() {
+        let r = parse("docker.io/alpine:3").unwrap();
+        assert_eq!(r.repository, "library/alpine");
+        assert_eq!(parse("docker.io/team/app").unwrap().repository, "team/app");
     }
 
     #[test]

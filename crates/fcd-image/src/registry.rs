@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
@@ -31,6 +31,9 @@ const CONFIG_TYPES: &[&str] = &[
 
 /// The largest image config fcd reads (real ones are a few KiB).
 const CONFIG_MAX: i64 = 4 * 1024 * 1024;
+
+/// Clients kept at most (one per registry and credentials).
+const MAX_CLIENTS: usize = 256;
 
 /// Clients per registry and credentials, and which registries are plain HTTP.
 pub(crate) struct Registries {
@@ -122,6 +125,11 @@ impl Registries {
                         image.registry
                     ))
                 })?;
+                // Every distinct password makes a client; a node sees few, but never let
+                // them pile up (dropping them only costs a new TLS handshake and token).
+                if clients.len() >= MAX_CLIENTS {
+                    clients.clear();
+                }
                 clients.insert(key, client.clone());
                 client
             }
@@ -300,8 +308,12 @@ impl Pull<'_> {
     }
 
     fn stream_error(&self, digest: &str, e: &std::io::Error) -> ImageError {
-        // oci-client's verifying stream reports a digest mismatch as InvalidData.
-        if e.kind() == std::io::ErrorKind::InvalidData {
+        // oci-client's verifying stream reports a digest mismatch as an io::Error around a
+        // DigestError (fcd checks the digest itself as well, in `download`).
+        let mismatch = e
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<DigestError>().is_some());
+        if mismatch {
             ImageError::Corrupt(format!(
                 "image {} cannot be used: layer {digest} does not match its digest: {e}",
                 self.shown

@@ -447,8 +447,14 @@ impl Inner {
             Some(image) => Ok(image),
             None => self.fetch_and_unpack(&pull, &resolved).await,
         };
-        // Anyone still waiting for this lock finds the image (or unpacks again after a failure).
-        self.lock().unpacks.remove(&resolved.digest);
+        // The last one out removes the lock; anyone still waiting for it finds the image (or,
+        // after a failure, tries again under the same lock).
+        {
+            let mut st = self.lock();
+            if Arc::strong_count(&lock) <= 2 {
+                st.unpacks.remove(&resolved.digest);
+            }
+        }
         drop(guard);
         result
     }

@@ -106,17 +106,20 @@ impl Registry {
         registry
     }
 
-    /// Deletes blob `digest` from the registry's storage: a pull that still works did not
-    /// need it.
-    fn delete_blob(&self, digest: &str) {
+    fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        let path = self
-            .dir
+        self.dir
             .path()
             .join("data/docker/registry/v2/blobs/sha256")
             .join(&hex[..2])
             .join(hex)
-            .join("data");
+            .join("data")
+    }
+
+    /// Deletes blob `digest` from the registry's storage: a pull that still works did not
+    /// need it.
+    fn delete_blob(&self, digest: &str) {
+        let path = self.blob_path(digest);
         std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
@@ -450,8 +453,21 @@ async fn pulls_oci_docker_and_index_images() {
         "from docker"
     );
 
+    // A caller that stops waiting does not stop the pull: status shows how it ends.
+    let multi = format!("{addr}/multi:v1");
+    let _ = tokio::time::timeout(Duration::from_micros(1), store.pull(&multi, None)).await;
+    assert!(store.status(&multi).is_some());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while matches!(store.status(&multi), Some(PullStatus::Pulling)) {
+        assert!(Instant::now() < deadline, "the pull never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(store.status(&multi), Some(PullStatus::Ready(ref i)) if i.digest == amd.digest)
+    );
+
     // An index: its linux/amd64 manifest.
-    let m = store.pull(&format!("{addr}/multi:v1"), None).await.unwrap();
+    let m = store.pull(&multi, None).await.unwrap();
     assert_eq!(m.digest, amd.digest);
     assert_eq!(
         std::fs::read_to_string(m.rootfs.join("arch")).unwrap(),
@@ -506,6 +522,41 @@ async fn pulls_oci_docker_and_index_images() {
         matches!(e, ImageError::NotFound(ref m) if m.contains("repository nothing")),
         "{e:?}"
     );
+
+    // A layer whose bytes do not match its digest (tampered with in the registry's storage,
+    // same length) is refused, and nothing of it is kept.
+    let tampered = push(
+        &client,
+        &anon,
+        &format!("{addr}/tampered:v1"),
+        "amd64",
+        vec![(
+            layer(&[("x", 0o644, b"original")], false),
+            IMAGE_LAYER_MEDIA_TYPE,
+        )],
+        false,
+    )
+    .await;
+    let blob = registry.blob_path(&tampered.layers[0]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"original").unwrap();
+    bytes[at..at + 8].copy_from_slice(b"modified");
+    std::fs::write(&blob, bytes).unwrap();
+    let e = store
+        .pull(&format!("{addr}/tampered:v1"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ImageError::Corrupt(ref m) if m.contains("tampered:v1")),
+        "{e:?}"
+    );
+    assert!(store.get(&tampered.digest).is_none());
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // Collection: everything not kept and not held goes.
     drop((image, d, m, same));
