@@ -502,28 +502,38 @@ impl Inner {
             .await
             .map_err(|e| io("creating a work directory", e))?;
         let mut unpacker = Unpacker::new(work.path.join("rootfs"), reference, self.max_bytes)?;
-        let blob = work.path.join("layer");
-        for layer in layers {
-            let mut file = tokio::fs::File::create(&blob)
-                .await
-                .map_err(|e| io("creating a layer file", e))?;
-            pull.download(layer, &mut file).await?;
-            drop(file);
-            let path = blob.clone();
+        // Layer i is unpacked while layer i + 1 downloads: the network and the disk overlap.
+        let blob = |i: usize| work.path.join(format!("layer-{i}"));
+        let download = |i: usize| {
+            let path = blob(i);
+            async move {
+                let Some(layer) = layers.get(i) else {
+                    return Ok(());
+                };
+                let mut file = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(|e| io("creating a layer file", e))?;
+                pull.download(layer, &mut file).await
+            }
+        };
+        download(0).await?;
+        for (i, layer) in layers.iter().enumerate() {
+            let path = blob(i);
             let digest = layer.digest.clone();
             let shown = reference.to_owned();
-            unpacker = tokio::task::spawn_blocking(move || {
+            let unpack = tokio::task::spawn_blocking(move || {
                 let file = fs::File::open(&path)
                     .map_err(|e| ImageError::io(&shown, "opening a downloaded layer", &e))?;
                 unpacker.apply_layer(file, &digest)?;
                 fs::remove_file(&path)
                     .map_err(|e| ImageError::io(&shown, "removing a downloaded layer", &e))?;
                 Ok::<_, ImageError>(unpacker)
-            })
-            .await
-            .map_err(|e| {
+            });
+            let (unpacked, next) = tokio::join!(unpack, download(i + 1));
+            unpacker = unpacked.map_err(|e| {
                 ImageError::Io(format!("image {reference} could not be unpacked: {e}"))
             })??;
+            next?;
             tracing::debug!(reference, layer = %layer.digest, "layer unpacked");
         }
         let size = tokio::task::spawn_blocking(move || unpacker.finish())
@@ -729,6 +739,16 @@ mod tests {
         ));
         assert_eq!(store.collect(&HashSet::new()), [digest('a')]);
         assert!(store.status("reg.example/img:a").is_none());
+    }
+
+    #[test]
+    fn the_store_and_its_pulls_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let (_dir, store) = store_with(&[], 1);
+        send_sync(&store);
+        let pull = store.pull("reg.example/a:1", None);
+        send(&pull);
     }
 
     #[tokio::test]
