@@ -442,11 +442,15 @@ async fn pulls_oci_docker_and_index_images() {
     assert_eq!(same.config, image.config);
     assert_eq!(same.size, image.size);
 
-    // Docker v2 schema 2 media types.
-    let d = store
-        .pull(&format!("{addr}/docker:v1"), None)
-        .await
-        .unwrap();
+    // Docker v2 schema 2 media types. Two references to one digest, pulled at once, unpack
+    // it once: both get the same image.
+    let (tag_ref, digest_ref) = (
+        format!("{addr}/docker:v1"),
+        format!("{addr}/docker@{}", docker.digest),
+    );
+    let (d, by_digest) = tokio::join!(store.pull(&tag_ref, None), store.pull(&digest_ref, None));
+    let d = d.unwrap();
+    assert!(Arc::ptr_eq(&d, &by_digest.unwrap()));
     assert_eq!(d.digest, docker.digest);
     assert_eq!(
         std::fs::read_to_string(d.rootfs.join("hello")).unwrap(),
