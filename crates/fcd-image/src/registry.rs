@@ -184,6 +184,8 @@ impl Pull<'_> {
                         .manifests
                         .iter()
                         .filter_map(|m| m.platform.as_ref())
+                        // buildx's attestation manifests say unknown/unknown: not a platform.
+                        .filter(|p| p.os.to_string() != "unknown")
                         .map(|p| match &p.variant {
                             Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
                             None => format!("{}/{}", p.os, p.architecture),
