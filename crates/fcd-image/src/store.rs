@@ -152,6 +152,24 @@ impl ImageStore {
                 }
             }
         }
+        // What each reference last resolved to here is ready again after a restart: a cold
+        // start of a function pulled before never waits for its registry. (A pull — an
+        // UpdateFunction, another node's write — still asks the registry where a tag points.)
+        let mut latest: HashMap<String, (u64, Arc<Image>)> = HashMap::new();
+        for entry in state.images.values() {
+            for r in &entry.references {
+                if latest
+                    .get(r)
+                    .is_none_or(|(used, _)| *used < entry.last_used)
+                {
+                    latest.insert(r.clone(), (entry.last_used, entry.image.clone()));
+                }
+            }
+        }
+        state.status = latest
+            .into_iter()
+            .map(|(r, (_, image))| (r, PullStatus::Ready(image)))
+            .collect();
         tracing::info!(
             dir = %dir.display(),
             images = state.images.len(),
@@ -241,6 +259,16 @@ impl ImageStore {
         st.images
             .get(&normalise_digest(digest))
             .map(|e| e.image.clone())
+    }
+
+    /// The digests of the unpacked images on this node that were pulled as `reference`.
+    pub fn digests_of(&self, reference: &str) -> Vec<String> {
+        let st = self.inner.lock();
+        st.images
+            .iter()
+            .filter(|(_, e)| e.references.iter().any(|r| r == reference))
+            .map(|(digest, _)| digest.clone())
+            .collect()
     }
 
     /// Every unpacked image on this node.
@@ -660,7 +688,16 @@ mod tests {
         assert_eq!(image.config.cmd, ["/app"]);
         assert_eq!(image.rootfs, dir.path().join(&hex).join("rootfs"));
         assert_eq!(store.size(), 42);
-        assert!(store.status("reg.example/a:1").is_none());
+        // Ready again after the restart, under the reference it was pulled as.
+        assert!(
+            matches!(store.status("reg.example/a:1"), Some(PullStatus::Ready(i)) if i.digest == format!("sha256:{hex}"))
+        );
+        assert!(store.status("reg.example/a:2").is_none());
+        assert_eq!(
+            store.digests_of("reg.example/a:1"),
+            [format!("sha256:{hex}")]
+        );
+        assert!(store.digests_of("reg.example/a:2").is_empty());
     }
 
     #[test]
