@@ -862,6 +862,15 @@ impl Control {
             },
             "instances": self.runtime.instance_count(),
         });
+        if let (Some(images), Some(o)) = (&self.images, status.as_object_mut()) {
+            o.insert(
+                "images".into(),
+                serde_json::json!({
+                    "unpacked": images.images().len(),
+                    "bytes": images.size(),
+                }),
+            );
+        }
         if !self.cluster.is_single() {
             let nodes: Vec<serde_json::Value> = self
                 .cluster

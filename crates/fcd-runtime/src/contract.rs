@@ -342,20 +342,8 @@ mod tests {
     #[test]
     fn native_fc3_functions_show_no_service() {
         let spec = |service: &str| crate::FunctionSpec {
-            account_id: "1".into(),
             service_name: service.into(),
-            log_project: String::new(),
-            log_store: String::new(),
-            function: testkit::function(serde_json::json!({})),
-            code_dir: "/code".into(),
-            image: None,
-            layers: None,
-            internet_access: false,
-            version_id: None,
-            limit: crate::InstanceLimit::Unlimited,
-            revision: "r".into(),
-            generation: 0,
-            credentials: None,
+            ..testkit::spec_for_tests()
         };
         assert_eq!(shown_service_name(&spec("~fn")), "");
         assert_eq!(shown_service_name(&spec("svc")), "svc");
