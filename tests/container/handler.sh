@@ -4,6 +4,7 @@
 #   POST /invoke      -> 200, a JSON report of what the function sees (below)
 #   POST /initialize  -> 200 (an initializer hook)
 #   GET  /health      -> 200 (customHealthCheckConfig.httpGetUrl)
+#   GET  /unhealthy   -> 503 (a health check that never passes)
 #   anything else     -> 200, the same report (an HTTP trigger's request, any method and path)
 # The report: {"version": <the image's /etc/fixture-version>, "method", "path", "query",
 # "body", "body_b64", "request_id", "args": <serve's arguments>, "uid", "cwd",
@@ -79,6 +80,10 @@ case "$target" in *\?*) query="${target#*\?}" ;; esac
 case "$method $path" in
   "POST /initialize" | "GET /health")
     reply "200 OK" "text/plain" "ok"
+    exit 0
+    ;;
+  "GET /unhealthy")
+    reply "503 Service Unavailable" "text/plain" "unhealthy on purpose"
     exit 0
     ;;
 esac

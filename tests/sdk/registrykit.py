@@ -101,7 +101,8 @@ class Registry:
         if not storage.exists():
             # A copy: tests may add tags (:meth:`tag`) without touching the fixtures.
             shutil.copytree(FIXTURES / "registry", storage, symlinks=True)
-        self.port = _free_port()
+        # A restart keeps the port, so references to it stay valid.
+        self.port = self.port or _free_port()
         auth = ""
         if self.auth:
             htpasswd = shutil.which("htpasswd")
