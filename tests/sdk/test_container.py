@@ -59,6 +59,14 @@ from registrykit import (
 
 pytestmark = pytest.mark.invoke
 
+
+@pytest.fixture(autouse=True)
+def _jailed(request: pytest.FixtureRequest):
+    """fcd refuses container functions without its jail (``--isolation none``, as the harness
+    starts it when not root): every test but the fixtures' own skips there, saying so."""
+    if request.node.name != "test_fixture_images_are_served":
+        jailed_or_skip(request.getfixturevalue("fcd"))
+
 READ_TIMEOUT_MS = 120_000
 # CreateFunction waits up to 5 s for the pull; a small image on loopback is much faster, but a
 # loaded machine may leave the function Pending a little longer.
@@ -295,8 +303,7 @@ def test_environment_variables_reach_the_process(client: Client, service: str, r
     assert r["env"]["FC_FUNCTION_NAME"] == fn and r["env"]["FC_SERVICE_NAME"] == service, r
 
 
-def test_image_files_are_read_only_and_the_function_is_not_root(fcd: FcdServer, client: Client, service: str, registries):
-    jailed_or_skip(fcd)
+def test_image_files_are_read_only_and_the_function_is_not_root(client: Client, service: str, registries):
     fn = create_container(client, service, registries.open.ref("echo:v1"))
     r = call(client, service, fn)
     assert int(r["uid"]) != 0, r
@@ -445,10 +452,15 @@ def test_update_to_a_new_tag_replaces_instances(client: Client, classic_client: 
     client.update_function(service, fn, m.UpdateFunctionRequest(custom_container_config=cc_config(by_digest)))
     assert call(client, service, fn)["version"] == "v1"
 
-    # A tag that names another image now (a tag no fcd has pulled, then moved to v2).
-    moving = registries.open.tag("echo:v1", unique("moving"))
+    # A tag no fcd has pulled yet; then the same tag pushed anew (now v2's manifest): an update
+    # naming the image pulls it again and the next instance runs the new one.
+    tag = unique("moving")
+    moving = registries.open.tag("echo:v1", tag)
     client.update_function(service, fn, m.UpdateFunctionRequest(custom_container_config=cc_config(moving)))
     assert call(client, service, fn)["version"] == "v1"
+    assert registries.open.tag("echo:v2", tag) == moving
+    client.update_function(service, fn, m.UpdateFunctionRequest(custom_container_config=cc_config(moving)))
+    assert call(client, service, fn)["version"] == "v2"
 
 
 def test_a_failed_update_keeps_the_function_as_it_was(client: Client, classic_client: fc2.Client, service: str, registries):
