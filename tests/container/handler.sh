@@ -10,7 +10,8 @@
 # "body", "body_b64", "request_id", "args": <serve's arguments>, "uid", "cwd",
 # "env": {<selected variables, null when unset>}, "root_write", "image_dir_write",
 # "tmp_write", "v1_only_file"}. A *_write is "ok" or the error the shell printed.
-# Every answer has Content-Length and `Connection: close`: one request per connection.
+# A body comes with Content-Length or chunked. Every answer has Content-Length and
+# `Connection: close`: one request per connection.
 # Written for busybox ash; no bash-isms. Bodies are text (a shell variable holds no NUL byte).
 
 cr="$(printf '\r')"
@@ -48,6 +49,25 @@ try_write() {
   fi
 }
 
+# decode_chunked: a chunked request body from stdin to stdout. dd reads byte by byte, so the
+# chunk-size lines that follow stay on stdin for `read`.
+decode_chunked() {
+  while IFS= read -r size; do
+    size="${size%"$cr"}"
+    size="${size%%;*}"
+    case "$size" in '' | *[!0-9a-fA-F]*) return ;; esac
+    n=$((0x$size))
+    if [ "$n" -eq 0 ]; then
+      while IFS= read -r trailer; do
+        [ -z "${trailer%"$cr"}" ] && return
+      done
+      return
+    fi
+    dd bs=1 count="$n" status=none
+    IFS= read -r _
+  done
+}
+
 reply() { # STATUS-LINE CONTENT-TYPE BODY
   len="$(printf '%s' "$3" | wc -c)"
   printf 'HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
@@ -66,11 +86,14 @@ while IFS= read -r line; do
   case "$line" in
     [Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]:*) length="$value" ;;
     [Xx]-[Ff][Cc]-[Rr][Ee][Qq][Uu][Ee][Ss][Tt]-[Ii][Dd]:*) request_id="$value" ;;
+    [Tt][Rr][Aa][Nn][Ss][Ff][Ee][Rr]-[Ee][Nn][Cc][Oo][Dd][Ii][Nn][Gg]:*[Cc][Hh][Uu][Nn][Kk][Ee][Dd]*) chunked=1 ;;
   esac
 done
 case "$length" in '' | *[!0-9]*) length=0 ;; esac
 body=""
-if [ "$length" -gt 0 ]; then
+if [ -n "${chunked-}" ]; then
+  body="$(decode_chunked)"
+elif [ "$length" -gt 0 ]; then
   body="$(head -c "$length")"
 fi
 path="${target%%\?*}"
