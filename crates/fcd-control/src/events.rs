@@ -92,8 +92,14 @@ impl Control {
     /// listener already did, in `drop_stale`, before acknowledging it).
     async fn follow_up(&self, event: ClusterEvent) {
         match event {
-            // A provision config may have changed: reconcile now, not at the next pass.
-            ClusterEvent::Invalidate { .. } => self.provisioning.kick(),
+            // A provision config may have changed: reconcile now, not at the next pass. A
+            // function may name a new image: pull it here too, ahead of a first call.
+            ClusterEvent::Invalidate { account, service } => {
+                self.provisioning.kick();
+                if let Some(service) = service {
+                    self.prefetch_images(&account, &service).await;
+                }
+            }
             ClusterEvent::Retire {
                 account,
                 service,

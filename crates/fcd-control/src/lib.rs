@@ -35,6 +35,7 @@ mod events;
 pub mod fc3;
 pub mod http_event;
 pub mod iam;
+pub mod images;
 mod invoke;
 mod layers;
 mod role_credentials;
@@ -75,6 +76,10 @@ const CODE_URL_TTL_SECS: u64 = 3600;
 /// call waits for it).
 const PREPARE_WAIT: Duration = Duration::from_secs(2);
 
+/// A zip with no entries: the code package of a `custom-container` function, whose code is
+/// its image.
+const EMPTY_ZIP_BASE64: &str = "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==";
+
 pub struct Control {
     store: Arc<dyn MetadataStore>,
     code: CodeStore,
@@ -98,6 +103,9 @@ pub struct Control {
     /// This node's membership of the cluster ([`Cluster::single`] unless
     /// [`Control::with_cluster`] gave another).
     cluster: Arc<Cluster>,
+    /// Where `custom-container` functions' images are pulled to and kept ([`images`]);
+    /// `None` refuses them.
+    images: Option<Arc<fcd_image::ImageStore>>,
     started: Instant,
 }
 
@@ -225,6 +233,7 @@ impl Control {
             triggers: triggers::TriggerCaches::default(),
             roles: role_credentials::RoleSources::new(iam),
             cluster: Arc::new(Cluster::single(NodeInfo::new("local", ""))),
+            images: None,
             started: Instant::now(),
         }
     }
@@ -418,10 +427,15 @@ impl Control {
                 )?;
                 return Err(FcError::invalid("code.zipFile is required"));
             }
+            // An image function's code is its image: it stores an empty package, so versions,
+            // collection and cluster sharing treat it like any other function.
+            None if u.runtime.as_deref() == Some(images::CONTAINER_RUNTIME) => {
+                EMPTY_ZIP_BASE64.to_owned()
+            }
             None => return Err(FcError::invalid("code.zipFile is required")),
         };
         // Validate the config before storing code, so bad requests leave nothing behind.
-        Function::create(
+        let checked = Function::create(
             new_id(),
             name.clone(),
             u.clone(),
@@ -431,6 +445,8 @@ impl Control {
             },
             String::new(),
         )?;
+        // An image function's image is pulled now, not at its first call.
+        self.prepare_image(&checked).await?;
         // Layers must exist before anything is stored.
         let layer_arns = match &u.layers {
             Some(l) => self.check_function_layers(account, l).await?,
@@ -526,6 +542,7 @@ impl Control {
             .and_then(|c| c.zip_file.clone())
             .filter(|z| !z.is_empty());
         function.clone().apply(u.clone(), None, String::new())?;
+        let image_given = u.custom_container_config.is_some();
         let layer_arns = match &u.layers {
             Some(l) => Some(self.check_function_layers(account, l).await?),
             None => None,
@@ -554,6 +571,10 @@ impl Control {
             || function.handler != current.function.handler
         {
             self.prepare_code(&function, &digest).await?;
+        }
+        // A new image, or the same tag again (it may have been pushed anew): pulled now.
+        if image_given || function.runtime != current.function.runtime {
+            self.prepare_image(&function).await?;
         }
         let stored = StoredFunction {
             function,
@@ -837,6 +858,7 @@ impl Control {
             .await
             .map_err(code_error)?;
         let layers = self.layer_tree(account, &function.layers).await?;
+        let image = self.image_for_spec(&function).await?;
         let log = |key: &str| {
             svc.log_config
                 .as_ref()
@@ -862,6 +884,7 @@ impl Control {
                 internet_access: svc.internet_access,
                 function,
                 code_dir,
+                image,
                 layers,
                 version_id: version.map(|v| v.to_string()),
                 limit: InstanceLimit::from_config(on_demand, provisioned),

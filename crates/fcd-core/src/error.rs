@@ -201,6 +201,11 @@ pub enum FcError {
     LimitExceeded(String),
     #[error("The function either cannot be started or exited. {0}")]
     FunctionNotStarted(String),
+    /// A `custom-container` function's image cannot be had: `code` names the cause
+    /// (`InvalidImage`, `ImageNotFound`, `ImageAccessDenied`, `ImageRegistryUnreachable`,
+    /// `ImagePlatformMismatch`, `ImageNotSupported`), the message says it in words.
+    #[error("{message}")]
+    Image { code: &'static str, message: String },
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
@@ -321,6 +326,7 @@ impl FcError {
             FcError::ConcurrentUpdate(_) => "ConcurrentUpdateError",
             FcError::LimitExceeded(_) => "LimitExceededError",
             FcError::FunctionNotStarted(_) => "FunctionNotStarted",
+            FcError::Image { code, .. } => code,
             FcError::ResourceExhausted(_) => "ResourceExhausted",
             FcError::ResourceThrottled(_) => "ResourceThrottled",
             FcError::Internal => "InternalServerError",
@@ -405,6 +411,7 @@ impl FcError {
             | FcError::VersionNotChanged { .. }
             | FcError::VersionInUse { .. }
             | FcError::LimitExceeded(_)
+            | FcError::Image { .. }
             | FcError::SignatureNonceUsed => 400,
             FcError::AccessDenied(_)
             | FcError::SignatureNotMatch

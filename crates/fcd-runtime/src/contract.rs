@@ -35,6 +35,19 @@ pub(crate) fn instance_env(
     spec: &FunctionSpec,
     at: &Placed<'_>,
 ) -> Vec<(String, String)> {
+    let mut env = platform_env(cfg, spec, at);
+    for (k, v) in &spec.function.environment_variables {
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// FC's variables and the role's credentials, without the user's.
+fn platform_env(
+    cfg: &RuntimeConfig,
+    spec: &FunctionSpec,
+    at: &Placed<'_>,
+) -> Vec<(String, String)> {
     let f = &spec.function;
     let code = at.code_root.display().to_string();
     let system = if at.jailed {
@@ -118,8 +131,53 @@ pub(crate) fn instance_env(
         env.push(("FCD_LAYERS_DIR".to_owned(), opt));
     }
     env.extend(credential_env(f, at.credentials));
-    for (k, v) in &f.environment_variables {
-        env.push((k.clone(), v.clone()));
+    env
+}
+
+/// The environment of a `custom-container` instance: the image's `Env`, then FC's variables
+/// (section 5) and the role's credentials, then the function's own variables — each later one
+/// replacing an earlier one of the same name. The image keeps its `PATH` (fcd's search paths
+/// name `/code`, which an image does not have) and `HOME` (else `/tmp`, the one place the
+/// instance may write).
+pub(crate) fn container_env(
+    cfg: &RuntimeConfig,
+    spec: &FunctionSpec,
+    at: &Placed<'_>,
+) -> Vec<(String, String)> {
+    const IMAGE_DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let image_env = spec.image.as_ref().map(|i| i.env.as_slice()).unwrap_or(&[]);
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, k: &str, v: &str| match env
+        .iter_mut()
+        .find(|(name, _)| name == k)
+    {
+        Some(slot) => slot.1 = v.to_owned(),
+        None => env.push((k.to_owned(), v.to_owned())),
+    };
+    set(&mut env, "PATH", IMAGE_DEFAULT_PATH);
+    set(&mut env, "HOME", "/tmp");
+    for (k, v) in image_env {
+        set(&mut env, k, v);
+    }
+    // FC's variables, without what describes fcd's own process runtimes' layout.
+    const PROCESS_RUNTIME_ONLY: &[&str] = &[
+        "PATH",
+        "HOME",
+        "LANG",
+        "LD_LIBRARY_PATH",
+        "PYTHONUNBUFFERED",
+        "NODE_PATH",
+        "FC_FUNC_CODE_PATH",
+    ];
+    let fc = platform_env(cfg, spec, at);
+    for (k, v) in fc
+        .iter()
+        .filter(|(k, _)| !PROCESS_RUNTIME_ONLY.contains(&k.as_str()))
+    {
+        set(&mut env, k, v);
+    }
+    for (k, v) in &spec.function.environment_variables {
+        set(&mut env, k, v);
     }
     env
 }
@@ -290,6 +348,7 @@ mod tests {
             log_store: String::new(),
             function: testkit::function(serde_json::json!({})),
             code_dir: "/code".into(),
+            image: None,
             layers: None,
             internet_access: false,
             version_id: None,
@@ -303,30 +362,82 @@ mod tests {
     }
 
     #[test]
+    fn a_container_gets_the_image_env_then_fc_s_then_the_function_s() {
+        use super::{Placed, container_env};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = testkit::config_for_tests(dir.path());
+        let mut spec = testkit::spec_for_tests();
+        spec.function = testkit::function(serde_json::json!({
+            "runtime": "custom-container",
+            "environmentVariables": {"MINE": "function", "FC_FUNCTION_NAME": "spoofed"},
+        }));
+        let image = |env: &[(&str, &str)]| {
+            Some(std::sync::Arc::new(crate::ContainerImage {
+                digest: "sha256:0".into(),
+                rootfs: "/images/0/rootfs".into(),
+                entrypoint: Vec::new(),
+                cmd: Vec::new(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                working_dir: String::new(),
+                pin: None,
+            }))
+        };
+        let placed = Placed {
+            id: "i",
+            port: 9000,
+            qualifier: "LATEST",
+            code_root: std::path::Path::new("/"),
+            jailed: true,
+            path_dirs: &[],
+            host_addr: None,
+            credentials: None,
+        };
+        spec.image = image(&[
+            ("PATH", "/opt/app/bin:/bin"),
+            ("MINE", "image"),
+            ("JAVA_HOME", "/opt/jdk"),
+            ("FC_REGION", "image-region"),
+        ]);
+        let env = container_env(&cfg, &spec, &placed);
+        let get = |name: &str| {
+            let hits: Vec<&str> = env
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert!(hits.len() <= 1, "{name} set twice: {hits:?}");
+            hits.first().map(|v| (*v).to_owned())
+        };
+        assert_eq!(get("PATH").as_deref(), Some("/opt/app/bin:/bin"));
+        assert_eq!(get("JAVA_HOME").as_deref(), Some("/opt/jdk"));
+        assert_eq!(get("HOME").as_deref(), Some("/tmp"));
+        // FC's variables over the image's, the function's over both.
+        assert_eq!(get("FC_REGION").as_deref(), Some("cn-test"));
+        assert_eq!(get("MINE").as_deref(), Some("function"));
+        assert_eq!(get("FC_FUNCTION_NAME").as_deref(), Some("spoofed"));
+        assert_eq!(get("FC_SERVER_PORT").as_deref(), Some("9000"));
+        // Nothing of fcd's process runtimes' layout.
+        assert_eq!(get("FC_FUNC_CODE_PATH"), None);
+        assert_eq!(get("LD_LIBRARY_PATH"), None);
+        assert_eq!(get("NODE_PATH"), None);
+        // An image without PATH gets Docker's default.
+        spec.image = image(&[]);
+        let env = container_env(&cfg, &spec, &placed);
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "PATH" && v.contains("/usr/sbin"))
+        );
+    }
+
+    #[test]
     fn layers_are_on_the_paths_at_opt_jailed_and_where_they_are_otherwise() {
         use super::{Placed, instance_env};
-        use crate::{FunctionSpec, InstanceLimit, LayerTree, NetworkMode, RuntimeConfig};
+        use crate::{FunctionSpec, InstanceLimit, LayerTree};
         let dir = tempfile::tempdir().unwrap();
-        let cfg = RuntimeConfig {
-            region: "cn-test".into(),
-            network: NetworkMode::Host,
-            runtimes: crate::Registry::detect(&crate::RuntimeOptions {
-                python: "/nonexistent/python3".into(),
-                node: "/nonexistent/node".into(),
-                dir: dir.path().to_path_buf(),
-                wasm: None,
-            }),
-            start_timeout: std::time::Duration::from_secs(1),
-            max_instances: 1,
-            max_memory_mb: 128,
-            idle_timeout: std::time::Duration::from_secs(1),
-            jail: None,
-            jail_unavailable: None,
-            egress: None,
-            egress_unavailable: None,
-            prewarm: 0,
-            code_store: None,
-        };
+        let cfg = testkit::config_for_tests(dir.path());
         let mut spec = FunctionSpec {
             account_id: "acc".into(),
             service_name: "s".into(),
@@ -336,6 +447,7 @@ mod tests {
                 serde_json::json!({"environmentVariables": {"PYTHONPATH": "/mine"}}),
             ),
             code_dir: "/data/code/abc".into(),
+            image: None,
             layers: None,
             internet_access: true,
             version_id: None,

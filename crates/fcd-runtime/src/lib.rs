@@ -53,6 +53,7 @@ use fcd_core::FcError;
 use fcd_core::model::Function;
 use instance::Instance;
 use pool::{Acquired, NoSlot, Pool};
+pub use runtimes::container::ContainerImage;
 use runtimes::{Launch, Placement};
 pub use runtimes::{Registry, RuntimeOptions, WasmOptions};
 pub use sandbox::NetworkMode;
@@ -100,6 +101,9 @@ pub struct FunctionSpec {
     pub function: Function,
     /// The extracted code package.
     pub code_dir: PathBuf,
+    /// A `custom-container` function's image, pulled and unpacked on this node; `None` for
+    /// every other runtime.
+    pub image: Option<Arc<ContainerImage>>,
     /// The function's layers, shown read-only at `/opt`; `None` without layers.
     pub layers: Option<LayerTree>,
     /// The service's `internetAccess`: whether instances get outbound network.
@@ -268,6 +272,12 @@ pub enum StartError {
     NotListening {
         port: u16,
         after: Duration,
+        log: Vec<String>,
+    },
+    #[error("the instance failed its health check GET {path}: {detail}; last output: {}", log.join(" | "))]
+    Unhealthy {
+        path: String,
+        detail: String,
         log: Vec<String>,
     },
     /// The function's [`CredentialSource`] failed. Not only at a start: every invocation of a

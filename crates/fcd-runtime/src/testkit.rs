@@ -32,6 +32,50 @@ pub(crate) fn function(extra: serde_json::Value) -> Function {
     serde_json::from_value(v).expect("test function config")
 }
 
+/// A server config for tests that start nothing: no interpreters, no jail, host network.
+pub(crate) fn config_for_tests(dir: &std::path::Path) -> crate::RuntimeConfig {
+    crate::RuntimeConfig {
+        region: "cn-test".into(),
+        network: crate::NetworkMode::Host,
+        runtimes: crate::Registry::detect(&crate::RuntimeOptions {
+            python: "/nonexistent/python3".into(),
+            node: "/nonexistent/node".into(),
+            dir: dir.to_path_buf(),
+            wasm: None,
+        }),
+        start_timeout: Duration::from_secs(1),
+        max_instances: 1,
+        max_memory_mb: 128,
+        idle_timeout: Duration::from_secs(1),
+        jail: None,
+        jail_unavailable: None,
+        egress: None,
+        egress_unavailable: None,
+        prewarm: 0,
+        code_store: None,
+    }
+}
+
+/// A spec of [`function`]`({})` in service `svc`, as the control plane would resolve it.
+pub(crate) fn spec_for_tests() -> crate::FunctionSpec {
+    crate::FunctionSpec {
+        account_id: "1".into(),
+        service_name: "svc".into(),
+        log_project: String::new(),
+        log_store: String::new(),
+        function: function(serde_json::json!({})),
+        code_dir: "/code".into(),
+        image: None,
+        layers: None,
+        internet_access: false,
+        version_id: None,
+        limit: crate::InstanceLimit::Unlimited,
+        revision: "r".into(),
+        generation: 0,
+        credentials: None,
+    }
+}
+
 /// An instance backend that answers every call with 200 and remembers each call's path and
 /// headers.
 pub(crate) struct Recorder {

@@ -218,6 +218,7 @@ fn spec(
         log_store: String::new(),
         function,
         code_dir: code.to_path_buf(),
+        image: None,
         layers: None,
         internet_access: false,
         version_id: None,

@@ -154,6 +154,7 @@ fn spec(function: fcd_core::model::Function, code: &Path) -> FunctionSpec {
         log_store: String::new(),
         function,
         code_dir: code.to_path_buf(),
+        image: None,
         layers: None,
         internet_access: false,
         version_id: None,

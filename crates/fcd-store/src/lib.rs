@@ -366,4 +366,9 @@ pub trait MetadataStore:
     /// references, and every layer version's package (a deleted version's only while a
     /// function or version names it): the packages the code collector must keep.
     async fn referenced_code(&self) -> Result<HashSet<String>, StoreError>;
+
+    /// Every image reference (`customContainerConfig.image`) that a `custom-container`
+    /// function (LATEST) or a published version's snapshot names: the images the image
+    /// collector must keep.
+    async fn referenced_images(&self) -> Result<HashSet<String>, StoreError>;
 }

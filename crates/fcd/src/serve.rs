@@ -104,6 +104,26 @@ pub(crate) struct ServeArgs {
     /// allocator, sized from `--max-instances`); `false` allocates per instance.
     #[arg(long, env = "FCD_WASM_POOLING", default_value_t = true, action = clap::ArgAction::Set)]
     wasm_pooling: bool,
+    /// A registry reached over plain HTTP instead of HTTPS, as `HOST:PORT` (or `HOST`: every
+    /// port of it), for `custom-container` images; repeat the flag for more.
+    #[arg(
+        long = "insecure-registry",
+        env = "FCD_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+    /// Credentials for image registries, per registry host, in Docker's `config.json` format
+    /// (`{"auths": {"HOST:PORT": {"auth": base64("user:password")}}}`). FC 3.0 functions may
+    /// bring their own (`registryConfig.authConfig`).
+    #[arg(long, env = "FCD_REGISTRY_AUTH_FILE")]
+    registry_auth_file: Option<PathBuf>,
+    /// Where pulled images are unpacked (default `<data-dir>/images`).
+    #[arg(long, env = "FCD_IMAGE_CACHE_DIR")]
+    image_cache_dir: Option<PathBuf>,
+    /// Most disk space, in MB, unpacked images may take; beyond it the least recently used
+    /// images no instance runs are removed (and pulled again when needed).
+    #[arg(long, env = "FCD_IMAGE_CACHE_MAX_MB", default_value_t = 20480)]
+    image_cache_max_mb: u64,
     /// Seconds a new instance may take to start listening.
     #[arg(long, env = "FCD_INSTANCE_START_TIMEOUT_SECS", default_value_t = 20)]
     instance_start_timeout_secs: u64,
@@ -543,6 +563,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(MIN_SESSION_DURATION_SECS),
         },
     ));
+    // `custom-container` images: pulled over HTTPS on rustls with ring (the provider the
+    // rest of fcd's TLS uses), unpacked under the data dir.
+    fcd_image::install_tls_provider();
+    let images = Arc::new(
+        fcd_image::ImageStore::open(fcd_image::ImageOptions {
+            dir: args
+                .image_cache_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("images")),
+            max_bytes: args.image_cache_max_mb.saturating_mul(1024 * 1024),
+            insecure_registries: args.insecure_registries.clone(),
+            auth_file: args.registry_auth_file.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("image store: {e}"))?,
+    );
     let control = Arc::new(
         Control::new(
             store,
@@ -552,10 +587,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             url_secret(&creds.access_key_secret),
             iam.clone(),
         )
-        .with_cluster(cluster.clone()),
+        .with_cluster(cluster.clone())
+        .with_images(images.clone()),
     );
     tokio::spawn(control.clone().apply_cluster_events_forever());
     tokio::spawn(control.clone().reconcile_provisioning_forever());
+    tokio::spawn(
+        control
+            .clone()
+            .collect_images_forever(Duration::from_secs(args.code_gc_interval_secs.max(1))),
+    );
     tokio::spawn(control.clone().collect_code_forever(
         Duration::from_secs(args.code_gc_interval_secs.max(1)),
         Duration::from_secs(args.code_gc_grace_secs),

@@ -177,6 +177,7 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
         log_store: String::new(),
         function,
         code_dir: code,
+        image: None,
         layers: None,
         internet_access: false,
         version_id: None,

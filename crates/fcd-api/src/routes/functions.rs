@@ -30,7 +30,11 @@ pub(super) async fn create(
             header_str(&headers, "x-fc-code-checksum"),
         )
         .await?;
-    Ok(json_response(StatusCode::OK, &f.function, Some(&f.etag)))
+    Ok(json_response(
+        StatusCode::OK,
+        &s.control.function_json(&f.function),
+        Some(&f.etag),
+    ))
 }
 
 pub(super) async fn get(
@@ -49,7 +53,11 @@ pub(super) async fn get(
             qualifier.as_deref(),
         )
         .await?;
-    Ok(json_response(StatusCode::OK, &f, etag.as_deref()))
+    Ok(json_response(
+        StatusCode::OK,
+        &s.control.function_json(&f),
+        etag.as_deref(),
+    ))
 }
 
 pub(super) async fn update(
@@ -72,7 +80,11 @@ pub(super) async fn update(
             header_str(&headers, "x-fc-code-checksum"),
         )
         .await?;
-    Ok(json_response(StatusCode::OK, &f.function, Some(&f.etag)))
+    Ok(json_response(
+        StatusCode::OK,
+        &s.control.function_json(&f.function),
+        Some(&f.etag),
+    ))
 }
 
 pub(super) async fn delete(

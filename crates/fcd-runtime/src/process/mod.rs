@@ -22,6 +22,7 @@ use crate::backend::{BoxFuture, CallResult, ExitInfo, RunningInstance};
 use crate::budget::Reservation;
 use crate::contract::{Placed, instance_env};
 
+mod health;
 pub(crate) mod prewarm;
 mod wire;
 use crate::logs::Logs;
@@ -216,9 +217,10 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
         .as_ref()
         .and(cfg.egress.as_ref())
         .map(|e| e.hosts_file().to_path_buf());
-    let code_root = match (jail, &plan.code_dir) {
-        (Some(_), _) | (None, None) => std::path::PathBuf::from("/code"),
-        (None, Some(dir)) => dir.clone(),
+    let code_root = match (jail, &plan.code_dir, &plan.launch.image) {
+        (_, _, Some(image)) => image.cwd.clone(),
+        (Some(_), _, None) | (None, None, None) => std::path::PathBuf::from("/code"),
+        (None, Some(dir), None) => dir.clone(),
     };
     let jail_plan = match (jail, &uid) {
         (Some(j), Some(uid)) => Some(sandbox::JailPlan {
@@ -227,6 +229,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
             layers_dir: plan.layers_dir.clone(),
             mounts: plan.launch.mounts,
             uid: uid.uid(),
+            image_root: plan.launch.image.map(|i| i.rootfs),
         }),
         _ => None,
     };
@@ -376,6 +379,11 @@ impl Spawned {
         instance
             .wait_listening(cfg.start_timeout, spec.function.ca_port)
             .await?;
+        if let Some(check) =
+            health::HealthCheck::of(spec.function.custom_health_check_config.as_ref())
+        {
+            instance.wait_healthy(&check).await?;
+        }
         Ok(instance)
     }
 }
@@ -414,7 +422,11 @@ pub(crate) async fn start(
     } else {
         spec.code_dir.clone()
     };
-    let env = instance_env(
+    let placed_env = match &launch.image {
+        Some(_) => crate::contract::container_env,
+        None => instance_env,
+    };
+    let env = placed_env(
         cfg,
         spec,
         &Placed {
@@ -432,6 +444,7 @@ pub(crate) async fn start(
             credentials: creds,
         },
     );
+    let has_image = launch.image.is_some();
     let spawned = match prewarm.claim(spec, &launch, &env, port).await {
         Some(ready) => ready,
         None => {
@@ -442,7 +455,8 @@ pub(crate) async fn start(
                     port,
                     memory_mb: f.memory_size,
                     launch,
-                    code_dir: Some(spec.code_dir.clone()),
+                    // An image is its own root: no code directory, no layers.
+                    code_dir: (!has_image).then(|| spec.code_dir.clone()),
                     layers_dir: spec.layers.as_ref().map(|l| l.dir.clone()),
                     env,
                     blank: None,

@@ -133,7 +133,8 @@ impl Prewarm {
         env: &[(String, String)],
         port: u16,
     ) -> Option<Spawned> {
-        if !self.enabled() {
+        // A blank is built on the host's trees; an image brings its own root.
+        if !self.enabled() || launch.image.is_some() {
             return None;
         }
         let f = &spec.function;
@@ -296,6 +297,7 @@ fn launch_without_function(l: &ProcessLaunch) -> ProcessLaunch {
         path_dirs: l.path_dirs.clone(),
         mounts: l.mounts.clone(),
         reads_assignment: l.reads_assignment,
+        image: None,
     }
 }
 

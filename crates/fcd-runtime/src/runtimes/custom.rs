@@ -34,6 +34,7 @@ impl Runtime for Custom {
             path_dirs: Vec::new(),
             mounts: Vec::new(),
             reads_assignment: false,
+            image: None,
         }))
     }
 
@@ -45,6 +46,7 @@ impl Runtime for Custom {
             path_dirs: Vec::new(),
             mounts: Vec::new(),
             reads_assignment: false,
+            image: None,
         })
     }
 

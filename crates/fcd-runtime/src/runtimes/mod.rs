@@ -11,6 +11,7 @@
 //! custom runtimes run on the OS-process backend (`crate::process`), the `wasm` family on the
 //! in-process wasmtime engine (`crate::wasm`, cargo feature `wasm`).
 
+pub mod container;
 pub(crate) mod custom;
 pub(crate) mod nodejs;
 pub(crate) mod python;
@@ -82,6 +83,8 @@ pub(crate) struct ProcessLaunch {
     /// The program waits for its function on `FCD_ASSIGNMENT_FD` (fcd's bootstraps), so it can
     /// be started ahead in a prewarmed jail; otherwise a prewarmed jail runs it on assignment.
     pub(crate) reads_assignment: bool,
+    /// An image to run as the jail's root instead of the host's trees (`custom-container`).
+    pub(crate) image: Option<container::ImageLaunch>,
 }
 
 /// One runtime family.
@@ -120,6 +123,7 @@ impl Registry {
             missing: Vec::new(),
         };
         reg.add(Ok(Arc::new(custom::Custom)));
+        reg.add(Ok(Arc::new(container::Container)));
         if let Some(w) = &opts.wasm {
             #[cfg(feature = "wasm")]
             reg.add(

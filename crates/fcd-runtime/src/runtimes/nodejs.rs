@@ -50,6 +50,7 @@ impl NodeJs {
             path_dirs: self.interpreter.bin_dir(),
             mounts,
             reads_assignment: true,
+            image: None,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Python {
             path_dirs: self.interpreter.bin_dir(),
             mounts,
             reads_assignment: true,
+            image: None,
         }
     }
 }

@@ -58,6 +58,10 @@ pub(crate) struct JailSpec {
     pub(crate) binds: Vec<Bind>,
     /// Host symlinks to recreate at the root (`/bin -> usr/bin` on merged-/usr systems).
     pub(crate) links: Vec<(String, String)>,
+    /// An unpacked image that is the root itself, read-only (`custom-container`); then `binds`
+    /// only cover files in its `/etc`, and `links` and `etc` are empty.
+    #[serde(default)]
+    pub(crate) image_root: Option<PathBuf>,
     /// The jail's `/etc` besides `passwd` and `group`.
     #[serde(default)]
     pub(crate) etc: Vec<EtcEntry>,
@@ -309,6 +313,23 @@ pub(crate) fn bind(host: &Path, target: &Path, writable: bool) -> io::Result<()>
     Ok(())
 }
 
+/// Binds a host file read-only over one that exists in a read-only root (an image's
+/// `/etc/resolv.conf`). A symbolic link there is refused: it would be followed to wherever the
+/// image points it.
+fn bind_over_existing(host: &Path, target: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.file_type().is_file() => bind(host, target, false),
+        Ok(_) => Err(io::Error::other(format!(
+            "{} in the image is not a regular file; not binding over it",
+            target.display()
+        ))),
+        Err(e) => Err(io::Error::other(format!(
+            "{} is missing from the unpacked image: {e}",
+            target.display()
+        ))),
+    }
+}
+
 /// Covers each hidden host path wherever a bind shows it with an empty, mode-0, read-only
 /// tmpfs.
 fn hide(spec: &JailSpec, in_root: &dyn Fn(&Path) -> PathBuf) -> io::Result<()> {
@@ -429,28 +450,76 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
     )?;
     let root = &spec.rootfs;
-    ctx(
-        "root tmpfs",
-        mount(
-            Some("tmpfs"),
-            root,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("size=16m,mode=755"),
-        ),
-    )?;
     let in_root = |inside: &Path| root.join(inside.strip_prefix("/").unwrap_or(inside));
-    for b in &spec.binds {
-        bind(&b.host, &in_root(&b.inside), b.writable)?;
+    match &spec.image_root {
+        // The image, read-only, is the root; the mount points below exist in it already
+        // (`fcd-image` makes them when it unpacks), since nothing can be created in it now.
+        Some(image) => {
+            ctx(
+                "image root",
+                mount(
+                    Some(image.as_path()),
+                    root,
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                ),
+            )?;
+            ctx(
+                "read-only image root",
+                mount(
+                    none,
+                    root,
+                    none,
+                    MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV,
+                    none,
+                ),
+            )?;
+            // Mounting through a symbolic link would land wherever it points, outside the
+            // image: every mount point must be a real directory of it.
+            for dir in ["etc", "tmp", "dev", "proc"] {
+                if !fs::symlink_metadata(root.join(dir)).is_ok_and(|m| m.is_dir()) {
+                    return Err(io::Error::other(format!(
+                        "/{dir} of the unpacked image is not a directory"
+                    )));
+                }
+            }
+            for b in &spec.binds {
+                bind_over_existing(&b.host, &in_root(&b.inside))?;
+            }
+            if let Some(hosts) = &spec.hosts {
+                bind_over_existing(hosts, &root.join("etc/hosts"))?;
+            }
+        }
+        None => {
+            ctx(
+                "root tmpfs",
+                mount(
+                    Some("tmpfs"),
+                    root,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some("size=16m,mode=755"),
+                ),
+            )?;
+            for b in &spec.binds {
+                bind(&b.host, &in_root(&b.inside), b.writable)?;
+            }
+            hide(spec, &in_root)?;
+            if let Some(b) = &spec.blank {
+                super::blank::prepare_root(b, root)?;
+            }
+            for (name, to) in &spec.links {
+                symlink(to, root.join(name))?;
+            }
+            build_etc(spec, &root.join("etc"))?;
+        }
     }
-    hide(spec, &in_root)?;
-    if let Some(b) = &spec.blank {
-        super::blank::prepare_root(b, root)?;
-    }
-    for (name, to) in &spec.links {
-        symlink(to, root.join(name))?;
-    }
-    build_etc(spec, &root.join("etc"))?;
+    let image = spec.image_root.is_some();
     // The instance's writable places are its own: tmpfs of this jail, owned by its uid, closed
     // to every other.
     let owned = |size_mb: u32| {
@@ -460,7 +529,9 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
         )
     };
     let tmp = root.join("tmp");
-    fs::create_dir_all(&tmp)?;
+    if !image {
+        fs::create_dir_all(&tmp)?;
+    }
     ctx(
         "/tmp",
         mount(
@@ -472,7 +543,9 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
         ),
     )?;
     let dev = root.join("dev");
-    fs::create_dir_all(&dev)?;
+    if !image {
+        fs::create_dir_all(&dev)?;
+    }
     ctx(
         "/dev",
         mount(
@@ -510,7 +583,9 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
         ),
     )?;
     let proc_dir = root.join("proc");
-    fs::create_dir_all(&proc_dir)?;
+    if !image {
+        fs::create_dir_all(&proc_dir)?;
+    }
     ctx(
         "/proc",
         mount(
@@ -521,29 +596,38 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
             none,
         ),
     )?;
-    let old = root.join(".old-root");
-    fs::create_dir_all(&old)?;
-    ctx(
-        "pivot_root",
-        nix::unistd::pivot_root(root.as_path(), old.as_path()),
-    )?;
-    nix::unistd::chdir("/").map_err(io::Error::from)?;
-    ctx(
-        "detach old root",
-        umount2("/.old-root", MntFlags::MNT_DETACH),
-    )?;
-    let _ = fs::remove_dir("/.old-root");
-    fs::set_permissions("/", fs::Permissions::from_mode(0o755))?;
-    ctx(
-        "read-only root",
-        mount(
-            none,
-            "/",
-            none,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            none,
-        ),
-    )?;
+    if image {
+        // A read-only root has no room for a directory to put the old root in: pivot onto
+        // itself, and the old root, stacked under the new one, is detached from `/`.
+        nix::unistd::chdir(root.as_path()).map_err(io::Error::from)?;
+        ctx("pivot_root", nix::unistd::pivot_root(".", "."))?;
+        ctx("detach old root", umount2(".", MntFlags::MNT_DETACH))?;
+        nix::unistd::chdir("/").map_err(io::Error::from)?;
+    } else {
+        let old = root.join(".old-root");
+        fs::create_dir_all(&old)?;
+        ctx(
+            "pivot_root",
+            nix::unistd::pivot_root(root.as_path(), old.as_path()),
+        )?;
+        nix::unistd::chdir("/").map_err(io::Error::from)?;
+        ctx(
+            "detach old root",
+            umount2("/.old-root", MntFlags::MNT_DETACH),
+        )?;
+        let _ = fs::remove_dir("/.old-root");
+        fs::set_permissions("/", fs::Permissions::from_mode(0o755))?;
+        ctx(
+            "read-only root",
+            mount(
+                none,
+                "/",
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                none,
+            ),
+        )?;
+    }
     let _ = nix::unistd::sethostname("fc-instance");
     ctx("setgroups", nix::unistd::setgroups(&[]))?;
     ctx("setgid", nix::unistd::setgid(Gid::from_raw(spec.gid)))?;

@@ -44,7 +44,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -136,6 +136,8 @@ pub(crate) struct JailPlan {
     pub(crate) mounts: Vec<Bind>,
     /// The uid (and gid) the instance runs as, leased by the caller for the instance's life.
     pub(crate) uid: u32,
+    /// An unpacked image to use as the root instead of the host's trees (`custom-container`).
+    pub(crate) image_root: Option<PathBuf>,
 }
 
 impl JailConfig {
@@ -218,6 +220,7 @@ impl JailConfig {
             layers_dir: None,
             mounts: Vec::new(),
             uid: lease.uid(),
+            image_root: None,
         };
         let spec = SpawnSpec {
             program: truth.into(),
@@ -470,6 +473,25 @@ fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
+/// What an image's root shows of the host: its resolver configuration, and its hosts file
+/// unless the instance's network brings one (read-only, over the empty files `fcd-image`
+/// leaves in every unpacked root).
+fn image_binds(host_hosts: bool) -> Vec<Bind> {
+    let mut files = vec!["/etc/resolv.conf"];
+    if host_hosts {
+        files.push("/etc/hosts");
+    }
+    files
+        .into_iter()
+        .filter(|f| Path::new(f).is_file())
+        .map(|f| Bind {
+            host: f.into(),
+            inside: f.into(),
+            writable: false,
+        })
+        .collect()
+}
+
 fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
     let (out_rx, out_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let err_tx = out_tx.try_clone()?;
@@ -483,11 +505,19 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         Some(ns) => Some(SocketFactory::for_netns(ns.try_clone()?)?),
         None => None,
     };
-    let binds = plan.config.instance_binds(
-        plan.code_dir.as_deref(),
-        plan.layers_dir.as_deref(),
-        &plan.mounts,
-    );
+    // An image is the whole root: nothing of the host is shown but its name resolution.
+    let (binds, links, etc) = match &plan.image_root {
+        Some(_) => (image_binds(spec.hosts.is_none()), Vec::new(), Vec::new()),
+        None => (
+            plan.config.instance_binds(
+                plan.code_dir.as_deref(),
+                plan.layers_dir.as_deref(),
+                &plan.mounts,
+            ),
+            plan.config.links.clone(),
+            plan.config.etc.clone(),
+        ),
+    };
     let jail_spec = JailSpec {
         program: spec.program.display().to_string(),
         args: spec.args.clone(),
@@ -495,8 +525,9 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         cwd: spec.cwd.display().to_string(),
         rootfs: plan.config.rootfs.clone(),
         binds,
-        links: plan.config.links.clone(),
-        etc: plan.config.etc.clone(),
+        links,
+        etc,
+        image_root: plan.image_root.clone(),
         hosts: spec.hosts.clone(),
         hidden: plan.config.hidden.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,

@@ -1699,6 +1699,7 @@ mod tests {
             layers_dir: None,
             mounts: Vec::new(),
             uid: uid.uid(),
+            image_root: None,
         });
         let mut spawned = sandbox::spawn(spec).unwrap();
         assert!(

@@ -1020,4 +1020,34 @@ impl MetadataStore for Store {
         tx.commit().await?;
         Ok(digests)
     }
+
+    async fn referenced_images(&self) -> Result<HashSet<String>, StoreError> {
+        fn image_of(f: &fcd_core::model::Function) -> Option<String> {
+            if f.runtime != "custom-container" {
+                return None;
+            }
+            let image = f.custom_container_config.as_ref()?.get("image")?.as_str()?;
+            Some(image.trim().to_owned())
+        }
+        let mut tx = self.read_tx().await?;
+        let mut images = HashSet::new();
+        for row in sqlx::query("SELECT body FROM functions")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let body: String = row.try_get("body")?;
+            let f: fcd_core::model::Function = serde_json::from_str(&body)?;
+            images.extend(image_of(&f));
+        }
+        for row in sqlx::query("SELECT body FROM service_versions")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let body: String = row.try_get("body")?;
+            let snap: VersionSnapshot = serde_json::from_str(&body)?;
+            images.extend(snap.functions.iter().filter_map(|f| image_of(&f.function)));
+        }
+        tx.commit().await?;
+        Ok(images)
+    }
 }

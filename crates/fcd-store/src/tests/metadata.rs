@@ -530,7 +530,41 @@ async fn referenced_code_covers_functions_and_versions<S: MetadataStore>(s: S) {
     assert_eq!(s.referenced_code().await.unwrap(), digests(&["new"]));
 }
 
+async fn referenced_images_cover_container_functions_and_versions<S: MetadataStore>(s: S) {
+    let images = |v: &[&str]| v.iter().map(|d| (*d).to_owned()).collect();
+    s.insert_service("acc", &svc("s")).await.unwrap();
+    let container = |name: &str, image: &str| {
+        let mut f = func(name);
+        f.function.runtime = "custom-container".into();
+        f.function.custom_container_config =
+            serde_json::json!({ "image": image }).as_object().cloned();
+        f
+    };
+    let mut f = container("f", "r.test:5000/app:v1");
+    s.insert_function("acc", "s", &f).await.unwrap();
+    // Another runtime's config naming an image is not a reference.
+    let mut other = func("o");
+    other.function.custom_container_config = serde_json::json!({ "image": "r.test/x:1" })
+        .as_object()
+        .cloned();
+    s.insert_function("acc", "s", &other).await.unwrap();
+    s.publish_version("acc", "s", "", "t", None).await.unwrap();
+    f = container("f", "r.test:5000/app:v2");
+    f.etag = "e2".into();
+    s.replace_function("acc", "s", &f, "e1").await.unwrap();
+    assert_eq!(
+        s.referenced_images().await.unwrap(),
+        images(&["r.test:5000/app:v1", "r.test:5000/app:v2"])
+    );
+    s.delete_version("acc", "s", 1).await.unwrap();
+    assert_eq!(
+        s.referenced_images().await.unwrap(),
+        images(&["r.test:5000/app:v2"])
+    );
+}
+
 crate::tests::both_backends!(
+    referenced_images_cover_container_functions_and_versions,
     services_crud_and_paging,
     compare_and_swap_and_non_empty_delete,
     versions_snapshot_and_aliases_guard_them,

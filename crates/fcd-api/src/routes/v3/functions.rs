@@ -27,7 +27,11 @@ pub(super) async fn render(s: &AppState, account: &str, view: &Fc3View, list: bo
         .control
         .fc3_layer_sizes(account, &view.function.layers)
         .await;
-    view.render(s.control.region(), account, &sizes, list)
+    let mut o = view.render(s.control.region(), account, &sizes, list);
+    if !list && let Some(state) = s.control.function_state(&view.function) {
+        state.apply(&mut o);
+    }
+    o
 }
 
 pub(in crate::routes) async fn create(
