@@ -15,9 +15,20 @@
 # Written for busybox ash; no bash-isms. Bodies are text (a shell variable holds no NUL byte).
 
 cr="$(printf '\r')"
+tab="$(printf '\t')"
+nl="
+"
 
-# json_str TEXT: TEXT as a JSON string literal (quotes included).
+# json_str TEXT: TEXT as a JSON string literal (quotes included). Text with nothing to escape
+# (the usual case) costs no process: every fork counts in a cold start.
 json_str() {
+  case "$1" in
+    *[\\\"$cr$tab$nl]*) ;;
+    *)
+      printf '"%s"' "$1"
+      return
+      ;;
+  esac
   printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e "s/$cr/\\\\r/g" -e 's/\t/\\t/g' \
     | sed -e ':a' -e 'N' -e '$!ba' -e 's/\n/\\n/g' | { printf '"'; cat; printf '"'; }
 }

@@ -193,6 +193,24 @@ fn start_registry(dir: &Path, storage: &Path) -> std::result::Result<Registry, S
     })
 }
 
+/// coreutils' `chroot`: on PATH, else where Debian puts it (`/usr/sbin`, often not on a
+/// non-login shell's PATH).
+fn chroot_binary() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("chroot"))
+            .find(|c| c.is_file())
+    });
+    on_path
+        .or_else(|| {
+            ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("chroot"))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -424,7 +442,7 @@ impl Bench {
         let log_dir = self.dir.path().join(format!("floor-container-{i}"));
         std::fs::create_dir_all(&log_dir)?;
         let stderr = std::fs::File::create(log_dir.join("stderr.log"))?;
-        let mut cmd = Command::new("chroot");
+        let mut cmd = Command::new(chroot_binary());
         cmd.arg("--userspec=65534:65534")
             .arg(root)
             .arg("/serve")
