@@ -9,7 +9,8 @@
 # The report: {"version": <the image's /etc/fixture-version>, "method", "path", "query",
 # "body", "body_b64", "request_id", "args": <serve's arguments>, "uid", "cwd",
 # "env": {<selected variables, null when unset>}, "root_write", "image_dir_write",
-# "tmp_write", "v1_only_file"}. A *_write is "ok" or the error the shell printed.
+# "tmp_write", "v1_only_file", "dev_null", "proc"}. A *_write is "ok" or the error the shell
+# printed. Each request also writes one line to stderr (the instance's log).
 # A body comes with Content-Length or chunked. Every answer has Content-Length and
 # `Connection: close`: one request per connection.
 # Written for busybox ash; no bash-isms. Bodies are text (a shell variable holds no NUL byte).
@@ -123,9 +124,14 @@ case "$method $path" in
 esac
 
 # No /dev/null needed anywhere: an image's /dev may be empty.
+# To the instance's log (nc's stderr, never the socket): a test reads it in a log tail.
+echo "fixture handler: $method $path request ${request_id:-none}" >&2
 version=unknown
 [ -r /etc/fixture-version ] && version="$(cat /etc/fixture-version)"
 if [ -e /etc/v1-only ]; then v1_only=true; else v1_only=false; fi
+# What the platform mounts over an image's (possibly empty) /dev and /proc.
+if [ -c /dev/null ]; then dev_null=true; else dev_null=false; fi
+if [ -r /proc/self/status ]; then proc=true; else proc=false; fi
 report="{\"version\": $(json_str "$version"), \"method\": $(json_str "$method"), \
 \"path\": $(json_str "$path"), \"query\": $(json_str "$query"), \"body\": $(json_str "$body"), \
 \"body_b64\": $(json_str "$(printf '%s' "$body" | base64 -w 0)"), \
@@ -135,5 +141,5 @@ report="{\"version\": $(json_str "$version"), \"method\": $(json_str "$method"),
 \"root_write\": $(json_str "$(try_write /fixture-probe)"), \
 \"image_dir_write\": $(json_str "$(try_write /data/fixture-probe)"), \
 \"tmp_write\": $(json_str "$(try_write /tmp/fixture-probe)"), \
-\"v1_only_file\": $v1_only}"
+\"v1_only_file\": $v1_only, \"dev_null\": $dev_null, \"proc\": $proc}"
 reply "200 OK" "application/json" "$report"

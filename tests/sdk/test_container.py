@@ -22,8 +22,13 @@ not taken for an fcd bug.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
+import http.server
 import json
+import socketserver
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -44,6 +49,7 @@ from fcdkit import (
     ApiError,
     FcdServer,
     expect_error,
+    log_tail,
     server_status,
     unique,
 )
@@ -114,12 +120,12 @@ def create_container(
     return name
 
 
-def invoke(client: Client, service: str, function: str, body: bytes = b"") -> m.InvokeFunctionResponse:
+def invoke(client: Client, service: str, function: str, body: bytes = b"", tail: bool = False) -> m.InvokeFunctionResponse:
     return client.invoke_function_with_options(
         service,
         function,
         m.InvokeFunctionRequest(body=body),
-        m.InvokeFunctionHeaders(),
+        m.InvokeFunctionHeaders(x_fc_log_type="Tail" if tail else None),
         util_models.RuntimeOptions(read_timeout=READ_TIMEOUT_MS),
     )
 
@@ -235,6 +241,57 @@ def http_trigger(client: Client, service: str, function: str) -> None:
     assert resp.status_code == 200, resp.status_code
 
 
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards to ``upstream`` (``host:port``), holding manifest requests ``delay_s`` first."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = ""
+    delay_s = 0.0
+
+    def _forward(self) -> None:
+        if "/manifests/" in self.path:
+            time.sleep(self.delay_s)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        conn = http.client.HTTPConnection(self.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_HEAD = do_POST = do_PUT = _forward
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+@contextlib.contextmanager
+def slow_registry(registry: Registry, delay_s: float):
+    """A proxy in front of ``registry`` whose manifests take ``delay_s`` each: a pull slower
+    than the 5 s CreateFunction waits. Yields its ``127.0.0.1:<port>``."""
+    handler = type("Slow", (_SlowHandler,), {"upstream": registry.host, "delay_s": delay_s})
+    srv = _ThreadingServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 # --------------------------------------------------------------------------------------------
 # The fixtures themselves
 # --------------------------------------------------------------------------------------------
@@ -275,8 +332,10 @@ def test_sync_invoke_answers_from_the_image(client: Client, classic_client: fc2.
     got = client.get_function(service, fn, m.GetFunctionRequest()).body
     assert got.custom_container_config.image == image
 
-    resp = invoke(client, service, fn, b"hello container")
+    resp = invoke(client, service, fn, b"hello container", tail=True)
     r = report_of(resp)
+    # The process's output is the function's log.
+    assert f"fixture handler: POST /invoke request {r['request_id']}" in log_tail(resp), log_tail(resp)
     assert r["version"] == "v1", r
     assert (r["method"], r["path"], r["body"]) == ("POST", "/invoke", "hello container"), r
     assert r["request_id"] == resp.headers["x-fc-request-id"], (r, resp.headers)
@@ -311,6 +370,8 @@ def test_image_files_are_read_only_and_the_function_is_not_root(client: Client, 
     # /data is world-writable in the image: only a read-only root refuses the write.
     assert r["image_dir_write"] != "ok" and "read-only" in r["image_dir_write"].lower(), r
     assert r["tmp_write"] == "ok", r
+    # fcd's /dev and /proc, though the image has none of its own.
+    assert r["dev_null"] is True and r["proc"] is True, r
 
 
 def test_async_invoke_runs_in_the_container(client: Client, service: str, registries):
@@ -484,6 +545,33 @@ def test_an_image_index_gives_linux_amd64_and_other_platforms_are_refused(client
             "ImagePlatformMismatch", 400, create_container, client, service, registries.open.ref(tag)
         )
         assert "arm64" in err.message, err.message
+
+
+def test_a_slow_pull_is_pending_until_it_ends(client: Client, classic_client: fc2.Client, fc3: Fc3Client, service: str, registries):
+    """A pull longer than CreateFunction's 5 s wait: the function exists, Pending/InProgress
+    while it goes on, an invocation waits for it; a slow pull that fails leaves it Failed with
+    the reason and its code, on both APIs, and invocations fail with that code."""
+    with slow_registry(registries.open, delay_s=8) as host:
+        started = time.monotonic()
+        fn = create_container(client, service, f"{host}/echo:v1")
+        assert time.monotonic() - started < 8, "CreateFunction waited for the whole pull"
+        data = raw_function(classic_client, service, fn)
+        assert (data.get("state"), data.get("lastUpdateStatus")) == ("Pending", "InProgress"), data
+        f3 = fc3.get_function(f"{service}${fn}", m3.GetFunctionRequest()).body
+        assert (f3.state, f3.last_update_status) == ("Pending", "InProgress"), f3.to_map()
+        assert call(client, service, fn, b"waited")["body"] == "waited"
+        assert_active_2(classic_client, service, fn)
+
+        bad = create_container(client, service, f"{host}/echo:v9")
+        data = wait_settled_2(classic_client, service, bad)
+        assert (data.get("state"), data.get("stateReasonCode")) == ("Failed", "ImageNotFound"), data
+        assert (data.get("lastUpdateStatus"), data.get("lastUpdateStatusReasonCode")) == ("Failed", "ImageNotFound"), data
+        assert "echo:v9" in data.get("stateReason", ""), data
+        f3 = fc3.get_function(f"{service}${bad}", m3.GetFunctionRequest()).body
+        assert (f3.state, f3.state_reason_code) == ("Failed", "ImageNotFound"), f3.to_map()
+        with pytest.raises(ApiError) as excinfo:
+            invoke(client, service, bad)
+        assert excinfo.value.code == "ImageNotFound", excinfo.value
 
 
 # --------------------------------------------------------------------------------------------
