@@ -73,6 +73,7 @@ def _jailed(request: pytest.FixtureRequest):
     if request.node.name != "test_fixture_images_are_served":
         jailed_or_skip(request.getfixturevalue("fcd"))
 
+
 READ_TIMEOUT_MS = 120_000
 # CreateFunction waits up to 5 s for the pull; a small image on loopback is much faster, but a
 # loaded machine may leave the function Pending a little longer.
@@ -407,6 +408,10 @@ def test_http_trigger_reaches_the_server(fcd: FcdServer, client: Client, service
     assert r["path"] == f"{base}/items/7" and r["query"] == "x=1", r
     r = requests.get(f"http://{fcd.addr}{base}/", timeout=120).json()
     assert (r["method"], r["path"]) == ("GET", f"{base}/"), r
+    # A streamed (chunked) request body arrives whole, however fcd forwards it.
+    resp = requests.post(f"http://{fcd.addr}{base}/stream", data=iter([b"chunk-one ", b"chunk-two"]), timeout=120)
+    assert resp.status_code == 200, (resp.status_code, resp.text)
+    assert resp.json()["body"] == "chunk-one chunk-two", resp.text
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +466,14 @@ def test_fc3_entrypoint_command_and_port(fc3: Fc3Client, fn3, registries):
         runtime="custom-container",
         handler="not-used",
         environment_variables={"SERVE_PORT": "8088"},
-        custom_container_config=m3.CustomContainerConfig(image=registries.open.ref("echo:v1"), port=8088),
+        custom_container_config=m3.CustomContainerConfig(
+            image=registries.open.ref("echo:v1"),
+            port=8088,
+            health_check_config=m3.CustomHealthCheckConfig(
+                http_get_url="/health", initial_delay_seconds=0, period_seconds=1,
+                timeout_seconds=2, failure_threshold=3, success_threshold=1,
+            ),
+        ),
     )
     other = fc3.create_function(m3.CreateFunctionRequest(body=body)).body.function_name
     try:
