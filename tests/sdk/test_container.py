@@ -563,10 +563,10 @@ def test_a_slow_pull_is_pending_until_it_ends(client: Client, classic_client: fc
     """A pull longer than CreateFunction's 5 s wait: the function exists, Pending/InProgress
     while it goes on, an invocation waits for it; a slow pull that fails leaves it Failed with
     the reason and its code, on both APIs, and invocations fail with that code."""
-    with slow_registry(registries.open, delay_s=8) as host:
+    with slow_registry(registries.open, delay_s=6.5) as host:
         started = time.monotonic()
         fn = create_container(client, service, f"{host}/echo:v1")
-        assert time.monotonic() - started < 8, "CreateFunction waited for the whole pull"
+        assert time.monotonic() - started < 6.5, "CreateFunction waited for the whole pull"
         data = raw_function(classic_client, service, fn)
         assert (data.get("state"), data.get("lastUpdateStatus")) == ("Pending", "InProgress"), data
         f3 = fc3.get_function(f"{service}${fn}", m3.GetFunctionRequest()).body
