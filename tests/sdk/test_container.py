@@ -525,11 +525,16 @@ def test_update_to_a_new_tag_replaces_instances(client: Client, classic_client: 
     client.update_function(service, fn, m.UpdateFunctionRequest(custom_container_config=cc_config(by_digest)))
     assert call(client, service, fn)["version"] == "v1"
 
-    # A tag no fcd has pulled yet; then the same tag pushed anew (now v2's manifest): an update
-    # naming the image pulls it again and the next instance runs the new one.
+
+def test_a_tag_pushed_anew_is_picked_up_by_an_update(fcd: FcdServer, service: str, registries):
+    """A tag no fcd has pulled yet; then the same tag pushed anew (now v2's manifest): an update
+    naming the image pulls it again and the next instance runs the new one. (Other nodes of a
+    cluster pull it again when they hear of the update, a moment later: under
+    ``FCD_TEST_CLUSTER`` every call here goes to one node.)"""
+    client = getattr(fcd, "nodes", [fcd])[0].client()
     tag = unique("moving")
     moving = registries.open.tag("echo:v1", tag)
-    client.update_function(service, fn, m.UpdateFunctionRequest(custom_container_config=cc_config(moving)))
+    fn = create_container(client, service, moving)
     assert call(client, service, fn)["version"] == "v1"
     assert registries.open.tag("echo:v2", tag) == moving
     client.update_function(service, fn, m.UpdateFunctionRequest(custom_container_config=cc_config(moving)))
@@ -559,10 +564,15 @@ def test_an_image_index_gives_linux_amd64_and_other_platforms_are_refused(client
         assert "arm64" in err.message, err.message
 
 
-def test_a_slow_pull_is_pending_until_it_ends(client: Client, classic_client: fc2.Client, fc3: Fc3Client, service: str, registries):
+def test_a_slow_pull_is_pending_until_it_ends(fcd: FcdServer, service: str, registries):
     """A pull longer than CreateFunction's 5 s wait: the function exists, Pending/InProgress
     while it goes on, an invocation waits for it; a slow pull that fails leaves it Failed with
-    the reason and its code, on both APIs, and invocations fail with that code."""
+    the reason and its code, on both APIs, and invocations fail with that code.
+
+    The pull state is a node's own (each node of a cluster pulls for itself), so under
+    ``FCD_TEST_CLUSTER`` every call here goes to one node, not through the balancer."""
+    node = getattr(fcd, "nodes", [fcd])[0]
+    client, classic_client, fc3 = node.client(), node.classic_client(), node.fc3_client()
     with slow_registry(registries.open, delay_s=6.5) as host:
         started = time.monotonic()
         fn = create_container(client, service, f"{host}/echo:v1")
