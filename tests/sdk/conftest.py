@@ -3,7 +3,10 @@
 Fixtures:
 
 * ``fcd``            session-scoped running server (``FcdServer``: ``.addr``, ``.data_dir``, ``.logs()``)
-* ``fcd_factory``    ``start(data_dir=None) -> FcdServer`` for extra servers (restart tests)
+* ``fcd_factory``    ``start(data_dir=None, extra_args=(), extra_env=None) -> FcdServer`` for
+                     extra servers (restart tests, other flags or environment)
+* ``registries``     session-scoped OCI registries on loopback with the custom-container test
+                     images (registrykit.Registries: ``.open``, ``.auth``, ``.images``)
 * ``client``         2021-04-06 SDK client of the session server
 * ``classic_client`` aliyun-fc2 client of the session server
 * ``new_service``    ``new_service(name=None, **kwargs) -> name``, removed with its functions afterwards
@@ -63,7 +66,8 @@ def fcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FcdServer]:
 
 @pytest.fixture
 def fcd_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., FcdServer]]:
-    """Starts extra servers, e.g. for restart tests: ``start(data_dir=None) -> FcdServer``.
+    """Starts extra servers, e.g. for restart tests:
+    ``start(data_dir=None, extra_args=(), extra_env=None) -> FcdServer``.
 
     Calling it twice with the same ``data_dir`` gives two servers over the same data (stop the
     first one before starting the second). Every server started here is stopped at teardown.
@@ -71,15 +75,35 @@ def fcd_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     started: list[FcdServer] = []
     counter = iter(range(1_000_000))
 
-    def start(data_dir: Optional[Path] = None) -> FcdServer:
+    def start(
+        data_dir: Optional[Path] = None,
+        extra_args: tuple[str, ...] = (),
+        extra_env: Optional[dict] = None,
+    ) -> FcdServer:
         base = tmp_path / f"fcd-{next(counter)}"
-        server = _new_server(base, owner=request.node.nodeid, data_dir=data_dir)
+        server = _new_server(
+            base, owner=request.node.nodeid, data_dir=data_dir,
+            extra_args=extra_args, extra_env=extra_env,
+        )
         started.append(server)
         return server.start()
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory):
+    """Two OCI registries on loopback serving the custom-container test images (built by
+    scripts/container-fixtures): ``.open`` (anonymous) and ``.auth`` (htpasswd,
+    registrykit.AUTH_USER / AUTH_PASSWORD); ``.images`` is the fixtures' images.json."""
+    from registrykit import Registries
+
+    regs = Registries(tmp_path_factory.mktemp("registries"))
+    regs.start()
+    yield regs
+    regs.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

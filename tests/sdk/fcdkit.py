@@ -13,6 +13,8 @@ Fixture contract with the server (see README.md next to this file):
 * When ready, the server writes its bound address (``127.0.0.1:41234``) to
   ``<data-dir>/listen-addr``. The harness deletes a stale file before starting a server.
 * SIGTERM stops it; it gets 15 s before SIGKILL.
+* Every server gets ``FCD_INSECURE_REGISTRIES=127.0.0.1``: the test registries (registrykit.py)
+  listen on loopback ports over plain HTTP.
 * Every server of one test session (every cluster node too) gets the same ``FCD_WASM_CACHE_DIR``,
   a temporary directory made empty for the session (:func:`session_wasm_cache_dir`): a
   WebAssembly component is compiled once per session, and the cache starts empty each time.
@@ -146,6 +148,8 @@ class FcdServer:
             FCD_ACCOUNT_ID=ACCOUNT_ID,
             FCD_REGION=REGION,
             FCD_WASM_CACHE_DIR=str(session_wasm_cache_dir()),
+            # The custom-container tests' registries: every port of loopback, plain HTTP.
+            FCD_INSECURE_REGISTRIES="127.0.0.1",
         )
         env.update(self.extra_env)
         self._stdout = open(self.stdout_path, "wb")
@@ -258,12 +262,14 @@ def _new_server(
     owner: str,
     data_dir: Optional[Path] = None,
     extra_args: tuple[str, ...] = (),
+    extra_env: Optional[Mapping[str, str]] = None,
 ) -> FcdServer:
     server = FcdServer(
         data_dir=data_dir or base / "data",
         log_dir=base / "logs",
         owner=owner,
         extra_args=tuple(extra_args),
+        extra_env=dict(extra_env or {}),
     )
     _ALL_SERVERS.append(server)
     return server

@@ -5,6 +5,7 @@
 //! over kept-alive hyper connections. See docs/benchmarks.md.
 
 mod cluster;
+mod container;
 mod http;
 mod load;
 mod nginx;
@@ -49,6 +50,11 @@ enum Scenario {
     /// The first answer of never-invoked `wasm` functions (the component already compiled),
     /// against `wasmtime serve`'s start to first answer of the precompiled component.
     WasmCold,
+    /// The cold start of `custom-container` functions of an image fcd already pulled (from a
+    /// docker-registry on loopback serving scripts/container-fixtures' images), next to the
+    /// custom runtime's, and the image's server started by hand under chroot. Skipped, saying
+    /// why, where the images or docker-registry are missing.
+    ContainerCold,
     /// Everything above; also writes target/bench/bench-<timestamp>.{md,json}.
     All,
     /// fcd embedded against fcd on PostgreSQL + NATS (1 node direct, 1 node behind nginx, 3
@@ -319,6 +325,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Burst,
             Scenario::WasmWarm,
             Scenario::WasmCold,
+            Scenario::ContainerCold,
         ],
         one => vec![one],
     };
@@ -334,6 +341,7 @@ async fn run(cli: Cli, pin: Pinning) -> Result<bool> {
             Scenario::Cluster => bench.cluster().await,
             Scenario::WasmWarm => bench.wasm_warm().await,
             Scenario::WasmCold => bench.wasm_cold().await,
+            Scenario::ContainerCold => bench.container_cold().await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = res {

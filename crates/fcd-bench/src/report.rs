@@ -381,6 +381,7 @@ pub(crate) struct Report {
     pub(crate) cluster: Option<ClusterResult>,
     pub(crate) wasm_warm: Vec<WasmWarmRow>,
     pub(crate) wasm_cold: Option<WasmCold>,
+    pub(crate) container_cold: Option<crate::container::ContainerCold>,
     pub(crate) skipped: Vec<String>,
     pub(crate) failures: Vec<String>,
 }
@@ -406,7 +407,7 @@ fn signed_us(x: f64) -> String {
     }
 }
 
-fn ms_list(xs: &[f64]) -> String {
+pub(crate) fn ms_list(xs: &[f64]) -> String {
     if xs.len() > 8 {
         let mut v = xs.to_vec();
         v.sort_by(f64::total_cmp);
@@ -1201,6 +1202,9 @@ impl Report {
         }
 
         self.wasm_markdown(&mut o);
+        if let Some(c) = &self.container_cold {
+            crate::container::markdown(c, &mut o);
+        }
 
         if let Some(c) = &self.cluster {
             cluster_markdown(&mut o, c);

@@ -80,6 +80,11 @@ impl FcdServer {
             // Compiled wasm components are cached per server, under the run's temp dir: a run
             // never reuses what an earlier one compiled (nor another server's cache).
             .env("FCD_WASM_CACHE_DIR", dir.join("wasm-cache"))
+            // custom-container images come from the bench's registry on loopback, over plain
+            // HTTP; they are pulled into the server's own (fresh) data dir, with no credentials.
+            .env("FCD_INSECURE_REGISTRIES", "127.0.0.1")
+            .env_remove("FCD_REGISTRY_AUTH_FILE")
+            .env_remove("FCD_IMAGE_CACHE_DIR")
             // Cluster settings come from the arguments only, never from the harness's shell.
             .env_remove("FCD_STORE")
             .env_remove("FCD_QUEUE")

@@ -328,7 +328,7 @@ fn precompile(wt: &Wasmtime, component: &Path) -> Result<(PathBuf, Option<f64>)>
 }
 
 /// Nearest-rank percentile of a sample, in its unit.
-fn percentile(xs: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(xs: &[f64], p: f64) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
