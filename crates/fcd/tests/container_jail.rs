@@ -233,6 +233,21 @@ async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
     )
     .await;
     assert_eq!(got["args"], "via-command", "{got}");
+    // A port below 1024 is the instance's own to bind, as on FC.
+    let got = answer(
+        &mgr,
+        &spec(
+            function(
+                "low-port",
+                json!({"customContainerConfig": {
+                    "command": "[\"/bin/sh\",\"-c\",\"PORT=80 exec /app/serve.sh low\"]"
+                }, "caPort": 80}),
+            ),
+            &image,
+        ),
+    )
+    .await;
+    assert_eq!(got["args"], "low", "{got}");
 
     // A health check on a path the server answers is passed; one that never succeeds fails
     // the start, naming the path.

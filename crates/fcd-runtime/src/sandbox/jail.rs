@@ -164,6 +164,13 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
     if spec.own_network && spec.netns_fd.is_none() {
         super::loopback_up()?;
     }
+    // The namespace is the instance's own, so any port in it is: a server on caPort 80 (an
+    // nginx image) may bind it as the unprivileged uid, as it may on FC.
+    if spec.own_network || spec.netns_fd.is_some() {
+        fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(|e| {
+            io::Error::other(format!("opening low ports in the instance's network: {e}"))
+        })?;
+    }
     // A prewarmed jail's function side waits on this pipe for its assignment.
     let assignment = match &spec.blank {
         Some(_) => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?),
