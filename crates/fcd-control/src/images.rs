@@ -288,6 +288,8 @@ impl Control {
             .iter()
             .flat_map(|r| store.digests_of(r))
             .collect();
+        // Prewarmed jails of other images pin them; dropped first.
+        self.runtime.keep_image_jails(&keep);
         tokio::task::spawn_blocking(move || store.collect(&keep))
             .await
             .map_err(|e| crate::internal("collecting images", e))

@@ -1078,6 +1078,12 @@ impl InstanceManager {
         )
     }
 
+    /// Drops the prewarmed jails kept for images whose digest is not in `keep` (they pin their
+    /// images' trees), so the image collector can remove those.
+    pub fn keep_image_jails(&self, keep: &std::collections::HashSet<String>) {
+        self.prewarm.keep_images(keep);
+    }
+
     /// Request slots free right now on this node's warm instances of `spec`'s version.
     pub fn free_slots(&self, spec: &FunctionSpec) -> u32 {
         let key = Self::pool_key(spec);

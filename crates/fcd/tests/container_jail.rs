@@ -137,8 +137,11 @@ async fn answer(mgr: &InstanceManager, spec: &FunctionSpec) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.body)))
 }
 
-#[tokio::test]
-async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
+/// A jailing instance manager (prewarming `prewarm` jails per kind) and the hand-built image.
+async fn setup(prewarm: u32) -> (tempfile::TempDir, InstanceManager, Arc<ContainerImage>) {
+    // The tag names the jail's cgroups, which a manager empties at start: one per manager.
+    static MANAGERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MANAGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     assert!(
         nix::unistd::geteuid().is_root(),
         "container_jail needs root to jail instances (run the tests as root, as scripts/test does)"
@@ -148,7 +151,7 @@ async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
         "container_jail needs /bin/busybox: apt-get install busybox-static (scripts/test does)"
     );
     let data = tempfile::tempdir().unwrap();
-    let tag = format!("ct{:08x}", std::process::id());
+    let tag = format!("ct{:08x}{n}", std::process::id());
     let jail = JailConfig::detect(
         std::path::PathBuf::from(env!("CARGO_BIN_EXE_fcd")),
         data.path(),
@@ -189,9 +192,15 @@ async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
         jail_unavailable: None,
         egress: None,
         egress_unavailable: None,
-        prewarm: 0,
+        prewarm,
         code_store: Some(data.path().join("code")),
     });
+    (data, mgr, image)
+}
+
+#[tokio::test]
+async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
+    let (_data, mgr, image) = setup(0).await;
 
     // The image's own ENTRYPOINT + CMD, Env under the function's variables, WorkingDir.
     let got = answer(&mgr, &spec(function("plain", json!({})), &image)).await;
@@ -299,5 +308,71 @@ async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
         }
         other => panic!("a server that never listens must fail its start: {other:?}"),
     }
+    mgr.shutdown(Duration::from_secs(10)).await;
+}
+
+/// The environments of the jail inits (fcd `__fcd-jail-init`) under `data_dir`: a jail started
+/// for a function carries its environment in its spec, a prewarmed one gets it later.
+fn jail_init_environs(data_dir: &Path) -> Vec<String> {
+    let read = |pid: &str, what: &str| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default())
+            .into_owned()
+    };
+    let dir = data_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|p| p.parse::<u32>().is_ok())
+        .filter(|p| read(p, "cmdline").contains("__fcd-jail-init"))
+        .map(|p| read(&p, "environ"))
+        .filter(|env| env.contains(&dir))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_image_s_later_cold_starts_take_a_prewarmed_jail_of_it() {
+    let (data, mgr, image) = setup(1).await;
+    // The first start of the image makes its kind: a blank on its root is kept from then on.
+    answer(&mgr, &spec(function("first", json!({})), &image)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mgr.isolation()["prewarmed"].as_u64().unwrap_or(0) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prewarmed jail of the image became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let marker = "assigned-not-spawned-5d1e";
+    let got = answer(
+        &mgr,
+        &spec(
+            function(
+                "second",
+                json!({"environmentVariables": {"USER_VAR": marker},
+                       "customContainerConfig": {"args": "[\"via-blank\"]"}}),
+            ),
+            &image,
+        ),
+    )
+    .await;
+    assert_eq!(got["user"], marker, "{got}");
+    assert_eq!(got["args"], "via-blank", "{got}");
+    assert_eq!(got["cwd"], "/srv", "{got}");
+    assert_eq!(got["root"], "readonly", "{got}");
+    let inits = jail_init_environs(data.path());
+    assert!(!inits.is_empty(), "no jail init of this test found");
+    assert!(
+        inits.iter().all(|env| !env.contains(marker)),
+        "the second instance was started afresh, not from the prewarmed jail"
+    );
+    // An image no function names any more: its kind and blanks go, unpinning its tree.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mgr.isolation()["prewarmed"].as_u64().unwrap_or(0) < 1 {
+        assert!(std::time::Instant::now() < deadline, "no refill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mgr.keep_image_jails(&std::collections::HashSet::new());
+    assert_eq!(mgr.isolation()["prewarmed"].as_u64(), Some(0));
     mgr.shutdown(Duration::from_secs(10)).await;
 }

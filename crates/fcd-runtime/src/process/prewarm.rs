@@ -8,7 +8,8 @@
 //! read-only at `/code`, after which the init detaches its view of the code store) and the
 //! function's environment, and the runtime goes on from where it waited. For `custom`
 //! runtimes the blank is the jail alone, and the function's own command is executed on
-//! assignment.
+//! assignment. A `custom-container` function's blank is a jail on its image's root (one
+//! kind per image), likewise executing the function's process on assignment.
 //!
 //! A blank is only used where it is indistinguishable from a fresh start: jailed, the same
 //! launch (interpreter, arguments, mounts), the same memory limit, and no variable of the
@@ -48,6 +49,8 @@ struct Key {
     memory_mb: u32,
     /// Outbound network: a namespace is fixed when the jail is built.
     internet: bool,
+    /// An image's root (`custom-container`): a jail of one image is no jail of another.
+    image: Option<PathBuf>,
 }
 
 impl Key {
@@ -68,6 +71,7 @@ impl Key {
                 .collect(),
             memory_mb,
             internet,
+            image: launch.image.as_ref().map(|i| i.rootfs.clone()),
         }
     }
 }
@@ -133,19 +137,22 @@ impl Prewarm {
         env: &[(String, String)],
         port: u16,
     ) -> Option<Spawned> {
-        // A blank is built on the host's trees; an image brings its own root.
-        if !self.enabled() || launch.image.is_some() {
+        if !self.enabled() {
             return None;
         }
         let f = &spec.function;
         let store = self.store.as_ref()?;
-        let code_name = spec
-            .code_dir
-            .strip_prefix(store)
-            .ok()
-            .and_then(|p| p.to_str())
-            .filter(|p| !p.is_empty() && !p.contains('/'))?
-            .to_owned();
+        // An image's jail needs no code: its files are the root it was built on.
+        let code_name = match &launch.image {
+            Some(_) => String::new(),
+            None => spec
+                .code_dir
+                .strip_prefix(store)
+                .ok()
+                .and_then(|p| p.to_str())
+                .filter(|p| !p.is_empty() && !p.contains('/'))?
+                .to_owned(),
+        };
         if f.environment_variables
             .keys()
             .any(|k| start_time_variable(k))
@@ -179,11 +186,15 @@ impl Prewarm {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
+        let cwd = match &launch.image {
+            Some(image) => image.cwd.display().to_string(),
+            None => "/code".to_owned(),
+        };
         let payload = serde_json::json!({
             "program": launch.program.display().to_string(),
             "args": launch.args,
             "env": env_map,
-            "cwd": "/code",
+            "cwd": cwd,
         });
         match sandbox::assign(control, &code_name, payload.to_string(), ASSIGN_LIMIT).await {
             Ok(()) => Some(blank),
@@ -229,7 +240,13 @@ impl Prewarm {
                 };
                 match this.make(launch, key.memory_mb, key.internet).await {
                     Ok(blank) => {
-                        if let Ok(mut m) = this.ready.lock() {
+                        // Kept only while its kind is: an image's kind is dropped (and its
+                        // tree unpinned) when no function names the image any more, and a
+                        // blank made meanwhile must not outlive that.
+                        let launches = this.launches.lock();
+                        if let (Ok(launches), Ok(mut m)) = (launches, this.ready.lock())
+                            && launches.contains_key(&key)
+                        {
                             m.entry(key.clone()).or_default().push(blank);
                         }
                     }
@@ -256,6 +273,7 @@ impl Prewarm {
         let port = instance_port(&self.cfg, 9000)?;
         let env = crate::contract::blank_env(&launch.path_dirs);
         let exec = !launch.reads_assignment;
+        let image = launch.image.is_some();
         spawn(
             &self.cfg,
             SpawnPlan {
@@ -269,11 +287,34 @@ impl Prewarm {
                 blank: self
                     .store
                     .clone()
-                    .map(|store| sandbox::BlankSetup { store, exec }),
+                    .map(|store| sandbox::BlankSetup { store, exec, image }),
                 internet,
             },
         )
         .await
+    }
+
+    /// Drops the kinds (and ready blanks) of images whose digest is not in `keep`, so their
+    /// trees can be collected.
+    pub(crate) fn keep_images(&self, keep: &HashSet<String>) {
+        let dropped: Vec<Spawned> = {
+            let (Ok(mut launches), Ok(mut ready)) = (self.launches.lock(), self.ready.lock())
+            else {
+                return;
+            };
+            let gone: Vec<Key> = launches
+                .iter()
+                .filter(|(_, l)| l.image.as_ref().is_some_and(|i| !keep.contains(&i.digest)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            gone.iter()
+                .flat_map(|k| {
+                    launches.remove(k);
+                    ready.remove(k).unwrap_or_default()
+                })
+                .collect()
+        };
+        drop(dropped);
     }
 
     /// Drops every blank (their processes are torn down) and stops refilling.
@@ -297,7 +338,8 @@ fn launch_without_function(l: &ProcessLaunch) -> ProcessLaunch {
         path_dirs: l.path_dirs.clone(),
         mounts: l.mounts.clone(),
         reads_assignment: l.reads_assignment,
-        image: None,
+        // The image (and its pin) is the jail's root, not the function's.
+        image: l.image.clone(),
     }
 }
 

@@ -45,10 +45,25 @@ impl std::fmt::Debug for ContainerImage {
 }
 
 /// What a jail needs to run an image.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ImageLaunch {
     pub(crate) rootfs: PathBuf,
     pub(crate) cwd: PathBuf,
+    /// The image's digest: prewarmed jails of images no function names any more are dropped
+    /// by it ([`crate::InstanceManager::keep_image_jails`]).
+    pub(crate) digest: String,
+    /// Keeps the unpacked tree while a prewarmed jail of it may be claimed (held, never read).
+    pub(crate) _pin: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ImageLaunch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageLaunch")
+            .field("rootfs", &self.rootfs)
+            .field("cwd", &self.cwd)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -93,12 +108,15 @@ impl Runtime for Container {
             image: Some(ImageLaunch {
                 rootfs: image.rootfs.clone(),
                 cwd,
+                digest: image.digest.clone(),
+                _pin: image.pin.clone(),
             }),
         }))
     }
 
     fn blank_launch(&self, _memory_mb: u32) -> Option<ProcessLaunch> {
-        // A prewarmed jail is built on the host's trees; an image brings its own root.
+        // Nothing before a first use: a prewarmed jail of an image is built on that image,
+        // kept ready once an instance of it started (`process::prewarm`).
         None
     }
 

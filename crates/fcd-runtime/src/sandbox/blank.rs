@@ -14,7 +14,8 @@
 //! `{"code": "<directory in the store>", "payload": "<assignment JSON>"}`. The init binds that
 //! directory read-only at `/code`, detaches `/.fcd` (from then on the jail sees no other
 //! code), writes the payload into the assignment pipe, closes it, and answers `ok` (or
-//! `error: …`). If fcd closes the socket instead, the init kills the function and exits.
+//! `error: …`). A jail whose root is an image (`custom-container`) shows no store and gets no
+//! code: its hand-over is the assignment alone. If fcd closes the socket instead, the init kills the function and exits.
 
 use std::fs;
 use std::io::{self, BufRead, Read, Write};
@@ -43,6 +44,9 @@ pub(crate) struct BlankSetup {
     /// The jail runs the assigned program itself (`custom`), rather than starting an
     /// interpreter that reads its assignment.
     pub(crate) exec: bool,
+    /// The root is an image (`custom-container`): no code store is shown, and the hand-over
+    /// brings no code, only the assignment.
+    pub(crate) image: bool,
 }
 
 /// The part of [`BlankSetup`] the jail's init and function process need.
@@ -51,6 +55,8 @@ pub(crate) struct BlankJail {
     pub(crate) store: PathBuf,
     pub(crate) exec: bool,
     pub(crate) control_fd: RawFd,
+    #[serde(default)]
+    pub(crate) image: bool,
 }
 
 /// The assignment as the function side reads it.
@@ -146,7 +152,7 @@ pub(crate) fn await_hand_over(b: &BlankJail, child: Pid, to_function: OwnedFd) -
         return Some(kill(child));
     }
     let mut control = control;
-    match hand_over(&line, to_function) {
+    match hand_over(&line, to_function, b.image) {
         Ok(()) => {
             let _ = control.write_all(b"ok\n");
             None
@@ -158,9 +164,16 @@ pub(crate) fn await_hand_over(b: &BlankJail, child: Pid, to_function: OwnedFd) -
     }
 }
 
-fn hand_over(line: &str, to_function: OwnedFd) -> io::Result<()> {
+fn hand_over(line: &str, to_function: OwnedFd, image: bool) -> io::Result<()> {
     let h: HandOver = serde_json::from_str(line.trim_end())
         .map_err(|e| io::Error::other(format!("bad hand-over: {e}")))?;
+    // An image's jail has its files already, and no store to take code from.
+    if image {
+        if !h.code.is_empty() {
+            return Err(io::Error::other("an image's jail takes no code directory"));
+        }
+        return fs::File::from(to_function).write_all(h.payload.as_bytes());
+    }
     if h.code.is_empty() || h.code.contains('/') || h.code.starts_with('.') {
         return Err(io::Error::other("bad code directory name"));
     }

@@ -540,6 +540,7 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         blank: spec.blank.as_ref().map(|b| blank::BlankJail {
             store: b.store.clone(),
             exec: b.exec,
+            image: b.image,
             control_fd: blank::CONTROL_FD,
         }),
     };
