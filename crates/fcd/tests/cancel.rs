@@ -198,12 +198,12 @@ async fn budget(srv: &TestServer) -> (u64, u64) {
     )
 }
 
-/// Waits until the server keeps a prewarmed jail of every runtime family ready, and returns how
-/// many are ready. (`wasm` runs in fcd's own process: it has no jail to prewarm.)
+/// Waits until the server keeps a prewarmed jail of every runtime family it prewarms from start
+/// ready, and returns how many are ready.
 async fn prewarmed_ready(srv: &TestServer) -> u64 {
-    let families = status(srv).await["runtimes"]["families"]
-        .as_object()
-        .map_or(1, |f| f.keys().filter(|k| *k != "wasm").count().max(1)) as u64;
+    let families = status(srv).await["runtimes"]["prewarmedAtStart"]
+        .as_array()
+        .map_or(1, |f| f.len().max(1)) as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = status(srv).await["isolation"]["prewarmed"]

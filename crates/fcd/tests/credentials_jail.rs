@@ -126,8 +126,8 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
         dir: data.path().join("runtime"),
         wasm: None,
     });
-    let families = runtimes.describe()["families"]
-        .as_object()
+    let families = runtimes.describe()["prewarmedAtStart"]
+        .as_array()
         .map_or(1, |f| f.len()) as u64;
     let mgr = InstanceManager::new(RuntimeConfig {
         region: "cn-hangzhou".into(),

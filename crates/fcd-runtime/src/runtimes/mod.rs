@@ -215,7 +215,20 @@ impl Registry {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        serde_json::json!({ "runnable": self.runnable(), "families": families, "missing": missing })
+        // Families whose default kind is kept prewarmed from start (the rest from first use —
+        // an image's — or never: `wasm` runs in fcd's own process).
+        let prewarmed: Vec<String> = self
+            .families()
+            .iter()
+            .filter(|rt| rt.blank_launch(fcd_core::limits::MEMORY_DEFAULT).is_some())
+            .map(|rt| rt.names().join(","))
+            .collect();
+        serde_json::json!({
+            "runnable": self.runnable(),
+            "families": families,
+            "prewarmedAtStart": prewarmed,
+            "missing": missing,
+        })
     }
 
     /// Families that could not be set up, with the reason (for start-up warnings).
