@@ -612,6 +612,9 @@ impl Control {
         check_if_match(if_match, &current.etag)?;
         match self.store.delete_function(account, service, name).await {
             Ok(()) => {
+                // A function created later under the name starts without this one's numbers
+                // (here; other nodes drop theirs once an hour has passed without calls).
+                self.runtime.forget_history(account, service, Some(name));
                 self.forget_function(account, service, name).await;
                 Ok(())
             }

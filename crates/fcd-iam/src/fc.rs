@@ -22,7 +22,7 @@
 //! | ListServices, CreateService; the account-wide listings ListOnDemandConfigs, ListProvisionConfigs, ListStatefulAsyncInvocationFunctions | `services/*` (a grant on `services/*` or `*` is needed: they list across services) |
 //! | GetService (qualified when given), UpdateService, DeleteService | `services/{s}` |
 //! | ListFunctions (qualified when given), CreateFunction | `services/{s}/functions/*` |
-//! | GetFunction, GetFunctionCode, ListInstances, GetFunctionLogs (fcd's extension), the on-demand, provision and async invoke configs, ListStatefulAsyncInvocations (all qualified when given); UpdateFunction, DeleteFunction, ListFunctionAsyncInvokeConfigs | `services/{s}/functions/{f}` |
+//! | GetFunction, GetFunctionCode, ListInstances, GetFunctionLogs (fcd's extension), the on-demand, provision and async invoke configs, ListStatefulAsyncInvocations (all qualified when given); UpdateFunction, DeleteFunction, ListFunctionAsyncInvokeConfigs; fcd's function metrics (`…/metrics`: action `fc:GetFunction`, never qualified) | `services/{s}/functions/{f}` |
 //! | InvokeFunction (always qualified; `LATEST` when no qualifier is given) | `services/{s}.{q}/functions/{f}` |
 //! | GetStatefulAsyncInvocation, StopStatefulAsyncInvocation | `services/{s}/functions/{f}/stateful-async-invocations/{id}` (never qualified: the handler finds the invocation by id whatever the qualifier) |
 //! | ListServiceVersions, PublishServiceVersion / DeleteServiceVersion | `services/{s}/versions/*` / `services/{s}/versions/{v}` |
@@ -341,6 +341,13 @@ const ROUTES: &[(&str, Methods)] = &[
     (
         "/services/{service}/functions/{function}/logs",
         &[("GET", "fc:GetFunctionLogs", FUNCTION_Q)],
+    ),
+    // fcd's own extension: the function's last hour, per minute. Read as GetFunction is, but
+    // never qualified: the numbers are every version's and alias's together (the handler
+    // refuses a qualifier), so a grant on one alias does not reveal them.
+    (
+        "/services/{service}/functions/{function}/metrics",
+        &[("GET", "fc:GetFunction", FUNCTION)],
     ),
     (
         "/services/{service}/functions/{function}/triggers",

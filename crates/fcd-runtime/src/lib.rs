@@ -24,6 +24,7 @@ mod backend;
 mod budget;
 mod contract;
 pub mod credentials;
+pub mod history;
 mod instance;
 mod logs;
 pub mod logstore;
@@ -318,6 +319,8 @@ pub struct InstanceManager {
     drained: tokio::sync::Notify,
     clock: Instant,
     metrics: metrics::Metrics,
+    /// Every function's last hour, per minute (the console's charts).
+    history: history::History,
     /// Where instances' output is kept (`None`: only in memory, for log tails).
     log_store: Option<Arc<logstore::LogStore>>,
 }
@@ -338,6 +341,25 @@ impl Drop for InFlight<'_> {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.drained.notify_waiters();
         }
+    }
+}
+
+/// Counts a call in the history however it ends: when it is dropped unfinished (the client
+/// went away), as an invocation only.
+struct Tally<'a> {
+    history: &'a history::History,
+    spec: &'a FunctionSpec,
+    call: history::Call,
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.history.record(
+            &self.spec.account_id,
+            &self.spec.service_name,
+            &self.spec.function.function_name,
+            self.call,
+        );
     }
 }
 
@@ -435,6 +457,7 @@ impl InstanceManager {
             drained: tokio::sync::Notify::new(),
             clock: Instant::now(),
             metrics: metrics::Metrics::default(),
+            history: history::History::default(),
             log_store: None,
         }
     }
@@ -654,7 +677,32 @@ impl InstanceManager {
     pub async fn invoke(
         &self,
         spec: &FunctionSpec,
+        req: InvokeRequest,
+    ) -> Result<InvokeOutcome, InvokeError> {
+        let mut tally = Tally {
+            history: &self.history,
+            spec,
+            call: history::Call::default(),
+        };
+        let res = self.invoke_counted(spec, req, &mut tally.call.cold).await;
+        match &res {
+            Ok(o) => {
+                tally.call.duration = Some(o.duration);
+                tally.call.error = o.error_type.is_some();
+            }
+            // The client's body broke: not the function's or the platform's failure.
+            Err(InvokeError::Body(_)) => {}
+            Err(_) => tally.call.error = true,
+        }
+        res
+    }
+
+    /// [`Self::invoke`], saying in `cold` whether the call started an instance.
+    async fn invoke_counted(
+        &self,
+        spec: &FunctionSpec,
         mut req: InvokeRequest,
+        cold: &mut bool,
     ) -> Result<InvokeOutcome, InvokeError> {
         // The body goes to the instance once; the request's other fields serve the log tail.
         let body = std::mem::take(&mut req.body);
@@ -685,7 +733,7 @@ impl InstanceManager {
             + Duration::from_secs(u64::from(spec.function.initialization_timeout))
             + Duration::from_secs(1);
         let mem = u64::from(spec.function.memory_size);
-        let (pool, inst, cold) = loop {
+        let (pool, inst) = loop {
             let pool = self.pool(spec);
             pool.max_instances
                 .store(spec.limit.as_count(), Ordering::Release);
@@ -697,7 +745,7 @@ impl InstanceManager {
                 })
                 .await;
             match got {
-                Ok(Acquired::Warm(inst)) => break (pool, inst, false),
+                Ok(Acquired::Warm(inst)) => break (pool, inst),
                 Ok(Acquired::Start(ticket)) => {
                     let Some(reservation) = self.budget.reserve(mem) else {
                         drop(ticket);
@@ -705,6 +753,7 @@ impl InstanceManager {
                         return Err(InvokeError::ServerThrottled);
                     };
                     self.metrics.cold_start(&labels);
+                    *cold = true;
                     let inst = self
                         .start_instance(spec, &req.qualifier, reservation, creds)
                         .await?;
@@ -723,7 +772,7 @@ impl InstanceManager {
                         return Ok(self.finish(spec, &inst, &req, &labels, failed).await);
                     }
                     ticket.finish(inst.clone());
-                    break (pool, inst, true);
+                    break (pool, inst);
                 }
                 Err(NoSlot::Retired) => continue,
                 Err(why) => {
@@ -732,7 +781,6 @@ impl InstanceManager {
                 }
             }
         };
-        let _ = cold;
         let mut slot = Slot {
             mgr: self,
             pool,
@@ -936,6 +984,7 @@ impl InstanceManager {
                 }
             }
             self.remove_empty_pools();
+            self.history.sweep();
             #[cfg(feature = "wasm")]
             if let Some(engine) = self.cfg.runtimes.wasm_engine() {
                 engine.unload_unused_for(idle);
@@ -1163,6 +1212,23 @@ impl InstanceManager {
             "prewarmed": self.prewarm.ready_count(),
             "missing": missing,
         })
+    }
+
+    /// A function's last hour on this node, one point a minute (see [`history`]): always
+    /// [`history::MINUTES`] points, oldest first, the current minute last.
+    pub fn function_history(
+        &self,
+        account: &str,
+        service: &str,
+        function: &str,
+    ) -> Vec<history::Point> {
+        self.history.window(account, service, function)
+    }
+
+    /// Forgets a deleted function's history (`function: None`: every function of the
+    /// service), so a new function of the same name starts with none.
+    pub fn forget_history(&self, account: &str, service: &str, function: Option<&str>) {
+        self.history.forget(account, service, function);
     }
 
     /// The server's metrics in the Prometheus text format.

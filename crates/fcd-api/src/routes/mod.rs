@@ -9,6 +9,7 @@ mod async_invocations;
 mod code;
 mod configs;
 mod domains;
+mod function_metrics;
 mod functions;
 mod instances;
 mod invoke;
@@ -143,6 +144,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/services/{service}/functions/{function}/logs",
             get(logs::get),
+        )
+        // fcd's extension: the function's last hour on this node, per minute (the console's
+        // charts).
+        .route(
+            "/services/{service}/functions/{function}/metrics",
+            get(function_metrics::get),
         )
         // The 2021 SDK untags with PUT, the classic SDKs with DELETE.
         .route(

@@ -349,6 +349,21 @@ const TABLE: &[(&str, &str, Option<&str>, &str, &str)] = &[
     ),
     (
         "GET",
+        "/services/s/functions/f/metrics",
+        None,
+        "fc:GetFunction",
+        "services/s/functions/f",
+    ),
+    // Never qualified (the handler refuses a qualifier): the ARN stays the function's.
+    (
+        "GET",
+        "/services/s/functions/f/metrics",
+        Some("prod"),
+        "fc:GetFunction",
+        "services/s/functions/f",
+    ),
+    (
+        "GET",
         "/services/s/functions/f/triggers",
         None,
         "fc:ListTriggers",
@@ -1519,7 +1534,7 @@ mod against_axum {
                 Just("services"), Just("functions"), Just("invocations"), Just("versions"),
                 Just("aliases"), Just("triggers"), Just("custom-domains"), Just("code"),
                 Just("on-demand-config"), Just("stateful-async-invocations"), Just("instances"),
-                Just("logs"), Just("layers"), Just("acl"),
+                Just("logs"), Just("metrics"), Just("layers"), Just("acl"),
                 Just("async-invoke-config"), Just("provision-configs"),
                 Just("async-tasks"), Just("stop"), Just("layers"), Just("layerarn"),
                 Just("sessions"), Just("pause"), Just("concurrency"), Just("tags-v2"),
