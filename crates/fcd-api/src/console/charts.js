@@ -48,9 +48,10 @@ export function lineChart({ id, title, times, series, unit = "" }) {
     const label = Number.isInteger(v) ? String(v) : v.toFixed(1);
     svg.append(el("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, label + unit));
   }
-  for (const i of [0, Math.floor((times.length - 1) / 2), times.length - 1]) {
-    if (times[i] === undefined) continue;
-    svg.append(el("text", { x: x(i), y: H - 8, class: "axis", "text-anchor": "middle" }, hhmm(times[i])));
+  const last = times.length - 1;
+  for (const [i, anchor] of [[0, "start"], [Math.floor(last / 2), "middle"], [last, "end"]]) {
+    if (times[i] === undefined || (i === 0 && last === 0 && anchor !== "start")) continue;
+    svg.append(el("text", { x: x(i), y: H - 8, class: "axis", "text-anchor": anchor }, hhmm(times[i])));
   }
   series.forEach((s, si) => {
     let d = "";

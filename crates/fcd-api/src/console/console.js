@@ -755,7 +755,10 @@ async function loadAsync(box, s, f) {
 async function code(panel, s, f) {
   const info = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const zip = h("input", { id: "update-zip", type: "file", accept: ".zip,application/zip" });
-  const srcName = h("input", { id: "update-source-name", spellcheck: "false" });
+  // index.py until the function's runtime is known (and when it cannot be read).
+  const srcName = h("input", { id: "update-source-name", spellcheck: "false", value: "index.py" });
+  let nameTouched = false;
+  srcName.addEventListener("input", () => (nameTouched = true));
   const source = h("textarea", { id: "update-source", rows: "14", spellcheck: "false", class: "code" });
   const submit = h("button", { type: "submit", id: "update-code-submit" }, "Update code");
   const err = h("div", { class: "errors" });
@@ -771,23 +774,27 @@ async function code(panel, s, f) {
     h("div", { class: "actions" }, submit),
   );
   panel.append(h("h2", {}, "Current package"), info, form);
-  let runtime = "";
   async function load() {
-    try {
-      const [fc, pkg] = await Promise.all([client.getFunction(s, f), client.getFunctionCode(s, f)]);
-      runtime = fc.runtime || "";
-      if (!srcName.value) srcName.value = sourceName(runtime);
-      source.placeholder = exampleSource(runtime);
-      info.replaceChildren(
-        dl("code-info", [
-          ["codeChecksum", fc.codeChecksum],
-          ["codeSize", `${fc.codeSize} bytes (${fmtBytes(fc.codeSize)})`],
-          ["download", pkg.url ? h("a", { href: pkg.url, rel: "noreferrer", download: `${f}.zip` }, "code package (.zip, link valid for a while)") : ""],
-        ]),
-      );
-    } catch (e) {
-      info.replaceChildren(errorBox(e));
+    // The configuration and the package's download link are separate permissions
+    // (fc:GetFunction, fc:GetFunctionCode): each shows what it can.
+    const [fc, pkg] = await Promise.allSettled([client.getFunction(s, f), client.getFunctionCode(s, f)]);
+    const rows = [];
+    const errs = [];
+    if (fc.status === "fulfilled") {
+      const v = fc.value;
+      if (!nameTouched) srcName.value = sourceName(v.runtime || "");
+      source.placeholder = exampleSource(v.runtime || "");
+      rows.push(["codeChecksum", v.codeChecksum], ["codeSize", `${v.codeSize} bytes (${fmtBytes(v.codeSize)})`]);
+    } else {
+      errs.push(fc.reason);
     }
+    if (pkg.status === "fulfilled") {
+      const url = pkg.value.url;
+      rows.push(["download", url ? h("a", { href: url, rel: "noreferrer", download: `${f}.zip` }, "code package (.zip, link valid for a while)") : ""]);
+    } else {
+      errs.push(pkg.reason);
+    }
+    info.replaceChildren(...(rows.length ? [dl("code-info", rows)] : []), ...errs.map(errorBox));
   }
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
