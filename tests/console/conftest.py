@@ -24,6 +24,13 @@ from fcdkit import _ALL_SERVERS, FcdServer, ServiceFactory, _new_server, create_
 from ramkit import RamFixture
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "invoke: tests that run user code through InvokeFunction (deselect with -m 'not invoke')",
+    )
+
+
 @pytest.fixture(scope="session")
 def fcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FcdServer]:
     require_browser()  # before spending a server start on a machine that cannot run the tests
