@@ -58,7 +58,7 @@ pub struct Caller {
     /// The access key that signed the request (empty on unsigned paths).
     pub access_key_id: String,
     /// Who acts: the account's root, a RAM user or an assumed-role session; `None` only on
-    /// the unsigned paths (`/code-packages/…`, `/metrics`, `/status` until it is signed).
+    /// the unsigned paths (`/code-packages/…`, `/console…`).
     pub principal: Option<Principal>,
 }
 
@@ -104,10 +104,12 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
-/// Paths served without a request signature: code downloads carry their own proof. (`/status`
-/// needs a signature; `/metrics` is served only on the opt-in metrics listener.)
+/// Paths served without a request signature: code downloads carry their own proof; the web
+/// console's static files ([`crate::console`]) are public, and the page signs every API call it
+/// makes itself. (`/status` needs a signature; `/metrics` is served only on the opt-in metrics
+/// listener.)
 fn is_unsigned(path: &str) -> bool {
-    path.starts_with("/code-packages/")
+    path.starts_with("/code-packages/") || crate::console::is_console_path(path)
 }
 
 pub(crate) fn sign_error(e: SignError) -> FcError {

@@ -1,6 +1,9 @@
 //! The HTTP face of fcd: FC's OpenAPI (2021-04-06 and the 2016-08-15 paths of the classic SDKs)
 //! on axum.
 //!
+//! The web console's static page is served from `console` (unsigned; the page signs its own
+//! API calls).
+//!
 //! Every request passes through [`auth`] (request id, body buffering, signature, account,
 //! authorization), then a route in [`routes`] (FC's paths) or `rpc` (RAM and STS at `/`) that
 //! parses its input and calls the service layer ([`fcd_control`]),
@@ -9,6 +12,7 @@
 //! [`fcd_core::FcError`] and are rendered as FC's error body in one place ([`error`]).
 
 pub mod auth;
+mod console;
 pub mod error;
 pub mod forward;
 pub mod frontdoor;

@@ -177,6 +177,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(crate::rpc::handle).post(crate::rpc::handle))
         .route("/code-packages/{digest}", get(code::download))
         .route("/status", get(status::status))
+        .merge(crate::console::routes())
         // The auth layer already enforced FC's size limits while buffering the body.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .fallback(unsupported)
