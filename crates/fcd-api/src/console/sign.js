@@ -90,11 +90,6 @@ export function newNonce() {
   return hex(crypto.getRandomValues(new Uint8Array(16)));
 }
 
-/** Which headers the signature covers: host, content-type and every x-acs-* and x-fc-* header. */
-function signs(name) {
-  return name === "host" || name === "content-type" || name.startsWith("x-acs-") || name.startsWith("x-fc-");
-}
-
 /**
  * Signs one request.
  *
@@ -102,7 +97,8 @@ function signs(name) {
  * `request`: {method, path (already percent-encoded, as it will be sent), query, host,
  *   headers ({name: value}), body (string or bytes), action?, now?, nonce?}.
  *
- * Returns {headers (lower-case names, including `host` and `authorization`), canonicalRequest}.
+ * Every header in `request.headers` is signed. Returns {headers (lower-case names, including
+ * `host` and `authorization`), canonicalRequest, stringToSign}.
  * The caller sends every header but `host`, which the browser sets itself to the same value.
  */
 export async function signRequest(credentials, request) {
@@ -123,7 +119,10 @@ export async function signRequest(credentials, request) {
   }
   if (credentials.accountId) headers["x-fc-account-id"] = credentials.accountId;
 
-  const signed = Object.keys(headers).filter(signs).sort();
+  // Every header the request is built with is signed, as the Python SDK signs all it sends:
+  // host, accept, content-type, x-acs-* and x-fc-* here (the browser adds only headers a
+  // signature need not cover).
+  const signed = Object.keys(headers).sort();
   const canonicalHeaders = signed.map((n) => `${n}:${headers[n].trim()}\n`).join("");
   const canonicalRequest = [
     request.method.toUpperCase(),
@@ -137,5 +136,5 @@ export async function signRequest(credentials, request) {
   const signature = await hmacSha256Hex(credentials.accessKeySecret, stringToSign);
   headers["authorization"] =
     `${SCHEME} Credential=${credentials.accessKeyId},SignedHeaders=${signed.join(";")},Signature=${signature}`;
-  return { headers, canonicalRequest };
+  return { headers, canonicalRequest, stringToSign };
 }
