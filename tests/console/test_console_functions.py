@@ -292,6 +292,8 @@ def test_stop_a_running_task_from_the_tasks_tab(console: Console, client, new_se
         return False
 
     console.until(shown_stopped, f"task {task} never shown Stopped", timeout=20)
+    # Its events, opened again now that it is final, end with Stopped.
+    console.click(f'#tasks-table button[data-events="{task}"]')
     console.text_of("#task-events", "Stopped")
     console.no_error()
     console.shot("function-task-stopped")
