@@ -332,8 +332,9 @@ def test_logs_tab_shows_lines_and_follows_new_ones(console: Console, client, dep
     console.no_error()
 
 
-def metrics_endpoint_exists(client, svc: str, fn: str) -> bool:
-    """Whether this fcd has the console's metrics endpoint (branch c18-metrics)."""
+def function_metrics(client, svc: str, fn: str) -> dict | None:
+    """fcd's metrics of a function (the charts' data), None where this build has no such
+    endpoint (branch c18-metrics not merged)."""
     from alibabacloud_tea_openapi import models as om
     from alibabacloud_tea_util import models as um
 
@@ -355,10 +356,20 @@ def metrics_endpoint_exists(client, svc: str, fn: str) -> bool:
     except ApiError as err:
         # A build without the route answers FC's "path not supported".
         if err.code in ("PathNotSupported", "PathNotFound") or err.status_code == 404:
-            return False
+            return None
         raise
     assert body["periodSeconds"] == 60 and len(body["points"]) == 60, json.dumps(body)[:500]
-    return True
+    return body
+
+
+# The y coordinates of an SVG path's points ("M x,y L x,y …").
+PATH_YS_JS = """
+const ys = [];
+for (const p of arguments[0].querySelectorAll('path.series')) {
+  for (const m of (p.getAttribute('d') || '').matchAll(/[ML]\\s*[-\\d.]+\\s*,\\s*([-\\d.]+)/g)) ys.push(Number(m[1]));
+}
+return ys;
+"""
 
 
 def test_metrics_tab_draws_the_four_charts(console: Console, client, deployed):
@@ -367,26 +378,33 @@ def test_metrics_tab_draws_the_four_charts(console: Console, client, deployed):
         sdk_invoke(client, svc, fn, f"m{i}")
     sign_in(console)
     console.open_function(svc, fn)
-    console.click('[data-tab="metrics"]')
-    if not metrics_endpoint_exists(client, svc, fn):
+    if function_metrics(client, svc, fn) is None:
         # METRICS ENDPOINT NOT MERGED (branch c18-metrics): until it is, the tab must show the
         # server's refusal with FC's code rather than nothing. Remove this branch once merged.
+        console.click('[data-tab="metrics"]')
         code, text = console.error()
         console.shot("function-metrics")
         pytest.xfail(f"the metrics endpoint is not in this build; the tab shows {text!r}")
-    charts = console.el("#metrics-charts")
+    assert wait_until(
+        lambda: sum(p["invocations"] for p in function_metrics(client, svc, fn)["points"]) >= 3, 15, 0.5
+    ), function_metrics(client, svc, fn)
+
+    charts = console.tab("metrics")
     for name in ("invocations", "errors", "duration", "cold-starts"):
         svg = console.el(f'#metrics-charts svg[data-chart="{name}"]')
         assert svg.size["width"] > 100 and svg.size["height"] > 40, (name, svg.size)
-    # The invocations chart draws something for the three calls just made.
-    console.until(
+    # The invocations line is not flat: the three calls just made are drawn above the zeros.
+    ys = console.until(
         lambda: console.driver.execute_script(
-            "return arguments[0].querySelectorAll('path, polyline, rect, circle, line').length;",
-            console.el('#metrics-charts svg[data-chart="invocations"]'),
-        )
-        > 0,
-        "the invocations chart is empty",
+            PATH_YS_JS, console.el('#metrics-charts svg[data-chart="invocations"]')
+        ),
+        "the invocations chart draws no series",
     )
+    assert len(set(ys)) > 1, f"the invocations line is flat: {sorted(set(ys))}"
+    # The duration chart has points for those minutes (p50/p99 are null where nothing ran).
+    assert console.driver.execute_script(
+        PATH_YS_JS, console.el('#metrics-charts svg[data-chart="duration"]')
+    ) or console.driver.find_elements("css selector", '#metrics-charts svg[data-chart="duration"] circle')
     console.no_error()
     assert charts.is_displayed()
     console.shot("function-metrics")
