@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from consolekit import HANDLER, SHOTS, Console, new_driver, require_browser  # also puts tests/sdk on sys.path
+from consolekit import HANDLER, SHOTS, Console, new_driver  # also puts tests/sdk on sys.path
 
 from fcdkit import _ALL_SERVERS, FcdServer, ServiceFactory, _new_server, create_function, unique
 from ramkit import RamFixture
@@ -34,7 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def fcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FcdServer]:
-    require_browser()  # before spending a server start on a machine that cannot run the tests
     # This run's screenshots only (the CI artifacts), none left from an earlier run.
     shutil.rmtree(SHOTS, ignore_errors=True)
     server = _new_server(tmp_path_factory.mktemp("fcd-console"), owner="session")
