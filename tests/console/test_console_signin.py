@@ -1,6 +1,6 @@
 """Signing in to the console in a real browser: FC's error for a wrong secret or an unknown key,
 the key id shown once signed in, the keys kept in page memory only (nothing in the URL, web
-storage or cookies; a reload signs out), and signing out."""
+storage or cookies; a reload signs out), signing out, and the keyboard alone getting in."""
 
 from __future__ import annotations
 
@@ -73,3 +73,23 @@ def test_pages_raise_no_csp_violation_or_script_error(console: Console):
     console.sign_in(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
     console.el("#create-service-form")
     console.assert_clean_log()
+
+
+def test_keyboard_alone_signs_in_and_opens_a_tab(console: Console, deployed):
+    """Keyboard access: the form submits with Enter, and a function tab opens from the keyboard
+    (focus it, press Enter) — no mouse."""
+    from selenium.webdriver.common.keys import Keys
+
+    svc, fn = deployed
+    console.open()
+    console.el("#ak-id").send_keys(ACCESS_KEY_ID, Keys.TAB)
+    active = console.driver.switch_to.active_element
+    assert active.get_attribute("id") == "ak-secret", "Tab from the key id does not reach the secret"
+    active.send_keys(ACCESS_KEY_SECRET, Keys.ENTER)
+    console.text_of("#whoami", ACCESS_KEY_ID)
+    console.go(console.function_route(svc, fn))
+    console.page("function")
+    tab = console.el('[data-tab="logs"]')
+    console.driver.execute_script("arguments[0].focus();", tab)
+    console.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    console.el("#logs-view")
