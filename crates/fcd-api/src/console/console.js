@@ -929,16 +929,29 @@ function tasks(panel, s, f) {
     TASK_STATUSES.map((st) => h("option", { value: st }, st)),
   );
   const refresh = h("button", { type: "button", id: "tasks-refresh" }, "Refresh");
+  const auto = h("input", { id: "tasks-auto", type: "checkbox" });
   const err = h("div", { class: "errors" });
   const list = h("div", {});
   const events = h("div", { id: "task-events", "aria-live": "polite" });
   panel.append(
     h("h2", {}, "Asynchronous tasks"),
-    h("div", { class: "inline" }, field("Status", filter), refresh),
+    h(
+      "div",
+      { class: "inline" },
+      field("Status", filter),
+      refresh,
+      h("div", { class: "field check" }, auto, h("label", { for: "tasks-auto" }, "Refresh every 2 s")),
+    ),
     err,
     list,
     events,
   );
+  let timer = null;
+  auto.addEventListener("change", () => {
+    if (timer) clearInterval(timer);
+    timer = auto.checked ? setInterval(load, 2000) : null;
+  });
+  cleanups.push(() => timer && clearInterval(timer));
   async function load() {
     showError(err, null);
     try {
@@ -993,7 +1006,7 @@ function tasks(panel, s, f) {
     try {
       const t = await client.getTask(s, f, id);
       events.replaceChildren(
-        h("h3", {}, "Task ", h("code", {}, id)),
+        h("h3", { id: "task-events-title", tabindex: "-1" }, "Task ", h("code", {}, id)),
         dl("task-props", [
           ["status", t.status],
           ["requestId", t.requestId],
@@ -1011,6 +1024,7 @@ function tasks(panel, s, f) {
           "No events.",
         ),
       );
+      $("#task-events-title").focus();
     } catch (e) {
       events.replaceChildren(errorBox(e));
     }
