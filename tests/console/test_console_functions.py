@@ -340,13 +340,10 @@ def test_logs_tab_shows_lines_and_follows_new_ones(console: Console, client, dep
     console.no_error()
 
 
-def function_metrics(client, svc: str, fn: str) -> dict | None:
-    """fcd's metrics of a function (the charts' data), None where this build has no such
-    endpoint (branch c18-metrics not merged)."""
+def function_metrics(client, svc: str, fn: str) -> dict:
+    """fcd's metrics of a function (the charts' data), through the SDK's generic call."""
     from alibabacloud_tea_openapi import models as om
     from alibabacloud_tea_util import models as um
-
-    from fcdkit import ApiError
 
     params = om.Params(
         action="GetFunctionMetrics",
@@ -359,13 +356,7 @@ def function_metrics(client, svc: str, fn: str) -> dict | None:
         req_body_type="json",
         body_type="json",
     )
-    try:
-        body = client.call_api(params, om.OpenApiRequest(), um.RuntimeOptions())["body"]
-    except ApiError as err:
-        # A build without the route answers FC's "path not supported".
-        if err.code in ("PathNotSupported", "PathNotFound") or err.status_code == 404:
-            return None
-        raise
+    body = client.call_api(params, om.OpenApiRequest(), um.RuntimeOptions())["body"]
     assert body["periodSeconds"] == 60 and len(body["points"]) == 60, json.dumps(body)[:500]
     return body
 
@@ -386,13 +377,6 @@ def test_metrics_tab_draws_the_four_charts(console: Console, client, deployed):
         sdk_invoke(client, svc, fn, f"m{i}")
     sign_in(console)
     console.open_function(svc, fn)
-    if function_metrics(client, svc, fn) is None:
-        # METRICS ENDPOINT NOT MERGED (branch c18-metrics): until it is, the tab must show the
-        # server's refusal with FC's code rather than nothing. Remove this branch once merged.
-        console.click('[data-tab="metrics"]')
-        code, text = console.error()
-        console.shot("function-metrics")
-        pytest.xfail(f"the metrics endpoint is not in this build; the tab shows {text!r}")
     assert wait_until(
         lambda: sum(p["invocations"] for p in function_metrics(client, svc, fn)["points"]) >= 3, 15, 0.5
     ), function_metrics(client, svc, fn)
