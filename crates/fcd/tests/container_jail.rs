@@ -9,6 +9,8 @@
 //! installs it); it fails, naming what is missing, rather than passing without running.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::sync::Arc;
@@ -311,25 +313,6 @@ async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
     mgr.shutdown(Duration::from_secs(10)).await;
 }
 
-/// The environments of the jail inits (fcd `__fcd-jail-init`) under `data_dir`: a jail started
-/// for a function carries its environment in its spec, a prewarmed one gets it later.
-fn jail_init_environs(data_dir: &Path) -> Vec<String> {
-    let read = |pid: &str, what: &str| {
-        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default())
-            .into_owned()
-    };
-    let dir = data_dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|p| p.parse::<u32>().is_ok())
-        .filter(|p| read(p, "cmdline").contains("__fcd-jail-init"))
-        .map(|p| read(&p, "environ"))
-        .filter(|env| env.contains(&dir))
-        .collect()
-}
-
 #[tokio::test]
 async fn an_image_s_later_cold_starts_take_a_prewarmed_jail_of_it() {
     let (data, mgr, image) = setup(1).await;
@@ -360,7 +343,7 @@ async fn an_image_s_later_cold_starts_take_a_prewarmed_jail_of_it() {
     assert_eq!(got["args"], "via-blank", "{got}");
     assert_eq!(got["cwd"], "/srv", "{got}");
     assert_eq!(got["root"], "readonly", "{got}");
-    let inits = jail_init_environs(data.path());
+    let inits = common::jail_init_environs(data.path());
     assert!(!inits.is_empty(), "no jail init of this test found");
     assert!(
         inits.iter().all(|env| !env.contains(marker)),

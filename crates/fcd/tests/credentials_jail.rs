@@ -7,6 +7,8 @@
 //! Needs root and a host that can jail (else it says so and passes).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,25 +62,6 @@ impl CredentialSource for Fixed {
     async fn credentials(&self) -> Result<Arc<FunctionCredentials>, FcError> {
         Ok(self.0.clone())
     }
-}
-
-fn read_lossy(pid: &str, what: &str) -> String {
-    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default())
-        .into_owned()
-}
-
-/// The environments of the jail inits (fcd `__fcd-jail-init`) of the server using `data_dir`.
-fn jail_init_environs(data_dir: &std::path::Path) -> Vec<String> {
-    let dir = data_dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|p| p.parse::<u32>().is_ok())
-        .filter(|p| read_lossy(p, "cmdline").contains("__fcd-jail-init"))
-        .map(|p| read_lossy(&p, "environ"))
-        .filter(|env| env.contains(&dir))
-        .collect()
 }
 
 #[tokio::test]
@@ -220,7 +203,7 @@ async fn a_prewarmed_jail_gets_the_role_credentials_with_its_assignment() {
     );
     // The instance came from a prewarmed jail: a jail started for the function carries its
     // environment in its init's spec, a prewarmed one got it through the assignment pipe only.
-    let inits = jail_init_environs(data.path());
+    let inits = common::jail_init_environs(data.path());
     assert!(!inits.is_empty(), "no jail init of this test found");
     for env in &inits {
         assert!(

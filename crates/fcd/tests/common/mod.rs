@@ -371,3 +371,23 @@ pub fn all_gone(pids: &[i32], limit: Duration) -> bool {
 pub fn invoke_path(service: &str, function: &str) -> String {
     format!("/2021-04-06/services/{service}/functions/{function}/invocations")
 }
+
+/// The environments of the jail inits (`fcd __fcd-jail-init`) of the server or manager using
+/// `data_dir`: a jail started for a function carries the function's environment in its spec,
+/// a prewarmed one gets it only through its assignment pipe.
+pub fn jail_init_environs(data_dir: &Path) -> Vec<String> {
+    let read = |pid: &str, what: &str| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default())
+            .into_owned()
+    };
+    let dir = data_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|p| p.parse::<u32>().is_ok())
+        .filter(|p| read(p, "cmdline").contains("__fcd-jail-init"))
+        .map(|p| read(&p, "environ"))
+        .filter(|env| env.contains(&dir))
+        .collect()
+}
