@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::Method;
 use serde::Serialize;
 
-use crate::http::{FcdInvoke, Reply, send, wait_first_response};
+use crate::http::{FcdInvoke, Reply, ms, send, wait_first_response};
 use crate::load::median;
 use crate::scenarios::{Bench, floor_env};
 use crate::server::{self, SERVICE};
@@ -211,25 +211,9 @@ fn chroot_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("chroot"))
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Fails unless `reply` is a 200 without a function error whose body carries [`BODY`].
 fn check_answer(what: &str, reply: &Reply) -> Result<()> {
-    if reply.status != 200 {
-        bail!("{what} answered {}", reply.describe());
-    }
-    if let Some(kind) = reply.header("x-fc-error-type") {
-        bail!("{what}: function error {kind}: {}", reply.describe());
-    }
-    if !reply.body.windows(BODY.len()).any(|w| w == BODY) {
-        bail!(
-            "{what}: the answer does not carry the request body: {}",
-            reply.describe()
-        );
-    }
-    Ok(())
+    crate::http::check_echo(what, reply, BODY)
 }
 
 /// What one sample deploys.

@@ -529,3 +529,26 @@ pub(crate) fn wait_first_response(
         std::thread::sleep(Duration::from_micros(100));
     }
 }
+
+/// A duration in milliseconds, as the reports print them.
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Fails unless `reply` is a 200 without a function error whose body carries `body` (the
+/// request's echo).
+pub(crate) fn check_echo(what: &str, reply: &Reply, body: &[u8]) -> Result<()> {
+    if reply.status != 200 {
+        bail!("{what} answered {}", reply.describe());
+    }
+    if let Some(kind) = reply.header("x-fc-error-type") {
+        bail!("{what}: function error {kind}: {}", reply.describe());
+    }
+    if !reply.body.windows(body.len()).any(|w| w == body) {
+        bail!(
+            "{what}: the answer does not carry the request body: {}",
+            reply.describe()
+        );
+    }
+    Ok(())
+}

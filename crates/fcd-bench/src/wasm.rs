@@ -17,7 +17,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http::Method;
 
-use crate::http::{FcdInvoke, PlainPost, ProxyRequest, Reply, Target, send, wait_first_response};
+use crate::http::{
+    FcdInvoke, PlainPost, ProxyRequest, Reply, Target, ms, send, wait_first_response,
+};
 use crate::load::{self, LoadSpec, LoadStats, median};
 use crate::report::{WasmCold, WasmWarmRow, WasmtimeCold};
 use crate::scenarios::{Bench, WARM_INSTANCE_CONCURRENCY, floor_env};
@@ -338,25 +340,9 @@ pub(crate) fn percentile(xs: &[f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Fails unless `reply` is a 200 (without a function error) whose body carries [`BODY`].
+/// Fails unless `reply` is a 200 without a function error whose body carries [`BODY`].
 fn check_answer(what: &str, reply: &Reply) -> Result<()> {
-    if reply.status != 200 {
-        bail!("{what} answered {}", reply.describe());
-    }
-    if let Some(kind) = reply.header("x-fc-error-type") {
-        bail!("{what}: function error {kind}: {}", reply.describe());
-    }
-    if !reply.body.windows(BODY.len()).any(|w| w == BODY) {
-        bail!(
-            "{what}: the answer does not carry the request body: {}",
-            reply.describe()
-        );
-    }
-    Ok(())
+    crate::http::check_echo(what, reply, BODY)
 }
 
 impl Bench {
