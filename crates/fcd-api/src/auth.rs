@@ -66,8 +66,8 @@ pub struct Caller {
 const INVOKE_BODY_MAX: usize = SYNC_PAYLOAD_MAX;
 
 /// The most an over-limit body of a signed request may be read to be dropped (see
-/// `authenticate`): twice the largest body any path accepts.
-const OVERSIZED_DRAIN_MAX: u64 = 2 * INVOKE_BODY_MAX as u64;
+/// `authenticate`).
+const OVERSIZED_DRAIN_MAX: u64 = crate::frontdoor::REFUSED_BODY_DRAIN_MAX;
 
 /// A synchronous invocation body larger than this (or of unknown length) is streamed to the
 /// instance rather than buffered: below it, buffering costs less than the hand-offs.
@@ -554,7 +554,12 @@ async fn authenticate(
     let now = SystemTime::now();
     let (auth, credential) = verify_signed_head(state, &parts, &path, now, false).await?;
     if oversized.is_some() {
-        crate::frontdoor::discard_body(body, state.front_door.body_read_timeout()).await;
+        crate::frontdoor::discard_body(
+            body,
+            state.front_door.body_read_timeout(),
+            OVERSIZED_DRAIN_MAX,
+        )
+        .await;
         return Err(FcError::EntityTooLarge {
             limit: limit as u64,
         });
@@ -566,7 +571,12 @@ async fn authenticate(
     if let Some(len) = declared
         && len > limit as u64
     {
-        crate::frontdoor::discard_body(body, state.front_door.body_read_timeout()).await;
+        crate::frontdoor::discard_body(
+            body,
+            state.front_door.body_read_timeout(),
+            OVERSIZED_DRAIN_MAX,
+        )
+        .await;
         return Err(FcError::EntityTooLarge {
             limit: limit as u64,
         });

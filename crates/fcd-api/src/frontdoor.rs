@@ -190,6 +190,10 @@ pub async fn read_body(body: Body, limit: usize, idle: Duration) -> Result<Bytes
         };
         len = len.saturating_add(data.len());
         if len > limit {
+            // The refusal goes out only after up to as much again has been read and dropped:
+            // a proxy in front of fcd still sending the body would see the connection reset
+            // and turn the 400 into its own 502.
+            discard_body(body, idle, limit as u64).await;
             return Err(FcError::EntityTooLarge {
                 limit: limit as u64,
             });
@@ -214,12 +218,29 @@ pub async fn read_body(body: Body, limit: usize, idle: Duration) -> Result<Bytes
     })
 }
 
-/// Reads a body to its end and drops every piece, giving up when no part of it arrives for
-/// `idle`: a response sent before its request's body was read makes the server close the
-/// connection, which a client that keeps connections alive would see fail on its next call.
-pub(crate) async fn discard_body(body: Body, idle: Duration) {
+/// The most of a refused request's body fcd reads and drops before answering (see
+/// [`discard_body`]): twice the largest body any path accepts. A body declared larger is
+/// refused at once and its connection closed.
+pub(crate) const REFUSED_BODY_DRAIN_MAX: u64 = 2 * fcd_core::limits::SYNC_PAYLOAD_MAX as u64;
+
+/// Reads a body to its end and drops every piece, giving up after `max` bytes or when no part
+/// of it arrives for `idle`. A response sent before its request's body was read makes the
+/// server close the connection with data unread, which resets it: a client that keeps
+/// connections alive would see its next call fail, and a proxy in front of fcd (a cluster's
+/// load balancer) still sending the body would answer its own 502 instead of fcd's refusal.
+pub(crate) async fn discard_body(body: Body, idle: Duration, max: u64) {
     let mut body = body;
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+    let mut read = 0u64;
+    while read <= max {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    read = read.saturating_add(data.len() as u64);
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 /// How many pieces of a streamed body may wait for the instance; with hyper's read buffer (at

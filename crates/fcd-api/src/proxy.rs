@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +60,7 @@ use fcd_runtime::{HttpInvocation, InvokeOutcome, InvokeRequest};
 use crate::AppState;
 use crate::auth;
 use crate::error::render;
+use crate::frontdoor;
 
 /// The URL prefixes of HTTP triggers, one per API version.
 const PROXY_PREFIXES: [&str; 2] = ["/2021-04-06/proxy/", "/2016-08-15/proxy/"];
@@ -226,9 +228,26 @@ pub(crate) async fn serve(
     request_id: &str,
     entry: Entry,
 ) -> Response {
-    match handle(state, req, request_id, entry).await {
+    let (parts, body) = req.into_parts();
+    let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let mut body = Some(body);
+    match handle(state, parts, &mut body, request_id, entry).await {
         Ok(resp) => resp,
-        Err(e) => common_error(&e, request_id),
+        Err(e) => {
+            // Refused before its body was read: the body is read and dropped first, within
+            // bounds, so the connection is not reset under a client or proxy still sending it.
+            if let Some(body) = body
+                && declared.is_none_or(|n| n <= frontdoor::REFUSED_BODY_DRAIN_MAX)
+            {
+                frontdoor::discard_body(
+                    body,
+                    state.front_door.body_read_timeout(),
+                    frontdoor::REFUSED_BODY_DRAIN_MAX,
+                )
+                .await;
+            }
+            common_error(&e, request_id)
+        }
     }
 }
 
@@ -421,13 +440,14 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(str::trim)
 }
 
+/// `body` is taken when it is read; left in place, the caller drains it.
 async fn handle(
     state: &AppState,
-    req: Request,
+    parts: http::request::Parts,
+    body: &mut Option<Body>,
     request_id: &str,
     entry: Entry,
 ) -> Result<Response, FcError> {
-    let (parts, body) = req.into_parts();
     check_limits(&parts)?;
     let raw_path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
@@ -555,7 +575,7 @@ async fn handle(
             Some(authz)
         }
     };
-    let body = auth::read_body(state, body, limit).await?;
+    let body = auth::read_body(state, body.take().ok_or(FcError::Internal)?, limit).await?;
     if let Some(authz) = &signed {
         auth::verify_signed_body(state, authz, &parts.headers, &body, now)?;
     }

@@ -312,3 +312,64 @@ async fn an_oversized_async_body_is_refused_and_the_connection_stays_usable() {
         .unwrap();
     assert_eq!((status, body), (200, small));
 }
+
+/// Calls refused on an HTTP trigger's URL before their bodies are used — declared too large,
+/// too large as it arrives (chunked), a method the trigger does not admit — still have their
+/// bodies read and dropped: the client's connection carries its next call, and a load balancer
+/// in front of fcd, still sending such a body, gets fcd's answer instead of a reset.
+#[tokio::test]
+async fn calls_refused_on_a_trigger_url_leave_the_connection_usable() {
+    let srv = TestServer::start();
+    deploy(&srv, "trigbig").await;
+    let trigger = serde_json::json!({
+        "triggerName": "web",
+        "triggerType": "http",
+        "triggerConfig": serde_json::json!({"authType": "anonymous", "methods": ["POST"]}).to_string(),
+    });
+    let r = srv
+        .call(
+            "POST",
+            "/2021-04-06/services/trigbig/functions/echo/triggers",
+            trigger.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let path = "/2021-04-06/proxy/trigbig/echo/in";
+    let head = |method: &str, len: Option<usize>, extra: &str| {
+        let length = len.map_or("transfer-encoding: chunked\r\n".to_owned(), |n| {
+            format!("content-length: {n}\r\n")
+        });
+        format!("{method} {path} HTTP/1.1\r\nhost: fcd\r\n{length}{extra}\r\n")
+    };
+    let big = pseudo_random(128 * 1024 + 1, 12);
+    let mut chunked = Vec::new();
+    for piece in big.chunks(16 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let async_call = "x-fc-invocation-type: Async\r\n";
+    let refused: [(String, &[u8], u16, &str); 3] = [
+        (head("POST", Some(big.len()), async_call), &big, 400, "EntityTooLarge"),
+        (head("POST", None, async_call), &chunked, 400, "EntityTooLarge"),
+        (head("PUT", Some(big.len()), ""), &big, 403, "AccessDenied"),
+    ];
+    let mut s = TcpStream::connect(&srv.addr).await.unwrap();
+    for (head_text, body, status, code) in refused {
+        let (got, answer) = tokio::time::timeout(HANG, exchange(&mut s, head_text, body))
+            .await
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert_eq!(got, status, "{answer}");
+        assert!(answer.contains(code), "{answer}");
+        let small = b"next".to_vec();
+        let (got, answer) = tokio::time::timeout(
+            HANG,
+            exchange(&mut s, head("POST", Some(small.len()), ""), &small),
+        )
+        .await
+        .unwrap();
+        assert_eq!((got, answer), (200, small));
+    }
+}
