@@ -301,7 +301,7 @@ def slow_registry(registry: Registry, delay_s: float):
 def test_fixture_images_are_served(registries: Registries):
     """Both registries serve every tag of images.json as built; the auth registry refuses
     requests without the right credentials."""
-    assert {"echo:v1", "echo:v2", "echo:multi", "echo:arm64", "notserver:v1", "nolisten:v1"} <= set(
+    assert {"echo:v1", "echo:v2", "echo:multi", "echo:arm64", "notserver:v1", "nolisten:v1", "user:v1"} <= set(
         registries.images
     )
     for name, info in registries.images.items():
@@ -373,6 +373,16 @@ def test_image_files_are_read_only_and_the_function_is_not_root(client: Client, 
     assert r["tmp_write"] == "ok", r
     # fcd's /dev and /proc, though the image has none of its own.
     assert r["dev_null"] is True and r["proc"] is True, r
+
+
+def test_the_image_s_user_is_who_the_function_is(client: Client, service: str, registries):
+    # USER app:staff, names the image's /etc/passwd and /etc/group give as 4242:4343: the
+    # process sees them (mapped onto the instance's own uid on the host), and /tmp is its own.
+    fn = create_container(client, service, registries.open.ref("user:v1"))
+    r = call(client, service, fn)
+    assert r["uid"] == "4242", r
+    assert r["tmp_write"] == "ok", r
+    assert r["root_write"] != "ok", r
 
 
 def test_async_invoke_runs_in_the_container(client: Client, service: str, registries):

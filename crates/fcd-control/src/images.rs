@@ -140,6 +140,7 @@ fn container_image(image: Arc<Image>) -> Arc<ContainerImage> {
         cmd: image.config.cmd.clone(),
         env: image.config.env.clone(),
         working_dir: image.config.working_dir.clone(),
+        user: image.config.user.clone(),
         pin: Some(image as Arc<dyn std::any::Any + Send + Sync>),
     })
 }

@@ -370,6 +370,7 @@ mod tests {
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
                 working_dir: String::new(),
+                user: String::new(),
                 pin: None,
             }))
         };

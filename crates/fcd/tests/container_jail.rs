@@ -2,7 +2,7 @@
 //! (Debian's static busybox and a shell handler served by `busybox nc`) handed to the instance
 //! manager as `FunctionSpec::image`, as the control plane hands over a pulled one. Checks what
 //! the jail makes of it: the image's files as the root, read-only; a writable `/tmp`; the
-//! instance's own uid; ENTRYPOINT/CMD/Env/WorkingDir and `command`/`args`; nothing of the
+//! instance's own uid, or the image's `User` mapped onto it; ENTRYPOINT/CMD/Env/WorkingDir and `command`/`args`; nothing of the
 //! host; `customHealthCheckConfig`.
 //!
 //! Needs root, a host that can jail, and `/bin/busybox` from busybox-static (scripts/test
@@ -44,7 +44,7 @@ done
 if touch /rootfile 2>/dev/null; then root=writable; else root=readonly; fi
 if echo x > /tmp/probe 2>/dev/null; then tmp=writable; else tmp=readonly; fi
 if [ -e /usr/bin/python3 ] || [ -e /root ] || [ -e /home ]; then host=visible; else host=hidden; fi
-body="{\"uid\":\"$(id -u)\",\"root\":\"$root\",\"tmp\":\"$tmp\",\"host\":\"$host\",\"cwd\":\"$(pwd)\",\"greeting\":\"$GREETING\",\"user\":\"$USER_VAR\",\"fn\":\"$FC_FUNCTION_NAME\",\"args\":\"$ARGS\",\"resolv\":\"$([ -f /etc/resolv.conf ] && echo yes)\"}"
+body="{\"uid\":\"$(id -u)\",\"gid\":\"$(id -g)\",\"uid_map\":\"$(cat /proc/self/uid_map)\",\"root\":\"$root\",\"tmp\":\"$tmp\",\"host\":\"$host\",\"cwd\":\"$(pwd)\",\"greeting\":\"$GREETING\",\"user\":\"$USER_VAR\",\"fn\":\"$FC_FUNCTION_NAME\",\"args\":\"$ARGS\",\"resolv\":\"$([ -f /etc/resolv.conf ] && echo yes)\"}"
 printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' "${#body}" "$body"
 "#;
 
@@ -55,12 +55,24 @@ fn build_image(root: &Path) {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "nc", "id", "touch", "head", "pwd", "sleep", "echo"] {
+    for applet in [
+        "sh", "nc", "id", "touch", "head", "pwd", "sleep", "echo", "cat",
+    ] {
         symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    for f in ["hosts", "resolv.conf", "passwd", "group"] {
+    for f in ["hosts", "resolv.conf"] {
         std::fs::write(root.join("etc").join(f), "").unwrap();
     }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/srv:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\napp:x:1001:\nstaff:x:50:\n",
+    )
+    .unwrap();
     std::fs::write(root.join("app/handler.sh"), HANDLER).unwrap();
     // The server: `nc` runs the handler once per connection. `$ARGS` shows what came after
     // the entry point.
@@ -174,6 +186,7 @@ async fn setup(prewarm: u32) -> (tempfile::TempDir, InstanceManager, Arc<Contain
             ("USER_VAR".into(), "from-image".into()),
         ],
         working_dir: "/srv".into(),
+        user: String::new(),
         pin: None,
     });
     let mgr = InstanceManager::new(RuntimeConfig {
@@ -309,6 +322,73 @@ async fn an_image_root_runs_read_only_as_the_instance_s_own_uid() {
             assert!(msg.contains("port 9000"), "{msg}");
         }
         other => panic!("a server that never listens must fail its start: {other:?}"),
+    }
+    mgr.shutdown(Duration::from_secs(10)).await;
+}
+
+/// The image's `User`, by name or number, is who the function is inside — mapped onto the
+/// instance's own uid on the host, never anyone else — and `/tmp` is still its to write.
+#[tokio::test]
+async fn an_image_s_user_is_who_the_function_sees_mapped_onto_the_instance_s_uid() {
+    let (_data, mgr, image) = setup(1).await;
+    let with_user = |user: &str| {
+        Arc::new(ContainerImage {
+            user: user.into(),
+            ..(*image).clone()
+        })
+    };
+    for (user, uid, gid) in [("app", "1000", "1001"), ("4242:staff", "4242", "50")] {
+        let img = with_user(user);
+        // Two functions: the second's cold start may take a prewarmed jail of the image, which
+        // maps the same.
+        for i in 0..2 {
+            let name = format!("user-{uid}-{i}");
+            let got = answer(&mgr, &spec(function(&name, json!({})), &img)).await;
+            assert_eq!(
+                (got["uid"].as_str(), got["gid"].as_str()),
+                (Some(uid), Some(gid)),
+                "{got}"
+            );
+            assert_eq!(got["tmp"], "writable", "{got}");
+            assert_eq!(got["root"], "readonly", "{got}");
+            let map: Vec<&str> = got["uid_map"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            assert_eq!(map.len(), 3, "one mapping line, and only one: {got}");
+            assert_eq!((map[0], map[2]), (uid, "1"), "{got}");
+            let host: u32 = map[1].parse().unwrap();
+            // Instance uids are leased from 0x7000_0000 up (`sandbox::uids`).
+            assert!(
+                host >= 0x7000_0000,
+                "mapped onto {host}, not an instance uid: {got}"
+            );
+        }
+    }
+    // Root is not mapped: the instance's own uid, as without a `User`.
+    let got = answer(
+        &mgr,
+        &spec(function("user-root", json!({})), &with_user("root")),
+    )
+    .await;
+    assert_ne!(got["uid"], "0", "{got}");
+    // A user the image does not know fails the start, naming it.
+    match mgr
+        .invoke(
+            &spec(function("user-ghost", json!({})), &with_user("ghost")),
+            request("req-ghost"),
+        )
+        .await
+    {
+        Err(InvokeError::Start(e)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("'ghost'") && msg.contains("/etc/passwd"),
+                "{msg}"
+            );
+        }
+        other => panic!("an unknown USER must fail the start: {other:?}"),
     }
     mgr.shutdown(Duration::from_secs(10)).await;
 }

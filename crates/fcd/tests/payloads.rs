@@ -351,8 +351,18 @@ async fn calls_refused_on_a_trigger_url_leave_the_connection_usable() {
     chunked.extend_from_slice(b"0\r\n\r\n");
     let async_call = "x-fc-invocation-type: Async\r\n";
     let refused: [(String, &[u8], u16, &str); 3] = [
-        (head("POST", Some(big.len()), async_call), &big, 400, "EntityTooLarge"),
-        (head("POST", None, async_call), &chunked, 400, "EntityTooLarge"),
+        (
+            head("POST", Some(big.len()), async_call),
+            &big,
+            400,
+            "EntityTooLarge",
+        ),
+        (
+            head("POST", None, async_call),
+            &chunked,
+            400,
+            "EntityTooLarge",
+        ),
         (head("PUT", Some(big.len()), ""), &big, 403, "AccessDenied"),
     ];
     let mut s = TcpStream::connect(&srv.addr).await.unwrap();

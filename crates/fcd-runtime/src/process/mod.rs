@@ -229,6 +229,7 @@ pub(crate) async fn spawn(cfg: &RuntimeConfig, plan: SpawnPlan) -> Result<Spawne
             layers_dir: plan.layers_dir.clone(),
             mounts: plan.launch.mounts,
             uid: uid.uid(),
+            image_user: plan.launch.image.as_ref().and_then(|i| i.user),
             image_root: plan.launch.image.map(|i| i.rootfs),
         }),
         _ => None,

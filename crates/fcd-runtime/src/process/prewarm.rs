@@ -51,6 +51,8 @@ struct Key {
     internet: bool,
     /// An image's root (`custom-container`): a jail of one image is no jail of another.
     image: Option<PathBuf>,
+    /// The uid and gid an image's jail maps (fixed when the jail is built).
+    image_user: Option<(u32, u32)>,
 }
 
 impl Key {
@@ -72,6 +74,7 @@ impl Key {
             memory_mb,
             internet,
             image: launch.image.as_ref().map(|i| i.rootfs.clone()),
+            image_user: launch.image.as_ref().and_then(|i| i.user),
         }
     }
 }

@@ -8,10 +8,18 @@
 //! Its environment is the image's `Env`, then FC's variables, then the function's own
 //! (`contract::container_env`); its working directory the image's `WorkingDir` or `/`.
 //!
+//! Who the process is: always the instance's own uid on the host ([`crate::sandbox::uids`]).
+//! An image whose `User` names someone other than root ([`image_user`]: a number or a name in
+//! the image's `/etc/passwd` and `/etc/group`) runs in a user namespace that maps that uid and
+//! gid — and nothing else — onto the instance's, so the function sees the user its image
+//! declares. Root (no `User`, or uid 0) is not mapped: the process sees the instance's uid, and
+//! a server that would drop privileges from root (nginx's `user` directive) carries on as the
+//! unprivileged user it already is, instead of failing to switch to an unmapped one.
+//!
 //! Containers need the jail (an image is a root filesystem, and only a jail can make it one);
 //! under `--isolation none` they are refused with the reason.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Launch, Placement, ProcessLaunch, Runtime};
@@ -30,6 +38,8 @@ pub struct ContainerImage {
     pub env: Vec<(String, String)>,
     /// The image config's `WorkingDir` (empty: `/`).
     pub working_dir: String,
+    /// The image config's `User`: `user[:group]`, names or numbers (empty: root).
+    pub user: String,
     /// Whatever keeps the unpacked image from being collected while this is alive (the image
     /// store's own handle).
     pub pin: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -52,6 +62,9 @@ pub(crate) struct ImageLaunch {
     /// The image's digest: prewarmed jails of images no function names any more are dropped
     /// by it ([`crate::InstanceManager::keep_image_jails`]).
     pub(crate) digest: String,
+    /// The uid and gid the function sees, mapped onto the instance's ([`image_user`]); `None`:
+    /// the instance's own, unmapped.
+    pub(crate) user: Option<(u32, u32)>,
     /// Keeps the unpacked tree while a prewarmed jail of it may be claimed (held, never read).
     pub(crate) _pin: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -62,6 +75,7 @@ impl std::fmt::Debug for ImageLaunch {
             .field("rootfs", &self.rootfs)
             .field("cwd", &self.cwd)
             .field("digest", &self.digest)
+            .field("user", &self.user)
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +109,7 @@ impl Runtime for Container {
                     .to_owned(),
             ));
         };
+        let user = image_user(&image.rootfs, &image.user).map_err(crate::StartError::Spawn)?;
         let cwd = match image.working_dir.as_str() {
             "" => PathBuf::from("/"),
             dir => PathBuf::from(dir),
@@ -109,6 +124,7 @@ impl Runtime for Container {
                 rootfs: image.rootfs.clone(),
                 cwd,
                 digest: image.digest.clone(),
+                user,
                 _pin: image.pin.clone(),
             }),
         }))
@@ -122,6 +138,87 @@ impl Runtime for Container {
 
     fn describe(&self) -> String {
         "an OCI image's root filesystem in the jail (customContainerConfig.image)".to_owned()
+    }
+}
+
+/// The uid and gid an image's `User` names, as the function is to see them: `user[:group]`,
+/// each a number or a name in the image's `/etc/passwd` (`/etc/group`); a user given without a
+/// group has its passwd entry's gid, or 0 when it has none (Docker's rules). `None` for root —
+/// no `User`, or uid 0 — which runs unmapped (see the module's docs). A name the image's files
+/// do not know is an error naming it.
+pub(crate) fn image_user(rootfs: &Path, user: &str) -> Result<Option<(u32, u32)>, String> {
+    let user = user.trim();
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let (name, group) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = image_etc_file(rootfs, "passwd");
+    // `name:password:uid:gid:…`, found by name or by uid.
+    let entry = |by: &dyn Fn(&[&str]) -> bool| {
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() < 4 || !by(&fields) {
+                return None;
+            }
+            Some((
+                fields[2].parse::<u32>().ok()?,
+                fields[3].parse::<u32>().ok()?,
+            ))
+        })
+    };
+    let (uid, passwd_gid) = match name.parse::<u32>() {
+        Ok(uid) => (
+            uid,
+            entry(&|f| f[2] == name).map_or(0, |(_, gid)| gid),
+        ),
+        Err(_) => entry(&|f| f[0] == name).ok_or_else(|| {
+            format!("the image's USER '{user}' names the user '{name}', which is not in the image's /etc/passwd")
+        })?,
+    };
+    let gid = match group {
+        None => passwd_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => image_etc_file(rootfs, "group")
+                .lines()
+                .find_map(|line| {
+                    let fields: Vec<&str> = line.split(':').collect();
+                    (fields.len() >= 3 && fields[0] == g)
+                        .then(|| fields[2].parse::<u32>().ok())
+                        .flatten()
+                })
+                .ok_or_else(|| {
+                    format!("the image's USER '{user}' names the group '{g}', which is not in the image's /etc/group")
+                })?,
+        },
+    };
+    Ok((uid != 0).then_some((uid, gid)))
+}
+
+/// One of the image's `/etc` files, read without following a symbolic link anywhere on the
+/// way: an image's `/etc/passwd` may be a link to the host's files. Empty when missing,
+/// unreadable or over 1 MiB.
+fn image_etc_file(rootfs: &Path, name: &str) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 1 << 20;
+    if !std::fs::symlink_metadata(rootfs.join("etc")).is_ok_and(|m| m.is_dir()) {
+        return String::new();
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(rootfs.join("etc").join(name))
+    else {
+        return String::new();
+    };
+    let mut text = String::new();
+    match file.take(MAX + 1).read_to_string(&mut text) {
+        Ok(n) if (n as u64) <= MAX => text,
+        _ => String::new(),
     }
 }
 
@@ -181,6 +278,7 @@ mod tests {
             cmd: vec!["--serve".into()],
             env: Vec::new(),
             working_dir: String::new(),
+            user: String::new(),
             pin: None,
         }
     }
@@ -228,5 +326,63 @@ mod tests {
         assert!(err.contains("JSON array of strings"), "{err}");
         assert!(check_config(json!({"args": "[1]"}).as_object()).is_err());
         assert!(check_config(json!({"args": "[\"a\"]"}).as_object()).is_ok());
+    }
+
+    #[test]
+    fn an_image_s_user_is_resolved_from_its_own_etc_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\nbroken:x:oops\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:app\n").unwrap();
+        let user = |u: &str| image_user(root, u);
+        assert_eq!(user(""), Ok(None));
+        assert_eq!(user("root"), Ok(None));
+        assert_eq!(user("0:50"), Ok(None));
+        assert_eq!(user("app"), Ok(Some((1000, 1001))));
+        assert_eq!(user("app:staff"), Ok(Some((1000, 50))));
+        assert_eq!(user("1000"), Ok(Some((1000, 1001))));
+        // A uid the image does not list gets gid 0, as with Docker.
+        assert_eq!(user("4242"), Ok(Some((4242, 0))));
+        assert_eq!(user("4242:7"), Ok(Some((4242, 7))));
+        let err = user("ghost").unwrap_err();
+        assert!(
+            err.contains("'ghost'") && err.contains("/etc/passwd"),
+            "{err}"
+        );
+        let err = user("app:nogroup").unwrap_err();
+        assert!(
+            err.contains("'nogroup'") && err.contains("/etc/group"),
+            "{err}"
+        );
+        assert!(user("broken").is_err());
+    }
+
+    #[test]
+    fn an_image_s_etc_files_are_never_read_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host-passwd");
+        std::fs::write(&host, "someone:x:77:77::/:/bin/sh\n").unwrap();
+        // `/etc/passwd` a link out of the image.
+        let a = dir.path().join("a");
+        std::fs::create_dir_all(a.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, a.join("etc/passwd")).unwrap();
+        assert!(image_user(&a, "someone").is_err());
+        // `/etc` itself a link out of the image.
+        let b = dir.path().join("b");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::copy(&host, dir.path().join("outside/passwd")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), b.join("etc")).unwrap();
+        assert!(image_user(&b, "someone").is_err());
+        // The same file inside the image is read.
+        let c = dir.path().join("c");
+        std::fs::create_dir_all(c.join("etc")).unwrap();
+        std::fs::copy(&host, c.join("etc/passwd")).unwrap();
+        assert_eq!(image_user(&c, "someone"), Ok(Some((77, 77))));
     }
 }

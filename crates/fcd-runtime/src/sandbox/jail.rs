@@ -16,6 +16,13 @@
 //!
 //! Progress is reported on a pipe: the init writes `pid <n>` (the child's PID as fcd sees it),
 //! the child `ok` once the function is about to run, or either writes `error: ...`.
+//!
+//! An image with a `User` ([`JailSpec::image_user`]) adds one exchange: the child unshares a
+//! user namespace and says so on a pipe, the init — still root in the namespace above — writes
+//! the child's `uid_map`/`gid_map` (the image's ids onto the instance's, one line each, with
+//! `setgroups` denied) and answers, and the child becomes that user inside. Mapping from
+//! outside works on every kernel that has user namespaces, whether or not unprivileged
+//! processes may create them.
 
 use std::ffi::CString;
 use std::fs;
@@ -62,6 +69,11 @@ pub(crate) struct JailSpec {
     /// only cover files in its `/etc`, and `links` and `etc` are empty.
     #[serde(default)]
     pub(crate) image_root: Option<PathBuf>,
+    /// The uid and gid the function sees (an image's `User`): the child enters a user
+    /// namespace in which they, and only they, are `uid`/`gid` on the host — mapped by the
+    /// init, which stays root outside ([`map_image_user`]).
+    #[serde(default)]
+    pub(crate) image_user: Option<(u32, u32)>,
     /// The jail's `/etc` besides `passwd` and `group`.
     #[serde(default)]
     pub(crate) etc: Vec<EtcEntry>,
@@ -171,6 +183,20 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
             io::Error::other(format!("opening low ports in the instance's network: {e}"))
         })?;
     }
+    // The user-namespace exchange: the child's "unshared", the init's "mapped".
+    let user_sync = match spec.image_user {
+        Some(_) => Some((
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?,
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?,
+        )),
+        None => None,
+    };
+    // The init's `/proc`, opened now: the child's `pivot_root` moves the root of every process
+    // of this mount namespace, the init's too, onto a `/proc` of the new PID namespace.
+    let host_proc = match spec.image_user {
+        Some(_) => Some(OwnedFd::from(fs::File::open("/proc")?)),
+        None => None,
+    };
     // A prewarmed jail's function side waits on this pipe for its assignment.
     let assignment = match &spec.blank {
         Some(_) => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?),
@@ -189,7 +215,9 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
                 drop(unsafe { OwnedFd::from_raw_fd(b.control_fd) });
             }
             let from_init = assignment.map(|(rd, _wr)| rd);
-            let err = match child(spec, from_init) {
+            drop(host_proc);
+            let user_sync = user_sync.map(|((_, unshared), (mapped, _))| (unshared, mapped));
+            let err = match child(spec, from_init, user_sync) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -199,6 +227,16 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
         ForkResult::Parent { child } => {
             CHILD.store(child.as_raw(), Ordering::Relaxed);
             report(spec.report_fd, &format!("pid {}\n", child.as_raw()));
+            if let (Some(user), Some(((unshared, childs_end), (childs_side, mapped))), Some(proc)) =
+                (spec.image_user, user_sync, host_proc)
+            {
+                // The child's ends closed here, a child that dies early is an EOF, not a wait.
+                drop((childs_end, childs_side));
+                if let Err(e) = map_image_user(spec, &proc, child, user, (unshared, mapped)) {
+                    report(spec.report_fd, &format!("error: {e}\n"));
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                }
+            }
             // SAFETY: closing our copy of the report pipe; the child keeps its own.
             #[allow(unsafe_code)]
             drop(unsafe { OwnedFd::from_raw_fd(spec.report_fd) });
@@ -229,6 +267,68 @@ fn init(spec: &JailSpec) -> io::Result<i32> {
             }
         }
     }
+}
+
+/// The init's side of the user-namespace exchange: waits for the child to have unshared its
+/// user namespace, maps the image's `user` onto the instance's ids in it, and lets it go on.
+/// A child that ends before unsharing (it has reported why) is not an error here.
+fn map_image_user(
+    spec: &JailSpec,
+    host_proc: &OwnedFd,
+    child: Pid,
+    (uid, gid): (u32, u32),
+    (unshared, mapped): (OwnedFd, OwnedFd),
+) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    if !matches!(nix::unistd::read(&unshared, &mut byte), Ok(1)) {
+        return Ok(());
+    }
+    let write = |file: &str, line: String| {
+        let path = format!("{}/{file}", child.as_raw());
+        nix::fcntl::openat(
+            host_proc,
+            path.as_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .and_then(|fd| nix::unistd::write(&fd, line.as_bytes()))
+        .map_err(|e| {
+            io::Error::other(format!(
+                "mapping the image's user {uid}:{gid} onto the instance's uid {}: {file}: {e}",
+                spec.uid
+            ))
+        })
+    };
+    write("setgroups", "deny".to_owned())?;
+    write("uid_map", format!("{uid} {} 1\n", spec.uid))?;
+    write("gid_map", format!("{gid} {} 1\n", spec.gid))?;
+    nix::unistd::write(&mapped, b"m").map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// The child's side: enters a user namespace of its own, waits for the init to map it, and
+/// becomes the image's user inside — the instance's uid outside. Supplementary groups were
+/// dropped before, and `setgroups` is denied in the namespace.
+fn become_image_user(
+    (uid, gid): (u32, u32),
+    (unshared, mapped): (OwnedFd, OwnedFd),
+) -> io::Result<()> {
+    ctx(
+        "user namespace",
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER),
+    )?;
+    nix::unistd::write(&unshared, b"u").map_err(io::Error::from)?;
+    drop(unshared);
+    let mut byte = [0u8; 1];
+    if !matches!(nix::unistd::read(&mapped, &mut byte), Ok(1)) {
+        return Err(io::Error::other(
+            "the jail's init did not map the image's user",
+        ));
+    }
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    ctx("setresgid", nix::unistd::setresgid(gid, gid, gid))?;
+    ctx("setresuid", nix::unistd::setresuid(uid, uid, uid))?;
+    Ok(())
 }
 
 /// Which of the namespaces in `flags` this process cannot create, as an operator reads it.
@@ -448,7 +548,11 @@ fn resolve_program(program: &str, env: &[(String, String)]) -> String {
 }
 
 /// Runs as PID 1 of the new namespace: builds the root, drops privileges, execs the function.
-fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::convert::Infallible> {
+fn child(
+    spec: &JailSpec,
+    assignment: Option<OwnedFd>,
+    user_sync: Option<(OwnedFd, OwnedFd)>,
+) -> io::Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     let filters = super::seccomp::filters()?;
     let none: Option<&str> = None;
@@ -637,8 +741,13 @@ fn child(spec: &JailSpec, assignment: Option<OwnedFd>) -> io::Result<std::conver
     }
     let _ = nix::unistd::sethostname("fc-instance");
     ctx("setgroups", nix::unistd::setgroups(&[]))?;
-    ctx("setgid", nix::unistd::setgid(Gid::from_raw(spec.gid)))?;
-    ctx("setuid", nix::unistd::setuid(Uid::from_raw(spec.uid)))?;
+    match (spec.image_user, user_sync) {
+        (Some(user), Some(sync)) => become_image_user(user, sync)?,
+        _ => {
+            ctx("setgid", nix::unistd::setgid(Gid::from_raw(spec.gid)))?;
+            ctx("setuid", nix::unistd::setuid(Uid::from_raw(spec.uid)))?;
+        }
+    }
     // Changing credentials clears the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     ctx("no_new_privs", nix::sys::prctl::set_no_new_privs())?;

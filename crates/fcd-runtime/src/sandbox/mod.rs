@@ -138,6 +138,8 @@ pub(crate) struct JailPlan {
     pub(crate) uid: u32,
     /// An unpacked image to use as the root instead of the host's trees (`custom-container`).
     pub(crate) image_root: Option<PathBuf>,
+    /// The uid and gid the image's `User` names, mapped onto `uid` in a user namespace.
+    pub(crate) image_user: Option<(u32, u32)>,
 }
 
 impl JailConfig {
@@ -221,6 +223,7 @@ impl JailConfig {
             mounts: Vec::new(),
             uid: lease.uid(),
             image_root: None,
+            image_user: None,
         };
         let spec = SpawnSpec {
             program: truth.into(),
@@ -528,6 +531,7 @@ fn spawn_jailed(spec: SpawnSpec, plan: JailPlan) -> io::Result<Spawned> {
         links,
         etc,
         image_root: plan.image_root.clone(),
+        image_user: plan.image_root.as_ref().and(plan.image_user),
         hosts: spec.hosts.clone(),
         hidden: plan.config.hidden.clone(),
         tmp_size_mb: plan.config.tmp_size_mb,

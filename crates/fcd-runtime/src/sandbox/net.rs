@@ -1700,6 +1700,7 @@ mod tests {
             mounts: Vec::new(),
             uid: uid.uid(),
             image_root: None,
+            image_user: None,
         });
         let mut spawned = sandbox::spawn(spec).unwrap();
         assert!(
