@@ -5,6 +5,9 @@ import { path, signRequest, toBytes, wireQuery } from "./sign.js";
 
 export const PREFIX = "/2021-04-06";
 
+/** Pages of 100 a list follows (FC's nextToken) before it stops and says it is cut short. */
+export const MAX_LIST_PAGES = 50;
+
 /** An API error as FC renders it: `code` is FC's ErrorCode. */
 export class ApiError extends Error {
   constructor(code, message, status, requestId) {
@@ -103,10 +106,30 @@ export class Client {
     return (await this.call("GET", apiPath, { query, action })).json();
   }
 
+  /**
+   * Every item of a paged list, following FC's `nextToken` page by page: `{[key]: items}`, with
+   * `truncated: true` when [MAX_LIST_PAGES] pages did not reach the end.
+   */
+  async listAll(apiPath, key, query, action) {
+    const items = [];
+    let nextToken;
+    for (let page = 0; page < MAX_LIST_PAGES; page++) {
+      const body = await this.get(apiPath, { limit: 100, ...query, nextToken }, action);
+      items.push(...(body[key] || []));
+      nextToken = body.nextToken;
+      if (!nextToken) return { [key]: items, truncated: false };
+    }
+    return { [key]: items, truncated: true };
+  }
+
   // --- FC operations the console uses (paths as in the 2021-04-06 SDK) ---
 
+  /** One page of services (the sign-in check asks for one). */
   listServices(query) {
     return this.get("/services", { limit: 100, ...query }, "ListServices");
+  }
+  allServices() {
+    return this.listAll("/services", "services", undefined, "ListServices");
   }
   createService(serviceName, description) {
     return this.call("POST", "/services", {
@@ -118,7 +141,7 @@ export class Client {
     return this.get(path("services", s), undefined, "GetService");
   }
   listFunctions(s) {
-    return this.get(path("services", s, "functions"), { limit: 100 }, "ListFunctions");
+    return this.listAll(path("services", s, "functions"), "functions", undefined, "ListFunctions");
   }
   getFunction(s, f, qualifier) {
     return this.get(path("services", s, "functions", f), { qualifier }, "GetFunction");
@@ -139,7 +162,7 @@ export class Client {
     return this.get(path("services", s, "functions", f, "code"), { qualifier }, "GetFunctionCode");
   }
   listVersions(s) {
-    return this.get(path("services", s, "versions"), { limit: 100 }, "ListServiceVersions");
+    return this.listAll(path("services", s, "versions"), "versions", undefined, "ListServiceVersions");
   }
   publishVersion(s, description) {
     return this.call("POST", path("services", s, "versions"), {
@@ -148,7 +171,7 @@ export class Client {
     }).then((r) => r.json());
   }
   listAliases(s) {
-    return this.get(path("services", s, "aliases"), { limit: 100 }, "ListAliases");
+    return this.listAll(path("services", s, "aliases"), "aliases", undefined, "ListAliases");
   }
   createAlias(s, alias) {
     return this.call("POST", path("services", s, "aliases"), {
@@ -157,7 +180,7 @@ export class Client {
     }).then((r) => r.json());
   }
   listTriggers(s, f) {
-    return this.get(path("services", s, "functions", f, "triggers"), { limit: 100 }, "ListTriggers");
+    return this.listAll(path("services", s, "functions", f, "triggers"), "triggers", undefined, "ListTriggers");
   }
   getAsyncConfig(s, f, qualifier) {
     return this.get(

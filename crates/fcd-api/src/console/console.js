@@ -57,6 +57,11 @@ function table(id, headers, rows, empty = "None yet.") {
   return h("table", { id, class: "grid" }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))), body);
 }
 
+/** A note under a list that stopped before its end (`ApiClient.listAll`), else nothing. */
+function cutShort(id, truncated, count) {
+  return truncated ? [h("p", { id: `${id}-truncated`, class: "muted" }, `Showing the first ${count}; narrow the list with the API or the CLI to see the rest.`)] : [];
+}
+
 function field(label, input, hint) {
   return h("div", { class: "field" }, h("label", { for: input.id }, label), input, hint ? h("small", { class: "muted" }, hint) : null);
 }
@@ -317,8 +322,9 @@ async function servicesPage() {
 
   async function load() {
     try {
-      const { services = [] } = await client.listServices();
+      const { services = [], truncated } = await client.allServices();
       list.replaceChildren(
+        ...cutShort("services", truncated, services.length),
         table(
           "services-table",
           ["Name", "Description", "Last modified"],
@@ -439,8 +445,9 @@ async function servicePage(service) {
 
   async function loadFunctions() {
     try {
-      const { functions = [] } = await client.listFunctions(service);
+      const { functions = [], truncated } = await client.listFunctions(service);
       fnList.replaceChildren(
+        ...cutShort("functions", truncated, functions.length),
         table(
           "functions-table",
           ["Name", "Runtime", "Handler", "Memory", "Timeout", "Code size", "Last modified"],
@@ -466,8 +473,9 @@ async function servicePage(service) {
   }
   async function loadVersions() {
     try {
-      const { versions = [] } = await client.listVersions(service);
+      const { versions = [], truncated } = await client.listVersions(service);
       verList.replaceChildren(
+        ...cutShort("versions", truncated, versions.length),
         table(
           "versions-table",
           ["Version", "Description", "Created"],
@@ -483,8 +491,9 @@ async function servicePage(service) {
   }
   async function loadAliases() {
     try {
-      const { aliases = [] } = await client.listAliases(service);
+      const { aliases = [], truncated } = await client.listAliases(service);
       aliasList.replaceChildren(
+        ...cutShort("aliases", truncated, aliases.length),
         table(
           "aliases-table",
           ["Alias", "Version", "Routing", "Last modified"],
@@ -1192,8 +1201,9 @@ async function triggers(panel, s, f) {
   const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   panel.append(h("h2", {}, "Triggers"), list);
   try {
-    const { triggers: ts = [] } = await client.listTriggers(s, f);
+    const { triggers: ts = [], truncated } = await client.listTriggers(s, f);
     list.replaceChildren(
+      ...cutShort("triggers", truncated, ts.length),
       table(
         "triggers-table",
         ["Name", "Type", "Qualifier", "URL", "Config"],
