@@ -1,6 +1,7 @@
 //! The `container-cold` scenario: the cold start of a `custom-container` function whose image
-//! fcd has already pulled, next to the custom runtime's cold start on the same server, and the
-//! image's own server started by hand (under `chroot`) as the floor.
+//! fcd has already pulled, next to the same image with a `USER` (what its user namespace costs)
+//! and the custom runtime's cold start on the same server, and the image's own server started
+//! by hand (under `chroot`) as the floor.
 //!
 //! This module owns finding the test images (the registry storage `scripts/container-fixtures`
 //! writes, built by that script when missing), serving them for the run with Debian's
@@ -29,6 +30,10 @@ use crate::wasm::percentile;
 
 /// The fixture image measured (`tests/container/`: busybox `nc -ll` forking a shell handler).
 const IMAGE: &str = "echo:v1";
+/// The same image with `USER app:staff`: its instances run in a user namespace mapping that
+/// user onto the instance's uid, the one step the jail adds for it.
+const USER_IMAGE: &str = "user:v1";
+const USER_PRIME_FUNCTION: &str = "container-cold-user-prime";
 /// The body every InvokeFunction carries; the image's handler answers it inside its JSON.
 const BODY: &[u8] = b"fcd-bench container 0123456789";
 /// FC's default memory size, as the cold scenario's functions have.
@@ -61,7 +66,8 @@ pub(crate) struct ContainerCold {
     /// CreateFunction → first answer of the run's first function of the image: fcd pulling it
     /// from the loopback registry, unpacking it and starting it (its cache starts empty).
     pub(crate) first_deploy_ms: f64,
-    /// `custom-container`, then `custom` (the bench fixture), sampled alternately.
+    /// `custom-container`, the same image with a `USER` (when the fixtures have it), then
+    /// `custom` (the bench fixture), sampled in rotation.
     pub(crate) series: Vec<ContainerColdSeries>,
     /// The image's server started by hand under `chroot` in fcd's unpacked root: spawn →
     /// first `/invoke` answered.
@@ -219,6 +225,8 @@ fn check_answer(what: &str, reply: &Reply) -> Result<()> {
 /// What one sample deploys.
 enum Deploy {
     Container,
+    /// The image with a `USER` ([`USER_IMAGE`]).
+    ContainerUser,
     Custom,
 }
 
@@ -255,26 +263,46 @@ impl Bench {
             format!("the first invocation of {image} (pulled from the loopback registry)")
         })?;
         deleted?;
+        // The USER image, pulled once too (fixtures built before it existed have none).
+        let user_image = match images.get(USER_IMAGE) {
+            Some(_) => {
+                let user_image = format!("{}/{USER_IMAGE}", registry.addr);
+                self.create_container(USER_PRIME_FUNCTION, &user_image)
+                    .await?;
+                let first = self.container_invoke(USER_PRIME_FUNCTION).await;
+                self.api()?.delete_function(USER_PRIME_FUNCTION).await?;
+                first.with_context(|| format!("the first invocation of {user_image}"))?;
+                Some(user_image)
+            }
+            None => None,
+        };
 
         let (warmups, n) = if self.plan.quick { (0, 2) } else { (1, 20) };
         let mut container = Vec::new();
+        let mut container_user = Vec::new();
         let mut custom = Vec::new();
         let mut standalone = Vec::new();
         let mut standalone_note = None;
         let rootfs = self.unpacked_rootfs(digest.as_deref());
         for i in 0..warmups + n {
             let record = i >= warmups;
-            // Alternate which goes first, so neither always follows the other.
-            let order = if i % 2 == 0 {
-                [Deploy::Container, Deploy::Custom]
-            } else {
-                [Deploy::Custom, Deploy::Container]
-            };
+            // Rotate which goes first, so none always follows another.
+            let mut order = vec![Deploy::Container, Deploy::Custom];
+            if user_image.is_some() {
+                order.insert(1, Deploy::ContainerUser);
+            }
+            let turn = i % order.len();
+            order.rotate_left(turn);
             for which in order {
-                let s = self.container_sample(&which, &image, i).await?;
+                let image = match which {
+                    Deploy::ContainerUser => user_image.as_deref().unwrap_or(&image),
+                    _ => &image,
+                };
+                let s = self.container_sample(&which, image, i).await?;
                 if record {
                     match which {
                         Deploy::Container => container.push(s),
+                        Deploy::ContainerUser => container_user.push(s),
                         Deploy::Custom => custom.push(s),
                     }
                 }
@@ -310,10 +338,16 @@ impl Bench {
             image,
             samples: n,
             first_deploy_ms,
-            series: vec![
-                series("custom-container", container),
-                series("custom", custom),
-            ],
+            series: [
+                Some(series("custom-container", container)),
+                user_image
+                    .is_some()
+                    .then(|| series("custom-container, USER app:staff", container_user)),
+                Some(series("custom", custom)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             standalone_ms: standalone,
             standalone_median_ms,
             standalone_note,
@@ -366,11 +400,14 @@ impl Bench {
         let instances_before = self.api()?.metric(INSTANCES_USED).await?;
         let (name, runtime) = match which {
             Deploy::Container => (format!("container-cold-{i}"), "custom-container"),
+            Deploy::ContainerUser => (format!("container-cold-user-{i}"), "custom-container"),
             Deploy::Custom => (format!("container-cold-custom-{i}"), "custom"),
         };
         let t0 = Instant::now();
         match which {
-            Deploy::Container => self.create_container(&name, image).await?,
+            Deploy::Container | Deploy::ContainerUser => {
+                self.create_container(&name, image).await?
+            }
             Deploy::Custom => {
                 let mut def = self.custom_def(&name, 1);
                 def.memory_mb = MEMORY_MB;
@@ -454,8 +491,10 @@ pub(crate) fn markdown(c: &ContainerCold, o: &mut String) {
          `{}` (tests/container: busybox `nc -ll` forking a shell handler per connection), served by \
          `docker-registry` on loopback. The run's first function of the image took {:.1} ms from \
          CreateFunction to its first answer (pull, unpack, start). Then each sample creates a fresh \
-         function of the image — and, alternately, of the custom runtime's bench fixture, both at \
-         {MEMORY_MB} MB — invokes it as soon as CreateFunction answered, and deletes it.\n\n\
+         function of the image — and, in rotation, of the image with `USER app:staff` (`{USER_IMAGE}`: \
+         its instances get a user namespace mapping that user onto the instance's uid) and of the \
+         custom runtime's bench fixture, all at {MEMORY_MB} MB — invokes it as soon as \
+         CreateFunction answered, and deletes it.\n\n\
          | runtime | InvokeFunction → answer, median | p90 | CreateFunction, median | prewarmed jails claimed | samples (ms) |\n\
          |---|--:|--:|--:|--:|---|",
         c.image, c.first_deploy_ms
